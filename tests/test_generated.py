@@ -1,0 +1,67 @@
+"""Run what the generated projects ship: their own test suites, and train.py on example data files.
+
+The subset covers every model, every dataset and both tasks; each project's suite includes the
+resume, interruption and fault tests.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SUBSET = [
+    ('classification', 'mlp', 'synthetic'),
+    ('regression', 'mlp', 'csv'),
+    ('classification', 'mlp', 'image_folder'),
+    ('regression', 'cnn', 'image_folder'),
+    ('classification', 'cnn', 'synthetic'),
+    ('classification', 'transformer', 'sequence'),
+    ('regression', 'transformer', 'synthetic'),
+]
+IDS = ['-'.join(c) for c in SUBSET]
+ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task, model, dataset', SUBSET, ids=IDS)
+def test_generated_project_tests_pass(baked, task, model, dataset):
+    project = baked(task, model, dataset)
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider'], cwd=project,
+                            capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert ' passed' in result.stdout.splitlines()[-1] and 'failed' not in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task, model, dataset', [c for c in SUBSET if c[2] != 'synthetic'],
+                         ids=[i for c, i in zip(SUBSET, IDS) if c[2] != 'synthetic'])
+def test_train_py_runs_on_example_files(baked, tmp_path, task, model, dataset):
+    project = baked(task, model, dataset)
+    run = tmp_path / 'run'
+    run.mkdir()
+    made = subprocess.run([sys.executable, str(project / 'dataset.py'), '--make-example', 'data', '--n_samples', '120'],
+                          cwd=run, capture_output=True, text=True, env=ENV)
+    assert made.returncode == 0, made.stderr
+    trained = subprocess.run([sys.executable, str(project / 'train.py'), '--dataset_dir', 'data', '--n_epoch', '2',
+                              '--batch_size', '32', '--warmup_steps', '4'], cwd=run, capture_output=True, text=True,
+                             env=ENV)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (logs,) = (run / 'loggers').iterdir()
+    (ckpts,) = (run / 'checkpoints').iterdir()
+    assert sorted(p.name for p in logs.iterdir()) == ['note.log', 'train.log', 'val.log']
+    assert sorted(p.name for p in ckpts.iterdir()) == ['best_checkpoint.pt', 'latest_checkpoint.pt']
+    assert 'epoch 2 step 6 loss' in (logs / 'val.log').read_text()  # 96 train samples / 32 per batch * 2 epochs
+
+
+@pytest.mark.slow
+def test_default_bake_trains_and_accuracy_rises(baked, tmp_path):
+    """The demo path: the default answers, synthetic data, a few epochs; accuracy must visibly rise."""
+    project = baked('classification', 'mlp', 'synthetic')
+    result = subprocess.run([sys.executable, str(project / 'train.py'), '--n_epoch', '4', '--warmup_steps', '50',
+                             '--n_samples', '2048'], cwd=tmp_path, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (logs,) = (tmp_path / 'loggers').iterdir()
+    accuracies = [float(line.split(' acc ')[1].split()[0]) for line in (logs / 'val.log').read_text().splitlines()
+                  if ' acc ' in line]
+    assert accuracies[-1] > accuracies[0] + 0.2, accuracies

@@ -1,0 +1,72 @@
+"""Bad answers and unsupported combinations: exit != 0, a clear message, and no folder left behind."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import TEMPLATE, UNSUPPORTED, bake
+from cookiecutter.exceptions import FailedHookException
+
+
+def cli(tmp_path, *answers):
+    out = tmp_path / 'out'
+    result = subprocess.run([sys.executable, '-m', 'cookiecutter', '--no-input', '-o', str(out), str(TEMPLATE),
+                             *answers], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return result, out
+
+
+def nothing_written(out):
+    return not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize('task, model, dataset', UNSUPPORTED, ids=['-'.join(c) for c in UNSUPPORTED])
+def test_unsupported_combination_is_rejected_before_anything_is_written(tmp_path, task, model, dataset):
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, task=task, model=model, dataset=dataset)
+    assert nothing_written(tmp_path)
+
+
+def test_unsupported_combination_message_names_the_valid_choices(tmp_path):
+    result, out = cli(tmp_path, 'model=cnn', 'dataset=csv')
+    assert result.returncode != 0
+    assert "error: model 'cnn' cannot read dataset 'csv': with 'cnn' choose one of synthetic, image_folder; " \
+           "for 'csv' choose model mlp" in result.stderr
+    assert nothing_written(out)
+
+
+@pytest.mark.parametrize('answer, message', [
+    ('project_name=', "project_slug '' is not a safe folder name"),
+    ('project_slug=a/b', "project_slug 'a/b' is not a safe folder name"),
+    ('project_slug=..', "project_slug '..' is not a safe folder name"),
+    ('project_slug=my project', "project_slug 'my project' is not a safe folder name"),
+    ('project_slug=-rf', "project_slug '-rf' is not a safe folder name"),
+    ('num_features=0', 'num_features must be at least 1, got 0'),
+    ('num_classes=-3', "num_classes must be a whole number, got '-3'"),
+    ('image_size=big', "image_size must be a whole number, got 'big'"),
+    ('image_size=4', 'image_size must be at least 8, got 4'),
+    ('num_classes=2.5', "num_classes must be a whole number, got '2.5'"),
+])
+def test_bad_answer_fails_with_a_clear_message_and_no_folder(tmp_path, answer, message):
+    result, out = cli(tmp_path, answer)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert nothing_written(out)
+
+
+def test_every_problem_gets_its_own_line(tmp_path):
+    result, out = cli(tmp_path, 'num_features=x', 'num_classes=0', 'model=transformer', 'dataset=csv')
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 3, result.stderr
+    assert nothing_written(out)
+
+
+def test_image_channels_must_be_1_3_or_4_for_image_files(tmp_path):
+    result, out = cli(tmp_path, 'model=cnn', 'dataset=image_folder', 'image_channels=2')
+    assert result.returncode != 0 and 'image_channels must be 1, 3 or 4' in result.stderr
+    assert nothing_written(out)
+
+
+def test_defaults_bake_without_questions(tmp_path):
+    result, out = cli(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (out / 'my_training_project' / 'train.py').is_file()

@@ -1,0 +1,394 @@
+{%- set classification = cookiecutter.task == 'classification' %}
+{%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') %}
+"""The data. Edit it for your own: train.py needs DATA_CONFIG, SPLIT_KEYS, build_datasets(config) and collate_fn.
+{%- if cookiecutter.dataset == 'synthetic' %}
+
+The synthetic dataset needs no files: it draws {{ 'labelled samples around one random centre per class' if classification else 'samples whose target is a smooth function of the input' }}
+from a generator seeded by config['seed'], so it is learnable and the same on every run.
+{%- elif cookiecutter.dataset == 'csv' %}
+
+Layout under config['dataset_dir']:
+    data.csv    a header row, then one row per sample: the feature columns, plus the label
+                column named by config['label_column']. {{ 'Labels are integers 0..num_classes-1 or class names.' if classification else 'Labels are numbers.' }}
+{%- elif cookiecutter.dataset == 'image_folder' %}
+
+Layout under config['dataset_dir']:
+{%- if classification %}
+    <class name>/*.png|*.jpg|*.jpeg    one folder per class; classes are numbered in sorted order
+{%- else %}
+    <target value>/*.png|*.jpg|*.jpeg  one folder per target value, named as a number (e.g. 0.25/)
+{%- endif %}
+Images are read with Pillow, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
+{%- else %}
+
+Layout under config['dataset_dir']:
+    index.csv           a header `file,label`, then one row per sample
+    frames/<name>.pt    one tensor per sample, shape (frames, num_features), of any length
+Sequences longer than max_frames keep their first max_frames frames. Batches are padded by collate_fn.
+{%- endif %}
+{%- if cookiecutter.dataset != 'synthetic' %}
+
+Write a small example in this layout with:  python dataset.py --make-example data/
+{%- endif %}
+"""
+
+{%- if cookiecutter.dataset != 'synthetic' %}
+
+import argparse
+{%- endif %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+import csv
+{%- endif %}
+{%- if cookiecutter.dataset != 'synthetic' %}
+import sys
+from pathlib import Path
+{%- endif %}
+
+import torch
+{%- if kind == 'image' %}
+import torch.nn.functional as F
+{%- endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}
+from PIL import Image
+{%- endif %}
+from torch.utils.data import Dataset, random_split
+
+from utils import RunError
+
+DATA_CONFIG = {
+{%- if cookiecutter.dataset == 'synthetic' %}
+    'n_samples': 4096,
+{%- else %}
+    'dataset_dir': './data',
+{%- endif %}
+{%- if cookiecutter.dataset == 'csv' %}
+    'label_column': 'label',
+{%- endif %}
+    'valid_ratio': 0.2,
+{%- if kind == 'image' %}
+    'image_channels': {{ cookiecutter.image_channels }},
+    'image_size': {{ cookiecutter.image_size }},
+{%- else %}
+    'num_features': {{ cookiecutter.num_features }},
+{%- endif %}
+{%- if kind == 'sequence' %}
+    'max_frames': 512,
+{%- endif %}
+{%- if classification %}
+    'num_classes': {{ cookiecutter.num_classes }},
+{%- endif %}
+}
+
+# Config keys that decide which samples land in train and valid: resume refuses to change them.
+{%- if cookiecutter.dataset == 'synthetic' %}
+SPLIT_KEYS = ('seed', 'valid_ratio', 'n_samples')
+{%- elif cookiecutter.dataset == 'csv' %}
+SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir', 'label_column')
+{%- else %}
+SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir')
+{%- endif %}
+{%- if cookiecutter.dataset != 'synthetic' %}
+
+LAYOUT = (
+{%- if cookiecutter.dataset == 'csv' %}
+    "expected <dataset_dir>/data.csv with a header row of feature columns and a label column"
+{%- elif cookiecutter.dataset == 'image_folder' %}
+    "expected <dataset_dir>/{{ '<class name>' if classification else '<target value>' }}/*.png|*.jpg"
+{%- else %}
+    "expected <dataset_dir>/index.csv (file,label) and one (frames, num_features) tensor file per sample"
+{%- endif %}
+    "; write an example with: python dataset.py --make-example <dataset_dir>"
+)
+{%- endif %}
+
+
+def synthetic_samples(config, n, seed):
+    """`n` learnable samples in this project's input shape, from a generator seeded by `seed`."""
+    g = torch.Generator().manual_seed(seed)
+{%- if classification %}
+    k = config['num_classes']
+    targets = torch.randint(k, (n,), generator=g)
+{%- else %}
+    targets = torch.rand(n, 1, generator=g) * 2 - 1
+{%- endif %}
+{%- if kind == 'vector' %}
+    f = config['num_features']
+{%- if classification %}
+    centres = torch.randn(k, f, generator=g)
+    inputs = centres[targets] + 1.5 * torch.randn(n, f, generator=g)
+{%- else %}
+    direction = torch.randn(f, generator=g)
+    direction = direction / direction.norm()
+    inputs = torch.randn(n, f, generator=g) + targets * direction * 3
+{%- endif %}
+    return inputs, targets
+{%- elif kind == 'image' %}
+    c, s = config['image_channels'], config['image_size']
+    # smooth blobs (4x4 noise upsampled), so that a small CNN sees structure
+{%- if classification %}
+    centres = F.interpolate(torch.randn(k, c, 4, 4, generator=g), size=(s, s), mode='bilinear', align_corners=False)
+    noise = F.interpolate(torch.randn(n, c, 4, 4, generator=g), size=(s, s), mode='bilinear', align_corners=False)
+    inputs = centres[targets] + 0.8 * noise
+{%- else %}
+    noise = F.interpolate(torch.randn(n, c, 4, 4, generator=g), size=(s, s), mode='bilinear', align_corners=False)
+    inputs = 0.5 * noise + targets.view(n, 1, 1, 1)
+{%- endif %}
+    return inputs.clamp(-3, 3), targets
+{%- else %}
+    f = config['num_features']
+    lengths = torch.randint(8, 33, (n,), generator=g).tolist()
+{%- if classification %}
+    centres = torch.randn(k, f, generator=g)
+    inputs = [centres[y] + 1.5 * torch.randn(length, f, generator=g) for y, length in zip(targets, lengths)]
+{%- else %}
+    inputs = [torch.randn(length, f, generator=g) + y for y, length in zip(targets, lengths)]
+{%- endif %}
+    return inputs, targets
+{%- endif %}
+{%- if classification and cookiecutter.dataset in ['csv', 'sequence'] %}
+
+
+def label_indices(labels, num_classes, where):
+    """Integer labels are used as they are; names are numbered in sorted order. Returns (classes, targets)."""
+    if all(v.strip().isdigit() for v in labels):
+        classes, targets = None, torch.tensor([int(v) for v in labels])
+    else:
+        classes = sorted(set(labels))
+        targets = torch.tensor([classes.index(v) for v in labels])
+    if int(targets.max()) >= num_classes:
+        raise RunError(f"'{where}' has labels outside 0..{num_classes - 1}; pass --num_classes {int(targets.max()) + 1}")
+    return classes, targets
+{%- endif %}
+{%- if cookiecutter.dataset == 'synthetic' %}
+
+
+class SyntheticDataset(Dataset):
+    def __init__(self, config):
+        self.inputs, self.targets = synthetic_samples(config, config['n_samples'], config['seed'])
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        return self.inputs[index], self.targets[index]
+{%- elif cookiecutter.dataset == 'csv' %}
+
+
+class CsvDataset(Dataset):
+    """Reads data.csv into memory: every column but the label column is a float feature."""
+
+    def __init__(self, config):
+        path = Path(config['dataset_dir']) / 'data.csv'
+        if not path.is_file():
+            raise RunError(f"no data.csv in dataset_dir '{config['dataset_dir']}'; {LAYOUT}")
+        with open(path, newline='', encoding='utf-8') as f:
+            rows = list(csv.reader(f))
+        if len(rows) < 3:
+            raise RunError(f"'{path}' needs a header and at least two rows; {LAYOUT}")
+        header, rows = rows[0], rows[1:]
+        label = config['label_column']
+        if label not in header:
+            raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: {', '.join(header)}")
+        label_at = header.index(label)
+        n_features = len(header) - 1
+        if n_features != config['num_features']:
+            raise RunError(f"'{path}' has {n_features} feature columns but num_features is "
+                           f"{config['num_features']}; pass --num_features {n_features}")
+        try:
+            features = [[float(v) for i, v in enumerate(row) if i != label_at] for row in rows]
+        except ValueError as err:
+            raise RunError(f"'{path}' has a non-numeric feature value ({err})") from None
+        labels = [row[label_at] for row in rows]
+        self.inputs = torch.tensor(features, dtype=torch.float32)
+{%- if classification %}
+        self.classes, self.targets = label_indices(labels, config['num_classes'], path)
+{%- else %}
+        try:
+            self.targets = torch.tensor([float(v) for v in labels]).unsqueeze(1)
+        except ValueError as err:
+            raise RunError(f"'{path}' has a non-numeric label ({err})") from None
+{%- endif %}
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        return self.inputs[index], self.targets[index]
+{%- elif cookiecutter.dataset == 'image_folder' %}
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
+
+
+class ImageFolderDataset(Dataset):
+    """Lists the image files once; reads, converts and resizes each one when it is asked for."""
+
+    def __init__(self, config):
+        root = Path(config['dataset_dir'])
+        if not root.is_dir():
+            raise RunError(f"dataset_dir '{root}' does not exist; {LAYOUT}")
+        if config['image_channels'] not in PIL_MODES:
+            raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        self.files, targets = [], []
+{%- if classification %}
+        self.classes = [folder.name for folder in folders]
+        if len(self.classes) > config['num_classes']:
+            raise RunError(f"'{root}' has {len(self.classes)} class folders but num_classes is "
+                           f"{config['num_classes']}; pass --num_classes {len(self.classes)}")
+        for index, folder in enumerate(folders):
+{%- else %}
+        for folder in folders:
+            try:
+                value = float(folder.name)
+            except ValueError:
+                raise RunError(f"folder '{folder}' is not named as a number; {LAYOUT}") from None
+{%- endif %}
+            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.files += images
+            targets += [{{ 'index' if classification else 'value' }}] * len(images)
+        if len(self.files) < 2:
+            raise RunError(f"found {len(self.files)} images in '{root}'; {LAYOUT}")
+        self.targets = torch.tensor(targets){{ '' if classification else '.unsqueeze(1)' }}
+        self.mode, self.size = PIL_MODES[config['image_channels']], config['image_size']
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        with Image.open(self.files[index]) as image:
+            image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
+            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        pixels = pixels.view(self.size, self.size, -1).permute(2, 0, 1)
+        return pixels.float() / 127.5 - 1, self.targets[index]
+{%- else %}
+
+
+class SequenceDataset(Dataset):
+    """Reads index.csv once; loads each sample's (frames, num_features) tensor when it is asked for."""
+
+    def __init__(self, config):
+        self.root = Path(config['dataset_dir'])
+        index = self.root / 'index.csv'
+        if not index.is_file():
+            raise RunError(f"no index.csv in dataset_dir '{self.root}'; {LAYOUT}")
+        with open(index, newline='', encoding='utf-8') as f:
+            rows = list(csv.DictReader(f))
+        if len(rows) < 2 or not {'file', 'label'} <= set(rows[0]):
+            raise RunError(f"'{index}' needs the columns file,label and at least two rows; {LAYOUT}")
+        missing = [row['file'] for row in rows if not (self.root / row['file']).is_file()]
+        if missing:
+            raise RunError(f"'{index}' lists {len(missing)} missing files, e.g. '{missing[0]}'; {LAYOUT}")
+        self.files = [row['file'] for row in rows]
+{%- if classification %}
+        self.classes, self.targets = label_indices([row['label'] for row in rows], config['num_classes'], index)
+{%- else %}
+        try:
+            self.targets = torch.tensor([float(row['label']) for row in rows]).unsqueeze(1)
+        except ValueError as err:
+            raise RunError(f"'{index}' has a non-numeric label ({err})") from None
+{%- endif %}
+        self.num_features, self.max_frames = config['num_features'], config['max_frames']
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        frames = torch.load(self.root / self.files[index], weights_only=True)
+        if frames.dim() != 2 or frames.shape[1] != self.num_features:
+            raise RunError(f"'{self.files[index]}' has shape {tuple(frames.shape)}, "
+                           f'expected (frames, {self.num_features})')
+        return frames[: self.max_frames].float(), self.targets[index]
+{%- endif %}
+{%- if kind == 'sequence' %}
+
+
+def collate_fn(batch):
+    """Pad variable-length sequences; padding_mask is True at padded frames."""
+    frames, targets = zip(*batch)
+    lengths = torch.tensor([len(f) for f in frames])
+    padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
+    padding_mask = torch.arange(padded.shape[1]) >= lengths.unsqueeze(1)
+    return padded, padding_mask, torch.stack(targets)
+{%- else %}
+
+
+collate_fn = None  # the DataLoader's default: stack samples into a batch
+{%- endif %}
+
+
+def split(dataset, valid_ratio, seed):
+    """A seeded train/valid split: the same seed gives the same split on every run and after resume."""
+    n_valid = max(1, round(len(dataset) * valid_ratio))
+    if n_valid >= len(dataset):
+        raise RunError(f'{len(dataset)} samples are too few to split with valid_ratio {valid_ratio}')
+    generator = torch.Generator().manual_seed(seed)
+    return random_split(dataset, [len(dataset) - n_valid, n_valid], generator=generator)
+
+
+def build_datasets(config):
+    """Return (train_set, valid_set)."""
+{%- if cookiecutter.dataset == 'synthetic' %}
+    dataset = SyntheticDataset(config)
+{%- elif cookiecutter.dataset == 'csv' %}
+    dataset = CsvDataset(config)
+{%- elif cookiecutter.dataset == 'image_folder' %}
+    dataset = ImageFolderDataset(config)
+{%- else %}
+    dataset = SequenceDataset(config)
+{%- endif %}
+    return split(dataset, config['valid_ratio'], config['seed'])
+{%- if cookiecutter.dataset != 'synthetic' %}
+
+
+def make_example(root, config, n_samples=512, seed=0):
+    """Write `n_samples` learnable samples to `root` in the layout above. Refuses a non-empty folder."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise RunError(f"'{root}' is not empty; choose a new folder for the example data")
+    root.mkdir(parents=True, exist_ok=True)
+    inputs, targets = synthetic_samples(config, n_samples, seed)
+{%- if cookiecutter.dataset == 'csv' %}
+    label = config['label_column']
+    with open(root / 'data.csv', 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow([f'f{i}' for i in range(inputs.shape[1])] + [label])
+        for x, y in zip(inputs.tolist(), targets.tolist()):
+            writer.writerow([f'{v:.5f}' for v in x] + [{{ 'y' if classification else "f'{y[0]:.5f}'" }}])
+{%- elif cookiecutter.dataset == 'image_folder' %}
+    mode = PIL_MODES[config['image_channels']]
+    for i, (x, y) in enumerate(zip(inputs, targets)):
+{%- if classification %}
+        folder = root / f'class_{int(y)}'
+{%- else %}
+        folder = root / f'{round(float(y) * 4) / 4:g}'  # quarter steps, so that files share folders
+{%- endif %}
+        folder.mkdir(exist_ok=True)
+        pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+        image = Image.frombytes(mode, (x.shape[2], x.shape[1]), bytes(pixels.flatten().tolist()))
+        image.save(folder / f'{i:05d}.png')
+{%- else %}
+    (root / 'frames').mkdir()
+    with open(root / 'index.csv', 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['file', 'label'])
+        for i, (x, y) in enumerate(zip(inputs, targets)):
+            name = f'frames/{i:05d}.pt'
+            torch.save(x.clone(), root / name)
+            writer.writerow([name, {{ 'int(y)' if classification else "f'{float(y):.5f}'" }}])
+{%- endif %}
+    return root
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(description='Write a small example dataset in the layout this project reads.')
+    parser.add_argument('--make-example', metavar='DIR', required=True, help='a new or empty folder')
+    parser.add_argument('--n_samples', type=int, default=512)
+    args = parser.parse_args()
+    try:
+        make_example(args.make_example, DATA_CONFIG, args.n_samples)
+    except RunError as err:
+        sys.exit(f'error: {err}')
+    print(f'wrote {args.n_samples} samples to {args.make_example}; train on them with: '
+          f'python train.py --dataset_dir {args.make_example}')
+{%- endif %}

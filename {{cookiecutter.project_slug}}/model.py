@@ -1,0 +1,129 @@
+"""The model. Replace it with your own: train.py only needs build_model(config) and MODEL_KEYS."""
+{%- set output_key = "config['num_classes']" if cookiecutter.task == 'classification' else '1' %}
+{%- set output_keys = "'num_classes', " if cookiecutter.task == 'classification' else '' %}
+{%- if cookiecutter.model == 'transformer' %}
+
+import math
+
+import torch
+{%- endif %}
+from torch import nn
+
+# The model's hyperparameters; train.py merges them into its config dict.
+{%- if cookiecutter.model == 'mlp' %}
+MODEL_CONFIG = {'hidden_dim': 256, 'n_layers': 2, 'dropout': 0.1}
+{%- elif cookiecutter.model == 'cnn' %}
+MODEL_CONFIG = {'base_channels': 32, 'dropout': 0.1}
+{%- else %}
+MODEL_CONFIG = {'d_model': 128, 'n_heads': 4, 'n_layers': 2, 'dropout': 0.1}
+{%- endif %}
+
+# Config keys that fix the shape of the weights: resume refuses to change them.
+{%- if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' %}
+SHAPE_KEYS = ({{ output_keys }}'image_channels', 'image_size', 'hidden_dim', 'n_layers')
+{%- elif cookiecutter.model == 'mlp' %}
+SHAPE_KEYS = ({{ output_keys }}'num_features', 'hidden_dim', 'n_layers')
+{%- elif cookiecutter.model == 'cnn' %}
+SHAPE_KEYS = ({{ output_keys }}'image_channels', 'base_channels')
+{%- else %}
+SHAPE_KEYS = ({{ output_keys }}'num_features', 'd_model', 'n_heads', 'n_layers')
+{%- endif %}
+{%- if cookiecutter.model == 'mlp' %}
+
+
+class MLP(nn.Module):
+    """Flatten, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head."""
+
+    def __init__(self, in_features, hidden_dim, n_layers, num_outputs, dropout):
+        super().__init__()
+        layers = [nn.Flatten()]
+        width = in_features
+        for _ in range(n_layers):
+            layers += [nn.Linear(width, hidden_dim), nn.GELU(), nn.Dropout(dropout)]
+            width = hidden_dim
+        layers.append(nn.Linear(width, num_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def build_model(config):
+{%- if cookiecutter.dataset == 'image_folder' %}
+    in_features = config['image_channels'] * config['image_size'] ** 2
+{%- else %}
+    in_features = config['num_features']
+{%- endif %}
+    return MLP(in_features, config['hidden_dim'], config['n_layers'], {{ output_key }}, config['dropout'])
+{%- elif cookiecutter.model == 'cnn' %}
+
+
+def conv_block(in_channels, out_channels):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks (C, 2C, 4C channels, each halving the size), global average pooling, linear head."""
+
+    def __init__(self, image_channels, base_channels, num_outputs, dropout):
+        super().__init__()
+        c = base_channels
+        self.features = nn.Sequential(conv_block(image_channels, c), conv_block(c, 2 * c), conv_block(2 * c, 4 * c))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * c, num_outputs))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def build_model(config):
+    return SmallCNN(config['image_channels'], config['base_channels'], {{ output_key }}, config['dropout'])
+{%- else %}
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed sine/cosine position encodings, computed for whatever length comes in."""
+
+    def __init__(self, d_model):
+        super().__init__()
+        self.register_buffer('inv_freq', torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model)),
+                             persistent=False)
+
+    def forward(self, x):
+        position = torch.arange(x.shape[1], device=x.device, dtype=x.dtype).unsqueeze(1)
+        angles = position * self.inv_freq.to(x.dtype)
+        encoding = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, : x.shape[-1]]
+        return x + encoding
+
+
+class TransformerEncoderModel(nn.Module):
+    """Frames (batch, frames, feature_dim) -> Transformer encoder -> mean over real frames -> head.
+
+    `padding_mask` is True at padded frames, as the dataset's collate_fn builds it.
+    """
+
+    def __init__(self, feature_dim, d_model, n_heads, n_layers, num_outputs, dropout):
+        super().__init__()
+        self.input_proj = nn.Linear(feature_dim, d_model)
+        self.positions = SinusoidalPositions(d_model)
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=dropout,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_outputs)
+
+    def forward(self, frames, padding_mask):
+        x = self.encoder(self.positions(self.input_proj(frames)), src_key_padding_mask=padding_mask)
+        keep = (~padding_mask).unsqueeze(-1).to(x.dtype)
+        pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1)
+        return self.head(self.norm(pooled))
+
+
+def build_model(config):
+    return TransformerEncoderModel(config['num_features'], config['d_model'], config['n_heads'], config['n_layers'],
+                                   {{ output_key }}, config['dropout'])
+{%- endif %}

@@ -1,0 +1,94 @@
+"""Shared fixtures: a tiny, fast configuration and helpers to run train.py in-process or as a process."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+import train  # noqa: E402
+from dataset import DATA_CONFIG  # noqa: E402
+from model import MODEL_CONFIG  # noqa: E402
+
+torch.set_num_threads(1)  # the same thread count in-process and in child processes: bitwise-equal runs
+
+FAST = ['--batch_size', '16', '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']
+{%- if cookiecutter.model == 'cnn' %}
+SMALL_MODEL = ['--base_channels', '8']
+{%- elif cookiecutter.model == 'transformer' %}
+SMALL_MODEL = ['--d_model', '32', '--n_heads', '2']
+{%- else %}
+SMALL_MODEL = ['--hidden_dim', '32']
+{%- endif %}
+
+
+@pytest.fixture
+def config():
+    return {'seed': 6666, **DATA_CONFIG, **MODEL_CONFIG}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run in an empty folder, so that loggers/ and checkpoints/ land there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def data_args(workdir):
+    """Arguments that point train.py at a tiny dataset in this project's layout."""
+{%- if cookiecutter.dataset == 'synthetic' %}
+    return ['--n_samples', '160'] + SMALL_MODEL + FAST
+{%- else %}
+    from dataset import make_example
+
+    make_example(workdir / 'data', DATA_CONFIG, n_samples=160)
+    return ['--dataset_dir', str(workdir / 'data')] + SMALL_MODEL + FAST
+{%- endif %}
+
+
+def run(argv):
+    """Run train.py's main() in this process; return its exit code."""
+    return train.main([str(a) for a in argv])
+
+
+def run_process(argv, cwd, **kwargs):
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
+    return subprocess.Popen([sys.executable, str(PROJECT / 'train.py'), *map(str, argv)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def only_run(root):
+    """The single run folder under loggers/ and checkpoints/."""
+    logs = sorted((root / 'loggers').iterdir())
+    ckpts = sorted((root / 'checkpoints').iterdir())
+    assert len(logs) == len(ckpts) == 1, (logs, ckpts)
+    return logs[0], ckpts[0]
+
+
+EPOCH_LINE = re.compile(r'epoch (\d+) step (\d+) loss (\S+) (\w+) (\S+) lr (\S+)$')
+
+
+def epoch_lines(log_path):
+    """The per-epoch lines of train.log or val.log, without their timestamps."""
+    lines = []
+    for line in Path(log_path).read_text().splitlines():
+        message = line.split(' | ', 1)[-1]
+        if EPOCH_LINE.match(message):
+            lines.append(message)
+    return lines
+
+
+def load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def snapshot(root):
+    """Every file under root with its size and modification time: to prove nothing was touched."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(root).rglob('*') if p.is_file()}

@@ -1,0 +1,106 @@
+"""Interruptions and faults: Ctrl-C and SIGTERM save and resume exactly, saves are atomic, runs never collide."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import train
+from conftest import PROJECT, epoch_lines, load, only_run, run, run_process
+from test_resume import straight_run
+from utils import RunError, claim_run_dirs
+
+N_EPOCH = 12
+LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1]
+
+
+def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
+    """Start train.py, send `signum` once epoch 1 is logged, and return (exit code, stderr)."""
+    process = run_process(argv, workdir)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        logs = list((workdir / 'loggers').glob('*/train.log')) if (workdir / 'loggers').exists() else []
+        if logs and epoch_lines(logs[0]):
+            break
+        time.sleep(0.02)
+    process.send_signal(signum)
+    if extra_signal:
+        time.sleep(0.01)
+        process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize('signum, code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, data_args, signum, code):
+    # the cosine schedule is on (warmup 5 steps), dropout is on and the loader shuffles
+    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, N_EPOCH, ['--log_interval', 1])
+    returncode, stderr = interrupt_after_first_epoch(workdir, data_args + LONG, signum, extra_signal=True)
+    assert returncode == code, stderr
+    logs, ckpts = only_run(workdir)
+    assert f'interrupted by {signal.Signals(signum).name}' in (logs / 'train.log').read_text()
+    stopped = load(ckpts / 'latest_checkpoint.pt')
+    assert 1 <= stopped['epoch'] < N_EPOCH
+    assert run(['--resume', logs.name]) == 0
+    assert only_run(workdir) == (logs, ckpts)
+    final = load(ckpts / 'latest_checkpoint.pt')
+    assert final['epoch'] == N_EPOCH
+    for key, value in weights.items():
+        assert torch.equal(final['model'][key], value), key
+    assert epoch_lines(logs / 'train.log') == train_lines
+    assert epoch_lines(logs / 'val.log') == val_lines
+
+
+def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    path = tmp_path / 'latest_checkpoint.pt'
+    script = textwrap.dedent("""
+        import sys, torch
+        project, path = sys.argv[1:]
+        sys.path.insert(0, project)
+        from utils import save_checkpoint
+        save_checkpoint(dict(format_version=1, generation=0), path)
+        print('first save done', flush=True)
+        big = torch.randn(64 * 1024 * 1024)  # 256 MB: each save takes a while
+        for generation in range(1, 1000):
+            save_checkpoint(dict(format_version=1, generation=generation, big=big), path)
+    """)
+    process = subprocess.Popen([sys.executable, '-c', script, str(PROJECT), str(path)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == 'first save done'
+    deadline = time.time() + 60
+    while not list(tmp_path.glob('.latest_checkpoint.pt.*.tmp')) and time.time() < deadline:
+        time.sleep(0.001)
+    assert list(tmp_path.glob('.latest_checkpoint.pt.*.tmp')), 'the child never started a save'
+    process.kill()
+    process.wait()
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint['format_version'] == 1 and 'generation' in checkpoint
+
+
+def test_two_runs_in_the_same_second_get_separate_folders(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train.time, 'strftime', lambda fmt, *args: '20260101_000000')
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    first = (workdir / 'loggers' / '20260101_000000' / 'train.log').read_text()
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == ['20260101_000000', '20260101_000000_1']
+    assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['20260101_000000', '20260101_000000_1']
+    assert (workdir / 'loggers' / '20260101_000000' / 'train.log').read_text() == first
+
+
+def test_claim_run_dirs_skips_a_taken_name(tmp_path):
+    os.makedirs(tmp_path / 'checkpoints' / 'run')
+    logs, ckpts = claim_run_dirs(tmp_path / 'loggers' / 'run', tmp_path / 'checkpoints' / 'run')
+    assert logs.endswith('run_1') and ckpts.endswith('run_1')
+    assert not (tmp_path / 'loggers' / 'run').exists()
+
+
+def test_an_unwritable_loggers_dir_is_reported_before_training(workdir, data_args):
+    (workdir / 'a_file').write_text('')
+    with pytest.raises(RunError, match='cannot create folder'):
+        train.main(data_args + ['--loggers_dir', 'a_file/logs'])
+    assert not (workdir / 'checkpoints').exists()

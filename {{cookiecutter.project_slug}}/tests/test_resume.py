@@ -1,0 +1,121 @@
+"""Resume continues the same run exactly: same folders, appended logs, restored scheduler, counters and RNG."""
+
+import pickle
+
+import pytest
+import torch
+
+import train
+from conftest import epoch_lines, load, only_run, run, snapshot
+from test_train import WIDTH, ConstantModel
+from utils import RunError
+
+EXACT = ['--warmup_steps', '1000', '--early_stop', '3']  # warmup covers the whole run, so n_epoch may grow
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def straight_run(root, data_args, n_epoch, extra=()):
+    """Train n_epoch epochs without a stop in `root`; return (final weights, train lines, val lines)."""
+    root.mkdir()
+    cwd = train.os.getcwd()
+    train.os.chdir(root)
+    try:
+        assert run(data_args + ['--n_epoch', n_epoch, *extra]) == 0
+        logs, ckpts = only_run(root)
+        return load(ckpts / 'latest_checkpoint.pt')['model'], epoch_lines(logs / 'train.log'), epoch_lines(logs / 'val.log')
+    finally:
+        train.os.chdir(cwd)
+
+
+def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args):
+    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, 4, EXACT)
+    assert run(data_args + ['--n_epoch', 2] + EXACT) == 0
+    logs, ckpts = only_run(workdir)
+    assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
+    assert only_run(workdir) == (logs, ckpts)  # the same folders, no new run
+    assert_same_weights(load(ckpts / 'latest_checkpoint.pt')['model'], weights)
+    assert epoch_lines(logs / 'train.log') == train_lines  # epochs and steps carry on, lr did not restart
+    assert epoch_lines(logs / 'val.log') == val_lines
+    note = (logs / 'note.log').read_text()
+    assert 'resumed at' in note and '(epoch 2, step 16,' in note and 'overrides: n_epoch=4' in note
+
+
+def test_resume_accepts_a_checkpoint_file_or_folder(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, ckpts = only_run(workdir)
+    assert run(['--resume', ckpts / 'best_checkpoint.pt', '--n_epoch', 2]) == 0
+    assert run(['--resume', ckpts, '--n_epoch', 3]) == 0
+    assert [line.split()[1] for line in epoch_lines(logs / 'train.log')] == ['1', '2', '3']
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 3
+
+
+def test_early_stop_counter_survives_resume(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
+    assert run(data_args + ['--n_epoch', 2, '--early_stop', 3]) == 0
+    logs, ckpts = only_run(workdir)
+    assert load(ckpts / 'latest_checkpoint.pt')['early_stop_count'] == 1
+    assert run(['--resume', logs.name, '--n_epoch', 20]) == 0
+    # a reset counter would run to epoch 5; the kept one stops at epoch 4
+    assert len(epoch_lines(logs / 'val.log')) == 4 and 'early stop' in (logs / 'val.log').read_text()
+
+
+def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    saved = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config']
+    before = snapshot(workdir)
+    for key, value in [('seed', 1), ('valid_ratio', 0.5), (train.SHAPE_KEYS[0], saved[train.SHAPE_KEYS[0]] + 1)]:
+        with pytest.raises(RunError, match=f'cannot change {key} when resuming'):
+            train.main(['--resume', logs.name, f'--{key}', str(value)])
+    assert snapshot(workdir) == before
+
+
+def test_lr_override_on_resume_is_applied_and_recorded(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1, '--scheduler_flag', 'false']) == 0
+    logs, _ = only_run(workdir)
+    assert run(['--resume', logs.name, '--n_epoch', 2, '--lr', 5e-3]) == 0
+    assert epoch_lines(logs / 'train.log')[-1].endswith('lr 5.0000e-03')
+    assert 'lr=0.005' in (logs / 'note.log').read_text()
+
+
+class Payload:
+    def __reduce__(self):
+        return (open, ('pwned.txt', 'w'))
+
+
+@pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'truncated', 'garbage', 'code', 'architecture'])
+def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args, problem, capsys):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, ckpts = only_run(workdir)
+    latest = ckpts / 'latest_checkpoint.pt'
+    target, expected = str(latest), ''
+    if problem == 'unknown timestamp':
+        target, expected = '19990101_000000', 'nothing to resume'
+    elif problem == 'missing file':
+        target, expected = str(ckpts / 'nope.pt'), 'nothing to resume'
+    elif problem == 'truncated':
+        target, expected = str(workdir / 'cut.pt'), 'truncated or corrupt'
+        (workdir / 'cut.pt').write_bytes(latest.read_bytes()[:1000])
+    elif problem == 'garbage':
+        target, expected = str(workdir / 'junk.pt'), 'corrupt'
+        (workdir / 'junk.pt').write_bytes(b'this is not a checkpoint at all')
+    elif problem == 'code':
+        target, expected = str(workdir / 'evil.pt'), 'refused to load'
+        (workdir / 'evil.pt').write_bytes(pickle.dumps({'format_version': 1, 'x': Payload()}, protocol=2))
+    elif problem == 'architecture':
+        checkpoint = load(latest)
+        name = next(iter(checkpoint['model']))
+        checkpoint['model'][name] = torch.zeros(7, 7, 7)
+        torch.save(checkpoint, workdir / 'other.pt')
+        target, expected = str(workdir / 'other.pt'), 'does not fit this model'
+    before = snapshot(workdir)
+    with pytest.raises(RunError, match=expected) as error:
+        train.main(['--resume', target])
+    assert error.value.code == 2 and '\n' not in str(error.value)
+    assert snapshot(workdir) == before
+    assert not (workdir / 'pwned.txt').exists()

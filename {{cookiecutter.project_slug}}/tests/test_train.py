@@ -1,0 +1,142 @@
+"""End-to-end runs of train.py on tiny data: files written, log contents, CLI, early stop, best checkpoint, NaN."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import train
+from conftest import PROJECT, epoch_lines, load, only_run, run
+from utils import METRIC_NAME, RunError, parse_args
+
+
+def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 3]) == 0
+    logs, ckpts = only_run(workdir)
+    assert {p.name for p in logs.iterdir()} == {'train.log', 'val.log', 'note.log'}
+    assert {p.name for p in ckpts.iterdir()} == {'best_checkpoint.pt', 'latest_checkpoint.pt'}
+    assert logs.name == ckpts.name  # one timestamp names both folders
+    for name in ('train.log', 'val.log'):
+        lines = epoch_lines(logs / name)
+        assert [int(line.split()[1]) for line in lines] == [1, 2, 3]
+        assert all(f' {METRIC_NAME} ' in line and ' lr ' in line for line in lines)
+    note = (logs / 'note.log').read_text()
+    assert str(train.build_model(load(ckpts / 'latest_checkpoint.pt')['config'])) in note
+    assert 'Total params' in note  # the torchinfo summary
+    for key, value in load(ckpts / 'latest_checkpoint.pt')['config'].items():
+        assert f'{key}: {value}' in note
+    latest = load(ckpts / 'latest_checkpoint.pt')
+    assert latest['epoch'] == 3 and latest['step'] > 0
+    assert 'device' not in latest['config']
+
+
+def test_the_loss_goes_down(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 4, '--lr', 3e-3]) == 0
+    logs, _ = only_run(workdir)
+    losses = [float(line.split()[5]) for line in epoch_lines(logs / 'val.log')]
+    assert losses[-1] < losses[0]
+
+
+def test_best_checkpoint_is_the_epoch_with_the_lowest_valid_loss(workdir, data_args):
+    # a high lr makes the valid loss go up and down; save_every is 100, so best must not wait for it
+    assert run(data_args + ['--n_epoch', 5, '--lr', 3e-2, '--warmup_steps', 0]) == 0
+    logs, ckpts = only_run(workdir)
+    losses = [float(line.split()[5]) for line in epoch_lines(logs / 'val.log')]
+    best_epoch = losses.index(min(losses)) + 1
+    best = load(ckpts / 'best_checkpoint.pt')
+    assert best['epoch'] == best_epoch == best['best_epoch']
+    assert abs(best['best_loss'] - min(losses)) < 1e-5
+
+
+class ConstantModel(nn.Module):
+    """Predicts the same thing whatever it learns, so the valid loss never improves after epoch 1."""
+
+    def __init__(self, width, nan_at_call=None):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(width))
+        self.calls, self.nan_at_call = 0, nan_at_call
+
+    def forward(self, x, *rest):
+        self.calls += self.training
+        output = self.bias.expand(x.shape[0], -1) * 0 + 0.5
+        if self.training and self.calls == self.nan_at_call:
+            output = output * float('nan')
+        return output
+
+
+WIDTH = {{ "train.DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
+
+
+def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
+    assert run(data_args + ['--n_epoch', 20, '--early_stop', 3]) == 0
+    logs, ckpts = only_run(workdir)
+    assert len(epoch_lines(logs / 'val.log')) == 4  # best at 1, then 3 epochs without improvement
+    assert 'early stop' in (logs / 'val.log').read_text()
+    latest = load(ckpts / 'latest_checkpoint.pt')
+    assert latest['epoch'] == 4 and latest['early_stop_count'] == 3
+
+
+def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_best(workdir, data_args, monkeypatch):
+    steps_per_epoch = 8  # 128 training samples / batch 16
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH, nan_at_call=steps_per_epoch + 2))
+    assert run(data_args + ['--n_epoch', 5]) == train.NONFINITE_EXIT_CODE
+    logs, ckpts = only_run(workdir)
+    assert f'NaN or Inf at epoch 2 step {steps_per_epoch + 2}' in (logs / 'train.log').read_text()
+    best = ckpts / 'best_checkpoint.pt'
+    assert load(best)['epoch'] == 1  # written after epoch 1, untouched since
+    assert not (ckpts / 'latest_checkpoint.pt').exists()
+
+
+def test_overrides_take_the_type_of_the_default():
+    overrides, resume = parse_args({'lr': 1e-4, 'n_epoch': 250, 'clip_flag': True, 'name': 'x'},
+                                   ['--lr', '3e-4', '--n_epoch', '10', '--clip_flag', 'false', '--name', 'y'])
+    assert overrides == {'lr': 3e-4, 'n_epoch': 10, 'clip_flag': False, 'name': 'y'} and resume is None
+    assert type(overrides['lr']) is float and type(overrides['n_epoch']) is int
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --seed'),
+    (['--n_epoch', 'ten'], "expected int, got 'ten'"),
+    (['--clip_flag', 'maybe'], "expected true or false, got 'maybe'"),
+    (['--n_epoch', '0'], 'n_epoch must be a positive integer'),
+    (['--valid_ratio', '1.5'], 'valid_ratio must be between 0 and 1'),
+])
+def test_bad_overrides_fail_clearly_before_anything_is_written(workdir, argv, message):
+    with pytest.raises(RunError, match=message.replace('(', r'\(')):
+        train.main(argv)
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+def test_help_lists_every_key_with_its_default(tmp_path):
+    result = subprocess.run([sys.executable, str(PROJECT / 'train.py'), '--help'], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0
+    for key in ('seed', 'n_epoch', 'batch_size', 'lr', 'weight_decay', 'early_stop', 'warmup_steps', 'resume'):
+        assert f'--{key}' in result.stdout
+    assert 'default: 6666' in result.stdout and 'default: 0.0001' in result.stdout
+    assert not (tmp_path / 'loggers').exists()
+
+
+def test_unknown_key_exits_2_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(PROJECT / 'train.py'), '--lrr', '1'], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith('error: unknown option --lrr; valid keys:') and '--lr,' in result.stderr
+
+
+def test_clipping_and_scheduler_can_be_switched_off(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1, '--clip_flag', 'false', '--scheduler_flag', 'false', '--lr', 2e-3]) == 0
+    logs, _ = only_run(workdir)
+    assert epoch_lines(logs / 'train.log')[0].endswith('lr 2.0000e-03')
+
+
+def test_warmup_then_cosine_schedule():
+    from utils import warmup_cosine
+
+    multiplier = warmup_cosine(10, 110)
+    assert multiplier(0) == pytest.approx(0.1) and multiplier(9) == pytest.approx(1.0)
+    assert multiplier(60) == pytest.approx(0.5) and multiplier(110) == pytest.approx(0.0)

@@ -1,0 +1,312 @@
+"""Train the model.
+
+    python train.py                                  # defaults below
+    python train.py --lr 3e-4 --n_epoch 10           # override any config key
+    python train.py --resume 20260101_120000         # continue that run exactly
+
+Sections: 1 imports, 2 train(), 3 start training (3.1 timestamp ... 3.11 train()).
+"""
+
+# -----------------------------------------------------------------------------
+# 1. imports
+import logging
+import math
+import os
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
+from torchinfo import summary
+from tqdm import tqdm
+
+from dataset import DATA_CONFIG, SPLIT_KEYS, build_datasets, collate_fn
+from model import MODEL_CONFIG, SHAPE_KEYS, build_model
+from utils import (
+    CHECKPOINT_FORMAT_VERSION,
+    METRIC_NAME,
+    EpochMeter,
+    EpochSampler,
+    RunError,
+    StopRequest,
+    all_seed,
+    check_config,
+    check_writable,
+    claim_run_dirs,
+    create_logger,
+    get_rng_state,
+    load_checkpoint,
+    load_model_state,
+    metric_sum,
+    parse_args,
+    remove_if_empty,
+    resolve_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    warmup_cosine,
+)
+
+NONFINITE_EXIT_CODE = 3
+
+
+# -----------------------------------------------------------------------------
+# 2. train()
+def train(train_loader, valid_loader, model, config, device, checkpoint=None):
+    """Run the epochs; return the process exit code (0 finished or early-stopped, 3 NaN/Inf, 130/143 signal).
+
+    `checkpoint` (from --resume) restores the optimizer, scheduler, counters and RNG state, so the
+    run continues exactly where it stopped, mid-epoch included.
+    """
+    train_logger, val_logger = logging.getLogger('train'), logging.getLogger('val')
+    best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
+    latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
+
+    # loss, optimizer, scheduler (stepped once per optimizer step)
+{%- if cookiecutter.task == 'classification' %}
+    criterion = nn.CrossEntropyLoss()
+{%- else %}
+    criterion = nn.MSELoss()
+{%- endif %}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
+    steps_per_epoch = math.ceil(len(train_loader.dataset) / config['batch_size'])
+    total_steps = config['n_epoch'] * steps_per_epoch
+    schedule = warmup_cosine(config['warmup_steps'], total_steps) if config['scheduler_flag'] else (lambda step: 1.0)
+    scheduler = LambdaLR(optimizer, schedule)
+
+    # values to track
+    start_epoch, step, samples_done, epoch_totals = 0, 0, 0, (0.0, 0.0, 0)
+    best_loss, best_epoch, early_stop_count = math.inf, 0, 0
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint['optimizer'])
+        scheduler.load_state_dict(checkpoint['scheduler'])
+        scheduler.base_lrs = [config['lr']] * len(optimizer.param_groups)  # a --lr override wins
+        for group in optimizer.param_groups:
+            group['weight_decay'] = config['weight_decay']
+        start_epoch, step, samples_done = checkpoint['epoch'], checkpoint['step'], checkpoint['samples_done']
+        epoch_totals = checkpoint['epoch_totals']
+        best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
+        early_stop_count = checkpoint['early_stop_count']
+        set_rng_state(checkpoint['rng'])
+
+    def state(epoch, samples_done, epoch_totals):
+        """Everything needed to continue exactly from this point, as plain values (weights_only loads it)."""
+        return {
+            'format_version': CHECKPOINT_FORMAT_VERSION,
+            'model': model.state_dict(),
+            'optimizer': optimizer.state_dict(),
+            'scheduler': scheduler.state_dict(),
+            'epoch': epoch,  # epochs completed
+            'step': step,  # optimizer steps taken
+            'samples_done': samples_done,  # samples of epoch `epoch` already trained on (mid-epoch stop)
+            'epoch_totals': list(epoch_totals),
+            'best_loss': best_loss,
+            'best_epoch': best_epoch,
+            'early_stop_count': early_stop_count,
+            'config': config,
+            'rng': get_rng_state(),
+            'sampler': {'seed': config['seed'], 'epoch': epoch, 'start': samples_done},
+        }
+
+    if early_stop_count >= config['early_stop'] or start_epoch >= config['n_epoch']:
+        train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
+                          'pass a larger --n_epoch or --early_stop to go on')
+        return 0
+
+    with StopRequest() as stop:
+        for epoch in range(start_epoch, config['n_epoch']):
+            # 2.1 training
+            model.train()
+            train_loader.sampler.set_epoch(epoch, start=samples_done)
+            meter = EpochMeter(config['log_interval'], device, epoch_totals)
+            bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
+                       initial=math.ceil(samples_done / config['batch_size']), total=steps_per_epoch)
+            bad_step = None
+            for *inputs, target in bar:
+                inputs = [x.to(device, non_blocking=True) for x in inputs]
+                target = target.to(device, non_blocking=True)
+                output = model(*inputs)
+                loss = criterion(output, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config['clip_flag']:
+                    nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                samples_done += len(target)
+                if meter.add(step, loss.detach(), metric_sum(output.detach(), target), len(target)):
+                    bad_step = meter.flush()  # the one host sync per log_interval steps
+                    bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
+                if bad_step is not None or stop.requested:
+                    break
+            bar.close()
+            bad_step = meter.flush() if bad_step is None else bad_step
+            if bad_step is not None:
+                train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
+                                  'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
+                return NONFINITE_EXIT_CODE
+            if stop.requested and samples_done < len(train_loader.dataset):
+                save_checkpoint(state(epoch, samples_done, meter.totals()), latest_path)
+                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; '
+                                  f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
+                return stop.exit_code
+            samples_done, epoch_totals = 0, (0.0, 0.0, 0)
+
+            # 2.2 training log
+            lr = optimizer.param_groups[0]['lr']
+            train_logger.info(f'epoch {epoch + 1} step {step} loss {meter.loss:.6f} '
+                              f'{METRIC_NAME} {meter.metric:.6f} lr {lr:.4e}')
+
+            # 2.3 validation
+            model.eval()
+            with torch.inference_mode():
+                meter = EpochMeter(config['log_interval'], device)
+                for *inputs, target in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False):
+                    inputs = [x.to(device, non_blocking=True) for x in inputs]
+                    target = target.to(device, non_blocking=True)
+                    output = model(*inputs)
+                    if meter.add(step, criterion(output, target), metric_sum(output, target), len(target)):
+                        meter.flush()
+                meter.flush()
+            valid_loss = meter.loss
+
+            # 2.4 validation log
+            val_logger.info(f'epoch {epoch + 1} step {step} loss {valid_loss:.6f} '
+                            f'{METRIC_NAME} {meter.metric:.6f} lr {lr:.4e}')
+            if not math.isfinite(valid_loss):
+                val_logger.info(f'failed: validation loss is NaN or Inf at epoch {epoch + 1}; stopped without saving')
+                return NONFINITE_EXIT_CODE
+
+            # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs, early stop
+            if valid_loss < best_loss:
+                best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0
+                save_checkpoint(state(epoch + 1, 0, epoch_totals), best_path)
+                val_logger.info(f'saved best_checkpoint.pt (valid loss {best_loss:.6f} at epoch {best_epoch})')
+            else:
+                early_stop_count += 1
+            early_stopped = early_stop_count >= config['early_stop']
+            last_epoch = epoch + 1 == config['n_epoch']
+            if (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stop.requested:
+                save_checkpoint(state(epoch + 1, 0, epoch_totals), latest_path)
+            if early_stopped:
+                val_logger.info(f"early stop: valid loss has not improved for {config['early_stop']} epochs "
+                                f'(best {best_loss:.6f} at epoch {best_epoch})')
+                return 0
+            if stop.requested:
+                train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}')
+                return stop.exit_code
+
+    val_logger.info(f"finished {config['n_epoch']} epochs (best valid loss {best_loss:.6f} at epoch {best_epoch})")
+    return 0
+
+
+# -----------------------------------------------------------------------------
+# 3. start training
+def main(argv=None):
+    # 3.1 timestamp
+    timestamp = time.strftime('%Y%m%d_%H%M%S')
+
+    # 3.2 device (never stored in config, so a checkpoint resumes on any device)
+    if torch.cuda.is_available():
+        device = torch.device('cuda')
+    elif torch.backends.mps.is_available():
+        device = torch.device('mps')
+    else:
+        device = torch.device('cpu')
+
+    # 3.3 config: every key can be overridden as --<key> <value>
+    config = {
+        'seed': 6666,
+        'n_epoch': 250,
+        'batch_size': 128,
+        'lr': 1e-4,
+        'weight_decay': 5e-4,
+        'early_stop': 50,  # epochs without a better valid loss
+        'num_workers': 0,
+        'clip_flag': True,
+        'clip_max_norm': 1.0,
+        'scheduler_flag': True,  # linear warmup, then cosine decay
+        'warmup_steps': 1000,
+        'save_every': 5,  # epochs between latest_checkpoint.pt saves
+        'log_interval': 20,  # optimizer steps between reads of the running loss
+        **DATA_CONFIG,
+        **MODEL_CONFIG,
+        'loggers_dir': f'./loggers/{timestamp}',
+        'checkpoints_dir': f'./checkpoints/{timestamp}',
+    }
+    overrides, resume = parse_args(config, argv)
+    checkpoint = None
+    if resume:
+        checkpoint_path = resolve_checkpoint(resume)
+        checkpoint = load_checkpoint(checkpoint_path)
+        saved = checkpoint['config']
+        locked = [key for key in SHAPE_KEYS + SPLIT_KEYS if key in overrides and overrides[key] != saved.get(key)]
+        if locked:
+            raise RunError(f"cannot change {', '.join(locked)} when resuming: they fix the model's shape "
+                           'or the train/valid split; start a new run instead')
+        config = {**config, **saved, **overrides, 'checkpoints_dir': str(checkpoint_path.parent)}
+    else:
+        config.update(overrides)
+    check_config(config)
+
+    # 3.4 seed
+    all_seed(config['seed'])
+
+    # 3.5 makedirs: a new run never reuses a folder; resume continues in the run's own folders
+    if checkpoint is None:
+        config['loggers_dir'], config['checkpoints_dir'] = claim_run_dirs(config['loggers_dir'],
+                                                                          config['checkpoints_dir'])
+    else:
+        check_writable(config['loggers_dir'], config['checkpoints_dir'])
+
+    # 3.6 dataset
+    try:
+        train_set, valid_set = build_datasets(config)
+    except RunError:
+        if checkpoint is None:
+            remove_if_empty(config['loggers_dir'], config['checkpoints_dir'])
+        raise
+
+    # 3.7 dataloader
+    loader_args = {'batch_size': config['batch_size'], 'num_workers': config['num_workers'], 'collate_fn': collate_fn,
+                   'pin_memory': device.type == 'cuda', 'persistent_workers': config['num_workers'] > 0}
+    train_loader = DataLoader(train_set, sampler=EpochSampler(len(train_set), config['seed']),
+                              generator=torch.Generator().manual_seed(config['seed']), **loader_args)
+    valid_loader = DataLoader(valid_set, shuffle=False, generator=torch.Generator().manual_seed(config['seed']),
+                              **loader_args)
+
+    # 3.8 model
+    model = build_model(config).to(device)
+
+    # 3.9 resume: load the weights (train() restores the rest)
+    if checkpoint is not None:
+        load_model_state(model, checkpoint['model'], checkpoint_path)
+
+    # 3.10 loggers: note.log holds the model, its summary and every hyperparameter
+    create_logger('train', os.path.join(config['loggers_dir'], 'train.log'), show_time=True)
+    create_logger('val', os.path.join(config['loggers_dir'], 'val.log'), show_time=True)
+    note_logger = create_logger('note', os.path.join(config['loggers_dir'], 'note.log'), show_time=False)
+    if checkpoint is None:
+        *example_inputs, _ = next(iter(valid_loader))
+        model_summary = summary(model, input_data=[x.to(device) for x in example_inputs], mode='eval', verbose=0,
+                                device=device, col_names=('input_size', 'output_size', 'num_params'))
+        note_logger.info(f'run {os.path.basename(config["loggers_dir"])} on {device}\n\n{model}\n\n{model_summary}\n')
+        note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
+    else:
+        note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} from {checkpoint_path} "
+                         f"(epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
+                         f"{checkpoint['samples_done']} samples into the next epoch)")
+        note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
+
+    # 3.11 train()
+    return train(train_loader, valid_loader, model, config, device, checkpoint)
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main())
+    except RunError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(err.code)

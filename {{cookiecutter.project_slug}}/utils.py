@@ -1,0 +1,444 @@
+"""Small helpers for train.py: seeding, loggers, run folders, checkpoints, CLI, signals."""
+
+import argparse
+import logging
+import math
+import os
+import pickle
+import random
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class RunError(Exception):
+    """A problem the user can fix. train.py prints it as one line and exits with `code`."""
+
+    def __init__(self, message, code=2):
+        super().__init__(message)
+        self.code = code
+
+
+# -----------------------------------------------------------------------------
+# seeding and RNG state
+
+
+def all_seed(seed):
+    """Seed every RNG the run touches: Python, NumPy (if installed), torch CPU and CUDA."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def get_rng_state():
+    """All global RNG states as plain values, so that torch.load(weights_only=True) reads them."""
+    state = {'python': random.getstate(), 'torch': torch.get_rng_state(), 'numpy': None, 'cuda': []}
+    try:
+        import numpy as np
+
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        state['numpy'] = [name, keys.tolist(), pos, has_gauss, gauss]
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state['torch'])
+    if state['numpy'] is not None:
+        try:
+            import numpy as np
+
+            name, keys, pos, has_gauss, gauss = state['numpy']
+            np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        except ImportError:
+            pass
+    if state['cuda'] and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Shuffles with a permutation that is a pure function of (seed, epoch), like DistributedSampler.
+
+    Resume needs no generator state: the epoch and the number of samples already
+    consumed in it (`start`) give back the exact same remaining batches.
+    """
+
+    def __init__(self, n, seed, shuffle=True):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch, start=0):
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=generator)
+        else:
+            order = torch.arange(self.n)
+        return iter(order[self.start:].tolist())
+
+    def __len__(self):
+        return self.n - self.start
+
+
+# -----------------------------------------------------------------------------
+# config and command line
+
+
+def parse_bool(text):
+    value = text.strip().lower()
+    if value in ('1', 'true', 'yes', 'on'):
+        return True
+    if value in ('0', 'false', 'no', 'off'):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+def parse_number(kind):
+    def parse(text):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got '{text}'") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise RunError(message)
+
+
+def parse_args(config, argv=None):
+    """Parse `--<key> <value>` overrides, typed from each default, plus `--resume`.
+
+    Returns (overrides, resume): only the keys the user gave, so that resume can
+    lay them over the saved config.
+    """
+    parser = _Parser(
+        description='Train the model. Every config key can be overridden as --<key> <value>.',
+        argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
+    )
+    parser.add_argument('--resume', metavar='TIMESTAMP_OR_PATH',
+                        help='continue a run: its timestamp, its checkpoint folder or a checkpoint file')
+    for key, default in config.items():
+        if isinstance(default, bool):
+            kind = parse_bool
+        elif isinstance(default, (int, float)):
+            kind = parse_number(type(default))
+        else:
+            kind = str
+        parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(),
+                            help=f'default: {default}')
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --{', --'.join(config)}")
+    overrides = vars(args)
+    resume = overrides.pop('resume', None)
+    return overrides, resume
+
+
+def check_config(config):
+    """Reject values that cannot work, before anything is written."""
+    positive = ['n_epoch', 'batch_size', 'early_stop', 'save_every', 'log_interval']
+    for key in positive:
+        if key in config and config[key] <= 0:
+            raise RunError(f'{key} must be a positive integer, got {config[key]}')
+    for key in ['lr', 'clip_max_norm']:
+        if key in config and not config[key] > 0:
+            raise RunError(f'{key} must be positive, got {config[key]}')
+    if not 0 < config['valid_ratio'] < 1:
+        raise RunError(f"valid_ratio must be between 0 and 1, got {config['valid_ratio']}")
+    for key in ['num_workers', 'warmup_steps', 'weight_decay']:
+        if config[key] < 0:
+            raise RunError(f'{key} must not be negative, got {config[key]}')
+
+
+# -----------------------------------------------------------------------------
+# run folders and loggers
+
+
+def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
+    """Create fresh run folders. A name already taken (two runs in one second) gets a suffix _1, _2, ...
+
+    Never reuses an existing folder, so an earlier run's files cannot be overwritten.
+    """
+    loggers_dir, checkpoints_dir = Path(loggers_dir), Path(checkpoints_dir)
+    for suffix in range(1000):
+        tail = f'_{suffix}' if suffix else ''
+        logs = loggers_dir.with_name(loggers_dir.name + tail)
+        ckpts = checkpoints_dir.with_name(checkpoints_dir.name + tail)
+        if logs.exists() or ckpts.exists():
+            continue
+        for parent in (logs.parent, ckpts.parent):
+            _makedirs(parent, mode, exist_ok=True)
+        try:
+            os.mkdir(logs, mode)
+        except FileExistsError:
+            continue
+        try:
+            os.mkdir(ckpts, mode)
+        except FileExistsError:
+            os.rmdir(logs)
+            continue
+        except OSError as err:
+            os.rmdir(logs)
+            raise RunError(f"cannot create checkpoints_dir '{ckpts}': {err.strerror}; "
+                           'pass a writable --checkpoints_dir') from None
+        return str(logs), str(ckpts)
+    raise RunError(f"could not find a free run folder name next to '{loggers_dir}'")
+
+
+def _makedirs(path, mode, exist_ok):
+    try:
+        os.makedirs(path, mode=mode, exist_ok=exist_ok)
+    except OSError as err:
+        raise RunError(f"cannot create folder '{path}': {err.strerror}; "
+                       'pass a writable --loggers_dir and --checkpoints_dir') from None
+
+
+def check_writable(*folders):
+    for folder in folders:
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise RunError(f"folder '{folder}' is missing or not writable; fix its permissions or move the run back")
+
+
+def remove_if_empty(*folders):
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def create_logger(name, path, show_time=True):
+    """A logger that appends to `path` and prints the same lines to the console."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+    fmt = logging.Formatter('%(asctime)s | %(message)s' if show_time else '%(message)s', '%Y-%m-%d %H:%M:%S')
+    for handler in (logging.FileHandler(path, mode='a', encoding='utf-8'), logging.StreamHandler(sys.stdout)):
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    return logger
+
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+
+def save_checkpoint(state, path):
+    """Write atomically: a temporary file in the same folder, fsync, then os.replace.
+
+    A crash or kill mid-save leaves the previous checkpoint at `path` intact.
+    """
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def resolve_checkpoint(target, checkpoints_root='./checkpoints'):
+    """`--resume` takes a timestamp, a checkpoint folder or a checkpoint file."""
+    candidates = [Path(target), Path(checkpoints_root) / target]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+        if candidate.is_dir():
+            latest = candidate / 'latest_checkpoint.pt'
+            if latest.is_file():
+                return latest
+            raise RunError(f"no latest_checkpoint.pt in '{candidate}'; pass a checkpoint file with --resume")
+    raise RunError(f"nothing to resume at '{target}': no such checkpoint file, folder, "
+                   f"or timestamp under '{checkpoints_root}'")
+
+
+def load_checkpoint(path):
+    """Load a checkpoint safely (weights_only=True) and check its format."""
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        if 'weights only' in str(err).lower() or 'weights_only' in str(err).lower():
+            raise RunError(f"refused to load '{path}': it holds objects other than plain data, "
+                           'and loading it could run code') from None
+        raise RunError(f"cannot read checkpoint '{path}': the file is corrupt ({_first_line(err)})") from None
+    except FileNotFoundError:
+        raise RunError(f"checkpoint '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise RunError(f"checkpoint '{path}' is a folder; pass a checkpoint file or its run's timestamp") from None
+    except Exception as err:  # any failure to parse the file means it is damaged
+        raise RunError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({_first_line(err)})") from None
+    if not isinstance(checkpoint, dict) or 'format_version' not in checkpoint:
+        raise RunError(f"'{path}' is not a checkpoint written by this project's train.py")
+    if checkpoint['format_version'] > CHECKPOINT_FORMAT_VERSION:
+        raise RunError(f"'{path}' has checkpoint format {checkpoint['format_version']}, newer than this "
+                       f'code reads ({CHECKPOINT_FORMAT_VERSION}); update the project')
+    return checkpoint
+
+
+def load_model_state(model, state_dict, path):
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:
+        raise RunError(f"checkpoint '{path}' does not fit this model ({_first_line(err).rstrip(':.')}); "
+                       'it was saved from another architecture or size') from None
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+# -----------------------------------------------------------------------------
+# metric and running sums
+{%- if cookiecutter.task == 'classification' %}
+
+METRIC_NAME = 'acc'
+
+
+def metric_sum(output, target):
+    """Number of correct predictions in the batch (accuracy = sum / samples)."""
+    return (output.argmax(dim=1) == target).sum()
+{%- else %}
+
+METRIC_NAME = 'mae'
+
+
+def metric_sum(output, target):
+    """Sum of absolute errors in the batch (mean absolute error = sum / samples)."""
+    return (output - target).abs().sum()
+{%- endif %}
+
+
+class EpochMeter:
+    """Loss and metric totals over an epoch, read from the device once per `interval` steps, not per step.
+
+    add() writes a step's values into a device buffer and says when it is full; flush() copies it to
+    the host in one go, which is the only host-device sync of the training loop.
+    """
+
+    def __init__(self, interval, device, totals=(0.0, 0.0, 0)):
+        self.buffer = torch.zeros(interval, 2, device=device)
+        self.pending = []  # (step, batch size) of the rows not yet read
+        self.loss_sum, self.metric_sum, self.count = totals
+
+    def add(self, step, loss, metric_sum, batch_size):
+        row = self.buffer[len(self.pending)]
+        row[0] = loss
+        row[1] = metric_sum
+        self.pending.append((step, batch_size))
+        return len(self.pending) == len(self.buffer)
+
+    def flush(self):
+        """Add the pending rows to the totals. Return the first step whose loss was NaN or Inf, else None."""
+        bad_step = None
+        for (step, batch_size), (loss, metric) in zip(self.pending, self.buffer[: len(self.pending)].tolist()):
+            if bad_step is None and not math.isfinite(loss):
+                bad_step = step
+            self.loss_sum += loss * batch_size
+            self.metric_sum += metric
+            self.count += batch_size
+        self.pending = []
+        return bad_step
+
+    @property
+    def loss(self):
+        return self.loss_sum / max(1, self.count)
+
+    @property
+    def metric(self):
+        return self.metric_sum / max(1, self.count)
+
+    def totals(self):
+        return [self.loss_sum, self.metric_sum, self.count]
+
+
+# -----------------------------------------------------------------------------
+# learning rate, stopping
+
+
+def warmup_cosine(warmup_steps, total_steps):
+    """LR multiplier: linear warmup over warmup_steps, then cosine decay to 0 at total_steps."""
+
+    def multiplier(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return multiplier
+
+
+class StopRequest:
+    """Turns Ctrl-C and SIGTERM into a flag that the loop reads after each optimizer step.
+
+    The handler never raises, so a second Ctrl-C during a save cannot interrupt it.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.requested:
+            return  # the process is about to exit: keep swallowing repeated signals until it has
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            print(f'\n{signal.Signals(signum).name} received: finishing this step, then saving', file=sys.stderr)
+
+    @property
+    def requested(self):
+        return self.signum is not None
+
+    @property
+    def name(self):
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self):
+        return 128 + self.signum
