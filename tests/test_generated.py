@@ -5,6 +5,7 @@ resume, interruption and fault tests.
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -65,3 +66,17 @@ def test_default_bake_trains_and_accuracy_rises(baked, tmp_path):
     accuracies = [float(line.split(' acc ')[1].split()[0]) for line in (logs / 'val.log').read_text().splitlines()
                   if ' acc ' in line]
     assert accuracies[-1] > accuracies[0] + 0.2, accuracies
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run_prints_its_ratios():
+    """CI only checks that the benchmark runs and ends with one parseable line per workload."""
+    from conftest import TEMPLATE
+
+    result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick',
+                             '--repeats', '1'], capture_output=True, text=True, env=ENV, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()[-2:]
+    pattern = (r'workload=(tiny_mlp|mid_cnn) train/bare=\d+\.\d{3} train/lightning=(\d+\.\d{3}|na) '
+               r'rss/bare=\d+\.\d{3} startup_over_import_s=-?\d+\.\d{2}')
+    assert [re.fullmatch(pattern, line).group(1) for line in lines] == ['tiny_mlp', 'mid_cnn'], lines

@@ -51,7 +51,11 @@ import torch.nn.functional as F
 {%- if cookiecutter.dataset == 'image_folder' %}
 from PIL import Image
 {%- endif %}
+{%- if kind != 'sequence' and cookiecutter.dataset in ['synthetic', 'csv'] %}
+from torch.utils.data import Dataset, default_collate, random_split
+{%- else %}
 from torch.utils.data import Dataset, random_split
+{%- endif %}
 
 from utils import RunError
 
@@ -171,6 +175,13 @@ class SyntheticDataset(Dataset):
 
     def __getitem__(self, index):
         return self.inputs[index], self.targets[index]
+{%- if kind != 'sequence' %}
+
+    def __getitems__(self, indices):
+        """A whole batch by one tensor index, instead of one item at a time plus a collate."""
+        index = torch.tensor(indices)
+        return self.inputs[index], self.targets[index]
+{%- endif %}
 {%- elif cookiecutter.dataset == 'csv' %}
 
 
@@ -213,6 +224,11 @@ class CsvDataset(Dataset):
         return len(self.targets)
 
     def __getitem__(self, index):
+        return self.inputs[index], self.targets[index]
+
+    def __getitems__(self, indices):
+        """A whole batch by one tensor index, instead of one item at a time plus a collate."""
+        index = torch.tensor(indices)
         return self.inputs[index], self.targets[index]
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
@@ -310,6 +326,12 @@ def collate_fn(batch):
     padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
     padding_mask = torch.arange(padded.shape[1]) >= lengths.unsqueeze(1)
     return padded, padding_mask, torch.stack(targets)
+{%- elif cookiecutter.dataset in ['synthetic', 'csv'] %}
+
+
+def collate_fn(batch):
+    """__getitems__ already returns a whole batch as a tuple; a list of items is stacked as usual."""
+    return batch if isinstance(batch, tuple) else default_collate(batch)
 {%- else %}
 
 

@@ -9,6 +9,7 @@ Sections: 1 imports, 2 train(), 3 start training (3.1 timestamp ... 3.11 train()
 
 # -----------------------------------------------------------------------------
 # 1. imports
+import contextlib
 import logging
 import math
 import os
@@ -27,24 +28,27 @@ from model import MODEL_CONFIG, SHAPE_KEYS, build_model
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
     METRIC_NAME,
+    CheckpointWriter,
     EpochMeter,
     EpochSampler,
     RunError,
     StopRequest,
     all_seed,
+    autocast_for,
     check_config,
+    check_device_config,
     check_writable,
     claim_run_dirs,
     create_logger,
     get_rng_state,
     load_checkpoint,
     load_model_state,
-    metric_sum,
     parse_args,
     remove_if_empty,
     resolve_checkpoint,
-    save_checkpoint,
+    set_determinism,
     set_rng_state,
+    unwrap,
     warmup_cosine,
 )
 
@@ -60,6 +64,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     run continues exactly where it stopped, mid-epoch included.
     """
     train_logger, val_logger = logging.getLogger('train'), logging.getLogger('val')
+    raw_model = unwrap(model)  # saved without torch.compile's prefixes, so checkpoints load either way
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
 
@@ -70,10 +75,17 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     criterion = nn.MSELoss()
 {%- endif %}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
-    steps_per_epoch = math.ceil(len(train_loader.dataset) / config['batch_size'])
+    n_train = len(train_loader.dataset)
+    accum = config['grad_accum_steps']  # micro-batches per optimizer step
+    steps_per_epoch = math.ceil(n_train / (config['batch_size'] * accum))
     total_steps = config['n_epoch'] * steps_per_epoch
     schedule = warmup_cosine(config['warmup_steps'], total_steps) if config['scheduler_flag'] else (lambda step: 1.0)
     scheduler = LambdaLR(optimizer, schedule)
+    autocast = autocast_for(config['amp'], device)
+    scaler = torch.amp.GradScaler(device.type, enabled=config['amp'] == 'fp16')
+{%- if cookiecutter.model == 'cnn' %}
+    memory_format = torch.channels_last if config['channels_last'] and device.type == 'cuda' else torch.preserve_format
+{%- endif %}
 
     # values to track
     start_epoch, step, samples_done, epoch_totals = 0, 0, 0, (0.0, 0.0, 0)
@@ -88,15 +100,17 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         epoch_totals = checkpoint['epoch_totals']
         best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
         early_stop_count = checkpoint['early_stop_count']
+        scaler.load_state_dict(checkpoint['scaler'])
         set_rng_state(checkpoint['rng'])
 
     def state(epoch, samples_done, epoch_totals):
         """Everything needed to continue exactly from this point, as plain values (weights_only loads it)."""
         return {
             'format_version': CHECKPOINT_FORMAT_VERSION,
-            'model': model.state_dict(),
+            'model': raw_model.state_dict(),
             'optimizer': optimizer.state_dict(),
             'scheduler': scheduler.state_dict(),
+            'scaler': scaler.state_dict(),
             'epoch': epoch,  # epochs completed
             'step': step,  # optimizer steps taken
             'samples_done': samples_done,  # samples of epoch `epoch` already trained on (mid-epoch stop)
@@ -114,30 +128,45 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                           'pass a larger --n_epoch or --early_stop to go on')
         return 0
 
-    with StopRequest() as stop:
+    with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer:
         for epoch in range(start_epoch, config['n_epoch']):
             # 2.1 training
             model.train()
             train_loader.sampler.set_epoch(epoch, start=samples_done)
-            meter = EpochMeter(config['log_interval'], device, epoch_totals)
+            meter = EpochMeter(config['log_interval'], epoch_totals)
             bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
-                       initial=math.ceil(samples_done / config['batch_size']), total=steps_per_epoch)
-            bad_step = None
+                       initial=math.ceil(samples_done / config['batch_size']),
+                       total=math.ceil(n_train / config['batch_size']))
+            bad_step, micro, read_due = None, 0, False
             for *inputs, target in bar:
+{%- if cookiecutter.model == 'cnn' %}
+                inputs = [x.to(device, non_blocking=True, memory_format=memory_format) for x in inputs]
+{%- else %}
                 inputs = [x.to(device, non_blocking=True) for x in inputs]
+{%- endif %}
                 target = target.to(device, non_blocking=True)
-                output = model(*inputs)
-                loss = criterion(output, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if micro == 0:  # samples in this optimizer step: the loss is their mean, however split
+                    group = min(config['batch_size'] * accum, n_train - samples_done)
+                with autocast():
+                    output = model(*inputs)
+                    loss = criterion(output, target)
+                scaler.scale(loss if len(target) == group else loss * (len(target) / group)).backward()
+                read_due |= meter.add(step + 1, loss.detach(), output.detach(), target)
+                samples_done += len(target)
+                micro += 1
+                if micro < accum and samples_done < n_train:
+                    continue
+                micro = 0
                 if config['clip_flag']:
+                    scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
-                samples_done += len(target)
-                if meter.add(step, loss.detach(), metric_sum(output.detach(), target), len(target)):
-                    bad_step = meter.flush()  # the one host sync per log_interval steps
+                if read_due:
+                    bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
                 if bad_step is not None or stop.requested:
                     break
@@ -147,8 +176,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
                                   'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
                 return NONFINITE_EXIT_CODE
-            if stop.requested and samples_done < len(train_loader.dataset):
-                save_checkpoint(state(epoch, samples_done, meter.totals()), latest_path)
+            if stop.requested and samples_done < n_train:
+                writer.save(state(epoch, samples_done, meter.totals()), latest_path)
+                writer.wait()
                 train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; '
                                   f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
                 return stop.exit_code
@@ -161,13 +191,17 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
             # 2.3 validation
             model.eval()
-            with torch.inference_mode():
-                meter = EpochMeter(config['log_interval'], device)
+            with torch.inference_mode(), autocast():
+                meter = EpochMeter(config['log_interval'])
                 for *inputs, target in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False):
+{%- if cookiecutter.model == 'cnn' %}
+                    inputs = [x.to(device, non_blocking=True, memory_format=memory_format) for x in inputs]
+{%- else %}
                     inputs = [x.to(device, non_blocking=True) for x in inputs]
+{%- endif %}
                     target = target.to(device, non_blocking=True)
                     output = model(*inputs)
-                    if meter.add(step, criterion(output, target), metric_sum(output, target), len(target)):
+                    if meter.add(step, criterion(output, target), output, target):
                         meter.flush()
                 meter.flush()
             valid_loss = meter.loss
@@ -180,21 +214,26 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 return NONFINITE_EXIT_CODE
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs, early stop
-            if valid_loss < best_loss:
+            improved = valid_loss < best_loss
+            if improved:
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0
-                save_checkpoint(state(epoch + 1, 0, epoch_totals), best_path)
-                val_logger.info(f'saved best_checkpoint.pt (valid loss {best_loss:.6f} at epoch {best_epoch})')
             else:
                 early_stop_count += 1
             early_stopped = early_stop_count >= config['early_stop']
             last_epoch = epoch + 1 == config['n_epoch']
-            if (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stop.requested:
-                save_checkpoint(state(epoch + 1, 0, epoch_totals), latest_path)
+            save_latest = (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stop.requested
+            paths = [best_path] * improved + [latest_path] * save_latest
+            if paths:  # written in the background while the next epoch trains
+                writer.save(state(epoch + 1, 0, epoch_totals), *paths)
+            if improved:
+                val_logger.info(f'saved best_checkpoint.pt (valid loss {best_loss:.6f} at epoch {best_epoch})')
             if early_stopped:
+                writer.wait()
                 val_logger.info(f"early stop: valid loss has not improved for {config['early_stop']} epochs "
                                 f'(best {best_loss:.6f} at epoch {best_epoch})')
                 return 0
             if stop.requested:
+                writer.wait()
                 train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}')
                 return stop.exit_code
 
@@ -230,7 +269,14 @@ def main(argv=None):
         'scheduler_flag': True,  # linear warmup, then cosine decay
         'warmup_steps': 1000,
         'save_every': 5,  # epochs between latest_checkpoint.pt saves
-        'log_interval': 20,  # optimizer steps between reads of the running loss
+        'log_interval': 20,  # batches between reads of the running loss (and progress bar updates)
+        'grad_accum_steps': 1,  # micro-batches of batch_size per optimizer step
+        'amp': 'none',  # 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)
+        'compile': False,  # torch.compile the model
+        'deterministic': False,  # True: deterministic algorithms, no cudnn.benchmark (slower on GPU)
+{%- if cookiecutter.model == 'cnn' %}
+        'channels_last': False,  # channels-last memory format on CUDA (faster convolutions with amp)
+{%- endif %}
         **DATA_CONFIG,
         **MODEL_CONFIG,
         'loggers_dir': f'./loggers/{timestamp}',
@@ -251,8 +297,11 @@ def main(argv=None):
         config.update(overrides)
     check_config(config)
 
-    # 3.4 seed
+    check_device_config(config, device)
+
+    # 3.4 seed (and determinism)
     all_seed(config['seed'])
+    set_determinism(config['deterministic'])
 
     # 3.5 makedirs: a new run never reuses a folder; resume continues in the run's own folders
     if checkpoint is None:
@@ -279,10 +328,16 @@ def main(argv=None):
 
     # 3.8 model
     model = build_model(config).to(device)
+{%- if cookiecutter.model == 'cnn' %}
+    if config['channels_last'] and device.type == 'cuda':
+        model = model.to(memory_format=torch.channels_last)
+{%- endif %}
+    if config['compile']:
+        model = torch.compile(model)
 
     # 3.9 resume: load the weights (train() restores the rest)
     if checkpoint is not None:
-        load_model_state(model, checkpoint['model'], checkpoint_path)
+        load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
 
     # 3.10 loggers: note.log holds the model, its summary and every hyperparameter
     create_logger('train', os.path.join(config['loggers_dir'], 'train.log'), show_time=True)
@@ -290,9 +345,9 @@ def main(argv=None):
     note_logger = create_logger('note', os.path.join(config['loggers_dir'], 'note.log'), show_time=False)
     if checkpoint is None:
         *example_inputs, _ = next(iter(valid_loader))
-        model_summary = summary(model, input_data=[x.to(device) for x in example_inputs], mode='eval', verbose=0,
+        model_summary = summary(unwrap(model), input_data=[x.to(device) for x in example_inputs], mode='eval', verbose=0,
                                 device=device, col_names=('input_size', 'output_size', 'num_params'))
-        note_logger.info(f'run {os.path.basename(config["loggers_dir"])} on {device}\n\n{model}\n\n{model_summary}\n')
+        note_logger.info(f'run {os.path.basename(config["loggers_dir"])} on {device}\n\n{unwrap(model)}\n\n{model_summary}\n')
         note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
     else:
         note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} from {checkpoint_path} "

@@ -1,11 +1,15 @@
 """Small helpers for train.py: seeding, loggers, run folders, checkpoints, CLI, signals."""
 
 import argparse
+import concurrent.futures
+import contextlib
+import functools
 import logging
 import math
 import os
 import pickle
 import random
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -170,6 +174,15 @@ def check_config(config):
     for key in ['num_workers', 'warmup_steps', 'weight_decay']:
         if config[key] < 0:
             raise RunError(f'{key} must not be negative, got {config[key]}')
+    if config['grad_accum_steps'] < 1:
+        raise RunError(f"grad_accum_steps must be 1 or more, got {config['grad_accum_steps']}")
+    if config['amp'] not in ('none', *AMP_DTYPES):
+        raise RunError(f"amp must be none, bf16 or fp16, got '{config['amp']}'")
+
+
+def check_device_config(config, device):
+    if config['amp'] == 'fp16' and device.type != 'cuda':
+        raise RunError(f'amp fp16 needs CUDA (this run is on {device.type}); use --amp bf16 or --amp none')
 
 
 # -----------------------------------------------------------------------------
@@ -248,30 +261,78 @@ def create_logger(name, path, show_time=True):
 # checkpoints
 
 
-def save_checkpoint(state, path):
+def save_checkpoint(state, *paths):
     """Write atomically: a temporary file in the same folder, fsync, then os.replace.
 
-    A crash or kill mid-save leaves the previous checkpoint at `path` intact.
+    A crash or kill mid-save leaves the previous checkpoint at each path intact. Several paths in one
+    folder (best and latest of the same epoch) are written once and hard-linked.
     """
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    paths = [Path(path) for path in paths]
+    tmps = [path.with_name(f'.{path.name}.{os.getpid()}.tmp') for path in paths]
     try:
-        with open(tmp, 'wb') as f:
+        with open(tmps[0], 'wb') as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for tmp in tmps[1:]:
+            try:
+                os.link(tmps[0], tmp)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(tmps[0], tmp)
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
+        for tmp in tmps:
+            if tmp.exists():
+                tmp.unlink()
+    try:  # make the renames themselves durable
+        fd = os.open(paths[0].parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError:
         pass
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a background thread, so that training goes on during the disk write.
+
+    save() first copies the state (tensors to CPU memory), so later steps cannot change what gets
+    written. Writes run one at a time, in order, each atomic (save_checkpoint). At most one copy is
+    held: a save waits for the previous ones first. wait() blocks until every write is on disk, and
+    raises the error of a write that failed.
+    """
+
+    def __init__(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='checkpoint')
+        self._pending = []
+
+    def save(self, state, *paths):
+        self.wait()
+        snapshot = _copy_to_cpu(state)
+        self._pending.append(self._pool.submit(save_checkpoint, snapshot, *paths))
+
+    def wait(self):
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self):
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
+
+
+def _copy_to_cpu(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().to('cpu', copy=True)
+    if isinstance(value, dict):
+        return {key: _copy_to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy_to_cpu(item) for item in value)
+    return value
 
 
 def resolve_checkpoint(target, checkpoints_root='./checkpoints'):
@@ -332,48 +393,55 @@ def _first_line(err):
 METRIC_NAME = 'acc'
 
 
-def metric_sum(output, target):
-    """Number of correct predictions in the batch (accuracy = sum / samples)."""
-    return (output.argmax(dim=1) == target).sum()
+def metric_per_sample(output, target):
+    """1.0 where the predicted class is right: its mean is the accuracy."""
+    return (output.argmax(dim=1) == target).float()
 {%- else %}
 
 METRIC_NAME = 'mae'
 
 
-def metric_sum(output, target):
-    """Sum of absolute errors in the batch (mean absolute error = sum / samples)."""
-    return (output - target).abs().sum()
+def metric_per_sample(output, target):
+    """Absolute error per sample: its mean is the mean absolute error."""
+    return (output.float() - target).abs().mean(dim=1)
 {%- endif %}
 
 
 class EpochMeter:
     """Loss and metric totals over an epoch, read from the device once per `interval` steps, not per step.
 
-    add() writes a step's values into a device buffer and says when it is full; flush() copies it to
-    the host in one go, which is the only host-device sync of the training loop.
+    add() only keeps the step's detached loss, output and target. flush() computes the metric for all
+    of them and copies everything to the host in one transfer: the loop's only host-device sync.
+    Totals are summed on the host in step order, so they do not depend on when flush() runs.
     """
 
-    def __init__(self, interval, device, totals=(0.0, 0.0, 0)):
-        self.buffer = torch.zeros(interval, 2, device=device)
-        self.pending = []  # (step, batch size) of the rows not yet read
+    def __init__(self, interval, totals=(0.0, 0.0, 0)):
+        self.interval = interval
+        self.pending = []  # (step, loss, output, target) not yet read
         self.loss_sum, self.metric_sum, self.count = totals
 
-    def add(self, step, loss, metric_sum, batch_size):
-        row = self.buffer[len(self.pending)]
-        row[0] = loss
-        row[1] = metric_sum
-        self.pending.append((step, batch_size))
-        return len(self.pending) == len(self.buffer)
+    def add(self, step, loss, output, target):
+        """Keep one batch; return True when `interval` batches wait to be read."""
+        self.pending.append((step, loss, output, target))
+        return len(self.pending) >= self.interval
 
     def flush(self):
-        """Add the pending rows to the totals. Return the first step whose loss was NaN or Inf, else None."""
-        bad_step = None
-        for (step, batch_size), (loss, metric) in zip(self.pending, self.buffer[: len(self.pending)].tolist()):
+        """Add the pending batches to the totals. Return the first step whose loss was NaN or Inf, else None."""
+        if not self.pending:
+            return None
+        steps, losses, outputs, targets = zip(*self.pending)
+        metrics = metric_per_sample(torch.cat(outputs), torch.cat(targets))
+        values = torch.cat([torch.stack(losses).float(), metrics]).tolist()
+        losses, metrics = values[: len(steps)], values[len(steps):]
+        bad_step, start = None, 0
+        for step, loss, target in zip(steps, losses, targets):
+            n = len(target)
             if bad_step is None and not math.isfinite(loss):
                 bad_step = step
-            self.loss_sum += loss * batch_size
-            self.metric_sum += metric
-            self.count += batch_size
+            self.loss_sum += loss * n
+            self.metric_sum += math.fsum(metrics[start:start + n])
+            self.count += n
+            start += n
         self.pending = []
         return bad_step
 
@@ -387,6 +455,42 @@ class EpochMeter:
 
     def totals(self):
         return [self.loss_sum, self.metric_sum, self.count]
+
+
+# -----------------------------------------------------------------------------
+# speed settings
+
+
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def autocast_for(amp, device):
+    """A context factory for the forward pass: autocast for 'bf16'/'fp16', a no-op for 'none'."""
+    if amp == 'none':
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device.type, dtype=AMP_DTYPES[amp])
+
+
+def set_determinism(deterministic):
+    """True: deterministic algorithms and no cudnn.benchmark (reproducible, slower on GPU).
+    False: cudnn.benchmark picks the fastest convolution algorithms (results may vary run to run)."""
+    if deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic or torch.are_deterministic_algorithms_enabled():  # the call imports torch._dynamo: ~1 s
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def unwrap(model):
+    """The plain module inside torch.compile and DDP wrappers: its state_dict keys have no prefixes."""
+    while True:
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, '_orig_mod'):
+            model = model._orig_mod
+        else:
+            return model
 
 
 # -----------------------------------------------------------------------------

@@ -58,10 +58,23 @@ def run(argv):
     return train.main([str(a) for a in argv])
 
 
-def run_process(argv, cwd, **kwargs):
+# train.py, with a pause after each batch: a signal test must not race a run that ends too soon.
+SLOW_TRAIN = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import train
+add = train.EpochMeter.add
+train.EpochMeter.add = lambda self, *args: time.sleep(float(sys.argv[2])) or add(self, *args)
+sys.exit(train.main(sys.argv[3:]))
+"""
+
+
+def run_process(argv, cwd, pause_per_batch=0.0):
+    """Start train.py as a child process; with a pause, through SLOW_TRAIN (same math, slower)."""
     env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
-    return subprocess.Popen([sys.executable, str(PROJECT / 'train.py'), *map(str, argv)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    command = [sys.executable, '-c', SLOW_TRAIN, str(PROJECT), str(pause_per_batch)]
+    return subprocess.Popen(command + [str(a) for a in argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def only_run(root):

@@ -21,7 +21,7 @@ LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1]
 
 def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
     """Start train.py, send `signum` once epoch 1 is logged, and return (exit code, stderr)."""
-    process = run_process(argv, workdir)
+    process = run_process(argv, workdir, pause_per_batch=0.02)  # about 2 s per run: time to send it
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         logs = list((workdir / 'loggers').glob('*/train.log')) if (workdir / 'loggers').exists() else []

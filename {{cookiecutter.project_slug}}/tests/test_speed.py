@@ -1,0 +1,136 @@
+{%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') -%}
+"""Speed settings: gradient accumulation, AMP, torch.compile checkpoints, determinism, batched fetch."""
+
+import pytest
+import torch
+from torch import nn
+
+import train
+from conftest import epoch_lines, load, only_run, run
+from utils import RunError, set_determinism, unwrap
+{%- if kind == 'image' %}
+
+IN_FEATURES = train.DATA_CONFIG['image_channels'] * train.DATA_CONFIG['image_size'] ** 2
+{%- else %}
+
+IN_FEATURES = train.DATA_CONFIG['num_features']
+{%- endif %}
+OUTPUTS = {{ "train.DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
+
+
+class TinyModel(nn.Module):
+    """No dropout and no batch norm: how a batch is split into micro-batches cannot change its gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(IN_FEATURES, OUTPUTS)
+
+    def forward(self, x, padding_mask=None):
+        if padding_mask is not None:  # mean over the real frames
+            keep = (~padding_mask).unsqueeze(-1).float()
+            x = (x * keep).sum(1) / keep.sum(1)
+        return self.linear(x.flatten(1))
+
+
+def run_in(folder, argv):
+    folder.mkdir()
+    cwd = train.os.getcwd()
+    train.os.chdir(folder)
+    try:
+        assert run(argv) == 0
+        logs, ckpts = only_run(folder)
+        return load(ckpts / 'latest_checkpoint.pt'), epoch_lines(logs / 'train.log')
+    finally:
+        train.os.chdir(cwd)
+
+
+def test_grad_accumulation_matches_one_big_batch(workdir, data_args, monkeypatch):
+    # 128 training samples: 5 steps of 24 and a last, partial step of 8, either way
+    monkeypatch.setattr(train, 'build_model', lambda config: TinyModel())
+    common = data_args + ['--n_epoch', 2, '--lr', 1e-2, '--warmup_steps', 3]
+    big, big_lines = run_in(workdir / 'big', common + ['--batch_size', 24, '--grad_accum_steps', 1])
+    accum, accum_lines = run_in(workdir / 'accum', common + ['--batch_size', 8, '--grad_accum_steps', 3])
+    assert big['step'] == accum['step'] == 12
+    for key in big['model']:
+        torch.testing.assert_close(accum['model'][key], big['model'][key], rtol=1e-4, atol=1e-6)
+    # the same steps and learning rates are logged; the losses agree to the last printed digits
+    assert [line.split()[3] for line in big_lines] == [line.split()[3] for line in accum_lines]
+    assert [line.split()[-1] for line in big_lines] == [line.split()[-1] for line in accum_lines]
+    for a, b in zip(big_lines, accum_lines):
+        assert float(a.split()[5]) == pytest.approx(float(b.split()[5]), rel=1e-4)
+
+
+def test_amp_bf16_trains_on_cpu_and_the_scaler_state_is_saved(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1, '--amp', 'bf16']) == 0
+    logs, ckpts = only_run(workdir)
+    loss = float(epoch_lines(logs / 'train.log')[0].split()[5])
+    assert loss == loss and loss < 1e6
+    assert 'scaler' in load(ckpts / 'latest_checkpoint.pt')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='fp16 is allowed on CUDA')
+def test_amp_fp16_without_cuda_is_a_clear_error(workdir, data_args):
+    with pytest.raises(RunError, match='amp fp16 needs CUDA'):
+        train.main(data_args + ['--amp', 'fp16'])
+    assert not (workdir / 'loggers').exists()
+
+
+def test_bad_amp_value_is_a_clear_error(workdir):
+    with pytest.raises(RunError, match='amp must be none, bf16 or fp16'):
+        train.main(['--amp', 'fp32'])
+
+
+def test_compiled_runs_save_plain_keys_that_resume_without_compile(workdir, data_args, monkeypatch):
+    compile_ = torch.compile
+    monkeypatch.setattr(train.torch, 'compile', lambda model: compile_(model, backend='eager'))  # no C++ build
+    assert run(data_args + ['--n_epoch', 1, '--compile', 'true']) == 0
+    logs, ckpts = only_run(workdir)
+    plain = set(train.build_model(load(ckpts / 'latest_checkpoint.pt')['config']).state_dict())
+    assert set(load(ckpts / 'latest_checkpoint.pt')['model']) == plain
+    assert run(['--resume', logs.name, '--n_epoch', 2, '--compile', 'false']) == 0
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
+
+
+def test_unwrap_returns_the_plain_module():
+    model = TinyModel()
+    assert unwrap(torch.compile(model)) is model and unwrap(model) is model
+
+
+def test_deterministic_switches_algorithms_and_cudnn_benchmark(workdir, data_args):
+    try:
+        assert run(data_args + ['--n_epoch', 1, '--deterministic', 'true']) == 0
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        assert run(data_args + ['--n_epoch', 1]) == 0
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    finally:
+        set_determinism(False)
+{%- if cookiecutter.dataset in ['synthetic', 'csv'] and kind != 'sequence' %}
+
+
+def test_batched_fetch_gives_the_same_batch_as_item_by_item(config, data_args):
+    from dataset import build_datasets, collate_fn
+
+    args = dict(zip(data_args[::2], data_args[1::2]))
+    config = {**config, **{k[2:]: type(config[k[2:]])(v) for k, v in args.items() if k[2:] in config}}
+    train_set, _ = build_datasets(config)
+    indices = [5, 0, 17, 3]
+    batched = collate_fn(train_set.__getitems__(indices))
+    one_by_one = torch.utils.data.default_collate([train_set[i] for i in indices])
+    assert all(torch.equal(a, b) for a, b in zip(batched, one_by_one))
+{%- endif %}
+{%- if cookiecutter.model == 'cnn' %}
+
+
+def test_channels_last_is_accepted_and_is_a_no_op_on_cpu(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1, '--channels_last', 'true']) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='channels_last applies on CUDA only')
+def test_channels_last_on_cuda_converts_the_weights(workdir, data_args, monkeypatch):
+    models = []
+    build = train.build_model
+    monkeypatch.setattr(train, 'build_model', lambda config: models.append(build(config)) or models[-1])
+    assert run(data_args + ['--n_epoch', 1, '--channels_last', 'true']) == 0
+    conv = next(m for m in models[0].modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+{%- endif %}
