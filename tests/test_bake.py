@@ -12,7 +12,7 @@ COMMON_FILES = {
     '.gitignore', 'README.md', 'pyproject.toml', 'requirements.txt', 'requirements-dev.txt',
     'train.py', 'model.py', 'dataset.py', 'utils.py',
     'tests/conftest.py', 'tests/test_model.py', 'tests/test_dataset.py', 'tests/test_train.py',
-    'tests/test_resume.py', 'tests/test_faults.py', 'tests/test_speed.py',
+    'tests/test_resume.py', 'tests/test_faults.py', 'tests/test_speed.py', 'tests/test_distributed.py',
 }
 
 

@@ -17,7 +17,9 @@ import sys
 import time
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from torchinfo import summary
@@ -32,15 +34,20 @@ from utils import (
     EpochMeter,
     EpochSampler,
     RunError,
+    ShardSampler,
     StopRequest,
+    agree_to_stop,
     all_seed,
     autocast_for,
+    broadcast,
     check_config,
     check_device_config,
     check_writable,
     claim_run_dirs,
     create_logger,
-    get_rng_state,
+    gather_rng_states,
+    is_distributed,
+    is_master,
     load_checkpoint,
     load_model_state,
     parse_args,
@@ -48,6 +55,7 @@ from utils import (
     resolve_checkpoint,
     set_determinism,
     set_rng_state,
+    setup_device,
     unwrap,
     warmup_cosine,
 )
@@ -63,8 +71,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     `checkpoint` (from --resume) restores the optimizer, scheduler, counters and RNG state, so the
     run continues exactly where it stopped, mid-epoch included.
     """
-    train_logger, val_logger = logging.getLogger('train'), logging.getLogger('val')
-    raw_model = unwrap(model)  # saved without torch.compile's prefixes, so checkpoints load either way
+    train_logger, val_logger = logging.getLogger('train'), logging.getLogger('val')  # silent off rank 0
+    raw_model = unwrap(model)  # saved without DDP's and torch.compile's prefixes: loads either way
+    eval_model = model.module if isinstance(model, DDP) else model  # validation needs no DDP collectives
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
 
@@ -75,7 +85,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     criterion = nn.MSELoss()
 {%- endif %}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
-    n_train = len(train_loader.dataset)
+    n_train = train_loader.sampler.num_samples  # this rank's share of an epoch
     accum = config['grad_accum_steps']  # micro-batches per optimizer step
     steps_per_epoch = math.ceil(n_train / (config['batch_size'] * accum))
     total_steps = config['n_epoch'] * steps_per_epoch
@@ -101,7 +111,12 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
         early_stop_count = checkpoint['early_stop_count']
         scaler.load_state_dict(checkpoint['scaler'])
-        set_rng_state(checkpoint['rng'])
+        if len(checkpoint['rng']) == world_size:
+            set_rng_state(checkpoint['rng'][rank])
+        else:  # another number of processes: exactness is lost, so continue from fresh, distinct seeds
+            all_seed(config['seed'] + rank + 1000 * step)
+            per_step = config['batch_size'] * accum
+            samples_done = samples_done * len(checkpoint['rng']) // world_size // per_step * per_step
 
     def state(epoch, samples_done, epoch_totals):
         """Everything needed to continue exactly from this point, as plain values (weights_only loads it)."""
@@ -119,8 +134,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'best_epoch': best_epoch,
             'early_stop_count': early_stop_count,
             'config': config,
-            'rng': get_rng_state(),
+            'rng': gather_rng_states(),  # one entry per rank; a collective, so every rank builds the state
             'sampler': {'seed': config['seed'], 'epoch': epoch, 'start': samples_done},
+            'world_size': world_size,
         }
 
     if early_stop_count >= config['early_stop'] or start_epoch >= config['n_epoch']:
@@ -136,8 +152,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             meter = EpochMeter(config['log_interval'], epoch_totals)
             bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
                        initial=math.ceil(samples_done / config['batch_size']),
-                       total=math.ceil(n_train / config['batch_size']))
-            bad_step, micro, read_due = None, 0, False
+                       total=math.ceil(n_train / config['batch_size']), disable=not is_master())
+            bad_step, stopping, micro, read_due = None, False, 0, False
             for *inputs, target in bar:
 {%- if cookiecutter.model == 'cnn' %}
                 inputs = [x.to(device, non_blocking=True, memory_format=memory_format) for x in inputs]
@@ -147,14 +163,17 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 target = target.to(device, non_blocking=True)
                 if micro == 0:  # samples in this optimizer step: the loss is their mean, however split
                     group = min(config['batch_size'] * accum, n_train - samples_done)
-                with autocast():
-                    output = model(*inputs)
-                    loss = criterion(output, target)
-                scaler.scale(loss if len(target) == group else loss * (len(target) / group)).backward()
+                last_micro = micro + 1 == accum or samples_done + len(target) >= n_train
+                no_sync = model.no_sync() if isinstance(model, DDP) and not last_micro else contextlib.nullcontext()
+                with no_sync:  # DDP averages gradients over the ranks only on an optimizer step's last micro-batch
+                    with autocast():
+                        output = model(*inputs)
+                        loss = criterion(output, target)
+                    scaler.scale(loss if len(target) == group else loss * (len(target) / group)).backward()
                 read_due |= meter.add(step + 1, loss.detach(), output.detach(), target)
                 samples_done += len(target)
                 micro += 1
-                if micro < accum and samples_done < n_train:
+                if not last_micro:
                     continue
                 micro = 0
                 if config['clip_flag']:
@@ -168,21 +187,28 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 if read_due:
                     bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
-                if bad_step is not None or stop.requested:
+                    stopping, bad_step = agree_to_stop(stop.requested, bad_step, device)
+                elif world_size == 1:
+                    stopping = stop.requested
+                if bad_step is not None or stopping:
                     break
             bar.close()
             bad_step = meter.flush() if bad_step is None else bad_step
+            stopping, bad_step = agree_to_stop(stop.requested, bad_step, device)  # all ranks, at the same step
             if bad_step is not None:
                 train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
                                   'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
                 return NONFINITE_EXIT_CODE
-            if stop.requested and samples_done < n_train:
-                writer.save(state(epoch, samples_done, meter.totals()), latest_path)
+            if stopping and samples_done < n_train:
+                checkpoint_state = state(epoch, samples_done, meter.totals())
+                if is_master():
+                    writer.save(checkpoint_state, latest_path)
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; '
                                   f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
                 return stop.exit_code
             samples_done, epoch_totals = 0, (0.0, 0.0, 0)
+            meter.all_reduce(device)
 
             # 2.2 training log
             lr = optimizer.param_groups[0]['lr']
@@ -193,17 +219,19 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             model.eval()
             with torch.inference_mode(), autocast():
                 meter = EpochMeter(config['log_interval'])
-                for *inputs, target in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False):
+                for *inputs, target in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False,
+                                            disable=not is_master()):
 {%- if cookiecutter.model == 'cnn' %}
                     inputs = [x.to(device, non_blocking=True, memory_format=memory_format) for x in inputs]
 {%- else %}
                     inputs = [x.to(device, non_blocking=True) for x in inputs]
 {%- endif %}
                     target = target.to(device, non_blocking=True)
-                    output = model(*inputs)
+                    output = eval_model(*inputs)
                     if meter.add(step, criterion(output, target), output, target):
                         meter.flush()
                 meter.flush()
+            meter.all_reduce(device)  # every rank now holds the loss over the whole valid set
             valid_loss = meter.loss
 
             # 2.4 validation log
@@ -221,10 +249,12 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 early_stop_count += 1
             early_stopped = early_stop_count >= config['early_stop']
             last_epoch = epoch + 1 == config['n_epoch']
-            save_latest = (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stop.requested
+            save_latest = (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stopping
             paths = [best_path] * improved + [latest_path] * save_latest
             if paths:  # written in the background while the next epoch trains
-                writer.save(state(epoch + 1, 0, epoch_totals), *paths)
+                checkpoint_state = state(epoch + 1, 0, epoch_totals)
+                if is_master():
+                    writer.save(checkpoint_state, *paths)
             if improved:
                 val_logger.info(f'saved best_checkpoint.pt (valid loss {best_loss:.6f} at epoch {best_epoch})')
             if early_stopped:
@@ -232,7 +262,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 val_logger.info(f"early stop: valid loss has not improved for {config['early_stop']} epochs "
                                 f'(best {best_loss:.6f} at epoch {best_epoch})')
                 return 0
-            if stop.requested:
+            if stopping:
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}')
                 return stop.exit_code
@@ -247,13 +277,10 @@ def main(argv=None):
     # 3.1 timestamp
     timestamp = time.strftime('%Y%m%d_%H%M%S')
 
-    # 3.2 device (never stored in config, so a checkpoint resumes on any device)
-    if torch.cuda.is_available():
-        device = torch.device('cuda')
-    elif torch.backends.mps.is_available():
-        device = torch.device('mps')
-    else:
-        device = torch.device('cpu')
+    # 3.2 device: cuda, then mps, then cpu; under torchrun, DDP with one process per device.
+    # Never stored in config, so a checkpoint resumes on any device and any number of processes.
+    device, rank, world_size = setup_device()
+    timestamp = broadcast(timestamp)  # rank 0's: one run folder for all ranks
 
     # 3.3 config: every key can be overridden as --<key> <value>
     config = {
@@ -299,32 +326,32 @@ def main(argv=None):
 
     check_device_config(config, device)
 
-    # 3.4 seed (and determinism)
-    all_seed(config['seed'])
+    # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
+    all_seed(config['seed'] + rank)
     set_determinism(config['deterministic'])
 
-    # 3.5 makedirs: a new run never reuses a folder; resume continues in the run's own folders
+    # 3.5 makedirs (rank 0): a new run never reuses a folder; resume continues in the run's own folders
     if checkpoint is None:
-        config['loggers_dir'], config['checkpoints_dir'] = claim_run_dirs(config['loggers_dir'],
-                                                                          config['checkpoints_dir'])
-    else:
+        run_dirs = claim_run_dirs(config['loggers_dir'], config['checkpoints_dir']) if is_master() else None
+        config['loggers_dir'], config['checkpoints_dir'] = broadcast(run_dirs)
+    elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])
 
     # 3.6 dataset
     try:
         train_set, valid_set = build_datasets(config)
     except RunError:
-        if checkpoint is None:
+        if checkpoint is None and is_master():
             remove_if_empty(config['loggers_dir'], config['checkpoints_dir'])
         raise
 
     # 3.7 dataloader
     loader_args = {'batch_size': config['batch_size'], 'num_workers': config['num_workers'], 'collate_fn': collate_fn,
                    'pin_memory': device.type == 'cuda', 'persistent_workers': config['num_workers'] > 0}
-    train_loader = DataLoader(train_set, sampler=EpochSampler(len(train_set), config['seed']),
+    train_loader = DataLoader(train_set, sampler=EpochSampler(train_set, config['seed'], rank, world_size),
                               generator=torch.Generator().manual_seed(config['seed']), **loader_args)
-    valid_loader = DataLoader(valid_set, shuffle=False, generator=torch.Generator().manual_seed(config['seed']),
-                              **loader_args)
+    valid_loader = DataLoader(valid_set, sampler=ShardSampler(len(valid_set), rank, world_size),
+                              generator=torch.Generator().manual_seed(config['seed']), **loader_args)
 
     # 3.8 model
     model = build_model(config).to(device)
@@ -334,29 +361,36 @@ def main(argv=None):
 {%- endif %}
     if config['compile']:
         model = torch.compile(model)
+    if is_distributed():
+        model = DDP(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
     # 3.9 resume: load the weights (train() restores the rest)
     if checkpoint is not None:
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
 
-    # 3.10 loggers: note.log holds the model, its summary and every hyperparameter
-    create_logger('train', os.path.join(config['loggers_dir'], 'train.log'), show_time=True)
-    create_logger('val', os.path.join(config['loggers_dir'], 'val.log'), show_time=True)
-    note_logger = create_logger('note', os.path.join(config['loggers_dir'], 'note.log'), show_time=False)
-    if checkpoint is None:
-        *example_inputs, _ = next(iter(valid_loader))
-        model_summary = summary(unwrap(model), input_data=[x.to(device) for x in example_inputs], mode='eval', verbose=0,
-                                device=device, col_names=('input_size', 'output_size', 'num_params'))
-        note_logger.info(f'run {os.path.basename(config["loggers_dir"])} on {device}\n\n{unwrap(model)}\n\n{model_summary}\n')
-        note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
-    else:
-        note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} from {checkpoint_path} "
-                         f"(epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
-                         f"{checkpoint['samples_done']} samples into the next epoch)")
-        note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
+    # 3.10 loggers (rank 0 only): note.log holds the model, its summary and every hyperparameter
+    if is_master():
+        create_logger('train', os.path.join(config['loggers_dir'], 'train.log'), show_time=True)
+        create_logger('val', os.path.join(config['loggers_dir'], 'val.log'), show_time=True)
+        note_logger = create_logger('note', os.path.join(config['loggers_dir'], 'note.log'), show_time=False)
+        if checkpoint is None:
+            *example_inputs, _ = next(iter(valid_loader))
+            model_summary = summary(unwrap(model), input_data=[x.to(device) for x in example_inputs], mode='eval',
+                                    verbose=0, device=device, col_names=('input_size', 'output_size', 'num_params'))
+            note_logger.info(f"run {os.path.basename(config['loggers_dir'])} on {device} x {world_size}"
+                             f'\n\n{unwrap(model)}\n\n{model_summary}\n')
+            note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
+        else:
+            note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
+                             f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
+                             f"{checkpoint['samples_done']} samples into the next epoch)")
+            note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
 
     # 3.11 train()
-    return train(train_loader, valid_loader, model, config, device, checkpoint)
+    exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)
+    if is_distributed():
+        dist.destroy_process_group()
+    return exit_code
 
 
 if __name__ == '__main__':

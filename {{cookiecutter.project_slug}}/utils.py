@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -75,30 +76,119 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """Shuffles with a permutation that is a pure function of (seed, epoch), like DistributedSampler.
+class EpochSampler(torch.utils.data.DistributedSampler):
+    """DistributedSampler (shuffled by a pure function of seed and epoch), that can start mid-epoch.
 
-    Resume needs no generator state: the epoch and the number of samples already
-    consumed in it (`start`) give back the exact same remaining batches.
+    Resume needs no generator state: the epoch and the number of this rank's samples already
+    consumed (`start`) give back the exact same remaining batches. One process is rank 0 of 1.
     """
 
-    def __init__(self, n, seed, shuffle=True):
-        self.n, self.seed, self.shuffle = n, seed, shuffle
-        self.epoch, self.start = 0, 0
+    def __init__(self, dataset, seed, rank=0, world_size=1):
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        self.start = 0
 
     def set_epoch(self, epoch, start=0):
-        self.epoch, self.start = epoch, start
+        super().set_epoch(epoch)
+        self.start = start
 
     def __iter__(self):
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=generator)
-        else:
-            order = torch.arange(self.n)
-        return iter(order[self.start:].tolist())
+        return iter(list(super().__iter__())[self.start:])
 
     def __len__(self):
-        return self.n - self.start
+        return self.num_samples - self.start
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Rank r of w takes samples r, r+w, r+2w, ...: every sample exactly once over all ranks.
+
+    For validation: DistributedSampler would pad the last shard with repeated samples.
+    """
+
+    def __init__(self, n, rank=0, world_size=1):
+        self.indices = list(range(rank, n, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+# -----------------------------------------------------------------------------
+# devices and DDP
+
+
+def setup_device():
+    """cuda, then mps, then cpu. Under torchrun (RANK, LOCAL_RANK and WORLD_SIZE set) also join the
+    process group: NCCL on CUDA, each rank on its LOCAL_RANK device; gloo on CPU.
+
+    Returns (device, rank, world_size).
+    """
+    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
+        rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+        if torch.cuda.is_available():
+            device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device('cpu')
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+        return device, rank, world_size
+    if torch.cuda.is_available():
+        return torch.device('cuda'), 0, 1
+    if torch.backends.mps.is_available():
+        return torch.device('mps'), 0, 1
+    return torch.device('cpu'), 0, 1
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_master():
+    """Rank 0 (or the only process) writes the folders, logs and checkpoints."""
+    return not is_distributed() or dist.get_rank() == 0
+
+
+def broadcast(value):
+    """Rank 0's value on every rank (a picklable object); the value itself without DDP."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sum(values, device):
+    """Element-wise sums of a list of numbers over all ranks."""
+    if not is_distributed():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def agree_to_stop(stop_requested, bad_step, device):
+    """Under DDP every rank must leave the loop at the same step, or the others hang in a collective.
+
+    Combines the ranks' signal flags (any) and first NaN/Inf steps (the earliest).
+    """
+    if not is_distributed():
+        return stop_requested, bad_step
+    tensor = torch.tensor([float(stop_requested), -math.inf if bad_step is None else -float(bad_step)],
+                          dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    stop, negative_bad = tensor.tolist()
+    return stop > 0, None if negative_bad == -math.inf else int(-negative_bad)
+
+
+def gather_rng_states():
+    """Every rank's RNG states, in rank order (one entry without DDP)."""
+    state = get_rng_state()
+    if not is_distributed():
+        return [state]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
 
 
 # -----------------------------------------------------------------------------
@@ -455,6 +545,11 @@ class EpochMeter:
 
     def totals(self):
         return [self.loss_sum, self.metric_sum, self.count]
+
+    def all_reduce(self, device):
+        """Sum the totals over all DDP ranks, so that the logs cover every rank's samples."""
+        self.loss_sum, self.metric_sum, count = all_reduce_sum(self.totals(), device)
+        self.count = int(count)
 
 
 # -----------------------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""The generated train.py under torchrun (DDP, gloo on CPU): one run folder, full validation, resume
+both ways, the same first step as one process with the combined batch, and a clean SIGTERM stop."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1', 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+SMALL = ['--hidden_dim', '32', '--warmup_steps', '5', '--batch_size', '16']
+TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2']
+
+# Evaluates a checkpoint's weights on the whole valid split in one process: what val.log must show.
+EVALUATE = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from dataset import build_datasets
+from model import build_model
+checkpoint = torch.load(sys.argv[2], weights_only=True)
+model = build_model(checkpoint['config'])
+model.load_state_dict(checkpoint['model'])
+_, valid_set = build_datasets(checkpoint['config'])
+x, y = zip(*[valid_set[i] for i in range(len(valid_set))])
+with torch.no_grad():
+    output = model.eval()(torch.stack(x))
+print(len(valid_set), torch.nn.functional.cross_entropy(output, torch.stack(y)).item(),
+      (output.argmax(1) == torch.stack(y)).float().mean().item())
+"""
+
+
+def run(argv, cwd, **kwargs):
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=600, **kwargs)
+
+
+def only_run(root):
+    logs, ckpts = list((root / 'loggers').iterdir()), list((root / 'checkpoints').iterdir())
+    assert len(logs) == len(ckpts) == 1, (logs, ckpts)
+    return logs[0], ckpts[0]
+
+
+def epoch_lines(path):
+    return re.findall(r'epoch (\d+) step (\d+) loss (\S+) acc (\S+) lr', path.read_text())
+
+
+@pytest.fixture(scope='module')
+def project(baked):
+    return baked('classification', 'mlp', 'synthetic')
+
+
+@pytest.mark.slow
+def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(project, tmp_path):
+    # 205 samples: 41 for validation, split 21 + 20 over the two ranks
+    result = run(TORCHRUN + [str(project / 'train.py'), '--n_epoch', '2', '--n_samples', '205'] + SMALL, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs, ckpts = only_run(tmp_path)
+    assert sorted(p.name for p in logs.iterdir()) == ['note.log', 'train.log', 'val.log']
+    assert sorted(p.name for p in ckpts.iterdir()) == ['best_checkpoint.pt', 'latest_checkpoint.pt']
+    assert 'x 2' in (logs / 'note.log').read_text()  # the world size
+    val = epoch_lines(logs / 'val.log')
+    assert [v[0] for v in val] == ['1', '2'] and len(epoch_lines(logs / 'train.log')) == 2
+    checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
+    assert not any(key.startswith('module.') for key in checkpoint['model'])
+    assert checkpoint['world_size'] == 2 and len(checkpoint['rng']) == 2
+    evaluated = run([sys.executable, '-c', EVALUATE, str(project), str(ckpts / 'latest_checkpoint.pt')], tmp_path)
+    n, loss, accuracy = evaluated.stdout.split()
+    assert int(n) == 41
+    assert float(val[-1][2]) == pytest.approx(float(loss), abs=2e-6)
+    assert float(val[-1][3]) == pytest.approx(float(accuracy), abs=2e-6)
+
+    # the DDP run resumes in one process, and that run resumes under torchrun again
+    resumed = run([sys.executable, str(project / 'train.py'), '--resume', logs.name, '--n_epoch', '3'], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = run(TORCHRUN + [str(project / 'train.py'), '--resume', logs.name, '--n_epoch', '4'], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert only_run(tmp_path) == (logs, ckpts)
+    assert [line[0] for line in epoch_lines(logs / 'train.log')] == ['1', '2', '3', '4']
+    assert torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['epoch'] == 4
+
+
+@pytest.mark.slow
+def test_two_processes_of_batch_b_take_the_same_first_step_as_one_of_batch_2b(project, tmp_path):
+    # 40 samples: 32 for training, so one optimizer step either way; no dropout, so no randomness
+    args = ['--n_epoch', '1', '--n_samples', '40', '--dropout', '0', '--hidden_dim', '32', '--warmup_steps', '0']
+    (tmp_path / 'one').mkdir()
+    (tmp_path / 'two').mkdir()
+    one = run([sys.executable, str(project / 'train.py'), *args, '--batch_size', '32'], tmp_path / 'one')
+    two = run(TORCHRUN + [str(project / 'train.py'), *args, '--batch_size', '16'], tmp_path / 'two')
+    assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-2000:]
+    weights = [torch.load(only_run(tmp_path / name)[1] / 'latest_checkpoint.pt', weights_only=True)
+               for name in ('one', 'two')]
+    assert weights[0]['step'] == weights[1]['step'] == 1
+    for key, value in weights[0]['model'].items():
+        torch.testing.assert_close(weights[1]['model'][key], value, rtol=1e-5, atol=1e-6)
+
+
+SLOW_TRAIN = """
+import sys, time
+sys.path.insert(0, {project!r})
+import train
+add = train.EpochMeter.add
+train.EpochMeter.add = lambda self, *args: time.sleep(0.02) or add(self, *args)
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, tmp_path):
+    script = tmp_path / 'slow_train.py'
+    script.write_text(SLOW_TRAIN.format(project=str(project)))
+    process = subprocess.Popen(TORCHRUN + [str(script), '--n_epoch', '50', '--n_samples', '400'] + SMALL,
+                               cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        logs = list(tmp_path.glob('loggers/*/train.log'))
+        if logs and epoch_lines(logs[0]):
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    logs, ckpts = only_run(tmp_path)
+    train_log = (logs / 'train.log').read_text()
+    assert train_log.count('interrupted by SIGTERM') == 1, stderr[-3000:]
+    checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
+    assert 1 <= checkpoint['epoch'] < 50
+    assert not list(ckpts.glob('.*.tmp'))
+    resumed = run([sys.executable, str(project / 'train.py'), '--resume', logs.name, '--n_epoch',
+                   str(checkpoint['epoch'] + 1)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -1,0 +1,49 @@
+"""DDP pieces: the samplers shard the data correctly, and torchrun with two CPU processes makes one run."""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from conftest import PROJECT, epoch_lines, only_run
+from utils import EpochSampler, ShardSampler, agree_to_stop
+
+
+def test_train_shards_are_disjoint_equal_and_cover_the_epoch():
+    data = list(range(37))
+    shards = [list(EpochSampler(data, seed=1, rank=r, world_size=3)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1  # equal length: every rank takes the same number of steps
+    assert set().union(*shards) == set(data)
+    one_process = list(EpochSampler(data, seed=1))
+    assert sorted(one_process) == data and one_process == list(EpochSampler(data, seed=1))
+
+
+def test_mid_epoch_start_skips_exactly_the_samples_done():
+    sampler = EpochSampler(list(range(20)), seed=3)
+    sampler.set_epoch(4)
+    full = list(sampler)
+    sampler.set_epoch(4, start=8)
+    assert list(sampler) == full[8:] and len(sampler) == 12
+
+
+def test_validation_shards_cover_every_sample_exactly_once():
+    shards = [list(ShardSampler(41, rank=r, world_size=2)) for r in range(2)]
+    assert sorted(shards[0] + shards[1]) == list(range(41))
+
+
+def test_one_process_agrees_with_itself():
+    assert agree_to_stop(True, None, torch.device('cpu')) == (True, None)
+    assert agree_to_stop(False, 7, torch.device('cpu')) == (False, 7)
+
+
+def test_torchrun_two_processes_write_one_run(workdir, data_args):
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             str(PROJECT / 'train.py'), '--n_epoch', '2'] + [str(a) for a in data_args],
+                            cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs, ckpts = only_run(workdir)
+    assert len(epoch_lines(logs / 'val.log')) == 2
+    checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
+    assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])
