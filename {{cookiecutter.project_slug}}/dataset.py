@@ -152,12 +152,16 @@ def synthetic_samples(config, n, seed):
 {%- if classification and cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
-def label_indices(labels, num_classes, where):
-    """Integer labels are used as they are; names are numbered in sorted order. Returns (classes, targets)."""
+def label_indices(labels, num_classes, where, classes=None):
+    """Integer labels are used as they are; names are numbered in sorted order, or by the training run's
+    `classes` when given (prediction). Returns (classes, targets)."""
     if all(v.strip().isdigit() for v in labels):
         classes, targets = None, torch.tensor([int(v) for v in labels])
     else:
-        classes = sorted(set(labels))
+        classes = classes or sorted(set(labels))
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            raise RunError(f"'{where}' has labels the model was not trained on, e.g. '{unknown[0]}'")
         targets = torch.tensor([classes.index(v) for v in labels])
     if int(targets.max()) >= num_classes:
         raise RunError(f"'{where}' has labels outside 0..{num_classes - 1}; pass --num_classes {int(targets.max()) + 1}")
@@ -167,8 +171,12 @@ def label_indices(labels, num_classes, where):
 
 
 class SyntheticDataset(Dataset):
-    def __init__(self, config):
-        self.inputs, self.targets = synthetic_samples(config, config['n_samples'], config['seed'])
+    """`n` samples (default n_samples) from a generator seeded by `seed` (default config['seed'])."""
+
+    def __init__(self, config, n=None, seed=None):
+        n, seed = n or config['n_samples'], config['seed'] if seed is None else seed
+        self.inputs, self.targets = synthetic_samples(config, n, seed)
+        self.ids, self.has_labels, self.classes = list(range(n)), True, None
 
     def __len__(self):
         return len(self.targets)
@@ -186,22 +194,27 @@ class SyntheticDataset(Dataset):
 
 
 class CsvDataset(Dataset):
-    """Reads data.csv into memory: every column but the label column is a float feature."""
+    """Reads data.csv into memory: every column but the label column is a float feature.
 
-    def __init__(self, config):
-        path = Path(config['dataset_dir']) / 'data.csv'
+    For prediction (labels_required=False) the label column may be missing; `path` may be any CSV file.
+    """
+
+    def __init__(self, config, path=None, labels_required=True, classes=None):
+        path = Path(path or config['dataset_dir'])
+        path = path / 'data.csv' if path.is_dir() else path
         if not path.is_file():
-            raise RunError(f"no data.csv in dataset_dir '{config['dataset_dir']}'; {LAYOUT}")
+            raise RunError(f"no data.csv at '{path}'; {LAYOUT}")
         with open(path, newline='', encoding='utf-8') as f:
             rows = list(csv.reader(f))
         if len(rows) < 3:
             raise RunError(f"'{path}' needs a header and at least two rows; {LAYOUT}")
         header, rows = rows[0], rows[1:]
         label = config['label_column']
-        if label not in header:
+        self.has_labels = label in header
+        if not self.has_labels and labels_required:
             raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: {', '.join(header)}")
-        label_at = header.index(label)
-        n_features = len(header) - 1
+        label_at = header.index(label) if self.has_labels else None
+        n_features = len(header) - self.has_labels
         if n_features != config['num_features']:
             raise RunError(f"'{path}' has {n_features} feature columns but num_features is "
                            f"{config['num_features']}; pass --num_features {n_features}")
@@ -209,11 +222,13 @@ class CsvDataset(Dataset):
             features = [[float(v) for i, v in enumerate(row) if i != label_at] for row in rows]
         except ValueError as err:
             raise RunError(f"'{path}' has a non-numeric feature value ({err})") from None
-        labels = [row[label_at] for row in rows]
         self.inputs = torch.tensor(features, dtype=torch.float32)
+        self.ids = list(range(len(rows)))  # row numbers, from 0
+        labels = [row[label_at] for row in rows] if self.has_labels else ['0'] * len(rows)
 {%- if classification %}
-        self.classes, self.targets = label_indices(labels, config['num_classes'], path)
+        self.classes, self.targets = label_indices(labels, config['num_classes'], path, classes)
 {%- else %}
+        self.classes = None
         try:
             self.targets = torch.tensor([float(v) for v in labels]).unsqueeze(1)
         except ValueError as err:
@@ -237,22 +252,32 @@ PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 
 
 class ImageFolderDataset(Dataset):
-    """Lists the image files once; reads, converts and resizes each one when it is asked for."""
+    """Lists the image files once; reads, converts and resizes each one when it is asked for.
 
-    def __init__(self, config):
-        root = Path(config['dataset_dir'])
+    For prediction (labels_required=False) `root` may also hold the images directly, without labels.
+    """
+
+    def __init__(self, config, root=None, labels_required=True, classes=None):
+        root = Path(root or config['dataset_dir'])
         if not root.is_dir():
             raise RunError(f"dataset_dir '{root}' does not exist; {LAYOUT}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = sorted(p for p in root.iterdir() if p.is_dir())
-        self.files, targets = [], []
+        loose = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files, targets, self.has_labels = [], [], bool(folders)
+        if not folders and loose and not labels_required:
+            self.files, targets = loose, [0] * len(loose)
 {%- if classification %}
-        self.classes = [folder.name for folder in folders]
+        self.classes = classes or [folder.name for folder in folders]
+        unknown = [folder.name for folder in folders if folder.name not in self.classes]
+        if unknown:
+            raise RunError(f"'{root}' has a class folder the model was not trained on: '{unknown[0]}'")
         if len(self.classes) > config['num_classes']:
             raise RunError(f"'{root}' has {len(self.classes)} class folders but num_classes is "
                            f"{config['num_classes']}; pass --num_classes {len(self.classes)}")
-        for index, folder in enumerate(folders):
+        for folder in folders:
+            index = self.classes.index(folder.name)
 {%- else %}
         for folder in folders:
             try:
@@ -263,9 +288,13 @@ class ImageFolderDataset(Dataset):
             images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             self.files += images
             targets += [{{ 'index' if classification else 'value' }}] * len(images)
-        if len(self.files) < 2:
+        if len(self.files) < (2 if labels_required else 1):
             raise RunError(f"found {len(self.files)} images in '{root}'; {LAYOUT}")
         self.targets = torch.tensor(targets){{ '' if classification else '.unsqueeze(1)' }}
+        self.ids = [str(path.relative_to(root)) for path in self.files]
+{%- if not classification %}
+        self.classes = None
+{%- endif %}
         self.mode, self.size = PIL_MODES[config['image_channels']], config['image_size']
 
     def __len__(self):
@@ -281,26 +310,32 @@ class ImageFolderDataset(Dataset):
 
 
 class SequenceDataset(Dataset):
-    """Reads index.csv once; loads each sample's (frames, num_features) tensor when it is asked for."""
+    """Reads index.csv once; loads each sample's (frames, num_features) tensor when it is asked for.
 
-    def __init__(self, config):
-        self.root = Path(config['dataset_dir'])
+    For prediction (labels_required=False) the label column may be missing.
+    """
+
+    def __init__(self, config, root=None, labels_required=True, classes=None):
+        self.root = Path(root or config['dataset_dir'])
         index = self.root / 'index.csv'
         if not index.is_file():
             raise RunError(f"no index.csv in dataset_dir '{self.root}'; {LAYOUT}")
         with open(index, newline='', encoding='utf-8') as f:
             rows = list(csv.DictReader(f))
-        if len(rows) < 2 or not {'file', 'label'} <= set(rows[0]):
+        self.has_labels = bool(rows) and 'label' in rows[0]
+        if not rows or 'file' not in rows[0] or labels_required and (len(rows) < 2 or not self.has_labels):
             raise RunError(f"'{index}' needs the columns file,label and at least two rows; {LAYOUT}")
         missing = [row['file'] for row in rows if not (self.root / row['file']).is_file()]
         if missing:
             raise RunError(f"'{index}' lists {len(missing)} missing files, e.g. '{missing[0]}'; {LAYOUT}")
-        self.files = [row['file'] for row in rows]
+        self.files = self.ids = [row['file'] for row in rows]
+        labels = [row['label'] for row in rows] if self.has_labels else ['0'] * len(rows)
 {%- if classification %}
-        self.classes, self.targets = label_indices([row['label'] for row in rows], config['num_classes'], index)
+        self.classes, self.targets = label_indices(labels, config['num_classes'], index, classes)
 {%- else %}
+        self.classes = None
         try:
-            self.targets = torch.tensor([float(row['label']) for row in rows]).unsqueeze(1)
+            self.targets = torch.tensor([float(v) for v in labels]).unsqueeze(1)
         except ValueError as err:
             raise RunError(f"'{index}' has a non-numeric label ({err})") from None
 {%- endif %}
@@ -360,6 +395,22 @@ def build_datasets(config):
     dataset = SequenceDataset(config)
 {%- endif %}
     return split(dataset, config['valid_ratio'], config['seed'])
+
+
+def build_predict_dataset(config, source=None, classes=None, n_samples=256):
+    """Samples to predict on, in this project's layout; labels are optional. predict.py uses it.
+
+    The dataset has .ids (one per sample, for predictions.csv) and .has_labels.
+    """
+{%- if cookiecutter.dataset == 'synthetic' %}
+    return SyntheticDataset(config, n_samples, seed=config['seed'] + 1)  # fresh samples, not the training ones
+{%- elif cookiecutter.dataset == 'csv' %}
+    return CsvDataset(config, source, labels_required=False, classes=classes)
+{%- elif cookiecutter.dataset == 'image_folder' %}
+    return ImageFolderDataset(config, source, labels_required=False, classes=classes)
+{%- else %}
+    return SequenceDataset(config, source, labels_required=False, classes=classes)
+{%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
 

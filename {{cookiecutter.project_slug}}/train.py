@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from dataset import DATA_CONFIG, SPLIT_KEYS, build_datasets, collate_fn
 from model import MODEL_CONFIG, SHAPE_KEYS, build_model
+from plot import save_curves
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
     METRIC_NAME,
@@ -38,6 +39,7 @@ from utils import (
     StopRequest,
     agree_to_stop,
     all_seed,
+    append_metrics,
     autocast_for,
     broadcast,
     check_config,
@@ -50,7 +52,9 @@ from utils import (
     is_master,
     load_checkpoint,
     load_model_state,
+    open_tensorboard,
     parse_args,
+    provenance,
     remove_if_empty,
     resolve_checkpoint,
     set_determinism,
@@ -71,12 +75,18 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     `checkpoint` (from --resume) restores the optimizer, scheduler, counters and RNG state, so the
     run continues exactly where it stopped, mid-epoch included.
     """
-    train_logger, val_logger = logging.getLogger('train'), logging.getLogger('val')  # silent off rank 0
+    train_logger, val_logger, note_logger = (logging.getLogger(name) for name in ('train', 'val', 'note'))
     raw_model = unwrap(model)  # saved without DDP's and torch.compile's prefixes: loads either way
     eval_model = model.module if isinstance(model, DDP) else model  # validation needs no DDP collectives
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
+    metrics_path = os.path.join(config['loggers_dir'], 'metrics.csv')
+    tensorboard = None  # loggers stay silent off rank 0; tensorboard and metrics.csv are rank 0's too
+    if config['tensorboard'] and is_master():
+        *example_inputs, _ = next(iter(valid_loader))
+        tensorboard = open_tensorboard(os.path.join(config['loggers_dir'], 'tb'), raw_model,
+                                       [x.to(device) for x in example_inputs])
 
     # loss, optimizer, scheduler (stepped once per optimizer step)
 {%- if cookiecutter.task == 'classification' %}
@@ -137,16 +147,26 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'rng': gather_rng_states(),  # one entry per rank; a collective, so every rank builds the state
             'sampler': {'seed': config['seed'], 'epoch': epoch, 'start': samples_done},
             'world_size': world_size,
+            'classes': getattr(train_loader.dataset.dataset, 'classes', None),  # label names, for predict.py
         }
 
+    def finish(status, exit_code):
+        """Record how the run ended (runs.py reads it), close tensorboard, return the exit code."""
+        note_logger.info(f"status: {status} at {time.strftime('%Y-%m-%d %H:%M:%S')}, epoch {epoch_done}, step {step}")
+        if tensorboard is not None:
+            tensorboard.close()
+        return exit_code
+
+    epoch_done = start_epoch
     if early_stop_count >= config['early_stop'] or start_epoch >= config['n_epoch']:
         train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
                           'pass a larger --n_epoch or --early_stop to go on')
-        return 0
+        return finish('early-stopped' if early_stop_count >= config['early_stop'] else 'finished', 0)
 
     with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer:
         for epoch in range(start_epoch, config['n_epoch']):
             # 2.1 training
+            epoch_start = time.perf_counter()
             model.train()
             train_loader.sampler.set_epoch(epoch, start=samples_done)
             meter = EpochMeter(config['log_interval'], epoch_totals)
@@ -198,7 +218,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             if bad_step is not None:
                 train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
                                   'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
-                return NONFINITE_EXIT_CODE
+                return finish('failed (NaN or Inf loss)', NONFINITE_EXIT_CODE)
             if stopping and samples_done < n_train:
                 checkpoint_state = state(epoch, samples_done, meter.totals())
                 if is_master():
@@ -206,14 +226,15 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; '
                                   f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
-                return stop.exit_code
+                return finish(f'interrupted ({stop.name})', stop.exit_code)
             samples_done, epoch_totals = 0, (0.0, 0.0, 0)
             meter.all_reduce(device)
 
             # 2.2 training log
             lr = optimizer.param_groups[0]['lr']
-            train_logger.info(f'epoch {epoch + 1} step {step} loss {meter.loss:.6f} '
-                              f'{METRIC_NAME} {meter.metric:.6f} lr {lr:.4e}')
+            train_loss, train_metric = meter.loss, meter.metric
+            train_logger.info(f'epoch {epoch + 1} step {step} loss {train_loss:.6f} '
+                              f'{METRIC_NAME} {train_metric:.6f} lr {lr:.4e}')
 
             # 2.3 validation
             model.eval()
@@ -239,7 +260,18 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                             f'{METRIC_NAME} {meter.metric:.6f} lr {lr:.4e}')
             if not math.isfinite(valid_loss):
                 val_logger.info(f'failed: validation loss is NaN or Inf at epoch {epoch + 1}; stopped without saving')
-                return NONFINITE_EXIT_CODE
+                return finish('failed (NaN or Inf valid loss)', NONFINITE_EXIT_CODE)
+            epoch_done = epoch + 1
+            row = {'epoch': epoch + 1, 'step': step, 'train_loss': train_loss, 'train_metric': train_metric,
+                   'valid_loss': valid_loss, 'valid_metric': meter.metric, 'lr': lr,
+                   'epoch_seconds': round(time.perf_counter() - epoch_start, 3)}
+            if is_master():
+                append_metrics(metrics_path, row)
+            if tensorboard is not None:
+                for name in ('loss', 'metric'):
+                    tensorboard.add_scalar(f'{name}/train', row[f'train_{name}'], epoch + 1)
+                    tensorboard.add_scalar(f'{name}/valid', row[f'valid_{name}'], epoch + 1)
+                tensorboard.add_scalar('lr', lr, epoch + 1)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs, early stop
             improved = valid_loss < best_loss
@@ -261,14 +293,15 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 writer.wait()
                 val_logger.info(f"early stop: valid loss has not improved for {config['early_stop']} epochs "
                                 f'(best {best_loss:.6f} at epoch {best_epoch})')
-                return 0
+                return finish('early-stopped', 0)
             if stopping:
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}')
-                return stop.exit_code
+                return finish(f'interrupted ({stop.name})', stop.exit_code)
 
-    val_logger.info(f"finished {config['n_epoch']} epochs (best valid loss {best_loss:.6f} at epoch {best_epoch})")
-    return 0
+        writer.wait()
+        val_logger.info(f"finished {config['n_epoch']} epochs (best valid loss {best_loss:.6f} at epoch {best_epoch})")
+        return finish('finished', 0)
 
 
 # -----------------------------------------------------------------------------
@@ -301,6 +334,7 @@ def main(argv=None):
         'amp': 'none',  # 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)
         'compile': False,  # torch.compile the model
         'deterministic': False,  # True: deterministic algorithms, no cudnn.benchmark (slower on GPU)
+        'tensorboard': False,  # also write scalars and the model graph to loggers/<timestamp>/tb
 {%- if cookiecutter.model == 'cnn' %}
         'channels_last': False,  # channels-last memory format on CUDA (faster convolutions with amp)
 {%- endif %}
@@ -380,14 +414,19 @@ def main(argv=None):
             note_logger.info(f"run {os.path.basename(config['loggers_dir'])} on {device} x {world_size}"
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
+            note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
         else:
             note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
                              f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
                              f"{checkpoint['samples_done']} samples into the next epoch)")
             note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
+            note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
+        note_logger.info('status: running')
 
-    # 3.11 train()
+    # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png
     exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)
+    if is_master():
+        logging.getLogger('train').info(save_curves(config['loggers_dir']))
     if is_distributed():
         dist.destroy_process_group()
     return exit_code

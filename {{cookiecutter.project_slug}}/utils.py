@@ -3,14 +3,18 @@
 import argparse
 import concurrent.futures
 import contextlib
+import csv
 import functools
 import logging
 import math
 import os
 import pickle
 import random
+import shlex
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -330,6 +334,64 @@ def remove_if_empty(*folders):
             os.rmdir(folder)
         except OSError:
             pass
+
+
+METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')
+
+
+def append_metrics(path, row):
+    """Append one epoch to metrics.csv (with a header if the file is new)."""
+    new = not os.path.exists(path)
+    with open(path, 'a', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(METRICS_COLUMNS)
+        writer.writerow([row[column] for column in METRICS_COLUMNS])
+
+
+def provenance(device, world_size, project=None):
+    """Where and how a run was made, for note.log."""
+    project = project or Path(__file__).resolve().parent
+    commit = _git(project, 'rev-parse', 'HEAD')
+    if commit is None:
+        git = 'not a git repository'
+    else:
+        git = commit + (' (dirty: uncommitted changes)' if _git(project, 'status', '--porcelain') else ' (clean)')
+    return {
+        'command': ' '.join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
+        'git': git,
+        'python': sys.version.split()[0],
+        'torch': torch.__version__,
+        'cuda': torch.version.cuda or 'none',
+        'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type,
+        'host': socket.gethostname(),
+        'pid': os.getpid(),
+        'world_size': world_size,
+    }
+
+
+def _git(folder, *args):
+    try:
+        result = subprocess.run(['git', *args], cwd=folder, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def open_tensorboard(folder, model, example_inputs):
+    """A SummaryWriter in `folder` with the model graph, or None (and one log line) without tensorboard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logging.getLogger('train').info('tensorboard is not installed, so nothing goes to tb/: '
+                                        'pip install tensorboard, or pass --tensorboard false')
+        return None
+    writer = SummaryWriter(folder)
+    try:
+        writer.add_graph(model, example_inputs)
+    except Exception as err:  # tracing fails for some models; the scalars matter more
+        logging.getLogger('train').info(f'tensorboard: no model graph ({_first_line(err)})')
+    return writer
 
 
 def create_logger(name, path, show_time=True):

@@ -1,5 +1,6 @@
 """Interruptions and faults: Ctrl-C and SIGTERM save and resume exactly, saves are atomic, runs never collide."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -44,6 +45,9 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, dat
     assert returncode == code, stderr
     logs, ckpts = only_run(workdir)
     assert f'interrupted by {signal.Signals(signum).name}' in (logs / 'train.log').read_text()
+    assert 'status: interrupted' in (logs / 'note.log').read_text()
+    if importlib.util.find_spec('matplotlib'):
+        assert (logs / 'curves.png').exists()  # drawn for interrupted runs too
     stopped = load(ckpts / 'latest_checkpoint.pt')
     assert 1 <= stopped['epoch'] < N_EPOCH
     assert run(['--resume', logs.name]) == 0

@@ -1,0 +1,95 @@
+"""Draw a run's curves from its metrics.csv:
+
+    python plot.py 20260101_120000          # or a loggers/<timestamp> folder
+    -> loggers/20260101_120000/curves.png
+
+Loss, metric and learning rate against epoch, train and valid together, the best epoch marked.
+Needs matplotlib (pip install matplotlib); train.py draws the curves at the end of every run.
+"""
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from utils import METRIC_NAME, METRICS_COLUMNS, RunError
+
+METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
+
+
+def read_metrics(folder):
+    """metrics.csv as {column: [values]}, one value per epoch."""
+    path = Path(folder) / 'metrics.csv'
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            rows = list(csv.DictReader(f))
+        metrics = {column: [float(row[column]) for row in rows] for column in METRICS_COLUMNS}
+    except FileNotFoundError:
+        raise RunError(f"no metrics.csv in '{folder}': has the run finished an epoch?") from None
+    except (KeyError, ValueError, TypeError) as err:
+        raise RunError(f"'{path}' is damaged ({err})") from None
+    if not rows:
+        raise RunError(f"'{path}' has no epochs yet")
+    return metrics
+
+
+def plot_run(folder):
+    """Write <folder>/curves.png and return its path. Raises ImportError without matplotlib."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    m = read_metrics(folder)
+    epochs = m['epoch']
+    best = min(range(len(epochs)), key=lambda i: m['valid_loss'][i])
+    marker = '.' if len(epochs) <= 60 else None
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    for ax, name, label in ((axes[0], 'loss', 'loss'), (axes[1], 'metric', METRIC_LABEL)):
+        ax.plot(epochs, m[f'train_{name}'], marker=marker, label='train')
+        ax.plot(epochs, m[f'valid_{name}'], marker=marker, label='valid')
+        ax.axvline(epochs[best], color='grey', linestyle='--', linewidth=1, label=f'best epoch ({epochs[best]:g})')
+        ax.plot(epochs[best], m[f'valid_{name}'][best], 'o', color='C1', markersize=9, fillstyle='none')
+        ax.set(xlabel='epoch', ylabel=label, title=label)
+    axes[2].plot(epochs, m['lr'], marker=marker, color='C2', label='learning rate (end of epoch)')
+    axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
+    axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.suptitle(f"run {folder.name}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
+    path = folder / 'curves.png'
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def save_curves(folder):
+    """plot_run() for the end of a run: a one-line message, never an exception."""
+    try:
+        return f'saved {plot_run(folder)}'
+    except ImportError:
+        return (f'no curves.png: matplotlib is not installed; pip install matplotlib, '
+                f'then python plot.py {Path(folder).name}')
+    except RunError as err:
+        return f'no curves.png: {err}'
+
+
+def resolve_run(target, loggers_root='loggers'):
+    for candidate in (Path(target), Path(loggers_root) / target):
+        if candidate.is_dir():
+            return candidate
+    raise RunError(f"no run '{target}': pass a timestamp under {loggers_root}/ or a run's loggers folder")
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(description='Write loggers/<timestamp>/curves.png from its metrics.csv.')
+    parser.add_argument('run', help='a timestamp under loggers/, or a loggers/<timestamp> folder')
+    args = parser.parse_args()
+    try:
+        print(f'wrote {plot_run(resolve_run(args.run))}')
+    except ImportError:
+        sys.exit('error: matplotlib is not installed; pip install matplotlib')
+    except RunError as err:
+        sys.exit(f'error: {err}')

@@ -1,0 +1,101 @@
+"""Predict with a trained model, on data in this project's layout (labels optional):
+
+    python predict.py --run 20260101_120000 --data new_data/             # that run's best checkpoint
+    python predict.py --checkpoint path/to/latest_checkpoint.pt --data new_data/ --output out.csv
+
+Writes predictions.csv: id, prediction{{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
+When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}.
+"""
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dataset import build_predict_dataset, collate_fn
+from model import build_model
+from utils import METRIC_NAME, RunError, load_checkpoint, load_model_state, metric_per_sample
+
+
+def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
+    if checkpoint:
+        return Path(checkpoint)
+    if run:
+        return Path(checkpoints_root) / run / 'best_checkpoint.pt'
+    raise RunError('pass --run <timestamp> (its best checkpoint) or --checkpoint <file>')
+
+
+def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256, n_samples=256):
+    """Write the predictions to `output`; return (number of samples, test loss, test metric) or Nones."""
+    output = Path(output)
+    if output.exists():
+        raise RunError(f"'{output}' already exists; pass another --output, or move it away")
+    if not Path(checkpoint_path).is_file():
+        raise RunError(f"checkpoint '{checkpoint_path}' does not exist; train first, or pass --checkpoint")
+    checkpoint = load_checkpoint(checkpoint_path)
+    config, classes = checkpoint['config'], checkpoint.get('classes')
+    model = build_model(config)
+    load_model_state(model, checkpoint['model'], checkpoint_path)
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    model.to(device).eval()
+    dataset = build_predict_dataset(config, data, classes=classes, n_samples=n_samples)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+{%- if cookiecutter.task == 'classification' %}
+    criterion = torch.nn.CrossEntropyLoss(reduction='sum')
+    names = classes or [str(i) for i in range(config['num_classes'])]
+    header = ['id', 'prediction'] + [f'prob_{name}' for name in names]
+{%- else %}
+    criterion = torch.nn.MSELoss(reduction='sum')
+    header = ['id', 'prediction']
+{%- endif %}
+    loss_sum = metric_sum = 0.0
+    ids = iter(dataset.ids)
+    with open(output, 'w', newline='', encoding='utf-8') as f, torch.inference_mode():
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for *inputs, target in tqdm(loader, desc='predict'):
+            try:
+                result = model(*[x.to(device) for x in inputs])
+            except RuntimeError as err:
+                raise RunError(f'the data does not fit the model ({str(err).splitlines()[0]}); '
+                               "check its shape against the checkpoint's config") from None
+            target = target.to(device)
+{%- if cookiecutter.task == 'classification' %}
+            probabilities = result.softmax(dim=1).tolist()
+            for p in probabilities:
+                best = max(range(len(p)), key=p.__getitem__)
+                writer.writerow([next(ids), names[best]] + [f'{v:.6f}' for v in p])
+{%- else %}
+            for value in result[:, 0].tolist():
+                writer.writerow([next(ids), f'{value:.6g}'])
+{%- endif %}
+            if dataset.has_labels:
+                loss_sum += criterion(result, target).item()
+                metric_sum += metric_per_sample(result, target).sum().item()
+    if not dataset.has_labels:
+        return len(dataset), None, None
+    return len(dataset), loss_sum / len(dataset), metric_sum / len(dataset)
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(description='Predict with a trained checkpoint; write predictions.csv.')
+    parser.add_argument('--run', help="a run's timestamp: use checkpoints/<timestamp>/best_checkpoint.pt")
+    parser.add_argument('--checkpoint', help='a checkpoint file (instead of --run)')
+    parser.add_argument('--data', help="data in this project's layout (default: the run's dataset_dir)")
+    parser.add_argument('--output', default='predictions.csv', help='where to write (never overwritten)')
+    parser.add_argument('--batch_size', type=int, default=256)
+    parser.add_argument('--n_samples', type=int, default=256, help='synthetic data only: how many fresh samples')
+    args = parser.parse_args()
+    try:
+        n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
+                                  args.batch_size, args.n_samples)
+    except RunError as err:
+        sys.exit(f'error: {err}')
+    print(f'wrote {n} predictions to {args.output}')
+    if loss is not None and math.isfinite(loss):
+        print(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')

@@ -1,0 +1,113 @@
+"""A table of every run under loggers/:
+
+    python runs.py                       # newest first
+    python runs.py --sort valid_loss     # any column; --reverse flips the order
+
+Columns: run (timestamp), status (running, finished, early-stopped, interrupted, failed), epochs done,
+the best valid loss and metric and their epoch, then the hyperparameters that differ between runs.
+A damaged or partial run folder is listed as such, never a crash.
+"""
+
+import argparse
+import csv
+import os
+import socket
+import sys
+from pathlib import Path
+
+from utils import METRIC_NAME
+
+FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
+NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
+
+
+def read_note(folder):
+    """The config (key: value lines under 'config:'), the provenance, and the last status line."""
+    config, provenance, status, section = {}, {}, None, None
+    for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
+        if line in ('config:', 'provenance:'):
+            section = line[:-1]
+        elif line.startswith('    ') and ': ' in line and section:
+            key, value = line.strip().split(': ', 1)
+            (config if section == 'config' else provenance)[key] = value
+        else:
+            section = None
+            if line.startswith('status: '):
+                status = line[len('status: '):]
+    return config, provenance, status
+
+
+def alive(provenance):
+    """True if the run's process still runs on this host; None if that cannot be told from here."""
+    if provenance.get('host') != socket.gethostname() or 'pid' not in provenance:
+        return None
+    try:
+        os.kill(int(provenance['pid']), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return None
+    return True
+
+
+def summarize(folder):
+    row = {'run': folder.name}
+    try:
+        config, provenance, status = read_note(folder)
+    except (OSError, UnicodeDecodeError):
+        return {**row, 'status': 'corrupt (no readable note.log)'}, {}
+    if status is None:
+        return {**row, 'status': 'partial (no status in note.log)'}, config
+    if status == 'running':
+        state = alive(provenance)
+        status = {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
+    row['status'] = status.split(' at ')[0]
+    try:
+        with open(folder / 'metrics.csv', newline='', encoding='utf-8') as f:
+            epochs = list(csv.DictReader(f))
+        best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None
+    except FileNotFoundError:
+        epochs, best = [], None
+    except (OSError, KeyError, ValueError, csv.Error):
+        row['status'] += ' (metrics.csv damaged)'
+        epochs, best = [], None
+    row['epochs'] = epochs[-1]['epoch'] if epochs else '0'
+    if best:
+        row.update({'valid_loss': f"{float(best['valid_loss']):.4f}",
+                    f'valid_{METRIC_NAME}': f"{float(best['valid_metric']):.4f}", 'best_epoch': best['epoch']})
+    return row, config
+
+
+def table(root, sort='run', reverse=False):
+    folders = sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
+    rows, configs = zip(*[summarize(folder) for folder in folders]) if folders else ((), ())
+    readable = [config for config in configs if config]  # a damaged run has no config to compare
+    keys = sorted({key for config in readable for key in config} - NOT_HYPERPARAMETERS)
+    differing = [key for key in keys if len({config.get(key) for config in readable}) > 1]
+    columns = FIXED + differing
+    if sort not in columns:
+        raise SystemExit(f"error: cannot sort by '{sort}'; choose one of: {', '.join(columns)}")
+    rows = [{**row, **{key: config.get(key, '') for key in differing}} for row, config in zip(rows, configs)]
+
+    def sort_key(row):
+        value = row.get(sort, '')
+        try:
+            return (0, float(value), '')
+        except ValueError:
+            return (1, 0.0, str(value))
+
+    rows.sort(key=sort_key, reverse=reverse)
+    cells = [columns] + [[str(row.get(column, '')) for column in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return '\n'.join('  '.join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells)
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(description='List every run under loggers/.')
+    parser.add_argument('--sort', default='run', help='column to sort by (default: run, newest first)')
+    parser.add_argument('--reverse', action='store_true', help='flip the order')
+    parser.add_argument('--loggers', default='loggers', help='the loggers folder (default: ./loggers)')
+    args = parser.parse_args()
+    if not Path(args.loggers).is_dir():
+        sys.exit(f"error: no '{args.loggers}' folder here; run from the project folder or pass --loggers")
+    print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

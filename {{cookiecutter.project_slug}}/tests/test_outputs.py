@@ -1,0 +1,198 @@
+{%- set classification = cookiecutter.task == 'classification' -%}
+"""What a run leaves to look at: metrics.csv, curves.png, tensorboard, provenance, runs.py, predict.py."""
+
+import builtins
+import csv
+{%- if cookiecutter.dataset == 'sequence' %}
+import shutil
+{%- endif %}
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import plot
+import predict
+import runs
+import train
+from conftest import PROJECT, load, only_run, run
+from test_train import WIDTH, ConstantModel
+from utils import METRICS_COLUMNS, RunError, provenance
+
+
+def rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def without(monkeypatch, package):
+    """Make `import package` fail, as if it were not installed."""
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == package or name.startswith(package + '.'):
+            raise ImportError(f'No module named {package!r}')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', fake_import)
+
+
+def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    logs, _ = only_run(workdir)
+    assert run(['--resume', logs.name, '--n_epoch', 3]) == 0
+    table = rows(logs / 'metrics.csv')
+    assert list(table[0]) == list(METRICS_COLUMNS)
+    assert [r['epoch'] for r in table] == ['1', '2', '3']
+    assert all(float(r['epoch_seconds']) > 0 for r in table) and float(table[0]['lr']) > 0
+    val = (logs / 'val.log').read_text()
+    assert f"loss {float(table[-1]['valid_loss']):.6f}" in val
+
+
+def test_curves_png_at_the_end_of_a_run_and_on_demand(workdir, data_args):
+    pytest.importorskip('matplotlib')
+    assert run(data_args + ['--n_epoch', 3]) == 0
+    logs, _ = only_run(workdir)
+    png = logs / 'curves.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    png.unlink()
+    result = subprocess.run([sys.executable, str(PROJECT / 'plot.py'), logs.name], cwd=workdir, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and png.exists(), result.stderr
+    result = subprocess.run([sys.executable, str(PROJECT / 'plot.py'), 'no_such_run'], cwd=workdir,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("error: no run 'no_such_run'")
+
+
+def test_the_best_epoch_is_the_lowest_valid_loss_in_metrics(tmp_path):
+    (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + '\n1,5,2,0.1,1.5,0.2,1e-4,1\n'
+                                          '2,10,1,0.5,0.7,0.6,1e-4,1\n3,15,0.5,0.8,0.9,0.5,1e-4,1\n')
+    metrics = plot.read_metrics(tmp_path)
+    assert metrics['valid_loss'].index(min(metrics['valid_loss'])) == 1
+
+
+def test_without_matplotlib_the_run_finishes_and_says_how_to_get_curves(workdir, data_args, monkeypatch):
+    without(monkeypatch, 'matplotlib')
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    assert not (logs / 'curves.png').exists()
+    assert f'pip install matplotlib, then python plot.py {logs.name}' in (logs / 'train.log').read_text()
+
+
+def test_tensorboard_writes_events_under_tb(workdir, data_args):
+    pytest.importorskip('tensorboard')
+    assert run(data_args + ['--n_epoch', 2, '--tensorboard', 'true']) == 0
+    logs, _ = only_run(workdir)
+    assert list((logs / 'tb').glob('events.out.tfevents.*'))
+
+
+def test_without_tensorboard_the_run_finishes_with_a_clear_line(workdir, data_args, monkeypatch):
+    without(monkeypatch, 'torch.utils.tensorboard')
+    assert run(data_args + ['--n_epoch', 1, '--tensorboard', 'true']) == 0
+    logs, _ = only_run(workdir)
+    assert 'tensorboard is not installed' in (logs / 'train.log').read_text()
+    assert not (logs / 'tb').exists()
+
+
+def test_note_log_records_provenance(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    note = (logs / 'note.log').read_text()
+    for key in ('command', 'git', 'python', 'torch', 'cuda', 'device', 'host', 'world_size: 1'):
+        assert f'    {key}' in note
+    assert f'torch: {torch.__version__}' in note
+
+
+def test_provenance_names_the_commit_and_whether_it_is_dirty(tmp_path):
+    git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@t', '-C', str(tmp_path)]
+    subprocess.run(git[:5] + ['init', '-q', str(tmp_path)], check=True)
+    (tmp_path / 'a.txt').write_text('a')
+    subprocess.run(git + ['add', '.'], check=True)
+    subprocess.run(git + ['commit', '-qm', 'a'], check=True)
+    commit = subprocess.run(git + ['rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip()
+    assert provenance(torch.device('cpu'), 1, project=tmp_path)['git'] == f'{commit} (clean)'
+    (tmp_path / 'a.txt').write_text('b')
+    assert provenance(torch.device('cpu'), 1, project=tmp_path)['git'] == f'{commit} (dirty: uncommitted changes)'
+    assert provenance(torch.device('cpu'), 1, project=tmp_path / 'nowhere')['git'] == 'not a git repository'
+
+
+def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train.time, 'strftime', lambda fmt, *a: '20260101_000000' if '%Y%m%d' in fmt else 'now')
+    assert run(data_args + ['--n_epoch', 2, '--lr', 1e-3]) == 0
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
+    monkeypatch.setattr(train.time, 'strftime', lambda fmt, *a: '20260102_000000' if '%Y%m%d' in fmt else 'now')
+    assert run(data_args + ['--n_epoch', 9, '--early_stop', 1]) == 0
+    (workdir / 'loggers' / '20260103_000000').mkdir()  # damaged: no note.log
+    partial = workdir / 'loggers' / '20260104_000000'
+    partial.mkdir()
+    (partial / 'note.log').write_text('run cut short\n')
+    text = runs.table(workdir / 'loggers', sort='run')
+    lines = {line.split()[0]: line for line in text.splitlines()[1:]}
+    header = text.splitlines()[0].split()
+    assert header[:6] == ['run', 'status', 'epochs', 'valid_loss', f'valid_{train.METRIC_NAME}', 'best_epoch']
+    assert 'lr' in header and 'n_epoch' in header and 'seed' not in header  # only what differs
+    assert lines['20260101_000000'].split()[1:3] == ['finished', '2']
+    assert lines['20260102_000000'].split()[1:3] == ['early-stopped', '2']
+    assert 'corrupt' in lines['20260103_000000'] and 'partial' in lines['20260104_000000']
+    by_loss = [line.split()[0] for line in runs.table(workdir / 'loggers', sort='valid_loss').splitlines()[1:3]]
+    losses = {name: float(lines[name].split()[3]) for name in ('20260101_000000', '20260102_000000')}
+    assert by_loss == sorted(losses, key=losses.get)
+    with pytest.raises(SystemExit, match="cannot sort by 'nope'"):
+        runs.table(workdir / 'loggers', sort='nope')
+
+
+def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_args, capsys):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    logs, ckpts = only_run(workdir)
+    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    n, loss, metric = predict.predict(predict.find_checkpoint(logs.name, None), data, workdir / 'predictions.csv')
+    table = rows(workdir / 'predictions.csv')
+    assert len(table) == n > 0 and loss is not None and 0 <= metric
+    assert list(table[0])[:2] == ['id', 'prediction']
+{%- if classification %}
+    probabilities = [[float(v) for k, v in r.items() if k.startswith('prob_')] for r in table]
+    assert all(len(p) == {{ cookiecutter.num_classes }} and abs(sum(p) - 1) < 1e-4 for p in probabilities)
+{%- endif %}
+    with pytest.raises(RunError, match='already exists'):
+        predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'predictions.csv')
+{%- if cookiecutter.dataset == 'csv' %}
+
+    unlabelled = workdir / 'unlabelled.csv'
+    with open(workdir / 'data' / 'data.csv') as f:
+        lines = [','.join(line.strip().split(',')[:-1]) for line in f]
+    unlabelled.write_text('\n'.join(lines) + '\n')
+    n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(unlabelled), workdir / 'p2.csv')
+    assert loss is None and len(rows(workdir / 'p2.csv')) == n == len(lines) - 1
+{%- elif cookiecutter.dataset == 'image_folder' %}
+
+    flat = workdir / 'flat'
+    flat.mkdir()
+    for image in list((workdir / 'data').glob('*/*.png'))[:5]:
+        (flat / image.name).write_bytes(image.read_bytes())
+    n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat), workdir / 'p2.csv')
+    assert loss is None and n == 5 and len(rows(workdir / 'p2.csv')) == 5
+{%- elif cookiecutter.dataset == 'sequence' %}
+
+    index = (workdir / 'data' / 'index.csv').read_text().splitlines()
+    unlabelled = workdir / 'unlabelled'
+    shutil.copytree(workdir / 'data' / 'frames', unlabelled / 'frames')
+    (unlabelled / 'index.csv').write_text('\n'.join(['file'] + [row.split(',')[0] for row in index[1:6]]))
+    n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(unlabelled), workdir / 'p2.csv')
+    assert loss is None and n == 5
+{%- endif %}
+
+
+def test_predict_errors_are_clear(workdir, data_args):
+    with pytest.raises(RunError, match='does not exist'):
+        predict.predict(predict.find_checkpoint('19990101_000000', None), None, workdir / 'p.csv')
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    _, ckpts = only_run(workdir)
+    checkpoint = load(ckpts / 'best_checkpoint.pt')
+    name = next(iter(checkpoint['model']))
+    checkpoint['model'][name] = torch.zeros(3, 3, 3)
+    torch.save(checkpoint, workdir / 'other.pt')
+    with pytest.raises(RunError, match='does not fit this model'):
+        predict.predict(workdir / 'other.pt', None, workdir / 'p.csv')
+    result = subprocess.run([sys.executable, str(PROJECT / 'predict.py')], cwd=workdir, capture_output=True, text=True)
+    assert result.returncode == 1 and 'pass --run <timestamp>' in result.stderr
