@@ -60,6 +60,7 @@ from utils import (
     set_determinism,
     set_rng_state,
     setup_device,
+    to_device,
     unwrap,
     warmup_cosine,
 )
@@ -105,6 +106,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     scaler = torch.amp.GradScaler(device.type, enabled=config['amp'] == 'fp16')
 {%- if cookiecutter.model == 'cnn' %}
     memory_format = torch.channels_last if config['channels_last'] and device.type == 'cuda' else torch.preserve_format
+{%- else %}
+    memory_format = torch.preserve_format
 {%- endif %}
 
     # values to track
@@ -174,13 +177,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                        initial=math.ceil(samples_done / config['batch_size']),
                        total=math.ceil(n_train / config['batch_size']), disable=not is_master())
             bad_step, stopping, micro, read_due = None, False, 0, False
-            for *inputs, target in bar:
-{%- if cookiecutter.model == 'cnn' %}
-                inputs = [x.to(device, non_blocking=True, memory_format=memory_format) for x in inputs]
-{%- else %}
-                inputs = [x.to(device, non_blocking=True) for x in inputs]
-{%- endif %}
-                target = target.to(device, non_blocking=True)
+            for batch in bar:
+                *inputs, target = to_device(batch, device, memory_format)
                 if micro == 0:  # samples in this optimizer step: the loss is their mean, however split
                     group = min(config['batch_size'] * accum, n_train - samples_done)
                 last_micro = micro + 1 == accum or samples_done + len(target) >= n_train
@@ -240,14 +238,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             model.eval()
             with torch.inference_mode(), autocast():
                 meter = EpochMeter(config['log_interval'])
-                for *inputs, target in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False,
-                                            disable=not is_master()):
-{%- if cookiecutter.model == 'cnn' %}
-                    inputs = [x.to(device, non_blocking=True, memory_format=memory_format) for x in inputs]
-{%- else %}
-                    inputs = [x.to(device, non_blocking=True) for x in inputs]
-{%- endif %}
-                    target = target.to(device, non_blocking=True)
+                for batch in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master()):
+                    *inputs, target = to_device(batch, device, memory_format)
                     output = eval_model(*inputs)
                     if meter.add(step, criterion(output, target), output, target):
                         meter.flush()

@@ -639,6 +639,12 @@ def set_determinism(deterministic):
         torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
+def to_device(batch, device, memory_format=torch.preserve_format):
+    """A batch's tensors on the device (asynchronously from pinned memory); 4-D ones in `memory_format`."""
+    return [x.to(device, non_blocking=True, memory_format=memory_format if x.dim() == 4 else torch.preserve_format)
+            for x in batch]
+
+
 def unwrap(model):
     """The plain module inside torch.compile and DDP wrappers: its state_dict keys have no prefixes."""
     while True:

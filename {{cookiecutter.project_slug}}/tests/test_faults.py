@@ -16,13 +16,13 @@ from conftest import PROJECT, epoch_lines, load, only_run, run, run_process
 from test_resume import straight_run
 from utils import RunError, claim_run_dirs
 
-N_EPOCH = 12
+N_EPOCH = 10
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1]
 
 
 def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
     """Start train.py, send `signum` once epoch 1 is logged, and return (exit code, stderr)."""
-    process = run_process(argv, workdir, pause_per_batch=0.02)  # about 2 s per run: time to send it
+    process = run_process(argv, workdir, pause_per_batch=0.01)  # about 1 s per run: time to send it
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         logs = list((workdir / 'loggers').glob('*/train.log')) if (workdir / 'loggers').exists() else []

@@ -60,9 +60,8 @@ def test_curves_png_at_the_end_of_a_run_and_on_demand(workdir, data_args):
     result = subprocess.run([sys.executable, str(PROJECT / 'plot.py'), logs.name], cwd=workdir, capture_output=True,
                             text=True)
     assert result.returncode == 0 and png.exists(), result.stderr
-    result = subprocess.run([sys.executable, str(PROJECT / 'plot.py'), 'no_such_run'], cwd=workdir,
-                            capture_output=True, text=True)
-    assert result.returncode == 1 and result.stderr.startswith("error: no run 'no_such_run'")
+    with pytest.raises(RunError, match="no run 'no_such_run'"):
+        plot.resolve_run('no_such_run')
 
 
 def test_the_best_epoch_is_the_lowest_valid_loss_in_metrics(tmp_path):
@@ -194,5 +193,5 @@ def test_predict_errors_are_clear(workdir, data_args):
     torch.save(checkpoint, workdir / 'other.pt')
     with pytest.raises(RunError, match='does not fit this model'):
         predict.predict(workdir / 'other.pt', None, workdir / 'p.csv')
-    result = subprocess.run([sys.executable, str(PROJECT / 'predict.py')], cwd=workdir, capture_output=True, text=True)
-    assert result.returncode == 1 and 'pass --run <timestamp>' in result.stderr
+    with pytest.raises(RunError, match='pass --run <timestamp>'):
+        predict.find_checkpoint(None, None)
