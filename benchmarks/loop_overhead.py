@@ -10,8 +10,8 @@ data, DataLoader objects, optimizer (AdamW), clipping, warmup-cosine scheduler, 
   bare       zero_grad, forward, loss, backward, clip, step, scheduler step; validation; nothing else
   lightning  lightning.Trainer with its progress bar, no logger and no checkpoints (if installed)
 
-Runs are interleaved (train, bare, lightning, train, ...) in one process; a ratio is the median over
-repeats of the two adjacent runs' ratio. Peak RSS is measured in a
+After one untimed warm-up run of each, runs are interleaved (train, bare, lightning, train, ...) in one
+process; a ratio is the median over repeats of the two adjacent runs' ratio. Peak RSS is measured in a
 child process per loop, from the start of the loop (Linux resets the peak through /proc/self/clear_refs). Start-up is the wall time of `python train.py` until its first training
 progress bar appears, minus the wall time of `python -c "import torch"`.
 The last lines are machine-readable, one per workload:
@@ -183,6 +183,10 @@ def time_loops(mods, workload, overrides, epochs, repeats, tmp):
 
     names = ['train', 'bare'] + (['lightning'] if lightning_available() else [])
     rates = {name: [] for name in names}
+    for name in names:  # untimed: one-time costs (the first optimizer imports torch._dynamo) land here
+        loaders, model, config, device = prepare(mods, overrides, epochs, Path(tempfile.mkdtemp(dir=tmp)))
+        with contextlib.redirect_stderr(io.StringIO()):
+            LOOPS[name](mods, config, loaders, model, device)
     for repeat in range(repeats):
         for name in names:
             loaders, model, config, device = prepare(mods, overrides, epochs, Path(tempfile.mkdtemp(dir=tmp)))

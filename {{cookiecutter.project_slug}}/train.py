@@ -123,7 +123,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         epoch_totals = checkpoint['epoch_totals']
         best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
         early_stop_count = checkpoint['early_stop_count']
-        scaler.load_state_dict(checkpoint['scaler'])
+        if checkpoint['scaler']:  # empty when saved without fp16; the scaler then starts fresh
+            scaler.load_state_dict(checkpoint['scaler'])
         if len(checkpoint['rng']) == world_size:
             set_rng_state(checkpoint['rng'][rank])
         else:  # another number of processes: exactness is lost, so continue from fresh, distinct seeds
