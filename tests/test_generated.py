@@ -53,6 +53,11 @@ def test_train_py_runs_on_example_files(baked, tmp_path, task, model, dataset):
     assert sorted(p.name for p in logs.iterdir()) == ['curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
     assert sorted(p.name for p in ckpts.iterdir()) == ['best_checkpoint.pt', 'latest_checkpoint.pt']
     assert 'epoch 2 step 6 loss' in (logs / 'val.log').read_text()  # 96 train samples / 32 per batch * 2 epochs
+    predicted = subprocess.run([sys.executable, str(project / 'predict.py'), '--run', logs.name, '--data', 'data'],
+                               cwd=run, capture_output=True, text=True, env=ENV)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert 'wrote 120 predictions' in predicted.stdout and 'test loss' in predicted.stdout  # labelled: the metric
+    assert len((run / 'predictions.csv').read_text().splitlines()) == 121
 
 
 @pytest.mark.slow

@@ -58,6 +58,19 @@ def run(argv):
     return train.main([str(a) for a in argv])
 
 
+def run_in(folder, argv):
+    """Run main() in a new folder; return (latest checkpoint, train.log epoch lines, val.log epoch lines)."""
+    folder.mkdir()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert run(argv) == 0
+        logs, ckpts = only_run(folder)
+        return load(ckpts / 'latest_checkpoint.pt'), epoch_lines(logs / 'train.log'), epoch_lines(logs / 'val.log')
+    finally:
+        os.chdir(cwd)
+
+
 # train.py, with a pause after each batch: a signal test must not race a run that ends too soon.
 SLOW_TRAIN = """
 import sys, time

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import train
-from conftest import epoch_lines, load, only_run, run, snapshot
+from conftest import epoch_lines, load, only_run, run, run_in, snapshot
 from test_train import WIDTH, ConstantModel
 from utils import RunError
 
@@ -21,15 +21,8 @@ def assert_same_weights(a, b):
 
 def straight_run(root, data_args, n_epoch, extra=()):
     """Train n_epoch epochs without a stop in `root`; return (final weights, train lines, val lines)."""
-    root.mkdir()
-    cwd = train.os.getcwd()
-    train.os.chdir(root)
-    try:
-        assert run(data_args + ['--n_epoch', n_epoch, *extra]) == 0
-        logs, ckpts = only_run(root)
-        return load(ckpts / 'latest_checkpoint.pt')['model'], epoch_lines(logs / 'train.log'), epoch_lines(logs / 'val.log')
-    finally:
-        train.os.chdir(cwd)
+    checkpoint, train_lines, val_lines = run_in(root, data_args + ['--n_epoch', n_epoch, *extra])
+    return checkpoint['model'], train_lines, val_lines
 
 
 def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import train
-from conftest import epoch_lines, load, only_run, run
+from conftest import epoch_lines, load, only_run, run, run_in
 from utils import RunError, set_determinism, unwrap
 {%- if kind == 'image' %}
 
@@ -32,24 +32,12 @@ class TinyModel(nn.Module):
         return self.linear(x.flatten(1))
 
 
-def run_in(folder, argv):
-    folder.mkdir()
-    cwd = train.os.getcwd()
-    train.os.chdir(folder)
-    try:
-        assert run(argv) == 0
-        logs, ckpts = only_run(folder)
-        return load(ckpts / 'latest_checkpoint.pt'), epoch_lines(logs / 'train.log')
-    finally:
-        train.os.chdir(cwd)
-
-
 def test_grad_accumulation_matches_one_big_batch(workdir, data_args, monkeypatch):
     # 128 training samples: 5 steps of 24 and a last, partial step of 8, either way
     monkeypatch.setattr(train, 'build_model', lambda config: TinyModel())
     common = data_args + ['--n_epoch', 2, '--lr', 1e-2, '--warmup_steps', 3]
-    big, big_lines = run_in(workdir / 'big', common + ['--batch_size', 24, '--grad_accum_steps', 1])
-    accum, accum_lines = run_in(workdir / 'accum', common + ['--batch_size', 8, '--grad_accum_steps', 3])
+    big, big_lines, _ = run_in(workdir / 'big', common + ['--batch_size', 24, '--grad_accum_steps', 1])
+    accum, accum_lines, _ = run_in(workdir / 'accum', common + ['--batch_size', 8, '--grad_accum_steps', 3])
     assert big['step'] == accum['step'] == 12
     for key in big['model']:
         torch.testing.assert_close(accum['model'][key], big['model'][key], rtol=1e-4, atol=1e-6)
