@@ -103,6 +103,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     schedule = warmup_cosine(config['warmup_steps'], total_steps) if config['scheduler_flag'] else (lambda step: 1.0)
     scheduler = LambdaLR(optimizer, schedule)
     autocast = autocast_for(config['amp'], device)
+    is_ddp, no_op = isinstance(model, DDP), contextlib.nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=config['amp'] == 'fp16')
 {%- if cookiecutter.model == 'cnn' %}
     memory_format = torch.channels_last if config['channels_last'] and device.type == 'cuda' else torch.preserve_format
@@ -180,17 +181,18 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             bad_step, stopping, micro, read_due = None, False, 0, False
             for batch in bar:
                 *inputs, target = to_device(batch, device, memory_format)
+                n = target.shape[0]
                 if micro == 0:  # samples in this optimizer step: the loss is their mean, however split
                     group = min(config['batch_size'] * accum, n_train - samples_done)
-                last_micro = micro + 1 == accum or samples_done + len(target) >= n_train
-                no_sync = model.no_sync() if isinstance(model, DDP) and not last_micro else contextlib.nullcontext()
-                with no_sync:  # DDP averages gradients over the ranks only on an optimizer step's last micro-batch
-                    with autocast():
+                last_micro = micro + 1 == accum or samples_done + n >= n_train
+                # DDP averages gradients over the ranks only on an optimizer step's last micro-batch
+                with model.no_sync() if is_ddp and not last_micro else no_op:
+                    with autocast:
                         output = model(*inputs)
                         loss = criterion(output, target)
-                    scaler.scale(loss if len(target) == group else loss * (len(target) / group)).backward()
+                    scaler.scale(loss if n == group else loss * (n / group)).backward()
                 read_due |= meter.add(step + 1, loss.detach(), output.detach(), target)
-                samples_done += len(target)
+                samples_done += n
                 micro += 1
                 if not last_micro:
                     continue
@@ -237,7 +239,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
             # 2.3 validation
             model.eval()
-            with torch.inference_mode(), autocast():
+            with torch.inference_mode(), autocast:
                 meter = EpochMeter(config['log_interval'])
                 for batch in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master()):
                     *inputs, target = to_device(batch, device, memory_format)

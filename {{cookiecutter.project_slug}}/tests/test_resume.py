@@ -1,6 +1,7 @@
 """Resume continues the same run exactly: same folders, appended logs, restored scheduler, counters and RNG."""
 
 import pickle
+import random
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 import train
 from conftest import epoch_lines, load, only_run, run, run_in, snapshot
 from test_train import WIDTH, ConstantModel
-from utils import RunError
+from utils import RunError, get_rng_state, save_checkpoint, set_rng_state
 
 EXACT = ['--warmup_steps', '1000', '--early_stop', '3']  # warmup covers the whole run, so n_epoch may grow
 
@@ -112,3 +113,30 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
     assert error.value.code == 2 and '\n' not in str(error.value)
     assert snapshot(workdir) == before
     assert not (workdir / 'pwned.txt').exists()
+
+
+def draws():
+    return random.random(), torch.rand(3).tolist()
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    random.seed(1)
+    torch.manual_seed(2)
+    draws()
+    save_checkpoint({'rng': get_rng_state()}, tmp_path / 'rng.pt')
+    expected = draws()
+    draws()  # move on, then go back
+    set_rng_state(load(tmp_path / 'rng.pt')['rng'])
+    assert draws() == expected
+
+
+def test_rng_states_from_checkpoints_that_stored_lists_still_load():
+    random.seed(3)
+    state = get_rng_state()
+    expected = draws()
+    version, internal, gauss = state['python']
+    state['python'] = [version, internal.tolist(), gauss]  # how checkpoints stored it before
+    if state['numpy'] is not None:
+        state['numpy'][1] = state['numpy'][1].tolist()
+    set_rng_state(state)
+    assert draws() == expected

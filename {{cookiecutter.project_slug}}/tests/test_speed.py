@@ -1,5 +1,8 @@
 {%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') -%}
-"""Speed settings: gradient accumulation, AMP, torch.compile checkpoints, determinism, batched fetch."""
+"""Speed settings: gradient accumulation, AMP, torch.compile checkpoints, determinism, batched fetch,
+and the running sums that are read once per log_interval."""
+
+import math
 
 import pytest
 import torch
@@ -7,7 +10,7 @@ from torch import nn
 
 import train
 from conftest import epoch_lines, load, only_run, run, run_in
-from utils import RunError, set_determinism, unwrap
+from utils import EpochMeter, RunError, metric_per_sample, set_determinism, unwrap
 {%- if kind == 'image' %}
 
 IN_FEATURES = train.DATA_CONFIG['image_channels'] * train.DATA_CONFIG['image_size'] ** 2
@@ -92,6 +95,52 @@ def test_deterministic_switches_algorithms_and_cudnn_benchmark(workdir, data_arg
         assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
     finally:
         set_determinism(False)
+
+
+def meter_batches(sizes):
+    """(step, loss, output, target) for batches of these sizes, with values spread over many magnitudes."""
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for step, n in enumerate(sizes):
+        output = torch.randn(n, OUTPUTS, generator=generator) * 10.0 ** torch.randint(-12, 13, (n, 1), generator=generator)
+{%- if cookiecutter.task == 'classification' %}
+        target = torch.randint(0, OUTPUTS, (n,), generator=generator)
+{%- else %}
+        target = torch.randn(n, 1, generator=generator)
+{%- endif %}
+        batches.append((step, torch.rand((), generator=generator) * 3, output, target))
+    return batches
+
+
+def meter_totals(batches, read_after):
+    meter = EpochMeter(interval=len(batches) + 1)
+    for step, loss, output, target in batches:
+        meter.add(step, loss, output, target)
+        if step in read_after:
+            meter.flush()
+    meter.flush()
+    return meter.totals()
+
+
+def test_meter_totals_do_not_depend_on_when_it_is_read():
+    """A run resumed mid-epoch reads at other steps than a straight run; its logged numbers must not move."""
+    batches = meter_batches([16] * 9 + [5])  # the epoch's last batch is short
+    straight = meter_totals(batches, read_after=set())
+    for read_after in ({3}, {0, 1, 2}, set(range(10)), {4, 8}, {8}):
+        assert meter_totals(batches, read_after) == straight, read_after
+    loss_sum = sum(loss.item() * len(target) for _, loss, _, target in batches)
+    metric_sum = sum(metric_per_sample(output, target).double().sum().item() for _, _, output, target in batches)
+    assert math.isclose(straight[0], loss_sum, rel_tol=1e-9) and math.isclose(straight[1], metric_sum, rel_tol=1e-9)
+    assert straight[2] == 16 * 9 + 5
+
+
+def test_meter_reports_the_first_nonfinite_step():
+    batches = meter_batches([4] * 6)
+    batches[3] = (3, torch.tensor(math.inf), *batches[3][2:])
+    batches[5] = (5, torch.tensor(math.nan), *batches[5][2:])
+    meter = EpochMeter(interval=2)
+    bad_steps = [meter.flush() for step, *batch in batches if meter.add(step, *batch)]
+    assert bad_steps == [None, 3, 5]
 {%- if cookiecutter.dataset in ['synthetic', 'csv'] and kind != 'sequence' %}
 
 

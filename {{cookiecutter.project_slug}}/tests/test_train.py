@@ -105,6 +105,8 @@ def test_overrides_take_the_type_of_the_default():
     (['--clip_flag', 'maybe'], "expected true or false, got 'maybe'"),
     (['--n_epoch', '0'], 'n_epoch must be a positive integer'),
     (['--valid_ratio', '1.5'], 'valid_ratio must be between 0 and 1'),
+    (['--grad_accum_steps', '0'], 'grad_accum_steps must be 1 or more, got 0'),
+    (['--clip_max_norm', '0'], 'clip_max_norm must be positive, got 0'),
 ])
 def test_bad_overrides_fail_clearly_before_anything_is_written(workdir, argv, message):
     with pytest.raises(RunError, match=message.replace('(', r'\(')):
