@@ -427,8 +427,9 @@ def create_logger(name, path, show_time=True):
 def save_checkpoint(state, *paths):
     """Write atomically: a temporary file in the same folder, fsync, then os.replace.
 
-    A crash or kill mid-save leaves the previous checkpoint at each path intact. Several paths in one
-    folder (best and latest of the same epoch) are written once and hard-linked.
+    A crash or kill mid-save leaves the previous checkpoint at each path intact (and a temporary file,
+    which the next save removes). Several paths in one folder (best and latest of the same epoch) are
+    written once and hard-linked.
     """
     paths = [Path(path) for path in paths]
     tmps = [path.with_name(f'.{path.name}.{os.getpid()}.tmp') for path in paths]
@@ -448,6 +449,9 @@ def save_checkpoint(state, *paths):
         for tmp in tmps:
             if tmp.exists():
                 tmp.unlink()
+    for path in paths:  # temporary files of an earlier save that was killed mid-write
+        for stale in path.parent.glob(f'.{path.name}.*.tmp'):
+            stale.unlink(missing_ok=True)
     try:  # make the renames themselves durable
         fd = os.open(paths[0].parent, os.O_RDONLY)
         try:

@@ -14,7 +14,7 @@ import torch
 import train
 from conftest import PROJECT, epoch_lines, load, only_run, run, run_process
 from test_resume import straight_run
-from utils import RunError, claim_run_dirs
+from utils import RunError, claim_run_dirs, save_checkpoint
 
 N_EPOCH = 10
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1]
@@ -84,6 +84,9 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
     process.wait()
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint['format_version'] == 1 and 'generation' in checkpoint
+    save_checkpoint(dict(format_version=1, generation='next'), path)  # the next save tidies up
+    assert not list(tmp_path.glob('.latest_checkpoint.pt.*.tmp'))
+    assert torch.load(path, weights_only=True)['generation'] == 'next'
 
 
 def test_two_runs_in_the_same_second_get_separate_folders(workdir, data_args, monkeypatch):
