@@ -78,7 +78,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     """
     train_logger, val_logger, note_logger = (logging.getLogger(name) for name in ('train', 'val', 'note'))
     raw_model = unwrap(model)  # saved without DDP's and torch.compile's prefixes: loads either way
-    eval_model = model.module if isinstance(model, DDP) else model  # validation needs no DDP collectives
+    is_ddp = isinstance(model, DDP)
+    eval_model = model.module if is_ddp else model  # validation needs no DDP collectives
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
@@ -103,7 +104,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     schedule = warmup_cosine(config['warmup_steps'], total_steps) if config['scheduler_flag'] else (lambda step: 1.0)
     scheduler = LambdaLR(optimizer, schedule)
     autocast = autocast_for(config['amp'], device)
-    is_ddp, no_op = isinstance(model, DDP), contextlib.nullcontext()
+    no_op = contextlib.nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=config['amp'] == 'fp16')
 {%- if cookiecutter.model == 'cnn' %}
     memory_format = torch.channels_last if config['channels_last'] and device.type == 'cuda' else torch.preserve_format
