@@ -1,24 +1,29 @@
 """How much does the generated train() cost over a bare PyTorch loop, and over Lightning?
 
-    python benchmarks/loop_overhead.py            # 9 interleaved repeats per workload
+    python benchmarks/loop_overhead.py            # 9 repeats per workload
     python benchmarks/loop_overhead.py --quick    # a fast smoke run (CI): small data, 2 repeats
 
 It bakes the default project (classification, MLP, synthetic data) and a CNN one, and times, on the
-same model, data, DataLoader objects, optimizer (AdamW), clipping, warmup-cosine scheduler, validation
-and epochs:
+same model, data, DataLoader, optimizer (AdamW), clipping, warmup-cosine scheduler, validation and
+epochs:
 
   train      the generated train(): progress bars, logs, best/latest checkpoints, as a user runs it
   bare       zero_grad, forward, loss, backward, clip, step, scheduler step; validation; nothing else
   lightning  lightning.Trainer with its progress bar, no logger and no checkpoints (if installed)
 
-After one untimed warm-up run of each, runs are interleaved in one process, the order rotating each
-repeat (train bare lightning, bare lightning train, ...) so that no loop always follows the same one.
-A ratio is the ratio of the two median rates: on a shared machine whose speed changes from second to
-second, that is steadier than pairing adjacent runs. Peak RSS is measured in a child process per loop,
-from the start of the loop (Linux resets the peak through /proc/self/clear_refs). Start-up is the wall
-time of `python train.py` until its first training progress bar appears, minus the wall time of
-`python -c "import torch"`; for reference it also times a bare script that imports torch and builds one
-AdamW optimizer (the first optimizer imports torch._dynamo, which any PyTorch loop pays).
+Each loop runs in a process of its own, in its main thread. The loops take turns: one runs for about
+--turn_seconds (50 ms), hands over between two batches and sleeps until its next turn, so A B C A B C
+... many times per run, and each loop's clock runs only during its own turns. This machine's speed
+drifts by tens of percent over seconds but little over 50 ms, so loops that alternate this finely
+see the same conditions, and their ratio per repeat is far steadier than that of whole runs one after
+another (docs/speed.md). Progress bars read a clock that stops while their loop waits, so they redraw
+as often per step as in a run alone. A repeat runs every loop once; the first turn rotates between
+repeats; one untimed repeat comes first (first imports). A ratio is the median over repeats of
+train's rate over the other loop's rate in the same repeat. Peak RSS is each loop process's peak
+during its loop (Linux resets it through /proc/self/clear_refs), the largest over repeats. Start-up
+is the wall time of `python train.py` until its first training progress bar, minus that of
+`python -c "import torch"`; for reference it also times a bare script that imports torch and builds
+one AdamW optimizer (the first optimizer imports torch._dynamo, which any PyTorch loop pays).
 The last lines are machine-readable, one per workload:
 
   workload=<name> train/bare=<ratio> train/lightning=<ratio|na> rss/bare=<ratio> startup_over_import_s=<s>
@@ -27,15 +32,17 @@ The last lines are machine-readable, one per workload:
 import argparse
 import contextlib
 import io
-import json
 import logging
+import multiprocessing
 import os
+import queue
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,46 +190,156 @@ def run_lightning(mods, config, loaders, model, device):
 LOOPS = {'train': run_train, 'bare': run_bare, 'lightning': run_lightning}
 
 
-def time_loops(mods, workload, overrides, epochs, repeats, tmp):
+class Turns:
+    """Loops in separate processes take turns of about `turn_seconds`; each loop's clock runs only in
+    its own turns.
+
+    The machine's speed drifts by tens of percent over seconds but little over tens of milliseconds, so
+    loops that alternate every few dozen milliseconds run under the same conditions, and their ratio is
+    far steadier than that of whole runs one after another (docs/speed.md). Exactly one loop runs at a
+    time; the others sleep on a shared condition. Each loop has a process of its own, running in its
+    main thread as `python train.py` would (signal handlers, its own memory allocator).
+    """
+
+    def __init__(self, context, n_loops, turn_seconds):
+        self.turn_seconds = turn_seconds
+        self.condition = context.Condition()
+        self.current = context.Value('i', -1, lock=False)  # index of the loop whose turn it is
+        self.order = context.Array('i', n_loops, lock=False)  # turn order of this repeat
+        self.running = context.Array('b', n_loops, lock=False)
+
+    def start_repeat(self, order):
+        """(Parent) the next repeat's turn order; the first loop in it goes first."""
+        with self.condition:
+            self.order[:] = order
+            self.running[:] = [1] * len(order)
+            self.current.value = order[0]
+
+    def begin(self, index):
+        """(Loop) wait for the first turn; start the clock."""
+        with self.condition:
+            self.condition.wait_for(lambda: self.current.value == index)
+        self.seconds = self.waited = 0.0
+        self.turn_start = time.perf_counter()
+
+    def due(self):
+        return time.perf_counter() - self.turn_start >= self.turn_seconds
+
+    def own_clock(self):
+        """time.time() less the time this loop spent waiting for its turns: the clock it would see alone."""
+        return time.time() - self.waited
+
+    def hand_over(self, index, finished=False):
+        """(Loop) stop the clock, give the turn to the next loop still running; wait for the next turn."""
+        turn_end = time.perf_counter()
+        self.seconds += turn_end - self.turn_start
+        with self.condition:
+            if finished:
+                self.running[index] = 0
+            order = list(self.order)
+            position = order.index(index)
+            following = [order[(position + k) % len(order)] for k in range(1, len(order) + 1)]
+            self.current.value = next((i for i in following if self.running[i]), -1)
+            self.condition.notify_all()
+            if finished:
+                return
+            self.condition.wait_for(lambda: self.current.value == index)
+        self.turn_start = time.perf_counter()
+        self.waited += self.turn_start - turn_end
+
+
+class TakingTurns:
+    """A DataLoader that hands the turn over between batches once the loop's turn has lasted long enough."""
+
+    def __init__(self, loader, turns, index):
+        self.loader, self.turns, self.index = loader, turns, index
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, attribute):  # sampler, dataset, ...: the loops read them
+        return getattr(self.loader, attribute)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.turns.due():
+                self.turns.hand_over(self.index)
+            yield batch
+
+
+def loop_process(index, name, project, overrides, epochs, repeats, threads, turns, barrier, results):
+    """One loop's process: per repeat, build the run untimed, wait for the others, run in turns, report."""
     import torch
+    import tqdm.std
 
-    names = ['train', 'bare'] + (['lightning'] if lightning_available() else [])
-    rates = {name: [] for name in names}
-    for name in names:  # untimed: one-time costs (the first optimizer imports torch._dynamo) land here
-        loaders, model, config, device = prepare(mods, overrides, epochs, Path(tempfile.mkdtemp(dir=tmp)))
-        with contextlib.redirect_stderr(io.StringIO()):
-            LOOPS[name](mods, config, loaders, model, device)
-    for repeat in range(repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            loaders, model, config, device = prepare(mods, overrides, epochs, Path(tempfile.mkdtemp(dir=tmp)))
-            torch.manual_seed(config['seed'])
-            start = time.perf_counter()
-            with contextlib.redirect_stderr(io.StringIO()):  # progress bars are drawn, not shown
-                LOOPS[name](mods, config, loaders, model, device)
-            seconds = time.perf_counter() - start
-            rates[name].append(len(loaders[0].dataset) * epochs / seconds)
-            print(f'  {workload} repeat {repeat + 1}/{repeats} {name:9s} {rates[name][-1]:10.0f} samples/s',
-                  flush=True)
-    return rates
-
-
-def peak_rss(project, workload, overrides, epochs, loop):
-    """Run one loop in a fresh child process; return its peak RSS in KiB."""
-    result = subprocess.run([sys.executable, __file__, '--child', json.dumps([str(project), workload, overrides,
-                                                                               epochs, loop])],
-                            capture_output=True, text=True, check=True)
-    return int(result.stdout.strip().splitlines()[-1])
-
-
-def child(spec):
-    project, workload, overrides, epochs, loop = json.loads(spec)
+    torch.set_num_threads(threads)
+    sys.stdout = sys.stderr = open(os.devnull, 'w')  # bars and Lightning's messages: drawn, not shown
     mods = import_project(Path(project))
-    with tempfile.TemporaryDirectory() as tmp:
-        loaders, model, config, device = prepare(mods, overrides, epochs, Path(tmp))
-        peak_reset = reset_peak_rss()  # so that the peak is the loop's, not the set-up's
-        with contextlib.redirect_stderr(io.StringIO()):
-            LOOPS[loop](mods, config, loaders, model, device)
-    print(read_peak_rss() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    for repeat in range(-1, repeats):  # repeat -1 is untimed: one-time costs (first imports) land there
+        with tempfile.TemporaryDirectory() as run_dir:
+            loaders, model, config, device = prepare(mods, overrides, epochs, Path(run_dir))
+            torch.manual_seed(config['seed'])
+            loaders = [TakingTurns(loader, turns, index) for loader in loaders]
+            tqdm.std.time = turns.own_clock  # bars refresh as often per step as they would if run alone
+            barrier.wait()
+            peak_reset = reset_peak_rss()  # so that the peak is the loop's, not the set-up's
+            turns.begin(index)
+            try:
+                LOOPS[name](mods, config, loaders, model, device)
+            except BaseException:
+                results.put((name, repeat, 'error', traceback.format_exc()))
+                raise
+            finally:
+                turns.hand_over(index, finished=True)
+            peak_kib = read_peak_rss() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            results.put((name, repeat, len(loaders[0].dataset) * epochs / turns.seconds, peak_kib))
+
+
+def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds, names=None):
+    """Per repeat, every loop runs once, all taking turns. Return {name: [samples/s]}, {name: peak RSS KiB}."""
+    names = names or ['train', 'bare'] + (['lightning'] if lightning_available() else [])
+    context = multiprocessing.get_context('spawn')
+    turns = Turns(context, len(names), turn_seconds)
+    barrier = context.Barrier(len(names) + 1)
+    results = context.Queue()
+    processes = [context.Process(target=loop_process, args=(index, name, str(project), overrides, epochs,
+                                                            repeats, threads, turns, barrier, results))
+                 for index, name in enumerate(names)]
+    for process in processes:
+        process.start()
+    rates, peaks = {name: [] for name in names}, {name: [] for name in names}
+    try:
+        for repeat in range(-1, repeats):
+            order = list(range(len(names)))
+            order = order[repeat % len(names):] + order[:repeat % len(names)]  # rotates each repeat
+            turns.start_repeat(order)
+            barrier.wait(timeout=600)
+            for _ in names:
+                name, _, rate, peak_kib = wait_for_result(results, processes)
+                if rate == 'error':
+                    raise RuntimeError(f'the {name} loop failed:\n{peak_kib}')
+                if repeat >= 0:
+                    rates[name].append(rate)
+                    peaks[name].append(peak_kib)
+            if repeat >= 0:
+                print(f'  {workload} repeat {repeat + 1}/{repeats}: '
+                      + ', '.join(f'{name} {rates[name][-1]:.0f}' for name in names) + ' samples/s', flush=True)
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    return rates, peaks
+
+
+def wait_for_result(results, processes):
+    while True:
+        try:
+            return results.get(timeout=1)
+        except queue.Empty:
+            dead = [p for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f'a loop process exited with code {dead[0].exitcode}') from None
 
 
 def reset_peak_rss():
@@ -278,8 +395,9 @@ def startup_over_import(project, overrides, tmp, samples):
     return statistics.median(starts) - base, statistics.median(bare) - base
 
 
-def median_ratio(train_rates, other_rates):
-    return statistics.median(train_rates) / statistics.median(other_rates)
+def paired_ratios(train_rates, other_rates):
+    """train/other for each repeat: the two ran in the same turns, so under the same conditions."""
+    return [train / other for train, other in zip(train_rates, other_rates)]
 
 
 def summary_line(name, samples):
@@ -292,15 +410,18 @@ def main():
     parser.add_argument('--quick', action='store_true', help='small data and 2 repeats: checks that it runs')
     parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 9, quick 2)')
     parser.add_argument('--workload', action='append', choices=sorted(WORKLOADS), help='run only this one (repeatable)')
+    parser.add_argument('--turn_seconds', type=float, default=0.05,
+                        help='how long each loop runs before the next one takes its turn (default 0.05)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1: the second core absorbs machine noise)')
-    parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        return child(args.child)
     workloads = {name: spec for name, spec in (QUICK if args.quick else WORKLOADS).items()
                  if not args.workload or name in args.workload}
-    repeats = args.repeats or (2 if args.quick else 9)
+    repeats = 2 if args.quick and args.repeats is None else 9 if args.repeats is None else args.repeats
+    if repeats < 1:
+        parser.error(f'--repeats must be at least 1, got {repeats}')
+    if args.turn_seconds <= 0:
+        parser.error(f'--turn_seconds must be above 0, got {args.turn_seconds}')
     import torch
 
     torch.set_num_threads(args.threads)
@@ -312,9 +433,8 @@ def main():
         results = []
         for workload, (model, overrides, epochs) in workloads.items():
             project = bake(tmp / workload, model)
-            mods = import_project(project)
-            rates = time_loops(mods, workload, overrides, epochs, repeats, tmp)
-            rss = {loop: peak_rss(project, workload, overrides, epochs, loop) for loop in ('train', 'bare')}
+            rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads, args.turn_seconds)
+            rss = {loop: max(peaks[loop]) for loop in ('train', 'bare')}
             startup = startup_over_import(project, overrides, tmp, samples=1 if args.quick else 3)
             results.append((workload, rates, rss, startup))
         print()
@@ -326,10 +446,11 @@ def main():
             print(f"  peak RSS train {rss['train'] / 1024:.0f} MiB, bare {rss['bare'] / 1024:.0f} MiB; "
                   f'start-up over `import torch`: train.py {startup:.2f} s, a bare script building one optimizer '
                   f'{bare_startup:.2f} s')
-            ratio = {other: median_ratio(rates['train'], rates[other]) for other in rates if other != 'train'}
-            best = {other: max(rates['train']) / max(rates[other]) for other in rates if other != 'train'}
-            print('  ratio of medians: ' + ', '.join(f'train/{other} {value:.3f}' for other, value in ratio.items()))
-            print('  ratio of best runs: ' + ', '.join(f'train/{other} {value:.3f}' for other, value in best.items()))
+            paired = {other: paired_ratios(rates['train'], rates[other]) for other in rates if other != 'train'}
+            ratio = {other: statistics.median(values) for other, values in paired.items()}
+            for other, values in paired.items():
+                print(f'  train/{other} per repeat: median {ratio[other]:.3f}  min {min(values):.3f}  '
+                      f'max {max(values):.3f}')
             lightning = f"{ratio['lightning']:.3f}" if 'lightning' in ratio else 'na'
             lines.append(f"workload={workload} train/bare={ratio['bare']:.3f} "
                          f"train/lightning={lightning} rss/bare={rss['train'] / rss['bare']:.3f} "

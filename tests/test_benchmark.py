@@ -1,0 +1,53 @@
+"""The benchmark's turn taking: loops alternate, and each one's clock counts only its own turns."""
+
+import multiprocessing
+import sys
+import time
+
+from conftest import TEMPLATE
+
+sys.path.insert(0, str(TEMPLATE / 'benchmarks'))
+import loop_overhead  # noqa: E402
+
+ITEMS, ITEM_SECONDS = 12, 0.01
+
+
+def sleepy_loop(index, turns, log, log_length, results):
+    """A loop over ITEMS batches of ITEM_SECONDS each (sleeping: the machine's load cannot change it)."""
+    turns.begin(index)
+    own_start = turns.own_clock()
+    for _ in loop_overhead.TakingTurns(range(ITEMS), turns, index):
+        log[log_length.value] = index  # written during this loop's turn, so the log is in time order
+        log_length.value += 1
+        time.sleep(ITEM_SECONDS)
+    own_seconds = turns.own_clock() - own_start
+    turns.hand_over(index, finished=True)
+    results.put((index, turns.seconds, own_seconds))
+
+
+def test_loops_take_turns_and_count_only_their_own_time():
+    context = multiprocessing.get_context('fork')
+    turns = loop_overhead.Turns(context, 2, turn_seconds=0.035)
+    log, log_length = context.Array('i', 2 * ITEMS, lock=False), context.Value('i', 0, lock=False)
+    results = context.Queue()
+    turns.start_repeat([1, 0])
+    start = time.perf_counter()
+    processes = [context.Process(target=sleepy_loop, args=(i, turns, log, log_length, results)) for i in (0, 1)]
+    for process in processes:
+        process.start()
+    measured = dict((index, (seconds, own)) for index, seconds, own in (results.get(timeout=60) for _ in processes))
+    wall = time.perf_counter() - start
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+
+    order = list(log[:log_length.value])
+    assert order[0] == 1  # start_repeat's order decides who goes first
+    assert sorted(order) == [0] * ITEMS + [1] * ITEMS
+    switches = sum(a != b for a, b in zip(order, order[1:]))
+    assert switches >= 5, order  # turns of ~4 items: they alternate, not one loop after the other
+    for index, (seconds, own) in measured.items():
+        assert seconds >= ITEMS * ITEM_SECONDS * 0.95, (index, seconds)
+        # the other loop's turns are not counted: each loop's time is about half of the wall time
+        assert seconds < wall - ITEMS * ITEM_SECONDS * 0.8, (index, seconds, wall)
+        assert abs(own - seconds) < 0.05, (index, own, seconds)  # the bars' clock stopped while waiting
