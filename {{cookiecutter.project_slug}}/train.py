@@ -404,8 +404,8 @@ def main(argv=None):
         create_logger('val', os.path.join(config['loggers_dir'], 'val.log'), show_time=True)
         note_logger = create_logger('note', os.path.join(config['loggers_dir'], 'note.log'), show_time=False)
         if checkpoint is None:
-            *example_inputs, _ = next(iter(valid_loader))
-            model_summary = summary(unwrap(model), input_data=[x.to(device) for x in example_inputs], mode='eval',
+            *example_inputs, _ = next(iter(valid_loader))  # the summary runs one sample: shapes show batch 1
+            model_summary = summary(unwrap(model), input_data=[x[:1].to(device) for x in example_inputs], mode='eval',
                                     verbose=0, device=device, col_names=('input_size', 'output_size', 'num_params'))
             note_logger.info(f"run {os.path.basename(config['loggers_dir'])} on {device} x {world_size}"
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')

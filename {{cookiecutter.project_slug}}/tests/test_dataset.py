@@ -58,3 +58,13 @@ def test_too_few_samples_for_a_split_is_a_clear_error(datasets):
     (train_set, _), _ = datasets
     with pytest.raises(RunError, match='too few'):
         split(torch.utils.data.Subset(train_set, [0]), 0.2, 0)
+{%- if cookiecutter.dataset == 'synthetic' and cookiecutter.model == 'cnn' %}
+
+
+def test_upsample_matches_bilinear_interpolation():
+    from dataset import upsample
+
+    images = torch.randn(5, 3, 4, 4)
+    expected = torch.nn.functional.interpolate(images, size=(32, 32), mode='bilinear', align_corners=False)
+    torch.testing.assert_close(upsample(images, 32), expected)
+{%- endif %}
