@@ -435,7 +435,7 @@ def main():
             project = bake(tmp / workload, model)
             rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads, args.turn_seconds)
             rss = {loop: max(peaks[loop]) for loop in ('train', 'bare')}
-            startup = startup_over_import(project, overrides, tmp, samples=1 if args.quick else 3)
+            startup = startup_over_import(project, overrides, tmp, samples=1 if args.quick else 5)
             results.append((workload, rates, rss, startup))
         print()
         lines = []
