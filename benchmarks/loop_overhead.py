@@ -16,9 +16,10 @@ Each loop runs in a process of its own, in its main thread. The loops take turns
 ... many times per run, and each loop's clock runs only during its own turns. This machine's speed
 drifts by tens of percent over seconds but little over 50 ms, so loops that alternate this finely
 see the same conditions, and their ratio per repeat is far steadier than that of whole runs one after
-another (docs/speed.md). Progress bars read a clock that stops while their loop waits, so they redraw
-as often per step as in a run alone. A repeat runs every loop once; the first turn rotates between
-repeats; one untimed repeat comes first (first imports). A ratio is the median over repeats of
+another (docs/speed.md). Every loop process gets the same fixed glibc malloc thresholds, so that the
+allocator's adaptive ones (which depend on each process's history) cannot decide the result.
+Progress bars read a clock that stops while their loop waits, so they redraw as often per step as in
+a run alone. A repeat runs every loop once; the first turn rotates between repeats; one untimed repeat comes first (first imports). A ratio is the median over repeats of
 train's rate over the other loop's rate in the same repeat. Peak RSS is each loop process's peak
 during its loop (Linux resets it through /proc/self/clear_refs), the largest over repeats. Start-up
 is the wall time of `python train.py` until its first training progress bar, minus that of
@@ -51,8 +52,9 @@ REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = {
     # overhead dominates: a 6.9k-parameter MLP, about 1 ms per step
     'tiny_mlp': ('mlp', {'n_samples': 40000, 'hidden_dim': 64, 'n_layers': 2, 'batch_size': 128}, 3),
-    # compute dominates: the template's CNN on 3x32x32 images, 0.1 to 0.3 s per step here
-    'mid_cnn': ('cnn', {'n_samples': 4000, 'base_channels': 32, 'batch_size': 128}, 1),
+    # compute dominates: the template's CNN on 3x32x32 images, 60-100 ms per step here. Batches of 32,
+    # so that a step is about one 50 ms turn (with 128, a 0.3 s step made each turn one long sample)
+    'mid_cnn': ('cnn', {'n_samples': 4000, 'base_channels': 32, 'batch_size': 32}, 1),
 }
 QUICK = {
     'tiny_mlp': ('mlp', {'n_samples': 4000, 'hidden_dim': 64, 'n_layers': 2, 'batch_size': 128}, 1),
@@ -426,6 +428,10 @@ def main():
 
     torch.set_num_threads(args.threads)
     os.environ['OMP_NUM_THREADS'] = str(args.threads)  # for the child processes
+    # Fixed glibc malloc thresholds in every loop process: the adaptive ones depend on a process's
+    # history, and left one of two identical CNN loops page-faulting ~300k times a run, 15% slower.
+    os.environ.setdefault('MALLOC_MMAP_THRESHOLD_', str(32 << 20))
+    os.environ.setdefault('MALLOC_TRIM_THRESHOLD_', str(1 << 30))
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, '
           f'lightning {"installed" if lightning_available() else "not installed"}', flush=True)
     with tempfile.TemporaryDirectory() as tmp:
