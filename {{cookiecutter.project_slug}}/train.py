@@ -424,6 +424,7 @@ def main(argv=None):
     if is_master():
         logging.getLogger('train').info(save_curves(config['loggers_dir']))
     if is_distributed():
+        dist.barrier()  # the other ranks wait for rank 0's curves: one leaving gloo early can abort the run
         dist.destroy_process_group()
     return exit_code
 
