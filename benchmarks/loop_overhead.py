@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -278,28 +279,32 @@ def loop_process(index, name, project, overrides, epochs, repeats, threads, turn
     sys.stdout = sys.stderr = open(os.devnull, 'w')  # bars and Lightning's messages: drawn, not shown
     mods = import_project(Path(project))
     for repeat in range(-1, repeats):  # repeat -1 is untimed: one-time costs (first imports) land there
-        with tempfile.TemporaryDirectory() as run_dir:
-            loaders, model, config, device = prepare(mods, overrides, epochs, Path(run_dir))
-            torch.manual_seed(config['seed'])
-            loaders = [TakingTurns(loader, turns, index) for loader in loaders]
-            tqdm.std.time = turns.own_clock  # bars refresh as often per step as they would if run alone
-            barrier.wait()
-            peak_reset = reset_peak_rss()  # so that the peak is the loop's, not the set-up's
-            turns.begin(index)
-            try:
-                LOOPS[name](mods, config, loaders, model, device)
-            except BaseException:
-                results.put((name, repeat, 'error', traceback.format_exc()))
-                raise
-            finally:
-                turns.hand_over(index, finished=True)
-            peak_kib = read_peak_rss() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            results.put((name, repeat, len(loaders[0].dataset) * epochs / turns.seconds, peak_kib))
+        try:
+            with tempfile.TemporaryDirectory() as run_dir:
+                loaders, model, config, device = prepare(mods, overrides, epochs, Path(run_dir))
+                torch.manual_seed(config['seed'])
+                loaders = [TakingTurns(loader, turns, index) for loader in loaders]
+                tqdm.std.time = turns.own_clock  # bars refresh as often per step as they would if run alone
+                barrier.wait()
+                peak_reset = reset_peak_rss()  # so that the peak is the loop's, not the set-up's
+                turns.begin(index)
+                try:
+                    LOOPS[name](mods, config, loaders, model, device)
+                finally:
+                    turns.hand_over(index, finished=True)
+                peak_kib = read_peak_rss() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                results.put((name, repeat, len(loaders[0].dataset) * epochs / turns.seconds, peak_kib))
+        except threading.BrokenBarrierError:
+            return  # another loop failed, and the parent reports its error
+        except BaseException:
+            results.put((name, repeat, 'error', traceback.format_exc()))
+            barrier.abort()
+            raise
 
 
-def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds, names=None):
+def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds):
     """Per repeat, every loop runs once, all taking turns. Return {name: [samples/s]}, {name: peak RSS KiB}."""
-    names = names or ['train', 'bare'] + (['lightning'] if lightning_available() else [])
+    names = ['train', 'bare'] + (['lightning'] if lightning_available() else [])
     context = multiprocessing.get_context('spawn')
     turns = Turns(context, len(names), turn_seconds)
     barrier = context.Barrier(len(names) + 1)
@@ -315,7 +320,10 @@ def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seco
             order = list(range(len(names)))
             order = order[repeat % len(names):] + order[:repeat % len(names)]  # rotates each repeat
             turns.start_repeat(order)
-            barrier.wait(timeout=600)
+            try:
+                barrier.wait(timeout=600)
+            except threading.BrokenBarrierError:
+                pass  # a loop failed while setting up: its error comes next from the queue
             for _ in names:
                 name, _, rate, peak_kib = wait_for_result(results, processes)
                 if rate == 'error':
@@ -327,6 +335,7 @@ def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seco
                 print(f'  {workload} repeat {repeat + 1}/{repeats}: '
                       + ', '.join(f'{name} {rates[name][-1]:.0f}' for name in names) + ' samples/s', flush=True)
     finally:
+        barrier.abort()  # after a failure, loops waiting for the next repeat stop instead of hanging
         for process in processes:
             process.join(timeout=60)
             if process.is_alive():
@@ -422,6 +431,8 @@ def main():
     repeats = 2 if args.quick and args.repeats is None else 9 if args.repeats is None else args.repeats
     if repeats < 1:
         parser.error(f'--repeats must be at least 1, got {repeats}')
+    if args.threads < 1:
+        parser.error(f'--threads must be at least 1, got {args.threads}')
     if args.turn_seconds <= 0:
         parser.error(f'--turn_seconds must be above 0, got {args.turn_seconds}')
     import torch
