@@ -142,7 +142,11 @@ def setup_device():
     if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
         rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
         if torch.cuda.is_available():
-            device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+            local_rank, n_gpus = int(os.environ.get('LOCAL_RANK', 0)), torch.cuda.device_count()
+            if local_rank >= n_gpus:
+                raise RunError(f'torchrun started local rank {local_rank}, but this machine has {n_gpus} CUDA '
+                               f'device(s): use --nproc_per_node {n_gpus}, or CUDA_VISIBLE_DEVICES= to train on the CPU')
+            device = torch.device('cuda', local_rank)
             torch.cuda.set_device(device)
         else:
             device = torch.device('cpu')

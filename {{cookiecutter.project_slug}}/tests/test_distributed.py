@@ -4,10 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import PROJECT, epoch_lines, only_run
-from utils import EpochSampler, ShardSampler, agree_to_stop
+from utils import EpochSampler, RunError, ShardSampler, agree_to_stop, setup_device
 
 
 def test_train_shards_are_disjoint_equal_and_cover_the_epoch():
@@ -37,11 +38,21 @@ def test_one_process_agrees_with_itself():
     assert agree_to_stop(False, 7, torch.device('cpu')) == (False, 7)
 
 
+def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv('RANK', '1')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    with pytest.raises(RunError, match=r'local rank 1, but this machine has 1 CUDA device\(s\): use --nproc_per_node 1'):
+        setup_device()
+
+
 def test_torchrun_two_processes_write_one_run(workdir, data_args):
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                              str(PROJECT / 'train.py'), '--n_epoch', '2'] + [str(a) for a in data_args],
                             cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})  # CPU, gloo
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 2
