@@ -17,6 +17,10 @@ from dataset import DATA_CONFIG  # noqa: E402
 from model import MODEL_CONFIG  # noqa: E402
 
 torch.set_num_threads(1)  # the same thread count in-process and in child processes: bitwise-equal runs
+# On a GPU, bitwise-equal runs also need deterministic kernels (cudnn.benchmark picks them by timing,
+# and some convolution backward passes add in a varying order); cuBLAS reads this before its first use.
+os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+EXACT_ON_THIS_DEVICE = ['--deterministic', 'true'] if torch.cuda.is_available() else []
 
 FAST = ['--batch_size', '16', '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']
 {%- if cookiecutter.model == 'cnn' %}

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import train
-from conftest import PROJECT, epoch_lines, load, only_run, run, run_process
+from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process
 from test_resume import straight_run
 from utils import RunError, claim_run_dirs, save_checkpoint
 
 N_EPOCH = 10
-LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1]
+LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
 
 
 def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
@@ -40,7 +40,7 @@ def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
 @pytest.mark.parametrize('signum, code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, data_args, signum, code):
     # the cosine schedule is on (warmup 5 steps), dropout is on and the loader shuffles
-    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, N_EPOCH, ['--log_interval', 1])
+    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, N_EPOCH, LONG[2:])
     returncode, stderr = interrupt_after_first_epoch(workdir, data_args + LONG, signum, extra_signal=True)
     assert returncode == code, stderr
     logs, ckpts = only_run(workdir)

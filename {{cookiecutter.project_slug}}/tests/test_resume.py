@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import train
-from conftest import epoch_lines, load, only_run, run, run_in, snapshot
+from conftest import EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
 from test_train import WIDTH, ConstantModel
 from utils import RunError, get_rng_state, save_checkpoint, set_rng_state
 
-EXACT = ['--warmup_steps', '1000', '--early_stop', '3']  # warmup covers the whole run, so n_epoch may grow
+# warmup covers the whole run, so n_epoch may grow
+EXACT = ['--warmup_steps', '1000', '--early_stop', '3', *EXACT_ON_THIS_DEVICE]
 
 
 def assert_same_weights(a, b):
