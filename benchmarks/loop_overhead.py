@@ -2,6 +2,7 @@
 
     python benchmarks/loop_overhead.py            # 9 repeats per workload
     python benchmarks/loop_overhead.py --quick    # a fast smoke run (CI): small data, 2 repeats
+    python benchmarks/loop_overhead.py --amp bf16  # all three loops in bf16 autocast (fp16: CUDA only)
 
 It bakes the default project (classification, MLP, synthetic data) and a CNN one, and times, on the
 same model, data, DataLoader, optimizer (AdamW), clipping, warmup-cosine scheduler, validation and
@@ -18,6 +19,7 @@ drifts by tens of percent over seconds but little over 50 ms, so loops that alte
 see the same conditions, and their ratio per repeat is far steadier than that of whole runs one after
 another (docs/speed.md). Every loop process gets the same fixed glibc malloc thresholds, so that the
 allocator's adaptive ones (which depend on each process's history) cannot decide the result.
+On CUDA a loop synchronises the GPU before handing over, so that its queued work counts in its own turn.
 Progress bars read a clock that stops while their loop waits, so they redraw as often per step as in
 a run alone. A repeat runs every loop once; the first turn rotates between repeats; one untimed repeat comes first (first imports). A ratio is the median over repeats of
 train's rate over the other loop's rate in the same repeat. Peak RSS is each loop process's peak
@@ -56,6 +58,11 @@ WORKLOADS = {
     # compute dominates: the template's CNN on 3x32x32 images, 60-100 ms per step here. Batches of 32,
     # so that a step is about one 50 ms turn (with 128, a 0.3 s step made each turn one long sample)
     'mid_cnn': ('cnn', {'n_samples': 4000, 'base_channels': 32, 'batch_size': 32}, 1),
+}
+# On CUDA the CNN is larger, so that the GPU's compute, not kernel launches, dominates its step
+CUDA_WORKLOADS = {
+    'tiny_mlp': WORKLOADS['tiny_mlp'],
+    'mid_cnn': ('cnn', {'n_samples': 20000, 'image_size': 64, 'base_channels': 64, 'batch_size': 256}, 2),
 }
 QUICK = {
     'tiny_mlp': ('mlp', {'n_samples': 4000, 'hidden_dim': 64, 'n_layers': 2, 'batch_size': 128}, 1),
@@ -118,6 +125,8 @@ def run_train(mods, config, loaders, model, device):
 
 
 def run_bare(mods, config, loaders, model, device):
+    """The loop anyone would write, with the same math as train(): AMP as configured (fp16 with a
+    GradScaler), clipping, the warmup-cosine scheduler stepped per batch, validation."""
     import torch
     from torch import nn
 
@@ -127,20 +136,32 @@ def run_bare(mods, config, loaders, model, device):
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
     steps = config['n_epoch'] * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
+    amp = config['amp']
+    autocast = (torch.autocast(device.type, dtype=torch.float16 if amp == 'fp16' else torch.bfloat16)
+                if amp != 'none' else contextlib.nullcontext())
+    scaler = torch.amp.GradScaler(device.type) if amp == 'fp16' else None
     for epoch in range(config['n_epoch']):
         train_loader.sampler.set_epoch(epoch)
         model.train()
         for x, y in train_loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x.to(device)), y.to(device))
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
-            optimizer.step()
+            with autocast:
+                loss = criterion(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+            if scaler is None:
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
+                scaler.step(optimizer)
+                scaler.update()
             scheduler.step()
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             for x, y in valid_loader:
-                criterion(model(x.to(device)), y.to(device))
+                criterion(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
 
 
 def lightning_available():
@@ -182,8 +203,9 @@ def run_lightning(mods, config, loaders, model, device):
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
             return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
+    precision = {'none': '32-true', 'bf16': 'bf16-mixed', 'fp16': '16-mixed'}[config['amp']]
     trainer = L.Trainer(max_epochs=config['n_epoch'], accelerator=device.type, devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
+                        precision=precision, enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
                         num_sanity_val_steps=0, gradient_clip_val=config['clip_max_norm'],
                         use_distributed_sampler=False)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -210,6 +232,7 @@ class Turns:
         self.current = context.Value('i', -1, lock=False)  # index of the loop whose turn it is
         self.order = context.Array('i', n_loops, lock=False)  # turn order of this repeat
         self.running = context.Array('b', n_loops, lock=False)
+        self.synchronize = None  # (loop) on CUDA: torch.cuda.synchronize, so a turn's GPU work ends in it
 
     def start_repeat(self, order):
         """(Parent) the next repeat's turn order; the first loop in it goes first."""
@@ -234,6 +257,8 @@ class Turns:
 
     def hand_over(self, index, finished=False):
         """(Loop) stop the clock, give the turn to the next loop still running; wait for the next turn."""
+        if self.synchronize is not None:
+            self.synchronize()
         turn_end = time.perf_counter()
         self.seconds += turn_end - self.turn_start
         with self.condition:
@@ -283,6 +308,8 @@ def loop_process(index, name, project, overrides, epochs, repeats, threads, turn
             with tempfile.TemporaryDirectory() as run_dir:
                 loaders, model, config, device = prepare(mods, overrides, epochs, Path(run_dir))
                 torch.manual_seed(config['seed'])
+                if device.type == 'cuda':
+                    turns.synchronize = torch.cuda.synchronize
                 loaders = [TakingTurns(loader, turns, index) for loader in loaders]
                 tqdm.std.time = turns.own_clock  # bars refresh as often per step as they would if run alone
                 barrier.wait()
@@ -425,25 +452,44 @@ def main():
                         help='how long each loop runs before the next one takes its turn (default 0.05)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1: the second core absorbs machine noise)')
+    parser.add_argument('--startup_samples', type=int, default=None,
+                        help='start-up timings per workload, median taken (default 5, quick 1)')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default=None,
+                        help='where to train (default: cuda if available, else cpu, as train.py picks)')
+    parser.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none',
+                        help="train.py's --amp, and the same precision in the bare and Lightning loops")
     args = parser.parse_args()
-    workloads = {name: spec for name, spec in (QUICK if args.quick else WORKLOADS).items()
-                 if not args.workload or name in args.workload}
     repeats = 2 if args.quick and args.repeats is None else 9 if args.repeats is None else args.repeats
     if repeats < 1:
         parser.error(f'--repeats must be at least 1, got {repeats}')
     if args.threads < 1:
         parser.error(f'--threads must be at least 1, got {args.threads}')
+    startup_samples = args.startup_samples or (1 if args.quick else 5)
+    if args.startup_samples is not None and args.startup_samples < 1:
+        parser.error(f'--startup_samples must be at least 1, got {args.startup_samples}')
     if args.turn_seconds <= 0:
         parser.error(f'--turn_seconds must be above 0, got {args.turn_seconds}')
+    if args.device == 'cpu':
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''  # train.py (and so every loop) then picks the CPU
     import torch
 
+    cuda = torch.cuda.is_available()
+    if args.device == 'cuda' and not cuda:
+        parser.error('--device cuda: no CUDA device is available here; leave --device out to run on the CPU')
+    device = 'cuda' if cuda else 'cpu'
+    if args.amp == 'fp16' and device != 'cuda':
+        parser.error('--amp fp16 needs CUDA (train.py refuses it on the CPU); use --amp bf16 on the CPU')
+    table = QUICK if args.quick else CUDA_WORKLOADS if device == 'cuda' else WORKLOADS
+    workloads = {name: (model, {**overrides, 'amp': args.amp}, epochs) for name, (model, overrides, epochs)
+                 in table.items() if not args.workload or name in args.workload}
     torch.set_num_threads(args.threads)
     os.environ['OMP_NUM_THREADS'] = str(args.threads)  # for the child processes
     # Fixed glibc malloc thresholds in every loop process: the adaptive ones depend on a process's
     # history, and left one of two identical CNN loops page-faulting ~300k times a run, 15% slower.
     os.environ.setdefault('MALLOC_MMAP_THRESHOLD_', str(32 << 20))
     os.environ.setdefault('MALLOC_TRIM_THRESHOLD_', str(1 << 30))
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, '
+    card = f' ({torch.cuda.get_device_name()})' if device == 'cuda' else ''
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}{card}, amp {args.amp}, '
           f'lightning {"installed" if lightning_available() else "not installed"}', flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -452,7 +498,7 @@ def main():
             project = bake(tmp / workload, model)
             rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads, args.turn_seconds)
             rss = {loop: max(peaks[loop]) for loop in ('train', 'bare')}
-            startup = startup_over_import(project, overrides, tmp, samples=1 if args.quick else 5)
+            startup = startup_over_import(project, overrides, tmp, samples=startup_samples)
             results.append((workload, rates, rss, startup))
         print()
         lines = []

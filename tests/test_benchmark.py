@@ -1,9 +1,13 @@
-"""The benchmark's turn taking: loops alternate, and each one's clock counts only its own turns."""
+"""The benchmark's turn taking (loops alternate, each one's clock counts only its own turns), its argument
+errors, and the CUDA check script's stage selection."""
 
 import multiprocessing
+import os
+import subprocess
 import sys
 import time
 
+import pytest
 from conftest import TEMPLATE
 
 sys.path.insert(0, str(TEMPLATE / 'benchmarks'))
@@ -51,3 +55,26 @@ def test_loops_take_turns_and_count_only_their_own_time():
         # the other loop's turns are not counted: each loop's time is about half of the wall time
         assert seconds < wall - ITEMS * ITEM_SECONDS * 0.8, (index, seconds, wall)
         assert abs(own - seconds) < 0.05, (index, own, seconds)  # the bars' clock stopped while waiting
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--device', 'cuda'], '--device cuda: no CUDA device is available here'),
+    (['--amp', 'fp16'], '--amp fp16 needs CUDA'),
+    (['--startup_samples', '0'], '--startup_samples must be at least 1'),
+])
+def test_benchmark_refuses_what_this_machine_cannot_run(args, message):
+    env = {'CUDA_VISIBLE_DEVICES': ''}  # as on CI, also where a GPU is present
+    result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), *args],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_cuda_check_runs_only_the_named_stages_and_logs_each(tmp_path):
+    """On a CPU the fp16 stage must fail with train.py's one-line error; no benchmark stage may run."""
+    result = subprocess.run(['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh'), str(tmp_path), 'fp16_compile_run'],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'PYTHON': sys.executable})
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['env.txt', 'fp16_compile_run.txt', 'summary.txt']
+    assert (tmp_path / 'summary.txt').read_text().startswith('== fp16_compile_run: exit 2 in ')
+    assert 'error: amp fp16 needs CUDA' in (tmp_path / 'fp16_compile_run.txt').read_text()

@@ -85,3 +85,16 @@ def test_benchmark_quick_run_prints_its_ratios():
     pattern = (r'workload=(tiny_mlp|mid_cnn) train/bare=\d+\.\d{3} train/lightning=(\d+\.\d{3}|na) '
                r'rss/bare=\d+\.\d{3} startup_over_import_s=-?\d+\.\d{2}')
     assert [re.fullmatch(pattern, line).group(1) for line in lines] == ['tiny_mlp', 'mid_cnn'], lines
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run_with_bf16_autocast_in_every_loop():
+    """--amp bf16 reaches train.py, the bare loop (autocast) and Lightning (bf16-mixed)."""
+    from conftest import TEMPLATE
+
+    result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick',
+                             '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16'],
+                            capture_output=True, text=True, env=ENV, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'device cpu, amp bf16' in result.stdout.splitlines()[0]
+    assert re.fullmatch(r'workload=tiny_mlp train/bare=\d+\.\d{3} .*', result.stdout.strip().splitlines()[-1])

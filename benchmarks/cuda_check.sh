@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The CUDA paths, on a machine with a GPU, in one go (about 10 minutes on an H100):
+#   bench_amp_none, bench_amp_bf16   the benchmark, 3 repeats (train()/bare/Lightning ratios, samples/s)
+#   tests_cnn, tests_mlp             the generated CNN and MLP projects' own tests, run on the GPU
+#   fp16_compile_run                 a CNN run with fp16 + GradScaler, channels_last and torch.compile
+#                                    (inductor), then resumed for one more epoch
+# Each stage writes <out>/<stage>.txt and has its own time limit, so one that hangs costs only itself.
+#
+#   bash benchmarks/cuda_check.sh [out_dir [stage ...]]   # default: cuda_check_out, every stage
+#
+# Needs cookiecutter, torch with CUDA, tqdm and torchinfo; Lightning for the benchmark's third loop.
+# Set QUICK=1 for a smoke run of the script itself (small benchmark data; works on a CPU too).
+set -u
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=$(mkdir -p "${1:-cuda_check_out}" && cd "${1:-cuda_check_out}" && pwd)
+python=${PYTHON:-python3}
+work=$(mktemp -d)
+quick=${QUICK:+--quick}
+stages=("${@:2}")
+
+want() {  # want <stage>: true if no stages were named, or this one was
+    [ ${#stages[@]} -eq 0 ] || [[ " ${stages[*]} " == *" $1 "* ]]
+}
+
+stage() {  # stage <name> <seconds> <command...>: run it, log to <out>/<name>.txt, print its tail
+    local name=$1 limit=$2
+    shift 2
+    want "$name" || return 0
+    local start=$SECONDS
+    timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+    local rc=$?
+    echo "== $name: exit $rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+    tail -n 12 "$out/$name.txt"
+}
+
+{ nvidia-smi -L || true
+  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
+torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")'
+} > "$out/env.txt" 2>&1
+cat "$out/env.txt"
+
+stage bench_amp_none 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 $quick
+"$python" - "$repo" "$work" <<'EOF'
+import sys
+from cookiecutter.main import cookiecutter
+
+for model in ('cnn', 'mlp'):
+    cookiecutter(sys.argv[1], no_input=True, output_dir=f'{sys.argv[2]}/{model}', extra_context={'model': model})
+EOF
+stage tests_cnn 120 bash -c "cd $work/cnn/my_training_project && $python -m pytest -q -rfE -n 8 -p no:cacheprovider"
+stage bench_amp_bf16 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 --amp bf16 $quick
+fp16=(--n_samples 20000 --image_size 64 --base_channels 64 --batch_size 256 --warmup_steps 100
+      --amp fp16 --channels_last true --compile true)
+stage fp16_compile_run 240 bash -c "cd $work/cnn/my_training_project && mkdir -p run && cd run &&
+    $python ../train.py --n_epoch 2 ${fp16[*]} && $python ../train.py --resume \$(ls loggers) --n_epoch 3 &&
+    cat loggers/*/train.log loggers/*/val.log && grep -E 'on cuda|amp|channels_last|compile' loggers/*/note.log &&
+    $python -c \"import torch, glob; c = torch.load(glob.glob('checkpoints/*/latest_checkpoint.pt')[0], weights_only=True);
+print('epoch', c['epoch'], 'scaler', c['scaler'], 'keys', list(c['model'])[:2])\""
+stage tests_mlp 120 bash -c "cd $work/mlp/my_training_project && $python -m pytest -q -rfE -n 8 -p no:cacheprovider"
+rm -rf "$work"
