@@ -48,12 +48,18 @@ def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
         setup_device()
 
 
-def test_torchrun_two_processes_write_one_run(workdir, data_args):
+def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_factory):
+    streams = tmp_path_factory.mktemp('torchrun_logs')  # each rank's stdout and stderr, also shown (--tee 3)
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             '--log-dir', str(streams), '--tee', '3',
                              str(PROJECT / 'train.py'), '--n_epoch', '2'] + [str(a) for a in data_args],
                             cwd=workdir, capture_output=True, text=True, timeout=300,
                             env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})  # CPU, gloo
     assert result.returncode == 0, result.stderr[-3000:]
+    stderr = {path.parent.name: path.read_text() for path in streams.rglob('stderr.log')}
+    assert sorted(stderr) == ['0', '1'], sorted(streams.rglob('*'))
+    assert 'epoch 2/2 train' in stderr['0'] and 'epoch 2 valid' in stderr['0']
+    assert 'epoch 1/2 train' not in stderr['1'] and 'valid' not in stderr['1']  # progress bars: rank 0 only
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 2
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)

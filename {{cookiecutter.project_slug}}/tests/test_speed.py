@@ -3,13 +3,14 @@
 and the running sums that are read once per log_interval."""
 
 import math
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 import train
-from conftest import epoch_lines, load, only_run, run, run_in
+from conftest import PROJECT, epoch_lines, load, only_run, run, run_in
 from utils import EpochMeter, RunError, metric_per_sample, set_determinism, unwrap
 {%- if kind == 'image' %}
 
@@ -95,6 +96,64 @@ def test_deterministic_switches_algorithms_and_cudnn_benchmark(workdir, data_arg
         assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
     finally:
         set_determinism(False)
+
+
+HOST_READS = ('item', 'tolist', 'numpy', 'cpu', '__float__', '__int__', '__bool__', '__format__')
+
+
+def host_reads_of_a_run(argv):
+    """Run train.py's main(); return how many tensor-to-Python reads (a host-device sync on a GPU)
+    train.py and utils.py made."""
+    reads, project = [], str(PROJECT)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in HOST_READS:
+            def read(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
+                caller = sys._getframe(1).f_code.co_filename
+                if caller.startswith(project) and 'tests' not in caller[len(project):]:
+                    reads.append(_name)
+                return _original(self, *args, **kwargs)
+            patch.setattr(torch.Tensor, name, read)
+        assert run(argv) == 0
+    return len(reads)
+
+
+def test_host_reads_do_not_grow_with_the_number_of_steps(workdir, data_args, monkeypatch):
+    """The loop reads losses and metrics once per log_interval: never once per step."""
+    monkeypatch.setattr(train, 'build_model', lambda config: TinyModel())
+    once_per_epoch = ['--n_epoch', 2, '--log_interval', 1000]
+    eight_steps = host_reads_of_a_run(data_args + once_per_epoch + ['--batch_size', 16])
+    thirty_two_steps = host_reads_of_a_run(data_args + once_per_epoch + ['--batch_size', 4])
+    assert eight_steps == thirty_two_steps > 0
+    every_8 = host_reads_of_a_run(data_args + ['--n_epoch', 2, '--log_interval', 8, '--batch_size', 4])
+    assert thirty_two_steps + 6 <= every_8 <= thirty_two_steps + 8  # 3 more reads per epoch of 32 steps
+
+
+def test_steps_leave_no_gradients_and_validation_runs_in_inference_mode(workdir, data_args, monkeypatch):
+    calls = []  # (training, inference mode, grad enabled) for each forward pass during train()
+
+    class Recording(TinyModel):
+        def forward(self, *args, **kwargs):
+            calls.append((self.training, torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+            return super().forward(*args, **kwargs)
+
+    models = []
+    monkeypatch.setattr(train, 'build_model', lambda config: models.append(Recording()) or models[-1])
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    calls = calls[[c[0] for c in calls].index(True):]  # from the first training step (the summary runs before)
+    assert {c for c in calls if c[0]} == {(True, False, True)}
+    assert {c for c in calls if not c[0]} == {(False, True, False)}  # validation: inference_mode
+    assert all(p.grad is None for p in models[0].parameters())  # zero_grad(set_to_none=True) after each step
+
+
+@pytest.mark.parametrize('num_workers', [0, 1])
+def test_loaders_keep_workers_alive_and_pin_memory_only_for_cuda(workdir, data_args, monkeypatch, num_workers):
+    captured = []
+    monkeypatch.setattr(train, 'train', lambda *args, **kwargs: captured.append(args) or 0)
+    assert run(data_args + ['--n_epoch', 1, '--num_workers', num_workers]) == 0
+    for loader in captured[0][:2]:
+        assert loader.num_workers == num_workers
+        assert loader.persistent_workers == (num_workers > 0)
+        assert loader.pin_memory == torch.cuda.is_available()
 
 
 def meter_batches(sizes):
