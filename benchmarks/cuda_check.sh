@@ -16,6 +16,7 @@ out=$(mkdir -p "${1:-cuda_check_out}" && cd "${1:-cuda_check_out}" && pwd)
 python=${PYTHON:-python3}
 work=$(mktemp -d)
 quick=${QUICK:+--quick}
+xdist=$("$python" -c 'import xdist' 2>/dev/null && echo '-n 8')  # the generated suites in 8 processes, if it can
 stages=("${@:2}")
 
 want() {  # want <stage>: true if no stages were named, or this one was
@@ -47,14 +48,14 @@ from cookiecutter.main import cookiecutter
 for model in ('cnn', 'mlp'):
     cookiecutter(sys.argv[1], no_input=True, output_dir=f'{sys.argv[2]}/{model}', extra_context={'model': model})
 EOF
-stage tests_cnn 120 bash -c "cd $work/cnn/my_training_project && $python -m pytest -q -rfE -n 8 -p no:cacheprovider"
+stage tests_cnn 120 bash -c "cd $work/cnn/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
 stage bench_amp_bf16 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 --amp bf16 $quick
 fp16=(--n_samples 20000 --image_size 64 --base_channels 64 --batch_size 256 --warmup_steps 100
       --amp fp16 --channels_last true --compile true)
-stage fp16_compile_run 240 bash -c "cd $work/cnn/my_training_project && mkdir -p run && cd run &&
+stage fp16_compile_run 240 bash -c "cd $work/cnn/*/ && mkdir -p run && cd run &&
     $python ../train.py --n_epoch 2 ${fp16[*]} && $python ../train.py --resume \$(ls loggers) --n_epoch 3 &&
     cat loggers/*/train.log loggers/*/val.log && grep -E 'on cuda|amp|channels_last|compile' loggers/*/note.log &&
     $python -c \"import torch, glob; c = torch.load(glob.glob('checkpoints/*/latest_checkpoint.pt')[0], weights_only=True);
 print('epoch', c['epoch'], 'scaler', c['scaler'], 'keys', list(c['model'])[:2])\""
-stage tests_mlp 120 bash -c "cd $work/mlp/my_training_project && $python -m pytest -q -rfE -n 8 -p no:cacheprovider"
+stage tests_mlp 120 bash -c "cd $work/mlp/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
 rm -rf "$work"
