@@ -48,7 +48,7 @@ from cookiecutter.main import cookiecutter
 for model in ('cnn', 'mlp'):
     cookiecutter(sys.argv[1], no_input=True, output_dir=f'{sys.argv[2]}/{model}', extra_context={'model': model})
 EOF
-stage tests_cnn 120 bash -c "cd $work/cnn/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
+stage tests_cnn 240 bash -c "cd $work/cnn/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
 stage bench_amp_bf16 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 --amp bf16 $quick
 fp16=(--n_samples 20000 --image_size 64 --base_channels 64 --batch_size 256 --warmup_steps 100
       --amp fp16 --channels_last true --compile true)
@@ -57,5 +57,5 @@ stage fp16_compile_run 240 bash -c "cd $work/cnn/*/ && mkdir -p run && cd run &&
     cat loggers/*/train.log loggers/*/val.log && grep -E 'on cuda|amp|channels_last|compile' loggers/*/note.log &&
     $python -c \"import torch, glob; c = torch.load(glob.glob('checkpoints/*/latest_checkpoint.pt')[0], weights_only=True);
 print('epoch', c['epoch'], 'scaler', c['scaler'], 'keys', list(c['model'])[:2])\""
-stage tests_mlp 120 bash -c "cd $work/mlp/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
+stage tests_mlp 240 bash -c "cd $work/mlp/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
 rm -rf "$work"
