@@ -79,11 +79,27 @@ def test_without_matplotlib_the_run_finishes_and_says_how_to_get_curves(workdir,
     assert f'pip install matplotlib, then python plot.py {logs.name}' in (logs / 'train.log').read_text()
 
 
-def test_tensorboard_writes_events_under_tb(workdir, data_args):
+def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args):
     pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     assert run(data_args + ['--n_epoch', 2, '--tensorboard', 'true']) == 0
     logs, _ = only_run(workdir)
-    assert list((logs / 'tb').glob('events.out.tfevents.*'))
+    events = EventAccumulator(str(logs / 'tb'))
+    events.Reload()
+{%- if cookiecutter.model == 'transformer' %}
+    # torch.jit.trace's sanity check fails on nn.TransformerEncoder, so there is no graph, and train.log says so
+    assert not events.Tags()['graph']
+    assert 'tensorboard: no model graph (Tracing failed sanity checks!)' in (logs / 'train.log').read_text()
+{%- else %}
+    assert events.Tags()['graph'] and 'Linear' in str(events.Graph())
+{%- endif %}
+    metrics = rows(logs / 'metrics.csv')
+    for tag, column in [('loss/train', 'train_loss'), ('loss/valid', 'valid_loss'), ('metric/valid', 'valid_metric'),
+                        ('lr', 'lr')]:
+        scalars = events.Scalars(tag)
+        assert [e.step for e in scalars] == [1, 2], tag
+        assert [e.value for e in scalars] == pytest.approx([float(r[column]) for r in metrics], rel=1e-5), tag
 
 
 def test_without_tensorboard_the_run_finishes_with_a_clear_line(workdir, data_args, monkeypatch):
