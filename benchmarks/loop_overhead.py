@@ -136,10 +136,8 @@ def run_bare(mods, config, loaders, model, device):
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
     steps = config['n_epoch'] * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
-    amp = config['amp']
-    autocast = (torch.autocast(device.type, dtype=torch.float16 if amp == 'fp16' else torch.bfloat16)
-                if amp != 'none' else contextlib.nullcontext())
-    scaler = torch.amp.GradScaler(device.type) if amp == 'fp16' else None
+    autocast = utils.autocast_for(config['amp'], device)  # train()'s own: the same dtypes, a no-op for 'none'
+    scaler = torch.amp.GradScaler(device.type) if config['amp'] == 'fp16' else None
     for epoch in range(config['n_epoch']):
         train_loader.sampler.set_epoch(epoch)
         model.train()
@@ -459,14 +457,11 @@ def main():
     parser.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none',
                         help="train.py's --amp, and the same precision in the bare and Lightning loops")
     args = parser.parse_args()
-    repeats = 2 if args.quick and args.repeats is None else 9 if args.repeats is None else args.repeats
-    if repeats < 1:
-        parser.error(f'--repeats must be at least 1, got {repeats}')
-    if args.threads < 1:
-        parser.error(f'--threads must be at least 1, got {args.threads}')
-    startup_samples = args.startup_samples or (1 if args.quick else 5)
-    if args.startup_samples is not None and args.startup_samples < 1:
-        parser.error(f'--startup_samples must be at least 1, got {args.startup_samples}')
+    repeats = args.repeats if args.repeats is not None else 2 if args.quick else 9
+    startup_samples = args.startup_samples if args.startup_samples is not None else 1 if args.quick else 5
+    for flag, value in (('--repeats', repeats), ('--threads', args.threads), ('--startup_samples', startup_samples)):
+        if value < 1:
+            parser.error(f'{flag} must be at least 1, got {value}')
     if args.turn_seconds <= 0:
         parser.error(f'--turn_seconds must be above 0, got {args.turn_seconds}')
     if args.device == 'cpu':
