@@ -6,18 +6,28 @@
 #                                    (inductor), then resumed for one more epoch
 # Each stage writes <out>/<stage>.txt and has its own time limit, so one that hangs costs only itself.
 #
-#   bash benchmarks/cuda_check.sh [out_dir [stage ...]]   # default: cuda_check_out, every stage
+#   bash benchmarks/cuda_check.sh [out_dir [stage ...]]   # default: cuda_check_out, every stage;
+#                                                         # out_dir must be new or empty
 #
 # Needs cookiecutter, torch with CUDA, tqdm and torchinfo; Lightning for the benchmark's third loop.
 # Set QUICK=1 for a smoke run of the script itself (small benchmark data; works on a CPU too).
 set -u
+STAGES="bench_amp_none tests_cnn bench_amp_bf16 fp16_compile_run tests_mlp"
+stages=("${@:2}")
+for name in "${stages[@]}"; do
+    [[ " $STAGES " == *" $name "* ]] || { echo "error: unknown stage '$name'; the stages are: $STAGES" >&2; exit 2; }
+done
+out_arg=${1:-cuda_check_out}
+if [ -n "$(ls -A "$out_arg" 2>/dev/null)" ]; then  # its logs would be overwritten
+    echo "error: '$out_arg' is not empty; pass a new or empty folder for the logs" >&2
+    exit 2
+fi
 repo=$(cd "$(dirname "$0")/.." && pwd)
-out=$(mkdir -p "${1:-cuda_check_out}" && cd "${1:-cuda_check_out}" && pwd)
+out=$(mkdir -p "$out_arg" && cd "$out_arg" && pwd)
 python=${PYTHON:-python3}
 work=$(mktemp -d)
 quick=${QUICK:+--quick}
 xdist=$("$python" -c 'import xdist' 2>/dev/null && echo '-n 8')  # the generated suites in 8 processes, if it can
-stages=("${@:2}")
 
 want() {  # want <stage>: true if no stages were named, or this one was
     [ ${#stages[@]} -eq 0 ] || [[ " ${stages[*]} " == *" $1 "* ]]

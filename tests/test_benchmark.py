@@ -63,9 +63,9 @@ def test_loops_take_turns_and_count_only_their_own_time():
     (['--startup_samples', '0'], '--startup_samples must be at least 1'),
 ])
 def test_benchmark_refuses_what_this_machine_cannot_run(args, message):
-    env = {'CUDA_VISIBLE_DEVICES': ''}  # as on CI, also where a GPU is present
+    env = {**os.environ, 'CUDA_VISIBLE_DEVICES': ''}  # as on CI, also where a GPU is present
     result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), *args],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+                            capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr
 
 
@@ -78,3 +78,16 @@ def test_cuda_check_runs_only_the_named_stages_and_logs_each(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['env.txt', 'fp16_compile_run.txt', 'summary.txt']
     assert (tmp_path / 'summary.txt').read_text().startswith('== fp16_compile_run: exit 2 in ')
     assert 'error: amp fp16 needs CUDA' in (tmp_path / 'fp16_compile_run.txt').read_text()
+
+
+def test_cuda_check_refuses_an_unknown_stage_or_a_folder_with_logs_in_it(tmp_path):
+    script = ['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh')]
+    result = subprocess.run(script + [str(tmp_path / 'new'), 'tests_cnnn'], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "error: unknown stage 'tests_cnnn'; the stages are:" in result.stderr
+    assert not (tmp_path / 'new').exists()
+    (tmp_path / 'old').mkdir()
+    (tmp_path / 'old' / 'summary.txt').write_text('an earlier run')
+    result = subprocess.run(script + [str(tmp_path / 'old'), 'tests_cnn'], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and 'is not empty; pass a new or empty folder' in result.stderr
+    assert [p.name for p in (tmp_path / 'old').iterdir()] == ['summary.txt']
+    assert (tmp_path / 'old' / 'summary.txt').read_text() == 'an earlier run'
