@@ -4,6 +4,7 @@ The subset covers every model, every dataset and both tasks; each project's suit
 resume, interruption and fault tests.
 """
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -85,6 +86,12 @@ def test_benchmark_quick_run_prints_its_ratios():
     pattern = (r'workload=(tiny_mlp|mid_cnn) train/bare=\d+\.\d{3} train/lightning=(\d+\.\d{3}|na) '
                r'rss/bare=\d+\.\d{3} startup_over_import_s=-?\d+\.\d{2}')
     assert [re.fullmatch(pattern, line).group(1) for line in lines] == ['tiny_mlp', 'mid_cnn'], lines
+    # per workload: samples/s with median, min and max for each loop, and the ratios per repeat
+    for loop in ('train', 'bare') + (('lightning',) if importlib.util.find_spec('lightning') else ()):
+        summaries = re.findall(rf'^  {loop} +median +\d+  min +\d+  max +\d+ samples/s$', result.stdout, re.M)
+        assert len(summaries) == 2, (loop, result.stdout[-3000:])
+    assert len(re.findall(r'^  train/bare per repeat: median \d\.\d{3}  min \d\.\d{3}  max \d\.\d{3}$',
+                          result.stdout, re.M)) == 2
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from torch import nn
 
 import train
 from conftest import PROJECT, epoch_lines, load, only_run, run, run_in
-from utils import EpochMeter, RunError, metric_per_sample, set_determinism, unwrap
+from utils import EpochMeter, RunError, metric_per_sample, set_determinism, to_device, unwrap
 {%- if kind == 'image' %}
 
 IN_FEATURES = train.DATA_CONFIG['image_channels'] * train.DATA_CONFIG['image_size'] ** 2
@@ -154,6 +154,18 @@ def test_loaders_keep_workers_alive_and_pin_memory_only_for_cuda(workdir, data_a
         assert loader.num_workers == num_workers
         assert loader.persistent_workers == (num_workers > 0)
         assert loader.pin_memory == torch.cuda.is_available()
+
+
+def test_batches_go_to_another_device_without_blocking_and_stay_put_on_the_cpu(monkeypatch):
+    batch = [torch.randn(2, 3, 4, 4), torch.tensor([0, 1])]
+    assert to_device(batch, torch.device('cpu')) is batch  # no per-step calls on the CPU
+    calls = []
+    to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, 'to', lambda self, *args, **kwargs: calls.append(kwargs) or to(self, *args, **kwargs))
+    moved = to_device(batch, torch.device('meta'), torch.channels_last)  # 'meta' stands in for a GPU here
+    assert [x.device.type for x in moved] == ['meta', 'meta']
+    assert [c['non_blocking'] for c in calls] == [True, True]  # async copies from pinned memory
+    assert [c['memory_format'] for c in calls] == [torch.channels_last, torch.preserve_format]  # 4-D only
 
 
 def meter_batches(sizes):
