@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CUDA paths, on a machine with a GPU, in one go (about 10 minutes on an H100):
-#   bench_amp_none, bench_amp_bf16   the benchmark, 3 repeats (train()/bare/Lightning ratios, samples/s)
+#   bench_amp_none, bench_amp_bf16   the benchmark, 3 repeats, no control loop (--no-control: device time)
 #   tests_cnn, tests_mlp             the generated CNN and MLP projects' own tests, run on the GPU
 #   fp16_compile_run                 a CNN run with fp16 + GradScaler, channels_last and torch.compile
 #                                    (inductor), then resumed for one more epoch
@@ -50,7 +50,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")
 } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
 
-stage bench_amp_none 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 $quick
+stage bench_amp_none 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 --no-control $quick
 "$python" - "$repo" "$work" <<'EOF'
 import sys
 from cookiecutter.main import cookiecutter
@@ -59,7 +59,7 @@ for model in ('cnn', 'mlp'):
     cookiecutter(sys.argv[1], no_input=True, output_dir=f'{sys.argv[2]}/{model}', extra_context={'model': model})
 EOF
 stage tests_cnn 240 bash -c "cd $work/cnn/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
-stage bench_amp_bf16 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 --amp bf16 $quick
+stage bench_amp_bf16 240 "$python" "$repo/benchmarks/loop_overhead.py" --repeats 3 --startup_samples 1 --no-control --amp bf16 $quick
 fp16=(--n_samples 20000 --image_size 64 --base_channels 64 --batch_size 256 --warmup_steps 100
       --amp fp16 --channels_last true --compile true)
 stage fp16_compile_run 240 bash -c "cd $work/cnn/*/ && mkdir -p run && cd run &&

@@ -11,6 +11,9 @@ epochs:
   train      the generated train(): progress bars, logs, best/latest checkpoints, as a user runs it
   bare       zero_grad, forward, loss, backward, clip, step, scheduler step; validation; nothing else
   lightning  lightning.Trainer with its progress bar, no logger and no checkpoints (if installed)
+  bare_copy  a second bare loop (skip it with --no-control): two identical loops in the same run
+             differ only by noise, so bare_copy/bare shows how far apart this run can put two equal
+             loops, the yardstick for train/bare
 
 Each loop runs in a process of its own, in its main thread. The loops take turns: one runs for about
 --turn_seconds (50 ms), hands over between two batches and sleeps until its next turn, so A B C A B C
@@ -210,7 +213,7 @@ def run_lightning(mods, config, loaders, model, device):
         trainer.fit(Module(), train_loader, valid_loader)
 
 
-LOOPS = {'train': run_train, 'bare': run_bare, 'lightning': run_lightning}
+LOOPS = {'train': run_train, 'bare': run_bare, 'lightning': run_lightning, 'bare_copy': run_bare}
 
 
 class Turns:
@@ -327,9 +330,9 @@ def loop_process(index, name, project, overrides, epochs, repeats, threads, turn
             raise
 
 
-def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds):
+def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds, control=True):
     """Per repeat, every loop runs once, all taking turns. Return {name: [samples/s]}, {name: peak RSS KiB}."""
-    names = ['train', 'bare'] + (['lightning'] if lightning_available() else [])
+    names = ['train', 'bare'] + (['lightning'] if lightning_available() else []) + (['bare_copy'] if control else [])
     context = multiprocessing.get_context('spawn')
     turns = Turns(context, len(names), turn_seconds)
     barrier = context.Barrier(len(names) + 1)
@@ -454,6 +457,8 @@ def main():
                         help='start-up timings per workload, median taken (default 5, quick 1)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default=None,
                         help='where to train (default: cuda if available, else cpu, as train.py picks)')
+    parser.add_argument('--control', action=argparse.BooleanOptionalAction, default=True,
+                        help='time a second copy of the bare loop, to show the noise between equal loops (default on)')
     parser.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none',
                         help="train.py's --amp, and the same precision in the bare and Lightning loops")
     args = parser.parse_args()
@@ -491,7 +496,8 @@ def main():
         results = []
         for workload, (model, overrides, epochs) in workloads.items():
             project = bake(tmp / workload, model)
-            rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads, args.turn_seconds)
+            rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads, args.turn_seconds,
+                                      args.control)
             rss = {loop: max(peaks[loop]) for loop in ('train', 'bare')}
             startup = startup_over_import(project, overrides, tmp, samples=startup_samples)
             results.append((workload, rates, rss, startup))
@@ -504,11 +510,16 @@ def main():
             print(f"  peak RSS train {rss['train'] / 1024:.0f} MiB, bare {rss['bare'] / 1024:.0f} MiB; "
                   f'start-up over `import torch`: train.py {startup:.2f} s, a bare script building one optimizer '
                   f'{bare_startup:.2f} s')
-            paired = {other: paired_ratios(rates['train'], rates[other]) for other in rates if other != 'train'}
+            paired = {other: paired_ratios(rates['train'], rates[other]) for other in ('bare', 'lightning')
+                      if other in rates}
             ratio = {other: statistics.median(values) for other, values in paired.items()}
             for other, values in paired.items():
                 print(f'  train/{other} per repeat: median {ratio[other]:.3f}  min {min(values):.3f}  '
                       f'max {max(values):.3f}')
+            if 'bare_copy' in rates:
+                values = paired_ratios(rates['bare_copy'], rates['bare'])
+                print(f'  bare_copy/bare per repeat: median {statistics.median(values):.3f}  min {min(values):.3f}  '
+                      f'max {max(values):.3f}  (two identical loops: the noise floor of this run)')
             lightning = f"{ratio['lightning']:.3f}" if 'lightning' in ratio else 'na'
             lines.append(f"workload={workload} train/bare={ratio['bare']:.3f} "
                          f"train/lightning={lightning} rss/bare={rss['train'] / rss['bare']:.3f} "

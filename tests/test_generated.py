@@ -87,21 +87,25 @@ def test_benchmark_quick_run_prints_its_ratios():
                r'rss/bare=\d+\.\d{3} startup_over_import_s=-?\d+\.\d{2}')
     assert [re.fullmatch(pattern, line).group(1) for line in lines] == ['tiny_mlp', 'mid_cnn'], lines
     # per workload: samples/s with median, min and max for each loop, and the ratios per repeat
-    for loop in ('train', 'bare') + (('lightning',) if importlib.util.find_spec('lightning') else ()):
+    for loop in ('train', 'bare', 'bare_copy') + (('lightning',) if importlib.util.find_spec('lightning') else ()):
         summaries = re.findall(rf'^  {loop} +median +\d+  min +\d+  max +\d+ samples/s$', result.stdout, re.M)
         assert len(summaries) == 2, (loop, result.stdout[-3000:])
     assert len(re.findall(r'^  train/bare per repeat: median \d\.\d{3}  min \d\.\d{3}  max \d\.\d{3}$',
                           result.stdout, re.M)) == 2
+    # the control: a second bare loop, whose ratio to the first is this run's noise floor
+    assert len(re.findall(r'^  bare_copy/bare per repeat: median \d\.\d{3}  min \d\.\d{3}  max \d\.\d{3}  '
+                          r'\(two identical loops: the noise floor of this run\)$', result.stdout, re.M)) == 2
 
 
 @pytest.mark.slow
 def test_benchmark_quick_run_with_bf16_autocast_in_every_loop():
-    """--amp bf16 reaches train.py, the bare loop (autocast) and Lightning (bf16-mixed)."""
+    """--amp bf16 reaches train.py, the bare loop (autocast) and Lightning (bf16-mixed); --no-control works."""
     from conftest import TEMPLATE
 
     result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick',
-                             '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16'],
+                             '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16', '--no-control'],
                             capture_output=True, text=True, env=ENV, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'device cpu, amp bf16' in result.stdout.splitlines()[0]
+    assert 'bare_copy' not in result.stdout  # --no-control leaves the second bare loop out
     assert re.fullmatch(r'workload=tiny_mlp train/bare=\d+\.\d{3} .*', result.stdout.strip().splitlines()[-1])
