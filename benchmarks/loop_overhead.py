@@ -3,6 +3,7 @@
     python benchmarks/loop_overhead.py            # 9 repeats per workload
     python benchmarks/loop_overhead.py --quick    # a fast smoke run (CI): small data, 2 repeats
     python benchmarks/loop_overhead.py --amp bf16  # all three loops in bf16 autocast (fp16: CUDA only)
+    python benchmarks/loop_overhead.py --workload tiny_mlp --variant mine=DIR  # and train() of a changed project
 
 It bakes the default project (classification, MLP, synthetic data) and a CNN one, and times, on the
 same model, data, DataLoader, optimizer (AdamW), clipping, warmup-cosine scheduler, validation and
@@ -296,8 +297,11 @@ class TakingTurns:
             yield batch
 
 
-def loop_process(index, name, project, overrides, epochs, repeats, threads, turns, barrier, results):
-    """One loop's process: per repeat, build the run untimed, wait for the others, run in turns, report."""
+def loop_process(index, name, loop, project, overrides, epochs, repeats, threads, turns, barrier, results):
+    """One loop's process: per repeat, build the run untimed, wait for the others, run in turns, report.
+
+    `loop` is a LOOPS key; `name` labels its results (a --variant runs the 'train' loop of its own project).
+    """
     import torch
     import tqdm.std
 
@@ -317,7 +321,7 @@ def loop_process(index, name, project, overrides, epochs, repeats, threads, turn
                 peak_reset = reset_peak_rss()  # so that the peak is the loop's, not the set-up's
                 turns.begin(index)
                 try:
-                    LOOPS[name](mods, config, loaders, model, device)
+                    LOOPS[loop](mods, config, loaders, model, device)
                 finally:
                     turns.hand_over(index, finished=True)
                 peak_kib = read_peak_rss() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -330,16 +334,21 @@ def loop_process(index, name, project, overrides, epochs, repeats, threads, turn
             raise
 
 
-def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds, control=True):
-    """Per repeat, every loop runs once, all taking turns. Return {name: [samples/s]}, {name: peak RSS KiB}."""
+def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds, control=True, variants=()):
+    """Per repeat, every loop runs once, all taking turns. Return {name: [samples/s]}, {name: peak RSS KiB}.
+
+    `variants`: (name, project folder) pairs, each timing that project's train() as one more loop.
+    """
     names = ['train', 'bare'] + (['lightning'] if lightning_available() else []) + (['bare_copy'] if control else [])
+    loops = [(name, name, project) for name in names] + [(name, 'train', folder) for name, folder in variants]
+    names = [name for name, _, _ in loops]
     context = multiprocessing.get_context('spawn')
     turns = Turns(context, len(names), turn_seconds)
     barrier = context.Barrier(len(names) + 1)
     results = context.Queue()
-    processes = [context.Process(target=loop_process, args=(index, name, str(project), overrides, epochs,
+    processes = [context.Process(target=loop_process, args=(index, name, loop, str(folder), overrides, epochs,
                                                             repeats, threads, turns, barrier, results))
-                 for index, name in enumerate(names)]
+                 for index, (name, loop, folder) in enumerate(loops)]
     for process in processes:
         process.start()
     rates, peaks = {name: [] for name in names}, {name: [] for name in names}
@@ -434,6 +443,22 @@ def startup_over_import(project, overrides, tmp, samples):
     return statistics.median(starts) - base, statistics.median(bare) - base
 
 
+def parse_variants(parser, specs, workloads):
+    """--variant NAME=DIR values as (name, folder) pairs; a bad one is a one-line error."""
+    if specs and len(workloads or []) != 1:
+        parser.error('--variant needs exactly one --workload (a variant is a project baked for one model)')
+    variants = []
+    for spec in specs:
+        name, sep, folder = spec.partition('=')
+        if not sep or not name.isidentifier() or name in LOOPS or name in {n for n, _ in variants}:
+            parser.error(f"--variant {spec!r}: expected NAME=DIR with a new name (letters, digits, _) that is not "
+                         f"one of {', '.join(LOOPS)}")
+        if not (Path(folder) / 'train.py').is_file():
+            parser.error(f"--variant {spec!r}: no train.py in '{folder}'; pass the folder of a baked project")
+        variants.append((name, str(Path(folder).resolve())))
+    return variants
+
+
 def paired_ratios(train_rates, other_rates):
     """train/other for each repeat: the two ran in the same turns, so under the same conditions."""
     return [train / other for train, other in zip(train_rates, other_rates)]
@@ -461,7 +486,11 @@ def main():
                         help='time a second copy of the bare loop, to show the noise between equal loops (default on)')
     parser.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none',
                         help="train.py's --amp, and the same precision in the bare and Lightning loops")
+    parser.add_argument('--variant', action='append', default=[], metavar='NAME=DIR',
+                        help="also time train() of the project in DIR (a baked project you changed) as loop NAME, "
+                             'in the same turns, and print NAME/bare; needs one --workload (repeatable)')
     args = parser.parse_args()
+    variants = parse_variants(parser, args.variant, args.workload)
     repeats = args.repeats if args.repeats is not None else 2 if args.quick else 9
     startup_samples = args.startup_samples if args.startup_samples is not None else 1 if args.quick else 5
     for flag, value in (('--repeats', repeats), ('--threads', args.threads), ('--startup_samples', startup_samples)):
@@ -497,7 +526,7 @@ def main():
         for workload, (model, overrides, epochs) in workloads.items():
             project = bake(tmp / workload, model)
             rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads, args.turn_seconds,
-                                      args.control)
+                                      args.control, variants)
             rss = {loop: max(peaks[loop]) for loop in ('train', 'bare')}
             startup = startup_over_import(project, overrides, tmp, samples=startup_samples)
             results.append((workload, rates, rss, startup))
@@ -512,6 +541,10 @@ def main():
                   f'{bare_startup:.2f} s')
             paired = {other: paired_ratios(rates['train'], rates[other]) for other in ('bare', 'lightning')
                       if other in rates}
+            for name, _ in variants:
+                values = paired_ratios(rates[name], rates['bare'])
+                print(f'  {name}/bare per repeat: median {statistics.median(values):.3f}  min {min(values):.3f}  '
+                      f'max {max(values):.3f}')
             ratio = {other: statistics.median(values) for other, values in paired.items()}
             for other, values in paired.items():
                 print(f'  train/{other} per repeat: median {ratio[other]:.3f}  min {min(values):.3f}  '

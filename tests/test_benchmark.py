@@ -61,6 +61,10 @@ def test_loops_take_turns_and_count_only_their_own_time():
     (['--device', 'cuda'], '--device cuda: no CUDA device is available here'),
     (['--amp', 'fp16'], '--amp fp16 needs CUDA'),
     (['--startup_samples', '0'], '--startup_samples must be at least 1'),
+    (['--variant', 'a=.'], '--variant needs exactly one --workload'),
+    (['--workload', 'tiny_mlp', '--variant', 'bare=.'], "--variant 'bare=.': expected NAME=DIR with a new name"),
+    (['--workload', 'tiny_mlp', '--variant', 'nodir'], "--variant 'nodir': expected NAME=DIR"),
+    (['--workload', 'tiny_mlp', '--variant', 'a=/no/such/project'], "no train.py in '/no/such/project'"),
 ])
 def test_benchmark_refuses_what_this_machine_cannot_run(args, message):
     env = {**os.environ, 'CUDA_VISIBLE_DEVICES': ''}  # as on CI, also where a GPU is present

@@ -98,14 +98,28 @@ def test_benchmark_quick_run_prints_its_ratios():
 
 
 @pytest.mark.slow
-def test_benchmark_quick_run_with_bf16_autocast_in_every_loop():
-    """--amp bf16 reaches train.py, the bare loop (autocast) and Lightning (bf16-mixed); --no-control works."""
-    from conftest import TEMPLATE
+def test_benchmark_quick_run_with_bf16_autocast_in_every_loop(tmp_path):
+    """--amp bf16 reaches train.py, the bare loop (autocast) and Lightning (bf16-mixed); --no-control works;
+    --variant times a changed copy of a project as a loop of its own."""
+    import shutil
 
+    from conftest import TEMPLATE, bake
+
+    variant = shutil.copytree(bake(tmp_path, task='classification', model='mlp', dataset='synthetic'),
+                              tmp_path / 'variant')
+    train_py = variant / 'train.py'
+    train_py.write_text(train_py.read_text().replace(
+        '    train_logger, val_logger, note_logger = ',
+        "    open(__file__ + '.ran', 'a').close()\n    train_logger, val_logger, note_logger = ", 1))
     result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick',
-                             '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16', '--no-control'],
+                             '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16', '--no-control',
+                             '--variant', f'changed={variant}'],
                             capture_output=True, text=True, env=ENV, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'device cpu, amp bf16' in result.stdout.splitlines()[0]
     assert 'bare_copy' not in result.stdout  # --no-control leaves the second bare loop out
+    assert (variant / 'train.py.ran').exists()  # the variant's own train() ran
+    assert re.search(r'^  changed +median +\d+  min +\d+  max +\d+ samples/s$', result.stdout, re.M), result.stdout
+    assert re.search(r'^  changed/bare per repeat: median \d\.\d{3}  min \d\.\d{3}  max \d\.\d{3}$',
+                     result.stdout, re.M), result.stdout
     assert re.fullmatch(r'workload=tiny_mlp train/bare=\d+\.\d{3} .*', result.stdout.strip().splitlines()[-1])
