@@ -464,6 +464,11 @@ def paired_ratios(train_rates, other_rates):
     return [train / other for train, other in zip(train_rates, other_rates)]
 
 
+def ratio_line(label, ratios, note=''):
+    return (f'  {label} per repeat: median {statistics.median(ratios):.3f}  min {min(ratios):.3f}  '
+            f'max {max(ratios):.3f}{note}')
+
+
 def summary_line(name, samples):
     return (f'{name:9s} median {statistics.median(samples):10.0f}  min {min(samples):10.0f}  '
             f'max {max(samples):10.0f} samples/s')
@@ -541,18 +546,14 @@ def main():
                   f'{bare_startup:.2f} s')
             paired = {other: paired_ratios(rates['train'], rates[other]) for other in ('bare', 'lightning')
                       if other in rates}
-            for name, _ in variants:
-                values = paired_ratios(rates[name], rates['bare'])
-                print(f'  {name}/bare per repeat: median {statistics.median(values):.3f}  min {min(values):.3f}  '
-                      f'max {max(values):.3f}')
             ratio = {other: statistics.median(values) for other, values in paired.items()}
             for other, values in paired.items():
-                print(f'  train/{other} per repeat: median {ratio[other]:.3f}  min {min(values):.3f}  '
-                      f'max {max(values):.3f}')
+                print(ratio_line(f'train/{other}', values))
+            for name, _ in variants:
+                print(ratio_line(f'{name}/bare', paired_ratios(rates[name], rates['bare'])))
             if 'bare_copy' in rates:
-                values = paired_ratios(rates['bare_copy'], rates['bare'])
-                print(f'  bare_copy/bare per repeat: median {statistics.median(values):.3f}  min {min(values):.3f}  '
-                      f'max {max(values):.3f}  (two identical loops: the noise floor of this run)')
+                print(ratio_line('bare_copy/bare', paired_ratios(rates['bare_copy'], rates['bare']),
+                                 '  (two identical loops: the noise floor of this run)'))
             lightning = f"{ratio['lightning']:.3f}" if 'lightning' in ratio else 'na'
             lines.append(f"workload={workload} train/bare={ratio['bare']:.3f} "
                          f"train/lightning={lightning} rss/bare={rss['train'] / rss['bare']:.3f} "
