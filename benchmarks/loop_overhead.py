@@ -339,8 +339,8 @@ def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seco
 
     `variants`: (name, project folder) pairs, each timing that project's train() as one more loop.
     """
-    names = ['train', 'bare'] + (['lightning'] if lightning_available() else []) + (['bare_copy'] if control else [])
-    loops = [(name, name, project) for name in names] + [(name, 'train', folder) for name, folder in variants]
+    own = ['train', 'bare'] + (['lightning'] if lightning_available() else []) + (['bare_copy'] if control else [])
+    loops = [(name, name, project) for name in own] + [(name, 'train', folder) for name, folder in variants]
     names = [name for name, _, _ in loops]
     context = multiprocessing.get_context('spawn')
     turns = Turns(context, len(names), turn_seconds)
