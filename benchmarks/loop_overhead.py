@@ -328,10 +328,17 @@ def loop_process(index, name, loop, project, overrides, epochs, repeats, threads
                 results.put((name, repeat, len(loaders[0].dataset) * epochs / turns.seconds, peak_kib))
         except threading.BrokenBarrierError:
             return  # another loop failed, and the parent reports its error
-        except BaseException:
-            results.put((name, repeat, 'error', traceback.format_exc()))
+        except BaseException as err:
+            if type(err).__name__ == 'RunError':  # the project refused its settings: its own one-line message
+                results.put((name, repeat, 'refused', str(err)))
+            else:
+                results.put((name, repeat, 'error', traceback.format_exc()))
             barrier.abort()
             raise
+
+
+class LoopRefused(Exception):
+    """A loop's project refused the workload's settings (its RunError): (loop name, the project's message)."""
 
 
 def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seconds, control=True, variants=()):
@@ -363,6 +370,8 @@ def time_loops(project, workload, overrides, epochs, repeats, threads, turn_seco
                 pass  # a loop failed while setting up: its error comes next from the queue
             for _ in names:
                 name, _, rate, peak_kib = wait_for_result(results, processes)
+                if rate == 'refused':
+                    raise LoopRefused(name, peak_kib)
                 if rate == 'error':
                     raise RuntimeError(f'the {name} loop failed:\n{peak_kib}')
                 if repeat >= 0:
@@ -530,8 +539,13 @@ def main():
         results = []
         for workload, (model, overrides, epochs) in workloads.items():
             project = bake(tmp / workload, model)
-            rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads, args.turn_seconds,
-                                      args.control, variants)
+            try:
+                rates, peaks = time_loops(project, workload, overrides, epochs, repeats, args.threads,
+                                          args.turn_seconds, args.control, variants)
+            except LoopRefused as refusal:
+                name, message = refusal.args
+                hint = f'; a --variant must be baked with model={model}' if name in dict(variants) else ''
+                sys.exit(f'error: the {name} loop refused the {workload} workload: {message}{hint}')
             rss = {loop: max(peaks[loop]) for loop in ('train', 'bare')}
             startup = startup_over_import(project, overrides, tmp, samples=startup_samples)
             results.append((workload, rates, rss, startup))

@@ -95,3 +95,16 @@ def test_cuda_check_refuses_an_unknown_stage_or_a_folder_with_logs_in_it(tmp_pat
     assert result.returncode == 2 and 'is not empty; pass a new or empty folder' in result.stderr
     assert [p.name for p in (tmp_path / 'old').iterdir()] == ['summary.txt']
     assert (tmp_path / 'old' / 'summary.txt').read_text() == 'an earlier run'
+
+
+def test_a_variant_baked_for_another_model_is_a_one_line_error(tmp_path):
+    from conftest import bake
+
+    cnn = bake(tmp_path, model='cnn')
+    result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick', '--repeats',
+                             '1', '--workload', 'tiny_mlp', '--no-control', '--variant', f'wrong={cnn}'],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''})
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one line, no traceback
+    assert result.stderr.startswith('error: the wrong loop refused the tiny_mlp workload: unknown option --hidden_dim')
+    assert result.stderr.strip().endswith('a --variant must be baked with model=mlp')
