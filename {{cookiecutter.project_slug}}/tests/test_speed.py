@@ -11,6 +11,7 @@ from torch import nn
 
 import train
 from conftest import PROJECT, epoch_lines, load, only_run, run, run_in
+from test_resume import EXACT, assert_same_weights
 from utils import EpochMeter, RunError, metric_per_sample, set_determinism, to_device, unwrap
 {%- if kind == 'image' %}
 
@@ -58,6 +59,25 @@ def test_amp_bf16_trains_on_cpu_and_the_scaler_state_is_saved(workdir, data_args
     loss = float(epoch_lines(logs / 'train.log')[0].split()[5])
     assert loss == loss and loss < 1e6
     assert 'scaler' in load(ckpts / 'latest_checkpoint.pt')
+
+
+def test_fp16_resume_restores_the_grad_scaler(workdir, data_args, monkeypatch):
+    """fp16's GradScaler state (scale, growth tracker) goes into the checkpoint and comes back on resume.
+
+    train.py allows fp16 only on CUDA; here its check is lifted, so that the same code path runs on the
+    CPU's fp16 autocast and GradScaler."""
+    monkeypatch.setattr(train, 'check_device_config', lambda config, device: None)
+    fp16 = EXACT + ['--amp', 'fp16', '--lr', 1e-2]
+    straight, _, _ = run_in(workdir / 'straight', data_args + ['--n_epoch', 4, *fp16])
+    scaler = straight['scaler']
+    assert scaler['_growth_tracker'] > 8  # the scaler ran: over an epoch of steps since its last change
+    assert run(data_args + ['--n_epoch', 2, *fp16]) == 0
+    logs, ckpts = only_run(workdir)
+    assert load(ckpts / 'latest_checkpoint.pt')['scaler']['_growth_tracker'] > 0
+    assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
+    resumed = load(ckpts / 'latest_checkpoint.pt')
+    assert resumed['scaler'] == scaler  # a fresh scaler would have counted from 0 again at epoch 2
+    assert_same_weights(resumed['model'], straight['model'])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='fp16 is allowed on CUDA')
