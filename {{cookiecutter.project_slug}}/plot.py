@@ -34,7 +34,8 @@ def read_metrics(folder):
 
 
 def plot_run(folder):
-    """Write <folder>/curves.png and return its path. Raises ImportError without matplotlib."""
+    """Write <folder>/curves.png and return its path. Raises ImportError without matplotlib, RunError
+    when metrics.csv is missing or damaged or the image cannot be written."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -60,8 +61,13 @@ def plot_run(folder):
         ax.legend()
     figure.suptitle(f"run {folder.name}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
     path = folder / 'curves.png'
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        figure.savefig(path, dpi=100)
+    except OSError as err:  # a full disk or a read-only folder must not fail the run that just finished
+        raise RunError(f"cannot write '{path}' ({err.strerror or err}); free space or fix the folder's "
+                       f'permissions, then python plot.py {folder.name}') from None
+    finally:
+        plt.close(figure)
     return path
 
 

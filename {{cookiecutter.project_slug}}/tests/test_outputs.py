@@ -8,6 +8,7 @@ import shutil
 {%- endif %}
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,6 +63,24 @@ def test_curves_png_at_the_end_of_a_run_and_on_demand(workdir, data_args):
     assert result.returncode == 0 and png.exists(), result.stderr
     with pytest.raises(RunError, match="no run 'no_such_run'"):
         plot.resolve_run('no_such_run')
+
+
+def test_curves_that_cannot_be_written_are_a_one_line_message_not_a_failed_run(workdir, data_args, monkeypatch):
+    pytest.importorskip('matplotlib')
+    draw = plot.plot_run
+
+    def blocked(folder):  # curves.png is a folder: savefig fails as on a full disk or a read-only folder
+        (Path(folder) / 'curves.png').mkdir()
+        (Path(folder) / 'curves.png' / 'kept.txt').write_text('mine')
+        return draw(folder)
+
+    monkeypatch.setattr(plot, 'plot_run', blocked)
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    assert (logs / 'curves.png' / 'kept.txt').read_text() == 'mine'
+    last = (logs / 'train.log').read_text().splitlines()[-1]
+    assert last.endswith(f"no curves.png: cannot write 'loggers/{logs.name}/curves.png' (Is a directory); free space "
+                         f"or fix the folder's permissions, then python plot.py {logs.name}")
 
 
 def test_the_best_epoch_is_the_lowest_valid_loss_in_metrics(tmp_path):
