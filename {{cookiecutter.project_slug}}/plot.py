@@ -80,6 +80,9 @@ def save_curves(folder):
                 f'then python plot.py {Path(folder).name}')
     except RunError as err:
         return f'no curves.png: {err}'
+    except Exception as err:  # a plotting bug must not fail a run that has finished (or leave DDP ranks waiting)
+        return (f'no curves.png: drawing failed ({type(err).__name__}: {err}); '
+                f'python plot.py {Path(folder).name} shows the traceback')
 
 
 def resolve_run(target, loggers_root='loggers'):

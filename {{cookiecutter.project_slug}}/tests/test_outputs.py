@@ -83,6 +83,18 @@ def test_curves_that_cannot_be_written_are_a_one_line_message_not_a_failed_run(w
                          f"or fix the folder's permissions, then python plot.py {logs.name}")
 
 
+def test_a_plotting_bug_is_a_log_line_and_the_run_still_succeeds(workdir, data_args, monkeypatch):
+    def broken(folder):
+        raise ValueError('bad axis')
+
+    monkeypatch.setattr(plot, 'plot_run', broken)
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    last = (logs / 'train.log').read_text().splitlines()[-1]
+    assert last.endswith(f'no curves.png: drawing failed (ValueError: bad axis); python plot.py {logs.name} '
+                         'shows the traceback')
+
+
 def test_the_best_epoch_is_the_lowest_valid_loss_in_metrics(tmp_path):
     (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + '\n1,5,2,0.1,1.5,0.2,1e-4,1\n'
                                           '2,10,1,0.5,0.7,0.6,1e-4,1\n3,15,0.5,0.8,0.9,0.5,1e-4,1\n')
