@@ -307,6 +307,7 @@ def loop_process(index, name, loop, project, overrides, epochs, repeats, threads
 
     torch.set_num_threads(threads)
     sys.stdout = sys.stderr = open(os.devnull, 'w')  # bars and Lightning's messages: drawn, not shown
+    sys.dont_write_bytecode = True  # a --variant's folder is the user's: leave no __pycache__ there
     mods = import_project(Path(project))
     for repeat in range(-1, repeats):  # repeat -1 is untimed: one-time costs (first imports) land there
         try:

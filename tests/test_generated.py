@@ -112,9 +112,11 @@ def test_benchmark_quick_run_with_bf16_the_control_loop_and_a_variant(tmp_path):
         "    open(__file__ + '.ran', 'a').close()\n    train_logger, val_logger, note_logger = ", 1))
     result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick',
                              '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16', '--variant', f'changed={variant}'],
-                            capture_output=True, text=True, env=ENV, timeout=900)
+                            capture_output=True, text=True, timeout=900,
+                            env={k: v for k, v in ENV.items() if k != 'PYTHONDONTWRITEBYTECODE'})
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'device cpu, amp bf16' in result.stdout.splitlines()[0]
+    assert not list(variant.rglob('__pycache__'))  # the user's folder gets nothing but what its train() wrote
     # the control: a second bare loop, whose ratio to the first is this run's noise floor
     assert re.search(r'^  bare_copy +median +\d+  min +\d+  max +\d+ samples/s$', result.stdout, re.M), result.stdout
     assert re.search(r'^  bare_copy/bare per repeat: median \d\.\d{3}  min \d\.\d{3}  max \d\.\d{3}  '
