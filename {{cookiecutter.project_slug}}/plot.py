@@ -40,6 +40,7 @@ def plot_run(folder):
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder = Path(folder)
     m = read_metrics(folder)
@@ -57,6 +58,7 @@ def plot_run(folder):
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: no ticks at 1.5, 2.5
         ax.grid(alpha=0.3)
         ax.legend()
     figure.suptitle(f"run {folder.name}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")

@@ -95,6 +95,21 @@ def test_a_plotting_bug_is_a_log_line_and_the_run_still_succeeds(workdir, data_a
                          'shows the traceback')
 
 
+def test_curves_tick_whole_epochs(tmp_path, monkeypatch):
+    pytest.importorskip('matplotlib')
+    import matplotlib.pyplot as plt
+
+    (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + ''.join(
+        f'\n{e},{5 * e},{2 / e},0.5,{1.5 / e},0.6,1e-4,1' for e in range(1, 6)) + '\n')
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
+    assert plot.plot_run(tmp_path) == tmp_path / 'curves.png'
+    for ax in figures[0].axes:
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 5]
+        assert ticks and all(t == int(t) for t in ticks), ticks
+
+
 def test_the_best_epoch_is_the_lowest_valid_loss_in_metrics(tmp_path):
     (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + '\n1,5,2,0.1,1.5,0.2,1e-4,1\n'
                                           '2,10,1,0.5,0.7,0.6,1e-4,1\n3,15,0.5,0.8,0.9,0.5,1e-4,1\n')
