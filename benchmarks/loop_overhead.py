@@ -330,7 +330,7 @@ def loop_process(index, name, loop, project, overrides, epochs, repeats, threads
         except threading.BrokenBarrierError:
             return  # another loop failed, and the parent reports its error
         except BaseException as err:
-            if type(err).__name__ == 'RunError':  # the project refused its settings: its own one-line message
+            if isinstance(err, mods[-1].RunError):  # the project (its utils) refused its settings: its one-line message
                 results.put((name, repeat, 'refused', str(err)))
             else:
                 results.put((name, repeat, 'error', traceback.format_exc()))
