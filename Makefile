@@ -18,12 +18,12 @@ demo: $(VENV)/installed
 
 # The whole suite (CI runs this). Exit 5 (no tests collected) is a failure, not a pass.
 test: $(VENV)/installed
-	$(PY) -m pytest -n 2 -p no:benchmark; rc=$$?; \
+	$(PY) -m pytest -n 2 --maxschedchunk 1 -p no:benchmark; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Everything except the slow runs of generated projects.
 test-fast: $(VENV)/installed
-	$(PY) -m pytest -n 2 -p no:benchmark -m "not slow"
+	$(PY) -m pytest -n 2 --maxschedchunk 1 -p no:benchmark -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

@@ -39,3 +39,15 @@ def baked(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+def pytest_collection_modifyitems(items):
+    """Longest tests first. `make test` hands tests to its two workers one at a time
+    (`--maxschedchunk 1`), so the workers then end together instead of one running the last
+    project suites while the other waits (about 5 of 16 minutes in CI)."""
+    def rank(item):
+        if getattr(item, 'originalname', '') == 'test_generated_project_tests_pass':
+            return 0
+        return 1 if item.get_closest_marker('slow') else 2
+
+    items.sort(key=rank)

@@ -1,0 +1,33 @@
+"""The test command itself: `make test` runs the longest tests first and fails when it collects nothing."""
+
+import os
+import subprocess
+import sys
+
+from conftest import TEMPLATE
+
+
+def make_test(tmp_path, pytest_options):
+    """Run `make test` with this interpreter (a stamp stands in for the installed .venv)."""
+    (tmp_path / 'installed').touch()
+    env = {**os.environ, 'PYTEST_ADDOPTS': pytest_options}
+    return subprocess.run(['make', '-C', str(TEMPLATE), 'test', f'VENV={tmp_path}', f'PY={sys.executable}'],
+                          capture_output=True, text=True, env=env)
+
+
+def test_the_project_suites_are_collected_first_then_the_other_slow_tests():
+    collected = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'no:cacheprovider'],
+                               cwd=TEMPLATE, capture_output=True, text=True)
+    ids = [line for line in collected.stdout.splitlines() if '::' in line]
+    marked_slow = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'no:cacheprovider',
+                                  '-m', 'slow'], cwd=TEMPLATE, capture_output=True, text=True)
+    slow = {line for line in marked_slow.stdout.splitlines() if '::' in line}
+    suites = [i for i in ids if '::test_generated_project_tests_pass[' in i]
+    assert len(suites) >= 7 and ids[:len(suites)] == suites
+    assert set(ids[len(suites):len(slow)]) == slow - set(suites)  # then the rest of the slow ones, then the fast
+
+
+def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):
+    result = make_test(tmp_path, '-k no_test_has_this_name')
+    assert result.returncode != 0
+    assert 'error: pytest collected no tests' in result.stderr
