@@ -44,17 +44,21 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def data_args(workdir):
-    """Arguments that point train.py at a tiny dataset in this project's layout."""
+def tiny_data_args(folder):
+    """Arguments that point train.py at a tiny dataset in this project's layout (files go in folder/data)."""
 {%- if cookiecutter.dataset == 'synthetic' %}
     return ['--n_samples', '160'] + SMALL_MODEL + FAST
 {%- else %}
     from dataset import make_example
 
-    make_example(workdir / 'data', DATA_CONFIG, n_samples=160)
-    return ['--dataset_dir', str(workdir / 'data')] + SMALL_MODEL + FAST
+    make_example(folder / 'data', DATA_CONFIG, n_samples=160)
+    return ['--dataset_dir', str(folder / 'data')] + SMALL_MODEL + FAST
 {%- endif %}
+
+
+@pytest.fixture
+def data_args(workdir):
+    return tiny_data_args(workdir)
 
 
 def run(argv):

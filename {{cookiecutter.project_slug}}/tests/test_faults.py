@@ -12,17 +12,26 @@ import pytest
 import torch
 
 import train
-from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process
+from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process, tiny_data_args
 from test_resume import straight_run
 from utils import RunError, claim_run_dirs, save_checkpoint
 
-N_EPOCH = 10
+N_EPOCH = 4
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
+
+
+@pytest.fixture(scope='module')
+def straight(tmp_path_factory):
+    """The data and the uninterrupted run that both signal tests compare with (it is the same for both)."""
+    root = tmp_path_factory.mktemp('signals')
+    data_args = tiny_data_args(root)
+    return data_args, straight_run(root / 'straight', data_args, N_EPOCH, LONG[2:])
 
 
 def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
     """Start train.py, send `signum` once epoch 1 is logged, and return (exit code, stderr)."""
-    process = run_process(argv, workdir, pause_per_batch=0.01)  # about 1 s per run: time to send it
+    # 10 batches an epoch, 0.05 s each: the 3 epochs after the first leave 1.5 s to send it
+    process = run_process(argv, workdir, pause_per_batch=0.05)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         logs = list((workdir / 'loggers').glob('*/train.log')) if (workdir / 'loggers').exists() else []
@@ -38,9 +47,9 @@ def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
 
 
 @pytest.mark.parametrize('signum, code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, data_args, signum, code):
+def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, straight, signum, code):
     # the cosine schedule is on (warmup 5 steps), dropout is on and the loader shuffles
-    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, N_EPOCH, LONG[2:])
+    data_args, (weights, train_lines, val_lines) = straight
     returncode, stderr = interrupt_after_first_epoch(workdir, data_args + LONG, signum, extra_signal=True)
     assert returncode == code, stderr
     logs, ckpts = only_run(workdir)
