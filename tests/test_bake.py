@@ -2,11 +2,14 @@
 
 import compileall
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import COMBOS, TEMPLATE
+from cookiecutter.main import cookiecutter
 
 COMMON_FILES = {
     '.gitignore', 'README.md', 'pyproject.toml', 'requirements.txt', 'requirements-dev.txt',
@@ -15,6 +18,7 @@ COMMON_FILES = {
     'tests/test_resume.py', 'tests/test_faults.py', 'tests/test_speed.py', 'tests/test_distributed.py',
     'tests/test_outputs.py', 'plot.py', 'runs.py', 'predict.py',
 }
+CACHES = {'__pycache__', '.pytest_cache', '.ruff_cache'}
 
 
 def expected_files(dataset):
@@ -85,10 +89,39 @@ def test_defaults_are_the_documented_ones(baked):
 def test_post_gen_hook_removes_unselected_files_and_is_idempotent(baked, tmp_path, dataset):
     project = baked('classification', 'mlp', dataset)
     assert (project / 'tests' / 'test_data_layout.py').exists() == (dataset != 'synthetic')
-    before = {p: p.read_bytes() for p in project.rglob('*') if p.is_file()}
+    before = project_contents(project)
     source = (TEMPLATE / 'hooks' / 'post_gen_project.py').read_text()
     hook = tmp_path / 'post_gen_project.py'
     hook.write_text(source.replace('{{ cookiecutter | tojson }}', json.dumps({'dataset': dataset})))
     for _ in range(2):  # cruft reruns the hook on every update
         subprocess.run([sys.executable, str(hook)], cwd=project, check=True)
-    assert {p: p.read_bytes() for p in project.rglob('*') if p.is_file()} == before
+    assert project_contents(project) == before
+
+
+def project_contents(project):
+    """Every file's bytes, leaving out tool caches (other tests compile and run the baked project)."""
+    return {p: p.read_bytes() for p in project.rglob('*') if p.is_file() and not CACHES & set(p.parts)}
+
+
+def test_caches_in_a_local_template_checkout_do_not_reach_the_project(tmp_path):
+    template = tmp_path / 'template'
+    template.mkdir()
+    for name in ('cookiecutter.json', 'local_extensions.py'):
+        shutil.copy(TEMPLATE / name, template / name)
+    for folder in ('hooks', '{{cookiecutter.project_slug}}'):
+        shutil.copytree(TEMPLATE / folder, template / folder, ignore=shutil.ignore_patterns(*CACHES))
+    source = template / '{{cookiecutter.project_slug}}'
+    planted = {  # what `ruff check`, `python -c 'import utils'` and pytest leave behind
+        '.ruff_cache/CACHEDIR.TAG': 'Signature: 8a477f597d28d172789f06886806bc55\n',
+        '.ruff_cache/.gitignore': '# Automatically created by ruff.\n*\n',
+        '__pycache__/utils.cpython-311.pyc': '',
+        'tests/__pycache__/conftest.cpython-311-pytest-9.2.0.pyc': '',
+        'tests/.pytest_cache/v/cache/lastfailed': '{}\n',
+    }
+    for relative, text in planted.items():
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_text(text)
+    project = Path(cookiecutter(str(template), no_input=True, output_dir=str(tmp_path / 'out')))
+    assert not [p for p in project.rglob('*') if CACHES & set(p.parts)]
+    assert project_files(project) == expected_files('synthetic')
+    assert (source / '.ruff_cache' / '.gitignore').exists()  # the template checkout itself is left alone
