@@ -1,6 +1,7 @@
 {%- set classification = cookiecutter.task == 'classification' %}
 {%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') %}
-"""The data. Edit it for your own: train.py needs DATA_CONFIG, SPLIT_KEYS, build_datasets(config) and collate_fn.
+"""The data. Edit it for your own: train.py needs DATA_CONFIG, SPLIT_KEYS, check_data_config(config),
+build_datasets(config) and collate_fn.
 {%- if cookiecutter.dataset == 'synthetic' %}
 
 The synthetic dataset needs no files: it draws {{ 'labelled samples around one random centre per class' if classification else 'samples whose target is a smooth function of the input' }}
@@ -57,7 +58,7 @@ from torch.utils.data import Dataset, default_collate, random_split
 from torch.utils.data import Dataset, random_split
 {%- endif %}
 
-from utils import RunError
+from utils import RunError, check_minimums
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -91,6 +92,12 @@ SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir', 'label_column')
 {%- else %}
 SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir')
 {%- endif %}
+
+
+def check_data_config(config):
+    """Reject sizes no data can have, in one line, before train.py writes anything."""
+    check_minimums(config, {'n_samples': 2, 'num_features': 1, 'image_channels': 1, 'image_size': 8, 'max_frames': 1,
+                            'num_classes': 2})
 {%- if cookiecutter.dataset != 'synthetic' %}
 
 LAYOUT = (
@@ -386,7 +393,8 @@ def split(dataset, valid_ratio, seed):
     """A seeded train/valid split: the same seed gives the same split on every run and after resume."""
     n_valid = max(1, round(len(dataset) * valid_ratio))
     if n_valid >= len(dataset):
-        raise RunError(f'{len(dataset)} samples are too few to split with valid_ratio {valid_ratio}')
+        raise RunError(f'{len(dataset)} samples are too few to split with valid_ratio {valid_ratio}: '
+                       f'{n_valid} go to validation and none are left to train on; use more samples')
     generator = torch.Generator().manual_seed(seed)
     return random_split(dataset, [len(dataset) - n_valid, n_valid], generator=generator)
 

@@ -1,4 +1,5 @@
-"""The model. Replace it with your own: train.py only needs build_model(config) and MODEL_KEYS."""
+"""The model. Replace it with your own: train.py needs MODEL_CONFIG, SHAPE_KEYS, check_model_config(config) and
+build_model(config)."""
 {%- set output_key = "config['num_classes']" if cookiecutter.task == 'classification' else '1' %}
 {%- set output_keys = "'num_classes', " if cookiecutter.task == 'classification' else '' %}
 {%- if cookiecutter.model == 'transformer' %}
@@ -8,6 +9,8 @@ import math
 import torch
 {%- endif %}
 from torch import nn
+
+from utils import RunError, check_minimums
 
 # The model's hyperparameters; train.py merges them into its config dict.
 {%- if cookiecutter.model == 'mlp' %}
@@ -28,6 +31,23 @@ SHAPE_KEYS = ({{ output_keys }}'image_channels', 'base_channels')
 {%- else %}
 SHAPE_KEYS = ({{ output_keys }}'num_features', 'd_model', 'n_heads', 'n_layers')
 {%- endif %}
+
+
+def check_model_config(config):
+    """Reject values the model cannot be built with, in one line, before train.py writes anything."""
+{%- if cookiecutter.model == 'mlp' %}
+    check_minimums(config, {'hidden_dim': 1, 'n_layers': 0})
+{%- elif cookiecutter.model == 'cnn' %}
+    check_minimums(config, {'base_channels': 1})
+{%- else %}
+    check_minimums(config, {'d_model': 1, 'n_heads': 1, 'n_layers': 1})
+    d_model, n_heads = config['d_model'], config['n_heads']
+    if d_model % n_heads:
+        raise RunError(f'd_model must be a multiple of n_heads ({n_heads}), got {d_model}; '
+                       f'e.g. --d_model {math.ceil(d_model / n_heads) * n_heads}')
+{%- endif %}
+    if not 0 <= config['dropout'] < 1:
+        raise RunError(f"dropout must be at least 0 and below 1, got {config['dropout']}")
 {%- if cookiecutter.model == 'mlp' %}
 
 

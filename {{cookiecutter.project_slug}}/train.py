@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader
 from torchinfo import summary
 from tqdm import tqdm
 
-from dataset import DATA_CONFIG, SPLIT_KEYS, build_datasets, collate_fn
-from model import MODEL_CONFIG, SHAPE_KEYS, build_model
+from dataset import DATA_CONFIG, SPLIT_KEYS, build_datasets, check_data_config, collate_fn
+from model import MODEL_CONFIG, SHAPE_KEYS, build_model, check_model_config
 from plot import save_curves
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
@@ -353,7 +353,8 @@ def main(argv=None):
     else:
         config.update(overrides)
     check_config(config)
-
+    check_data_config(config)
+    check_model_config(config)
     check_device_config(config, device)
 
     # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)

@@ -289,6 +289,13 @@ def check_config(config):
         raise RunError(f"amp must be none, bf16 or fp16, got '{config['amp']}'")
 
 
+def check_minimums(config, minimums):
+    """Reject the first whole-number key of `minimums` that is in config and below its minimum."""
+    for key, minimum in minimums.items():
+        if key in config and config[key] < minimum:
+            raise RunError(f'{key} must be at least {minimum}, got {config[key]}')
+
+
 def check_device_config(config, device):
     if config['amp'] == 'fp16' and device.type != 'cuda':
         raise RunError(f'amp fp16 needs CUDA (this run is on {device.type}); use --amp bf16 or --amp none')

@@ -1,6 +1,7 @@
 """End-to-end runs of train.py on tiny data: files written, log contents, CLI, early stop, best checkpoint, NaN."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -107,9 +108,31 @@ def test_overrides_take_the_type_of_the_default():
     (['--valid_ratio', '1.5'], 'valid_ratio must be between 0 and 1'),
     (['--grad_accum_steps', '0'], 'grad_accum_steps must be 1 or more, got 0'),
     (['--clip_max_norm', '0'], 'clip_max_norm must be positive, got 0'),
+    (['--dropout', '1'], 'dropout must be at least 0 and below 1, got 1.0'),
+{%- if cookiecutter.model == 'mlp' %}
+    (['--hidden_dim', '0'], 'hidden_dim must be at least 1, got 0'),
+    (['--n_layers', '-1'], 'n_layers must be at least 0, got -1'),
+{%- elif cookiecutter.model == 'cnn' %}
+    (['--base_channels', '0'], 'base_channels must be at least 1, got 0'),
+{%- else %}
+    (['--n_heads', '3'], 'd_model must be a multiple of n_heads (3), got 128; e.g. --d_model 129'),
+    (['--n_layers', '0'], 'n_layers must be at least 1, got 0'),
+    (['--max_frames', '0'], 'max_frames must be at least 1, got 0'),
+{%- endif %}
+{%- if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' %}
+    (['--image_size', '4'], 'image_size must be at least 8, got 4'),
+{%- else %}
+    (['--num_features', '0'], 'num_features must be at least 1, got 0'),
+{%- endif %}
+{%- if cookiecutter.task == 'classification' %}
+    (['--num_classes', '1'], 'num_classes must be at least 2, got 1'),
+{%- endif %}
+{%- if cookiecutter.dataset == 'synthetic' %}
+    (['--n_samples', '1'], 'n_samples must be at least 2, got 1'),
+{%- endif %}
 ])
 def test_bad_overrides_fail_clearly_before_anything_is_written(workdir, argv, message):
-    with pytest.raises(RunError, match=message.replace('(', r'\(')):
+    with pytest.raises(RunError, match=re.escape(message)):
         train.main(argv)
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
