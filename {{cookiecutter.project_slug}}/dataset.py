@@ -433,6 +433,8 @@ def build_predict_dataset(config, source=None, classes=None, n_samples=256):
 def make_example(root, config, n_samples=512, seed=0):
     """Write `n_samples` learnable samples to `root` in the layout above. Refuses a non-empty folder."""
     root = Path(root)
+    if n_samples < 2:
+        raise RunError(f'n_samples must be at least 2 (one to train on, one to validate), got {n_samples}')
     if root.exists() and any(root.iterdir()):
         raise RunError(f"'{root}' is not empty; choose a new folder for the example data")
     root.mkdir(parents=True, exist_ok=True)
@@ -480,4 +482,10 @@ if __name__ == '__main__':
         sys.exit(f'error: {err}')
     print(f'wrote {args.n_samples} samples to {args.make_example}; train on them with: '
           f'python train.py --dataset_dir {args.make_example}')
+{%- else %}
+
+
+if __name__ == '__main__':
+    raise SystemExit('error: the synthetic reader needs no files, so there is no example data to write; '
+                     'python train.py trains on samples drawn in memory')
 {%- endif %}

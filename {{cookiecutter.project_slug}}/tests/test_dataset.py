@@ -1,7 +1,15 @@
 {%- set classification = cookiecutter.task == 'classification' %}
+{%- if cookiecutter.dataset == 'synthetic' -%}
+import subprocess
+import sys
+
+{% endif -%}
 import pytest
 import torch
 
+{% if cookiecutter.dataset == 'synthetic' -%}
+from conftest import PROJECT
+{% endif -%}
 from dataset import build_datasets, collate_fn, split
 from utils import RunError
 
@@ -67,4 +75,14 @@ def test_upsample_matches_bilinear_interpolation():
     images = torch.randn(5, 3, 4, 4)
     expected = torch.nn.functional.interpolate(images, size=(32, 32), mode='bilinear', align_corners=False)
     torch.testing.assert_close(upsample(images, 32), expected)
+{%- endif %}
+{%- if cookiecutter.dataset == 'synthetic' %}
+
+
+def test_dataset_py_as_a_command_says_there_is_no_example_to_write(tmp_path):
+    result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', 'data'], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith('error: the synthetic reader needs no files') and result.stderr.count('\n') == 1
+    assert not any(tmp_path.iterdir())
 {%- endif %}
