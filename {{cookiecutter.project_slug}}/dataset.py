@@ -394,7 +394,7 @@ def split(dataset, valid_ratio, seed):
     n_valid = max(1, round(len(dataset) * valid_ratio))
     if n_valid >= len(dataset):
         raise RunError(f'{len(dataset)} samples are too few to split with valid_ratio {valid_ratio}: '
-                       f'{n_valid} go to validation and none are left to train on; use more samples')
+                       f'validation takes {n_valid} and leaves none to train on; use more samples')
     generator = torch.Generator().manual_seed(seed)
     return random_split(dataset, [len(dataset) - n_valid, n_valid], generator=generator)
 
