@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR := demo
+# Two workers that take one test at a time (tests/conftest.py puts the longest first).
+PYTEST := $(PY) -m pytest -n 2 --maxschedchunk 1 -p no:benchmark
 
 .PHONY: demo test test-fast clean
 
@@ -18,12 +20,12 @@ demo: $(VENV)/installed
 
 # The whole suite (CI runs this). Exit 5 (no tests collected) is a failure, not a pass.
 test: $(VENV)/installed
-	$(PY) -m pytest -n 2 --maxschedchunk 1 -p no:benchmark; rc=$$?; \
+	$(PYTEST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Everything except the slow runs of generated projects.
 test-fast: $(VENV)/installed
-	$(PY) -m pytest -n 2 --maxschedchunk 1 -p no:benchmark -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
