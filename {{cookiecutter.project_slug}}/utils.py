@@ -38,6 +38,7 @@ class RunError(Exception):
 
 def all_seed(seed):
     """Seed every RNG the run touches: Python, NumPy (if installed), torch CPU and CUDA."""
+    seed %= 2**32  # derived seeds (seed + rank + ...) may pass NumPy's limit; the user's own cannot (check_config)
     random.seed(seed)
     try:
         import numpy as np
@@ -280,9 +281,11 @@ def check_config(config):
             raise RunError(f'{key} must be positive, got {config[key]}')
     if not 0 < config['valid_ratio'] < 1:
         raise RunError(f"valid_ratio must be between 0 and 1, got {config['valid_ratio']}")
+    if not 0 <= config['seed'] < 2**32:
+        raise RunError(f"seed must be between 0 and {2**32 - 1}, got {config['seed']}")
     for key in ['num_workers', 'warmup_steps', 'weight_decay']:
-        if config[key] < 0:
-            raise RunError(f'{key} must not be negative, got {config[key]}')
+        if not config[key] >= 0:  # also refuses nan
+            raise RunError(f'{key} must be 0 or more, got {config[key]}')
     if config['grad_accum_steps'] < 1:
         raise RunError(f"grad_accum_steps must be 1 or more, got {config['grad_accum_steps']}")
     if config['amp'] not in ('none', *AMP_DTYPES):

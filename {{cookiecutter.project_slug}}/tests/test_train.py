@@ -1,6 +1,7 @@
 """End-to-end runs of train.py on tiny data: files written, log contents, CLI, early stop, best checkpoint, NaN."""
 
 import importlib.util
+import random
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from torch import nn
 
 import train
 from conftest import PROJECT, epoch_lines, load, only_run, run
-from utils import METRIC_NAME, RunError, parse_args
+from utils import METRIC_NAME, RunError, all_seed, parse_args
 
 
 def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
@@ -108,6 +109,10 @@ def test_overrides_take_the_type_of_the_default():
     (['--valid_ratio', '1.5'], 'valid_ratio must be between 0 and 1'),
     (['--grad_accum_steps', '0'], 'grad_accum_steps must be 1 or more, got 0'),
     (['--clip_max_norm', '0'], 'clip_max_norm must be positive, got 0'),
+    (['--seed', '-5'], 'seed must be between 0 and 4294967295, got -5'),
+    (['--seed', '4294967296'], 'seed must be between 0 and 4294967295, got 4294967296'),
+    (['--weight_decay', 'nan'], 'weight_decay must be 0 or more, got nan'),
+    (['--num_workers', '-1'], 'num_workers must be 0 or more, got -1'),
     (['--dropout', '1'], 'dropout must be at least 0 and below 1, got 1.0'),
 {%- if cookiecutter.model == 'mlp' %}
     (['--hidden_dim', '0'], 'hidden_dim must be at least 1, got 0'),
@@ -135,6 +140,14 @@ def test_bad_overrides_fail_clearly_before_anything_is_written(workdir, argv, me
     with pytest.raises(RunError, match=re.escape(message)):
         train.main(argv)
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+def test_derived_seeds_past_numpys_limit_wrap_around():
+    # seed + rank + 1000 * step (a long run resumed with another world size) can pass 2**32 - 1
+    all_seed(2**32 + 7)
+    draws = torch.rand(3), random.random()
+    all_seed(7)
+    assert torch.equal(torch.rand(3), draws[0]) and random.random() == draws[1]
 
 
 def test_help_lists_every_key_with_its_default(tmp_path):
