@@ -536,6 +536,9 @@ def load_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
+        if 'unsupported operand' in str(err).lower():  # not a pickle at all: a text file, say
+            raise RunError(f"cannot read checkpoint '{path}': it is not a file that torch.save wrote, "
+                           'or it is corrupt') from None
         if 'weights only' in str(err).lower() or 'weights_only' in str(err).lower():
             raise RunError(f"refused to load '{path}': it holds objects other than plain data, "
                            'and loading it could run code') from None

@@ -83,7 +83,8 @@ class Payload:
         return (open, ('pwned.txt', 'w'))
 
 
-@pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'truncated', 'garbage', 'code', 'architecture'])
+@pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'truncated', 'garbage', 'text', 'code',
+                                     'architecture'])
 def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args, problem, capsys):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
@@ -99,6 +100,8 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
     elif problem == 'garbage':
         target, expected = str(workdir / 'junk.pt'), 'corrupt'
         (workdir / 'junk.pt').write_bytes(b'this is not a checkpoint at all')
+    elif problem == 'text':  # a log passed by mistake: not a pickle at all
+        target, expected = str(logs / 'train.log'), 'not a file that torch.save wrote'
     elif problem == 'code':
         target, expected = str(workdir / 'evil.pt'), 'refused to load'
         (workdir / 'evil.pt').write_bytes(pickle.dumps({'format_version': 1, 'x': Payload()}, protocol=2))
