@@ -419,6 +419,8 @@ def build_predict_dataset(config, source=None, classes=None, n_samples=256):
     The dataset has .ids (one per sample, for predictions.csv) and .has_labels.
     """
 {%- if cookiecutter.dataset == 'synthetic' %}
+    if source is not None:
+        raise RunError('the synthetic reader takes no --data: predict.py draws --n_samples fresh samples')
     return SyntheticDataset(config, n_samples, seed=config['seed'] + 1)  # fresh samples, not the training ones
 {%- elif cookiecutter.dataset == 'csv' %}
     return CsvDataset(config, source, labels_required=False, classes=classes)

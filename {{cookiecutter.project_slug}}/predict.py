@@ -1,7 +1,11 @@
-"""Predict with a trained model, on data in this project's layout (labels optional):
-
+"""Predict with a trained model, {{ "on fresh synthetic samples (another seed than training's)" if cookiecutter.dataset == 'synthetic' else "on data in this project's layout (labels optional)" }}:
+{% if cookiecutter.dataset == 'synthetic' %}
+    python predict.py --run 20260101_120000                              # that run's best checkpoint
+    python predict.py --checkpoint path/to/latest_checkpoint.pt --n_samples 1000 --output out.csv
+{%- else %}
     python predict.py --run 20260101_120000 --data new_data/             # that run's best checkpoint
     python predict.py --checkpoint path/to/latest_checkpoint.pt --data new_data/ --output out.csv
+{%- endif %}
 
 Writes predictions.csv: id, prediction{{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
 When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}.
@@ -10,6 +14,7 @@ When the data has labels, it also prints the test loss and {{ 'accuracy' if cook
 import argparse
 import csv
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +40,12 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     output = Path(output)
     if output.exists():
         raise RunError(f"'{output}' already exists; pass another --output, or move it away")
+    if not output.parent.is_dir():
+        raise RunError(f"cannot write '{output}': the folder '{output.parent}' does not exist; create it, "
+                       'or pass another --output')
+    for name, value in (('batch_size', batch_size), ('n_samples', n_samples)):
+        if value < 1:
+            raise RunError(f'--{name} must be at least 1, got {value}')
     if not Path(checkpoint_path).is_file():
         raise RunError(f"checkpoint '{checkpoint_path}' does not exist; train first, or pass --checkpoint")
     checkpoint = load_checkpoint(checkpoint_path)
@@ -55,28 +66,37 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
 {%- endif %}
     loss_sum = metric_sum = 0.0
     ids = iter(dataset.ids)
-    with open(output, 'w', newline='', encoding='utf-8') as f, torch.inference_mode():
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for *inputs, target in tqdm(loader, desc='predict'):
-            try:
-                result = model(*[x.to(device) for x in inputs])
-            except RuntimeError as err:
-                raise RunError(f'the data does not fit the model ({str(err).splitlines()[0]}); '
-                               "check its shape against the checkpoint's config") from None
-            target = target.to(device)
+    partial = output.with_name(f'.{output.name}.{os.getpid()}.tmp')  # renamed when complete: no half-written file
+    try:
+        f = open(partial, 'x', newline='', encoding='utf-8')
+    except OSError as err:
+        raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
+    try:
+        with f, torch.inference_mode():
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for *inputs, target in tqdm(loader, desc='predict'):
+                try:
+                    result = model(*[x.to(device) for x in inputs])
+                except RuntimeError as err:
+                    raise RunError(f'the data does not fit the model ({str(err).splitlines()[0]}); '
+                                   "check its shape against the checkpoint's config") from None
+                target = target.to(device)
 {%- if cookiecutter.task == 'classification' %}
-            probabilities = result.softmax(dim=1).tolist()
-            for p in probabilities:
-                best = max(range(len(p)), key=p.__getitem__)
-                writer.writerow([next(ids), names[best]] + [f'{v:.6f}' for v in p])
+                probabilities = result.softmax(dim=1).tolist()
+                for p in probabilities:
+                    best = max(range(len(p)), key=p.__getitem__)
+                    writer.writerow([next(ids), names[best]] + [f'{v:.6f}' for v in p])
 {%- else %}
-            for value in result[:, 0].tolist():
-                writer.writerow([next(ids), f'{value:.6g}'])
+                for value in result[:, 0].tolist():
+                    writer.writerow([next(ids), f'{value:.6g}'])
 {%- endif %}
-            if dataset.has_labels:
-                loss_sum += criterion(result, target).item()
-                metric_sum += metric_per_sample(result, target).sum().item()
+                if dataset.has_labels:
+                    loss_sum += criterion(result, target).item()
+                    metric_sum += metric_per_sample(result, target).sum().item()
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)  # after a failure or Ctrl-C
     if not dataset.has_labels:
         return len(dataset), None, None
     return len(dataset), loss_sum / len(dataset), metric_sum / len(dataset)
@@ -86,7 +106,11 @@ if __name__ == '__main__':
     parser = argparse.ArgumentParser(description='Predict with a trained checkpoint; write predictions.csv.')
     parser.add_argument('--run', help="a run's timestamp: use checkpoints/<timestamp>/best_checkpoint.pt")
     parser.add_argument('--checkpoint', help='a checkpoint file (instead of --run)')
+{%- if cookiecutter.dataset == 'synthetic' %}
+    parser.add_argument('--data', help='not used: synthetic samples are drawn in memory (see --n_samples)')
+{%- else %}
     parser.add_argument('--data', help="data in this project's layout (default: the run's dataset_dir)")
+{%- endif %}
     parser.add_argument('--output', default='predictions.csv', help='where to write (never overwritten)')
     parser.add_argument('--batch_size', type=int, default=256)
     parser.add_argument('--n_samples', type=int, default=256, help='synthetic data only: how many fresh samples')

@@ -257,3 +257,45 @@ def test_predict_errors_are_clear(workdir, data_args):
         predict.predict(workdir / 'other.pt', None, workdir / 'p.csv')
     with pytest.raises(RunError, match='pass --run <timestamp>'):
         predict.find_checkpoint(None, None)
+    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    best = ckpts / 'best_checkpoint.pt'
+    for size in ('batch_size', 'n_samples'):
+        with pytest.raises(RunError, match=f'--{size} must be at least 1, got 0'):
+            predict.predict(best, data, workdir / 'p.csv', **{size: 0})
+    with pytest.raises(RunError, match="the folder '.*no_such_folder' does not exist"):
+        predict.predict(best, data, workdir / 'no_such_folder' / 'p.csv')
+    (workdir / 'notes.pt').write_text('2026-01-01 12:00:00 | epoch 1 step 26 loss 2.3\n')
+    with pytest.raises(RunError, match='not a file that torch.save wrote'):
+        predict.predict(workdir / 'notes.pt', data, workdir / 'p.csv')
+{%- if cookiecutter.dataset == 'synthetic' %}
+    with pytest.raises(RunError, match='the synthetic reader takes no --data'):
+        predict.predict(best, 'data/', workdir / 'p.csv')
+{%- endif %}
+    assert not list(workdir.glob('*.csv')) and not list(workdir.glob('.*.tmp'))
+
+
+def test_predict_leaves_no_half_written_file(workdir, data_args, monkeypatch):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    _, ckpts = only_run(workdir)
+    build_model = predict.build_model
+    calls = []
+
+    def failing_on_the_second_batch(config):
+        model = build_model(config)
+        forward = model.forward
+
+        def flaky(*inputs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError('shape mismatch')
+            return forward(*inputs)
+
+        model.forward = flaky
+        return model
+
+    monkeypatch.setattr(predict, 'build_model', failing_on_the_second_batch)
+    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    with pytest.raises(RunError, match='the data does not fit the model'):
+        predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p.csv', batch_size=2)
+    assert len(calls) == 2
+    assert not (workdir / 'p.csv').exists() and not list(workdir.glob('.p.csv.*'))
