@@ -275,7 +275,8 @@ class ImageFolderDataset(Dataset):
     def __init__(self, config, root=None, labels_required=True, classes=None):
         root = Path(root or config['dataset_dir'])
         if not root.is_dir():
-            raise RunError(f"dataset_dir '{root}' does not exist; {LAYOUT}")
+            problem = 'is not a folder' if root.exists() else 'does not exist'
+            raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = sorted(p for p in root.iterdir() if p.is_dir())
@@ -437,6 +438,8 @@ def make_example(root, config, n_samples=512, seed=0):
     root = Path(root)
     if n_samples < 2:
         raise RunError(f'n_samples must be at least 2 (one to train on, one to validate), got {n_samples}')
+    if root.exists() and not root.is_dir():
+        raise RunError(f"'{root}' is a file; choose a new folder for the example data")
     if root.exists() and any(root.iterdir()):
         raise RunError(f"'{root}' is not empty; choose a new folder for the example data")
     root.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,9 @@ def test_make_example_never_overwrites(tmp_path):
     with pytest.raises(RunError, match='not empty'):
         make_example(tmp_path / 'd', DATA_CONFIG, n_samples=10)
     assert (tmp_path / 'd' / 'mine.txt').read_text() == 'keep me'
+    with pytest.raises(RunError, match="'.*mine.txt' is a file; choose a new folder"):
+        make_example(tmp_path / 'd' / 'mine.txt', DATA_CONFIG, n_samples=10)
+    assert (tmp_path / 'd' / 'mine.txt').read_text() == 'keep me'
 
 
 def test_missing_dataset_dir_names_the_layout_and_the_command(workdir, capsys):
@@ -56,3 +59,13 @@ def test_wrong_layout_is_a_clear_error(tmp_path, config):
     (tmp_path / 'data' / 'stray.txt').write_text('not data')
     with pytest.raises(RunError, match='expected'):
         build_datasets({**config, 'dataset_dir': str(tmp_path / 'data')})
+
+
+def test_a_file_as_dataset_dir_is_a_clear_error(tmp_path, config):
+    (tmp_path / 'notes.txt').write_text('not data\n')
+{%- if cookiecutter.dataset == 'image_folder' %}
+    with pytest.raises(RunError, match="dataset_dir '.*notes.txt' is not a folder; expected"):
+{%- else %}
+    with pytest.raises(RunError, match='notes.txt'):
+{%- endif %}
+        build_datasets({**config, 'dataset_dir': str(tmp_path / 'notes.txt')})
