@@ -220,10 +220,12 @@ class CsvDataset(Dataset):
         if not path.is_file():
             raise RunError(f"no data.csv at '{path}'; {LAYOUT}")
         with open(path, newline='', encoding='utf-8') as f:
-            rows = list(csv.reader(f))
-        if len(rows) < 3:
-            raise RunError(f"'{path}' needs a header and at least two rows; {LAYOUT}")
-        header, rows = rows[0], rows[1:]
+            reader = csv.reader(f)
+            header = next(reader, [])
+            lines = [(reader.line_num, row) for row in reader if row]  # (line number, values); blank lines skipped
+        if not header or len(lines) < (2 if labels_required else 1):  # training: one row to train on, one to validate
+            rows_needed = 'at least two rows' if labels_required else 'a row'
+            raise RunError(f"'{path}' needs a header and {rows_needed}; {LAYOUT}")
         label = config['label_column']
         self.has_labels = label in header
         if not self.has_labels and labels_required:
@@ -233,21 +235,28 @@ class CsvDataset(Dataset):
         if n_features != config['num_features']:
             raise RunError(f"'{path}' has {n_features} feature columns but num_features is "
                            f"{config['num_features']}; pass --num_features {n_features}")
-        try:
-            features = [[float(v) for i, v in enumerate(row) if i != label_at] for row in rows]
-        except ValueError as err:
-            raise RunError(f"'{path}' has a non-numeric feature value ({err})") from None
+        features = []
+        for number, row in lines:
+            if len(row) != len(header):
+                raise RunError(f"'{path}' line {number} has {len(row)} values but the header has {len(header)} columns")
+            try:
+                features.append([float(v) for i, v in enumerate(row) if i != label_at])
+            except ValueError as err:
+                raise RunError(f"'{path}' line {number} has a non-numeric feature value ({err})") from None
         self.inputs = torch.tensor(features, dtype=torch.float32)
-        self.ids = list(range(len(rows)))  # row numbers, from 0
-        labels = [row[label_at] for row in rows] if self.has_labels else ['0'] * len(rows)
+        self.ids = list(range(len(lines)))  # data rows, from 0
+        labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
 {%- if classification %}
         self.classes, self.targets = label_indices(labels, config['num_classes'], path, classes)
 {%- else %}
         self.classes = None
-        try:
-            self.targets = torch.tensor([float(v) for v in labels]).unsqueeze(1)
-        except ValueError as err:
-            raise RunError(f"'{path}' has a non-numeric label ({err})") from None
+        targets = []
+        for (number, _), value in zip(lines, labels):
+            try:
+                targets.append(float(value))
+            except ValueError as err:
+                raise RunError(f"'{path}' line {number} has a non-numeric label ({err})") from None
+        self.targets = torch.tensor(targets).unsqueeze(1)
 {%- endif %}
 
     def __len__(self):

@@ -7,7 +7,11 @@ import pytest
 
 import train
 from conftest import PROJECT
+{%- if cookiecutter.dataset == 'csv' %}
+from dataset import DATA_CONFIG, CsvDataset, build_datasets, make_example
+{%- else %}
 from dataset import DATA_CONFIG, build_datasets, make_example
+{%- endif %}
 from utils import RunError
 
 
@@ -69,3 +73,46 @@ def test_a_file_as_dataset_dir_is_a_clear_error(tmp_path, config):
     with pytest.raises(RunError, match='notes.txt'):
 {%- endif %}
         build_datasets({**config, 'dataset_dir': str(tmp_path / 'notes.txt')})
+{%- if cookiecutter.dataset == 'csv' %}
+
+
+def csv_file(path, rows):
+    """A data.csv in this project's shape, with `rows` (lists of values, or [] for a blank line) after the header."""
+    header = [f'f{i}' for i in range(DATA_CONFIG['num_features'])] + [DATA_CONFIG['label_column']]
+    path.write_text('\n'.join(','.join(map(str, row)) for row in [header] + rows) + '\n')
+    return str(path)
+
+
+def good_row(label=1):
+    return [0.5] * DATA_CONFIG['num_features'] + [label]
+
+
+def test_blank_lines_in_a_csv_are_skipped(tmp_path, config):
+    path = csv_file(tmp_path / 'data.csv', [good_row(), [], good_row(0), good_row(), good_row(0), [], []])
+    train_set, valid_set = build_datasets({**config, 'dataset_dir': path})
+    assert len(train_set) + len(valid_set) == 4
+
+
+@pytest.mark.parametrize('bad_row, message', [
+    (good_row()[1:], 'line 4 has {n} values but the header has {m} columns'),
+    (good_row() + [7], 'line 4 has {m1} values but the header has {m} columns'),
+    (['x'] + good_row()[1:], 'line 4 has a non-numeric feature value'),
+{%- if cookiecutter.task != 'classification' %}
+    (good_row(label='big'), 'line 4 has a non-numeric label'),
+{%- endif %}
+])
+def test_a_bad_csv_row_is_named_by_its_line(tmp_path, config, bad_row, message):
+    n_features = DATA_CONFIG['num_features']
+    message = message.format(n=n_features, m=n_features + 1, m1=n_features + 2)
+    path = csv_file(tmp_path / 'data.csv', [good_row(), [], bad_row, good_row(0)])  # line 4: the blank one counts
+    with pytest.raises(RunError, match=message):
+        build_datasets({**config, 'dataset_dir': path})
+
+
+def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
+    path = tmp_path / 'new.csv'
+    path.write_text(','.join(f'f{i}' for i in range(DATA_CONFIG['num_features'])) + '\n'
+                    + ','.join(['0.5'] * DATA_CONFIG['num_features']) + '\n')
+    dataset = CsvDataset(config, path, labels_required=False)
+    assert len(dataset) == 1 and not dataset.has_labels
+{%- endif %}
