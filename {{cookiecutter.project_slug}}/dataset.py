@@ -239,6 +239,8 @@ class CsvDataset(Dataset):
         for number, row in lines:
             if len(row) != len(header):
                 raise RunError(f"'{path}' line {number} has {len(row)} values but the header has {len(header)} columns")
+            if self.has_labels and not row[label_at].strip():
+                raise RunError(f"'{path}' line {number} has an empty {label}")
             try:
                 features.append([float(v) for i, v in enumerate(row) if i != label_at])
             except ValueError as err:
@@ -326,9 +328,12 @@ class ImageFolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index):
-        with Image.open(self.files[index]) as image:
-            image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
-            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        try:
+            with Image.open(self.files[index]) as image:
+                image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
+                pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
+            raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
         pixels = pixels.view(self.size, self.size, -1).permute(2, 0, 1)
         return pixels.float() / 127.5 - 1, self.targets[index]
 {%- else %}
@@ -346,10 +351,16 @@ class SequenceDataset(Dataset):
         if not index.is_file():
             raise RunError(f"no index.csv in dataset_dir '{self.root}'; {LAYOUT}")
         with open(index, newline='', encoding='utf-8') as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            lines = [(reader.line_num, row) for row in reader]  # (line number, row); blank lines skipped
+        rows = [row for _, row in lines]
         self.has_labels = bool(rows) and 'label' in rows[0]
         if not rows or 'file' not in rows[0] or labels_required and (len(rows) < 2 or not self.has_labels):
             raise RunError(f"'{index}' needs the columns file,label and at least two rows; {LAYOUT}")
+        for number, row in lines:  # csv puts a short row's missing values at None, a long row's extras at key None
+            if None in row or None in row.values() or not row['file'] or self.has_labels and not row['label'].strip():
+                raise RunError(f"'{index}' line {number} does not have one value per column "
+                               f"({', '.join(reader.fieldnames)}); {LAYOUT}")
         missing = [row['file'] for row in rows if not (self.root / row['file']).is_file()]
         if missing:
             raise RunError(f"'{index}' lists {len(missing)} missing files, e.g. '{missing[0]}'; {LAYOUT}")
@@ -370,7 +381,14 @@ class SequenceDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index):
-        frames = torch.load(self.root / self.files[index], weights_only=True)
+        try:
+            frames = torch.load(self.root / self.files[index], weights_only=True)
+        except Exception:  # not a torch.save file, truncated, or holding objects that could run code
+            raise RunError(f"cannot read '{self.files[index]}' with torch.load(weights_only=True); each file "
+                           f'must hold one (frames, {self.num_features}) tensor saved with torch.save') from None
+        if not isinstance(frames, torch.Tensor):
+            raise RunError(f"'{self.files[index]}' holds a {type(frames).__name__}, not a (frames, "
+                           f'{self.num_features}) tensor')
         if frames.dim() != 2 or frames.shape[1] != self.num_features:
             raise RunError(f"'{self.files[index]}' has shape {tuple(frames.shape)}, "
                            f'expected (frames, {self.num_features})')

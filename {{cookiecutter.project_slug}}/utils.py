@@ -28,6 +28,8 @@ class RunError(Exception):
     """A problem the user can fix. train.py prints it as one line and exits with `code`."""
 
     def __init__(self, message, code=2):
+        if message.startswith('Caught RunError in DataLoader worker'):  # a worker's, re-raised with its traceback
+            message = message.rstrip().splitlines()[-1].split('RunError: ', 1)[-1]
         super().__init__(message)
         self.code = code
 

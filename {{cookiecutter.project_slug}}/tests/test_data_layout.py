@@ -4,11 +4,18 @@ import subprocess
 import sys
 
 import pytest
+{%- if cookiecutter.dataset == 'sequence' %}
+import torch
+{%- endif %}
 
 import train
 from conftest import PROJECT
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG, CsvDataset, build_datasets, make_example
+{%- elif cookiecutter.dataset == 'sequence' %}
+from dataset import DATA_CONFIG, SequenceDataset, build_datasets, make_example
+{%- elif cookiecutter.dataset == 'image_folder' %}
+from dataset import DATA_CONFIG, ImageFolderDataset, build_datasets, make_example
 {%- else %}
 from dataset import DATA_CONFIG, build_datasets, make_example
 {%- endif %}
@@ -97,6 +104,7 @@ def test_blank_lines_in_a_csv_are_skipped(tmp_path, config):
     (good_row()[1:], 'line 4 has {n} values but the header has {m} columns'),
     (good_row() + [7], 'line 4 has {m1} values but the header has {m} columns'),
     (['x'] + good_row()[1:], 'line 4 has a non-numeric feature value'),
+    (good_row(label=' '), f"line 4 has an empty {DATA_CONFIG['label_column']}"),
 {%- if cookiecutter.task != 'classification' %}
     (good_row(label='big'), 'line 4 has a non-numeric label'),
 {%- endif %}
@@ -115,4 +123,54 @@ def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
                     + ','.join(['0.5'] * DATA_CONFIG['num_features']) + '\n')
     dataset = CsvDataset(config, path, labels_required=False)
     assert len(dataset) == 1 and not dataset.has_labels
+{%- elif cookiecutter.dataset == 'sequence' %}
+
+
+@pytest.mark.parametrize('bad', ['no label', 'extra value', 'empty label'])
+def test_a_bad_index_line_is_named(tmp_path, config, bad):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=6)
+    index = tmp_path / 'data' / 'index.csv'
+    header, first, *rest = index.read_text().splitlines()
+    file = first.split(',')[0]
+    row = {'no label': file, 'extra value': first + ',7', 'empty label': file + ','}[bad]
+    index.write_text('\n'.join([header, rest[0], '', row, *rest[1:]]) + '\n')  # on line 4: blank lines count
+    with pytest.raises(RunError, match='line 4 does not have one value per column'):
+        SequenceDataset(config, tmp_path / 'data')
+
+
+@pytest.mark.parametrize('content, message', [
+    ('text', r"cannot read 'frames/.*\.pt' with torch.load\(weights_only=True\); each file must hold one \(frames, "),
+    ('dict', r"'frames/.*\.pt' holds a dict, not a \(frames, \d+\) tensor"),
+    ('shape', r"'frames/.*\.pt' has shape \(3,\), expected \(frames, \d+\)"),
+])
+def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, message):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    dataset = SequenceDataset(config, tmp_path / 'data')
+    sample = tmp_path / 'data' / dataset.files[0]
+    if content == 'text':
+        sample.write_text('not a tensor')
+    else:
+        torch.save({'frames': torch.zeros(3)} if content == 'dict' else torch.zeros(3), sample)
+    with pytest.raises(RunError, match=message):
+        dataset[0]
+    assert dataset[1][0].shape[1] == DATA_CONFIG['num_features']  # the other samples still read
+
+
+def test_an_unreadable_sample_in_a_worker_is_still_one_line(workdir, data_args):
+    (workdir / 'data' / 'frames' / '00000.pt').write_text('not a tensor')
+    with pytest.raises(RunError) as error:
+        train.main(data_args + ['--n_epoch', '1', '--num_workers', '1'])
+    assert str(error.value).startswith("cannot read 'frames/00000.pt'") and '\n' not in str(error.value)
+{%- elif cookiecutter.dataset == 'image_folder' %}
+
+
+@pytest.mark.parametrize('damage', ['not an image', 'truncated'])
+def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    dataset = ImageFolderDataset(config, tmp_path / 'data')
+    image = dataset.files[0]
+    image.write_bytes(b'not an image' if damage == 'not an image' else image.read_bytes()[:60])
+    with pytest.raises(RunError, match=f"cannot read image '{image}' .*; remove or replace it"):
+        dataset[0]
+    assert dataset[1][0].shape[0] == DATA_CONFIG['image_channels']
 {%- endif %}
