@@ -383,7 +383,9 @@ def provenance(device, world_size, project=None):
     if commit is None:
         git = 'not a git repository'
     else:
-        git = commit + (' (dirty: uncommitted changes)' if _git(project, 'status', '--porcelain') else ' (clean)')
+        status = _git(project, 'status', '--porcelain')  # None: git failed or took over 10 s
+        state = 'dirty: uncommitted changes' if status else 'clean' if status == '' else 'unknown: git status failed'
+        git = f'{commit} ({state})'
     return {
         'command': ' '.join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
         'git': git,

@@ -17,6 +17,7 @@ import plot
 import predict
 import runs
 import train
+import utils
 from conftest import PROJECT, load, only_run, run
 from test_train import WIDTH, ConstantModel
 from utils import METRICS_COLUMNS, RunError, provenance
@@ -176,6 +177,11 @@ def test_provenance_names_the_commit_and_whether_it_is_dirty(tmp_path):
     (tmp_path / 'a.txt').write_text('b')
     assert provenance(torch.device('cpu'), 1, project=tmp_path)['git'] == f'{commit} (dirty: uncommitted changes)'
     assert provenance(torch.device('cpu'), 1, project=tmp_path / 'nowhere')['git'] == 'not a git repository'
+
+
+def test_provenance_does_not_call_a_tree_clean_when_git_status_fails(monkeypatch):
+    monkeypatch.setattr(utils, '_git', lambda folder, *args: 'abc123' if args[0] == 'rev-parse' else None)
+    assert provenance(torch.device('cpu'), 1)['git'] == 'abc123 (unknown: git status failed)'
 
 
 def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_args, monkeypatch):
