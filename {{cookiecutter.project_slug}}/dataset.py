@@ -277,6 +277,11 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 
 
+def image_files(folder):
+    """The images in `folder`, sorted; hidden files (macOS's ._name.png copies) are skipped."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith('.'))
+
+
 class ImageFolderDataset(Dataset):
     """Lists the image files once; reads, converts and resizes each one when it is asked for.
 
@@ -290,8 +295,8 @@ class ImageFolderDataset(Dataset):
             raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
-        folders = sorted(p for p in root.iterdir() if p.is_dir())
-        loose = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))  # not .ipynb_checkpoints
+        loose = image_files(root)
         self.files, targets, self.has_labels = [], [], bool(folders)
         if not folders and loose and not labels_required:
             self.files, targets = loose, [0] * len(loose)
@@ -312,7 +317,11 @@ class ImageFolderDataset(Dataset):
             except ValueError:
                 raise RunError(f"folder '{folder}' is not named as a number; {LAYOUT}") from None
 {%- endif %}
-            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images = image_files(folder)
+{%- if classification %}
+            if not images and labels_required:
+                raise RunError(f"class folder '{folder}' holds no images (.png, .jpg, .jpeg); add some or remove it")
+{%- endif %}
             self.files += images
             targets += [{{ 'index' if classification else 'value' }}] * len(images)
         if len(self.files) < (2 if labels_required else 1):

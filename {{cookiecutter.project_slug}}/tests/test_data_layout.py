@@ -173,4 +173,25 @@ def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
     with pytest.raises(RunError, match=f"cannot read image '{image}' .*; remove or replace it"):
         dataset[0]
     assert dataset[1][0].shape[0] == DATA_CONFIG['image_channels']
+
+
+def test_hidden_folders_and_files_are_not_data(tmp_path, config):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=6)
+    images = ImageFolderDataset(config, tmp_path / 'data').files
+    (tmp_path / 'data' / '.ipynb_checkpoints').mkdir()  # Jupyter leaves these; macOS copies leave ._ files
+    (tmp_path / 'data' / '.ipynb_checkpoints' / 'a.png').write_bytes(images[0].read_bytes())
+    (images[0].parent / f'._{images[0].name}').write_bytes(b'resource fork')
+    dataset = ImageFolderDataset(config, tmp_path / 'data')
+    assert dataset.files == images
+    assert len(dataset) == 6 and dataset[len(dataset) - 1][0].shape[0] == DATA_CONFIG['image_channels']
+{%- if cookiecutter.task == 'classification' %}
+    assert '.ipynb_checkpoints' not in dataset.classes
+
+
+def test_an_empty_class_folder_is_a_clear_error(tmp_path, config):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=6)
+    (tmp_path / 'data' / 'zebra').mkdir()
+    with pytest.raises(RunError, match="class folder '.*zebra' holds no images"):
+        ImageFolderDataset(config, tmp_path / 'data')
+{%- endif %}
 {%- endif %}
