@@ -10,44 +10,13 @@ A damaged or partial run folder is listed as such, never a crash.
 
 import argparse
 import csv
-import os
-import socket
 import sys
 from pathlib import Path
 
-from utils import METRIC_NAME
+from utils import METRIC_NAME, alive, read_note
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
-
-
-def read_note(folder):
-    """The config (key: value lines under 'config:'), the provenance, and the last status line."""
-    config, provenance, status, section = {}, {}, None, None
-    for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
-        if line in ('config:', 'provenance:'):
-            section = line[:-1]
-        elif line.startswith('    ') and ': ' in line and section:
-            key, value = line.strip().split(': ', 1)
-            (config if section == 'config' else provenance)[key] = value
-        else:
-            section = None
-            if line.startswith('status: '):
-                status = line[len('status: '):]
-    return config, provenance, status
-
-
-def alive(provenance):
-    """True if the run's process still runs on this host; None if that cannot be told from here."""
-    if provenance.get('host') != socket.gethostname() or 'pid' not in provenance:
-        return None
-    try:
-        os.kill(int(provenance['pid']), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return None
-    return True
 
 
 def summarize(folder):

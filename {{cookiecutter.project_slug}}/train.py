@@ -44,6 +44,7 @@ from utils import (
     broadcast,
     check_config,
     check_device_config,
+    check_not_running,
     check_writable,
     claim_run_dirs,
     create_logger,
@@ -367,6 +368,7 @@ def main(argv=None):
         config['loggers_dir'], config['checkpoints_dir'] = broadcast(run_dirs)
     elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])
+        check_not_running(config['loggers_dir'])
 
     # 3.6 dataset
     try:

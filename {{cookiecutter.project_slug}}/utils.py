@@ -355,6 +355,51 @@ def check_writable(*folders):
             raise RunError(f"folder '{folder}' is missing or not writable; fix its permissions or move the run back")
 
 
+def read_note(folder):
+    """The config (key: value lines under 'config:'), the provenance, and the last status line."""
+    config, provenance, status, section = {}, {}, None, None
+    for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
+        if line in ('config:', 'provenance:'):
+            section = line[:-1]
+        elif line.startswith('    ') and ': ' in line and section:
+            key, value = line.strip().split(': ', 1)
+            (config if section == 'config' else provenance)[key] = value
+        else:
+            section = None
+            if line.startswith('status: '):
+                status = line[len('status: '):]
+    return config, provenance, status
+
+
+def alive(provenance):
+    """True if the run's process still runs on this host; None if that cannot be told from here."""
+    if provenance.get('host') != socket.gethostname() or 'pid' not in provenance:
+        return None
+    try:
+        pid = int(provenance['pid'])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return None
+    cmdline = Path(f'/proc/{pid}/cmdline')  # Linux: is that pid still a train.py, or has it been reused?
+    try:
+        return b'train.py' in cmdline.read_bytes()
+    except OSError:
+        return True
+
+
+def check_not_running(loggers_dir):
+    """Refuse to resume a run whose process still runs here: two processes would write the same files."""
+    try:
+        _, provenance, status = read_note(Path(loggers_dir))
+    except (OSError, UnicodeDecodeError):
+        return
+    if status == 'running' and alive(provenance) and int(provenance['pid']) != os.getpid():  # not a run of this process
+        raise RunError(f"run {Path(loggers_dir).name} is still running (pid {provenance['pid']}); stop it first "
+                       '(Ctrl-C saves it), then resume')
+
+
 def remove_if_empty(*folders):
     for folder in folders:
         try:

@@ -2,10 +2,14 @@
 
 import pickle
 import random
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
+import runs
 import train
 from conftest import EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
 from test_train import WIDTH, ConstantModel
@@ -117,6 +121,35 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
     assert error.value.code == 2 and '\n' not in str(error.value)
     assert snapshot(workdir) == before
     assert not (workdir / 'pwned.txt').exists()
+
+
+def test_resume_refuses_a_run_whose_process_still_runs(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    note = logs / 'note.log'
+    finished = note.read_text()
+
+    def pretend_running(process):  # what note.log says while a (resumed) run trains
+        note.write_text(finished + f'provenance:\n    host: {socket.gethostname()}\n    pid: {process.pid}\nstatus: running\n')
+
+    sleep = [sys.executable, '-c', 'import time; time.sleep(60)']
+    other = subprocess.Popen(sleep)  # the pid now belongs to another program: the run itself is gone
+    stand_in = subprocess.Popen(sleep + ['train.py'])  # its command line names train.py, as the run's does
+    try:
+        pretend_running(other)
+        assert runs.summarize(logs)[0]['status'] == 'failed (process gone)'
+        pretend_running(stand_in)
+        assert runs.summarize(logs)[0]['status'] == 'running'
+        before = snapshot(workdir)
+        with pytest.raises(RunError, match=rf'run {logs.name} is still running \(pid {stand_in.pid}\); stop it first'):
+            train.main(['--resume', logs.name, '--n_epoch', '2'])
+        assert snapshot(workdir) == before
+    finally:
+        for process in (other, stand_in):
+            process.kill()
+            process.wait()
+    assert runs.summarize(logs)[0]['status'] == 'failed (process gone)'
+    assert run(['--resume', logs.name, '--n_epoch', 2]) == 0
 
 
 def draws():
