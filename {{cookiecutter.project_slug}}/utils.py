@@ -531,7 +531,7 @@ class CheckpointWriter:
     save() first copies the state (tensors to CPU memory), so later steps cannot change what gets
     written. Writes run one at a time, in order, each atomic (save_checkpoint). At most one copy is
     held: a save waits for the previous ones first. wait() blocks until every write is on disk, and
-    raises the error of a write that failed.
+    raises a write's OSError as a RunError.
     """
 
     def __init__(self):
@@ -541,12 +541,17 @@ class CheckpointWriter:
     def save(self, state, *paths):
         self.wait()
         snapshot = _copy_to_cpu(state)
-        self._pending.append(self._pool.submit(save_checkpoint, snapshot, *paths))
+        self._pending.append((paths, self._pool.submit(save_checkpoint, snapshot, *paths)))
 
     def wait(self):
         pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        for paths, future in pending:
+            try:
+                future.result()
+            except OSError as err:  # a full disk, a folder removed or made read-only during the run
+                names = ' and '.join(Path(path).name for path in paths)
+                raise RunError(f"cannot write {names} in '{Path(paths[0]).parent}' ({err.strerror or err}); "
+                               'the checkpoints already there are intact: fix that, then resume') from None
 
     def close(self):
         try:

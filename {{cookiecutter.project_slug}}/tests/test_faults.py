@@ -1,5 +1,6 @@
 """Interruptions and faults: Ctrl-C and SIGTERM save and resume exactly, saves are atomic, runs never collide."""
 
+import errno
 import importlib.util
 import os
 import signal
@@ -96,6 +97,27 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
     save_checkpoint(dict(format_version=1, generation='next'), path)  # the next save tidies up
     assert not list(tmp_path.glob('.latest_checkpoint.pt.*.tmp'))
     assert torch.load(path, weights_only=True)['generation'] == 'next'
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(workdir, data_args, monkeypatch):
+    real_save, saves = torch.save, []
+
+    def disk_full_after_the_first(*args, **kwargs):
+        saves.append(1)
+        if len(saves) > 1:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, 'save', disk_full_after_the_first)
+    with pytest.raises(RunError) as error:
+        run(data_args + ['--n_epoch', 4, '--lr', 3e-3])
+    monkeypatch.undo()
+    message = str(error.value)
+    assert message.startswith('cannot write ') and '(No space left on device); the checkpoints already there are intact' in message
+    assert '\n' not in message and len(saves) == 2
+    _, ckpts = only_run(workdir)
+    assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 1
+    assert not list(ckpts.glob('.*.tmp'))
 
 
 def test_two_runs_in_the_same_second_get_separate_folders(workdir, data_args, monkeypatch):
