@@ -429,8 +429,10 @@ def provenance(device, world_size, project=None):
         git = 'not a git repository'
     else:
         status = _git(project, 'status', '--porcelain')  # None: git failed or took over 10 s
-        state = 'dirty: uncommitted changes' if status else 'clean' if status == '' else 'unknown: git status failed'
-        git = f'{commit} ({state})'
+        if status is None:
+            git = f'{commit} (unknown: git status failed)'
+        else:
+            git = f"{commit} ({'dirty: uncommitted changes' if status else 'clean'})"
     return {
         'command': ' '.join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
         'git': git,
