@@ -127,7 +127,7 @@ def synthetic_samples(config, n, seed):
     g = torch.Generator().manual_seed(seed)
 {%- if classification %}
     k = config['num_classes']
-    targets = torch.randint(k, (n,), generator=g)
+    targets = torch.randperm(n, generator=g) % k  # balanced: every class appears once n >= k
 {%- else %}
     targets = torch.rand(n, 1, generator=g) * 2 - 1
 {%- endif %}
@@ -167,9 +167,9 @@ def synthetic_samples(config, n, seed):
 {%- if classification and cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
-def label_indices(labels, num_classes, where, classes=None):
+def label_indices(labels, num_classes, where, classes=None, labels_required=True):
     """Integer labels are used as they are; names are numbered in sorted order, or by the training run's
-    `classes` when given (prediction). Returns (classes, targets)."""
+    `classes` when given (prediction). Training needs two classes or more. Returns (classes, targets)."""
     if all(v.strip().isdigit() for v in labels):
         classes, targets = None, torch.tensor([int(v) for v in labels])
     else:
@@ -180,7 +180,28 @@ def label_indices(labels, num_classes, where, classes=None):
         targets = torch.tensor([classes.index(v) for v in labels])
     if int(targets.max()) >= num_classes:
         raise RunError(f"'{where}' has labels outside 0..{num_classes - 1}; pass --num_classes {int(targets.max()) + 1}")
+    if labels_required and targets.unique().numel() < 2:
+        raise RunError(f"'{where}' has one label value only ('{labels[0].strip()}'); classification needs two or "
+                       'more: check the label column')
     return classes, targets
+{%- endif %}
+{%- if not classification and cookiecutter.dataset in ['csv', 'sequence'] %}
+
+
+def numeric_labels(labels, line_numbers, where):
+    """Regression targets as an (n, 1) tensor; a label that is not a finite number is an error naming its line."""
+    targets = []
+    for number, value in zip(line_numbers, labels):
+        try:
+            targets.append(float(value))
+        except ValueError as err:
+            raise RunError(f"'{where}' line {number} has a non-numeric label ({err})") from None
+    targets = torch.tensor(targets).unsqueeze(1)
+    nonfinite = (~targets.isfinite()).nonzero()  # nan, inf, or a number beyond float32
+    if len(nonfinite):
+        raise RunError(f"'{where}' line {line_numbers[int(nonfinite[0, 0])]} has a label that is not finite "
+                       '(nan, inf or too large); fix or remove it')
+    return targets
 {%- endif %}
 {%- if cookiecutter.dataset == 'synthetic' %}
 
@@ -246,19 +267,17 @@ class CsvDataset(Dataset):
             except ValueError as err:
                 raise RunError(f"'{path}' line {number} has a non-numeric feature value ({err})") from None
         self.inputs = torch.tensor(features, dtype=torch.float32)
+        nonfinite = (~self.inputs.isfinite()).any(dim=1).nonzero()  # nan, inf, or a number beyond float32
+        if len(nonfinite):
+            raise RunError(f"'{path}' line {lines[int(nonfinite[0])][0]} has a feature value that is not finite "
+                           '(nan, inf or too large); fix or remove it')
         self.ids = list(range(len(lines)))  # data rows, from 0
         labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
 {%- if classification %}
-        self.classes, self.targets = label_indices(labels, config['num_classes'], path, classes)
+        self.classes, self.targets = label_indices(labels, config['num_classes'], path, classes, labels_required)
 {%- else %}
         self.classes = None
-        targets = []
-        for (number, _), value in zip(lines, labels):
-            try:
-                targets.append(float(value))
-            except ValueError as err:
-                raise RunError(f"'{path}' line {number} has a non-numeric label ({err})") from None
-        self.targets = torch.tensor(targets).unsqueeze(1)
+        self.targets = numeric_labels(labels, [number for number, _ in lines], path)
 {%- endif %}
 
     def __len__(self):
@@ -308,6 +327,9 @@ class ImageFolderDataset(Dataset):
         if len(self.classes) > config['num_classes']:
             raise RunError(f"'{root}' has {len(self.classes)} class folders but num_classes is "
                            f"{config['num_classes']}; pass --num_classes {len(self.classes)}")
+        if labels_required and len(folders) == 1:
+            raise RunError(f"'{root}' has one class folder only ('{folders[0].name}'); classification needs two or "
+                           'more: point dataset_dir at the folder that holds the class folders')
         for folder in folders:
             index = self.classes.index(folder.name)
 {%- else %}
@@ -376,13 +398,10 @@ class SequenceDataset(Dataset):
         self.files = self.ids = [row['file'] for row in rows]
         labels = [row['label'] for row in rows] if self.has_labels else ['0'] * len(rows)
 {%- if classification %}
-        self.classes, self.targets = label_indices(labels, config['num_classes'], index, classes)
+        self.classes, self.targets = label_indices(labels, config['num_classes'], index, classes, labels_required)
 {%- else %}
         self.classes = None
-        try:
-            self.targets = torch.tensor([float(v) for v in labels]).unsqueeze(1)
-        except ValueError as err:
-            raise RunError(f"'{index}' has a non-numeric label ({err})") from None
+        self.targets = numeric_labels(labels, [number for number, _ in lines], index)
 {%- endif %}
         self.num_features, self.max_frames = config['num_features'], config['max_frames']
 
@@ -401,6 +420,8 @@ class SequenceDataset(Dataset):
         if frames.dim() != 2 or frames.shape[1] != self.num_features:
             raise RunError(f"'{self.files[index]}' has shape {tuple(frames.shape)}, "
                            f'expected (frames, {self.num_features})')
+        if not frames.isfinite().all():
+            raise RunError(f"'{self.files[index]}' holds values that are not finite (nan or inf); fix or remove it")
         return frames[: self.max_frames].float(), self.targets[index]
 {%- endif %}
 {%- if kind == 'sequence' %}

@@ -105,8 +105,11 @@ def test_blank_lines_in_a_csv_are_skipped(tmp_path, config):
     (good_row() + [7], 'line 4 has {m1} values but the header has {m} columns'),
     (['x'] + good_row()[1:], 'line 4 has a non-numeric feature value'),
     (good_row(label=' '), f"line 4 has an empty {DATA_CONFIG['label_column']}"),
+    (['nan'] + good_row()[1:], 'line 4 has a feature value that is not finite'),
+    (['1e39'] + good_row()[1:], 'line 4 has a feature value that is not finite'),  # beyond float32
 {%- if cookiecutter.task != 'classification' %}
     (good_row(label='big'), 'line 4 has a non-numeric label'),
+    (good_row(label='-inf'), 'line 4 has a label that is not finite'),
 {%- endif %}
 ])
 def test_a_bad_csv_row_is_named_by_its_line(tmp_path, config, bad_row, message):
@@ -115,6 +118,17 @@ def test_a_bad_csv_row_is_named_by_its_line(tmp_path, config, bad_row, message):
     path = csv_file(tmp_path / 'data.csv', [good_row(), [], bad_row, good_row(0)])  # line 4: the blank one counts
     with pytest.raises(RunError, match=message):
         build_datasets({**config, 'dataset_dir': path})
+
+
+{%- if cookiecutter.task == 'classification' %}
+
+
+def test_a_csv_with_one_label_value_is_refused_for_training_only(tmp_path, config):
+    path = csv_file(tmp_path / 'data.csv', [good_row(2)] * 4)
+    with pytest.raises(RunError, match=r"has one label value only \('2'\); classification needs two or more"):
+        build_datasets({**config, 'dataset_dir': path})
+    assert len(CsvDataset(config, path, labels_required=False)) == 4  # predict.py may score a single class
+{%- endif %}
 
 
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
@@ -138,10 +152,39 @@ def test_a_bad_index_line_is_named(tmp_path, config, bad):
         SequenceDataset(config, tmp_path / 'data')
 
 
+def relabel(index, labels):
+    """Rewrite index.csv's label column: labels[i] for data row i (None keeps the row's label)."""
+    header, *rows = index.read_text().splitlines()
+    rows = [row if label is None else f"{row.split(',')[0]},{label}" for row, label in zip(rows, labels)]
+    index.write_text('\n'.join([header, *rows]) + '\n')
+{%- if cookiecutter.task == 'classification' %}
+
+
+def test_an_index_with_one_label_value_is_refused_for_training_only(tmp_path, config):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    relabel(tmp_path / 'data' / 'index.csv', [1] * 4)
+    with pytest.raises(RunError, match=r"has one label value only \('1'\); classification needs two or more"):
+        SequenceDataset(config, tmp_path / 'data')
+    assert len(SequenceDataset(config, tmp_path / 'data', labels_required=False)) == 4
+{%- else %}
+
+
+@pytest.mark.parametrize('label, message', [('big', 'line 3 has a non-numeric label'),
+                                            ('nan', 'line 3 has a label that is not finite'),
+                                            ('1e39', 'line 3 has a label that is not finite')])
+def test_a_bad_regression_label_is_named_by_its_line(tmp_path, config, label, message):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    relabel(tmp_path / 'data' / 'index.csv', [None, label, None, None])
+    with pytest.raises(RunError, match=message):
+        SequenceDataset(config, tmp_path / 'data')
+{%- endif %}
+
+
 @pytest.mark.parametrize('content, message', [
     ('text', r"cannot read 'frames/.*\.pt' with torch.load\(weights_only=True\); each file must hold one \(frames, "),
     ('dict', r"'frames/.*\.pt' holds a dict, not a \(frames, \d+\) tensor"),
     ('shape', r"'frames/.*\.pt' has shape \(3,\), expected \(frames, \d+\)"),
+    ('nan', r"'frames/.*\.pt' holds values that are not finite \(nan or inf\); fix or remove it"),
 ])
 def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, message):
     make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
@@ -149,6 +192,8 @@ def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, messag
     sample = tmp_path / 'data' / dataset.files[0]
     if content == 'text':
         sample.write_text('not a tensor')
+    elif content == 'nan':
+        torch.save(torch.full((5, DATA_CONFIG['num_features']), float('nan')), sample)
     else:
         torch.save({'frames': torch.zeros(3)} if content == 'dict' else torch.zeros(3), sample)
     with pytest.raises(RunError, match=message):
@@ -193,5 +238,15 @@ def test_an_empty_class_folder_is_a_clear_error(tmp_path, config):
     (tmp_path / 'data' / 'zebra').mkdir()
     with pytest.raises(RunError, match="class folder '.*zebra' holds no images"):
         ImageFolderDataset(config, tmp_path / 'data')
+
+
+def test_one_class_folder_is_refused_for_training_only(tmp_path, config):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    first_class = sorted((tmp_path / 'data').iterdir())[0]
+    (tmp_path / 'one').mkdir()  # the usual mistake: dataset_dir names a folder that holds a single class
+    first_class.rename(tmp_path / 'one' / first_class.name)
+    with pytest.raises(RunError, match=r"has one class folder only \('class_\d'\); classification needs two or more: point"):
+        ImageFolderDataset(config, tmp_path / 'one')
+    assert len(ImageFolderDataset(config, tmp_path / 'one', labels_required=False)) >= 1
 {%- endif %}
 {%- endif %}
