@@ -48,6 +48,7 @@ from utils import (
     check_writable,
     claim_run_dirs,
     create_logger,
+    failure_noted,
     gather_rng_states,
     is_distributed,
     is_master,
@@ -423,7 +424,8 @@ def main(argv=None):
         note_logger.info('status: running')
 
     # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png
-    exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)
+    with failure_noted():  # an error that stops training is the run's last status in note.log
+        exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)
     if is_master():
         logging.getLogger('train').info(save_curves(config['loggers_dir']))
     if is_distributed():

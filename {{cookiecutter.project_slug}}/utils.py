@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -398,6 +399,19 @@ def check_not_running(loggers_dir):
     if status == 'running' and alive(provenance) and int(provenance['pid']) != os.getpid():  # not a run of this process
         raise RunError(f"run {Path(loggers_dir).name} is still running (pid {provenance['pid']}); stop it first "
                        '(Ctrl-C saves it), then resume')
+
+
+@contextlib.contextmanager
+def failure_noted():
+    """An error that stops training (a bad data file, a full disk, a bug in model code) becomes the run's
+    last status in note.log, so that runs.py shows why it stopped; the error itself goes on as before."""
+    try:
+        yield
+    except Exception as err:
+        if is_master():
+            logging.getLogger('note').info(f"status: failed ({type(err).__name__}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                                           f'\nerror: {_first_line(err)}')
+        raise
 
 
 def remove_if_empty(*folders):

@@ -14,6 +14,7 @@ import torch
 
 import train
 from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process, tiny_data_args
+from runs import summarize
 from test_resume import straight_run
 from utils import RunError, claim_run_dirs, save_checkpoint
 
@@ -115,9 +116,33 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(
     message = str(error.value)
     assert message.startswith('cannot write ') and '(No space left on device); the checkpoints already there are intact' in message
     assert '\n' not in message and len(saves) == 2
-    _, ckpts = only_run(workdir)
+    logs, ckpts = only_run(workdir)
     assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 1
     assert not list(ckpts.glob('.*.tmp'))
+    assert last_status(logs) == ('failed (RunError)', f'error: {message}')
+
+
+def last_status(logs):
+    """runs.py's status for the run, and the line after note.log's last status line."""
+    lines = (logs / 'note.log').read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if line.startswith('status: '))
+    return summarize(logs)[0]['status'], lines[last + 1] if last + 1 < len(lines) else None
+
+
+def test_a_crash_while_training_is_the_runs_last_status(workdir, data_args, monkeypatch):
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def crash_on_the_fourth_step(*args, **kwargs):  # stands for a bug in model code, or running out of memory
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError('boom\nsecond line')
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', crash_on_the_fourth_step)
+    with pytest.raises(RuntimeError, match='boom'):  # the error itself, with its traceback, still reaches the user
+        run(data_args + ['--n_epoch', 2])
+    logs, _ = only_run(workdir)
+    assert last_status(logs) == ('failed (RuntimeError)', 'error: boom')
 
 
 def test_two_runs_in_the_same_second_get_separate_folders(workdir, data_args, monkeypatch):
