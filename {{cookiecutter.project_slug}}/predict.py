@@ -94,7 +94,12 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
                 if dataset.has_labels:
                     loss_sum += criterion(result, target).item()
                     metric_sum += metric_per_sample(result, target).sum().item()
-        os.replace(partial, output)
+        try:
+            os.link(partial, output)  # unlike a rename, never replaces a file that appeared at `output` meanwhile
+        except FileExistsError:
+            raise RunError(f"'{output}' appeared while predicting; pass another --output") from None
+        except OSError:  # a file system without hard links: rename instead
+            os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)  # after a failure or Ctrl-C
     if not dataset.has_labels:

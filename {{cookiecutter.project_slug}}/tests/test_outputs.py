@@ -280,28 +280,44 @@ def test_predict_errors_are_clear(workdir, data_args):
     assert not list(workdir.glob('*.csv')) and not list(workdir.glob('.*.tmp'))
 
 
-def test_predict_leaves_no_half_written_file(workdir, data_args, monkeypatch):
+def predict_with_a_hook(workdir, data_args, monkeypatch, hook):
+    """Train one epoch, then predict into p.csv two samples per batch, calling hook(batch number) before each."""
     assert run(data_args + ['--n_epoch', 1]) == 0
     _, ckpts = only_run(workdir)
-    build_model = predict.build_model
-    calls = []
+    build_model, calls = predict.build_model, []
 
-    def failing_on_the_second_batch(config):
+    def hooked(config):
         model = build_model(config)
         forward = model.forward
 
-        def flaky(*inputs):
+        def forward_after_hook(*inputs):
             calls.append(1)
-            if len(calls) == 2:
-                raise RuntimeError('shape mismatch')
+            hook(len(calls))
             return forward(*inputs)
 
-        model.forward = flaky
+        model.forward = forward_after_hook
         return model
 
-    monkeypatch.setattr(predict, 'build_model', failing_on_the_second_batch)
+    monkeypatch.setattr(predict, 'build_model', hooked)
     data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p.csv', batch_size=2)
+
+
+def test_predict_leaves_no_half_written_file(workdir, data_args, monkeypatch):
+    def fail_on_the_second_batch(batch):
+        if batch == 2:
+            raise RuntimeError('shape mismatch')
+
     with pytest.raises(RunError, match='the data does not fit the model'):
-        predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p.csv', batch_size=2)
-    assert len(calls) == 2
+        predict_with_a_hook(workdir, data_args, monkeypatch, fail_on_the_second_batch)
     assert not (workdir / 'p.csv').exists() and not list(workdir.glob('.p.csv.*'))
+
+
+def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_args, monkeypatch):
+    def another_writer(batch):  # a second predict.py, or a user, writes p.csv first
+        if batch == 1:
+            (workdir / 'p.csv').write_text('theirs')
+
+    with pytest.raises(RunError, match=r"'.*p\.csv' appeared while predicting; pass another --output"):
+        predict_with_a_hook(workdir, data_args, monkeypatch, another_writer)
+    assert (workdir / 'p.csv').read_text() == 'theirs' and not list(workdir.glob('.p.csv.*'))
