@@ -127,13 +127,13 @@ HOST_READS = ('item', 'tolist', 'numpy', 'cpu', '__float__', '__int__', '__bool_
 
 def host_reads_of_a_run(argv):
     """Run train.py's main(); return how many tensor-to-Python reads (a host-device sync on a GPU)
-    train.py and utils.py made."""
+    the project's code made. dataset.py is left out: it reads CPU tensors before they go to the device."""
     reads, project = [], str(PROJECT)
     with pytest.MonkeyPatch.context() as patch:
         for name in HOST_READS:
             def read(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
                 caller = sys._getframe(1).f_code.co_filename
-                if caller.startswith(project) and 'tests' not in caller[len(project):]:
+                if caller.startswith(project) and 'tests' not in caller[len(project):] and not caller.endswith('dataset.py'):
                     reads.append(_name)
                 return _original(self, *args, **kwargs)
             patch.setattr(torch.Tensor, name, read)
