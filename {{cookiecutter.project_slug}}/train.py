@@ -304,6 +304,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
 # -----------------------------------------------------------------------------
 # 3. start training
+@failure_noted()  # an error after 3.10 opened note.log becomes the run's last status there
 def main(argv=None):
     # 3.1 timestamp
     timestamp = time.strftime('%Y%m%d_%H%M%S')
@@ -424,8 +425,7 @@ def main(argv=None):
         note_logger.info('status: running')
 
     # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png
-    with failure_noted():  # an error that stops training is the run's last status in note.log
-        exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)
+    exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)
     if is_master():
         logging.getLogger('train').info(save_curves(config['loggers_dir']))
     if is_distributed():

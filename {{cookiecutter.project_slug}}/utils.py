@@ -403,14 +403,19 @@ def check_not_running(loggers_dir):
 
 @contextlib.contextmanager
 def failure_noted():
-    """An error that stops training (a bad data file, a full disk, a bug in model code) becomes the run's
-    last status in note.log, so that runs.py shows why it stopped; the error itself goes on as before."""
+    """Wraps main(): an error that stops a run once its note.log is open becomes the run's last status there
+    (runs.py shows it), and the error goes on as before. An earlier run's loggers in this process are
+    closed first, so that nothing lands in that run's files."""
+    for name in ('train', 'val', 'note'):
+        close_logger(logging.getLogger(name))
     try:
         yield
     except Exception as err:
-        if is_master():
-            logging.getLogger('note').info(f"status: failed ({type(err).__name__}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                                           f'\nerror: {_first_line(err)}')
+        status = f"status: failed ({type(err).__name__}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        record = logging.makeLogRecord({'msg': f'{status}\nerror: {_first_line(err)}'})
+        for handler in logging.getLogger('note').handlers:  # none before 3.10, and none off rank 0
+            if isinstance(handler, logging.FileHandler):  # not the console: it shows the error already
+                handler.handle(record)
         raise
 
 
@@ -489,14 +494,18 @@ def create_logger(name, path, show_time=True):
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    for handler in list(logger.handlers):
-        handler.close()
-        logger.removeHandler(handler)
+    close_logger(logger)
     fmt = logging.Formatter('%(asctime)s | %(message)s' if show_time else '%(message)s', '%Y-%m-%d %H:%M:%S')
     for handler in (logging.FileHandler(path, mode='a', encoding='utf-8'), logging.StreamHandler(sys.stdout)):
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
+
+
+def close_logger(logger):
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
 
 
 # -----------------------------------------------------------------------------

@@ -145,6 +145,34 @@ def test_a_crash_while_training_is_the_runs_last_status(workdir, data_args, monk
     assert last_status(logs) == ('failed (RuntimeError)', 'error: boom')
 
 
+def test_an_error_before_training_is_noted_in_its_own_run_only(workdir, data_args, monkeypatch):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    first, _ = only_run(workdir)
+    first_note = (first / 'note.log').read_text()
+    build_model = train.build_model
+
+    def failing_to_build(config):
+        raise ValueError('bad config')
+
+    def failing_to_run(config):  # a shape bug: the torchinfo summary in 3.10 is the model's first forward pass
+        def forward(*inputs):
+            raise RuntimeError('bad shape')
+
+        model = build_model(config)
+        model.forward = forward
+        return model
+
+    monkeypatch.setattr(train, 'build_model', failing_to_build)  # 3.8: this run has no note.log yet
+    with pytest.raises(ValueError):
+        run(data_args)
+    monkeypatch.setattr(train, 'build_model', failing_to_run)
+    with pytest.raises(RuntimeError):
+        run(data_args)
+    assert (first / 'note.log').read_text() == first_note  # the earlier run's logs are never written to
+    [failed] = [p for p in (workdir / 'loggers').iterdir() if p != first and (p / 'note.log').exists()]
+    assert last_status(failed)[0] == 'failed (RuntimeError)'
+
+
 def test_two_runs_in_the_same_second_get_separate_folders(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train.time, 'strftime', lambda fmt, *args: '20260101_000000')
     assert run(data_args + ['--n_epoch', 1]) == 0
