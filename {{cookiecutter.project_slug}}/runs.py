@@ -5,7 +5,7 @@
 
 Columns: run (timestamp), status (running, finished, early-stopped, interrupted, failed), epochs done,
 the best valid loss and metric and their epoch, then the hyperparameters that differ between runs.
-A damaged or partial run folder is listed as such, never a crash.
+A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
 import argparse
@@ -24,6 +24,8 @@ def summarize(folder):
     try:
         config, provenance, status = read_note(folder)
     except (OSError, UnicodeDecodeError):
+        if is_empty(folder):  # train.py made it in 3.5 and has not opened the logs (3.10) yet, or never will
+            return {**row, 'status': 'empty (starting, or stopped before its logs)'}, {}
         return {**row, 'status': 'corrupt (no readable note.log)'}, {}
     if status is None:
         return {**row, 'status': 'partial (no status in note.log)'}, config
@@ -45,6 +47,13 @@ def summarize(folder):
         row.update({'valid_loss': f"{float(best['valid_loss']):.4f}",
                     f'valid_{METRIC_NAME}': f"{float(best['valid_metric']):.4f}", 'best_epoch': best['epoch']})
     return row, config
+
+
+def is_empty(folder):
+    try:
+        return not any(folder.iterdir())
+    except OSError:
+        return False
 
 
 def table(root, sort='run', reverse=False):

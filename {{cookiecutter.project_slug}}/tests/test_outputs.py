@@ -190,10 +190,12 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     monkeypatch.setattr(train.time, 'strftime', lambda fmt, *a: '20260102_000000' if '%Y%m%d' in fmt else 'now')
     assert run(data_args + ['--n_epoch', 9, '--early_stop', 1]) == 0
-    (workdir / 'loggers' / '20260103_000000').mkdir()  # damaged: no note.log
+    (workdir / 'loggers' / '20260103_000000').mkdir()  # damaged: logs, but no note.log
+    (workdir / 'loggers' / '20260103_000000' / 'train.log').write_text('')
     partial = workdir / 'loggers' / '20260104_000000'
     partial.mkdir()
     (partial / 'note.log').write_text('run cut short\n')
+    (workdir / 'loggers' / '20260105_000000').mkdir()  # a run that stopped (or is) before 3.10 opens the logs
     text = runs.table(workdir / 'loggers', sort='run')
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     header = text.splitlines()[0].split()
@@ -202,6 +204,7 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
     assert lines['20260101_000000'].split()[1:3] == ['finished', '2']
     assert lines['20260102_000000'].split()[1:3] == ['early-stopped', '2']
     assert 'corrupt' in lines['20260103_000000'] and 'partial' in lines['20260104_000000']
+    assert lines['20260105_000000'].split()[1:] == ['empty', '(starting,', 'or', 'stopped', 'before', 'its', 'logs)']
     by_loss = [line.split()[0] for line in runs.table(workdir / 'loggers', sort='valid_loss').splitlines()[1:3]]
     losses = {name: float(lines[name].split()[3]) for name in ('20260101_000000', '20260102_000000')}
     assert by_loss == sorted(losses, key=losses.get)
