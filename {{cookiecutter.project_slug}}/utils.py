@@ -403,20 +403,35 @@ def check_not_running(loggers_dir):
 
 @contextlib.contextmanager
 def failure_noted():
-    """Wraps main(): an error that stops a run once its note.log is open becomes the run's last status there
-    (runs.py shows it), and the error goes on as before. An earlier run's loggers in this process are
-    closed first, so that nothing lands in that run's files."""
+    """Wraps main(): an error (or a Ctrl-C before train()'s loop takes over the signals) that stops a run
+    once its note.log is open becomes the run's last status there, so that runs.py shows it; the error
+    goes on as before. An earlier run's loggers in this process are closed first, so that nothing lands
+    in that run's files."""
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
     try:
         yield
-    except Exception as err:
-        status = f"status: failed ({type(err).__name__}) at {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        record = logging.makeLogRecord({'msg': f'{status}\nerror: {_first_line(err)}'})
+    except (Exception, KeyboardInterrupt) as err:
         for handler in logging.getLogger('note').handlers:  # none before 3.10, and none off rank 0
             if isinstance(handler, logging.FileHandler):  # not the console: it shows the error already
-                handler.handle(record)
+                note_failure(handler, err)
         raise
+
+
+def note_failure(handler, err):
+    """Append how the run stopped, unless note.log already records an end (train() returned)."""
+    try:
+        _, _, status = read_note(Path(handler.baseFilename).parent)
+    except (OSError, UnicodeDecodeError):
+        return
+    if status not in (None, 'running'):
+        return
+    when = time.strftime('%Y-%m-%d %H:%M:%S')
+    if isinstance(err, KeyboardInterrupt):
+        message = f'status: interrupted (SIGINT) at {when}, before training'
+    else:
+        message = f'status: failed ({type(err).__name__}) at {when}\nerror: {_first_line(err)}'
+    handler.handle(logging.makeLogRecord({'msg': message}))
 
 
 def remove_if_empty(*folders):

@@ -173,6 +173,28 @@ def test_an_error_before_training_is_noted_in_its_own_run_only(workdir, data_arg
     assert last_status(failed)[0] == 'failed (RuntimeError)'
 
 
+def test_a_ctrl_c_before_the_loop_is_the_runs_last_status(workdir, data_args, monkeypatch):
+    def pressed_ctrl_c(*args, **kwargs):  # while train() sets up: the first optimizer takes a second or two
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.optim, 'AdamW', pressed_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run(data_args + ['--n_epoch', 1])
+    logs, _ = only_run(workdir)
+    assert last_status(logs)[0] == 'interrupted (SIGINT)'
+
+
+def test_an_error_after_the_run_ended_leaves_its_status(workdir, data_args, monkeypatch):
+    def failing_plot(loggers_dir):
+        raise RuntimeError('plot')
+
+    monkeypatch.setattr(train, 'save_curves', failing_plot)
+    with pytest.raises(RuntimeError, match='plot'):
+        run(data_args + ['--n_epoch', 1])
+    logs, _ = only_run(workdir)
+    assert last_status(logs)[0] == 'finished'
+
+
 def test_two_runs_in_the_same_second_get_separate_folders(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train.time, 'strftime', lambda fmt, *args: '20260101_000000')
     assert run(data_args + ['--n_epoch', 1]) == 0
