@@ -240,13 +240,16 @@ class CsvDataset(Dataset):
         path = path / 'data.csv' if path.is_dir() else path
         if not path.is_file():
             raise RunError(f"no data.csv at '{path}'; {LAYOUT}")
-        with open(path, newline='', encoding='utf-8') as f:
-            reader = csv.reader(f)
+        with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
+            reader = csv.reader(f, skipinitialspace=True)  # 'f0, f1, label' names the column 'label'
             header = next(reader, [])
             lines = [(reader.line_num, row) for row in reader if row]  # (line number, values); blank lines skipped
         if not header or len(lines) < (2 if labels_required else 1):  # training: one row to train on, one to validate
             rows_needed = 'at least two rows' if labels_required else 'a row'
             raise RunError(f"'{path}' needs a header and {rows_needed}; {LAYOUT}")
+        separator = next((s for s in ';\t|' if len(header) == 1 and s in header[0]), None)
+        if separator:  # a spreadsheet's export in another locale, or a TSV
+            raise RunError(f"'{path}' separates its values with {separator!r}; save it with commas")
         label = config['label_column']
         self.has_labels = label in header
         if not self.has_labels and labels_required:
@@ -381,8 +384,8 @@ class SequenceDataset(Dataset):
         index = self.root / 'index.csv'
         if not index.is_file():
             raise RunError(f"no index.csv in dataset_dir '{self.root}'; {LAYOUT}")
-        with open(index, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f)
+        with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'
+            reader = csv.DictReader(f, skipinitialspace=True)
             lines = [(reader.line_num, row) for row in reader]  # (line number, row); blank lines skipped
         rows = [row for _, row in lines]
         self.has_labels = bool(rows) and 'label' in rows[0]

@@ -131,6 +131,27 @@ def test_a_csv_with_one_label_value_is_refused_for_training_only(tmp_path, confi
 {%- endif %}
 
 
+def test_a_spreadsheet_export_is_read(tmp_path, config):
+    # Excel's "CSV UTF-8" starts with a byte-order mark; hand-written files put spaces after the commas
+    header = [DATA_CONFIG['label_column']] + [f'f{i}' for i in range(DATA_CONFIG['num_features'])]
+    rows = [[label] + [0.5] * DATA_CONFIG['num_features'] for label in (0, 1, 0, 1)]
+    text = '\r\n'.join(', '.join(map(str, row)) for row in [header] + rows) + '\r\n'
+    (tmp_path / 'data.csv').write_bytes(b'\xef\xbb\xbf' + text.encode())
+    train_set, valid_set = build_datasets({**config, 'dataset_dir': str(tmp_path)})
+    assert len(train_set) + len(valid_set) == 4
+    assert sorted(float(train_set.dataset.targets[i]) for i in range(4)) == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize('separator', [';', '\t'])
+def test_a_csv_with_another_separator_is_a_clear_error(tmp_path, config, separator):
+    path = csv_file(tmp_path / 'data.csv', [good_row(), good_row(0)])
+    (tmp_path / 'data.csv').write_text(open(path).read().replace(',', separator))
+    for labels_required in (True, False):  # training and predict.py
+        with pytest.raises(RunError) as error:
+            CsvDataset(config, path, labels_required=labels_required)
+        assert f"separates its values with {separator!r}; save it with commas" in str(error.value)
+
+
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
     path = tmp_path / 'new.csv'
     path.write_text(','.join(f'f{i}' for i in range(DATA_CONFIG['num_features'])) + '\n'
@@ -150,6 +171,15 @@ def test_a_bad_index_line_is_named(tmp_path, config, bad):
     index.write_text('\n'.join([header, rest[0], '', row, *rest[1:]]) + '\n')  # on line 4: blank lines count
     with pytest.raises(RunError, match='line 4 does not have one value per column'):
         SequenceDataset(config, tmp_path / 'data')
+
+
+def test_an_index_saved_by_a_spreadsheet_is_read(tmp_path, config):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    index = tmp_path / 'data' / 'index.csv'
+    text = index.read_text().replace(',', ', ').replace('\n', '\r\n')
+    index.write_bytes(b'\xef\xbb\xbf' + text.encode())  # a byte-order mark, spaces after commas, CRLF
+    dataset = SequenceDataset(config, tmp_path / 'data')
+    assert len(dataset) == 4 and dataset[0][0].shape[1] == DATA_CONFIG['num_features']
 
 
 def relabel(index, labels):
