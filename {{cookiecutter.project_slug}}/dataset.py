@@ -15,11 +15,12 @@ Layout under config['dataset_dir']:
 
 Layout under config['dataset_dir']:
 {%- if classification %}
-    <class name>/*.png|*.jpg|*.jpeg    one folder per class; classes are numbered in sorted order
+    <class name>/<images>     one folder per class; classes are numbered in sorted order
 {%- else %}
-    <target value>/*.png|*.jpg|*.jpeg  one folder per target value, named as a number (e.g. 0.25/)
+    <target value>/<images>   one folder per target value, named as a number (e.g. 0.25/)
 {%- endif %}
-Images are read with Pillow, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
+Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, converted to
+image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
 {%- else %}
 
 Layout under config['dataset_dir']:
@@ -104,7 +105,7 @@ LAYOUT = (
 {%- if cookiecutter.dataset == 'csv' %}
     "expected <dataset_dir>/data.csv with a header row of feature columns and a label column"
 {%- elif cookiecutter.dataset == 'image_folder' %}
-    "expected <dataset_dir>/{{ '<class name>' if classification else '<target value>' }}/*.png|*.jpg"
+    "expected <dataset_dir>/{{ '<class name>' if classification else '<target value>' }}/ folders of .png, .jpg (or .bmp, .webp, ...) images"
 {%- else %}
     "expected <dataset_dir>/index.csv (file,label) and one (frames, num_features) tensor file per sample"
 {%- endif %}
@@ -295,7 +296,7 @@ class CsvDataset(Dataset):
         return self.inputs[index], self.targets[index]
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 
 
@@ -345,7 +346,7 @@ class ImageFolderDataset(Dataset):
             images = image_files(folder)
 {%- if classification %}
             if not images and labels_required:
-                raise RunError(f"class folder '{folder}' holds no images (.png, .jpg, .jpeg); add some or remove it")
+                raise RunError(f"class folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove it")
 {%- endif %}
             self.files += images
             targets += [{{ 'index' if classification else 'value' }}] * len(images)

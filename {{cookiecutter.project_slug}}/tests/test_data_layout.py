@@ -7,6 +7,9 @@ import pytest
 {%- if cookiecutter.dataset == 'sequence' %}
 import torch
 {%- endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}
+from PIL import Image
+{%- endif %}
 
 import train
 from conftest import PROJECT
@@ -248,6 +251,20 @@ def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
     with pytest.raises(RunError, match=f"cannot read image '{image}' .*; remove or replace it"):
         dataset[0]
     assert dataset[1][0].shape[0] == DATA_CONFIG['image_channels']
+
+
+@pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
+                                               ('.tif', 'TIFF'), ('.TIFF', 'TIFF')])
+def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    png = ImageFolderDataset(config, tmp_path / 'data').files[0]
+    with Image.open(png) as image:
+        image.save(png.with_suffix(suffix), format=pil_format)
+    png.unlink()
+    dataset = ImageFolderDataset(config, tmp_path / 'data')
+    assert len(dataset) == 4 and png.with_suffix(suffix) in dataset.files
+    pixels, _ = dataset[dataset.files.index(png.with_suffix(suffix))]
+    assert pixels.shape == (DATA_CONFIG['image_channels'], DATA_CONFIG['image_size'], DATA_CONFIG['image_size'])
 
 
 def test_hidden_folders_and_files_are_not_data(tmp_path, config):
