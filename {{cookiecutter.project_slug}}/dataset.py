@@ -105,7 +105,7 @@ LAYOUT = (
 {%- if cookiecutter.dataset == 'csv' %}
     "expected <dataset_dir>/data.csv with a header row of feature columns and a label column"
 {%- elif cookiecutter.dataset == 'image_folder' %}
-    "expected <dataset_dir>/{{ '<class name>' if classification else '<target value>' }}/ folders of .png, .jpg (or .bmp, .webp, ...) images"
+    "expected <dataset_dir>/{{ '<class name>' if classification else '<target value>' }}/ folders holding .png, .jpg, .bmp, .webp or .tif images"
 {%- else %}
     "expected <dataset_dir>/index.csv (file,label) and one (frames, num_features) tensor file per sample"
 {%- endif %}
