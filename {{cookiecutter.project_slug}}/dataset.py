@@ -186,6 +186,14 @@ def label_indices(labels, num_classes, where, classes=None, labels_required=True
                        'more: check the label column')
     return classes, targets
 {%- endif %}
+{%- if cookiecutter.dataset == 'csv' or not classification and cookiecutter.dataset == 'sequence' %}
+
+
+def first_nonfinite_row(values):
+    """The index of the first row of a 2-d tensor holding nan or inf (a number beyond float32 reads as inf), or None."""
+    rows = (~values.isfinite()).any(dim=1).nonzero()
+    return int(rows[0]) if len(rows) else None
+{%- endif %}
 {%- if not classification and cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
@@ -198,10 +206,10 @@ def numeric_labels(labels, line_numbers, where):
         except ValueError as err:
             raise RunError(f"'{where}' line {number} has a non-numeric label ({err})") from None
     targets = torch.tensor(targets).unsqueeze(1)
-    nonfinite = (~targets.isfinite()).nonzero()  # nan, inf, or a number beyond float32
-    if len(nonfinite):
-        raise RunError(f"'{where}' line {line_numbers[int(nonfinite[0, 0])]} has a label that is not finite "
-                       '(nan, inf or too large); fix or remove it')
+    bad = first_nonfinite_row(targets)
+    if bad is not None:
+        raise RunError(f"'{where}' line {line_numbers[bad]} has a label that is not finite (nan, inf or too large); "
+                       'fix or remove it')
     return targets
 {%- endif %}
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -248,7 +256,7 @@ class CsvDataset(Dataset):
         if not header or len(lines) < (2 if labels_required else 1):  # training: one row to train on, one to validate
             rows_needed = 'at least two rows' if labels_required else 'a row'
             raise RunError(f"'{path}' needs a header and {rows_needed}; {LAYOUT}")
-        separator = next((s for s in ';\t|' if len(header) == 1 and s in header[0]), None)
+        separator = next((s for s in ';\t|' if s in header[0]), None) if len(header) == 1 else None
         if separator:  # a spreadsheet's export in another locale, or a TSV
             raise RunError(f"'{path}' separates its values with {separator!r}; save it with commas")
         label = config['label_column']
@@ -271,9 +279,9 @@ class CsvDataset(Dataset):
             except ValueError as err:
                 raise RunError(f"'{path}' line {number} has a non-numeric feature value ({err})") from None
         self.inputs = torch.tensor(features, dtype=torch.float32)
-        nonfinite = (~self.inputs.isfinite()).any(dim=1).nonzero()  # nan, inf, or a number beyond float32
-        if len(nonfinite):
-            raise RunError(f"'{path}' line {lines[int(nonfinite[0])][0]} has a feature value that is not finite "
+        bad = first_nonfinite_row(self.inputs)
+        if bad is not None:
+            raise RunError(f"'{path}' line {lines[bad][0]} has a feature value that is not finite "
                            '(nan, inf or too large); fix or remove it')
         self.ids = list(range(len(lines)))  # data rows, from 0
         labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
