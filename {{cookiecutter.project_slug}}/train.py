@@ -57,7 +57,6 @@ from utils import (
     open_tensorboard,
     parse_args,
     provenance,
-    remove_if_empty,
     resolve_checkpoint,
     set_determinism,
     set_rng_state,
@@ -304,7 +303,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
 # -----------------------------------------------------------------------------
 # 3. start training
-@failure_noted()  # an error after 3.10 opened note.log becomes the run's last status there
+@failure_noted()  # an error before 3.10 removes the new run's empty folders; after it, it is note.log's last status
 def main(argv=None):
     # 3.1 timestamp
     timestamp = time.strftime('%Y%m%d_%H%M%S')
@@ -373,12 +372,7 @@ def main(argv=None):
         check_not_running(config['loggers_dir'])
 
     # 3.6 dataset
-    try:
-        train_set, valid_set = build_datasets(config)
-    except RunError:
-        if checkpoint is None and is_master():
-            remove_if_empty(config['loggers_dir'], config['checkpoints_dir'])
-        raise
+    train_set, valid_set = build_datasets(config)
 
     # 3.7 dataloader
     loader_args = {'batch_size': config['batch_size'], 'num_workers': config['num_workers'], 'collate_fn': collate_fn,

@@ -311,6 +311,9 @@ def check_device_config(config, device):
 # run folders and loggers
 
 
+_claimed_run_dirs = []  # the folders claim_run_dirs made for the current main(): failure_noted removes them if unused
+
+
 def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
     """Create fresh run folders. A name already taken (two runs in one second) gets a suffix _1, _2, ...
 
@@ -338,6 +341,7 @@ def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
             os.rmdir(logs)
             raise RunError(f"cannot create checkpoints_dir '{ckpts}': {err.strerror}; "
                            'pass a writable --checkpoints_dir') from None
+        _claimed_run_dirs[:] = [logs, ckpts]
         return str(logs), str(ckpts)
     raise RunError(f"could not find a free run folder name next to '{loggers_dir}'")
 
@@ -405,17 +409,24 @@ def check_not_running(loggers_dir):
 def failure_noted():
     """Wraps main(): an error (or a Ctrl-C before train()'s loop takes over the signals) that stops a run
     once its note.log is open becomes the run's last status there, so that runs.py shows it; the error
-    goes on as before. An earlier run's loggers in this process are closed first, so that nothing lands
-    in that run's files."""
+    goes on as before. Before note.log opens (a bad dataset, a bug in model.py), the new run's folders
+    are removed again if they are still empty, so failed attempts leave no empty runs behind. An
+    earlier run's loggers in this process are closed first, so that nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
+    _claimed_run_dirs.clear()
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
-        for handler in logging.getLogger('note').handlers:  # none before 3.10, and none off rank 0
-            if isinstance(handler, logging.FileHandler):  # not the console: it shows the error already
-                note_failure(handler, err)
+        note_files = [handler for handler in logging.getLogger('note').handlers  # none before 3.10, none off rank 0
+                      if isinstance(handler, logging.FileHandler)]  # not the console: it shows the error already
+        for handler in note_files:
+            note_failure(handler, err)
+        if not note_files:
+            remove_if_empty(*_claimed_run_dirs)
         raise
+    finally:
+        _claimed_run_dirs.clear()
 
 
 def note_failure(handler, err):

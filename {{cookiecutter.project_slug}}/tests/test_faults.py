@@ -165,12 +165,45 @@ def test_an_error_before_training_is_noted_in_its_own_run_only(workdir, data_arg
     monkeypatch.setattr(train, 'build_model', failing_to_build)  # 3.8: this run has no note.log yet
     with pytest.raises(ValueError):
         run(data_args)
+    assert [p.name for p in (workdir / 'loggers').iterdir()] == [first.name]  # its empty folders are gone again
+    assert [p.name for p in (workdir / 'checkpoints').iterdir()] == [first.name]
     monkeypatch.setattr(train, 'build_model', failing_to_run)
     with pytest.raises(RuntimeError):
         run(data_args)
     assert (first / 'note.log').read_text() == first_note  # the earlier run's logs are never written to
-    [failed] = [p for p in (workdir / 'loggers').iterdir() if p != first and (p / 'note.log').exists()]
+    [failed] = [p for p in (workdir / 'loggers').iterdir() if p != first]
     assert last_status(failed)[0] == 'failed (RuntimeError)'
+    assert (workdir / 'checkpoints' / failed.name).is_dir()  # a run with logs keeps both its folders
+
+
+@pytest.mark.parametrize('step', ['dataset', 'dataloader', 'model'])
+def test_a_ctrl_c_before_the_logs_leaves_no_empty_run_behind(workdir, data_args, monkeypatch, step):
+    (workdir / 'loggers' / 'mine').mkdir(parents=True)  # empty folders that are not this run's stay
+    (workdir / 'checkpoints').mkdir()
+
+    def pressed_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, {'dataset': 'build_datasets', 'dataloader': 'DataLoader', 'model': 'build_model'}[step],
+                        pressed_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run(data_args + ['--n_epoch', 1])
+    assert [p.name for p in (workdir / 'loggers').iterdir()] == ['mine']
+    assert not any((workdir / 'checkpoints').iterdir())
+
+
+def test_a_resume_that_fails_before_its_logs_keeps_the_run(workdir, data_args, monkeypatch):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, checkpoints = only_run(workdir)
+    before = sorted(p.name for p in logs.iterdir()), sorted(p.name for p in checkpoints.iterdir())
+
+    def failing_to_build(config):
+        raise ValueError('bad config')
+
+    monkeypatch.setattr(train, 'build_model', failing_to_build)
+    with pytest.raises(ValueError):
+        run(data_args + ['--n_epoch', 2, '--resume', str(checkpoints / 'latest_checkpoint.pt')])
+    assert (sorted(p.name for p in logs.iterdir()), sorted(p.name for p in checkpoints.iterdir())) == before
 
 
 def test_a_ctrl_c_before_the_loop_is_the_runs_last_status(workdir, data_args, monkeypatch):
