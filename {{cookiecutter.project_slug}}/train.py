@@ -45,9 +45,12 @@ from utils import (
     check_config,
     check_device_config,
     check_not_running,
+    check_same_data,
     check_writable,
     claim_run_dirs,
+    classes_of,
     create_logger,
+    data_fingerprint,
     failure_noted,
     gather_rng_states,
     is_distributed,
@@ -99,6 +102,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- endif %}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
     n_train = train_loader.sampler.num_samples  # this rank's share of an epoch
+    data = data_fingerprint(train_loader.dataset, valid_loader.dataset)  # resume checks the data is unchanged
     accum = config['grad_accum_steps']  # micro-batches per optimizer step
     steps_per_epoch = math.ceil(n_train / (config['batch_size'] * accum))
     total_steps = config['n_epoch'] * steps_per_epoch
@@ -154,7 +158,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'rng': gather_rng_states(),  # one entry per rank; a collective, so every rank builds the state
             'sampler': {'seed': config['seed'], 'epoch': epoch, 'start': samples_done},
             'world_size': world_size,
-            'classes': getattr(train_loader.dataset.dataset, 'classes', None),  # label names, for predict.py
+            'data': data,
+            'classes': classes_of(train_loader.dataset),  # label names, for predict.py
         }
 
     def finish(status, exit_code):
@@ -393,8 +398,9 @@ def main(argv=None):
     if is_distributed():
         model = DDP(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
-    # 3.9 resume: load the weights (train() restores the rest)
+    # 3.9 resume: load the weights (train() restores the rest), on the data the run started with
     if checkpoint is not None:
+        check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
 
     # 3.10 loggers (rank 0 only): note.log holds the model, its summary and every hyperparameter

@@ -12,8 +12,9 @@ import torch
 import runs
 import train
 from conftest import EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
+from dataset import build_datasets
 from test_train import WIDTH, ConstantModel
-from utils import RunError, get_rng_state, save_checkpoint, set_rng_state
+from utils import RunError, check_same_data, classes_of, data_fingerprint, get_rng_state, save_checkpoint, set_rng_state
 
 # warmup covers the whole run, so n_epoch may grow
 EXACT = ['--warmup_steps', '1000', '--early_stop', '3', *EXACT_ON_THIS_DEVICE]
@@ -80,6 +81,59 @@ def test_lr_override_on_resume_is_applied_and_recorded(workdir, data_args):
     assert run(['--resume', logs.name, '--n_epoch', 2, '--lr', 5e-3]) == 0
     assert epoch_lines(logs / 'train.log')[-1].endswith('lr 5.0000e-03')
     assert 'lr=0.005' in (logs / 'note.log').read_text()
+
+
+def test_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, config):
+    config = {**config, 'n_samples': 160} if 'n_samples' in config else config
+{%- if cookiecutter.dataset != 'synthetic' %}
+    from dataset import make_example
+
+    make_example(tmp_path / 'data', config, n_samples=160)
+    config['dataset_dir'] = str(tmp_path / 'data')
+{%- endif %}
+    train_set, valid_set = build_datasets(config)
+    saved = {'data': data_fingerprint(train_set, valid_set), 'classes': classes_of(train_set)}
+    assert saved['data']['train'] == 128 and saved['data']['valid'] == 32
+    check_same_data(saved, train_set, valid_set, 'x.pt')  # the same data resumes
+    check_same_data({}, train_set, valid_set, 'x.pt')  # so does a checkpoint from before data was recorded
+    changed = [({**saved, 'data': {**saved['data'], 'train': 120}}, 'train samples 120 -> 128'),
+               ({**saved, 'data': {**saved['data'], 'samples_sha256': '0' * 16}}, 'as many samples, but other files'),
+               ({**saved, 'classes': ['a', 'b', 'c']},
+                'other class names' if len(saved['classes'] or []) == 3 else f"class names 3 -> {len(saved['classes'] or [])}")]
+    for checkpoint, expected in changed:
+        with pytest.raises(RunError, match=f"the data changed since 'x.pt' was saved \\(.*{expected}") as error:
+            check_same_data(checkpoint, train_set, valid_set, 'x.pt')
+        assert 'start a new run' in str(error.value)
+{%- if cookiecutter.dataset != 'synthetic' %}
+
+
+@pytest.mark.parametrize('change', ['removed', 'replaced'])
+def test_resume_after_the_data_changed_is_refused_and_touches_nothing(workdir, data_args, change):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, ckpts = only_run(workdir)
+    assert load(ckpts / 'latest_checkpoint.pt')['data']['train'] == 128
+    data = workdir / 'data'
+{%- if cookiecutter.dataset == 'image_folder' %}
+    last = sorted(data.rglob('*.png'))[-1]
+    if change == 'removed':
+        last.unlink()
+    else:
+        last.rename(last.with_name('renamed.png'))
+{%- else %}
+    listing = data / {{ "'data.csv'" if cookiecutter.dataset == 'csv' else "'index.csv'" }}
+    header, *rows = listing.read_text().splitlines()
+    if change == 'removed':
+        rows = rows[:-1]
+    else:  # as many rows, in another order: the same row numbers or files, but other labels at them
+        rows = rows[1:] + rows[:1]
+    listing.write_text('\n'.join([header, *rows]) + '\n')
+{%- endif %}
+    before = snapshot(workdir)
+    expected = 'train samples 128 -> 127' if change == 'removed' else 'as many samples, but other files or labels'
+    with pytest.raises(RunError, match=f'the data changed .*{expected}'):
+        run(['--resume', logs.name, '--n_epoch', 2])
+    assert snapshot(workdir) == before
+{%- endif %}
 
 
 class Payload:
