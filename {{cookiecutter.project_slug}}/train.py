@@ -56,6 +56,7 @@ from utils import (
     is_distributed,
     is_master,
     load_checkpoint,
+    load_init_weights,
     load_model_state,
     open_tensorboard,
     parse_args,
@@ -338,6 +339,7 @@ def main(argv=None):
         'compile': False,  # torch.compile the model
         'deterministic': False,  # True: deterministic algorithms, no cudnn.benchmark (slower on GPU)
         'tensorboard': False,  # also write scalars and the model graph to loggers/<timestamp>/tb
+        'init_from': '',  # a new run starts from these weights: a run's timestamp (its best checkpoint) or a file
 {%- if cookiecutter.model == 'cnn' %}
         'channels_last': False,  # channels-last memory format on CUDA (faster convolutions with amp)
 {%- endif %}
@@ -356,6 +358,8 @@ def main(argv=None):
         if locked:
             raise RunError(f"cannot change {', '.join(locked)} when resuming: they fix the model's shape "
                            'or the train/valid split; start a new run instead')
+        if 'init_from' in overrides:
+            raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
         config = {**config, **saved, **overrides, 'checkpoints_dir': str(checkpoint_path.parent)}
     else:
         config.update(overrides)
@@ -363,6 +367,9 @@ def main(argv=None):
     check_data_config(config)
     check_model_config(config)
     check_device_config(config, device)
+    init_weights = None
+    if checkpoint is None and config['init_from']:
+        config['init_from'], init_weights = load_init_weights(config['init_from'], config, SHAPE_KEYS)
 
     # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
     all_seed(config['seed'] + rank)
@@ -398,10 +405,13 @@ def main(argv=None):
     if is_distributed():
         model = DDP(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
-    # 3.9 resume: load the weights (train() restores the rest), on the data the run started with
+    # 3.9 resume: load the weights (train() restores the rest), on the data the run started with;
+    # a new run with --init_from starts from another run's weights instead
     if checkpoint is not None:
         check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
+    elif init_weights is not None:
+        load_model_state(unwrap(model), init_weights, config['init_from'])
 
     # 3.10 loggers (rank 0 only): note.log holds the model, its summary and every hyperparameter
     if is_master():

@@ -369,7 +369,7 @@ def read_note(folder):
         if line in ('config:', 'provenance:'):
             section = line[:-1]
         elif line.startswith('    ') and ': ' in line and section:
-            key, value = line.strip().split(': ', 1)
+            key, value = line[4:].split(': ', 1)  # not strip(): an empty value leaves 'key: '
             (config if section == 'config' else provenance)[key] = value
         else:
             section = None
@@ -623,19 +623,33 @@ def _copy_to_cpu(value):
     return value
 
 
-def resolve_checkpoint(target, checkpoints_root='./checkpoints'):
-    """`--resume` takes a timestamp, a checkpoint folder or a checkpoint file."""
+def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_checkpoint.pt', option='--resume'):
+    """`--resume` (and `--init_from`) take a timestamp, a checkpoint folder or a checkpoint file;
+    a timestamp or folder means its `name`."""
     candidates = [Path(target), Path(checkpoints_root) / target]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
         if candidate.is_dir():
-            latest = candidate / 'latest_checkpoint.pt'
-            if latest.is_file():
-                return latest
-            raise RunError(f"no latest_checkpoint.pt in '{candidate}'; pass a checkpoint file with --resume")
-    raise RunError(f"nothing to resume at '{target}': no such checkpoint file, folder, "
+            if (candidate / name).is_file():
+                return candidate / name
+            raise RunError(f"no {name} in '{candidate}'; pass a checkpoint file with {option}")
+    raise RunError(f"nothing for {option} at '{target}': no such checkpoint file, folder, "
                    f"or timestamp under '{checkpoints_root}'")
+
+
+def load_init_weights(target, config, shape_keys):
+    """The model weights a new run starts from (`--init_from`: another run's best checkpoint, or a file),
+    and the checkpoint's path. The optimizer, scheduler, counters and RNG start fresh."""
+    path = resolve_checkpoint(target, name='best_checkpoint.pt', option='--init_from')
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint['config']
+    differ = [key for key in shape_keys if key in saved and saved[key] != config.get(key)]
+    if differ:
+        raise RunError(f"--init_from '{path}' holds a model of another size "
+                       f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in differ)}); "
+                       f"pass {' '.join(f'--{key} {saved[key]}' for key in differ)}")
+    return str(path), checkpoint['model']
 
 
 def load_checkpoint(path):
@@ -700,7 +714,8 @@ def check_same_data(checkpoint, train_set, valid_set, path):
                        len(old_classes or []) != len(new_classes or []) else 'other class names')
     if changes:
         raise RunError(f"the data changed since '{path}' was saved ({'; '.join(changes)}), so the split and "
-                       'the labels would differ; resume with the data the run started with, or start a new run')
+                       'the labels would differ; resume with the data the run started with, or start a new run '
+                       f"from these weights with --init_from '{path}'")
 
 
 def load_model_state(model, state_dict, path):

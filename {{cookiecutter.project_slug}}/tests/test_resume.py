@@ -5,6 +5,7 @@ import random
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,17 @@ import train
 from conftest import EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
 from dataset import build_datasets
 from test_train import WIDTH, ConstantModel
-from utils import RunError, check_same_data, classes_of, data_fingerprint, get_rng_state, save_checkpoint, set_rng_state
+from utils import (
+    RunError,
+    check_same_data,
+    classes_of,
+    data_fingerprint,
+    get_rng_state,
+    read_note,
+    save_checkpoint,
+    set_rng_state,
+    unwrap,
+)
 
 # warmup covers the whole run, so n_epoch may grow
 EXACT = ['--warmup_steps', '1000', '--early_stop', '3', *EXACT_ON_THIS_DEVICE]
@@ -103,7 +114,7 @@ def test_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, config)
     for checkpoint, expected in changed:
         with pytest.raises(RunError, match=f"the data changed since 'x.pt' was saved \\(.*{expected}") as error:
             check_same_data(checkpoint, train_set, valid_set, 'x.pt')
-        assert 'start a new run' in str(error.value)
+        assert str(error.value).endswith("start a new run from these weights with --init_from 'x.pt'")
 {%- if cookiecutter.dataset != 'synthetic' %}
 
 
@@ -133,7 +144,49 @@ def test_resume_after_the_data_changed_is_refused_and_touches_nothing(workdir, d
     with pytest.raises(RunError, match=f'the data changed .*{expected}'):
         run(['--resume', logs.name, '--n_epoch', 2])
     assert snapshot(workdir) == before
+    assert run(data_args + ['--n_epoch', 1, '--init_from', ckpts / 'latest_checkpoint.pt']) == 0  # what it advises
+    assert len(list((workdir / 'loggers').iterdir())) == 2
 {%- endif %}
+
+
+def test_init_from_starts_a_new_run_from_another_runs_best_weights(workdir, data_args, monkeypatch):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    source_logs, source_ckpts = only_run(workdir)
+    source = snapshot(workdir)
+    starting_weights, real_train = {}, train.train
+
+    def recording_train(train_loader, valid_loader, model, config, device, checkpoint):
+        starting_weights.update({k: v.clone() for k, v in unwrap(model).state_dict().items()})
+        return real_train(train_loader, valid_loader, model, config, device, checkpoint)
+
+    monkeypatch.setattr(train, 'train', recording_train)
+    assert run(data_args + ['--n_epoch', 1, '--init_from', source_logs.name]) == 0
+    assert_same_weights(starting_weights, load(source_ckpts / 'best_checkpoint.pt')['model'])
+    assert {k: v for k, v in snapshot(workdir).items() if k in source} == source  # the source run is untouched
+    [logs] = [p for p in (workdir / 'loggers').iterdir() if p != source_logs]
+    new = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')
+    assert new['epoch'] == 1 and new['step'] == load(source_ckpts / 'latest_checkpoint.pt')['step'] // 2  # fresh counters
+    recorded = Path(read_note(logs)[0]['init_from'])  # note.log's config names the weights the run started from
+    assert recorded.resolve() == (source_ckpts / 'best_checkpoint.pt').resolve()
+
+
+@pytest.mark.parametrize('problem', ['other size', 'no such run', 'while resuming'])
+def test_init_from_errors_are_one_line_and_write_nothing(workdir, data_args, problem):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    key = train.SHAPE_KEYS[0]
+    saved = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config'][key]
+    argv, expected = {
+        'other size': (data_args + ['--init_from', logs.name, f'--{key}', saved + 1],
+                       f'holds a model of another size \\({key} {saved}, not {saved + 1}\\); pass --{key} {saved}$'),
+        'no such run': (data_args + ['--init_from', '19990101_000000'], "nothing for --init_from at '19990101_000000'"),
+        'while resuming': (['--resume', logs.name, '--init_from', logs.name], 'drop it when resuming'),
+    }[problem]
+    before = snapshot(workdir)
+    with pytest.raises(RunError, match=expected) as error:
+        run(argv)
+    assert error.value.code == 2 and '\n' not in str(error.value)
+    assert snapshot(workdir) == before and len(list((workdir / 'loggers').iterdir())) == 1
 
 
 class Payload:
@@ -149,9 +202,9 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
     latest = ckpts / 'latest_checkpoint.pt'
     target, expected = str(latest), ''
     if problem == 'unknown timestamp':
-        target, expected = '19990101_000000', 'nothing to resume'
+        target, expected = '19990101_000000', 'nothing for --resume'
     elif problem == 'missing file':
-        target, expected = str(ckpts / 'nope.pt'), 'nothing to resume'
+        target, expected = str(ckpts / 'nope.pt'), 'nothing for --resume'
     elif problem == 'truncated':
         target, expected = str(workdir / 'cut.pt'), 'truncated or corrupt'
         (workdir / 'cut.pt').write_bytes(latest.read_bytes()[:1000])
