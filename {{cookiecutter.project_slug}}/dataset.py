@@ -179,8 +179,9 @@ def label_indices(labels, num_classes, where, classes=None, labels_required=True
         if unknown:
             raise RunError(f"'{where}' has labels the model was not trained on, e.g. '{unknown[0]}'")
         targets = torch.tensor([classes.index(v) for v in labels])
-    if int(targets.max()) >= num_classes:
-        raise RunError(f"'{where}' has labels outside 0..{num_classes - 1}; pass --num_classes {int(targets.max()) + 1}")
+    if int(targets.max()) >= num_classes:  # predicting, the model's classes are fixed: no option to pass
+        fix = f'pass --num_classes {int(targets.max()) + 1}' if labels_required else f'the model knows {num_classes} classes'
+        raise RunError(f"'{where}' has labels outside 0..{num_classes - 1}; {fix}")
     if labels_required and targets.unique().numel() < 2:
         raise RunError(f"'{where}' has one label value only ('{labels[0].strip()}'); classification needs two or "
                        'more: check the label column')
@@ -265,9 +266,11 @@ class CsvDataset(Dataset):
             raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: {', '.join(header)}")
         label_at = header.index(label) if self.has_labels else None
         n_features = len(header) - self.has_labels
-        if n_features != config['num_features']:
+        if n_features != config['num_features']:  # predicting, the model's input size is fixed: no option to pass
+            fix = (f'pass --num_features {n_features}' if labels_required else "give it the training data's "
+                   f"feature columns, and name a label column '{label}' or leave it out")
             raise RunError(f"'{path}' has {n_features} feature columns but num_features is "
-                           f"{config['num_features']}; pass --num_features {n_features}")
+                           f"{config['num_features']}; {fix}")
         features = []
         for number, row in lines:
             if len(row) != len(header):

@@ -19,6 +19,9 @@ import runs
 import train
 import utils
 from conftest import PROJECT, load, only_run, run
+{%- if cookiecutter.dataset == 'csv' %}
+from dataset import DATA_CONFIG
+{%- endif %}
 from test_train import WIDTH, ConstantModel
 from utils import METRICS_COLUMNS, RunError, provenance
 
@@ -279,6 +282,23 @@ def test_predict_errors_are_clear(workdir, data_args):
 {%- if cookiecutter.dataset == 'synthetic' %}
     with pytest.raises(RunError, match='the synthetic reader takes no --data'):
         predict.predict(best, 'data/', workdir / 'p.csv')
+{%- endif %}
+{%- if cookiecutter.dataset == 'csv' %}
+    # the model's sizes are fixed: the errors name what to change in the data, not an option predict.py lacks
+    header, *rows = (workdir / 'data' / 'data.csv').read_text().splitlines()
+    (workdir / 'fewer').mkdir()
+    (workdir / 'fewer' / 'data.csv').write_text('\n'.join(line.split(',', 1)[1] for line in [header, *rows]) + '\n')
+    n, label = DATA_CONFIG['num_features'], DATA_CONFIG['label_column']
+    with pytest.raises(RunError, match=f"has {n - 1} feature columns but num_features is {n}; give it the training "
+                                       f"data's feature columns, and name a label column '{label}' or leave it out$"):
+        predict.predict(best, str(workdir / 'fewer'), workdir / 'p.csv')
+{%- if cookiecutter.task == 'classification' %}
+    (workdir / 'more').mkdir()
+    k = DATA_CONFIG['num_classes']
+    (workdir / 'more' / 'data.csv').write_text('\n'.join([header, *rows[:-1], rows[-1].rsplit(',', 1)[0] + f',{k}']) + '\n')
+    with pytest.raises(RunError, match=rf'has labels outside 0\.\.{k - 1}; the model knows {k} classes$'):
+        predict.predict(best, str(workdir / 'more'), workdir / 'p.csv')
+{%- endif %}
 {%- endif %}
     assert not list(workdir.glob('*.csv')) and not list(workdir.glob('.*.tmp'))
 
