@@ -58,6 +58,7 @@ from utils import (
     load_checkpoint,
     load_init_weights,
     load_model_state,
+    on_error,
     open_tensorboard,
     parse_args,
     provenance,
@@ -163,6 +164,24 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'classes': classes_of(train_loader.dataset),  # label names, for predict.py
         }
 
+    def save_after_error():
+        """An error mid-epoch (a bad batch, out of memory) keeps the work up to the last whole optimizer step.
+
+        Only while training, between steps: an error inside a step may have changed part of it. Not under
+        DDP: the other ranks wait in a collective and the save needs them."""
+        if world_size > 1 or samples_at_last_step != samples_done or step == first_step:
+            return
+        try:
+            if meter.flush() is not None:  # a NaN loss came first: the weights may be NaN too
+                return
+            writer.save(state(epoch, samples_done, meter.totals()), latest_path)
+            writer.wait()
+        except Exception as err:  # the device may be unusable after the error: keep the earlier checkpoint
+            train_logger.info(f'after the error, could not save {latest_path}: {err}')
+            return
+        train_logger.info(f'error at epoch {epoch + 1}: saved {latest_path} at step {step}; fix the cause, then '
+                          f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
+
     def finish(status, exit_code):
         """Record how the run ended (runs.py reads it), close tensorboard, return the exit code."""
         note_logger.info(f"status: {status} at {time.strftime('%Y-%m-%d %H:%M:%S')}, epoch {epoch_done}, step {step}")
@@ -170,19 +189,20 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             tensorboard.close()
         return exit_code
 
-    epoch_done = start_epoch
+    epoch_done, first_step, samples_at_last_step = start_epoch, step, None
     if early_stop_count >= config['early_stop'] or start_epoch >= config['n_epoch']:
         train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
                           'pass a larger --n_epoch or --early_stop to go on')
         return finish('early-stopped' if early_stop_count >= config['early_stop'] else 'finished', 0)
 
-    with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer:
+    with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer, on_error(save_after_error):
         for epoch in range(start_epoch, config['n_epoch']):
             # 2.1 training
             epoch_start = time.perf_counter()
             model.train()
             train_loader.sampler.set_epoch(epoch, start=samples_done)
             meter = EpochMeter(config['log_interval'], epoch_totals)
+            samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
             bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
                        initial=math.ceil(samples_done / config['batch_size']),
                        total=math.ceil(n_train / config['batch_size']), disable=not is_master())
@@ -213,6 +233,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
+                samples_at_last_step = samples_done
                 if read_due:
                     bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
@@ -221,6 +242,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     stopping = stop.requested
                 if bad_step is not None or stopping:
                     break
+            samples_at_last_step = None
             bar.close()
             bad_step = meter.flush() if bad_step is None else bad_step
             stopping, bad_step = agree_to_stop(stop.requested, bad_step, device)  # all ranks, at the same step

@@ -431,6 +431,16 @@ def failure_noted():
         _claimed_run_dirs.clear()
 
 
+@contextlib.contextmanager
+def on_error(callback):
+    """Call callback() when an Exception leaves the block; the exception then goes on."""
+    try:
+        yield
+    except Exception:
+        callback()
+        raise
+
+
 def note_failure(handler, err):
     """Append how the run stopped, unless note.log already records an end (train() returned)."""
     try:

@@ -141,8 +141,52 @@ def test_a_crash_while_training_is_the_runs_last_status(workdir, data_args, monk
     monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', crash_on_the_fourth_step)
     with pytest.raises(RuntimeError, match='boom'):  # the error itself, with its traceback, still reaches the user
         run(data_args + ['--n_epoch', 2])
-    logs, _ = only_run(workdir)
+    logs, ckpts = only_run(workdir)
     assert last_status(logs) == ('failed (RuntimeError)', 'error: boom')
+    # inside a step (the backward pass is done, the update is not): no state to save that a resume could trust
+    assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
+
+
+def test_an_error_between_steps_saves_them_and_resume_is_bitwise_equal_to_a_straight_run(workdir, straight,
+                                                                                          monkeypatch):
+    # a bad batch: the error comes before the step's forward pass, so no random number was drawn for it
+    data_args, (weights, train_lines, val_lines) = straight
+    real_to_device, calls = train.to_device, []
+
+    def failing_on_the_15th_batch(*args, **kwargs):  # 8 training and 2 validation batches an epoch
+        calls.append(1)
+        if len(calls) == 15:
+            raise RunError("cannot read image 'x.png'; remove or replace it")
+        return real_to_device(*args, **kwargs)
+
+    monkeypatch.setattr(train, 'to_device', failing_on_the_15th_batch)
+    with pytest.raises(RunError, match='x.png'):
+        run(data_args + LONG)
+    logs, ckpts = only_run(workdir)
+    saved = load(ckpts / 'latest_checkpoint.pt')
+    assert (saved['epoch'], saved['step'], saved['samples_done']) == (1, 12, 64)  # epoch 2's first 4 steps kept
+    assert (f'error at epoch 2: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step 12; fix the cause, then '
+            f'resume with: python train.py --resume {logs.name}') in (logs / 'train.log').read_text()
+    assert last_status(logs)[0] == 'failed (RunError)'
+    monkeypatch.setattr(train, 'to_device', real_to_device)
+    assert run(['--resume', logs.name]) == 0
+    final = load(ckpts / 'latest_checkpoint.pt')
+    assert final['epoch'] == N_EPOCH
+    for key, value in weights.items():
+        assert torch.equal(final['model'][key], value), key
+    assert epoch_lines(logs / 'train.log') == train_lines
+    assert epoch_lines(logs / 'val.log') == val_lines
+
+
+def test_an_error_before_the_first_step_saves_nothing(workdir, data_args, monkeypatch):
+    def failing(*args, **kwargs):
+        raise RuntimeError('bad batch')
+
+    monkeypatch.setattr(train, 'to_device', failing)
+    with pytest.raises(RuntimeError, match='bad batch'):
+        run(data_args + ['--n_epoch', 2])
+    logs, ckpts = only_run(workdir)
+    assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
 
 
 def test_an_error_before_training_is_noted_in_its_own_run_only(workdir, data_args, monkeypatch):
