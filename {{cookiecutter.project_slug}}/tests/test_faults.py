@@ -2,6 +2,7 @@
 
 import errno
 import importlib.util
+import math
 import os
 import signal
 import subprocess
@@ -185,6 +186,23 @@ def test_an_error_before_the_first_step_saves_nothing(workdir, data_args, monkey
     monkeypatch.setattr(train, 'to_device', failing)
     with pytest.raises(RuntimeError, match='bad batch'):
         run(data_args + ['--n_epoch', 2])
+    logs, ckpts = only_run(workdir)
+    assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
+
+
+def test_an_error_after_an_unread_nan_loss_saves_nothing(workdir, data_args, monkeypatch):
+    real_to_device, calls = train.to_device, []
+
+    def nan_then_failing(*args, **kwargs):  # the NaN at batch 2 is not read yet (log_interval 5) when batch 4 fails
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError('bad batch')
+        *inputs, target = real_to_device(*args, **kwargs)
+        return [inputs[0] * math.nan, *inputs[1:], target] if len(calls) == 2 else [*inputs, target]
+
+    monkeypatch.setattr(train, 'to_device', nan_then_failing)
+    with pytest.raises(RuntimeError, match='bad batch'):
+        run(data_args + ['--n_epoch', 2, '--log_interval', 5])
     logs, ckpts = only_run(workdir)
     assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
 
