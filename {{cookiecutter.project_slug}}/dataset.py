@@ -222,7 +222,7 @@ class SyntheticDataset(Dataset):
     def __init__(self, config, n=None, seed=None):
         n, seed = n or config['n_samples'], config['seed'] if seed is None else seed
         self.inputs, self.targets = synthetic_samples(config, n, seed)
-        self.ids, self.has_labels, self.classes = list(range(n)), True, None
+        self.ids, self.has_labels, self.classes = range(n), True, None
 
     def __len__(self):
         return len(self.targets)
@@ -286,7 +286,7 @@ class CsvDataset(Dataset):
         if bad is not None:
             raise RunError(f"'{path}' line {lines[bad][0]} has a feature value that is not finite "
                            '(nan, inf or too large); fix or remove it')
-        self.ids = list(range(len(lines)))  # data rows, from 0
+        self.ids = range(len(lines))  # data rows, from 0
         labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
 {%- if classification %}
         self.classes, self.targets = label_indices(labels, config['num_classes'], path, classes, labels_required)
