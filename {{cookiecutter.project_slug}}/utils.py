@@ -688,14 +688,19 @@ def load_checkpoint(path):
     return checkpoint
 
 
+def _dataset_behind(split):
+    """The dataset a random_split Subset draws from (or the dataset itself, if build_datasets returns no Subset)."""
+    return getattr(split, 'dataset', split)
+
+
 def data_fingerprint(train_set, valid_set):
-    """What a checkpoint records of its data: the split's sizes and a hash of the samples' ids (row numbers,
-    file paths) and labels, so that resume notices samples added, removed, renamed or relabelled since.
-    The inputs themselves are not hashed: that would mean reading every file at each start."""
-    dataset = getattr(train_set, 'dataset', train_set)
+    """What a checkpoint records of its data: the split's sizes and a hash of the samples' ids (file paths;
+    row numbers add nothing to the sizes) and labels, so that resume notices samples added, removed,
+    renamed or relabelled since. The inputs are not hashed: that would mean reading every file at each start."""
+    dataset = _dataset_behind(train_set)
     digest = hashlib.sha256()
     ids, targets = getattr(dataset, 'ids', None), getattr(dataset, 'targets', None)
-    if ids is not None and not isinstance(ids, range):  # row numbers add nothing to the sizes
+    if ids is not None and not isinstance(ids, range):
         digest.update('\n'.join(map(str, ids)).encode())
     if isinstance(targets, torch.Tensor):
         values = targets.flatten().tolist()  # struct, not repr: 1M float labels hash in 0.1 s, not 1.3 s
@@ -706,7 +711,7 @@ def data_fingerprint(train_set, valid_set):
 
 def classes_of(train_set):
     """The label names of the dataset behind a split (None for integer labels and regression)."""
-    return getattr(getattr(train_set, 'dataset', train_set), 'classes', None)
+    return getattr(_dataset_behind(train_set), 'classes', None)
 
 
 def check_same_data(checkpoint, train_set, valid_set, path):
@@ -718,10 +723,9 @@ def check_same_data(checkpoint, train_set, valid_set, path):
     changes = [f'{part} samples {saved[part]} -> {now[part]}' for part in ('train', 'valid') if saved[part] != now[part]]
     if not changes and saved['samples_sha256'] != now['samples_sha256']:
         changes.append('as many samples, but other files or labels')
-    old_classes, new_classes = checkpoint.get('classes'), classes_of(train_set)
-    if old_classes != new_classes:
-        changes.append(f'class names {len(old_classes or [])} -> {len(new_classes or [])}' if
-                       len(old_classes or []) != len(new_classes or []) else 'other class names')
+    old, new = checkpoint.get('classes') or [], classes_of(train_set) or []  # None: integer labels
+    if old != new:
+        changes.append(f'class names {len(old)} -> {len(new)}' if len(old) != len(new) else 'other class names')
     if changes:
         raise RunError(f"the data changed since '{path}' was saved ({'; '.join(changes)}), so the split and "
                        'the labels would differ; resume with the data the run started with, or start a new run '

@@ -49,6 +49,17 @@ def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
     return process.returncode, stderr
 
 
+def resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines):
+    """Resume the stopped run to N_EPOCH: its weights and epoch lines must equal the straight run's."""
+    assert run(['--resume', logs.name]) == 0
+    final = load(ckpts / 'latest_checkpoint.pt')
+    assert final['epoch'] == N_EPOCH
+    for key, value in weights.items():
+        assert torch.equal(final['model'][key], value), key
+    assert epoch_lines(logs / 'train.log') == train_lines
+    assert epoch_lines(logs / 'val.log') == val_lines
+
+
 @pytest.mark.parametrize('signum, code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, straight, signum, code):
     # the cosine schedule is on (warmup 5 steps), dropout is on and the loader shuffles
@@ -62,14 +73,8 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, str
         assert (logs / 'curves.png').exists()  # drawn for interrupted runs too
     stopped = load(ckpts / 'latest_checkpoint.pt')
     assert 1 <= stopped['epoch'] < N_EPOCH
-    assert run(['--resume', logs.name]) == 0
+    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
     assert only_run(workdir) == (logs, ckpts)
-    final = load(ckpts / 'latest_checkpoint.pt')
-    assert final['epoch'] == N_EPOCH
-    for key, value in weights.items():
-        assert torch.equal(final['model'][key], value), key
-    assert epoch_lines(logs / 'train.log') == train_lines
-    assert epoch_lines(logs / 'val.log') == val_lines
 
 
 def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
@@ -170,13 +175,7 @@ def test_an_error_between_steps_saves_them_and_resume_is_bitwise_equal_to_a_stra
             f'resume with: python train.py --resume {logs.name}') in (logs / 'train.log').read_text()
     assert last_status(logs)[0] == 'failed (RunError)'
     monkeypatch.setattr(train, 'to_device', real_to_device)
-    assert run(['--resume', logs.name]) == 0
-    final = load(ckpts / 'latest_checkpoint.pt')
-    assert final['epoch'] == N_EPOCH
-    for key, value in weights.items():
-        assert torch.equal(final['model'][key], value), key
-    assert epoch_lines(logs / 'train.log') == train_lines
-    assert epoch_lines(logs / 'val.log') == val_lines
+    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
 
 
 def test_an_error_before_the_first_step_saves_nothing(workdir, data_args, monkeypatch):
