@@ -42,7 +42,6 @@ import argparse
 import csv
 {%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
-import sys
 from pathlib import Path
 {%- endif %}
 
@@ -59,7 +58,7 @@ from torch.utils.data import Dataset, default_collate, random_split
 from torch.utils.data import Dataset, random_split
 {%- endif %}
 
-from utils import RunError, check_minimums
+from utils import RunError, check_minimums, one_line_errors
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -553,16 +552,15 @@ if __name__ == '__main__':
     parser.add_argument('--make-example', metavar='DIR', required=True, help='a new or empty folder')
     parser.add_argument('--n_samples', type=int, default=512)
     args = parser.parse_args()
-    try:
+    with one_line_errors():
         make_example(args.make_example, DATA_CONFIG, args.n_samples)
-    except RunError as err:
-        sys.exit(f'error: {err}')
     print(f'wrote {args.n_samples} samples to {args.make_example}; train on them with: '
           f'python train.py --dataset_dir {args.make_example}')
 {%- else %}
 
 
 if __name__ == '__main__':
-    raise SystemExit('error: the synthetic reader needs no files, so there is no example data to write; '
-                     'python train.py trains on samples drawn in memory')
+    with one_line_errors():
+        raise RunError('the synthetic reader needs no files, so there is no example data to write; '
+                       'python train.py trains on samples drawn in memory')
 {%- endif %}

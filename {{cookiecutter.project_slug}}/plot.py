@@ -9,10 +9,9 @@ Needs matplotlib (pip install matplotlib); train.py draws the curves at the end 
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
-from utils import METRIC_NAME, METRICS_COLUMNS, RunError
+from utils import METRIC_NAME, METRICS_COLUMNS, RunError, one_line_errors
 
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 
@@ -98,9 +97,8 @@ if __name__ == '__main__':
     parser = argparse.ArgumentParser(description='Write loggers/<timestamp>/curves.png from its metrics.csv.')
     parser.add_argument('run', help='a timestamp under loggers/, or a loggers/<timestamp> folder')
     args = parser.parse_args()
-    try:
-        print(f'wrote {plot_run(resolve_run(args.run))}')
-    except ImportError:
-        sys.exit('error: matplotlib is not installed; pip install matplotlib')
-    except RunError as err:
-        sys.exit(f'error: {err}')
+    with one_line_errors():
+        try:
+            print(f'wrote {plot_run(resolve_run(args.run))}')
+        except ImportError:
+            raise RunError('matplotlib is not installed; pip install matplotlib') from None

@@ -15,7 +15,6 @@ import argparse
 import csv
 import math
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from tqdm import tqdm
 
 from dataset import build_predict_dataset, collate_fn
 from model import build_model
-from utils import METRIC_NAME, RunError, load_checkpoint, load_model_state, metric_per_sample
+from utils import METRIC_NAME, RunError, load_checkpoint, load_model_state, metric_per_sample, one_line_errors
 
 
 def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
@@ -120,11 +119,9 @@ if __name__ == '__main__':
     parser.add_argument('--batch_size', type=int, default=256)
     parser.add_argument('--n_samples', type=int, default=256, help='synthetic data only: how many fresh samples')
     args = parser.parse_args()
-    try:
+    with one_line_errors():
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
                                   args.batch_size, args.n_samples)
-    except RunError as err:
-        sys.exit(f'error: {err}')
     print(f'wrote {n} predictions to {args.output}')
     if loss is not None and math.isfinite(loss):
         print(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')

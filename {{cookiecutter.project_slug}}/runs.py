@@ -10,10 +10,9 @@ A damaged, partial or empty run folder is listed as such, never a crash.
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
-from utils import METRIC_NAME, alive, read_note
+from utils import METRIC_NAME, RunError, alive, one_line_errors, read_note
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
@@ -64,7 +63,7 @@ def table(root, sort='run', reverse=False):
     differing = [key for key in keys if len({config.get(key) for config in readable}) > 1]
     columns = FIXED + differing
     if sort not in columns:
-        raise SystemExit(f"error: cannot sort by '{sort}'; choose one of: {', '.join(columns)}")
+        raise RunError(f"cannot sort by '{sort}'; choose one of: {', '.join(columns)}")
     rows = [{**row, **{key: config.get(key, '') for key in differing}} for row, config in zip(rows, configs)]
 
     def sort_key(row):
@@ -86,6 +85,7 @@ if __name__ == '__main__':
     parser.add_argument('--reverse', action='store_true', help='flip the order')
     parser.add_argument('--loggers', default='loggers', help='the loggers folder (default: ./loggers)')
     args = parser.parse_args()
-    if not Path(args.loggers).is_dir():
-        sys.exit(f"error: no '{args.loggers}' folder here; run from the project folder or pass --loggers")
-    print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))
+    with one_line_errors():
+        if not Path(args.loggers).is_dir():
+            raise RunError(f"no '{args.loggers}' folder here; run from the project folder or pass --loggers")
+        print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

@@ -59,6 +59,7 @@ from utils import (
     load_init_weights,
     load_model_state,
     on_error,
+    one_line_errors,
     open_tensorboard,
     parse_args,
     provenance,
@@ -467,8 +468,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
+    with one_line_errors():
         sys.exit(main())
-    except RunError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(err.code)

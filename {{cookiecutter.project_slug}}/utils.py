@@ -37,6 +37,17 @@ class RunError(Exception):
         self.code = code
 
 
+@contextlib.contextmanager
+def one_line_errors():
+    """The scripts' entry points: a RunError ends the command with its one line on stderr and its exit
+    code (2, as for argparse's usage errors); any other error keeps its traceback."""
+    try:
+        yield
+    except RunError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(err.code)
+
+
 # -----------------------------------------------------------------------------
 # seeding and RNG state
 

@@ -43,7 +43,7 @@ def test_make_example_command_writes_the_layout(tmp_path):
 def test_make_example_command_refuses_too_few_samples_and_writes_nothing(tmp_path, n_samples):
     result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', str(tmp_path / 'd'),
                              '--n_samples', n_samples], capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr == f'error: n_samples must be at least 2 (one to train on, one to validate), got {n_samples}\n'
     assert not (tmp_path / 'd').exists()
 

@@ -82,7 +82,7 @@ def test_upsample_matches_bilinear_interpolation():
 def test_dataset_py_as_a_command_says_there_is_no_example_to_write(tmp_path):
     result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', 'data'], cwd=tmp_path,
                             capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith('error: the synthetic reader needs no files') and result.stderr.count('\n') == 1
     assert not any(tmp_path.iterdir())
 {%- endif %}

@@ -211,7 +211,7 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
     by_loss = [line.split()[0] for line in runs.table(workdir / 'loggers', sort='valid_loss').splitlines()[1:3]]
     losses = {name: float(lines[name].split()[3]) for name in ('20260101_000000', '20260102_000000')}
     assert by_loss == sorted(losses, key=losses.get)
-    with pytest.raises(SystemExit, match="cannot sort by 'nope'"):
+    with pytest.raises(RunError, match="cannot sort by 'nope'"):
         runs.table(workdir / 'loggers', sort='nope')
 
 
@@ -344,3 +344,19 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
     with pytest.raises(RunError, match=r"'.*p\.csv' appeared while predicting; pass another --output"):
         predict_with_a_hook(workdir, data_args, monkeypatch, another_writer)
     assert (workdir / 'p.csv').read_text() == 'theirs' and not list(workdir.glob('.p.csv.*'))
+
+
+@pytest.mark.parametrize('command, message', [
+    (['predict.py', '--run', 'nosuch'], "error: checkpoint 'checkpoints/nosuch/best_checkpoint.pt' does not exist"),
+    (['plot.py', 'nosuch'], "error: no run 'nosuch'"),
+    (['runs.py', '--loggers', 'nosuch'], "error: no 'nosuch' folder here"),
+    (['runs.py', '--sort', 'nosuch'], "error: cannot sort by 'nosuch'"),
+])
+def test_the_other_commands_refuse_bad_input_as_train_py_does(tmp_path, command, message):
+    """One line on stderr and exit code 2 (train.py's and argparse's code for a usage error), nothing written."""
+    (tmp_path / 'loggers').mkdir()
+    result = subprocess.run([sys.executable, str(PROJECT / command[0]), *command[1:]], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(message) and result.stderr.count('\n') == 1, result.stderr
+    assert [path.name for path in tmp_path.iterdir()] == ['loggers'] and not any((tmp_path / 'loggers').iterdir())
