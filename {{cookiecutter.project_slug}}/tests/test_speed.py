@@ -45,13 +45,15 @@ def test_grad_accumulation_matches_one_big_batch(workdir, data_args, monkeypatch
     big, big_lines, _ = run_in(workdir / 'big', common + ['--batch_size', 24, '--grad_accum_steps', 1])
     accum, accum_lines, _ = run_in(workdir / 'accum', common + ['--batch_size', 8, '--grad_accum_steps', 3])
     assert big['step'] == accum['step'] == 12
+    # Summing in another order moves a weight by up to ~1e-6 (1.2e-6 on an AVX-512 CPU, whose kernels
+    # round differently); a wrongly scaled micro-batch loss moves the weights by ~1e-2
     for key in big['model']:
-        torch.testing.assert_close(accum['model'][key], big['model'][key], rtol=1e-4, atol=1e-6)
-    # the same steps and learning rates are logged; the losses agree to the last printed digits
+        torch.testing.assert_close(accum['model'][key], big['model'][key], rtol=1e-4, atol=1e-5)
+    # the same steps and learning rates are logged; the losses agree to the last printed digit (1e-6)
     assert [line.split()[3] for line in big_lines] == [line.split()[3] for line in accum_lines]
     assert [line.split()[-1] for line in big_lines] == [line.split()[-1] for line in accum_lines]
     for a, b in zip(big_lines, accum_lines):
-        assert float(a.split()[5]) == pytest.approx(float(b.split()[5]), rel=1e-4)
+        assert float(a.split()[5]) == pytest.approx(float(b.split()[5]), rel=1e-4, abs=2e-6)
 
 
 def test_amp_bf16_trains_on_cpu_and_the_scaler_state_is_saved(workdir, data_args):
