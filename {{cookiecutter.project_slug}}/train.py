@@ -110,6 +110,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     steps_per_epoch = math.ceil(n_train / (config['batch_size'] * accum))
     total_steps = config['n_epoch'] * steps_per_epoch
     schedule = warmup_cosine(config['warmup_steps'], total_steps) if config['scheduler_flag'] else (lambda step: 1.0)
+    if config['scheduler_flag'] and config['warmup_steps'] > total_steps:  # a short run with the default warmup
+        train_logger.info(f"warning: warmup_steps {config['warmup_steps']} is more than this run's {total_steps} "
+                          f"optimizer steps, so the learning rate never reaches lr {config['lr']:g}; "
+                          'pass a smaller --warmup_steps')
     scheduler = LambdaLR(optimizer, schedule)
     autocast = autocast_for(config['amp'], device)
     no_op = contextlib.nullcontext()

@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import random
 import re
+import shutil
 import subprocess
 import sys
 
@@ -174,6 +175,19 @@ def test_clipping_and_scheduler_can_be_switched_off(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1, '--clip_flag', 'false', '--scheduler_flag', 'false', '--lr', 2e-3]) == 0
     logs, _ = only_run(workdir)
     assert epoch_lines(logs / 'train.log')[0].endswith('lr 2.0000e-03')
+
+
+def test_a_warmup_longer_than_the_run_is_a_warning(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1, '--warmup_steps', 1000]) == 0
+    logs, _ = only_run(workdir)
+    steps = int(epoch_lines(logs / 'train.log')[0].split()[3])
+    assert (f"warning: warmup_steps 1000 is more than this run's {steps} optimizer steps, so the learning rate "
+            'never reaches lr 0.0001; pass a smaller --warmup_steps') in (logs / 'train.log').read_text()
+    for folder in (logs, workdir / 'checkpoints' / logs.name):  # so that only_run() finds the next run
+        shutil.rmtree(folder)
+    assert run(data_args + ['--n_epoch', 1, '--warmup_steps', steps]) == 0  # the last step reaches lr: no warning
+    logs, _ = only_run(workdir)
+    assert 'warning' not in (logs / 'train.log').read_text()
 
 
 def test_warmup_then_cosine_schedule():
