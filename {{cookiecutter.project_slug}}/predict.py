@@ -23,7 +23,15 @@ from tqdm import tqdm
 
 from dataset import build_predict_dataset, collate_fn
 from model import build_model
-from utils import METRIC_NAME, RunError, load_checkpoint, load_model_state, metric_per_sample, one_line_errors
+from utils import (
+    METRIC_NAME,
+    RunError,
+    check_minimums,
+    load_checkpoint,
+    load_model_state,
+    metric_per_sample,
+    one_line_errors,
+)
 
 
 def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
@@ -42,9 +50,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     if not output.parent.is_dir():
         raise RunError(f"cannot write '{output}': the folder '{output.parent}' does not exist; create it, "
                        'or pass another --output')
-    for name, value in (('batch_size', batch_size), ('n_samples', n_samples)):
-        if value < 1:
-            raise RunError(f'--{name} must be at least 1, got {value}')
+    check_minimums({'batch_size': batch_size, 'n_samples': n_samples}, {'batch_size': 1, 'n_samples': 1})
     if not Path(checkpoint_path).is_file():
         raise RunError(f"checkpoint '{checkpoint_path}' does not exist; train first, or pass --checkpoint")
     checkpoint = load_checkpoint(checkpoint_path)

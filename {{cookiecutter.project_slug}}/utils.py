@@ -288,10 +288,8 @@ def parse_args(config, argv=None):
 
 def check_config(config):
     """Reject values that cannot work, before anything is written."""
-    positive = ['n_epoch', 'batch_size', 'early_stop', 'save_every', 'log_interval']
-    for key in positive:
-        if key in config and config[key] <= 0:
-            raise RunError(f'{key} must be a positive integer, got {config[key]}')
+    check_minimums(config, dict.fromkeys(['n_epoch', 'batch_size', 'early_stop', 'save_every', 'log_interval',
+                                          'grad_accum_steps'], 1))
     for key in ['lr', 'clip_max_norm']:
         if key in config and not config[key] > 0:
             raise RunError(f'{key} must be positive, got {config[key]}')
@@ -302,8 +300,6 @@ def check_config(config):
     for key in ['num_workers', 'warmup_steps', 'weight_decay']:
         if not config[key] >= 0:  # also refuses nan
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
-    if config['grad_accum_steps'] < 1:
-        raise RunError(f"grad_accum_steps must be 1 or more, got {config['grad_accum_steps']}")
     if config['amp'] not in ('none', *AMP_DTYPES):
         raise RunError(f"amp must be none, bf16 or fp16, got '{config['amp']}'")
 

@@ -272,7 +272,7 @@ def test_predict_errors_are_clear(workdir, data_args):
     data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
     best = ckpts / 'best_checkpoint.pt'
     for size in ('batch_size', 'n_samples'):
-        with pytest.raises(RunError, match=f'--{size} must be at least 1, got 0'):
+        with pytest.raises(RunError, match=f'{size} must be at least 1, got 0'):
             predict.predict(best, data, workdir / 'p.csv', **{size: 0})
     with pytest.raises(RunError, match="the folder '.*no_such_folder' does not exist"):
         predict.predict(best, data, workdir / 'no_such_folder' / 'p.csv')
