@@ -172,20 +172,26 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     def save_after_error():
         """An error mid-epoch (a bad batch, out of memory) keeps the work up to the last whole optimizer step.
 
-        Only while training, between steps: an error inside a step may have changed part of it. Not under
-        DDP: the other ranks wait in a collective and the save needs them."""
-        if world_size > 1 or samples_at_last_step != samples_done or step == first_step:
+        In training, between steps (an error inside a step may have changed part of it), and in validation,
+        where the epoch's training is kept and resume validates again. Not in the checkpoint step, and not
+        under DDP: the other ranks wait in a collective and the save needs them."""
+        if world_size > 1 or step == first_step:
             return
         try:
-            if meter.flush() is not None:  # a NaN loss came first: the weights may be NaN too
+            if trained_totals is not None:  # in validation
+                point = (n_train, trained_totals)
+            elif samples_at_last_step == samples_done and meter.flush() is None:  # no NaN: the weights are sound
+                point = (samples_done, meter.totals())
+            else:
                 return
-            writer.save(state(epoch, samples_done, meter.totals()), latest_path)
+            writer.save(state(epoch, *point), latest_path)
             writer.wait()
         except Exception as err:  # the device may be unusable after the error: keep the earlier checkpoint
             train_logger.info(f'after the error, could not save {latest_path}: {err}')
             return
-        train_logger.info(f'error at epoch {epoch + 1}: saved {latest_path} at step {step}; fix the cause, then '
-                          f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
+        where = ' in validation' if trained_totals is not None else ''
+        train_logger.info(f'error at epoch {epoch + 1}{where}: saved {latest_path} at step {step}; fix the cause, '
+                          f"then resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
 
     def finish(status, exit_code):
         """Record how the run ended (runs.py reads it), close tensorboard, return the exit code."""
@@ -194,7 +200,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             tensorboard.close()
         return exit_code
 
-    epoch_done, first_step, samples_at_last_step = start_epoch, step, None
+    epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     if early_stop_count >= config['early_stop'] or start_epoch >= config['n_epoch']:
         train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
                           'pass a larger --n_epoch or --early_stop to go on')
@@ -205,6 +211,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             # 2.1 training
             epoch_start = time.perf_counter()
             model.train()
+            training_logged = samples_done == n_train  # resumed after an error in this epoch's validation
             train_loader.sampler.set_epoch(epoch, start=samples_done)
             meter = EpochMeter(config['log_interval'], epoch_totals)
             samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
@@ -269,8 +276,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             # 2.2 training log
             lr = optimizer.param_groups[0]['lr']
             train_loss, train_metric = meter.loss, meter.metric
-            train_logger.info(f'epoch {epoch + 1} step {step} loss {train_loss:.6f} '
-                              f'{METRIC_NAME} {train_metric:.6f} lr {lr:.4e}')
+            trained_totals = meter.totals()  # until validation ends, an error saves the epoch's training
+            if not training_logged:
+                train_logger.info(f'epoch {epoch + 1} step {step} loss {train_loss:.6f} '
+                                  f'{METRIC_NAME} {train_metric:.6f} lr {lr:.4e}')
 
             # 2.3 validation
             model.eval()
@@ -283,7 +292,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                         meter.flush()
                 meter.flush()
             meter.all_reduce(device)  # every rank now holds the loss over the whole valid set
-            valid_loss = meter.loss
+            valid_loss, trained_totals = meter.loss, None
 
             # 2.4 validation log
             val_logger.info(f'epoch {epoch + 1} step {step} loss {valid_loss:.6f} '

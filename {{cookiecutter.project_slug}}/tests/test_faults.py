@@ -178,6 +178,49 @@ def test_an_error_between_steps_saves_them_and_resume_is_bitwise_equal_to_a_stra
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
 
 
+def test_an_error_in_validation_saves_the_epochs_training_and_resume_is_bitwise_equal(workdir, straight,
+                                                                                    monkeypatch):
+    # epoch 2's training is done and logged when its first validation batch cannot be read
+    data_args, (weights, train_lines, val_lines) = straight
+    real_to_device, calls = train.to_device, []
+
+    def failing_on_the_19th_batch(*args, **kwargs):  # 8 training and 2 validation batches an epoch
+        calls.append(1)
+        if len(calls) == 19:
+            raise RunError("cannot read image 'x.png'; remove or replace it")
+        return real_to_device(*args, **kwargs)
+
+    monkeypatch.setattr(train, 'to_device', failing_on_the_19th_batch)
+    with pytest.raises(RunError, match='x.png'):
+        run(data_args + LONG)
+    logs, ckpts = only_run(workdir)
+    saved = load(ckpts / 'latest_checkpoint.pt')
+    assert (saved['epoch'], saved['step'], saved['samples_done']) == (1, 16, 128)  # all of epoch 2's samples
+    assert (f'error at epoch 2 in validation: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step 16; '
+            f'fix the cause, then resume with: python train.py --resume {logs.name}') in (logs / 'train.log').read_text()
+    assert epoch_lines(logs / 'val.log') == val_lines[:1]
+    monkeypatch.setattr(train, 'to_device', real_to_device)
+    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # epoch 2's train line once
+
+
+def test_an_error_after_validation_saves_nothing(workdir, data_args, monkeypatch):
+    # the epoch's checkpoint may already be on its way: an older state must not replace it
+    real_append, rows = train.append_metrics, []
+
+    def failing_on_the_second_row(*args):
+        rows.append(1)
+        if len(rows) == 2:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        real_append(*args)
+
+    monkeypatch.setattr(train, 'append_metrics', failing_on_the_second_row)
+    with pytest.raises(OSError, match='No space left'):
+        run(data_args + ['--n_epoch', 3])
+    logs, ckpts = only_run(workdir)
+    assert 'error at epoch' not in (logs / 'train.log').read_text()
+    assert sorted(path.name for path in ckpts.iterdir()) == ['best_checkpoint.pt']
+
+
 def test_an_error_before_the_first_step_saves_nothing(workdir, data_args, monkeypatch):
     def failing(*args, **kwargs):
         raise RuntimeError('bad batch')
