@@ -11,7 +11,9 @@ import time
 import pytest
 import torch
 
-ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1', 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+# PYTHONFAULTHANDLER: a rank that crashes (a gloo abort, say) prints its Python stack into the failure message
+ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1', 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1',
+       'PYTHONFAULTHANDLER': '1'}
 SMALL = ['--hidden_dim', '32', '--warmup_steps', '5', '--batch_size', '16']
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2']
 

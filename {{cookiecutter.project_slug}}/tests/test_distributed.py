@@ -54,9 +54,10 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
                              '--log-dir', str(streams), '--tee', '3',
                              str(PROJECT / 'train.py'), '--n_epoch', '2'] + [str(a) for a in data_args],
                             cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})  # CPU, gloo
-    assert result.returncode == 0, result.stderr[-3000:]
+                            env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': '',  # CPU, gloo
+                                 'PYTHONFAULTHANDLER': '1'})  # a rank that crashes prints its Python stack
     stderr = {path.parent.name: path.read_text() for path in streams.rglob('stderr.log')}
+    assert result.returncode == 0, stderr.get('1', '')[-3000:] + result.stderr[-3000:]
     assert sorted(stderr) == ['0', '1'], sorted(streams.rglob('*'))
     assert 'epoch 2/2 train' in stderr['0'] and 'epoch 2 valid' in stderr['0']
     assert 'epoch 1/2 train' not in stderr['1'] and 'valid' not in stderr['1']  # progress bars: rank 0 only
