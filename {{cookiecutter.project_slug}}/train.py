@@ -178,10 +178,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         if world_size > 1 or step == first_step:
             return
         try:
-            if trained_totals is not None:  # in validation
-                point = (n_train, trained_totals)
+            if trained_totals is not None:
+                point, where = (n_train, trained_totals), ' in validation'
             elif samples_at_last_step == samples_done and meter.flush() is None:  # no NaN: the weights are sound
-                point = (samples_done, meter.totals())
+                point, where = (samples_done, meter.totals()), ''
             else:
                 return
             writer.save(state(epoch, *point), latest_path)
@@ -189,7 +189,6 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         except Exception as err:  # the device may be unusable after the error: keep the earlier checkpoint
             train_logger.info(f'after the error, could not save {latest_path}: {err}')
             return
-        where = ' in validation' if trained_totals is not None else ''
         train_logger.info(f'error at epoch {epoch + 1}{where}: saved {latest_path} at step {step}; fix the cause, '
                           f"then resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
 

@@ -153,54 +153,36 @@ def test_a_crash_while_training_is_the_runs_last_status(workdir, data_args, monk
     assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
 
 
-def test_an_error_between_steps_saves_them_and_resume_is_bitwise_equal_to_a_straight_run(workdir, straight,
-                                                                                          monkeypatch):
-    # a bad batch: the error comes before the step's forward pass, so no random number was drawn for it
+# 8 training and 2 validation batches an epoch: batch 15 is epoch 2's fifth training batch, 19 its first
+# validation batch. A bad batch fails before its forward pass, so no random number was drawn for it.
+@pytest.mark.parametrize('bad_batch, saved_at, where', [
+    (15, (1, 12, 64), ''),  # between steps: epoch 2's first 4 steps are kept
+    (19, (1, 16, 128), ' in validation'),  # all of epoch 2's training is kept; resume validates it again
+])
+def test_an_error_between_steps_or_in_validation_saves_the_work_and_resume_is_bitwise_equal(workdir, straight,
+                                                                                            monkeypatch, bad_batch,
+                                                                                            saved_at, where):
     data_args, (weights, train_lines, val_lines) = straight
     real_to_device, calls = train.to_device, []
 
-    def failing_on_the_15th_batch(*args, **kwargs):  # 8 training and 2 validation batches an epoch
+    def failing_on_the_bad_batch(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 15:
+        if len(calls) == bad_batch:
             raise RunError("cannot read image 'x.png'; remove or replace it")
         return real_to_device(*args, **kwargs)
 
-    monkeypatch.setattr(train, 'to_device', failing_on_the_15th_batch)
+    monkeypatch.setattr(train, 'to_device', failing_on_the_bad_batch)
     with pytest.raises(RunError, match='x.png'):
         run(data_args + LONG)
     logs, ckpts = only_run(workdir)
     saved = load(ckpts / 'latest_checkpoint.pt')
-    assert (saved['epoch'], saved['step'], saved['samples_done']) == (1, 12, 64)  # epoch 2's first 4 steps kept
-    assert (f'error at epoch 2: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step 12; fix the cause, then '
-            f'resume with: python train.py --resume {logs.name}') in (logs / 'train.log').read_text()
-    assert last_status(logs)[0] == 'failed (RunError)'
-    monkeypatch.setattr(train, 'to_device', real_to_device)
-    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
-
-
-def test_an_error_in_validation_saves_the_epochs_training_and_resume_is_bitwise_equal(workdir, straight,
-                                                                                    monkeypatch):
-    # epoch 2's training is done and logged when its first validation batch cannot be read
-    data_args, (weights, train_lines, val_lines) = straight
-    real_to_device, calls = train.to_device, []
-
-    def failing_on_the_19th_batch(*args, **kwargs):  # 8 training and 2 validation batches an epoch
-        calls.append(1)
-        if len(calls) == 19:
-            raise RunError("cannot read image 'x.png'; remove or replace it")
-        return real_to_device(*args, **kwargs)
-
-    monkeypatch.setattr(train, 'to_device', failing_on_the_19th_batch)
-    with pytest.raises(RunError, match='x.png'):
-        run(data_args + LONG)
-    logs, ckpts = only_run(workdir)
-    saved = load(ckpts / 'latest_checkpoint.pt')
-    assert (saved['epoch'], saved['step'], saved['samples_done']) == (1, 16, 128)  # all of epoch 2's samples
-    assert (f'error at epoch 2 in validation: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step 16; '
+    assert (saved['epoch'], saved['step'], saved['samples_done']) == saved_at
+    assert (f'error at epoch 2{where}: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step {saved_at[1]}; '
             f'fix the cause, then resume with: python train.py --resume {logs.name}') in (logs / 'train.log').read_text()
+    assert last_status(logs)[0] == 'failed (RunError)'
     assert epoch_lines(logs / 'val.log') == val_lines[:1]
     monkeypatch.setattr(train, 'to_device', real_to_device)
-    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # epoch 2's train line once
+    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
 
 
 def test_an_error_after_validation_saves_nothing(workdir, data_args, monkeypatch):
