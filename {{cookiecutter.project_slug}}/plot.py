@@ -8,20 +8,19 @@ Needs matplotlib (pip install matplotlib); train.py draws the curves at the end 
 """
 
 import argparse
-import csv
 from pathlib import Path
 
-from utils import METRIC_NAME, METRICS_COLUMNS, RunError, one_line_errors
+from utils import METRIC_NAME, METRICS_COLUMNS, RunError, one_line_errors, read_metrics_rows
 
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 
 
 def read_metrics(folder):
-    """metrics.csv as {column: [values]}, one value per epoch."""
+    """metrics.csv as {column: [values]}, one value per epoch (read_metrics_rows: after a resume from an
+    earlier point, the epochs trained again replace the ones logged before)."""
     path = Path(folder) / 'metrics.csv'
     try:
-        with open(path, newline='', encoding='utf-8') as f:
-            rows = list(csv.DictReader(f))
+        rows = read_metrics_rows(path)
         metrics = {column: [float(row[column]) for row in rows] for column in METRICS_COLUMNS}
     except FileNotFoundError:
         raise RunError(f"no metrics.csv in '{folder}': has the run finished an epoch?") from None

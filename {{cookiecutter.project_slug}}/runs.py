@@ -12,7 +12,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from utils import METRIC_NAME, RunError, alive, one_line_errors, read_note
+from utils import METRIC_NAME, RunError, alive, one_line_errors, read_metrics_rows, read_note
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
@@ -33,12 +33,11 @@ def summarize(folder):
         status = {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
     row['status'] = status.split(' at ')[0]
     try:
-        with open(folder / 'metrics.csv', newline='', encoding='utf-8') as f:
-            epochs = list(csv.DictReader(f))
+        epochs = read_metrics_rows(folder / 'metrics.csv')
         best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None
     except FileNotFoundError:
         epochs, best = [], None
-    except (OSError, KeyError, ValueError, csv.Error):
+    except (OSError, KeyError, ValueError, TypeError, csv.Error):
         row['status'] += ' (metrics.csv damaged)'
         epochs, best = [], None
     row['epochs'] = epochs[-1]['epoch'] if epochs else '0'

@@ -49,12 +49,14 @@ from utils import (
     check_writable,
     claim_run_dirs,
     classes_of,
+    copy_metrics,
     create_logger,
     data_fingerprint,
     failure_noted,
     gather_rng_states,
     is_distributed,
     is_master,
+    later_checkpoint,
     load_checkpoint,
     load_init_weights,
     load_model_state,
@@ -384,7 +386,7 @@ def main(argv=None):
         'checkpoints_dir': f'./checkpoints/{timestamp}',
     }
     overrides, resume = parse_args(config, argv)
-    checkpoint = None
+    checkpoint, branched_from = None, None
     if resume:
         checkpoint_path = resolve_checkpoint(resume)
         checkpoint = load_checkpoint(checkpoint_path)
@@ -395,7 +397,13 @@ def main(argv=None):
                            'or the train/valid split; start a new run instead')
         if 'init_from' in overrides:
             raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
+        new_run_dirs = [overrides.get(key, config[key]) for key in ('loggers_dir', 'checkpoints_dir')]
         config = {**config, **saved, **overrides, 'checkpoints_dir': str(checkpoint_path.parent)}
+        # a checkpoint behind its run's latest one (best_checkpoint.pt, say) goes on as a new run:
+        # resuming in place would overwrite the later checkpoint and log its epochs twice
+        if broadcast(is_master() and later_checkpoint(checkpoint_path, checkpoint) is not None):
+            branched_from = config['loggers_dir']
+            config['loggers_dir'], config['checkpoints_dir'] = new_run_dirs
     else:
         config.update(overrides)
     check_config(config)
@@ -410,8 +418,8 @@ def main(argv=None):
     all_seed(config['seed'] + rank)
     set_determinism(config['deterministic'])
 
-    # 3.5 makedirs (rank 0): a new run never reuses a folder; resume continues in the run's own folders
-    if checkpoint is None:
+    # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
+    if checkpoint is None or branched_from:
         run_dirs = claim_run_dirs(config['loggers_dir'], config['checkpoints_dir']) if is_master() else None
         config['loggers_dir'], config['checkpoints_dir'] = broadcast(run_dirs)
     elif is_master():
@@ -453,7 +461,7 @@ def main(argv=None):
         create_logger('train', os.path.join(config['loggers_dir'], 'train.log'), show_time=True)
         create_logger('val', os.path.join(config['loggers_dir'], 'val.log'), show_time=True)
         note_logger = create_logger('note', os.path.join(config['loggers_dir'], 'note.log'), show_time=False)
-        if checkpoint is None:
+        if checkpoint is None or branched_from:
             *example_inputs, _ = next(iter(valid_loader))  # the summary runs one sample: shapes show batch 1
             model_summary = summary(unwrap(model), input_data=[x[:1].to(device) for x in example_inputs], mode='eval',
                                     verbose=0, device=device, col_names=('input_size', 'output_size', 'num_params'))
@@ -461,6 +469,12 @@ def main(argv=None):
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
+            if branched_from:  # metrics.csv starts with the epochs this run continues, for its curves
+                copy_metrics(os.path.join(branched_from, 'metrics.csv'),
+                             os.path.join(config['loggers_dir'], 'metrics.csv'), checkpoint['epoch'])
+                note_logger.info(f"branched from {checkpoint_path} (epoch {checkpoint['epoch']}, step "
+                                 f"{checkpoint['step']}): its run's latest_checkpoint.pt is further on, so this "
+                                 'run goes on in folders of its own and leaves that run as it was')
         else:
             note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
                              f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "

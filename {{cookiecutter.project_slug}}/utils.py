@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -370,7 +371,8 @@ def check_writable(*folders):
 
 
 def read_note(folder):
-    """The config (key: value lines under 'config:'), the provenance, and the last status line."""
+    """The config (key: value lines under 'config:', updated by each resume's overrides), the provenance
+    (the last one: the latest start's), and the last status line."""
     config, provenance, status, section = {}, {}, None, None
     for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
         if line in ('config:', 'provenance:'):
@@ -382,6 +384,10 @@ def read_note(folder):
             section = None
             if line.startswith('status: '):
                 status = line[len('status: '):]
+            elif line.startswith('overrides: ') and config:  # 'overrides: lr=0.001, n_epoch=400' or 'none'
+                before_a_key = ', (?=(?:' + '|'.join(re.escape(key) for key in config) + ')=)'  # values may hold ', '
+                config.update(part.split('=', 1) for part in re.split(before_a_key, line[len('overrides: '):])
+                              if '=' in part)
     return config, provenance, status
 
 
@@ -483,6 +489,34 @@ def append_metrics(path, row):
         if new:
             writer.writerow(METRICS_COLUMNS)
         writer.writerow([row[column] for column in METRICS_COLUMNS])
+
+
+def read_metrics_rows(path):
+    """metrics.csv's rows, one per epoch, of the history the run's checkpoints continue.
+
+    A run resumed from an earlier point than its last logged epoch (killed after an epoch was logged
+    but before the next latest_checkpoint.pt) trains those epochs again and appends them: a row whose
+    epoch does not follow the row before starts over from that epoch. The file keeps every row."""
+    rows = []
+    with open(path, newline='', encoding='utf-8') as f:
+        for row in csv.DictReader(f):
+            while rows and int(rows[-1]['epoch']) >= int(row['epoch']):
+                rows.pop()
+            rows.append(row)
+    return rows
+
+
+def copy_metrics(source, destination, last_epoch):
+    """Start a branched run's metrics.csv with its source's rows up to `last_epoch`: its curves show
+    the whole history. Nothing to copy when the source has no readable metrics.csv."""
+    try:
+        rows = [row for row in read_metrics_rows(source) if int(row['epoch']) <= last_epoch]
+    except (OSError, KeyError, ValueError, TypeError, csv.Error):
+        return
+    with open(destination, 'x', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(METRICS_COLUMNS)
+        writer.writerows([row.get(column, '') for column in METRICS_COLUMNS] for row in rows)
 
 
 def provenance(device, world_size, project=None):
@@ -653,6 +687,19 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
             raise RunError(f"no {name} in '{candidate}'; pass a checkpoint file with {option}")
     raise RunError(f"nothing for {option} at '{target}': no such checkpoint file, folder, "
                    f"or timestamp under '{checkpoints_root}'")
+
+
+def later_checkpoint(path, checkpoint):
+    """The latest_checkpoint.pt beside a resumed checkpoint file (best_checkpoint.pt, say) when it has
+    more optimizer steps than that file, so that resuming in place would overwrite it; else None."""
+    latest = path.parent / 'latest_checkpoint.pt'
+    if path.name == latest.name or not latest.is_file():
+        return None
+    try:  # mmap: only the counters are read, not the tensors
+        step = torch.load(latest, map_location='cpu', weights_only=True, mmap=True)['step']
+    except Exception:  # unreadable (saves are atomic, so damaged outside train.py): nothing to keep
+        return None
+    return latest if step > checkpoint['step'] else None
 
 
 def load_init_weights(target, config, shape_keys):

@@ -3,9 +3,8 @@
 
 import builtins
 import csv
-{%- if cookiecutter.dataset == 'sequence' %}
+import os
 import shutil
-{%- endif %}
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from conftest import PROJECT, load, only_run, run
 from dataset import DATA_CONFIG
 {%- endif %}
 from test_train import WIDTH, ConstantModel
-from utils import METRICS_COLUMNS, RunError, provenance
+from utils import METRICS_COLUMNS, RunError, provenance, read_metrics_rows
 
 
 def rows(path):
@@ -53,6 +52,40 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert all(float(r['epoch_seconds']) > 0 for r in table) and float(table[0]['lr']) > 0
     val = (logs / 'val.log').read_text()
     assert f"loss {float(table[-1]['valid_loss']):.6f}" in val
+
+
+def test_epochs_trained_again_after_a_resume_from_an_earlier_point_replace_the_logged_ones(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    logs, ckpts = only_run(workdir)
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch2.pt')
+    assert run(['--resume', logs.name, '--n_epoch', 3]) == 0
+    os.replace(workdir / 'epoch2.pt', ckpts / 'latest_checkpoint.pt')  # as if killed after epoch 3's log line
+    assert run(['--resume', logs.name, '--n_epoch', 3, '--lr', 3e-3]) == 0  # epoch 3 again, another way
+    table = rows(logs / 'metrics.csv')
+    assert [row['epoch'] for row in table] == ['1', '2', '3', '3']  # the file keeps every row
+    metrics = plot.read_metrics(logs)
+    assert metrics['epoch'] == [1, 2, 3]
+    assert metrics['valid_loss'] == [float(row['valid_loss']) for row in table[:2] + table[3:]]
+    assert runs.summarize(logs)[0]['epochs'] == '3'
+    best = min(table[:2] + table[3:], key=lambda row: float(row['valid_loss']))
+    assert runs.summarize(logs)[0]['best_epoch'] == best['epoch']
+
+
+def test_metrics_rows_start_over_where_a_resumed_run_went_back(tmp_path):
+    epochs = [1, 2, 3, 4, 3, 4, 5, 2, 3]
+    (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + ''.join(
+        f'\n{e},{5 * e},1,0.5,{i},0.6,1e-4,1' for i, e in enumerate(epochs)) + '\n')
+    kept = read_metrics_rows(tmp_path / 'metrics.csv')
+    assert [(row['epoch'], row['valid_loss']) for row in kept] == [('1', '0'), ('2', '7'), ('3', '8')]
+
+
+def test_note_config_takes_each_resumes_overrides(tmp_path):
+    (tmp_path / 'note.log').write_text('config:\n    lr: 0.0001\n    n_epoch: 5\n    dataset_dir: data\nstatus: running\n'
+                                       'status: finished at 2026-01-01 12:00:00, epoch 5, step 40\n\nresumed at ...\n'
+                                       'overrides: lr=0.005, dataset_dir=a, b=c, n_epoch=9\nstatus: running\n'
+                                       '\nresumed at ...\noverrides: none\nstatus: running\n')
+    config, _, status = utils.read_note(tmp_path)
+    assert config == {'lr': '0.005', 'n_epoch': '9', 'dataset_dir': 'a, b=c'} and status == 'running'
 
 
 def test_curves_png_at_the_end_of_a_run_and_on_demand(workdir, data_args):

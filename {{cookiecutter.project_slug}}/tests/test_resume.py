@@ -1,7 +1,9 @@
 """Resume continues the same run exactly: same folders, appended logs, restored scheduler, counters and RNG."""
 
+import os
 import pickle
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from utils import (
     classes_of,
     data_fingerprint,
     get_rng_state,
+    read_metrics_rows,
     read_note,
     save_checkpoint,
     set_rng_state,
@@ -65,6 +68,32 @@ def test_resume_accepts_a_checkpoint_file_or_folder(workdir, data_args):
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 3
 
 
+def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 2] + EXACT) == 0
+    logs, ckpts = only_run(workdir)
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch2.pt')
+    assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
+    os.replace(workdir / 'epoch2.pt', ckpts / 'best_checkpoint.pt')  # as if epochs 3 and 4 had not improved
+    source = snapshot(workdir)
+    assert run(['--resume', ckpts / 'best_checkpoint.pt', '--n_epoch', 4]) == 0
+    assert {path: stamp for path, stamp in snapshot(workdir).items() if path in source} == source  # untouched
+    branch_logs, = set((workdir / 'loggers').iterdir()) - {logs}
+    branch_ckpts, = set((workdir / 'checkpoints').iterdir()) - {ckpts}
+    assert branch_logs.name == branch_ckpts.name
+    note = (branch_logs / 'note.log').read_text()
+    assert f'branched from {ckpts}/best_checkpoint.pt (epoch 2, step 16)' in note
+    assert 'config:' in note and 'Total params' in note  # a new run's full note
+    # metrics.csv starts with the source's epochs 1-2; epochs 3-4 are trained again, exactly
+    def metrics(folder):
+        return [{k: v for k, v in row.items() if k != 'epoch_seconds'} for row in read_metrics_rows(folder / 'metrics.csv')]
+    assert metrics(branch_logs) == metrics(logs) and len(metrics(logs)) == 4
+    assert epoch_lines(branch_logs / 'train.log') == epoch_lines(logs / 'train.log')[2:]
+    assert_same_weights(load(branch_ckpts / 'latest_checkpoint.pt')['model'], load(ckpts / 'latest_checkpoint.pt')['model'])
+    assert run(['--resume', branch_logs.name, '--n_epoch', 5, '--early_stop', 10]) == 0  # its own latest: in place
+    assert len(list((workdir / 'loggers').iterdir())) == 2
+    assert [row['epoch'] for row in read_metrics_rows(branch_logs / 'metrics.csv')] == ['1', '2', '3', '4', '5']
+
+
 def test_early_stop_counter_survives_resume(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 2, '--early_stop', 3]) == 0
@@ -92,6 +121,7 @@ def test_lr_override_on_resume_is_applied_and_recorded(workdir, data_args):
     assert run(['--resume', logs.name, '--n_epoch', 2, '--lr', 5e-3]) == 0
     assert epoch_lines(logs / 'train.log')[-1].endswith('lr 5.0000e-03')
     assert 'lr=0.005' in (logs / 'note.log').read_text()
+    assert {key: runs.summarize(logs)[1][key] for key in ('lr', 'n_epoch')} == {'lr': '0.005', 'n_epoch': '2'}
 
 
 def test_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, config):
