@@ -41,6 +41,7 @@ from utils import (
     all_seed,
     append_metrics,
     autocast_for,
+    branch_reason,
     broadcast,
     check_config,
     check_device_config,
@@ -56,7 +57,6 @@ from utils import (
     gather_rng_states,
     is_distributed,
     is_master,
-    later_checkpoint,
     load_checkpoint,
     load_init_weights,
     load_model_state,
@@ -386,7 +386,7 @@ def main(argv=None):
         'checkpoints_dir': f'./checkpoints/{timestamp}',
     }
     overrides, resume = parse_args(config, argv)
-    checkpoint, branched_from = None, None
+    checkpoint, branched_from, branched_because = None, None, None
     if resume:
         checkpoint_path = resolve_checkpoint(resume)
         checkpoint = load_checkpoint(checkpoint_path)
@@ -399,9 +399,11 @@ def main(argv=None):
             raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
         new_run_dirs = [overrides.get(key, config[key]) for key in ('loggers_dir', 'checkpoints_dir')]
         config = {**config, **saved, **overrides, 'checkpoints_dir': str(checkpoint_path.parent)}
-        # a checkpoint behind its run's latest one (best_checkpoint.pt, say) goes on as a new run:
-        # resuming in place would overwrite the later checkpoint and log its epochs twice
-        if broadcast(is_master() and later_checkpoint(checkpoint_path, checkpoint) is not None):
+        # a checkpoint behind its run's latest one (best_checkpoint.pt, say), or away from its run's
+        # folders, goes on exactly as a new run, so that nothing of the source run is overwritten
+        branched_because = broadcast(branch_reason(checkpoint_path, checkpoint, config['loggers_dir'])
+                                     if is_master() else None)
+        if branched_because:
             branched_from = config['loggers_dir']
             config['loggers_dir'], config['checkpoints_dir'] = new_run_dirs
     else:
@@ -473,8 +475,8 @@ def main(argv=None):
                 copy_metrics(os.path.join(branched_from, 'metrics.csv'),
                              os.path.join(config['loggers_dir'], 'metrics.csv'), checkpoint['epoch'])
                 note_logger.info(f"branched from {checkpoint_path} (epoch {checkpoint['epoch']}, step "
-                                 f"{checkpoint['step']}): its run's latest_checkpoint.pt is further on, so this "
-                                 'run goes on in folders of its own and leaves that run as it was')
+                                 f"{checkpoint['step']}): {branched_because}, so this run goes on in folders "
+                                 'of its own and leaves that run as it was')
         else:
             note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
                              f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "

@@ -367,7 +367,7 @@ def _makedirs(path, mode, exist_ok):
 def check_writable(*folders):
     for folder in folders:
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise RunError(f"folder '{folder}' is missing or not writable; fix its permissions or move the run back")
+            raise RunError(f"folder '{folder}' is missing or not writable; fix its permissions")
 
 
 def read_note(folder):
@@ -689,9 +689,17 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
                    f"or timestamp under '{checkpoints_root}'")
 
 
-def later_checkpoint(path, checkpoint):
-    """The latest_checkpoint.pt beside a resumed checkpoint file (best_checkpoint.pt, say) when it has
-    more optimizer steps than that file, so that resuming in place would overwrite it; else None."""
+def branch_reason(path, checkpoint, loggers_dir):
+    """Why resuming from checkpoint file `path` cannot go on in its run's own folders, or None when it can.
+
+    It cannot when the file is not in the run's checkpoints folder (a copy, or a run from elsewhere),
+    when the run's loggers folder is not here, or when the run's latest_checkpoint.pt beside the file
+    (which is best_checkpoint.pt, say) has more optimizer steps: resuming would overwrite it."""
+    run_checkpoints = Path(checkpoint['config']['checkpoints_dir'])
+    if path.parent.resolve() != run_checkpoints.resolve():
+        return f"it is not in its run's checkpoints folder '{run_checkpoints}'"
+    if not Path(loggers_dir).is_dir():
+        return f"its run's loggers folder '{loggers_dir}' is not here"
     latest = path.parent / 'latest_checkpoint.pt'
     if path.name == latest.name or not latest.is_file():
         return None
@@ -699,7 +707,7 @@ def later_checkpoint(path, checkpoint):
         step = torch.load(latest, map_location='cpu', weights_only=True, mmap=True)['step']
     except Exception:  # unreadable (saves are atomic, so damaged outside train.py): nothing to keep
         return None
-    return latest if step > checkpoint['step'] else None
+    return f"its run's latest_checkpoint.pt is further on (step {step})" if step > checkpoint['step'] else None
 
 
 def load_init_weights(target, config, shape_keys):

@@ -94,6 +94,28 @@ def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(wo
     assert [row['epoch'] for row in read_metrics_rows(branch_logs / 'metrics.csv')] == ['1', '2', '3', '4', '5']
 
 
+@pytest.mark.parametrize('away', ['a copy elsewhere', 'no loggers folder'])
+def test_resume_away_from_the_runs_folders_goes_on_as_a_new_run(workdir, data_args, away):
+    assert run(data_args + ['--n_epoch', 2] + EXACT) == 0
+    logs, ckpts = only_run(workdir)
+    if away == 'a copy elsewhere':  # resuming in place would write checkpoints beside the copy
+        target = workdir / 'shared' / 'model.pt'
+        target.parent.mkdir()
+        shutil.copy(ckpts / 'latest_checkpoint.pt', target)
+        reason = f"it is not in its run's checkpoints folder 'checkpoints/{ckpts.name}'"
+    else:  # from another machine, say: before, a one-line error and no way to go on exactly
+        shutil.rmtree(logs)
+        target = ckpts / 'latest_checkpoint.pt'
+        reason = f"its run's loggers folder 'loggers/{logs.name}' is not here"
+    source = snapshot(workdir)
+    assert run(['--resume', target, '--n_epoch', 3]) == 0
+    assert {path: stamp for path, stamp in snapshot(workdir).items() if path in source} == source
+    assert list(target.parent.iterdir()) == [target] or away != 'a copy elsewhere'
+    branch_logs, = set((workdir / 'loggers').iterdir()) - {logs}
+    assert f'branched from {target} (epoch 2, step 16): {reason}, so' in (branch_logs / 'note.log').read_text()
+    assert load(workdir / 'checkpoints' / branch_logs.name / 'latest_checkpoint.pt')['epoch'] == 3
+
+
 def test_early_stop_counter_survives_resume(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 2, '--early_stop', 3]) == 0
