@@ -43,6 +43,7 @@ from utils import (
     autocast_for,
     branch_reason,
     broadcast,
+    carry_best,
     check_config,
     check_device_config,
     check_not_running,
@@ -471,12 +472,14 @@ def main(argv=None):
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
-            if branched_from:  # metrics.csv starts with the epochs this run continues, for its curves
+            if branched_from:  # metrics.csv and best_checkpoint.pt start with the history this run continues
                 copy_metrics(os.path.join(branched_from, 'metrics.csv'),
                              os.path.join(config['loggers_dir'], 'metrics.csv'), checkpoint['epoch'])
+                best_epoch = carry_best(checkpoint_path, checkpoint, config)
                 note_logger.info(f"branched from {checkpoint_path} (epoch {checkpoint['epoch']}, step "
                                  f"{checkpoint['step']}): {branched_because}, so this run goes on in folders "
-                                 'of its own and leaves that run as it was')
+                                 'of its own and leaves that run as it was'
+                                 + (f'; best_checkpoint.pt starts as its epoch {best_epoch}' if best_epoch else ''))
         else:
             note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
                              f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "

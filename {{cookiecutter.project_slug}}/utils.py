@@ -710,6 +710,27 @@ def branch_reason(path, checkpoint, loggers_dir):
     return f"its run's latest_checkpoint.pt is further on (step {step})" if step > checkpoint['step'] else None
 
 
+def carry_best(path, checkpoint, config):
+    """Give a branched run the best_checkpoint.pt of the history it continues: the resumed file itself,
+    or the best_checkpoint.pt beside it, when that is the history's best epoch (same epoch and loss),
+    with the new run's folders in its config. Return that epoch, or None (the branch then has no best
+    checkpoint until one of its epochs improves on the loss it inherited)."""
+    history_best = (checkpoint['best_epoch'], 0, checkpoint['best_loss'])  # epoch, samples_done, valid loss
+    if not checkpoint['best_epoch']:  # stopped in the first epoch: no best yet
+        return None
+    for candidate in dict.fromkeys([path, path.parent / 'best_checkpoint.pt']):
+        try:
+            best = checkpoint if candidate == path else load_checkpoint(candidate)
+        except (RunError, OSError):
+            continue
+        if (best['epoch'], best['samples_done'], best['best_loss']) == history_best:
+            run_dirs = {key: config[key] for key in ('loggers_dir', 'checkpoints_dir')}
+            save_checkpoint({**best, 'config': {**best['config'], **run_dirs}},
+                            os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt'))
+            return best['epoch']
+    return None
+
+
 def load_init_weights(target, config, shape_keys):
     """The model weights a new run starts from (`--init_from`: another run's best checkpoint, or a file),
     and the checkpoint's path. The optimizer, scheduler, counters and RNG start fresh."""

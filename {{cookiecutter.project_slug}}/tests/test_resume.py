@@ -116,6 +116,23 @@ def test_resume_away_from_the_runs_folders_goes_on_as_a_new_run(workdir, data_ar
     assert load(workdir / 'checkpoints' / branch_logs.name / 'latest_checkpoint.pt')['epoch'] == 3
 
 
+def test_a_branch_starts_with_the_best_checkpoint_of_the_history_it_continues(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))  # best stays at epoch 1
+    assert run(data_args + ['--n_epoch', 3, '--early_stop', 10]) == 0
+    logs, ckpts = only_run(workdir)
+    source_best = load(ckpts / 'best_checkpoint.pt')
+    assert (source_best['epoch'], load(ckpts / 'latest_checkpoint.pt')['epoch']) == (1, 3)
+    assert run(['--resume', ckpts / 'best_checkpoint.pt', '--n_epoch', 3]) == 0  # no epoch improves on it
+    branch_logs, = set((workdir / 'loggers').iterdir()) - {logs}
+    branch_ckpts = workdir / 'checkpoints' / branch_logs.name
+    best = load(branch_ckpts / 'best_checkpoint.pt')
+    assert best['epoch'] == 1 and best['best_loss'] == source_best['best_loss']
+    assert_same_weights(best['model'], source_best['model'])
+    assert Path(best['config']['checkpoints_dir']).resolve() == branch_ckpts.resolve()
+    assert 'best_checkpoint.pt starts as its epoch 1' in (branch_logs / 'note.log').read_text()
+    assert run(data_args + ['--init_from', branch_logs.name, '--n_epoch', 1]) == 0  # as from any run
+
+
 def test_early_stop_counter_survives_resume(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 2, '--early_stop', 3]) == 0
