@@ -3,6 +3,7 @@ both ways, the same first step as one process with the combined batch, and a cle
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,18 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
     assert only_run(tmp_path) == (logs, ckpts)
     assert [line[0] for line in epoch_lines(logs / 'train.log')] == ['1', '2', '3', '4']
     assert torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['epoch'] == 4
+
+    # a copy of the checkpoint outside its run's folder goes on as a new run (rank 0 decides for all)
+    shutil.copy(ckpts / 'latest_checkpoint.pt', tmp_path / 'copy.pt')
+    source = sorted((p.name, p.stat().st_mtime_ns) for p in [*logs.iterdir(), *ckpts.iterdir()])
+    branched = run(TORCHRUN + [str(project / 'train.py'), '--resume', 'copy.pt', '--n_epoch', '5'], tmp_path)
+    assert branched.returncode == 0, branched.stderr[-3000:]
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in [*logs.iterdir(), *ckpts.iterdir()]) == source
+    branch_logs, = set((tmp_path / 'loggers').iterdir()) - {logs}
+    note = (branch_logs / 'note.log').read_text()
+    assert 'branched from copy.pt (epoch 4, ' in note and 'x 2' in note
+    branch_latest = torch.load(tmp_path / 'checkpoints' / branch_logs.name / 'latest_checkpoint.pt', weights_only=True)
+    assert (branch_latest['epoch'], branch_latest['world_size']) == (5, 2)
 
 
 @pytest.mark.slow
