@@ -58,6 +58,7 @@ from utils import (
     gather_rng_states,
     is_distributed,
     is_master,
+    keep_later_best,
     load_checkpoint,
     load_init_weights,
     load_model_state,
@@ -387,7 +388,7 @@ def main(argv=None):
         'checkpoints_dir': f'./checkpoints/{timestamp}',
     }
     overrides, resume = parse_args(config, argv)
-    checkpoint, branched_from, branched_because = None, None, None
+    checkpoint, branched_from, branched_because, kept_best = None, None, None, None
     if resume:
         checkpoint_path = resolve_checkpoint(resume)
         checkpoint = load_checkpoint(checkpoint_path)
@@ -428,6 +429,7 @@ def main(argv=None):
     elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])
         check_not_running(config['loggers_dir'])
+        kept_best = keep_later_best(checkpoint_path, checkpoint)  # from epochs that are trained again
 
     # 3.6 dataset
     train_set, valid_set = build_datasets(config)
@@ -485,6 +487,8 @@ def main(argv=None):
                              f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
                              f"{checkpoint['samples_done']} samples into the next epoch)")
             note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
+            if kept_best:
+                note_logger.info(f'best_checkpoint.pt was saved after this checkpoint; kept as {kept_best.name}')
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
         note_logger.info('status: running')
 

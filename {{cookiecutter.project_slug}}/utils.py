@@ -700,14 +700,43 @@ def branch_reason(path, checkpoint, loggers_dir):
         return f"it is not in its run's checkpoints folder '{run_checkpoints}'"
     if not Path(loggers_dir).is_dir():
         return f"its run's loggers folder '{loggers_dir}' is not here"
-    latest = path.parent / 'latest_checkpoint.pt'
-    if path.name == latest.name or not latest.is_file():
+    latest = later_beside(path, checkpoint, 'latest_checkpoint.pt')
+    return f"its run's latest_checkpoint.pt is further on (step {latest['step']})" if latest else None
+
+
+def later_beside(path, checkpoint, name):
+    """The counters of checkpoint `name` beside `path` when it has more optimizer steps than `checkpoint`;
+    else None (also when it is `path` itself, missing, or unreadable: then there is nothing to keep)."""
+    other = path.parent / name
+    if other.name == path.name or not other.is_file():
         return None
     try:  # mmap: only the counters are read, not the tensors
-        step = torch.load(latest, map_location='cpu', weights_only=True, mmap=True)['step']
-    except Exception:  # unreadable (saves are atomic, so damaged outside train.py): nothing to keep
+        saved = torch.load(other, map_location='cpu', weights_only=True, mmap=True)
+        counters = {'path': other, 'epoch': saved['epoch'], 'step': saved['step']}
+    except Exception:
         return None
-    return f"its run's latest_checkpoint.pt is further on (step {step})" if step > checkpoint['step'] else None
+    return counters if counters['step'] > checkpoint['step'] else None
+
+
+def keep_later_best(path, checkpoint):
+    """Before resuming in place from `path`: a best_checkpoint.pt beside it with more steps was saved by
+    epochs after this checkpoint (the run stopped before its next latest save), which the resumed run
+    trains again; its next best would replace that file. Keep it under a second name (a hard link, so no
+    copy) and return the name, else None."""
+    best = later_beside(path, checkpoint, 'best_checkpoint.pt')
+    if best is None:
+        return None
+    stem = f"best_checkpoint.epoch{best['epoch']}.step{best['step']}"
+    for suffix in itertools.count():
+        kept = best['path'].with_name(f"{stem}{f'_{suffix}' if suffix else ''}.pt")
+        if not kept.exists():
+            try:
+                os.link(best['path'], kept)
+            except OSError:  # a file system without hard links
+                shutil.copy2(best['path'], kept)
+            return kept
+        if os.path.samefile(kept, best['path']):  # kept by an earlier attempt that stopped before training
+            return kept
 
 
 def carry_best(path, checkpoint, config):

@@ -133,6 +133,23 @@ def test_a_branch_starts_with_the_best_checkpoint_of_the_history_it_continues(wo
     assert run(data_args + ['--init_from', branch_logs.name, '--n_epoch', 1]) == 0  # as from any run
 
 
+def test_resume_keeps_a_best_checkpoint_saved_after_the_latest_one(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    logs, ckpts = only_run(workdir)
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch2.pt')
+    assert run(['--resume', logs.name, '--n_epoch', 3]) == 0
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch3.pt')
+    os.replace(workdir / 'epoch3.pt', ckpts / 'best_checkpoint.pt')  # best at epoch 3, latest at epoch 2:
+    os.replace(workdir / 'epoch2.pt', ckpts / 'latest_checkpoint.pt')  # killed between the two saves
+    best = (ckpts / 'best_checkpoint.pt').read_bytes()
+    assert run(['--resume', logs.name, '--n_epoch', 3, '--lr', 3e-3, '--early_stop', 10]) == 0  # epoch 3 another way
+    kept, = ckpts.glob('best_checkpoint.epoch3.step*.pt')
+    assert kept.read_bytes() == best
+    assert f'best_checkpoint.pt was saved after this checkpoint; kept as {kept.name}' in (logs / 'note.log').read_text()
+    assert run(['--resume', logs.name, '--n_epoch', 4, '--early_stop', 10]) == 0  # an ordinary resume keeps nothing
+    assert len(list(ckpts.glob('best_checkpoint.*.pt'))) == 1
+
+
 def test_early_stop_counter_survives_resume(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 2, '--early_stop', 3]) == 0
