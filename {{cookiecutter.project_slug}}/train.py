@@ -485,7 +485,7 @@ def main(argv=None):
         else:
             note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
                              f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
-                             f"{checkpoint['samples_done']} samples into the next epoch)")
+                             f"{checkpoint['samples_done']} samples of epoch {checkpoint['epoch'] + 1} trained)")
             note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
             if kept_best:
                 note_logger.info(f'best_checkpoint.pt was saved after this checkpoint; kept as {kept_best.name}')

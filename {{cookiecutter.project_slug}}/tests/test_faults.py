@@ -183,6 +183,7 @@ def test_an_error_between_steps_or_in_validation_saves_the_work_and_resume_is_bi
     assert epoch_lines(logs / 'val.log') == val_lines[:1]
     monkeypatch.setattr(train, 'to_device', real_to_device)
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
+    assert f'(epoch 1, step {saved_at[1]}, {saved_at[2]} samples of epoch 2 trained)' in (logs / 'note.log').read_text()
 
 
 def test_an_error_after_validation_saves_nothing(workdir, data_args, monkeypatch):
