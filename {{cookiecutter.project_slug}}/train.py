@@ -388,7 +388,7 @@ def main(argv=None):
         'checkpoints_dir': f'./checkpoints/{timestamp}',
     }
     overrides, resume = parse_args(config, argv)
-    checkpoint, branched_from, branched_because, kept_best = None, None, None, None
+    checkpoint, branched_from, branched_because = None, None, None
     if resume:
         checkpoint_path = resolve_checkpoint(resume)
         checkpoint = load_checkpoint(checkpoint_path)
@@ -429,7 +429,6 @@ def main(argv=None):
     elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])
         check_not_running(config['loggers_dir'])
-        kept_best = keep_later_best(checkpoint_path, checkpoint)  # from epochs that are trained again
 
     # 3.6 dataset
     train_set, valid_set = build_datasets(config)
@@ -487,6 +486,7 @@ def main(argv=None):
                              f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
                              f"{checkpoint['samples_done']} samples of epoch {checkpoint['epoch'] + 1} trained)")
             note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
+            kept_best = keep_later_best(checkpoint_path, checkpoint)  # saved by epochs that are trained again
             if kept_best:
                 note_logger.info(f'best_checkpoint.pt was saved after this checkpoint; kept as {kept_best.name}')
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))

@@ -134,7 +134,7 @@ def test_a_branch_starts_with_the_best_checkpoint_of_the_history_it_continues(wo
     assert run(data_args + ['--init_from', branch_logs.name, '--n_epoch', 1]) == 0  # as from any run
 
 
-def test_resume_keeps_a_best_checkpoint_saved_after_the_latest_one(workdir, data_args):
+def test_resume_keeps_a_best_checkpoint_saved_after_the_latest_one(workdir, data_args, monkeypatch):
     assert run(data_args + ['--n_epoch', 2]) == 0
     logs, ckpts = only_run(workdir)
     shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch2.pt')
@@ -143,6 +143,10 @@ def test_resume_keeps_a_best_checkpoint_saved_after_the_latest_one(workdir, data
     os.replace(workdir / 'epoch3.pt', ckpts / 'best_checkpoint.pt')  # best at epoch 3, latest at epoch 2:
     os.replace(workdir / 'epoch2.pt', ckpts / 'latest_checkpoint.pt')  # killed between the two saves
     best = (ckpts / 'best_checkpoint.pt').read_bytes()
+    with monkeypatch.context() as patch, pytest.raises(RunError, match='no data'):
+        patch.setattr(train, 'build_datasets', lambda config: (_ for _ in ()).throw(RunError('no data')))
+        run(['--resume', logs.name, '--n_epoch', 3])
+    assert not list(ckpts.glob('best_checkpoint.*.pt'))  # a resume that stops before training changes no file
     assert run(['--resume', logs.name, '--n_epoch', 3, '--lr', 3e-3, '--early_stop', 10]) == 0  # epoch 3 another way
     kept, = ckpts.glob('best_checkpoint.epoch3.step*.pt')
     assert kept.read_bytes() == best
