@@ -481,14 +481,14 @@ def remove_if_empty(*folders):
 METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')
 
 
-def append_metrics(path, row):
-    """Append one epoch to metrics.csv (with a header if the file is new)."""
+def append_metrics(path, *rows):
+    """Append epochs to metrics.csv (with a header if the file is new)."""
     new = not os.path.exists(path)
     with open(path, 'a', newline='', encoding='utf-8') as f:
         writer = csv.writer(f)
         if new:
             writer.writerow(METRICS_COLUMNS)
-        writer.writerow([row[column] for column in METRICS_COLUMNS])
+        writer.writerows([row[column] for column in METRICS_COLUMNS] for row in rows)
 
 
 def read_metrics_rows(path):
@@ -513,10 +513,7 @@ def copy_metrics(source, destination, last_epoch):
         rows = [row for row in read_metrics_rows(source) if int(row['epoch']) <= last_epoch]
     except (OSError, KeyError, ValueError, TypeError, csv.Error):
         return
-    with open(destination, 'x', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(METRICS_COLUMNS)
-        writer.writerows([row.get(column, '') for column in METRICS_COLUMNS] for row in rows)
+    append_metrics(destination, *[{column: row.get(column, '') for column in METRICS_COLUMNS} for row in rows])
 
 
 def provenance(device, world_size, project=None):
