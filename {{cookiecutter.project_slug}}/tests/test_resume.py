@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -333,6 +334,10 @@ def test_resume_refuses_a_run_whose_process_still_runs(workdir, data_args):
     sleep = [sys.executable, '-c', 'import time; time.sleep(60)']
     other = subprocess.Popen(sleep)  # the pid now belongs to another program: the run itself is gone
     stand_in = subprocess.Popen(sleep + ['train.py'])  # its command line names train.py, as the run's does
+    for process in (other, stand_in):  # until exec, a child's command line is still pytest's
+        cmdline, deadline = Path(f'/proc/{process.pid}/cmdline'), time.time() + 30
+        while cmdline.exists() and b'time.sleep(60)' not in cmdline.read_bytes() and time.time() < deadline:
+            time.sleep(0.01)
     try:
         pretend_running(other)
         assert runs.summarize(logs)[0]['status'] == 'failed (process gone)'
