@@ -35,9 +35,10 @@ from utils import (
     EpochMeter,
     EpochSampler,
     RunError,
+    SaveTimer,
     ShardSampler,
     StopRequest,
-    agree_to_stop,
+    agree_across_ranks,
     all_seed,
     append_metrics,
     autocast_for,
@@ -173,6 +174,14 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'classes': classes_of(train_loader.dataset),  # label names, for predict.py
         }
 
+    def save(paths, epoch, samples_done, epoch_totals):
+        """Every rank builds the state (it gathers the RNG states); rank 0 writes it in the background."""
+        checkpoint_state = state(epoch, samples_done, epoch_totals)
+        if is_master():
+            writer.save(checkpoint_state, *paths)
+        if latest_path in paths:
+            save_timer.reset()
+
     def save_after_error():
         """An error mid-epoch (a bad batch, out of memory) keeps the work up to the last whole optimizer step.
 
@@ -188,7 +197,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 point, where = (samples_done, meter.totals()), ''
             else:
                 return
-            writer.save(state(epoch, *point), latest_path)
+            save([latest_path], epoch, *point)
             writer.wait()
         except Exception as err:  # the device may be unusable after the error: keep the earlier checkpoint
             train_logger.info(f'after the error, could not save {latest_path}: {err}')
@@ -204,6 +213,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         return exit_code
 
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
+    save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
     if early_stop_count >= config['early_stop'] or start_epoch >= config['n_epoch']:
         train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
                           'pass a larger --n_epoch or --early_stop to go on')
@@ -252,7 +262,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 if read_due:
                     bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
-                    stopping, bad_step = agree_to_stop(stop.requested, bad_step, device)
+                    stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_timer.due(), device)
+                    if save_due and bad_step is None and not stopping and samples_done < n_train:
+                        save([latest_path], epoch, samples_done, meter.totals())  # mid-epoch, in the background
+                        train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} ({samples_done} of '
+                                          f"{n_train} samples; save_minutes {config['save_minutes']:g})")
                 elif world_size == 1:
                     stopping = stop.requested
                 if bad_step is not None or stopping:
@@ -260,15 +274,13 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             samples_at_last_step = None
             bar.close()
             bad_step = meter.flush() if bad_step is None else bad_step
-            stopping, bad_step = agree_to_stop(stop.requested, bad_step, device)  # all ranks, at the same step
+            stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_timer.due(), device)
             if bad_step is not None:
                 train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
                                   'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
                 return finish('failed (NaN or Inf loss)', NONFINITE_EXIT_CODE)
             if stopping and samples_done < n_train:
-                checkpoint_state = state(epoch, samples_done, meter.totals())
-                if is_master():
-                    writer.save(checkpoint_state, latest_path)
+                save([latest_path], epoch, samples_done, meter.totals())
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; '
                                   f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
@@ -315,7 +327,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     tensorboard.add_scalar(f'{name}/valid', row[f'valid_{name}'], epoch + 1)
                 tensorboard.add_scalar('lr', lr, epoch + 1)
 
-            # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs, early stop
+            # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
             improved = valid_loss < best_loss
             if improved:
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0
@@ -323,12 +335,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 early_stop_count += 1
             early_stopped = early_stop_count >= config['early_stop']
             last_epoch = epoch + 1 == config['n_epoch']
-            save_latest = (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stopping
+            save_latest = (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stopping or save_due
             paths = [best_path] * improved + [latest_path] * save_latest
             if paths:  # written in the background while the next epoch trains
-                checkpoint_state = state(epoch + 1, 0, epoch_totals)
-                if is_master():
-                    writer.save(checkpoint_state, *paths)
+                save(paths, epoch + 1, 0, epoch_totals)
             if improved:
                 val_logger.info(f'saved best_checkpoint.pt (valid loss {best_loss:.6f} at epoch {best_epoch})')
             if early_stopped:
@@ -372,6 +382,7 @@ def main(argv=None):
         'scheduler_flag': True,  # linear warmup, then cosine decay
         'warmup_steps': 1000,
         'save_every': 5,  # epochs between latest_checkpoint.pt saves
+        'save_minutes': 30.0,  # also save it, mid-epoch if need be, once it is this old (0: off)
         'log_interval': 20,  # batches between reads of the running loss (and progress bar updates)
         'grad_accum_steps': 1,  # micro-batches of batch_size per optimizer step
         'amp': 'none',  # 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)

@@ -204,18 +204,32 @@ def all_reduce_sum(values, device):
     return tensor.tolist()
 
 
-def agree_to_stop(stop_requested, bad_step, device):
-    """Under DDP every rank must leave the loop at the same step, or the others hang in a collective.
+def agree_across_ranks(stop_requested, bad_step, save_due, device):
+    """Under DDP every rank must leave the loop, or save, at the same step, or the others hang in a collective.
 
-    Combines the ranks' signal flags (any) and first NaN/Inf steps (the earliest).
+    Combines the ranks' signal flags (any), first NaN/Inf steps (the earliest) and save timers (any).
     """
     if not is_distributed():
-        return stop_requested, bad_step
-    tensor = torch.tensor([float(stop_requested), -math.inf if bad_step is None else -float(bad_step)],
+        return stop_requested, bad_step, save_due
+    tensor = torch.tensor([float(stop_requested), -math.inf if bad_step is None else -float(bad_step), float(save_due)],
                           dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    stop, negative_bad = tensor.tolist()
-    return stop > 0, None if negative_bad == -math.inf else int(-negative_bad)
+    stop, negative_bad, save = tensor.tolist()
+    return stop > 0, None if negative_bad == -math.inf else int(-negative_bad), save > 0
+
+
+class SaveTimer:
+    """Says when the last save of latest_checkpoint.pt is `minutes` old (never, with 0)."""
+
+    def __init__(self, minutes):
+        self.seconds = minutes * 60
+        self.reset()
+
+    def reset(self):
+        self.last = time.monotonic()
+
+    def due(self):
+        return self.seconds > 0 and time.monotonic() - self.last >= self.seconds
 
 
 def gather_rng_states():
@@ -298,7 +312,7 @@ def check_config(config):
         raise RunError(f"valid_ratio must be between 0 and 1, got {config['valid_ratio']}")
     if not 0 <= config['seed'] < 2**32:
         raise RunError(f"seed must be between 0 and {2**32 - 1}, got {config['seed']}")
-    for key in ['num_workers', 'warmup_steps', 'weight_decay']:
+    for key in ['num_workers', 'warmup_steps', 'weight_decay', 'save_minutes']:
         if not config[key] >= 0:  # also refuses nan
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
     if config['amp'] not in ('none', *AMP_DTYPES):

@@ -1,6 +1,7 @@
 """DDP pieces: the samplers shard the data correctly, and torchrun with two CPU processes makes one run."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from conftest import PROJECT, epoch_lines, only_run
-from utils import EpochSampler, RunError, ShardSampler, agree_to_stop, setup_device
+from utils import EpochSampler, RunError, ShardSampler, agree_across_ranks, setup_device
 
 
 def test_train_shards_are_disjoint_equal_and_cover_the_epoch():
@@ -34,8 +35,8 @@ def test_validation_shards_cover_every_sample_exactly_once():
 
 
 def test_one_process_agrees_with_itself():
-    assert agree_to_stop(True, None, torch.device('cpu')) == (True, None)
-    assert agree_to_stop(False, 7, torch.device('cpu')) == (False, 7)
+    assert agree_across_ranks(True, None, False, torch.device('cpu')) == (True, None, False)
+    assert agree_across_ranks(False, 7, True, torch.device('cpu')) == (False, 7, True)
 
 
 def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
@@ -52,7 +53,8 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     streams = tmp_path_factory.mktemp('torchrun_logs')  # each rank's stdout and stderr, also shown (--tee 3)
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                              '--log-dir', str(streams), '--tee', '3',
-                             str(PROJECT / 'train.py'), '--n_epoch', '2'] + [str(a) for a in data_args],
+                             str(PROJECT / 'train.py'), '--n_epoch', '2', '--save_minutes', '1e-9']
+                            + [str(a) for a in data_args],
                             cwd=workdir, capture_output=True, text=True, timeout=300,
                             env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': '',  # CPU, gloo
                                  'PYTHONFAULTHANDLER': '1'})  # a rank that crashes prints its Python stack
@@ -63,5 +65,7 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     assert 'epoch 1/2 train' not in stderr['1'] and 'valid' not in stderr['1']  # progress bars: rank 0 only
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 2
+    # the timed saves mid-epoch (due at every read here) happen on all ranks at the same step, or the run hangs
+    assert re.findall(r'saved \S+ at epoch (\d) step', (logs / 'train.log').read_text()) == ['1', '2']
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])

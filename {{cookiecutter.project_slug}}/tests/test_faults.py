@@ -17,7 +17,7 @@ import train
 from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process, tiny_data_args
 from runs import summarize
 from test_resume import straight_run
-from utils import RunError, claim_run_dirs, save_checkpoint
+from utils import RunError, SaveTimer, claim_run_dirs, save_checkpoint
 
 N_EPOCH = 4
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
@@ -33,7 +33,7 @@ def straight(tmp_path_factory):
 
 def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
     """Start train.py, send `signum` once epoch 1 is logged, and return (exit code, stderr)."""
-    # 10 batches an epoch, 0.05 s each: the 3 epochs after the first leave 1.5 s to send it
+    # 8 batches an epoch, 0.05 s each: the 3 epochs after the first leave 1.2 s to send it
     process = run_process(argv, workdir, pause_per_batch=0.05)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -75,6 +75,48 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, str
     assert 1 <= stopped['epoch'] < N_EPOCH
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
     assert only_run(workdir) == (logs, ckpts)
+
+
+# train.py that dies by SIGKILL at its Nth training batch, as under the OOM killer or a power cut: no handler runs
+KILLED_TRAIN = """
+import os, signal, sys, torch
+sys.path.insert(0, sys.argv[1])
+import train
+add, batches = train.EpochMeter.add, []
+def add_or_die(self, *args):
+    if not torch.is_inference_mode_enabled():  # training's batches, not validation's
+        batches.append(None)
+        if len(batches) == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return add(self, *args)
+train.EpochMeter.add = add_or_die
+sys.exit(train.main(sys.argv[3:]))
+"""
+
+
+def test_a_hard_kill_mid_epoch_resumes_from_the_timed_save_bitwise_equal(workdir, straight):
+    data_args, (weights, train_lines, val_lines) = straight
+    # save_minutes this small is due at every read (log_interval 1: every step); batch 21 is epoch 3's fifth
+    argv = data_args + LONG + ['--save_minutes', '1e-9']
+    killed = subprocess.run([sys.executable, '-c', KILLED_TRAIN, str(PROJECT), '21'] + [str(a) for a in argv],
+                            cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    logs, ckpts = only_run(workdir)
+    assert 'saved' in (logs / 'train.log').read_text().splitlines()[-1]  # the mid-epoch saves are logged
+    on_disk = load(ckpts / 'latest_checkpoint.pt')  # the last save may still have been in the writer's hands
+    assert (on_disk['epoch'], on_disk['step']) in [(2, 19), (2, 20)], (on_disk['epoch'], on_disk['step'])
+    assert on_disk['samples_done'] == (on_disk['step'] - 16) * 16  # 8 batches of 16 an epoch
+    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
+
+
+def test_the_save_timer_is_due_after_its_minutes_and_never_with_zero():
+    assert SaveTimer(1e-9).due() and not SaveTimer(0).due() and not SaveTimer(30).due()
+    timer = SaveTimer(0.5 / 60)
+    time.sleep(0.6)
+    assert timer.due()
+    timer.reset()
+    assert not timer.due()
 
 
 def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):

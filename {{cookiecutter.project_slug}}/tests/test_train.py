@@ -116,6 +116,7 @@ def test_overrides_take_the_type_of_the_default():
     (['--seed', '4294967296'], 'seed must be between 0 and 4294967295, got 4294967296'),
     (['--weight_decay', 'nan'], 'weight_decay must be 0 or more, got nan'),
     (['--num_workers', '-1'], 'num_workers must be 0 or more, got -1'),
+    (['--save_minutes', '-1'], 'save_minutes must be 0 or more, got -1.0'),
     (['--dropout', '1'], 'dropout must be at least 0 and below 1, got 1.0'),
 {%- if cookiecutter.model == 'mlp' %}
     (['--hidden_dim', '0'], 'hidden_dim must be at least 1, got 0'),
