@@ -425,9 +425,9 @@ def main(argv=None):
     check_data_config(config)
     check_model_config(config)
     check_device_config(config, device)
-    init_weights = None
+    init_weights, fresh_layers = None, []
     if checkpoint is None and config['init_from']:
-        config['init_from'], init_weights = load_init_weights(config['init_from'], config, SHAPE_KEYS)
+        config['init_from'], init_weights, new_classes = load_init_weights(config['init_from'], config, SHAPE_KEYS)
 
     # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
     all_seed(config['seed'] + rank)
@@ -468,8 +468,8 @@ def main(argv=None):
     if checkpoint is not None:
         check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
-    elif init_weights is not None:
-        load_model_state(unwrap(model), init_weights, config['init_from'])
+    elif init_weights is not None:  # with another num_classes, the output layer keeps its fresh weights
+        fresh_layers = load_model_state(unwrap(model), init_weights, config['init_from'], keep_resized=new_classes)
 
     # 3.10 loggers (rank 0 only): note.log holds the model, its summary and every hyperparameter
     if is_master():
@@ -484,6 +484,8 @@ def main(argv=None):
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
+            if fresh_layers:
+                note_logger.info(f"init_from: {', '.join(fresh_layers)} start fresh (num_classes differs from the checkpoint's)")
             if branched_from:  # metrics.csv and best_checkpoint.pt start with the history this run continues
                 copy_metrics(os.path.join(branched_from, 'metrics.csv'),
                              os.path.join(config['loggers_dir'], 'metrics.csv'), checkpoint['epoch'])

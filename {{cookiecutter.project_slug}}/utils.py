@@ -772,17 +772,19 @@ def carry_best(path, checkpoint, config):
 
 
 def load_init_weights(target, config, shape_keys):
-    """The model weights a new run starts from (`--init_from`: another run's best checkpoint, or a file),
-    and the checkpoint's path. The optimizer, scheduler, counters and RNG start fresh."""
+    """The checkpoint's path, the model weights a new run starts from (`--init_from`: another run's best
+    checkpoint, or a file), and whether num_classes differs. The optimizer, scheduler, counters and RNG
+    start fresh. Another num_classes (a new label set) is fine-tuning: only the output layer depends on it."""
     path = resolve_checkpoint(target, name='best_checkpoint.pt', option='--init_from')
     checkpoint = load_checkpoint(path)
     saved = checkpoint['config']
-    differ = [key for key in shape_keys if key in saved and saved[key] != config.get(key)]
+    differ = [key for key in shape_keys if key in saved and saved[key] != config.get(key) and key != 'num_classes']
     if differ:
         raise RunError(f"--init_from '{path}' holds a model of another size "
                        f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in differ)}); "
                        f"pass {' '.join(f'--{key} {saved[key]}' for key in differ)}")
-    return str(path), checkpoint['model']
+    new_classes = 'num_classes' in shape_keys and saved.get('num_classes', config['num_classes']) != config['num_classes']
+    return str(path), checkpoint['model'], new_classes
 
 
 def load_checkpoint(path):
@@ -855,12 +857,17 @@ def check_same_data(checkpoint, train_set, valid_set, path):
                        f"from these weights with --init_from '{path}'")
 
 
-def load_model_state(model, state_dict, path):
+def load_model_state(model, state_dict, path, keep_resized=False):
+    """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
+    values instead. Returns the names of those tensors."""
+    own = model.state_dict()
+    resized = [key for key, value in state_dict.items() if keep_resized and key in own and own[key].shape != value.shape]
     try:
-        model.load_state_dict(state_dict)
+        model.load_state_dict({**state_dict, **{key: own[key] for key in resized}})
     except RuntimeError as err:
         raise RunError(f"checkpoint '{path}' does not fit this model ({_first_line(err).rstrip(':.')}); "
                        'it was saved from another architecture or size') from None
+    return resized
 
 
 def _first_line(err):

@@ -241,10 +241,8 @@ def test_resume_after_the_data_changed_is_refused_and_touches_nothing(workdir, d
 {%- endif %}
 
 
-def test_init_from_starts_a_new_run_from_another_runs_best_weights(workdir, data_args, monkeypatch):
-    assert run(data_args + ['--n_epoch', 2]) == 0
-    source_logs, source_ckpts = only_run(workdir)
-    source = snapshot(workdir)
+def record_starting_weights(monkeypatch):
+    """Patch train.train to keep a copy of the weights it is called with (after 3.9 loaded them)."""
     starting_weights, real_train = {}, train.train
 
     def recording_train(train_loader, valid_loader, model, config, device, checkpoint):
@@ -252,6 +250,14 @@ def test_init_from_starts_a_new_run_from_another_runs_best_weights(workdir, data
         return real_train(train_loader, valid_loader, model, config, device, checkpoint)
 
     monkeypatch.setattr(train, 'train', recording_train)
+    return starting_weights
+
+
+def test_init_from_starts_a_new_run_from_another_runs_best_weights(workdir, data_args, monkeypatch):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    source_logs, source_ckpts = only_run(workdir)
+    source = snapshot(workdir)
+    starting_weights = record_starting_weights(monkeypatch)
     assert run(data_args + ['--n_epoch', 1, '--init_from', source_logs.name]) == 0
     assert_same_weights(starting_weights, load(source_ckpts / 'best_checkpoint.pt')['model'])
     assert {k: v for k, v in snapshot(workdir).items() if k in source} == source  # the source run is untouched
@@ -260,13 +266,33 @@ def test_init_from_starts_a_new_run_from_another_runs_best_weights(workdir, data
     assert new['epoch'] == 1 and new['step'] == load(source_ckpts / 'latest_checkpoint.pt')['step'] // 2  # fresh counters
     recorded = Path(read_note(logs)[0]['init_from'])  # note.log's config names the weights the run started from
     assert recorded.resolve() == (source_ckpts / 'best_checkpoint.pt').resolve()
+    assert 'start fresh' not in (logs / 'note.log').read_text()
+{%- if cookiecutter.task == 'classification' %}
+
+
+def test_init_from_with_another_num_classes_starts_only_the_output_layer_fresh(workdir, data_args, monkeypatch):
+    # fine-tuning on a new label set: every weight but the output layer's comes from the checkpoint
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    source_logs, source_ckpts = only_run(workdir)
+    source_weights = load(source_ckpts / 'best_checkpoint.pt')['model']
+    num_classes = load(source_ckpts / 'best_checkpoint.pt')['config']['num_classes']
+    starting_weights = record_starting_weights(monkeypatch)
+    assert run(data_args + ['--n_epoch', 1, '--init_from', source_logs.name, '--num_classes', num_classes + 3]) == 0
+    fresh = [k for k in source_weights if starting_weights[k].shape != source_weights[k].shape]
+    assert len(fresh) == 2 and all(starting_weights[k].shape[0] == num_classes + 3 for k in fresh), fresh  # weight, bias
+    assert_same_weights({k: v for k, v in starting_weights.items() if k not in fresh},
+                        {k: v for k, v in source_weights.items() if k not in fresh})
+    [logs] = [p for p in (workdir / 'loggers').iterdir() if p != source_logs]
+    assert f"init_from: {', '.join(fresh)} start fresh" in (logs / 'note.log').read_text()
+    assert load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config']['num_classes'] == num_classes + 3
+{%- endif %}
 
 
 @pytest.mark.parametrize('problem', ['other size', 'no such run', 'while resuming'])
 def test_init_from_errors_are_one_line_and_write_nothing(workdir, data_args, problem):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)
-    key = train.SHAPE_KEYS[0]
+    key = next(key for key in train.SHAPE_KEYS if key != 'num_classes')  # another num_classes is fine-tuning
     saved = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config'][key]
     argv, expected = {
         'other size': (data_args + ['--init_from', logs.name, f'--{key}', saved + 1],
