@@ -1,5 +1,6 @@
 """The generated train.py under torchrun (DDP, gloo on CPU): one run folder, full validation, resume
-both ways, the same first step as one process with the combined batch, and a clean SIGTERM stop."""
+both ways, the same first step as one process with the combined batch, a clean SIGTERM stop, and a
+killed rank resumed from the timed mid-epoch save as if never stopped."""
 
 import os
 import re
@@ -146,3 +147,48 @@ def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, tmp_path):
     resumed = run([sys.executable, str(project / 'train.py'), '--resume', logs.name, '--n_epoch',
                    str(checkpoint['epoch'] + 1)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+# train.py whose rank 1 dies by SIGKILL at its Nth training batch: no handler runs on that rank, and
+# torchrun stops rank 0 too. Only what the timed saves (save_minutes) put on disk counts.
+KILLED_RANK = """
+import os, signal, sys, torch
+sys.path.insert(0, {project!r})
+import train
+add, batches = train.EpochMeter.add, []
+def add_or_die(self, *args):
+    if not torch.is_inference_mode_enabled():  # training's batches, not validation's
+        batches.append(None)
+        if len(batches) == {kill_at} and os.environ['RANK'] == '1':
+            os.kill(os.getpid(), signal.SIGKILL)
+    return add(self, *args)
+train.EpochMeter.add = add_or_die
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_epoch_resumes_from_the_timed_save_as_if_never_stopped(project, tmp_path):
+    # 160 samples: 128 to train, 64 a rank, 4 steps of 16 an epoch; save_minutes this small saves at every read
+    args = ['--n_epoch', '3', '--n_samples', '160', '--log_interval', '1', '--save_minutes', '1e-9'] + SMALL
+    (tmp_path / 'straight').mkdir()
+    straight = run(TORCHRUN + [str(project / 'train.py'), *args], tmp_path / 'straight')
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    straight_logs, straight_ckpts = only_run(tmp_path / 'straight')
+
+    script = tmp_path / 'killed_rank.py'
+    script.write_text(KILLED_RANK.format(project=str(project), kill_at=7))  # epoch 2, its third batch
+    killed = run(TORCHRUN + [str(script), *args], tmp_path)
+    assert killed.returncode != 0
+    logs, ckpts = only_run(tmp_path)
+    on_disk = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
+    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) in [(1, 5, 16), (1, 6, 32)], killed.stderr[-3000:]
+    assert len(on_disk['epoch_totals']) == 2  # each rank's running sums of the epoch
+
+    resumed = run(TORCHRUN + [str(project / 'train.py'), '--resume', logs.name], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for name in ('train.log', 'val.log'):  # the same losses and metrics, epoch 2's training included
+        assert epoch_lines(logs / name) == epoch_lines(straight_logs / name), name
+    final, expected = (torch.load(path / 'latest_checkpoint.pt', weights_only=True) for path in (ckpts, straight_ckpts))
+    for key, value in expected['model'].items():
+        assert torch.equal(final['model'][key], value), key

@@ -56,7 +56,8 @@ from utils import (
     create_logger,
     data_fingerprint,
     failure_noted,
-    gather_rng_states,
+    gather_from_ranks,
+    get_rng_state,
     is_distributed,
     is_master,
     keep_later_best,
@@ -66,6 +67,7 @@ from utils import (
     on_error,
     one_line_errors,
     open_tensorboard,
+    own_epoch_totals,
     parse_args,
     provenance,
     resolve_checkpoint,
@@ -139,7 +141,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         for group in optimizer.param_groups:
             group['weight_decay'] = config['weight_decay']
         start_epoch, step, samples_done = checkpoint['epoch'], checkpoint['step'], checkpoint['samples_done']
-        epoch_totals = checkpoint['epoch_totals']
+        epoch_totals = own_epoch_totals(checkpoint['epoch_totals'], rank, world_size)
         best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
         early_stop_count = checkpoint['early_stop_count']
         if checkpoint['scaler']:  # empty when saved without fp16; the scaler then starts fresh
@@ -162,12 +164,12 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'epoch': epoch,  # epochs completed
             'step': step,  # optimizer steps taken
             'samples_done': samples_done,  # samples of epoch `epoch` already trained on (mid-epoch stop)
-            'epoch_totals': list(epoch_totals),
+            'epoch_totals': gather_from_ranks(list(epoch_totals)),  # each rank's running sums of this epoch
             'best_loss': best_loss,
             'best_epoch': best_epoch,
             'early_stop_count': early_stop_count,
             'config': config,
-            'rng': gather_rng_states(),  # one entry per rank; a collective, so every rank builds the state
+            'rng': gather_from_ranks(get_rng_state()),  # one entry per rank (a collective: every rank builds the state)
             'sampler': {'seed': config['seed'], 'epoch': epoch, 'start': samples_done},
             'world_size': world_size,
             'data': data,
@@ -175,7 +177,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         }
 
     def save(paths, epoch, samples_done, epoch_totals):
-        """Every rank builds the state (it gathers the RNG states); rank 0 writes it in the background."""
+        """Every rank builds the state (a collective: RNG states and sums); rank 0 writes it in the background."""
         checkpoint_state = state(epoch, samples_done, epoch_totals)
         if is_master():
             writer.save(checkpoint_state, *paths)
@@ -262,7 +264,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 if read_due:
                     bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
-                    stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_timer.due(), device)
+                    save_due = save_timer.due()
+                    stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_due, device)
                     if save_due and bad_step is None and not stopping and samples_done < n_train:
                         save([latest_path], epoch, samples_done, meter.totals())  # mid-epoch, in the background
                         train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} ({samples_done} of '

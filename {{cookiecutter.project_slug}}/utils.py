@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2  # 2: epoch_totals holds one share per rank
 
 
 class RunError(Exception):
@@ -232,14 +232,23 @@ class SaveTimer:
         return self.seconds > 0 and time.monotonic() - self.last >= self.seconds
 
 
-def gather_rng_states():
-    """Every rank's RNG states, in rank order (one entry without DDP)."""
-    state = get_rng_state()
+def gather_from_ranks(value):
+    """Every rank's `value`, in rank order (one entry without DDP); a collective, so every rank calls it."""
     if not is_distributed():
-        return [state]
-    states = [None] * dist.get_world_size()
-    dist.all_gather_object(states, state)
-    return states
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def own_epoch_totals(saved, rank, world_size):
+    """This rank's share of a resumed epoch's running sums (loss, metric, count) from a checkpoint's
+    `epoch_totals`, which holds one share per rank (format 1: rank 0's only). With another number of
+    processes rank 0 takes them all and the others none: the all-reduce at the epoch's end adds the shares."""
+    shares = saved if isinstance(saved[0], list) else [saved]
+    if len(shares) == world_size:
+        return shares[rank]
+    return [sum(column) for column in zip(*shares)] if rank == 0 else [0.0, 0.0, 0]
 
 
 # -----------------------------------------------------------------------------
@@ -783,7 +792,7 @@ def load_init_weights(target, config, shape_keys):
         raise RunError(f"--init_from '{path}' holds a model of another size "
                        f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in differ)}); "
                        f"pass {' '.join(f'--{key} {saved[key]}' for key in differ)}")
-    new_classes = 'num_classes' in shape_keys and saved.get('num_classes', config['num_classes']) != config['num_classes']
+    new_classes = 'num_classes' in shape_keys and saved.get('num_classes') != config['num_classes']
     return str(path), checkpoint['model'], new_classes
 
 

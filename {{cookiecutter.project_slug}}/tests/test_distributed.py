@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import PROJECT, epoch_lines, only_run
-from utils import EpochSampler, RunError, ShardSampler, agree_across_ranks, setup_device
+from utils import EpochSampler, RunError, ShardSampler, agree_across_ranks, own_epoch_totals, setup_device
 
 
 def test_train_shards_are_disjoint_equal_and_cover_the_epoch():
@@ -37,6 +37,14 @@ def test_validation_shards_cover_every_sample_exactly_once():
 def test_one_process_agrees_with_itself():
     assert agree_across_ranks(True, None, False, torch.device('cpu')) == (True, None, False)
     assert agree_across_ranks(False, 7, True, torch.device('cpu')) == (False, 7, True)
+
+
+def test_a_resumed_epochs_running_sums_go_back_to_the_ranks_that_made_them():
+    shares = [[1.0, 0.5, 16], [3.0, 1.5, 16]]  # loss sum, metric sum, samples: one entry per rank
+    assert own_epoch_totals(shares, 1, 2) == [3.0, 1.5, 16]
+    assert own_epoch_totals(shares, 0, 1) == [4.0, 2.0, 32]  # another number of processes: rank 0 takes all
+    assert own_epoch_totals(shares, 2, 3) == [0.0, 0.0, 0]  # and the all-reduce adds the others' zeros
+    assert own_epoch_totals([1.0, 0.5, 16], 0, 1) == [1.0, 0.5, 16]  # format 1 held rank 0's sums only
 
 
 def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
