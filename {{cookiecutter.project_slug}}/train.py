@@ -37,6 +37,7 @@ from utils import (
     RunError,
     SaveTimer,
     ShardSampler,
+    StepTaken,
     StopRequest,
     agree_across_ranks,
     all_seed,
@@ -122,6 +123,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                           f"optimizer steps, so the learning rate never reaches lr {config['lr']:g}; "
                           'pass a smaller --warmup_steps')
     scheduler = LambdaLR(optimizer, schedule)
+    step_taken = StepTaken(optimizer)  # fp16 steps that GradScaler skips do not advance the schedule
     autocast = autocast_for(config['amp'], device)
     no_op = contextlib.nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=config['amp'] == 'fp16')
@@ -258,7 +260,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
+                if step_taken():
+                    scheduler.step()
                 step += 1
                 samples_at_last_step = samples_done
                 if read_due:

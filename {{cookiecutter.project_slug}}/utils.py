@@ -973,6 +973,22 @@ class EpochMeter:
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
+class StepTaken:
+    """Did the optimizer step since the last call? With fp16, GradScaler skips a step whose gradients hold
+    inf or NaN (often the first few). Told by an optimizer hook, so it costs no host-device sync."""
+
+    def __init__(self, optimizer):
+        self.taken = False
+        optimizer.register_step_post_hook(self._mark)
+
+    def _mark(self, optimizer, args, kwargs):
+        self.taken = True
+
+    def __call__(self):
+        taken, self.taken = self.taken, False
+        return taken
+
+
 def autocast_for(amp, device):
     """The context for the forward pass: autocast for 'bf16'/'fp16', a no-op for 'none'. Reusable."""
     if amp == 'none':

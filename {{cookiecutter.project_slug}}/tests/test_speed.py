@@ -64,18 +64,33 @@ def test_amp_bf16_trains_on_cpu_and_the_scaler_state_is_saved(workdir, data_args
     assert 'scaler' in load(ckpts / 'latest_checkpoint.pt')
 
 
-# the first steps overflow and the scaler skips them; the scheduler still steps (it counts attempted steps)
-@pytest.mark.filterwarnings(r'ignore:Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`')
-def test_fp16_resume_restores_the_grad_scaler(workdir, data_args, monkeypatch):
-    """fp16's GradScaler state (scale, growth tracker) goes into the checkpoint and comes back on resume.
-
-    train.py allows fp16 only on CUDA; here its check is lifted, so that the same code path runs on the
-    CPU's fp16 autocast and GradScaler. The scaler starts far too high and grows every 4 steps, so its
-    state at the stop differs from a fresh one's, and a fresh scaler would skip other steps."""
+def fp16_on_this_cpu(monkeypatch):
+    """train.py allows fp16 only on CUDA; lift that check, so that the same code path runs on the CPU's fp16
+    autocast and GradScaler. The scaler starts far too high, so that the first steps overflow and are
+    skipped, and grows every 4 steps."""
     monkeypatch.setattr(train, 'check_device_config', lambda config, device: None)
     monkeypatch.setattr(torch.amp, 'GradScaler', functools.partial(torch.amp.GradScaler, init_scale=2.0 ** 24,
                                                                    growth_interval=4))
-    fp16 = EXACT + ['--amp', 'fp16', '--lr', 1e-2]
+    return EXACT + ['--amp', 'fp16', '--lr', 1e-2]
+
+
+# a scheduler stepped before any optimizer step (all skipped so far) makes torch warn this
+@pytest.mark.filterwarnings(r'error:Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`')
+def test_fp16_steps_that_the_scaler_skips_do_not_advance_the_schedule(workdir, data_args, monkeypatch):
+    assert run(data_args + ['--n_epoch', 3, *fp16_on_this_cpu(monkeypatch)]) == 0  # 8 steps an epoch
+    checkpoint = load(only_run(workdir)[1] / 'latest_checkpoint.pt')
+    updates = {int(state['step']) for state in checkpoint['optimizer']['state'].values()}  # AdamW counts its steps
+    assert len(updates) == 1
+    updates = updates.pop()
+    assert 0 < updates < checkpoint['step'], (updates, checkpoint['step'])  # some skipped, some taken
+    assert checkpoint['scheduler']['last_epoch'] == updates
+
+
+@pytest.mark.filterwarnings(r'error:Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`')
+def test_fp16_resume_restores_the_grad_scaler(workdir, data_args, monkeypatch):
+    """fp16's GradScaler state (scale, growth tracker) goes into the checkpoint and comes back on resume:
+    its state at the stop differs from a fresh one's, and a fresh scaler would skip other steps."""
+    fp16 = fp16_on_this_cpu(monkeypatch)
     straight, _, _ = run_in(workdir / 'straight', data_args + ['--n_epoch', 2, *fp16])
     assert run(data_args + ['--n_epoch', 1, *fp16]) == 0
     logs, ckpts = only_run(workdir)
