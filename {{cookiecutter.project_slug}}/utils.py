@@ -869,10 +869,13 @@ def check_same_data(checkpoint, train_set, valid_set, path):
 def load_model_state(model, state_dict, path, keep_resized=False):
     """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
     values instead. Returns the names of those tensors."""
-    own = model.state_dict()
-    resized = [key for key, value in state_dict.items() if keep_resized and key in own and own[key].shape != value.shape]
+    resized = []
+    if keep_resized:
+        own = model.state_dict()
+        resized = [key for key, value in state_dict.items() if key in own and own[key].shape != value.shape]
+        state_dict = {**state_dict, **{key: own[key] for key in resized}}
     try:
-        model.load_state_dict({**state_dict, **{key: own[key] for key in resized}})
+        model.load_state_dict(state_dict)
     except RuntimeError as err:
         raise RunError(f"checkpoint '{path}' does not fit this model ({_first_line(err).rstrip(':.')}); "
                        'it was saved from another architecture or size') from None
