@@ -787,13 +787,13 @@ def load_init_weights(target, config, shape_keys):
     path = resolve_checkpoint(target, name='best_checkpoint.pt', option='--init_from')
     checkpoint = load_checkpoint(path)
     saved = checkpoint['config']
-    differ = [key for key in shape_keys if key in saved and saved[key] != config.get(key) and key != 'num_classes']
-    if differ:
+    differ = [key for key in shape_keys if key in saved and saved[key] != config.get(key)]
+    fixed = [key for key in differ if key != 'num_classes']
+    if fixed:
         raise RunError(f"--init_from '{path}' holds a model of another size "
-                       f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in differ)}); "
-                       f"pass {' '.join(f'--{key} {saved[key]}' for key in differ)}")
-    new_classes = 'num_classes' in shape_keys and saved.get('num_classes') != config['num_classes']
-    return str(path), checkpoint['model'], new_classes
+                       f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in fixed)}); "
+                       f"pass {' '.join(f'--{key} {saved[key]}' for key in fixed)}")
+    return str(path), checkpoint['model'], 'num_classes' in differ
 
 
 def load_checkpoint(path):
