@@ -100,6 +100,7 @@ def check_data_config(config):
                             'num_classes': 2})
 {%- if cookiecutter.dataset != 'synthetic' %}
 
+
 LAYOUT = (
 {%- if cookiecutter.dataset == 'csv' %}
     "expected <dataset_dir>/data.csv with a header row of feature columns and a label column"
@@ -305,6 +306,7 @@ class CsvDataset(Dataset):
         index = torch.tensor(indices)
         return self.inputs[index], self.targets[index]
 {%- elif cookiecutter.dataset == 'image_folder' %}
+
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
