@@ -51,6 +51,7 @@ from utils import (
     check_not_running,
     check_same_data,
     check_writable,
+    checkpoint_position,
     claim_run_dirs,
     classes_of,
     copy_metrics,
@@ -496,19 +497,21 @@ def main(argv=None):
                 copy_metrics(os.path.join(branched_from, 'metrics.csv'),
                              os.path.join(config['loggers_dir'], 'metrics.csv'), checkpoint['epoch'])
                 best_epoch = carry_best(checkpoint_path, checkpoint, config)
-                note_logger.info(f"branched from {checkpoint_path} (epoch {checkpoint['epoch']}, step "
-                                 f"{checkpoint['step']}): {branched_because}, so this run goes on in folders "
-                                 'of its own and leaves that run as it was'
+                note_logger.info(f'branched from {checkpoint_path} {checkpoint_position(checkpoint)}: {branched_because}, '
+                                 'so this run goes on in folders of its own and leaves that run as it was'
                                  + (f'; best_checkpoint.pt starts as its epoch {best_epoch}' if best_epoch else ''))
         else:
             note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
-                             f"{checkpoint_path} (epoch {checkpoint['epoch']}, step {checkpoint['step']}, "
-                             f"{checkpoint['samples_done']} samples of epoch {checkpoint['epoch'] + 1} trained)")
+                             f'{checkpoint_path} {checkpoint_position(checkpoint)}')
             note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
             kept_best = keep_later_best(checkpoint_path, checkpoint)  # saved by epochs that are trained again
             if kept_best:
                 note_logger.info(f'best_checkpoint.pt was saved after this checkpoint; kept as {kept_best.name}')
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
+        if checkpoint is not None:  # the epoch lines go on from here; after a kill, some epochs come twice
+            for name in ('train', 'val'):
+                logging.getLogger(name).info(f"{'branched' if branched_from else 'resumed'} from {checkpoint_path} "
+                                             f'{checkpoint_position(checkpoint)}')
         note_logger.info('status: running')
 
     # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png

@@ -796,6 +796,12 @@ def load_init_weights(target, config, shape_keys):
     return str(path), checkpoint['model'], 'num_classes' in differ
 
 
+def checkpoint_position(checkpoint):
+    """Where a checkpoint stands in its run, as the logs say it."""
+    epoch = checkpoint['epoch']
+    return f"(epoch {epoch}, step {checkpoint['step']}, {checkpoint['samples_done']} samples of epoch {epoch + 1} trained)"
+
+
 def load_checkpoint(path):
     """Load a checkpoint safely (weights_only=True) and check its format."""
     try:

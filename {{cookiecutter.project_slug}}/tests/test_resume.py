@@ -58,6 +58,12 @@ def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args):
     assert epoch_lines(logs / 'val.log') == val_lines
     note = (logs / 'note.log').read_text()
     assert 'resumed at' in note and '(epoch 2, step 16, 0 samples of epoch 3 trained)' in note
+    for log in ('train.log', 'val.log'):  # both mark where the epoch lines go on from
+        lines = [line.split(' | ', 1)[-1] for line in (logs / log).read_text().splitlines()]
+        marks = [line.split()[1] if line.startswith('epoch ') else line
+                 for line in lines if line.startswith(('epoch ', 'resumed'))]
+        resumed = f'resumed from checkpoints/{ckpts.name}/latest_checkpoint.pt (epoch 2, step 16, 0 samples of epoch 3 trained)'
+        assert marks == ['1', '2', resumed, '3', '4']
     assert 'overrides: n_epoch=4' in note
 
 
@@ -83,7 +89,9 @@ def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(wo
     branch_ckpts, = set((workdir / 'checkpoints').iterdir()) - {ckpts}
     assert branch_logs.name == branch_ckpts.name
     note = (branch_logs / 'note.log').read_text()
-    assert f'branched from {ckpts}/best_checkpoint.pt (epoch 2, step 16)' in note
+    assert f'branched from {ckpts}/best_checkpoint.pt (epoch 2, step 16, 0 samples of epoch 3 trained)' in note
+    assert (branch_logs / 'train.log').read_text().splitlines()[0].endswith(f'branched from {ckpts}/best_checkpoint.pt '
+                                                                              '(epoch 2, step 16, 0 samples of epoch 3 trained)')
     assert 'config:' in note and 'Total params' in note  # a new run's full note
 
     def metrics(folder):
@@ -115,7 +123,7 @@ def test_resume_away_from_the_runs_folders_goes_on_as_a_new_run(workdir, data_ar
     assert {path: stamp for path, stamp in snapshot(workdir).items() if path in source} == source
     assert list(target.parent.iterdir()) == [target] or away != 'a copy elsewhere'
     branch_logs, = set((workdir / 'loggers').iterdir()) - {logs}
-    assert f'branched from {target} (epoch 2, step 16): {reason}, so' in (branch_logs / 'note.log').read_text()
+    assert f'branched from {target} (epoch 2, step 16, 0 samples of epoch 3 trained): {reason}, so' in (branch_logs / 'note.log').read_text()
     assert load(workdir / 'checkpoints' / branch_logs.name / 'latest_checkpoint.pt')['epoch'] == 3
 
 
