@@ -704,7 +704,12 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
         if candidate.is_dir():
             if (candidate / name).is_file():
                 return candidate / name
-            raise RunError(f"no {name} in '{candidate}'; pass a checkpoint file with {option}")
+            others = sorted(p.name for p in candidate.glob('*.pt') if not p.name.startswith('.'))  # not a save's .tmp
+            if not others:  # stopped before its first save (a best or a latest)
+                fix = 'start a new run' if option == '--resume' else f'pass a run that has one to {option}'
+                raise RunError(f"no checkpoint in '{candidate}': its run stopped before it saved one; {fix}")
+            raise RunError(f"no {name} in '{candidate}'; pass one of its files with {option}: "
+                           + ', '.join(str(candidate / other) for other in others))
     raise RunError(f"nothing for {option} at '{target}': no such checkpoint file, folder, "
                    f"or timestamp under '{checkpoints_root}'")
 

@@ -321,8 +321,8 @@ class Payload:
         return (open, ('pwned.txt', 'w'))
 
 
-@pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'truncated', 'garbage', 'text', 'code',
-                                     'architecture'])
+@pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'only a best', 'no checkpoint yet', 'truncated',
+                                     'garbage', 'text', 'code', 'architecture'])
 def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args, problem, capsys):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
@@ -332,6 +332,13 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
         target, expected = '19990101_000000', 'nothing for --resume'
     elif problem == 'missing file':
         target, expected = str(ckpts / 'nope.pt'), 'nothing for --resume'
+    elif problem == 'only a best':  # killed before the first latest save: the error names the file there is
+        latest.unlink()
+        target, expected = logs.name, "no latest_checkpoint.pt in '.+'; pass one of its files with --resume: .+best_checkpoint.pt$"
+    elif problem == 'no checkpoint yet':  # killed in its first epoch
+        (ckpts.parent / 'empty').mkdir()
+        (ckpts.parent / 'empty' / '.latest_checkpoint.pt.123.tmp').write_bytes(b'an unfinished save')
+        target, expected = 'empty', "no checkpoint in '.+': its run stopped before it saved one; start a new run$"
     elif problem == 'truncated':
         target, expected = str(workdir / 'cut.pt'), 'truncated or corrupt'
         (workdir / 'cut.pt').write_bytes(latest.read_bytes()[:1000])
