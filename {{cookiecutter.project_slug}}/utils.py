@@ -1059,7 +1059,8 @@ def warmup_cosine(warmup_steps, total_steps):
 class StopRequest:
     """Turns Ctrl-C and SIGTERM into a flag that the loop reads after each optimizer step.
 
-    The handler never raises, so a second Ctrl-C during a save cannot interrupt it.
+    The handler never raises, so a second Ctrl-C during a save cannot interrupt it. A step that never ends
+    (a stuck data loader) would keep the save from coming: Ctrl-\\ (SIGQUIT, left to its default) quits then.
     """
 
     def __init__(self):
@@ -1080,7 +1081,9 @@ class StopRequest:
     def _handle(self, signum, frame):
         if self.signum is None:
             self.signum = signum
-            print(f'\n{signal.Signals(signum).name} received: finishing this step, then saving', file=sys.stderr)
+            force = '; Ctrl-\\ quits at once, without saving' if hasattr(signal, 'SIGQUIT') else ''  # not on Windows
+            print(f'\n{signal.Signals(signum).name} received: finishing this step (or validation), then saving{force}',
+                  file=sys.stderr)
 
     @property
     def requested(self):

@@ -90,12 +90,12 @@ sys.exit(train.main(sys.argv[3:]))
 """
 
 
-def run_process(argv, cwd, pause_per_batch=0.0):
+def run_process(argv, cwd, pause_per_batch=0.0, **popen_args):
     """Start train.py as a child process; with a pause, through SLOW_TRAIN (same math, slower)."""
     env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
     command = [sys.executable, '-c', SLOW_TRAIN, str(PROJECT), str(pause_per_batch)]
     return subprocess.Popen(command + [str(a) for a in argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, **popen_args)
 
 
 def only_run(root):

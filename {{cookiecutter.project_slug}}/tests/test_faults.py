@@ -4,10 +4,12 @@ import errno
 import importlib.util
 import math
 import os
+import resource
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -75,6 +77,32 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, str
     assert 1 <= stopped['epoch'] < N_EPOCH
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
     assert only_run(workdir) == (logs, ckpts)
+
+
+def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, data_args):
+    # a training step that takes ten minutes (a stuck data loader, say): Ctrl-C's stop waits for its end
+    process = run_process(data_args + ['--n_epoch', 2], workdir, pause_per_batch=600,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))  # no core file
+    stderr = []
+    threading.Thread(target=lambda: stderr.extend(iter(lambda: process.stderr.buffer.read1(4096), b'')),
+                     daemon=True).start()
+
+    def wait_for(text):
+        deadline = time.time() + 120
+        while text not in b''.join(stderr) and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert text in b''.join(stderr), b''.join(stderr)[-3000:]
+    try:
+        wait_for(b'epoch 1/2 train')  # in train()'s loop, with the signal handlers in place
+        process.send_signal(signal.SIGINT)
+        wait_for(b'then saving; Ctrl-\\ quits at once, without saving')
+        process.send_signal(signal.SIGQUIT)
+        assert process.wait(timeout=30) == -signal.SIGQUIT
+    finally:
+        process.kill()  # a no-op once it has quit
+    logs, ckpts = only_run(workdir)
+    assert not any(ckpts.iterdir())  # nothing saved, nothing half-written
+    assert summarize(logs)[0]['status'] == 'failed (process gone)'  # runs.py's view: no handler ran
 
 
 # train.py that dies by SIGKILL at its Nth training batch, as under the OOM killer or a power cut: no handler runs
