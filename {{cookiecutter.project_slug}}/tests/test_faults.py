@@ -68,6 +68,7 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, str
     data_args, (weights, train_lines, val_lines) = straight
     returncode, stderr = interrupt_after_first_epoch(workdir, data_args + LONG, signum, extra_signal=True)
     assert returncode == code, stderr
+    assert ('Ctrl-\\ quits at once' in stderr) == (signum == signal.SIGINT)  # a hint for a person at the terminal
     logs, ckpts = only_run(workdir)
     assert f'interrupted by {signal.Signals(signum).name}' in (logs / 'train.log').read_text()
     assert 'status: interrupted' in (logs / 'note.log').read_text()
