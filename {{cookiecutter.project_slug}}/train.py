@@ -273,7 +273,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     if save_due and bad_step is None and not stopping and samples_done < n_train:
                         save([latest_path], epoch, samples_done, meter.totals())  # mid-epoch, in the background
                         train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} ({samples_done} of '
-                                          f"{n_train} samples; save_minutes {config['save_minutes']:g})")
+                                          f"{n_train} samples{' per process' if world_size > 1 else ''}; "
+                                          f"save_minutes {config['save_minutes']:g})")
                 elif world_size == 1:
                     stopping = stop.requested
                 if bad_step is not None or stopping:

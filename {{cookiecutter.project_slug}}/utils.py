@@ -803,8 +803,8 @@ def load_init_weights(target, config, shape_keys):
 
 def checkpoint_position(checkpoint):
     """Where a checkpoint stands in its run, as the logs say it."""
-    epoch = checkpoint['epoch']
-    return f"(epoch {epoch}, step {checkpoint['step']}, {checkpoint['samples_done']} samples of epoch {epoch + 1} trained)"
+    epoch, per_process = checkpoint['epoch'], ' per process' if checkpoint.get('world_size', 1) > 1 else ''
+    return f"(epoch {epoch}, step {checkpoint['step']}, {checkpoint['samples_done']} samples{per_process} of epoch {epoch + 1} trained)"
 
 
 def load_checkpoint(path):

@@ -74,6 +74,7 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 2
     # the timed saves mid-epoch (due at every read here) happen on all ranks at the same step, or the run hangs
-    assert re.findall(r'saved \S+ at epoch (\d) step', (logs / 'train.log').read_text()) == ['1', '2']
+    saves = re.findall(r'saved \S+ at epoch (\d) step \d+ \((\d+) of (\d+) samples per process', (logs / 'train.log').read_text())
+    assert [(epoch, total) for epoch, _, total in saves] == [('1', '64'), ('2', '64')]  # 128 training samples, 2 ranks
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])
