@@ -473,9 +473,9 @@ def main(argv=None):
 
     # 3.9 resume: load the weights (train() restores the rest), on the data the run started with;
     # a new run with --init_from starts from another run's weights instead
-    if checkpoint is not None:
-        check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
+    if checkpoint is not None:  # weights first: the data check's advice (--init_from) needs weights that fit
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
+        check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
     elif init_weights is not None:  # with another num_classes, the output layer keeps its fresh weights
         fresh_layers = load_model_state(unwrap(model), init_weights, config['init_from'], keep_resized=new_classes)
 

@@ -350,10 +350,11 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
     elif problem == 'code':
         target, expected = str(workdir / 'evil.pt'), 'refused to load'
         (workdir / 'evil.pt').write_bytes(pickle.dumps({'format_version': 1, 'x': Payload()}, protocol=2))
-    elif problem == 'architecture':
+    elif problem == 'architecture':  # another project's checkpoint: its model and its data both differ
         checkpoint = load(latest)
         name = next(iter(checkpoint['model']))
         checkpoint['model'][name] = torch.zeros(7, 7, 7)
+        checkpoint['data']['train'] += 1  # the model's error comes first: the data error advises --init_from
         torch.save(checkpoint, workdir / 'other.pt')
         target, expected = str(workdir / 'other.pt'), 'does not fit this model'
     before = snapshot(workdir)
