@@ -31,14 +31,15 @@ from utils import (
     load_model_state,
     metric_per_sample,
     one_line_errors,
+    resolve_checkpoint,
 )
 
 
 def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
     if checkpoint:
         return Path(checkpoint)
-    if run:
-        return Path(checkpoints_root) / run / 'best_checkpoint.pt'
+    if run:  # a timestamp or folder: its best checkpoint; the error lists the run's checkpoints if it has none
+        return resolve_checkpoint(run, checkpoints_root, name='best_checkpoint.pt', option='--run')
     raise RunError('pass --run <timestamp> (its best checkpoint) or --checkpoint <file>')
 
 

@@ -290,10 +290,17 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
 
 
 def test_predict_errors_are_clear(workdir, data_args):
+    with pytest.raises(RunError, match="nothing for --run at '19990101_000000'"):
+        predict.find_checkpoint('19990101_000000', None)
     with pytest.raises(RunError, match='does not exist'):
-        predict.predict(predict.find_checkpoint('19990101_000000', None), None, workdir / 'p.csv')
+        predict.predict(workdir / 'nope.pt', None, workdir / 'p.csv')
     assert run(data_args + ['--n_epoch', 1]) == 0
-    _, ckpts = only_run(workdir)
+    logs, ckpts = only_run(workdir)
+    assert predict.find_checkpoint(logs.name, None).resolve() == (ckpts / 'best_checkpoint.pt').resolve()
+    (ckpts.parent / 'early').mkdir()  # a run stopped in epoch 1 by Ctrl-C has a latest checkpoint, no best yet
+    shutil.copy(ckpts / 'latest_checkpoint.pt', ckpts.parent / 'early')
+    with pytest.raises(RunError, match="no best_checkpoint.pt in '.+'; pass one of its files with --run: .+latest_checkpoint.pt$"):
+        predict.find_checkpoint('early', None)
     checkpoint = load(ckpts / 'best_checkpoint.pt')
     name = next(iter(checkpoint['model']))
     checkpoint['model'][name] = torch.zeros(3, 3, 3)
@@ -380,7 +387,7 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
 
 
 @pytest.mark.parametrize('command, message', [
-    (['predict.py', '--run', 'nosuch'], "error: checkpoint 'checkpoints/nosuch/best_checkpoint.pt' does not exist"),
+    (['predict.py', '--run', 'nosuch'], "error: nothing for --run at 'nosuch': no such checkpoint file, folder"),
     (['plot.py', 'nosuch'], "error: no run 'nosuch'"),
     (['runs.py', '--loggers', 'nosuch'], "error: no 'nosuch' folder here"),
     (['runs.py', '--sort', 'nosuch'], "error: cannot sort by 'nosuch'"),
