@@ -1081,7 +1081,8 @@ class StopRequest:
     def _handle(self, signum, frame):
         if self.signum is None:
             self.signum = signum
-            at_a_terminal = signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT
+            at_a_terminal = (signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT
+                             and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL)  # not ignored (nohup, &)
             force = '; Ctrl-\\ quits at once, without saving' if at_a_terminal else ''
             print(f'\n{signal.Signals(signum).name} received: finishing this step (or validation), then saving{force}',
                   file=sys.stderr)

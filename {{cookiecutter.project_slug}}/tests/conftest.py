@@ -2,6 +2,8 @@
 
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,12 +92,19 @@ sys.exit(train.main(sys.argv[3:]))
 """
 
 
-def run_process(argv, cwd, pause_per_batch=0.0, **popen_args):
-    """Start train.py as a child process; with a pause, through SLOW_TRAIN (same math, slower)."""
+def as_at_a_terminal():
+    """In the child: SIGQUIT (Ctrl-\\) at its default, as at a terminal (a shell's background job, CI's say,
+    inherits it ignored), and no core file when it comes."""
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_process(argv, cwd, pause_per_batch=0.0):
+    """Start train.py as a child process, as from a terminal; with a pause, through SLOW_TRAIN (same math, slower)."""
     env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
     command = [sys.executable, '-c', SLOW_TRAIN, str(PROJECT), str(pause_per_batch)]
     return subprocess.Popen(command + [str(a) for a in argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen_args)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
 
 
 def only_run(root):

@@ -4,7 +4,6 @@ import errno
 import importlib.util
 import math
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import train
 from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process, tiny_data_args
 from runs import summarize
 from test_resume import straight_run
-from utils import RunError, SaveTimer, claim_run_dirs, save_checkpoint
+from utils import RunError, SaveTimer, StopRequest, claim_run_dirs, save_checkpoint
 
 N_EPOCH = 4
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
@@ -82,8 +81,7 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, str
 
 def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, data_args):
     # a training step that takes ten minutes (a stuck data loader, say): Ctrl-C's stop waits for its end
-    process = run_process(data_args + ['--n_epoch', 2], workdir, pause_per_batch=600,
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))  # no core file
+    process = run_process(data_args + ['--n_epoch', 2], workdir, pause_per_batch=600)
     stderr = []
     threading.Thread(target=lambda: stderr.extend(iter(lambda: process.stderr.buffer.read1(4096), b'')),
                      daemon=True).start()
@@ -104,6 +102,21 @@ def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, da
     logs, ckpts = only_run(workdir)
     assert not any(ckpts.iterdir())  # nothing saved, nothing half-written
     assert summarize(logs)[0]['status'] == 'failed (process gone)'  # runs.py's view: no handler ran
+
+
+@pytest.mark.parametrize('quit_ignored', [False, True])
+def test_ctrl_c_names_ctrl_backslash_only_where_it_quits(capsys, quit_ignored):
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)}
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN if quit_ignored else signal.SIG_DFL)  # ignored: under nohup, say
+    try:
+        with StopRequest() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs at the next bytecode
+    finally:
+        for signum, handler in saved.items():  # a requested stop keeps its handlers: the process is meant to exit
+            signal.signal(signum, handler)
+    assert stop.requested
+    assert ('Ctrl-\\ quits at once' in capsys.readouterr().err) == (not quit_ignored)
 
 
 # train.py that dies by SIGKILL at its Nth training batch, as under the OOM killer or a power cut: no handler runs
