@@ -2,7 +2,6 @@
 
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -94,7 +93,9 @@ sys.exit(train.main(sys.argv[3:]))
 
 def as_at_a_terminal():
     """In the child: SIGQUIT (Ctrl-\\) at its default, as at a terminal (a shell's background job, CI's say,
-    inherits it ignored), and no core file when it comes."""
+    inherits it ignored), and no core file when it comes. POSIX only, as SIGQUIT is."""
+    import resource
+
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -104,7 +105,8 @@ def run_process(argv, cwd, pause_per_batch=0.0):
     env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
     command = [sys.executable, '-c', SLOW_TRAIN, str(PROJECT), str(pause_per_batch)]
     return subprocess.Popen(command + [str(a) for a in argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_at_a_terminal if os.name == 'posix' else None)
 
 
 def only_run(root):
