@@ -36,6 +36,8 @@ from utils import (
 
 
 def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
+    if run and checkpoint:
+        raise RunError('pass --run <timestamp> or --checkpoint <file>, not both')
     if checkpoint:
         return Path(checkpoint)
     if run:  # a timestamp or folder: its best checkpoint; the error lists the run's checkpoints if it has none

@@ -309,6 +309,8 @@ def test_predict_errors_are_clear(workdir, data_args):
         predict.predict(workdir / 'other.pt', None, workdir / 'p.csv')
     with pytest.raises(RunError, match='pass --run <timestamp>'):
         predict.find_checkpoint(None, None)
+    with pytest.raises(RunError, match='pass --run <timestamp> or --checkpoint <file>, not both'):
+        predict.find_checkpoint(logs.name, ckpts / 'latest_checkpoint.pt')
     data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
     best = ckpts / 'best_checkpoint.pt'
     for size in ('batch_size', 'n_samples'):
