@@ -418,8 +418,10 @@ def main(argv=None):
                            'or the train/valid split; start a new run instead')
         if 'init_from' in overrides:
             raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
-        new_run_dirs = [overrides.get(key, config[key]) for key in ('loggers_dir', 'checkpoints_dir')]
-        config = {**config, **saved, **overrides, 'checkpoints_dir': str(checkpoint_path.parent)}
+        run_dirs = ('loggers_dir', 'checkpoints_dir')
+        new_run_dirs = [overrides.get(key, config[key]) for key in run_dirs]
+        config = {**config, **saved, **overrides, 'loggers_dir': saved['loggers_dir'],
+                  'checkpoints_dir': str(checkpoint_path.parent)}
         # a checkpoint behind its run's latest one (best_checkpoint.pt, say), or away from its run's
         # folders, goes on exactly as a new run, so that nothing of the source run is overwritten
         branched_because = broadcast(branch_reason(checkpoint_path, checkpoint, config['loggers_dir'])
@@ -427,6 +429,9 @@ def main(argv=None):
         if branched_because:
             branched_from = config['loggers_dir']
             config['loggers_dir'], config['checkpoints_dir'] = new_run_dirs
+        elif any(key in overrides for key in run_dirs):
+            raise RunError("--loggers_dir and --checkpoints_dir place a new run; a resume goes on in its run's own "
+                           'folders, so drop them')
     else:
         config.update(overrides)
     check_config(config)

@@ -105,6 +105,22 @@ def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(wo
     assert [row['epoch'] for row in read_metrics_rows(branch_logs / 'metrics.csv')] == ['1', '2', '3', '4', '5']
 
 
+def test_run_folders_given_on_resume_place_a_branch_and_are_refused_in_place(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    logs, ckpts = only_run(workdir)
+    before = snapshot(workdir)
+    with pytest.raises(RunError, match='--loggers_dir and --checkpoints_dir place a new run; .* drop them$') as error:
+        run(['--resume', logs.name, '--n_epoch', 3, '--loggers_dir', workdir / 'elsewhere'])
+    assert error.value.code == 2 and snapshot(workdir) == before  # before, it went on as a branch in 'elsewhere'
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'copy.pt')  # away from its run: a branch, placed as asked
+    assert run(['--resume', workdir / 'copy.pt', '--n_epoch', 3, '--loggers_dir', workdir / 'branch_logs',
+                '--checkpoints_dir', workdir / 'branch_ckpts']) == 0
+    assert (workdir / 'branch_ckpts' / 'latest_checkpoint.pt').is_file()
+    assert 'branched from' in (workdir / 'branch_logs' / 'note.log').read_text()
+    # the source run's history comes along (before, it was looked for in the branch's own folder)
+    assert [row['epoch'] for row in read_metrics_rows(workdir / 'branch_logs' / 'metrics.csv')] == ['1', '2', '3']
+
+
 @pytest.mark.parametrize('away', ['a copy elsewhere', 'no loggers folder'])
 def test_resume_away_from_the_runs_folders_goes_on_as_a_new_run(workdir, data_args, away):
     assert run(data_args + ['--n_epoch', 2] + EXACT) == 0
