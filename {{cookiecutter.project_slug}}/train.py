@@ -73,6 +73,7 @@ from utils import (
     parse_args,
     provenance,
     resolve_checkpoint,
+    samples_text,
     set_determinism,
     set_rng_state,
     setup_device,
@@ -273,8 +274,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     if save_due and bad_step is None and not stopping and samples_done < n_train:
                         save([latest_path], epoch, samples_done, meter.totals())  # mid-epoch, in the background
                         train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} ({samples_done} of '
-                                          f"{n_train} samples{' per process' if world_size > 1 else ''}; "
-                                          f"save_minutes {config['save_minutes']:g})")
+                                          f"{samples_text(n_train, world_size)}; save_minutes {config['save_minutes']:g})")
                 elif world_size == 1:
                     stopping = stop.requested
                 if bad_step is not None or stopping:

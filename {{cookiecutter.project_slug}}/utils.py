@@ -801,10 +801,15 @@ def load_init_weights(target, config, shape_keys):
     return str(path), checkpoint['model'], 'num_classes' in differ
 
 
+def samples_text(n, world_size):
+    """'N samples', with ' per process' under DDP, where counts are each rank's share."""
+    return f"{n} samples{' per process' if world_size > 1 else ''}"
+
+
 def checkpoint_position(checkpoint):
     """Where a checkpoint stands in its run, as the logs say it."""
-    epoch, per_process = checkpoint['epoch'], ' per process' if checkpoint.get('world_size', 1) > 1 else ''
-    return f"(epoch {epoch}, step {checkpoint['step']}, {checkpoint['samples_done']} samples{per_process} of epoch {epoch + 1} trained)"
+    epoch, done = checkpoint['epoch'], samples_text(checkpoint['samples_done'], checkpoint.get('world_size', 1))
+    return f"(epoch {epoch}, step {checkpoint['step']}, {done} of epoch {epoch + 1} trained)"
 
 
 def load_checkpoint(path):
