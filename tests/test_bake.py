@@ -38,6 +38,7 @@ def test_combination_bakes_clean(baked, task, model, dataset):
             text = path.read_text(encoding='utf-8')
             for marker in ('{{', '{%', '{#'):
                 assert marker not in text, f'{marker} left in {path.name}'
+            assert not text[:1].isspace(), f'{path.name} starts with a blank line (a Jinja tag without -%}})'
     result = subprocess.run([sys.executable, '-m', 'ruff', 'check', '--no-cache', '.'], cwd=project,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,5 +1,5 @@
 {%- set classification = cookiecutter.task == 'classification' %}
-{%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') %}
+{%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') -%}
 """The data. Edit it for your own: train.py needs DATA_CONFIG, SPLIT_KEYS, check_data_config(config),
 build_datasets(config) and collate_fn.
 {%- if cookiecutter.dataset == 'synthetic' %}
