@@ -16,7 +16,7 @@ COMMON_FILES = {
     'train.py', 'model.py', 'dataset.py', 'utils.py',
     'tests/conftest.py', 'tests/test_model.py', 'tests/test_dataset.py', 'tests/test_train.py',
     'tests/test_resume.py', 'tests/test_faults.py', 'tests/test_speed.py', 'tests/test_distributed.py',
-    'tests/test_outputs.py', 'plot.py', 'runs.py', 'predict.py',
+    'tests/test_outputs.py', 'tests/test_docs.py', 'plot.py', 'runs.py', 'predict.py',
 }
 CACHES = {'__pycache__', '.pytest_cache', '.ruff_cache'}
 
@@ -67,6 +67,18 @@ def test_choices_reach_the_code(baked, task, model, dataset):
     requirements = (project / 'requirements.txt').read_text()
     assert ('pillow' in requirements) == (dataset == 'image_folder')
     assert 'torch>=' in requirements and 'torch==' not in requirements
+
+
+@pytest.mark.parametrize('task, model, dataset', COMBOS, ids=['-'.join(c) for c in COMBOS])
+def test_commands_in_the_readme_and_messages_use_options_that_exist(baked, task, model, dataset):
+    # the README is assembled from Jinja branches per choice: its examples can name an option that one
+    # reader lacks (--dataset_dir without files, --num_classes in regression); the project's test_docs.py
+    # checks every command against its script's --help
+    project = baked(task, model, dataset)
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_docs.py'],
+                            cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert '2 passed' in result.stdout
 
 
 def test_train_py_shows_the_numbered_skeleton_in_order(baked):

@@ -5,7 +5,8 @@ build_datasets(config) and collate_fn.
 {%- if cookiecutter.dataset == 'synthetic' %}
 
 The synthetic dataset needs no files: it draws {{ 'labelled samples around one random centre per class' if classification else 'samples whose target is a smooth function of the input' }}
-from a generator seeded by config['seed'], so it is learnable and the same on every run.
+from a generator seeded by config['seed'], so the data is the same on every run with that seed. The task
+itself does not depend on the seed or n_samples: predict.py's fresh samples come from the task a model learned.
 {%- elif cookiecutter.dataset == 'csv' %}
 
 Layout under config['dataset_dir']:
@@ -121,44 +122,58 @@ def upsample(images, size):
     weights = F.interpolate(torch.eye(images.shape[-1]).unsqueeze(0), size=size, mode='linear')[0].T  # (size, h)
     return weights @ images @ weights.T
 {%- endif %}
+{%- if classification or kind == 'vector' %}
+
+
+SYNTHETIC_TASK_SEED = 0  # seeds the task's own generator: one task, whatever seed draws the samples
+{%- endif %}
 
 
 def synthetic_samples(config, n, seed):
-    """`n` learnable samples in this project's input shape, from a generator seeded by `seed`."""
+    """`n` learnable samples in this project's input shape, drawn by a generator seeded by `seed`.
+
+    The task ({{ 'the class centres' if classification else "the target's direction in the input" if kind == 'vector' else 'how the target shows in the input' }}) does not depend on `seed` or `n`:
+    more samples, or samples drawn with another seed to predict on, come from the task a model learned.
+    """
     g = torch.Generator().manual_seed(seed)
+{%- if classification or kind == 'vector' %}
+    task = torch.Generator().manual_seed(SYNTHETIC_TASK_SEED)
+{%- endif %}
+{%- if kind == 'image' %}
+    c, s = config['image_channels'], config['image_size']
+{%- else %}
+    f = config['num_features']
+{%- endif %}
 {%- if classification %}
     k = config['num_classes']
+    centres = torch.randn(k, {{ 'c, 4, 4' if kind == 'image' else 'f' }}, generator=task)  # class j's centre is the same whatever k is
     targets = torch.randperm(n, generator=g) % k  # balanced: every class appears once n >= k
 {%- else %}
+{%- if kind == 'vector' %}
+    direction = torch.randn(f, generator=task)
+    direction = direction / direction.norm()
+{%- endif %}
     targets = torch.rand(n, 1, generator=g) * 2 - 1
 {%- endif %}
 {%- if kind == 'vector' %}
-    f = config['num_features']
 {%- if classification %}
-    centres = torch.randn(k, f, generator=g)
     inputs = centres[targets] + 1.5 * torch.randn(n, f, generator=g)
 {%- else %}
-    direction = torch.randn(f, generator=g)
-    direction = direction / direction.norm()
     inputs = torch.randn(n, f, generator=g) + targets * direction * 3
 {%- endif %}
     return inputs, targets
 {%- elif kind == 'image' %}
-    c, s = config['image_channels'], config['image_size']
     # smooth blobs (4x4 noise upsampled), so that a small CNN sees structure; mixed at 4x4, since
     # upsampling is linear, so that only one full-size tensor is made
 {%- if classification %}
-    centres = torch.randn(k, c, 4, 4, generator=g)
     inputs = centres[targets] + 0.8 * torch.randn(n, c, 4, 4, generator=g)
 {%- else %}
     inputs = 0.5 * torch.randn(n, c, 4, 4, generator=g) + targets.view(n, 1, 1, 1)
 {%- endif %}
     return upsample(inputs, s).clamp_(-3, 3), targets
 {%- else %}
-    f = config['num_features']
     lengths = torch.randint(8, 33, (n,), generator=g).tolist()
 {%- if classification %}
-    centres = torch.randn(k, f, generator=g)
     inputs = [centres[y] + 1.5 * torch.randn(length, f, generator=g) for y, length in zip(targets, lengths)]
 {%- else %}
     inputs = [torch.randn(length, f, generator=g) + y for y, length in zip(targets, lengths)]
@@ -553,9 +568,11 @@ if __name__ == '__main__':
     parser = argparse.ArgumentParser(description='Write a small example dataset in the layout this project reads.')
     parser.add_argument('--make-example', metavar='DIR', required=True, help='a new or empty folder')
     parser.add_argument('--n_samples', type=int, default=512)
+    parser.add_argument('--seed', type=int, default=0, help='draws the samples; every seed gives the same task, '
+                        'so --seed 1 writes new samples to predict on (default: 0)')
     args = parser.parse_args()
     with one_line_errors():
-        make_example(args.make_example, DATA_CONFIG, args.n_samples)
+        make_example(args.make_example, DATA_CONFIG, args.n_samples, args.seed)
     print(f'wrote {args.n_samples} samples to {args.make_example}; train on them with: '
           f'python train.py --dataset_dir {args.make_example}')
 {%- else %}

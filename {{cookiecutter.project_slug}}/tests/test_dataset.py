@@ -10,7 +10,11 @@ import torch
 {% if cookiecutter.dataset == 'synthetic' -%}
 from conftest import PROJECT
 {% endif -%}
-from dataset import build_datasets, collate_fn, split
+{% if cookiecutter.dataset == 'synthetic' -%}
+from dataset import SyntheticDataset, build_datasets, build_predict_dataset, collate_fn, split
+{%- else -%}
+from dataset import DATA_CONFIG, build_datasets, build_predict_dataset, collate_fn, make_example, split
+{%- endif %}
 from utils import RunError
 
 
@@ -59,6 +63,52 @@ def test_batches_collate(datasets):
     frames, padding_mask = inputs
     lengths = torch.tensor([len(train_set[i][0]) for i in range(5)])
     assert torch.equal((~padding_mask).sum(1), lengths)
+{%- endif %}
+
+
+def linear_fit_score(fit_on, score_on):
+    """How well a least-squares linear model of `fit_on` predicts `score_on`: {{ 'accuracy' if classification else 'R squared' }}.
+
+    High only when both hold samples of one task; near {{ 'chance (1 / num_classes)' if classification else '0' }} for two unrelated tasks.
+    """
+    def features_and_targets(dataset):
+        inputs, targets = zip(*(dataset[i] for i in range(len(dataset))))
+{%- if cookiecutter.model == 'transformer' %}
+        x = torch.stack([frames.mean(0) for frames in inputs])
+{%- elif cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' %}
+        x = torch.nn.functional.adaptive_avg_pool2d(torch.stack(inputs), 4).flatten(1)
+{%- else %}
+        x = torch.stack(inputs)
+{%- endif %}
+        return torch.cat([x, torch.ones(len(x), 1)], 1), torch.stack(targets)
+
+    x, y = features_and_targets(fit_on)
+{%- if classification %}
+    weights = torch.linalg.lstsq(x, torch.nn.functional.one_hot(y).float()).solution
+    x, y = features_and_targets(score_on)
+    return ((x @ weights).argmax(1) == y).float().mean().item()
+{%- else %}
+    weights = torch.linalg.lstsq(x, y).solution
+    x, y = features_and_targets(score_on)
+    return 1 - ((x @ weights - y) ** 2).mean().item() / y.var().item()
+{%- endif %}
+
+
+{% if cookiecutter.dataset == 'synthetic' -%}
+def test_more_samples_and_samples_to_predict_on_come_from_the_task_trained_on(config):
+    trained_on = SyntheticDataset(config, 400)
+    more = SyntheticDataset(config, 1000)  # --n_samples 1000
+    to_predict = build_predict_dataset(config, n_samples=300)  # predict.py: fresh samples, another seed
+    assert not torch.equal(more[0][0], trained_on[0][0]) and not torch.equal(to_predict[0][0], trained_on[0][0])
+    assert linear_fit_score(trained_on, more) > {{ 0.7 if classification else 0.5 }}
+    assert linear_fit_score(trained_on, to_predict) > {{ 0.7 if classification else 0.5 }}
+{%- else -%}
+def test_example_data_of_another_size_or_seed_comes_from_the_same_task(tmp_path, config):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=400)
+    make_example(tmp_path / 'new_data', DATA_CONFIG, n_samples=300, seed=1)  # dataset.py --make-example --seed 1
+    trained_on = build_predict_dataset(config, tmp_path / 'data')
+    to_predict = build_predict_dataset(config, tmp_path / 'new_data', classes=trained_on.classes)
+    assert linear_fit_score(trained_on, to_predict) > {{ 0.7 if classification else 0.5 }}
 {%- endif %}
 
 
