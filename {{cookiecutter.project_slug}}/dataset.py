@@ -35,11 +35,8 @@ Write a small example in this layout with:  python dataset.py --make-example dat
 {%- endif %}
 """
 
-{%- if cookiecutter.dataset != 'synthetic' %}
-
-import argparse
-{%- endif %}
 {%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+
 import csv
 {%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
@@ -59,7 +56,7 @@ from torch.utils.data import Dataset, default_collate, random_split
 from torch.utils.data import Dataset, random_split
 {%- endif %}
 
-from utils import RunError, check_minimums, one_line_errors
+from utils import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, check_minimums, one_line_errors
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -565,13 +562,13 @@ def make_example(root, config, n_samples=512, seed=0):
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description='Write a small example dataset in the layout this project reads.')
+    parser = CommandParser(description='Write a small example dataset in the layout this project reads.')
     parser.add_argument('--make-example', metavar='DIR', required=True, help='a new or empty folder')
     parser.add_argument('--n_samples', type=int, default=512)
     parser.add_argument('--seed', type=int, default=0, help='draws the samples; every seed gives the same task, '
                         'so --seed 1 writes new samples to predict on (default: 0)')
-    args = parser.parse_args()
     with one_line_errors():
+        args = parser.parse_args()
         make_example(args.make_example, DATA_CONFIG, args.n_samples, args.seed)
     print(f'wrote {args.n_samples} samples to {args.make_example}; train on them with: '
           f'python train.py --dataset_dir {args.make_example}')

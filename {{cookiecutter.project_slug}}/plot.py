@@ -7,10 +7,9 @@ Loss, metric and learning rate against epoch, train and valid together, the best
 Needs matplotlib (pip install matplotlib); train.py draws the curves at the end of every run.
 """
 
-import argparse
 from pathlib import Path
 
-from utils import METRIC_NAME, METRICS_COLUMNS, RunError, one_line_errors, read_metrics_rows
+from utils import METRIC_NAME, METRICS_COLUMNS, CommandParser, RunError, one_line_errors, read_metrics_rows
 
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 
@@ -93,10 +92,10 @@ def resolve_run(target, loggers_root='loggers'):
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description='Write loggers/<timestamp>/curves.png from its metrics.csv.')
+    parser = CommandParser(description='Write loggers/<timestamp>/curves.png from its metrics.csv.')
     parser.add_argument('run', help='a timestamp under loggers/, or a loggers/<timestamp> folder')
-    args = parser.parse_args()
     with one_line_errors():
+        args = parser.parse_args()
         try:
             print(f'wrote {plot_run(resolve_run(args.run))}')
         except ImportError:

@@ -11,7 +11,6 @@ Writes predictions.csv: id, prediction{{ ', then one probability column per clas
 When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}.
 """
 
-import argparse
 import csv
 import math
 import os
@@ -25,6 +24,7 @@ from dataset import build_predict_dataset, collate_fn
 from model import build_model
 from utils import (
     METRIC_NAME,
+    CommandParser,
     RunError,
     check_minimums,
     load_checkpoint,
@@ -116,8 +116,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description='Predict with a trained checkpoint; write predictions.csv.')
-    parser.add_argument('--run', help="a run's timestamp: use checkpoints/<timestamp>/best_checkpoint.pt")
+    parser = CommandParser(description='Predict with a trained checkpoint; write predictions.csv.')
+    parser.add_argument('--run', help="a run's timestamp or checkpoints folder: uses its best_checkpoint.pt")
     parser.add_argument('--checkpoint', help='a checkpoint file (instead of --run)')
 {%- if cookiecutter.dataset == 'synthetic' %}
     parser.add_argument('--data', help='not used: synthetic samples are drawn in memory (see --n_samples)')
@@ -126,11 +126,13 @@ if __name__ == '__main__':
 {%- endif %}
     parser.add_argument('--output', default='predictions.csv', help='where to write (never overwritten)')
     parser.add_argument('--batch_size', type=int, default=256)
-    parser.add_argument('--n_samples', type=int, default=256, help='synthetic data only: how many fresh samples')
-    args = parser.parse_args()
+{%- if cookiecutter.dataset == 'synthetic' %}
+    parser.add_argument('--n_samples', type=int, default=256, help='how many fresh samples to draw (default: 256)')
+{%- endif %}
     with one_line_errors():
+        args = parser.parse_args()
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
-                                  args.batch_size, args.n_samples)
+                                  args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else '' }})
     print(f'wrote {n} predictions to {args.output}')
     if loss is not None and math.isfinite(loss):
         print(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')

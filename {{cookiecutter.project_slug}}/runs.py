@@ -8,11 +8,10 @@ the best valid loss and metric and their epoch, then the hyperparameters that di
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
-import argparse
 import csv
 from pathlib import Path
 
-from utils import METRIC_NAME, RunError, alive, one_line_errors, read_metrics_rows, read_note
+from utils import METRIC_NAME, CommandParser, RunError, alive, one_line_errors, read_metrics_rows, read_note
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
@@ -79,12 +78,12 @@ def table(root, sort='run', reverse=False):
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description='List every run under loggers/.')
+    parser = CommandParser(description='List every run under loggers/.')
     parser.add_argument('--sort', default='run', help='column to sort by (default: run, newest first)')
     parser.add_argument('--reverse', action='store_true', help='flip the order')
     parser.add_argument('--loggers', default='loggers', help='the loggers folder (default: ./loggers)')
-    args = parser.parse_args()
     with one_line_errors():
+        args = parser.parse_args()
         if not Path(args.loggers).is_dir():
             raise RunError(f"no '{args.loggers}' folder here; run from the project folder or pass --loggers")
         print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

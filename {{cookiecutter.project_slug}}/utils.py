@@ -275,9 +275,12 @@ def parse_number(kind):
     return parse
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
+    one_line_errors prints them as every other bad input: one `error:` line, exit code 2."""
+
     def error(self, message):
-        raise RunError(message)
+        raise RunError(f'{message}; python {self.prog} --help lists the options')
 
 
 def parse_args(config, argv=None):
@@ -286,7 +289,7 @@ def parse_args(config, argv=None):
     Returns (overrides, resume): only the keys the user gave, so that resume can
     lay them over the saved config.
     """
-    parser = _Parser(
+    parser = CommandParser(
         description='Train the model. Every config key can be overridden as --<key> <value>.',
         argument_default=argparse.SUPPRESS,
         allow_abbrev=False,

@@ -393,6 +393,18 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
     (['plot.py', 'nosuch'], "error: no run 'nosuch'"),
     (['runs.py', '--loggers', 'nosuch'], "error: no 'nosuch' folder here"),
     (['runs.py', '--sort', 'nosuch'], "error: cannot sort by 'nosuch'"),
+    # argparse's own usage errors: one line too, instead of its usage text and 'prog: error:'
+    (['predict.py', '--run'], 'error: argument --run: expected one argument; python predict.py --help lists'),
+    (['predict.py', '--batch_size', 'x'], "error: argument --batch_size: invalid int value: 'x'"),
+{%- if cookiecutter.dataset == 'synthetic' %}
+    (['predict.py', '--n_samples', 'x'], "error: argument --n_samples: invalid int value: 'x'"),
+{%- else %}
+    (['predict.py', '--n_samples', '9'], 'error: unrecognized arguments: --n_samples 9'),  # synthetic data only
+    (['dataset.py'], 'error: the following arguments are required: --make-example; python dataset.py --help'),
+    (['dataset.py', '--make-example', 'x', '--n_samples', 'many'], "error: argument --n_samples: invalid int"),
+{%- endif %}
+    (['plot.py'], 'error: the following arguments are required: run; python plot.py --help lists the options'),
+    (['runs.py', '--color'], 'error: unrecognized arguments: --color'),
 ])
 def test_the_other_commands_refuse_bad_input_as_train_py_does(tmp_path, command, message):
     """One line on stderr and exit code 2 (train.py's and argparse's code for a usage error), nothing written."""
