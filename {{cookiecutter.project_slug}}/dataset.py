@@ -186,6 +186,9 @@ def label_indices(labels, num_classes, where, classes=None, labels_required=True
     if all(v.strip().isdigit() for v in labels):
         classes, targets = None, torch.tensor([int(v) for v in labels])
     else:
+        names = len(set(labels))
+        if classes is None and labels_required and 2 <= names < num_classes:  # training: one output per name
+            raise RunError(f"'{where}' has {names} class names but num_classes is {num_classes}; pass --num_classes {names}")
         classes = classes or sorted(set(labels))
         unknown = sorted(set(labels) - set(classes))
         if unknown:
@@ -352,9 +355,6 @@ class ImageFolderDataset(Dataset):
         unknown = [folder.name for folder in folders if folder.name not in self.classes]
         if unknown:
             raise RunError(f"'{root}' has a class folder the model was not trained on: '{unknown[0]}'")
-        if len(self.classes) > config['num_classes']:
-            raise RunError(f"'{root}' has {len(self.classes)} class folders but num_classes is "
-                           f"{config['num_classes']}; pass --num_classes {len(self.classes)}")
         if labels_required and len(folders) == 1:
             raise RunError(f"'{root}' has one class folder only ('{folders[0].name}'); classification needs two or "
                            'more: point dataset_dir at the folder that holds the class folders')
@@ -374,6 +374,12 @@ class ImageFolderDataset(Dataset):
 {%- endif %}
             self.files += images
             targets += [{{ 'index' if classification else 'value' }}] * len(images)
+{%- if classification %}
+        if len(self.classes) > config['num_classes'] or labels_required and 2 <= len(folders) < config['num_classes']:
+            # training: one output per class folder (an output no folder names could only be predicted wrongly)
+            raise RunError(f"'{root}' has {len(self.classes)} class folders but num_classes is "
+                           f"{config['num_classes']}; pass --num_classes {len(self.classes)}")
+{%- endif %}
         if len(self.files) < (2 if labels_required else 1):
             raise RunError(f"found {len(self.files)} images in '{root}'; {LAYOUT}")
         self.targets = torch.tensor(targets){{ '' if classification else '.unsqueeze(1)' }}

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-{%- if cookiecutter.dataset == 'sequence' %}
+{%- if cookiecutter.dataset == 'sequence' or cookiecutter.dataset == 'csv' and cookiecutter.task == 'classification' %}
 import torch
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
@@ -131,6 +131,24 @@ def test_a_csv_with_one_label_value_is_refused_for_training_only(tmp_path, confi
     with pytest.raises(RunError, match=r"has one label value only \('2'\); classification needs two or more"):
         build_datasets({**config, 'dataset_dir': path})
     assert len(CsvDataset(config, path, labels_required=False)) == 4  # predict.py may score a single class
+
+
+def test_predict_names_every_output_of_a_run_with_fewer_class_names(workdir, config):
+    # before training required one output per class name, a run could have more outputs than names
+    import predict
+    from conftest import FAST, SMALL_MODEL, load, only_run
+
+    path = csv_file(workdir / 'data.csv', [good_row(name) for name in ('cat', 'dog') * 8])
+    assert train.main(['--dataset_dir', path, '--num_classes', '2', '--n_epoch', '1'] + SMALL_MODEL + FAST) == 0
+    _, ckpts = only_run(workdir)
+    checkpoint = load(ckpts / 'best_checkpoint.pt')
+    checkpoint['classes'] = ['cat']  # two outputs, one name
+    torch.save(checkpoint, ckpts / 'old.pt')
+    features = [f'f{i}' for i in range(DATA_CONFIG['num_features'])]
+    (workdir / 'new.csv').write_text(','.join(features) + '\n' + ','.join(map(str, good_row()[:-1])) + '\n')  # unlabelled
+    predict.predict(ckpts / 'old.pt', workdir / 'new.csv', workdir / 'p.csv')
+    header, row = (workdir / 'p.csv').read_text().splitlines()
+    assert header == 'id,prediction,prob_cat,prob_output_1' and row.split(',')[1] in ('cat', 'output_1')
 {%- endif %}
 
 
@@ -242,10 +260,14 @@ def test_an_unreadable_sample_in_a_worker_is_still_one_line(workdir, data_args):
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 
+# small examples: two class folders, and the num_classes that training needs for them (regression ignores it)
+TWO_CLASSES = {'num_classes': 2}
+
+
 @pytest.mark.parametrize('damage', ['not an image', 'truncated'])
 def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
-    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
-    dataset = ImageFolderDataset(config, tmp_path / 'data')
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
     image = dataset.files[0]
     image.write_bytes(b'not an image' if damage == 'not an image' else image.read_bytes()[:60])
     with pytest.raises(RunError, match=f"cannot read image '{image}' .*; remove or replace it"):
@@ -256,24 +278,24 @@ def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
 @pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
                                                ('.tif', 'TIFF'), ('.TIFF', 'TIFF')])
 def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
-    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
-    png = ImageFolderDataset(config, tmp_path / 'data').files[0]
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
+    png = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files[0]
     with Image.open(png) as image:
         image.save(png.with_suffix(suffix), format=pil_format)
     png.unlink()
-    dataset = ImageFolderDataset(config, tmp_path / 'data')
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
     assert len(dataset) == 4 and png.with_suffix(suffix) in dataset.files
     pixels, _ = dataset[dataset.files.index(png.with_suffix(suffix))]
     assert pixels.shape == (DATA_CONFIG['image_channels'], DATA_CONFIG['image_size'], DATA_CONFIG['image_size'])
 
 
 def test_hidden_folders_and_files_are_not_data(tmp_path, config):
-    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=6)
-    images = ImageFolderDataset(config, tmp_path / 'data').files
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
+    images = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files
     (tmp_path / 'data' / '.ipynb_checkpoints').mkdir()  # Jupyter leaves these; macOS copies leave ._ files
     (tmp_path / 'data' / '.ipynb_checkpoints' / 'a.png').write_bytes(images[0].read_bytes())
     (images[0].parent / f'._{images[0].name}').write_bytes(b'resource fork')
-    dataset = ImageFolderDataset(config, tmp_path / 'data')
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
     assert dataset.files == images
     assert len(dataset) == 6 and dataset[len(dataset) - 1][0].shape[0] == DATA_CONFIG['image_channels']
 {%- if cookiecutter.task == 'classification' %}
@@ -296,4 +318,28 @@ def test_one_class_folder_is_refused_for_training_only(tmp_path, config):
         ImageFolderDataset(config, tmp_path / 'one')
     assert len(ImageFolderDataset(config, tmp_path / 'one', labels_required=False)) >= 1
 {%- endif %}
+{%- endif %}
+{%- if cookiecutter.task == 'classification' and cookiecutter.dataset in ['csv', 'sequence'] %}
+
+
+def test_class_names_must_fill_num_classes_in_training_only():
+    from dataset import label_indices
+
+    with pytest.raises(RunError, match=r"'data' has 2 class names but num_classes is 5; pass --num_classes 2$"):
+        label_indices(['cat', 'dog', 'cat'], 5, 'data')  # outputs no name stands for could only be wrong answers
+    assert label_indices(['cat', 'dog', 'cat'], 2, 'data')[0] == ['cat', 'dog']
+    assert label_indices(['0', '1', '0'], 5, 'data')[1].tolist() == [0, 1, 0]  # numbers: a class may be absent
+    classes, targets = label_indices(['dog'], 5, 'new', classes=['cat', 'dog'], labels_required=False)  # predicting
+    assert classes == ['cat', 'dog'] and targets.tolist() == [1]
+{%- elif cookiecutter.task == 'classification' and cookiecutter.dataset == 'image_folder' %}
+
+
+def test_class_folders_must_fill_num_classes_in_training_only(tmp_path, config):
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
+    with pytest.raises(RunError, match=r"has 2 class folders but num_classes is 5; pass --num_classes 2$"):
+        ImageFolderDataset({**config, 'num_classes': 5}, tmp_path / 'data')
+    assert ImageFolderDataset({**config, 'num_classes': 2}, tmp_path / 'data').classes == ['class_0', 'class_1']
+    predicting = ImageFolderDataset({**config, 'num_classes': 5}, tmp_path / 'data', labels_required=False,
+                                    classes=['class_0', 'class_1', 'class_2'])
+    assert len(predicting) == 4
 {%- endif %}
