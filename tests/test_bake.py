@@ -72,7 +72,7 @@ def test_choices_reach_the_code(baked, task, model, dataset):
 @pytest.mark.parametrize('task, model, dataset', COMBOS, ids=['-'.join(c) for c in COMBOS])
 def test_commands_in_the_readme_and_messages_use_options_that_exist(baked, task, model, dataset):
     # the README is assembled from Jinja branches per choice: its examples can name an option that one
-    # reader lacks (--dataset_dir without files, --num_classes in regression); the project's test_docs.py
+    # reader lacks (--dataset_dir where the reader needs no files, say); the project's test_docs.py
     # checks every command against its script's --help
     project = baked(task, model, dataset)
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_docs.py'],

@@ -186,9 +186,10 @@ def label_indices(labels, num_classes, where, classes=None, labels_required=True
     if all(v.strip().isdigit() for v in labels):
         classes, targets = None, torch.tensor([int(v) for v in labels])
     else:
-        names = len(set(labels))
-        if classes is None and labels_required and 2 <= names < num_classes:  # training: one output per name
-            raise RunError(f"'{where}' has {names} class names but num_classes is {num_classes}; pass --num_classes {names}")
+        n_names = len(set(labels))
+        if classes is None and labels_required and 2 <= n_names < num_classes:  # training: an output per name, no more
+            raise RunError(f"'{where}' has {n_names} class names but num_classes is {num_classes}; "
+                           f'pass --num_classes {n_names}')
         classes = classes or sorted(set(labels))
         unknown = sorted(set(labels) - set(classes))
         if unknown:
@@ -376,7 +377,7 @@ class ImageFolderDataset(Dataset):
             targets += [{{ 'index' if classification else 'value' }}] * len(images)
 {%- if classification %}
         if len(self.classes) > config['num_classes'] or labels_required and 2 <= len(folders) < config['num_classes']:
-            # training: one output per class folder (an output no folder names could only be predicted wrongly)
+            # training: an output per class folder, no more (an output no folder stands for is only ever wrong)
             raise RunError(f"'{root}' has {len(self.classes)} class folders but num_classes is "
                            f"{config['num_classes']}; pass --num_classes {len(self.classes)}")
 {%- endif %}

@@ -67,7 +67,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
 {%- if cookiecutter.task == 'classification' %}
     criterion = torch.nn.CrossEntropyLoss(reduction='sum')
     names = classes or [str(i) for i in range(config['num_classes'])]
-    names = names + [f'output_{i}' for i in range(len(names), config['num_classes'])]  # runs before names had to fill
+    names = names + [f'output_{i}' for i in range(len(names), config['num_classes'])]  # older runs: fewer names than outputs
     header = ['id', 'prediction'] + [f'prob_{name}' for name in names]
 {%- else %}
     criterion = torch.nn.MSELoss(reduction='sum')

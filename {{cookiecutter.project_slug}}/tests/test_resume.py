@@ -301,8 +301,15 @@ def test_init_from_with_another_num_classes_starts_only_the_output_layer_fresh(w
     source_logs, source_ckpts = only_run(workdir)
     source_weights = load(source_ckpts / 'best_checkpoint.pt')['model']
     num_classes = load(source_ckpts / 'best_checkpoint.pt')['config']['num_classes']
+    new_labels = ['--num_classes', num_classes + 3]
+{%- if cookiecutter.dataset != 'synthetic' %}
+    from dataset import DATA_CONFIG, make_example
+
+    make_example(workdir / 'new_labels', {**DATA_CONFIG, 'num_classes': num_classes + 3}, n_samples=160)
+    new_labels += ['--dataset_dir', workdir / 'new_labels']  # class names must fill num_classes (image folders)
+{%- endif %}
     starting_weights = record_starting_weights(monkeypatch)
-    assert run(data_args + ['--n_epoch', 1, '--init_from', source_logs.name, '--num_classes', num_classes + 3]) == 0
+    assert run(data_args + ['--n_epoch', 1, '--init_from', source_logs.name] + new_labels) == 0
     fresh = [k for k in source_weights if starting_weights[k].shape != source_weights[k].shape]
     assert len(fresh) == 2 and all(starting_weights[k].shape[0] == num_classes + 3 for k in fresh), fresh  # weight, bias
     assert_same_weights({k: v for k, v in starting_weights.items() if k not in fresh},
