@@ -290,7 +290,8 @@ def parse_args(config, argv=None):
     lay them over the saved config.
     """
     parser = CommandParser(
-        description='Train the model. Every config key can be overridden as --<key> <value>.',
+        description='Train the model. Every config key can be overridden as --<key> <value>; the Config '
+                    "table in README.md says what each one does.",
         argument_default=argparse.SUPPRESS,
         allow_abbrev=False,
     )

@@ -1,4 +1,5 @@
-"""The commands that README.md and the scripts show (usage lines, error hints) name options that exist."""
+"""The commands that README.md and the scripts show (usage lines, error hints) name options that exist, and
+the README's Config table names every key."""
 
 import re
 import subprocess
@@ -46,3 +47,12 @@ def test_every_shown_command_uses_options_its_script_takes():
             continue
         wrong += [f'{where}: {script} has no {option}' for option in options if option not in accepted_options(script)]
     assert not wrong, '\n'.join(wrong)
+
+
+def test_the_readme_config_table_names_every_key():
+    readme = (PROJECT / 'README.md').read_text(encoding='utf-8')
+    table = readme[readme.index('\n## Config\n'):]
+    table = table[:table.index('\n## ', 1)]
+    keys = accepted_options('train.py') - {'--help', '--resume'}
+    missing = sorted(key for key in keys if f'`{key[2:]}`' not in table)
+    assert not missing, f"README.md's Config table does not name {', '.join(missing)}"
