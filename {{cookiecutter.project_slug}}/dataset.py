@@ -203,6 +203,20 @@ def label_indices(labels, num_classes, where, classes=None, labels_required=True
                        'more: check the label column')
     return classes, targets
 {%- endif %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+
+
+def not_utf8(path):
+    """The error for a text file that is not UTF-8, naming its first such line (Excel's plain "CSV" format is
+    in the Windows code page, so a name like 'café' comes out as one byte that UTF-8 cannot read)."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode('utf-8-sig')
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b'\n') + 1
+        return RunError(f"'{path}' line {line} is not UTF-8 text; save the file as UTF-8 (in Excel: 'CSV UTF-8')")
+    return RunError(f"'{path}' is not UTF-8 text; save the file as UTF-8")
+{%- endif %}
 {%- if cookiecutter.dataset == 'csv' or not classification and cookiecutter.dataset == 'sequence' %}
 
 
@@ -266,10 +280,13 @@ class CsvDataset(Dataset):
         path = path / 'data.csv' if path.is_dir() else path
         if not path.is_file():
             raise RunError(f"no data.csv at '{path}'; {LAYOUT}")
-        with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
-            reader = csv.reader(f, skipinitialspace=True)  # 'f0, f1, label' names the column 'label'
-            header = next(reader, [])
-            lines = [(reader.line_num, row) for row in reader if row]  # (line number, values); blank lines skipped
+        try:
+            with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
+                reader = csv.reader(f, skipinitialspace=True)  # 'f0, f1, label' names the column 'label'
+                header = next(reader, [])
+                lines = [(reader.line_num, row) for row in reader if row]  # (line number, values); blank lines skipped
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
         if not header or len(lines) < (2 if labels_required else 1):  # training: one row to train on, one to validate
             rows_needed = 'at least two rows' if labels_required else 'a row'
             raise RunError(f"'{path}' needs a header and {rows_needed}; {LAYOUT}")
@@ -416,9 +433,12 @@ class SequenceDataset(Dataset):
         index = self.root / 'index.csv'
         if not index.is_file():
             raise RunError(f"no index.csv in dataset_dir '{self.root}'; {LAYOUT}")
-        with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'
-            reader = csv.DictReader(f, skipinitialspace=True)
-            lines = [(reader.line_num, row) for row in reader]  # (line number, row); blank lines skipped
+        try:
+            with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'
+                reader = csv.DictReader(f, skipinitialspace=True)
+                lines = [(reader.line_num, row) for row in reader]  # (line number, row); blank lines skipped
+        except UnicodeDecodeError:
+            raise not_utf8(index) from None
         rows = [row for _, row in lines]
         self.has_labels = bool(rows) and 'label' in rows[0]
         if not rows or 'file' not in rows[0] or labels_required and (len(rows) < 2 or not self.has_labels):

@@ -173,6 +173,16 @@ def test_a_csv_with_another_separator_is_a_clear_error(tmp_path, config, separat
         assert f"separates its values with {separator!r}; save it with commas" in str(error.value)
 
 
+def test_a_csv_that_is_not_utf8_is_a_clear_error(tmp_path, config):
+    path = csv_file(tmp_path / 'data.csv', [good_row(), good_row(0), good_row(), good_row(0)])
+    text = (tmp_path / 'data.csv').read_text().splitlines()
+    text[2] = text[2].replace('0.5', '0.5 caf\u00e9', 1)  # Excel's plain "CSV" writes the Windows code page
+    (tmp_path / 'data.csv').write_bytes('\r\n'.join(text).encode('cp1252'))
+    for labels_required in (True, False):  # training and predict.py
+        with pytest.raises(RunError, match=r"data.csv' line 3 is not UTF-8 text; save the file as UTF-8 \(in Excel"):
+            CsvDataset(config, path, labels_required=labels_required)
+
+
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
     path = tmp_path / 'new.csv'
     path.write_text(','.join(f'f{i}' for i in range(DATA_CONFIG['num_features'])) + '\n'
@@ -180,6 +190,16 @@ def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
     dataset = CsvDataset(config, path, labels_required=False)
     assert len(dataset) == 1 and not dataset.has_labels
 {%- elif cookiecutter.dataset == 'sequence' %}
+
+
+def test_an_index_that_is_not_utf8_is_a_clear_error(tmp_path, config):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=6)
+    index = tmp_path / 'data' / 'index.csv'
+    lines = index.read_text().splitlines()
+    lines[3] = lines[3].replace('.pt', '_caf\u00e9.pt')  # Excel's plain "CSV" writes the Windows code page
+    index.write_bytes('\r\n'.join(lines).encode('cp1252'))
+    with pytest.raises(RunError, match=r"index.csv' line 4 is not UTF-8 text; save the file as UTF-8 \(in Excel"):
+        SequenceDataset(config, tmp_path / 'data')
 
 
 @pytest.mark.parametrize('bad', ['no label', 'extra value', 'empty label'])
