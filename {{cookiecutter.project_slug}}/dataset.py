@@ -293,6 +293,10 @@ class CsvDataset(Dataset):
         separator = next((s for s in ';\t|' if s in header[0]), None) if len(header) == 1 else None
         if separator:  # a spreadsheet's export in another locale, or a TSV
             raise RunError(f"'{path}' separates its values with {separator!r}; save it with commas")
+        unnamed = next((number for number, name in enumerate(header, 1) if not name.strip()), None)
+        if unnamed:  # training on a row index as a feature would go unnoticed
+            raise RunError(f"'{path}' column {unnamed} has no name in the header (pandas' to_csv writes its index so: "
+                           'pass index=False); name the column or remove it')
         label = config['label_column']
         self.has_labels = label in header
         if not self.has_labels and labels_required:

@@ -173,6 +173,16 @@ def test_a_csv_with_another_separator_is_a_clear_error(tmp_path, config, separat
         assert f"separates its values with {separator!r}; save it with commas" in str(error.value)
 
 
+def test_a_column_without_a_name_is_a_clear_error(tmp_path, config):
+    # pandas' df.to_csv('data.csv') writes the row index as a first column named ''
+    rows = [[i] + good_row(i % 2) for i in range(4)]
+    header = [''] + [f'f{i}' for i in range(DATA_CONFIG['num_features'] - 1)] + [DATA_CONFIG['label_column']]
+    (tmp_path / 'data.csv').write_text('\n'.join(','.join(map(str, row)) for row in [header] + rows) + '\n')
+    for labels_required in (True, False):  # training and predict.py
+        with pytest.raises(RunError, match=r"data.csv' column 1 has no name in the header \(pandas' to_csv writes"):
+            CsvDataset(config, tmp_path / 'data.csv', labels_required=labels_required)
+
+
 def test_a_csv_that_is_not_utf8_is_a_clear_error(tmp_path, config):
     path = csv_file(tmp_path / 'data.csv', [good_row(), good_row(0), good_row(), good_row(0)])
     text = (tmp_path / 'data.csv').read_text().splitlines()
