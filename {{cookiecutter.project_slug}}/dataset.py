@@ -417,6 +417,8 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index):
         try:
             with Image.open(self.files[index]) as image:
+                if image.mode.startswith('I'):  # 16-bit greyscale (PNG, TIFF): converting would clip it at 255
+                    image = image.convert('I').point(lambda value: value / 256)
                 image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
                 pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors

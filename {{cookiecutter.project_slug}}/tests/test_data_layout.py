@@ -1,5 +1,8 @@
 """The file layout that dataset.py reads, the example-data command, and the errors for a wrong layout."""
 
+{% if cookiecutter.dataset == 'image_folder' -%}
+import struct
+{% endif -%}
 import subprocess
 import sys
 
@@ -317,6 +320,21 @@ def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
     assert len(dataset) == 4 and png.with_suffix(suffix) in dataset.files
     pixels, _ = dataset[dataset.files.index(png.with_suffix(suffix))]
     assert pixels.shape == (DATA_CONFIG['image_channels'], DATA_CONFIG['image_size'], DATA_CONFIG['image_size'])
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.tif'])
+def test_16_bit_greyscale_images_keep_their_range(tmp_path, config, suffix):
+    # microscopy and medical images: Pillow opens them as mode 'I;16', and a plain convert clips at 255
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
+    png = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files[0]
+    size = DATA_CONFIG['image_size']
+    ramp = [round(i * 65535 / (size * size - 1)) for i in range(size * size)]  # black to white
+    ramp_file = png.with_name(f'ramp{suffix}')
+    Image.frombytes('I;16', (size, size), struct.pack(f'<{len(ramp)}H', *ramp)).save(ramp_file)
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    pixels, _ = dataset[dataset.files.index(ramp_file)]
+    assert pixels.min() == -1 and pixels.max() == 1
+    assert abs(pixels.mean().item()) < 0.02  # an even ramp: mid-grey on average, not white
 
 
 def test_hidden_folders_and_files_are_not_data(tmp_path, config):
