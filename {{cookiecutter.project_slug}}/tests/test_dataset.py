@@ -66,6 +66,10 @@ def test_batches_collate(datasets):
 {%- endif %}
 
 
+# sizes the thresholds below hold for, whatever this project's own (2 features of 50 classes would overlap)
+TASK_SIZES = {'num_features': 32, 'num_classes': 4, 'image_channels': 3, 'image_size': 16}
+
+
 def linear_fit_score(fit_on, score_on):
     """How well a least-squares linear model of `fit_on` predicts `score_on`: {{ 'accuracy' if classification else 'R squared' }}.
 
@@ -96,6 +100,7 @@ def linear_fit_score(fit_on, score_on):
 
 {% if cookiecutter.dataset == 'synthetic' -%}
 def test_more_samples_and_samples_to_predict_on_come_from_the_task_trained_on(config):
+    config = {**config, **TASK_SIZES}
     trained_on = SyntheticDataset(config, 400)
     more = SyntheticDataset(config, 1000)  # --n_samples 1000
     to_predict = build_predict_dataset(config, n_samples=300)  # predict.py: fresh samples, another seed
@@ -104,8 +109,9 @@ def test_more_samples_and_samples_to_predict_on_come_from_the_task_trained_on(co
     assert linear_fit_score(trained_on, to_predict) > {{ 0.7 if classification else 0.5 }}
 {%- else -%}
 def test_example_data_of_another_size_or_seed_comes_from_the_same_task(tmp_path, config):
-    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=400)
-    make_example(tmp_path / 'new_data', DATA_CONFIG, n_samples=300, seed=1)  # dataset.py --make-example --seed 1
+    config = {**config, **TASK_SIZES}
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TASK_SIZES}, n_samples=400)
+    make_example(tmp_path / 'new_data', {**DATA_CONFIG, **TASK_SIZES}, n_samples=300, seed=1)  # --make-example --seed 1
     trained_on = build_predict_dataset(config, tmp_path / 'data')
     to_predict = build_predict_dataset(config, tmp_path / 'new_data', classes=trained_on.classes)
     assert linear_fit_score(trained_on, to_predict) > {{ 0.7 if classification else 0.5 }}
