@@ -478,9 +478,9 @@ class SequenceDataset(Dataset):
         if not isinstance(frames, torch.Tensor):
             raise RunError(f"'{self.files[index]}' holds a {type(frames).__name__}, not a (frames, "
                            f'{self.num_features}) tensor')
-        if frames.dim() != 2 or frames.shape[1] != self.num_features:
+        if frames.dim() != 2 or frames.shape[1] != self.num_features or len(frames) == 0:  # 0 frames: pooling gives NaN
             raise RunError(f"'{self.files[index]}' has shape {tuple(frames.shape)}, "
-                           f'expected (frames, {self.num_features})')
+                           f'expected (frames, {self.num_features}) with at least one frame')
         if not frames.isfinite().all():
             raise RunError(f"'{self.files[index]}' holds values that are not finite (nan or inf); fix or remove it")
         return frames[: self.max_frames].float(), self.targets[index]

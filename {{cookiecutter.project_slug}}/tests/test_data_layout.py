@@ -268,6 +268,7 @@ def test_a_bad_regression_label_is_named_by_its_line(tmp_path, config, label, me
     ('text', r"cannot read 'frames/.*\.pt' with torch.load\(weights_only=True\); each file must hold one \(frames, "),
     ('dict', r"'frames/.*\.pt' holds a dict, not a \(frames, \d+\) tensor"),
     ('shape', r"'frames/.*\.pt' has shape \(3,\), expected \(frames, \d+\)"),
+    ('no frames', r"'frames/.*\.pt' has shape \(0, \d+\), expected \(frames, \d+\) with at least one frame"),
     ('nan', r"'frames/.*\.pt' holds values that are not finite \(nan or inf\); fix or remove it"),
 ])
 def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, message):
@@ -278,6 +279,8 @@ def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, messag
         sample.write_text('not a tensor')
     elif content == 'nan':
         torch.save(torch.full((5, DATA_CONFIG['num_features']), float('nan')), sample)
+    elif content == 'no frames':  # before: the model's mean over no frames made the loss NaN, blamed on lr
+        torch.save(torch.zeros(0, DATA_CONFIG['num_features']), sample)
     else:
         torch.save({'frames': torch.zeros(3)} if content == 'dict' else torch.zeros(3), sample)
     with pytest.raises(RunError, match=message):
