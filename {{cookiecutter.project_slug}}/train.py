@@ -48,6 +48,7 @@ from utils import (
     carry_best,
     check_config,
     check_device_config,
+    check_model_output,
     check_not_running,
     check_same_data,
     check_writable,
@@ -113,6 +114,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- else %}
     criterion = nn.MSELoss()
 {%- endif %}
+    check_model_output(raw_model, valid_loader, device, config)  # a shape the loss does not expect trains wrongly
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
     n_train = train_loader.sampler.num_samples  # this rank's share of an epoch
     data = data_fingerprint(train_loader.dataset, valid_loader.dataset)  # resume checks the data is unchanged

@@ -928,6 +928,27 @@ def metric_per_sample(output, target):
 {%- endif %}
 
 
+def check_model_output(model, loader, device, config):
+    """Run one sample through the model before training. An output the loss does not expect can train
+    without an error, but wrongly: MSELoss broadcasts a (batch,) output against (batch, 1) targets, and
+    cross-entropy takes a class too many without a word."""
+    *inputs, _ = loader.collate_fn([loader.dataset[0]])
+    training = model.training
+    model.eval()  # no dropout: the check draws no random numbers
+    with torch.no_grad():
+        output = model(*[x.to(device) for x in inputs])
+    model.train(training)
+    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+{%- if cookiecutter.task == 'classification' %}
+    expected, meaning = (1, config['num_classes']), '(batch, num_classes) logits'
+{%- else %}
+    expected, meaning = (1, 1), '(batch, 1) predictions'
+{%- endif %}
+    if shape != expected:
+        raise RunError(f'the model returns {shape} for one sample, but the loss needs {expected}: {meaning}; '
+                       'fix its forward in model.py')
+
+
 class EpochMeter:
     """Loss and metric totals over an epoch, read from the device once per `interval` steps, not per step.
 

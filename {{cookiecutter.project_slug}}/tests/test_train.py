@@ -76,6 +76,30 @@ class ConstantModel(nn.Module):
 WIDTH = {{ "train.DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
 
 
+class SqueezedModel(ConstantModel):
+    """Returns (batch,) instead of (batch, 1): the usual `.squeeze()` slip in a regression model."""
+
+    def forward(self, x, *rest):
+        return super().forward(x, *rest)[:, 0]
+
+
+@pytest.mark.parametrize('model', [
+    ConstantModel(WIDTH + 1),  # cross-entropy takes a class too many silently; MSELoss broadcasts (batch, 2)
+{%- if cookiecutter.task == 'regression' %}
+    SqueezedModel(1),  # MSELoss broadcasts (batch,) against (batch, 1) targets: it trains, but on a wrong loss
+{%- endif %}
+])
+def test_a_model_output_the_loss_does_not_expect_stops_before_training(workdir, data_args, monkeypatch, model):
+    monkeypatch.setattr(train, 'build_model', lambda config: model)
+    shape = tuple(model(torch.zeros(1, 1)).shape)
+    with pytest.raises(RunError, match=re.escape(f'the model returns {shape} for one sample, but the loss needs '
+                                                 f'(1, {WIDTH}): ') + r'.*; fix its forward in model.py$'):
+        run(data_args + ['--n_epoch', 1])
+    logs, ckpts = only_run(workdir)
+    assert not any(ckpts.iterdir()) and not epoch_lines(logs / 'train.log')
+    assert 'status: failed (RunError)' in (logs / 'note.log').read_text()
+
+
 def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 20, '--early_stop', 3]) == 0
