@@ -1,5 +1,6 @@
 """Every supported task x model x dataset bakes into a clean project: exact files, no Jinja left, ruff, compiles."""
 
+import ast
 import compileall
 import json
 import shutil
@@ -39,6 +40,9 @@ def test_combination_bakes_clean(baked, task, model, dataset):
             for marker in ('{{', '{%', '{#'):
                 assert marker not in text, f'{marker} left in {path.name}'
             assert not text[:1].isspace(), f'{path.name} starts with a blank line (a Jinja tag without -%}})'
+            if path.suffix == '.py' and ast.get_docstring(ast.parse(text)) is not None:
+                after = text.splitlines()[ast.parse(text).body[0].end_lineno:][:1]
+                assert after in ([], ['']), f"{path.name}: no blank line after the module docstring, but {after}"
     result = subprocess.run([sys.executable, '-m', 'ruff', 'check', '--no-cache', '.'], cwd=project,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -34,12 +34,11 @@ Sequences longer than max_frames keep their first max_frames frames. Batches are
 Write a small example in this layout with:  python dataset.py --make-example data/
 {%- endif %}
 """
-
-{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
-
-import csv
-{%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
+
+{% if cookiecutter.dataset in ['csv', 'sequence'] -%}
+import csv
+{% endif -%}
 from pathlib import Path
 {%- endif %}
 

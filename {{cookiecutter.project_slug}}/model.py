@@ -2,12 +2,12 @@
 build_model(config)."""
 {%- set output_key = "config['num_classes']" if cookiecutter.task == 'classification' else '1' %}
 {%- set output_keys = "'num_classes', " if cookiecutter.task == 'classification' else '' %}
-{%- if cookiecutter.model == 'transformer' %}
 
+{% if cookiecutter.model == 'transformer' -%}
 import math
 
 import torch
-{%- endif %}
+{% endif -%}
 from torch import nn
 
 from utils import RunError, check_minimums
