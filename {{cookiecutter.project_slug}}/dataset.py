@@ -39,6 +39,9 @@ Write a small example in this layout with:  python dataset.py --make-example dat
 {% if cookiecutter.dataset in ['csv', 'sequence'] -%}
 import csv
 {% endif -%}
+{% if cookiecutter.dataset == 'image_folder' and not classification -%}
+import math
+{% endif -%}
 from pathlib import Path
 {%- endif %}
 
@@ -387,6 +390,8 @@ class ImageFolderDataset(Dataset):
                 value = float(folder.name)
             except ValueError:
                 raise RunError(f"folder '{folder}' is not named as a number; {LAYOUT}") from None
+            if not math.isfinite(value):
+                raise RunError(f"folder '{folder}' is named '{folder.name}', not a finite number; {LAYOUT}")
 {%- endif %}
             images = image_files(folder)
 {%- if classification %}

@@ -393,4 +393,18 @@ def test_class_folders_must_fill_num_classes_in_training_only(tmp_path, config):
     predicting = ImageFolderDataset({**config, 'num_classes': 5}, tmp_path / 'data', labels_required=False,
                                     classes=['class_0', 'class_1', 'class_2'])
     assert len(predicting) == 4
+{%- elif cookiecutter.dataset == 'image_folder' %}
+
+
+@pytest.mark.parametrize('name, message', [
+    ('cats', "is not named as a number"),
+    ('nan', "is named 'nan', not a finite number"),  # float() reads these: the loss would be NaN from step 1
+    ('-inf', "is named '-inf', not a finite number"),
+])
+def test_a_folder_not_named_as_a_finite_number_is_a_clear_error(tmp_path, config, name, message):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    next(p for p in (tmp_path / 'data').iterdir() if p.is_dir()).rename(tmp_path / 'data' / name)
+    for labels_required in (True, False):  # training and predict.py
+        with pytest.raises(RunError, match=f"folder '.*{name}' {message}; expected"):
+            ImageFolderDataset(config, tmp_path / 'data', labels_required=labels_required)
 {%- endif %}
