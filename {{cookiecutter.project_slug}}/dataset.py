@@ -179,6 +179,13 @@ def synthetic_samples(config, n, seed):
 {%- endif %}
     return inputs, targets
 {%- endif %}
+{%- if classification and cookiecutter.dataset != 'synthetic' %}
+
+
+def class_count_error(found, num_classes, where, what):
+    """Training needs one output per class the data names: an output no class stands for is only ever wrong."""
+    return RunError(f"'{where}' has {found} {what} but num_classes is {num_classes}; pass --num_classes {found}")
+{%- endif %}
 {%- if classification and cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
@@ -189,9 +196,8 @@ def label_indices(labels, num_classes, where, classes=None, labels_required=True
         classes, targets = None, torch.tensor([int(v) for v in labels])
     else:
         n_names = len(set(labels))
-        if classes is None and labels_required and 2 <= n_names < num_classes:  # training: an output per name, no more
-            raise RunError(f"'{where}' has {n_names} class names but num_classes is {num_classes}; "
-                           f'pass --num_classes {n_names}')
+        if classes is None and labels_required and 2 <= n_names < num_classes:  # training
+            raise class_count_error(n_names, num_classes, where, 'class names')
         classes = classes or sorted(set(labels))
         unknown = sorted(set(labels) - set(classes))
         if unknown:
@@ -402,9 +408,7 @@ class ImageFolderDataset(Dataset):
             targets += [{{ 'index' if classification else 'value' }}] * len(images)
 {%- if classification %}
         if len(self.classes) > config['num_classes'] or labels_required and 2 <= len(folders) < config['num_classes']:
-            # training: an output per class folder, no more (an output no folder stands for is only ever wrong)
-            raise RunError(f"'{root}' has {len(self.classes)} class folders but num_classes is "
-                           f"{config['num_classes']}; pass --num_classes {len(self.classes)}")
+            raise class_count_error(len(self.classes), config['num_classes'], root, 'class folders')
 {%- endif %}
         if len(self.files) < (2 if labels_required else 1):
             raise RunError(f"found {len(self.files)} images in '{root}'; {LAYOUT}")

@@ -76,6 +76,7 @@ class ConstantModel(nn.Module):
 WIDTH = {{ "train.DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
 
 
+{% if cookiecutter.task == 'regression' -%}
 class SqueezedModel(ConstantModel):
     """Returns (batch,) instead of (batch, 1): the usual `.squeeze()` slip in a regression model."""
 
@@ -83,6 +84,7 @@ class SqueezedModel(ConstantModel):
         return super().forward(x, *rest)[:, 0]
 
 
+{% endif -%}
 @pytest.mark.parametrize('model', [
     ConstantModel(WIDTH + 1),  # cross-entropy takes a class too many silently; MSELoss broadcasts (batch, 2)
 {%- if cookiecutter.task == 'regression' %}
