@@ -564,6 +564,8 @@ def make_example(root, config, n_samples=512, seed=0):
     root = Path(root)
     if n_samples < 2:
         raise RunError(f'n_samples must be at least 2 (one to train on, one to validate), got {n_samples}')
+    if not 0 <= seed < 2**32:  # train.py's range for seed
+        raise RunError(f'seed must be between 0 and {2**32 - 1}, got {seed}')
     if root.exists() and not root.is_dir():
         raise RunError(f"'{root}' is a file; choose a new folder for the example data")
     if root.exists() and any(root.iterdir()):

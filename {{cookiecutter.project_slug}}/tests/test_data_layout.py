@@ -42,12 +42,17 @@ def test_make_example_command_writes_the_layout(tmp_path):
     assert any((tmp_path / 'd').iterdir())
 
 
-@pytest.mark.parametrize('n_samples', ['0', '-3'])
-def test_make_example_command_refuses_too_few_samples_and_writes_nothing(tmp_path, n_samples):
+@pytest.mark.parametrize('option, value, message', [
+    ('--n_samples', '0', 'n_samples must be at least 2 (one to train on, one to validate), got 0'),
+    ('--n_samples', '-3', 'n_samples must be at least 2 (one to train on, one to validate), got -3'),
+    ('--seed', '-1', 'seed must be between 0 and 4294967295, got -1'),
+    ('--seed', str(2**70), f'seed must be between 0 and 4294967295, got {2**70}'),  # torch's seed would overflow
+])
+def test_make_example_command_refuses_bad_sizes_and_seeds_and_writes_nothing(tmp_path, option, value, message):
     result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', str(tmp_path / 'd'),
-                             '--n_samples', n_samples], capture_output=True, text=True)
+                             option, value], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr == f'error: n_samples must be at least 2 (one to train on, one to validate), got {n_samples}\n'
+    assert result.stderr == f'error: {message}\n'
     assert not (tmp_path / 'd').exists()
 
 
