@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from conftest import TEMPLATE, bake
 
 SUBSET = [
     ('classification', 'mlp', 'synthetic'),
@@ -62,6 +64,26 @@ def test_train_py_runs_on_example_files(baked, tmp_path, task, model, dataset):
 
 
 @pytest.mark.slow
+def test_image_folders_with_more_classes_than_the_tests_have_images(tmp_path):
+    """1000 classes (ImageNet's): the project's tests still pass on their small example data, and the
+    example-data command writes a folder for every class, so that training on it needs no option."""
+    project = bake(tmp_path, task='classification', model='mlp', dataset='image_folder', num_classes=1000)
+    tests = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_data_layout.py',
+                            'tests/test_train.py', 'tests/test_model.py'], cwd=project, capture_output=True, text=True,
+                           env=ENV)
+    assert tests.returncode == 0, tests.stdout[-6000:] + tests.stderr[-3000:]
+    made = subprocess.run([sys.executable, str(project / 'dataset.py'), '--make-example', 'data'], cwd=tmp_path,
+                          capture_output=True, text=True, env=ENV)
+    assert made.returncode == 0, made.stderr
+    assert len(list((tmp_path / 'data').iterdir())) == 1000
+    trained = subprocess.run([sys.executable, str(project / 'train.py'), '--dataset_dir', 'data', '--n_epoch', '1',
+                              '--hidden_dim', '16'], cwd=tmp_path, capture_output=True, text=True, env=ENV)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (ckpts,) = (tmp_path / 'checkpoints').iterdir()
+    assert torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['config']['num_classes'] == 1000
+
+
+@pytest.mark.slow
 def test_default_bake_trains_and_accuracy_rises(baked, tmp_path):
     """The demo path: the default answers, synthetic data, a few epochs; accuracy must visibly rise."""
     project = baked('classification', 'mlp', 'synthetic')
@@ -78,8 +100,6 @@ def test_default_bake_trains_and_accuracy_rises(baked, tmp_path):
 def test_benchmark_quick_run_prints_its_ratios():
     """CI only checks that the benchmark runs and ends with one parseable line per workload.
     (--no-control here saves CI a loop per workload; the next test runs the control.)"""
-    from conftest import TEMPLATE
-
     result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick',
                              '--repeats', '1', '--no-control'], capture_output=True, text=True, env=ENV, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -101,8 +121,6 @@ def test_benchmark_quick_run_with_bf16_the_control_loop_and_a_variant(tmp_path):
     """--amp bf16 reaches train.py, the bare loop (autocast) and Lightning (bf16-mixed); the control loop
     (on by default) prints the noise floor; --variant times a changed copy of a project as a loop of its own."""
     import shutil
-
-    from conftest import TEMPLATE, bake
 
     variant = shutil.copytree(bake(tmp_path, task='classification', model='mlp', dataset='synthetic'),
                               tmp_path / 'variant')

@@ -566,6 +566,11 @@ def make_example(root, config, n_samples=512, seed=0):
         raise RunError(f'n_samples must be at least 2 (one to train on, one to validate), got {n_samples}')
     if not 0 <= seed < 2**32:  # train.py's range for seed
         raise RunError(f'seed must be between 0 and {2**32 - 1}, got {seed}')
+{%- if cookiecutter.dataset == 'image_folder' and classification %}
+    if n_samples < config['num_classes']:  # training needs a folder, so an image, for every class
+        raise RunError(f"n_samples must be at least num_classes ({config['num_classes']}) for a folder per class, "
+                       f'got {n_samples}')
+{%- endif %}
     if root.exists() and not root.is_dir():
         raise RunError(f"'{root}' is a file; choose a new folder for the example data")
     if root.exists() and any(root.iterdir()):
@@ -607,7 +612,12 @@ def make_example(root, config, n_samples=512, seed=0):
 if __name__ == '__main__':
     parser = CommandParser(description='Write a small example dataset in the layout this project reads.')
     parser.add_argument('--make-example', metavar='DIR', required=True, help='a new or empty folder')
+{%- if cookiecutter.dataset == 'image_folder' and classification %}
+    parser.add_argument('--n_samples', type=int, default=max(512, 2 * DATA_CONFIG['num_classes']),
+                        help='at least num_classes: a folder per class (default: %(default)s)')
+{%- else %}
     parser.add_argument('--n_samples', type=int, default=512)
+{%- endif %}
     parser.add_argument('--seed', type=int, default=0, help='draws the samples; every seed gives the same task, '
                         'so --seed 1 writes new samples to predict on (default: 0)')
     with one_line_errors():

@@ -32,10 +32,19 @@ SMALL_MODEL = ['--d_model', '32', '--n_heads', '2']
 SMALL_MODEL = ['--hidden_dim', '32']
 {%- endif %}
 
+{%- if cookiecutter.dataset == 'image_folder' and cookiecutter.task == 'classification' %}
+# The example data has a folder per class, and the tests' 160 images cannot fill a large num_classes:
+# the tests train on at most 10 classes (test_model checks the model as baked)
+TEST_CLASSES = min(DATA_CONFIG['num_classes'], 10)
+TEST_DATA_CONFIG = {**DATA_CONFIG, 'num_classes': TEST_CLASSES}
+{%- else %}
+TEST_DATA_CONFIG = DATA_CONFIG
+{%- endif %}
+
 
 @pytest.fixture
 def config():
-    return {'seed': 6666, **DATA_CONFIG, **MODEL_CONFIG}
+    return {'seed': 6666, **TEST_DATA_CONFIG, **MODEL_CONFIG}
 
 
 @pytest.fixture
@@ -52,8 +61,8 @@ def tiny_data_args(folder):
 {%- else %}
     from dataset import make_example
 
-    make_example(folder / 'data', DATA_CONFIG, n_samples=160)
-    return ['--dataset_dir', str(folder / 'data')] + SMALL_MODEL + FAST
+    make_example(folder / 'data', TEST_DATA_CONFIG, n_samples=160)
+    return ['--dataset_dir', str(folder / 'data')] + SMALL_MODEL + FAST{{ " + ['--num_classes', str(TEST_CLASSES)]" if cookiecutter.dataset == 'image_folder' and cookiecutter.task == 'classification' }}
 {%- endif %}
 
 

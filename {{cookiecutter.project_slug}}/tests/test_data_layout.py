@@ -15,7 +15,7 @@ from PIL import Image
 {%- endif %}
 
 import train
-from conftest import PROJECT
+from conftest import PROJECT, TEST_DATA_CONFIG
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG, CsvDataset, build_datasets, make_example
 {%- elif cookiecutter.dataset == 'sequence' %}
@@ -29,17 +29,23 @@ from utils import RunError
 
 
 def test_example_data_is_read_back(tmp_path, config):
-    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=40)
+    make_example(tmp_path / 'data', TEST_DATA_CONFIG, n_samples=40)
     train_set, valid_set = build_datasets({**config, 'dataset_dir': str(tmp_path / 'data')})
     assert len(train_set) + len(valid_set) == 40
 
 
-def test_make_example_command_writes_the_layout(tmp_path):
-    result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', str(tmp_path / 'd'),
-                             '--n_samples', '12'], capture_output=True, text=True)
+def test_make_example_command_writes_data_that_trains_as_baked(tmp_path, config):
+    result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', str(tmp_path / 'd')],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert 'wrote 12 samples' in result.stdout
-    assert any((tmp_path / 'd').iterdir())
+    n_samples = int(result.stdout.split()[1])  # 'wrote N samples to ...'
+{%- if cookiecutter.dataset == 'image_folder' and cookiecutter.task == 'classification' %}
+    assert n_samples >= 512 and n_samples >= DATA_CONFIG['num_classes']  # a folder per class, however many
+{%- else %}
+    assert n_samples == 512
+{%- endif %}
+    train_set, valid_set = build_datasets({**config, **DATA_CONFIG, 'dataset_dir': str(tmp_path / 'd')})
+    assert len(train_set) + len(valid_set) == n_samples
 
 
 @pytest.mark.parametrize('option, value, message', [
@@ -47,6 +53,11 @@ def test_make_example_command_writes_the_layout(tmp_path):
     ('--n_samples', '-3', 'n_samples must be at least 2 (one to train on, one to validate), got -3'),
     ('--seed', '-1', 'seed must be between 0 and 4294967295, got -1'),
     ('--seed', str(2**70), f'seed must be between 0 and 4294967295, got {2**70}'),  # torch's seed would overflow
+{%- if cookiecutter.dataset == 'image_folder' and cookiecutter.task == 'classification' and cookiecutter.num_classes|int > 2 %}
+    ('--n_samples', str(DATA_CONFIG['num_classes'] - 1),  # a class with no image would have no folder
+     f"n_samples must be at least num_classes ({DATA_CONFIG['num_classes']}) for a folder per class, "
+     f"got {DATA_CONFIG['num_classes'] - 1}"),
+{%- endif %}
 ])
 def test_make_example_command_refuses_bad_sizes_and_seeds_and_writes_nothing(tmp_path, option, value, message):
     result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', str(tmp_path / 'd'),
@@ -60,10 +71,10 @@ def test_make_example_never_overwrites(tmp_path):
     (tmp_path / 'd').mkdir()
     (tmp_path / 'd' / 'mine.txt').write_text('keep me')
     with pytest.raises(RunError, match='not empty'):
-        make_example(tmp_path / 'd', DATA_CONFIG, n_samples=10)
+        make_example(tmp_path / 'd', TEST_DATA_CONFIG, n_samples=10)
     assert (tmp_path / 'd' / 'mine.txt').read_text() == 'keep me'
     with pytest.raises(RunError, match="'.*mine.txt' is a file; choose a new folder"):
-        make_example(tmp_path / 'd' / 'mine.txt', DATA_CONFIG, n_samples=10)
+        make_example(tmp_path / 'd' / 'mine.txt', TEST_DATA_CONFIG, n_samples=10)
     assert (tmp_path / 'd' / 'mine.txt').read_text() == 'keep me'
 
 
@@ -359,14 +370,14 @@ def test_hidden_folders_and_files_are_not_data(tmp_path, config):
 
 
 def test_an_empty_class_folder_is_a_clear_error(tmp_path, config):
-    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=6)
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
     (tmp_path / 'data' / 'zebra').mkdir()
     with pytest.raises(RunError, match="class folder '.*zebra' holds no images"):
-        ImageFolderDataset(config, tmp_path / 'data')
+        ImageFolderDataset({**config, 'num_classes': 3}, tmp_path / 'data')
 
 
 def test_one_class_folder_is_refused_for_training_only(tmp_path, config):
-    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
     first_class = sorted((tmp_path / 'data').iterdir())[0]
     (tmp_path / 'one').mkdir()  # the usual mistake: dataset_dir names a folder that holds a single class
     first_class.rename(tmp_path / 'one' / first_class.name)

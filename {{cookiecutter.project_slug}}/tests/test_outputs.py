@@ -17,7 +17,7 @@ import predict
 import runs
 import train
 import utils
-from conftest import PROJECT, load, only_run, run
+from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, load, only_run, run
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG
 {%- endif %}
@@ -258,7 +258,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     assert list(table[0])[:2] == ['id', 'prediction']
 {%- if classification %}
     probabilities = [[float(v) for k, v in r.items() if k.startswith('prob_')] for r in table]
-    assert all(len(p) == {{ cookiecutter.num_classes }} and abs(sum(p) - 1) < 1e-4 for p in probabilities)
+    assert all(len(p) == TEST_DATA_CONFIG['num_classes'] and abs(sum(p) - 1) < 1e-4 for p in probabilities)
 {%- endif %}
     with pytest.raises(RunError, match='already exists'):
         predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'predictions.csv')

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import train
-from conftest import PROJECT, epoch_lines, load, only_run, run, run_in
+from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, load, only_run, run, run_in
 from test_resume import EXACT, assert_same_weights
 from utils import EpochMeter, RunError, metric_per_sample, set_determinism, to_device, unwrap
 {%- if kind == 'image' %}
@@ -21,7 +21,7 @@ IN_FEATURES = train.DATA_CONFIG['image_channels'] * train.DATA_CONFIG['image_siz
 
 IN_FEATURES = train.DATA_CONFIG['num_features']
 {%- endif %}
-OUTPUTS = {{ "train.DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
+OUTPUTS = {{ "TEST_DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
 
 
 class TinyModel(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import train
-from conftest import PROJECT, epoch_lines, load, only_run, run
+from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, load, only_run, run
 from utils import METRIC_NAME, RunError, all_seed, parse_args
 
 
@@ -73,7 +73,7 @@ class ConstantModel(nn.Module):
         return output
 
 
-WIDTH = {{ "train.DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
+WIDTH = {{ "TEST_DATA_CONFIG['num_classes']" if cookiecutter.task == 'classification' else '1' }}
 
 
 {% if cookiecutter.task == 'regression' -%}
