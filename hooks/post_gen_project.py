@@ -1,7 +1,8 @@
-"""Remove what the answers did not select, and tool caches copied from a local template checkout.
-Idempotent, and touches nothing outside the project folder."""
+"""Remove what the answers did not select, and tool caches copied from a local template checkout; then
+print the commands to run next. Idempotent, and touches nothing outside the project folder."""
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,14 @@ KEEP_IF = {
 }
 # Made by running Python, pytest or ruff inside the template folder; never part of a project.
 CACHE_DIRS = ('__pycache__', '.pytest_cache', '.ruff_cache')
+QUICK_START = '## Quick start\n\n```bash\n'
+
+
+def next_steps(project):
+    """What to run next: the baked README's Quick start commands, after a cd into the project."""
+    _, found, rest = (project / 'README.md').read_text(encoding='utf-8').partition(QUICK_START)
+    commands = rest.split('```', 1)[0] if found else ''
+    return f'Made {project}. Next (README.md has the rest):\n\ncd {shlex.quote(str(project))}\n{commands}'
 
 if __name__ == '__main__':
     project = Path.cwd()
@@ -27,3 +36,5 @@ if __name__ == '__main__':
             cache = folder / name
             if cache.is_dir() and not cache.is_symlink():
                 shutil.rmtree(cache)
+    if '_output_dir' in ANSWERS:  # set by cookiecutter itself; cruft bakes into temporary folders, to diff them
+        print(next_steps(project))

@@ -27,7 +27,7 @@ def test_cruft_create_then_update_applies_a_template_change_and_keeps_user_edits
     sh(*GIT, 'add', '-A', cwd=template)
     sh(*GIT, 'commit', '-qm', 'template v1', cwd=template)
 
-    sh(*CRUFT, 'create', str(template), '--no-input', '--output-dir', str(tmp_path / 'out'), cwd=tmp_path)
+    created = sh(*CRUFT, 'create', str(template), '--no-input', '--output-dir', str(tmp_path / 'out'), cwd=tmp_path)
     project = tmp_path / 'out' / 'my_training_project'
     assert (project / '.cruft.json').is_file() and not (project / 'tests' / 'test_data_layout.py').exists()
     sh(*GIT, 'init', '-q', cwd=project)
@@ -38,7 +38,8 @@ def test_cruft_create_then_update_applies_a_template_change_and_keeps_user_edits
     readme = template / '{{cookiecutter.project_slug}}' / 'README.md'
     readme.write_text(readme.read_text() + '\nA line the template added later.\n')
     sh(*GIT, 'commit', '-qam', 'template v2', cwd=template)
-    sh(*CRUFT, 'update', '--skip-apply-ask', cwd=project)
+    updated = sh(*CRUFT, 'update', '--skip-apply-ask', cwd=project)
+    assert 'Next (README.md has the rest)' not in created + updated  # cruft bakes in temporary folders: no cd there
 
     assert 'A line the template added later.' in (project / 'README.md').read_text()
     assert (project / 'model.py').read_text().endswith('# my own change\n')

@@ -70,3 +70,14 @@ def test_defaults_bake_without_questions(tmp_path):
     result, out = cli(tmp_path)
     assert result.returncode == 0, result.stderr
     assert (out / 'my_training_project' / 'train.py').is_file()
+
+
+@pytest.mark.parametrize('answers, example_data', [((), False), (('dataset=csv',), True)])
+def test_baking_prints_the_quick_start_commands_to_run_next(tmp_path, answers, example_data):
+    result, out = cli(tmp_path, *answers)
+    assert result.returncode == 0, result.stderr
+    project = out / 'my_training_project'
+    readme = (project / 'README.md').read_text()
+    commands = readme.split('## Quick start\n\n```bash\n')[1].split('```')[0]  # the README's block, as baked
+    assert f'Made {project}. Next (README.md has the rest):\n\ncd {project}\n{commands}' in result.stdout
+    assert 'python train.py' in commands and ('python dataset.py --make-example data/' in commands) == example_data
