@@ -64,10 +64,12 @@ def test_train_py_runs_on_example_files(baked, tmp_path, task, model, dataset):
 
 
 @pytest.mark.slow
-def test_image_folders_with_more_classes_than_the_tests_have_images(tmp_path):
+def test_image_folders_with_1000_classes_and_rgba_images(tmp_path):
     """1000 classes (ImageNet's): the project's tests still pass on their small example data, and the
-    example-data command writes a folder for every class, so that training on it needs no option."""
-    project = bake(tmp_path, task='classification', model='mlp', dataset='image_folder', num_classes=1000)
+    example-data command writes a folder for every class, so that training on it needs no option.
+    The SUBSET's image projects read RGB; these read RGBA (4 channels)."""
+    project = bake(tmp_path, task='classification', model='mlp', dataset='image_folder', num_classes=1000,
+                   image_channels=4)
     tests = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_data_layout.py',
                             'tests/test_train.py', 'tests/test_model.py'], cwd=project, capture_output=True, text=True,
                            env=ENV)

@@ -20,8 +20,8 @@ Layout under config['dataset_dir']:
 {%- else %}
     <target value>/<images>   one folder per target value, named as a number (e.g. 0.25/)
 {%- endif %}
-Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, converted to
-image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
+Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
+EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
 {%- else %}
 
 Layout under config['dataset_dir']:
@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
-from PIL import Image
+from PIL import Image, ImageOps
 {%- endif %}
 {%- if kind != 'sequence' and cookiecutter.dataset in ['synthetic', 'csv'] %}
 from torch.utils.data import Dataset, default_collate, random_split
@@ -355,6 +355,7 @@ class CsvDataset(Dataset):
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
 
 
 def image_files(folder):
@@ -425,6 +426,8 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index):
         try:
             with Image.open(self.files[index]) as image:
+                if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # photos from phones are often stored sideways
+                    image = ImageOps.exif_transpose(image)
                 if image.mode.startswith('I'):  # 16-bit greyscale (PNG, TIFF): converting would clip it at 255
                     image = image.convert('I').point(lambda value: value / 256)
                 image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)

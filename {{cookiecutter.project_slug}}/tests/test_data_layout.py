@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-{%- if cookiecutter.dataset == 'sequence' or cookiecutter.dataset == 'csv' and cookiecutter.task == 'classification' %}
+{%- if cookiecutter.dataset in ['sequence', 'image_folder'] or cookiecutter.dataset == 'csv' and cookiecutter.task == 'classification' %}
 import torch
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
@@ -353,7 +353,24 @@ def test_16_bit_greyscale_images_keep_their_range(tmp_path, config, suffix):
     dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
     pixels, _ = dataset[dataset.files.index(ramp_file)]
     assert pixels.min() == -1 and pixels.max() == 1
-    assert abs(pixels.mean().item()) < 0.02  # an even ramp: mid-grey on average, not white
+    grey = pixels[:3]  # RGBA's alpha is opaque: 1 everywhere
+    assert abs(grey.mean().item()) < 0.02  # an even ramp: mid-grey on average, not white
+
+
+def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path, config):
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    size = DATA_CONFIG['image_size']
+    upright = Image.new('L', (size, size), 0)
+    upright.paste(255, (0, 0, size, size // 2))  # white on top, black below
+    upright = upright.convert(dataset.mode)
+    upright.save(dataset.files[0])
+    # a phone held sideways: the pixels are stored turned a quarter left, with orientation 6 to turn them back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(dataset.files[1], exif=exif)
+    torch.testing.assert_close(dataset[1][0], dataset[0][0])
+    assert dataset[1][0][0, 0, :].min() == 1 and dataset[1][0][0, -1, :].max() == -1  # top row white, bottom black
 
 
 def test_hidden_folders_and_files_are_not_data(tmp_path, config):
