@@ -225,6 +225,27 @@ def not_utf8(path):
         return RunError(f"'{path}' line {line} is not UTF-8 text; save the file as UTF-8 (in Excel: 'CSV UTF-8')")
     return RunError(f"'{path}' is not UTF-8 text; save the file as UTF-8")
 {%- endif %}
+{%- if cookiecutter.dataset == 'csv' %}
+
+
+MISSING_VALUES = {'', 'na', 'n/a', 'null', 'none', '?'}  # how spreadsheets and pandas write a missing value
+
+
+def not_a_feature_value(path, number, header, row, label_at):
+    """The error for a CSV row's first feature value that is not a number: a missing one, or text."""
+    for i, (name, value) in enumerate(zip(header, row)):
+        try:
+            float(value)
+        except ValueError:
+            if i == label_at:
+                continue
+            where = f"'{path}' line {number} column '{name}'"
+            if value.strip().lower() in MISSING_VALUES:
+                return RunError(f'{where} has no value ({value!r}); fill in missing values or drop the row')
+            return RunError(f'{where} holds {value!r}, not a number; encode text as numbers (one 0/1 column per '
+                            'category, say) or drop the column')
+    return RunError(f"'{path}' line {number} has a feature value that is not a number")
+{%- endif %}
 {%- if cookiecutter.dataset == 'csv' or not classification and cookiecutter.dataset == 'sequence' %}
 
 
@@ -324,8 +345,8 @@ class CsvDataset(Dataset):
                 raise RunError(f"'{path}' line {number} has an empty {label}")
             try:
                 features.append([float(v) for i, v in enumerate(row) if i != label_at])
-            except ValueError as err:
-                raise RunError(f"'{path}' line {number} has a non-numeric feature value ({err})") from None
+            except ValueError:
+                raise not_a_feature_value(path, number, header, row, label_at) from None
         self.inputs = torch.tensor(features, dtype=torch.float32)
         bad = first_nonfinite_row(self.inputs)
         if bad is not None:

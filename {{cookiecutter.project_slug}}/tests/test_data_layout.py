@@ -125,7 +125,9 @@ def test_blank_lines_in_a_csv_are_skipped(tmp_path, config):
 @pytest.mark.parametrize('bad_row, message', [
     (good_row()[1:], 'line 4 has {n} values but the header has {m} columns'),
     (good_row() + [7], 'line 4 has {m1} values but the header has {m} columns'),
-    (['x'] + good_row()[1:], 'line 4 has a non-numeric feature value'),
+    (['male'] + good_row()[1:], "line 4 column 'f0' holds 'male', not a number; encode text as numbers"),
+    (good_row()[:-2] + ['', 1], r"line 4 column 'f{last}' has no value \(''\); fill in missing values or drop the row"),
+    (good_row()[:-2] + ['NULL', 1], r"line 4 column 'f{last}' has no value \('NULL'\); fill in missing"),
     (good_row(label=' '), f"line 4 has an empty {DATA_CONFIG['label_column']}"),
     (['nan'] + good_row()[1:], 'line 4 has a feature value that is not finite'),
     (['1e39'] + good_row()[1:], 'line 4 has a feature value that is not finite'),  # beyond float32
@@ -136,7 +138,7 @@ def test_blank_lines_in_a_csv_are_skipped(tmp_path, config):
 ])
 def test_a_bad_csv_row_is_named_by_its_line(tmp_path, config, bad_row, message):
     n_features = DATA_CONFIG['num_features']
-    message = message.format(n=n_features, m=n_features + 1, m1=n_features + 2)
+    message = message.format(n=n_features, m=n_features + 1, m1=n_features + 2, last=n_features - 1)
     path = csv_file(tmp_path / 'data.csv', [good_row(), [], bad_row, good_row(0)])  # line 4: the blank one counts
     with pytest.raises(RunError, match=message):
         build_datasets({**config, 'dataset_dir': path})
