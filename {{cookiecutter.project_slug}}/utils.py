@@ -348,7 +348,7 @@ def check_device_config(config, device):
 # run folders and loggers
 
 
-_claimed_run_dirs = []  # the folders claim_run_dirs made for the current main(): failure_noted removes them if unused
+_claimed_run_dirs = []  # folders claim_run_dirs made for this main(), deepest first; failure_noted removes unused ones
 
 
 def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
@@ -357,6 +357,7 @@ def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
     Never reuses an existing folder, so an earlier run's files cannot be overwritten.
     """
     loggers_dir, checkpoints_dir = Path(loggers_dir), Path(checkpoints_dir)
+    new_parents = missing_parents(loggers_dir) + missing_parents(checkpoints_dir)  # loggers/ on a first run
     for suffix in range(1000):
         tail = f'_{suffix}' if suffix else ''
         logs = loggers_dir.with_name(loggers_dir.name + tail)
@@ -378,9 +379,19 @@ def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
             os.rmdir(logs)
             raise RunError(f"cannot create checkpoints_dir '{ckpts}': {err.strerror}; "
                            'pass a writable --checkpoints_dir') from None
-        _claimed_run_dirs[:] = [logs, ckpts]
+        _claimed_run_dirs[:] = [logs, ckpts, *new_parents]
         return str(logs), str(ckpts)
     raise RunError(f"could not find a free run folder name next to '{loggers_dir}'")
+
+
+def missing_parents(path):
+    """The folders above `path` that do not exist yet, deepest first."""
+    missing = []
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
 
 
 def _makedirs(path, mode, exist_ok):
@@ -452,7 +463,8 @@ def failure_noted():
     """Wraps main(): an error (or a Ctrl-C before train()'s loop takes over the signals) that stops a run
     once its note.log is open becomes the run's last status there, so that runs.py shows it; the error
     goes on as before. Before note.log opens (a bad dataset, a bug in model.py), the new run's folders
-    are removed again if they are still empty, so failed attempts leave no empty runs behind. An
+    (and loggers/ and checkpoints/ if it made them) are removed again if they are still empty, so failed
+    attempts leave no empty runs behind. An
     earlier run's loggers in this process are closed first, so that nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))

@@ -83,8 +83,8 @@ def test_missing_dataset_dir_names_the_layout_and_the_command(workdir, capsys):
         train.main(['--dataset_dir', 'nowhere', '--n_epoch', '1'])
     message = str(error.value)
     assert 'nowhere' in message and 'expected' in message and 'python dataset.py --make-example' in message
-    # the empty run folders made for this run are removed again
-    assert not any((workdir / 'loggers').iterdir()) and not any((workdir / 'checkpoints').iterdir())
+    # the empty folders made for this run are removed again, loggers/ and checkpoints/ too on a first run
+    assert sorted(workdir.iterdir()) == []
 
 
 def test_wrong_layout_is_a_clear_error(tmp_path, config):
