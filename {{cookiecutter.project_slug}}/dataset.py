@@ -203,8 +203,13 @@ def label_indices(labels, num_classes, where, classes=None, labels_required=True
         if unknown:
             raise RunError(f"'{where}' has labels the model was not trained on, e.g. '{unknown[0]}'")
         targets = torch.tensor([classes.index(v) for v in labels])
-    if int(targets.max()) >= num_classes:  # predicting, the model's classes are fixed: no option to pass
-        fix = f'pass --num_classes {int(targets.max()) + 1}' if labels_required else f'the model knows {num_classes} classes'
+    highest = int(targets.max())
+    if classes is None and int(targets.min()) == 1 and highest == num_classes:  # integer labels 1..k
+        also = f' (or pass --num_classes {highest + 1} if class 0 exists)' if labels_required else ''
+        raise RunError(f"'{where}' has labels 1..{highest} but class numbers start at 0; subtract 1 from every "
+                       f'label{also}')
+    if highest >= num_classes:  # predicting, the model's classes are fixed: no option to pass
+        fix = f'pass --num_classes {highest + 1}' if labels_required else f'the model knows {num_classes} classes'
         raise RunError(f"'{where}' has labels outside 0..{num_classes - 1}; {fix}")
     if labels_required and targets.unique().numel() < 2:
         raise RunError(f"'{where}' has one label value only ('{labels[0].strip()}'); classification needs two or "

@@ -415,6 +415,13 @@ def test_class_names_must_fill_num_classes_in_training_only():
         label_indices(['cat', 'dog', 'cat'], 5, 'data')  # outputs no name stands for could only be wrong answers
     assert label_indices(['cat', 'dog', 'cat'], 2, 'data')[0] == ['cat', 'dog']
     assert label_indices(['0', '1', '0'], 5, 'data')[1].tolist() == [0, 1, 0]  # numbers: a class may be absent
+    with pytest.raises(RunError, match=r"'data' has labels outside 0\.\.2; pass --num_classes 5$"):
+        label_indices(['0', '4', '1'], 3, 'data')
+    with pytest.raises(RunError, match=r"'data' has labels 1\.\.3 but class numbers start at 0; subtract 1 from every "
+                                      r"label \(or pass --num_classes 4 if class 0 exists\)$"):
+        label_indices(['1', '3', '2'], 3, 'data')  # numbered from 1, as in many published label files
+    with pytest.raises(RunError, match=r"'new' has labels 1\.\.3 but class numbers start at 0; subtract 1 from every label$"):
+        label_indices(['1', '3'], 3, 'new', labels_required=False)  # predicting
     classes, targets = label_indices(['dog'], 5, 'new', classes=['cat', 'dog'], labels_required=False)  # predicting
     assert classes == ['cat', 'dog'] and targets.tolist() == [1]
 {%- elif cookiecutter.task == 'classification' and cookiecutter.dataset == 'image_folder' %}
