@@ -148,8 +148,8 @@ def test_a_bad_csv_row_is_named_by_its_line(tmp_path, config, bad_row, message):
 
 
 def test_a_csv_with_one_label_value_is_refused_for_training_only(tmp_path, config):
-    path = csv_file(tmp_path / 'data.csv', [good_row(2)] * 4)
-    with pytest.raises(RunError, match=r"has one label value only \('2'\); classification needs two or more"):
+    path = csv_file(tmp_path / 'data.csv', [good_row(1)] * 4)
+    with pytest.raises(RunError, match=r"has one label value only \('1'\); classification needs two or more"):
         build_datasets({**config, 'dataset_dir': path})
     assert len(CsvDataset(config, path, labels_required=False)) == 4  # predict.py may score a single class
 

@@ -41,7 +41,9 @@ def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
 def test_the_loss_goes_down(workdir, data_args):
     assert run(data_args + ['--n_epoch', 4, '--lr', 3e-3]) == 0
     logs, _ = only_run(workdir)
-    losses = [float(line.split()[5]) for line in epoch_lines(logs / 'val.log')]
+    # the training loss: with few features the synthetic classes overlap, and the valid loss of 32 samples
+    # can rise while the model learns (num_features=1: valid 0.618 -> 0.658, train 0.656 -> 0.529)
+    losses = [float(line.split()[5]) for line in epoch_lines(logs / 'train.log')]
     assert losses[-1] < losses[0]
 
 
