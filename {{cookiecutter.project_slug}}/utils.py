@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -598,7 +599,9 @@ def open_tensorboard(folder, model, example_inputs):
         return None
     writer = SummaryWriter(folder)
     try:
-        writer.add_graph(model, example_inputs)
+        with warnings.catch_warnings():  # the trace is drawn once, for this input: whether it generalises is moot
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            writer.add_graph(model, example_inputs)
     except Exception as err:  # tracing fails for some models; the scalars matter more
         logging.getLogger('train').info(f'tensorboard: no model graph ({_first_line(err)})')
     return writer

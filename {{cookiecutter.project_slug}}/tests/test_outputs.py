@@ -162,11 +162,12 @@ def test_without_matplotlib_the_run_finishes_and_says_how_to_get_curves(workdir,
     assert f'pip install matplotlib, then python plot.py {logs.name}' in (logs / 'train.log').read_text()
 
 
-def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args):
+def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args, recwarn):
     pytest.importorskip('tensorboard')
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert run(data_args + ['--n_epoch', 2, '--tensorboard', 'true']) == 0
+    assert not [w for w in recwarn if issubclass(w.category, torch.jit.TracerWarning)]  # no console noise from tracing
     logs, _ = only_run(workdir)
     events = EventAccumulator(str(logs / 'tb'))
     events.Reload()
