@@ -86,6 +86,22 @@ def test_image_folders_with_1000_classes_and_rgba_images(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('answers', [
+    {'dataset': 'synthetic', 'num_features': 1, 'num_classes': 2},
+    {'dataset': 'csv', 'num_features': 1, 'num_classes': 2},
+], ids=['synthetic', 'csv'])
+def test_the_smallest_answers_pass_the_data_and_training_tests(tmp_path, answers):
+    """One feature and two classes, the smallest a project takes: tests written for the defaults
+    (a label of 2, a valid loss that falls on overlapping classes) failed here before."""
+    project = bake(tmp_path, task='classification', model='mlp', **answers)
+    tests = [str(p.relative_to(project)) for p in sorted((project / 'tests').glob('test_*.py'))
+             if p.stem in ('test_data_layout', 'test_dataset', 'test_train', 'test_model')]
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *tests], cwd=project,
+                            capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_default_bake_trains_and_accuracy_rises(baked, tmp_path):
     """The demo path: the default answers, synthetic data, a few epochs; accuracy must visibly rise."""
     project = baked('classification', 'mlp', 'synthetic')
