@@ -48,8 +48,8 @@ from utils import (
     carry_best,
     check_config,
     check_device_config,
-    check_model_output,
     check_not_running,
+    check_output_and_target,
     check_same_data,
     check_writable,
     checkpoint_position,
@@ -114,7 +114,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- else %}
     criterion = nn.MSELoss()
 {%- endif %}
-    check_model_output(raw_model, valid_loader, device, config)  # a shape the loss does not expect trains wrongly
+    check_output_and_target(raw_model, valid_loader, device, config)  # shapes the loss does not expect train wrongly
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
     n_train = train_loader.sampler.num_samples  # this rank's share of an epoch
     data = data_fingerprint(train_loader.dataset, valid_loader.dataset)  # resume checks the data is unchanged

@@ -943,11 +943,11 @@ def metric_per_sample(output, target):
 {%- endif %}
 
 
-def check_model_output(model, loader, device, config):
-    """Run one sample through the model before training. An output the loss does not expect can train
-    without an error, but wrongly: MSELoss broadcasts a (batch,) output against (batch, 1) targets, and
-    cross-entropy takes a class too many without a word."""
-    *inputs, _ = loader.collate_fn([loader.dataset[0]])
+def check_output_and_target(model, loader, device, config):
+    """Run one sample through the model before training. An output or a target the loss does not expect
+    can train without an error, but wrongly: MSELoss broadcasts a (batch,) output or target against the
+    other's (batch, 1), and cross-entropy takes a class too many without a word."""
+    *inputs, target = loader.collate_fn([loader.dataset[0]])
     training = model.training
     model.eval()  # no dropout: the check draws no random numbers
     with torch.no_grad():
@@ -962,6 +962,16 @@ def check_model_output(model, loader, device, config):
     if shape != expected:
         raise RunError(f'the model returns {shape} for one sample, but the loss needs {expected}: {meaning}; '
                        'fix its forward in model.py')
+    found = f'{tuple(target.shape)} {target.dtype}' if isinstance(target, torch.Tensor) else type(target).__name__
+{%- if cookiecutter.task == 'classification' %}
+    if found != f'(1,) {torch.long}':
+        raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1,) "
+                       f'{torch.long}: a class index per sample; fix __getitem__ in dataset.py')
+{%- else %}
+    if found != f'(1, 1) {output.dtype}':  # the model's dtype: MSELoss cannot mix float32 and float64
+        raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1, 1) "
+                       f'{output.dtype}: one number per sample, shaped (1,); fix __getitem__ in dataset.py')
+{%- endif %}
 
 
 class EpochMeter:

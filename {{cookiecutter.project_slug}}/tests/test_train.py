@@ -104,6 +104,39 @@ def test_a_model_output_the_loss_does_not_expect_stops_before_training(workdir, 
     assert 'status: failed (RunError)' in (logs / 'note.log').read_text()
 
 
+class TargetsAs(torch.utils.data.Dataset):
+    """A dataset whose targets pass through `change`: the slips a hand-written __getitem__ makes."""
+
+    def __init__(self, dataset, change):
+        self.dataset, self.change = dataset, change
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        *inputs, target = self.dataset[index]
+        return (*inputs, self.change(target))
+
+
+@pytest.mark.parametrize('change, found', [
+{%- if cookiecutter.task == 'classification' %}
+    (lambda target: target.float(), '(1,) torch.float32'),  # labels read as floats: cross-entropy would fail
+    (lambda target: target.view(1), '(1, 1) torch.int64'),  # (batch, 1): cross-entropy would refuse the shape
+{%- else %}
+    (lambda target: target[0], '(1,) torch.float32'),  # a number, not (1,): MSELoss broadcasts to (batch, batch)
+    (lambda target: target.double(), '(1, 1) torch.float64'),  # numpy's float64: MSELoss fails in backward
+{%- endif %}
+])
+def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_args, monkeypatch, change, found):
+    build_datasets = train.build_datasets
+    monkeypatch.setattr(train, 'build_datasets', lambda config: [TargetsAs(d, change) for d in build_datasets(config)])
+    with pytest.raises(RunError, match=re.escape(f"the dataset's target for one sample batches as {found}, but the "
+                                                 'loss needs ') + r'.*; fix __getitem__ in dataset.py$'):
+        run(data_args + ['--n_epoch', 1])
+    logs, ckpts = only_run(workdir)
+    assert not any(ckpts.iterdir()) and not epoch_lines(logs / 'train.log')
+
+
 def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 20, '--early_stop', 3]) == 0
