@@ -20,6 +20,7 @@ Layout under config['dataset_dir']:
 {%- else %}
     <target value>/<images>   one folder per target value, named as a number (e.g. 0.25/)
 {%- endif %}
+Images in subfolders of those folders count too.
 Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
 EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
 {%- else %}
@@ -385,8 +386,10 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
 
 
 def image_files(folder):
-    """The images in `folder`, sorted; hidden files (macOS's ._name.png copies) are skipped."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith('.'))
+    """The images in `folder` and its subfolders at any depth, sorted; hidden files and folders (macOS's
+    ._name.png copies, .ipynb_checkpoints/) are skipped."""
+    return sorted(p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith('.') for part in p.relative_to(folder).parts))
 
 
 class ImageFolderDataset(Dataset):
@@ -403,9 +406,9 @@ class ImageFolderDataset(Dataset):
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))  # not .ipynb_checkpoints
-        loose = image_files(root)
+        loose = [] if folders else image_files(root)
         self.files, targets, self.has_labels = [], [], bool(folders)
-        if not folders and loose and not labels_required:
+        if loose and not labels_required:
             self.files, targets = loose, [0] * len(loose)
 {%- if classification %}
         self.classes = classes or [folder.name for folder in folders]

@@ -375,6 +375,20 @@ def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path, config):
     assert dataset[1][0][0, 0, :].min() == 1 and dataset[1][0][0, -1, :].max() == -1  # top row white, bottom black
 
 
+def test_images_in_subfolders_of_a_class_folder_count(tmp_path, config):
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
+    before = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    image, target = before.files[0], before[0][1]
+    nested = image.parent / 'day_2' / 'camera_b' / image.name  # sorted by shooting day, say
+    nested.parent.mkdir(parents=True)
+    image.rename(nested)
+    (image.parent / '.thumbnails').mkdir()  # hidden folders stay hidden at any depth
+    (image.parent / '.thumbnails' / 'a.png').write_bytes(nested.read_bytes())
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    assert len(dataset) == 6 and nested in dataset.files
+    assert torch.equal(dataset[dataset.files.index(nested)][1], target)  # the target of the folder it is under
+
+
 def test_hidden_folders_and_files_are_not_data(tmp_path, config):
     make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
     images = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files
