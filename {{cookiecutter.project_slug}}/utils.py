@@ -465,8 +465,8 @@ def failure_noted():
     once its note.log is open becomes the run's last status there, so that runs.py shows it; the error
     goes on as before. Before note.log opens (a bad dataset, a bug in model.py), the new run's folders
     (and loggers/ and checkpoints/ if it made them) are removed again if they are still empty, so failed
-    attempts leave no empty runs behind. An
-    earlier run's loggers in this process are closed first, so that nothing lands in that run's files."""
+    attempts leave no empty runs behind. An earlier run's loggers in this process are closed first, so
+    that nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
     _claimed_run_dirs.clear()
