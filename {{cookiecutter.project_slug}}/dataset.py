@@ -414,7 +414,8 @@ class ImageFolderDataset(Dataset):
         self.classes = classes or [folder.name for folder in folders]
         unknown = [folder.name for folder in folders if folder.name not in self.classes]
         if unknown:
-            raise RunError(f"'{root}' has a class folder the model was not trained on: '{unknown[0]}'")
+            raise RunError(f"'{root}' has a folder that is none of the model's classes: '{unknown[0]}'; give it class "
+                           'folders named as in training, or unlabelled images directly, without subfolders')
         if labels_required and len(folders) == 1:
             raise RunError(f"'{root}' has one class folder only ('{folders[0].name}'); classification needs two or "
                            'more: point dataset_dir at the folder that holds the class folders')

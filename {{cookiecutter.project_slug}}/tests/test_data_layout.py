@@ -449,6 +449,10 @@ def test_class_folders_must_fill_num_classes_in_training_only(tmp_path, config):
     predicting = ImageFolderDataset({**config, 'num_classes': 5}, tmp_path / 'data', labels_required=False,
                                     classes=['class_0', 'class_1', 'class_2'])
     assert len(predicting) == 4
+    (tmp_path / 'data' / 'class_1').rename(tmp_path / 'data' / '2024')  # new photos sorted by year, say
+    with pytest.raises(RunError, match=r"has a folder that is none of the model's classes: '2024'; give it class "
+                                       'folders named as in training, or unlabelled images directly, without subfolders$'):
+        ImageFolderDataset(config, tmp_path / 'data', labels_required=False, classes=['class_0', 'class_1'])
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 
