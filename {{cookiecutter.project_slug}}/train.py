@@ -79,6 +79,9 @@ from utils import (
     set_rng_state,
     setup_device,
     to_device,
+{%- if cookiecutter.task == 'classification' %}
+    unused_classes_warning,
+{%- endif %}
     unwrap,
     warmup_cosine,
 )
@@ -126,6 +129,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         train_logger.info(f"warning: warmup_steps {config['warmup_steps']} is more than this run's {total_steps} "
                           f"optimizer steps, so the learning rate never reaches lr {config['lr']:g}; "
                           'pass a smaller --warmup_steps')
+{%- if cookiecutter.task == 'classification' %}
+    unused_classes = unused_classes_warning(train_loader.dataset, config['num_classes'])
+    if unused_classes:
+        train_logger.info(unused_classes)
+{%- endif %}
     scheduler = LambdaLR(optimizer, schedule)
     step_taken = StepTaken(optimizer)  # fp16 steps that GradScaler skips do not advance the schedule
     autocast = autocast_for(config['amp'], device)

@@ -862,6 +862,23 @@ def _dataset_behind(split):
     return getattr(split, 'dataset', split)
 
 
+{% if cookiecutter.task == 'classification' -%}
+def unused_classes_warning(train_set, num_classes):
+    """A warning when integer labels stop short of num_classes (the answer's default, kept by mistake, say):
+    the outputs above the highest label are never right. Class names must fill num_classes already."""
+    dataset = _dataset_behind(train_set)
+    targets = getattr(dataset, 'targets', None)
+    if getattr(dataset, 'classes', None) or not isinstance(targets, torch.Tensor) or not len(targets):
+        return None
+    highest = int(targets.max())
+    if highest + 1 >= num_classes:
+        return None
+    return (f'warning: the labels go up to {highest}, but num_classes is {num_classes}, so outputs {highest + 1}'
+            f'..{num_classes - 1} are never a right answer; pass --num_classes {highest + 1}, unless those '
+            'classes are only missing from this data')
+
+
+{% endif -%}
 def data_fingerprint(train_set, valid_set):
     """What a checkpoint records of its data: the split's sizes and a hash of the samples' ids (file paths;
     row numbers add nothing to the sizes) and labels, so that resume notices samples added, removed,

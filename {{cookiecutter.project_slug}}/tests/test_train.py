@@ -252,6 +252,21 @@ def test_a_warmup_longer_than_the_run_is_a_warning(workdir, data_args):
     assert 'warning' not in (logs / 'train.log').read_text()
 
 
+{% if cookiecutter.task == 'classification' and cookiecutter.dataset != 'image_folder' -%}
+def test_labels_that_stop_short_of_num_classes_are_a_warning(workdir, data_args):
+    # the usual cause: num_classes kept at the template's answer while the data has fewer classes
+    labels = {{ '160' if cookiecutter.dataset == 'synthetic' else "TEST_DATA_CONFIG['num_classes']" }}  # labels 0..labels-1
+    assert run(data_args + ['--n_epoch', 1, '--num_classes', labels + 3]) == 0
+    logs, _ = only_run(workdir)
+    assert (f'warning: the labels go up to {labels - 1}, but num_classes is {labels + 3}, so outputs {labels}..'
+            f'{labels + 2} are never a right answer; pass --num_classes {labels}, unless those classes are only '
+            'missing from this data') in (logs / 'train.log').read_text()
+    assert run(data_args + ['--n_epoch', 1, '--num_classes', labels]) == 0
+    assert not any('the labels go up to' in (p / 'train.log').read_text() for p in (workdir / 'loggers').iterdir()
+                   if p != logs)
+
+
+{% endif -%}
 def test_warmup_then_cosine_schedule():
     from utils import warmup_cosine
 
