@@ -117,7 +117,6 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- else %}
     criterion = nn.MSELoss()
 {%- endif %}
-    check_output_and_target(raw_model, valid_loader, device, config)  # shapes the loss does not expect train wrongly
     optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
     n_train = train_loader.sampler.num_samples  # this rank's share of an epoch
     data = data_fingerprint(train_loader.dataset, valid_loader.dataset)  # resume checks the data is unchanged
@@ -475,8 +474,9 @@ def main(argv=None):
     valid_loader = DataLoader(valid_set, sampler=ShardSampler(len(valid_set), rank, world_size),
                               generator=torch.Generator().manual_seed(config['seed']), **loader_args)
 
-    # 3.8 model
+    # 3.8 model, run on one sample first: an output or target the loss does not expect trains wrongly
     model = build_model(config).to(device)
+    check_output_and_target(model, valid_loader, device, config)
 {%- if cookiecutter.model == 'cnn' %}
     if config['channels_last'] and device.type == 'cuda':
         model = model.to(memory_format=torch.channels_last)

@@ -325,12 +325,17 @@ def test_an_error_before_training_is_noted_in_its_own_run_only(workdir, data_arg
     def failing_to_build(config):
         raise ValueError('bad config')
 
-    def failing_to_run(config):  # a shape bug: the torchinfo summary in 3.10 is the model's first forward pass
-        def forward(*inputs):
-            raise RuntimeError('bad shape')
-
+    def failing_to_run(config):  # 3.8's one-sample check passes; the torchinfo summary in 3.10 then fails
         model = build_model(config)
-        model.forward = forward
+        forward, calls = model.forward, []
+
+        def forward_once(*inputs):
+            calls.append(inputs)
+            if len(calls) > 1:
+                raise RuntimeError('bad shape')
+            return forward(*inputs)
+
+        model.forward = forward_once
         return model
 
     monkeypatch.setattr(train, 'build_model', failing_to_build)  # 3.8: this run has no note.log yet
