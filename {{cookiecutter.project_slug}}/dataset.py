@@ -456,6 +456,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index):
         try:
             with Image.open(self.files[index]) as image:
+                image.draft(None, (self.size, self.size))  # JPEG: decode at 1/2-1/8 scale, still >= size: ~10x faster
                 if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # photos from phones are often stored sideways
                     image = ImageOps.exif_transpose(image)
                 if image.mode.startswith('I'):  # 16-bit greyscale (PNG, TIFF): converting would clip it at 255

@@ -389,6 +389,29 @@ def test_images_in_subfolders_of_a_class_folder_count(tmp_path, config):
     assert torch.equal(dataset[dataset.files.index(nested)][1], target)  # the target of the folder it is under
 
 
+def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_pixels(tmp_path, config, monkeypatch):
+    from PIL import JpegImagePlugin
+
+    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    size = DATA_CONFIG['image_size']
+    with Image.open(dataset.files[0]) as image:  # a photo-sized JPEG: 16 times the side, smooth content
+        photo = image.convert('RGB').resize((16 * size, 16 * size), Image.BILINEAR)
+    photo.save(dataset.files[0].with_suffix('.jpg'), quality=95)
+    dataset.files[0].unlink()
+    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    jpeg = dataset.files.index(next(p for p in dataset.files if p.suffix == '.jpg'))
+    decoded = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, 'draft',
+                        lambda image, mode, wanted: decoded.append(draft(image, mode, wanted)) or decoded[-1])
+    fast = dataset[jpeg][0]
+    assert decoded[0] is not None and decoded[0][1] != (0, 0, 16 * size, 16 * size)  # a reduced scale was used
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, 'draft', lambda image, mode, wanted: None)  # full decode
+    full = dataset[jpeg][0]
+    assert (fast - full).abs().mean() < 0.02  # within a couple of grey levels on average
+
+
 def test_hidden_folders_and_files_are_not_data(tmp_path, config):
     make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
     images = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files
