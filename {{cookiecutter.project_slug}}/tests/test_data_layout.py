@@ -318,10 +318,19 @@ def test_an_unreadable_sample_in_a_worker_is_still_one_line(workdir, data_args):
 TWO_CLASSES = {'num_classes': 2}
 
 
+def two_class_images(folder, config, n_samples=4):
+    """Example images in `folder`, in two class (or target) folders, read as training reads them."""
+    make_example(folder, {**DATA_CONFIG, **TWO_CLASSES}, n_samples=n_samples)
+    return read_images(folder, config)
+
+
+def read_images(folder, config):
+    return ImageFolderDataset({**config, **TWO_CLASSES}, folder)
+
+
 @pytest.mark.parametrize('damage', ['not an image', 'truncated'])
 def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
-    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = two_class_images(tmp_path / 'data', config)
     image = dataset.files[0]
     image.write_bytes(b'not an image' if damage == 'not an image' else image.read_bytes()[:60])
     with pytest.raises(RunError, match=f"cannot read image '{image}' .*; remove or replace it"):
@@ -332,12 +341,11 @@ def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
 @pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
                                                ('.tif', 'TIFF'), ('.TIFF', 'TIFF')])
 def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
-    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
-    png = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files[0]
+    png = two_class_images(tmp_path / 'data', config).files[0]
     with Image.open(png) as image:
         image.save(png.with_suffix(suffix), format=pil_format)
     png.unlink()
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = read_images(tmp_path / 'data', config)
     assert len(dataset) == 4 and png.with_suffix(suffix) in dataset.files
     pixels, _ = dataset[dataset.files.index(png.with_suffix(suffix))]
     assert pixels.shape == (DATA_CONFIG['image_channels'], DATA_CONFIG['image_size'], DATA_CONFIG['image_size'])
@@ -346,13 +354,12 @@ def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
 @pytest.mark.parametrize('suffix', ['.png', '.tif'])
 def test_16_bit_greyscale_images_keep_their_range(tmp_path, config, suffix):
     # microscopy and medical images: Pillow opens them as mode 'I;16', and a plain convert clips at 255
-    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
-    png = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files[0]
+    png = two_class_images(tmp_path / 'data', config).files[0]
     size = DATA_CONFIG['image_size']
     ramp = [round(i * 65535 / (size * size - 1)) for i in range(size * size)]  # black to white
     ramp_file = png.with_name(f'ramp{suffix}')
     Image.frombytes('I;16', (size, size), struct.pack(f'<{len(ramp)}H', *ramp)).save(ramp_file)
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = read_images(tmp_path / 'data', config)
     pixels, _ = dataset[dataset.files.index(ramp_file)]
     assert pixels.min() == -1 and pixels.max() == 1
     grey = pixels[:3]  # RGBA's alpha is opaque: 1 everywhere
@@ -360,8 +367,7 @@ def test_16_bit_greyscale_images_keep_their_range(tmp_path, config, suffix):
 
 
 def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path, config):
-    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = two_class_images(tmp_path / 'data', config)
     size = DATA_CONFIG['image_size']
     upright = Image.new('L', (size, size), 0)
     upright.paste(255, (0, 0, size, size // 2))  # white on top, black below
@@ -376,15 +382,14 @@ def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path, config):
 
 
 def test_images_in_subfolders_of_a_class_folder_count(tmp_path, config):
-    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
-    before = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    before = two_class_images(tmp_path / 'data', config, n_samples=6)
     image, target = before.files[0], before[0][1]
     nested = image.parent / 'day_2' / 'camera_b' / image.name  # sorted by shooting day, say
     nested.parent.mkdir(parents=True)
     image.rename(nested)
     (image.parent / '.thumbnails').mkdir()  # hidden folders stay hidden at any depth
     (image.parent / '.thumbnails' / 'a.png').write_bytes(nested.read_bytes())
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = read_images(tmp_path / 'data', config)
     assert len(dataset) == 6 and nested in dataset.files
     assert torch.equal(dataset[dataset.files.index(nested)][1], target)  # the target of the folder it is under
 
@@ -392,14 +397,13 @@ def test_images_in_subfolders_of_a_class_folder_count(tmp_path, config):
 def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_pixels(tmp_path, config, monkeypatch):
     from PIL import JpegImagePlugin
 
-    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=4)
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = two_class_images(tmp_path / 'data', config)
     size = DATA_CONFIG['image_size']
     with Image.open(dataset.files[0]) as image:  # a photo-sized JPEG: 16 times the side, smooth content
         photo = image.convert('RGB').resize((16 * size, 16 * size), Image.BILINEAR)
     photo.save(dataset.files[0].with_suffix('.jpg'), quality=95)
     dataset.files[0].unlink()
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = read_images(tmp_path / 'data', config)
     jpeg = dataset.files.index(next(p for p in dataset.files if p.suffix == '.jpg'))
     decoded = []
     draft = JpegImagePlugin.JpegImageFile.draft
@@ -413,12 +417,11 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_pixels(tmp_pat
 
 
 def test_hidden_folders_and_files_are_not_data(tmp_path, config):
-    make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
-    images = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data').files
+    images = two_class_images(tmp_path / 'data', config, n_samples=6).files
     (tmp_path / 'data' / '.ipynb_checkpoints').mkdir()  # Jupyter leaves these; macOS copies leave ._ files
     (tmp_path / 'data' / '.ipynb_checkpoints' / 'a.png').write_bytes(images[0].read_bytes())
     (images[0].parent / f'._{images[0].name}').write_bytes(b'resource fork')
-    dataset = ImageFolderDataset({**config, **TWO_CLASSES}, tmp_path / 'data')
+    dataset = read_images(tmp_path / 'data', config)
     assert dataset.files == images
     assert len(dataset) == 6 and dataset[len(dataset) - 1][0].shape[0] == DATA_CONFIG['image_channels']
 {%- if cookiecutter.task == 'classification' %}

@@ -102,8 +102,8 @@ def test_a_model_output_the_loss_does_not_expect_stops_before_training(workdir, 
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
 
 
-class TargetsAs(torch.utils.data.Dataset):
-    """A dataset whose targets pass through `change`: the slips a hand-written __getitem__ makes."""
+class ChangedSamples(torch.utils.data.Dataset):
+    """A dataset whose samples pass through `change`: the slips a hand-written __getitem__ makes."""
 
     def __init__(self, dataset, change):
         self.dataset, self.change = dataset, change
@@ -112,8 +112,11 @@ class TargetsAs(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        *inputs, target = self.dataset[index]
-        return (*inputs, self.change(target))
+        return self.change(self.dataset[index])
+
+
+def target_changed(change):
+    return lambda sample: (*sample[:-1], change(sample[-1]))
 
 
 @pytest.mark.parametrize('change, found', [
@@ -127,7 +130,8 @@ class TargetsAs(torch.utils.data.Dataset):
 ])
 def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_args, monkeypatch, change, found):
     build_datasets = train.build_datasets
-    monkeypatch.setattr(train, 'build_datasets', lambda config: [TargetsAs(d, change) for d in build_datasets(config)])
+    monkeypatch.setattr(train, 'build_datasets',
+                        lambda config: [ChangedSamples(d, target_changed(change)) for d in build_datasets(config)])
     with pytest.raises(RunError, match=re.escape(f"the dataset's target for one sample batches as {found}, but the "
                                                  'loss needs ') + r'.*; fix __getitem__ in dataset.py$'):
         run(data_args + ['--n_epoch', 1])
@@ -136,17 +140,13 @@ def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_a
 
 {# the Transformer's collate_fn pads sequences, so there it meets a dict first: its own contract -#}
 {% if cookiecutter.model != 'transformer' -%}
-class DictSamples(TargetsAs):
-    """Samples as dicts, as Hugging Face's datasets return them."""
-
-    def __getitem__(self, index):
-        *inputs, target = self.dataset[index]
-        return {'inputs': inputs, 'target': target}
+def as_dict(sample):
+    return {'inputs': sample[:-1], 'target': sample[-1]}  # as Hugging Face's datasets return samples
 
 
 def test_samples_that_are_not_tuples_stop_before_anything_runs_the_model(workdir, data_args, monkeypatch):
     build_datasets = train.build_datasets
-    monkeypatch.setattr(train, 'build_datasets', lambda config: [DictSamples(d, None) for d in build_datasets(config)])
+    monkeypatch.setattr(train, 'build_datasets', lambda config: [ChangedSamples(d, as_dict) for d in build_datasets(config)])
     with pytest.raises(RunError, match=re.escape("the dataset's samples batch as dict, but train() needs a tuple "
                                                  '(inputs..., target) to call model(*inputs); fix __getitem__ in '
                                                  'dataset.py') + '$'):
