@@ -297,6 +297,17 @@ class TakingTurns:
             yield batch
 
 
+class TerminalSink(io.TextIOWrapper):
+    """os.devnull that says it is a terminal: the bars then redraw at a terminal's rate, as a user watching
+    a run sees them (the generated project redraws bars in a file once a minute)."""
+
+    def __init__(self, path, mode):
+        super().__init__(open(path, mode + 'b'), encoding='utf-8', write_through=True)
+
+    def isatty(self):
+        return True
+
+
 def loop_process(index, name, loop, project, overrides, epochs, repeats, threads, turns, barrier, results):
     """One loop's process: per repeat, build the run untimed, wait for the others, run in turns, report.
 
@@ -306,7 +317,7 @@ def loop_process(index, name, loop, project, overrides, epochs, repeats, threads
     import tqdm.std
 
     torch.set_num_threads(threads)
-    sys.stdout = sys.stderr = open(os.devnull, 'w')  # bars and Lightning's messages: drawn, not shown
+    sys.stdout = sys.stderr = TerminalSink(os.devnull, 'w')  # bars and Lightning's messages: drawn, not shown
     sys.dont_write_bytecode = True  # a --variant's folder is the user's: leave no __pycache__ there
     mods = import_project(Path(project))
     for repeat in range(-1, repeats):  # repeat -1 is untimed: one-time costs (first imports) land there

@@ -108,3 +108,19 @@ def test_a_variant_baked_for_another_model_is_a_one_line_error(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one line, no traceback
     assert result.stderr.startswith('error: the wrong loop refused the tiny_mlp workload: unknown option --hidden_dim')
     assert result.stderr.strip().endswith('a --variant must be baked with model=mlp')
+
+
+def test_the_benchmark_draws_the_bars_at_a_terminals_rate(baked):
+    """Bars in a file redraw once a minute; the benchmark times train() as a user at a terminal sees it."""
+    project = baked('classification', 'mlp', 'synthetic')
+    script = ('import os, sys\n'
+              f'sys.path.insert(0, {str(TEMPLATE / "benchmarks")!r})\n'
+              'import loop_overhead, utils\n'
+              'in_file = utils.bar_options()\n'
+              "sys.stderr = loop_overhead.TerminalSink(os.devnull, 'w')\n"
+              'print(in_file, utils.bar_options(), file=sys.stdout)\n')
+    env = {key: value for key, value in os.environ.items() if key != 'TQDM_MININTERVAL'}
+    result = subprocess.run([sys.executable, '-c', script], cwd=project, capture_output=True, text=True, timeout=120,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split('} ', 1) == ["{'mininterval': 60.0, 'maxinterval': 60.0", '{}\n'], result.stdout

@@ -26,6 +26,7 @@ from utils import (
     METRIC_NAME,
     CommandParser,
     RunError,
+    bar_options,
     check_minimums,
     load_checkpoint,
     load_model_state,
@@ -84,7 +85,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
         with f, torch.inference_mode():
             writer = csv.writer(f)
             writer.writerow(header)
-            for *inputs, target in tqdm(loader, desc='predict'):
+            for *inputs, target in tqdm(loader, desc='predict', **bar_options()):
                 try:
                     result = model(*[x.to(device) for x in inputs])
                 except RuntimeError as err:

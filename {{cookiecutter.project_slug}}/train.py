@@ -43,6 +43,7 @@ from utils import (
     all_seed,
     append_metrics,
     autocast_for,
+    bar_options,
     branch_reason,
     broadcast,
     carry_best,
@@ -245,7 +246,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
             bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
                        initial=math.ceil(samples_done / config['batch_size']),
-                       total=math.ceil(n_train / config['batch_size']), disable=not is_master())
+                       total=math.ceil(n_train / config['batch_size']), disable=not is_master(), **bar_options())
             bad_step, stopping, micro, read_due = None, False, 0, False
             for batch in bar:
                 *inputs, target = to_device(batch, device, memory_format)
@@ -317,7 +318,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             model.eval()
             with torch.inference_mode(), autocast:
                 meter = EpochMeter(config['log_interval'])
-                for batch in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master()):
+                for batch in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master(),
+                                  **bar_options()):
                     *inputs, target = to_device(batch, device, memory_format)
                     output = eval_model(*inputs)
                     if meter.add(step, criterion(output, target), output, target):

@@ -626,6 +626,15 @@ def close_logger(logger):
         logger.removeHandler(handler)
 
 
+def bar_options():
+    """tqdm's own redraw rate (ten a second) at a terminal. When the bars go to a file (`python train.py >
+    run.log 2>&1`, a batch job), one redraw a minute: the log shows progress without megabytes of redraws.
+    TQDM_MININTERVAL in the environment still decides, as tqdm documents."""
+    if sys.stderr.isatty() or 'TQDM_MININTERVAL' in os.environ:
+        return {}
+    return {'mininterval': 60.0, 'maxinterval': 60.0}  # maxinterval too, or tqdm's monitor redraws every 10 s
+
+
 # -----------------------------------------------------------------------------
 # checkpoints
 

@@ -3,6 +3,7 @@
 
 import builtins
 import csv
+import itertools
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import tqdm.std
 
 import plot
 import predict
@@ -160,6 +162,21 @@ def test_without_matplotlib_the_run_finishes_and_says_how_to_get_curves(workdir,
     logs, _ = only_run(workdir)
     assert not (logs / 'curves.png').exists()
     assert f'pip install matplotlib, then python plot.py {logs.name}' in (logs / 'train.log').read_text()
+
+
+def test_bars_in_a_file_redraw_once_a_minute_and_at_a_terminal_as_tqdm_does(workdir, data_args, monkeypatch, capsys):
+    clock = itertools.count(0.0, 1.0)  # tqdm's clock moves a second at each look: old enough to redraw every batch
+    monkeypatch.setattr(tqdm.std, 'time', lambda: next(clock))
+    monkeypatch.delenv('TQDM_MININTERVAL', raising=False)
+    redraws = {}
+    for where, is_terminal in (('file', False), ('terminal', True)):
+        capsys.readouterr()
+        monkeypatch.setattr(sys.stderr, 'isatty', lambda: is_terminal)
+        assert run(data_args + ['--n_epoch', '1', '--loggers_dir', f'loggers/{where}', '--checkpoints_dir',
+                                f'checkpoints/{where}']) == 0
+        redraws[where] = capsys.readouterr().err.count('epoch 1/1 train')
+    assert redraws['terminal'] >= 5, redraws  # tqdm's 0.1 s: a redraw at each of the 8 or so batches
+    assert 1 <= redraws['file'] <= 2, redraws  # the first draw (and the one a minute in, at most)
 
 
 def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args, recwarn):
