@@ -85,6 +85,7 @@ from utils import (
 {%- endif %}
     unwrap,
     warmup_cosine,
+    write_config_file,
 )
 
 NONFINITE_EXIT_CODE = 3
@@ -508,6 +509,7 @@ def main(argv=None):
             note_logger.info(f"run {os.path.basename(config['loggers_dir'])} on {device} x {world_size}"
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
+            write_config_file(config, os.path.join(config['loggers_dir'], 'config.json'))  # --config starts it anew
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
             if fresh_layers:
                 note_logger.info(f"init_from: {', '.join(fresh_layers)} start fresh (num_classes differs from the checkpoint's)")

@@ -4,8 +4,10 @@ import argparse
 import concurrent.futures
 import contextlib
 import csv
+import difflib
 import hashlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -298,6 +300,9 @@ def parse_args(config, argv=None):
     )
     parser.add_argument('--resume', metavar='TIMESTAMP_OR_PATH',
                         help='continue a run: its timestamp, its checkpoint folder or a checkpoint file')
+    parser.add_argument('--config', metavar='FILE',
+                        help='take config values from a JSON file of {"key": value} (every run writes its own as '
+                             'loggers/<timestamp>/config.json); options on the command line win over it')
     for key, default in config.items():
         if isinstance(default, bool):
             kind = parse_bool
@@ -309,10 +314,52 @@ def parse_args(config, argv=None):
                             help=f'default: {default}')
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --{', --'.join(config)}")
+        raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --config, --{', --'.join(config)}")
     overrides = vars(args)
     resume = overrides.pop('resume', None)
+    config_file = overrides.pop('config', None)
+    if config_file is not None:
+        overrides = {**read_config_file(config_file, config), **overrides}
     return overrides, resume
+
+
+def read_config_file(path, config):
+    """The {key: value} pairs of a JSON file, each checked against its key's default as --<key> would be."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            values = json.load(f)
+    except OSError as err:
+        raise RunError(f"cannot read --config '{path}' ({err.strerror}); pass a JSON file of config keys") from None
+    except ValueError as err:  # bad JSON, or not UTF-8
+        raise RunError(f"--config '{path}' is not valid JSON ({err}); fix the file") from None
+    if not isinstance(values, dict):
+        raise RunError(f"--config '{path}' must hold one JSON object of \"key\": value pairs; "
+                       f'it holds a {type(values).__name__}')
+    for key, value in values.items():
+        if key not in config:
+            close = difflib.get_close_matches(key, config, n=1)
+            raise RunError(f"--config '{path}': unknown key '{key}'; "
+                           + (f"did you mean '{close[0]}'?" if close else 'python train.py --help lists the keys'))
+        default = config[key]
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), 'true or false'
+        elif isinstance(default, int):
+            ok, expected = isinstance(value, int) and not isinstance(value, bool), 'a whole number'
+        elif isinstance(default, float):
+            ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), 'a number'
+        else:
+            ok, expected = isinstance(value, str), 'a string'
+        if not ok:
+            raise RunError(f"--config '{path}': {key} must be {expected}, got {json.dumps(value)}")
+    return {key: float(value) if isinstance(config[key], float) else value for key, value in values.items()}
+
+
+def write_config_file(config, path):
+    """The run's config as JSON, without its folders, so that `--config path` starts the same run anew."""
+    values = {key: value for key, value in config.items() if key not in ('loggers_dir', 'checkpoints_dir')}
+    with open(path, 'x', encoding='utf-8') as f:
+        json.dump(values, f, indent=2)
+        f.write('\n')
 
 
 def check_config(config):

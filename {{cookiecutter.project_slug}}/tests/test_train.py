@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import json
 import random
 import re
 import shutil
@@ -21,7 +22,7 @@ def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
     assert run(data_args + ['--n_epoch', 3]) == 0
     logs, ckpts = only_run(workdir)
     curves = {'curves.png'} if importlib.util.find_spec('matplotlib') else set()
-    assert {p.name for p in logs.iterdir()} == {'train.log', 'val.log', 'note.log', 'metrics.csv'} | curves
+    assert {p.name for p in logs.iterdir()} == {'train.log', 'val.log', 'note.log', 'metrics.csv', 'config.json'} | curves
     assert {p.name for p in ckpts.iterdir()} == {'best_checkpoint.pt', 'latest_checkpoint.pt'}
     assert logs.name == ckpts.name  # one timestamp names both folders
     for name in ('train.log', 'val.log'):
@@ -184,7 +185,7 @@ def test_overrides_take_the_type_of_the_default():
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --seed'),
+    (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --config, --seed'),
     (['--n_epoch', 'ten'], "expected int, got 'ten'"),
     (['--clip_flag', 'maybe'], "expected true or false, got 'maybe'"),
     (['--n_epoch', '0'], 'n_epoch must be at least 1, got 0'),
@@ -222,6 +223,51 @@ def test_overrides_take_the_type_of_the_default():
 def test_bad_overrides_fail_clearly_before_anything_is_written(workdir, argv, message):
     with pytest.raises(RunError, match=re.escape(message)):
         train.main(argv)
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+def test_a_config_file_sets_keys_and_the_command_line_wins(workdir, data_args):
+    (workdir / 'experiment.json').write_text('{"n_epoch": 3, "lr": 0.002, "clip_flag": false, "weight_decay": 0}')
+    assert run(data_args + ['--config', 'experiment.json', '--n_epoch', 1]) == 0
+    logs, ckpts = only_run(workdir)
+    saved = load(ckpts / 'latest_checkpoint.pt')['config']
+    assert (saved['n_epoch'], saved['lr'], saved['clip_flag'], saved['weight_decay']) == (1, 0.002, False, 0.0)
+    assert type(saved['weight_decay']) is float  # typed from the default, as on the command line
+    assert len(epoch_lines(logs / 'val.log')) == 1
+
+
+def test_a_runs_config_json_starts_the_same_run_anew(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 2, '--lr', 3e-3, '--loggers_dir', 'loggers/a', '--checkpoints_dir',
+                            'checkpoints/a']) == 0
+    config_json = json.loads((workdir / 'loggers' / 'a' / 'config.json').read_text())
+    assert config_json['lr'] == 3e-3 and 'loggers_dir' not in config_json  # a new run gets folders of its own
+    assert run(['--config', 'loggers/a/config.json', '--loggers_dir', 'loggers/b', '--checkpoints_dir',
+                'checkpoints/b']) == 0  # no other option: the file holds the data and model settings too
+    assert json.loads((workdir / 'loggers' / 'b' / 'config.json').read_text()) == config_json
+    first, again = (load(workdir / 'checkpoints' / run_name / 'latest_checkpoint.pt') for run_name in 'ab')
+    assert all(torch.equal(first['model'][key], again['model'][key]) for key in first['model'])
+    assert epoch_lines(workdir / 'loggers' / 'a' / 'val.log') == epoch_lines(workdir / 'loggers' / 'b' / 'val.log')
+
+
+@pytest.mark.parametrize('text, message', [
+    (None, "cannot read --config 'experiment.json' (No such file or directory)"),
+    ('{"lr": 0.1,}', "--config 'experiment.json' is not valid JSON (Expecting property name enclosed in double quotes: "
+                     'line 1 column 12 (char 11)); fix the file'),
+    ('[["lr", 0.1]]', "--config 'experiment.json' must hold one JSON object of \"key\": value pairs; it holds a list"),
+    ('{"learning_rate": 0.1}', "--config 'experiment.json': unknown key 'learning_rate'; python train.py --help"),
+    ('{"n_epochs": 5}', "--config 'experiment.json': unknown key 'n_epochs'; did you mean 'n_epoch'?"),
+    ('{"n_epoch": 2.5}', "--config 'experiment.json': n_epoch must be a whole number, got 2.5"),
+    ('{"n_epoch": true}', "--config 'experiment.json': n_epoch must be a whole number, got true"),
+    ('{"clip_flag": "false"}', "--config 'experiment.json': clip_flag must be true or false, got \"false\""),
+    ('{"lr": "1e-3"}', "--config 'experiment.json': lr must be a number, got \"1e-3\""),
+    ('{"amp": null}', "--config 'experiment.json': amp must be a string, got null"),
+    ('{"lr": -1}', 'lr must be positive, got -1.0'),  # and then the checks every value gets
+])
+def test_bad_config_files_fail_clearly_before_anything_is_written(workdir, text, message):
+    if text is not None:
+        (workdir / 'experiment.json').write_text(text)
+    with pytest.raises(RunError, match=re.escape(message)):
+        train.main(['--config', 'experiment.json'])
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
