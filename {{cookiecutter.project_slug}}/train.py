@@ -59,6 +59,7 @@ from utils import (
     copy_metrics,
     create_logger,
     data_fingerprint,
+    exit_torchrun_worker,
     failure_noted,
     gather_from_ranks,
     get_rng_state,
@@ -546,4 +547,7 @@ def main(argv=None):
 
 if __name__ == '__main__':
     with one_line_errors():
-        sys.exit(main())
+        exit_code = main()
+    if 'RANK' in os.environ:  # under torchrun: a gloo thread left running can abort Python's shutdown
+        exit_torchrun_worker(exit_code)
+    sys.exit(exit_code)

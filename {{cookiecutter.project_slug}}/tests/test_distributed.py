@@ -57,6 +57,20 @@ def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
         setup_device()
 
 
+def test_a_finished_torchrun_worker_exits_with_everything_written_and_no_shutdown_to_abort(tmp_path):
+    script = ('import atexit, sys\n'
+              'from utils import create_logger, exit_torchrun_worker\n'
+              "atexit.register(print, 'interpreter shutdown ran')\n"
+              "create_logger('train', sys.argv[1]).info('last line')\n"
+              "print('unflushed', end='')\n"
+              'exit_torchrun_worker(3)\n')
+    result = subprocess.run([sys.executable, '-c', script, str(tmp_path / 'train.log')], cwd=PROJECT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.endswith('| last line\nunflushed'), result.stdout  # flushed, and nothing ran after
+    assert (tmp_path / 'train.log').read_text().endswith('| last line\n')
+
+
 def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_factory):
     streams = tmp_path_factory.mktemp('torchrun_logs')  # each rank's stdout and stderr, also shown (--tee 3)
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
