@@ -59,6 +59,7 @@ from utils import (
     copy_metrics,
     create_logger,
     data_fingerprint,
+    epochs_text,
     exit_torchrun_worker,
     failure_noted,
     gather_from_ranks,
@@ -364,7 +365,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 val_logger.info(f'saved best_checkpoint.pt (valid loss {best_loss:.6f} at epoch {best_epoch})')
             if early_stopped:
                 writer.wait()
-                val_logger.info(f"early stop: valid loss has not improved for {config['early_stop']} epochs "
+                val_logger.info(f"early stop: valid loss has not improved for {epochs_text(config['early_stop'])} "
                                 f'(best {best_loss:.6f} at epoch {best_epoch})')
                 return finish('early-stopped', 0)
             if stopping:
@@ -373,7 +374,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
 
         writer.wait()
-        val_logger.info(f"finished {config['n_epoch']} epochs (best valid loss {best_loss:.6f} at epoch {best_epoch})")
+        val_logger.info(f"finished {epochs_text(config['n_epoch'])} (best valid loss {best_loss:.6f} at epoch {best_epoch})")
         return finish('finished', 0)
 
 

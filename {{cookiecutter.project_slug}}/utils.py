@@ -890,6 +890,10 @@ def load_init_weights(target, config, shape_keys):
     return str(path), checkpoint['model'], 'num_classes' in differ
 
 
+def epochs_text(n):
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
 def samples_text(n, world_size):
     """'N samples', with ' per process' under DDP, where counts are each rank's share."""
     return f"{n} samples{' per process' if world_size > 1 else ''}"

@@ -161,9 +161,18 @@ def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir
     assert run(data_args + ['--n_epoch', 20, '--early_stop', 3]) == 0
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 4  # best at 1, then 3 epochs without improvement
-    assert 'early stop' in (logs / 'val.log').read_text()
+    assert 'early stop: valid loss has not improved for 3 epochs (best ' in (logs / 'val.log').read_text()
     latest = load(ckpts / 'latest_checkpoint.pt')
     assert latest['epoch'] == 4 and latest['early_stop_count'] == 3
+
+
+def test_one_epoch_is_one_epoch_in_the_logs(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    assert run(data_args + ['--n_epoch', 5, '--early_stop', 1]) == 0
+    first, second = sorted((workdir / 'loggers').iterdir())
+    assert '| finished 1 epoch (best valid loss ' in (first / 'val.log').read_text()
+    assert '| early stop: valid loss has not improved for 1 epoch (best ' in (second / 'val.log').read_text()
 
 
 def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_best(workdir, data_args, monkeypatch):
