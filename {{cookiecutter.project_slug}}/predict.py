@@ -8,9 +8,11 @@
 {%- endif %}
 
 Writes predictions.csv: id, prediction{{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
-When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}.
+When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}{{ ', and writes predictions_confusion.csv: the
+confusion matrix with recall and precision per class' if cookiecutter.task == 'classification' else '' }}.
 """
 
+import contextlib
 import csv
 import math
 import os
@@ -46,6 +48,52 @@ def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
     raise RunError('pass --run <timestamp> (its best checkpoint) or --checkpoint <file>')
 
 
+@contextlib.contextmanager
+def new_file(output):
+    """A hidden temporary file next to `output` that becomes `output` once complete (never replacing a file
+    that appeared there meanwhile); after a failure or Ctrl-C it is removed."""
+    partial = output.with_name(f'.{output.name}.{os.getpid()}.tmp')
+    try:
+        f = open(partial, 'x', newline='', encoding='utf-8')
+    except OSError as err:
+        raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
+    try:
+        with f:
+            yield f
+        try:
+            os.link(partial, output)  # unlike a rename, never replaces a file that appeared at `output` meanwhile
+        except FileExistsError:
+            raise RunError(f"'{output}' appeared while predicting; pass another --output") from None
+        except OSError:  # a file system without hard links: rename instead
+            os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+{%- if cookiecutter.task == 'classification' %}
+
+
+def confusion_file(output):
+    """predictions.csv -> predictions_confusion.csv"""
+    return output.with_name(f'{output.stem}_confusion.csv')
+
+
+def confusion_rows(confusion, names):
+    """Counts per true class (rows) and predicted class (columns), each class's samples and recall, then
+    each predicted class's count and precision."""
+    true_counts, predicted_counts = confusion.sum(dim=1).tolist(), confusion.sum(dim=0).tolist()
+    correct = confusion.diagonal().tolist()
+
+    def share(part, whole):
+        return f'{part / whole:.6f}' if whole else ''  # a class with no samples (or never predicted) has none
+
+    rows = [['true \\ predicted', *names, 'samples', 'recall']]
+    for i, name in enumerate(names):
+        rows.append([name, *confusion[i].tolist(), true_counts[i], share(correct[i], true_counts[i])])
+    rows.append(['predicted', *predicted_counts, sum(true_counts), ''])
+    rows.append(['precision', *(share(c, p) for c, p in zip(correct, predicted_counts)), '', ''])
+    return rows
+{%- endif %}
+
+
 def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256, n_samples=256):
     """Write the predictions to `output`; return (number of samples, test loss, test metric) or Nones."""
     output = Path(output)
@@ -70,48 +118,46 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     names = classes or [str(i) for i in range(config['num_classes'])]
     names = names + [f'output_{i}' for i in range(len(names), config['num_classes'])]  # older runs: fewer names than outputs
     header = ['id', 'prediction'] + [f'prob_{name}' for name in names]
+    confusion = torch.zeros(len(names), len(names), dtype=torch.long)
+    confusion_path = confusion_file(output)
+    if dataset.has_labels and confusion_path.exists():
+        raise RunError(f"'{confusion_path}' already exists (the confusion matrix of labelled data goes there); "
+                       'pass another --output, or move it away')
 {%- else %}
     criterion = torch.nn.MSELoss(reduction='sum')
     header = ['id', 'prediction']
 {%- endif %}
     loss_sum = metric_sum = 0.0
     ids = iter(dataset.ids)
-    partial = output.with_name(f'.{output.name}.{os.getpid()}.tmp')  # renamed when complete: no half-written file
-    try:
-        f = open(partial, 'x', newline='', encoding='utf-8')
-    except OSError as err:
-        raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
-    try:
-        with f, torch.inference_mode():
-            writer = csv.writer(f)
-            writer.writerow(header)
-            for *inputs, target in tqdm(loader, desc='predict', **bar_options()):
-                try:
-                    result = model(*[x.to(device) for x in inputs])
-                except RuntimeError as err:
-                    raise RunError(f'the data does not fit the model ({str(err).splitlines()[0]}); '
-                                   "check its shape against the checkpoint's config") from None
-                target = target.to(device)
+    with new_file(output) as f, torch.inference_mode():
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for *inputs, target in tqdm(loader, desc='predict', **bar_options()):
+            try:
+                result = model(*[x.to(device) for x in inputs])
+            except RuntimeError as err:
+                raise RunError(f'the data does not fit the model ({str(err).splitlines()[0]}); '
+                               "check its shape against the checkpoint's config") from None
+            target = target.to(device)
 {%- if cookiecutter.task == 'classification' %}
-                probabilities = result.softmax(dim=1).tolist()
-                for p in probabilities:
-                    best = max(range(len(p)), key=p.__getitem__)
-                    writer.writerow([next(ids), names[best]] + [f'{v:.6f}' for v in p])
+            probabilities = result.softmax(dim=1).tolist()
+            for p in probabilities:
+                best = max(range(len(p)), key=p.__getitem__)
+                writer.writerow([next(ids), names[best]] + [f'{v:.6f}' for v in p])
 {%- else %}
-                for value in result[:, 0].tolist():
-                    writer.writerow([next(ids), f'{value:.6g}'])
+            for value in result[:, 0].tolist():
+                writer.writerow([next(ids), f'{value:.6g}'])
 {%- endif %}
-                if dataset.has_labels:
-                    loss_sum += criterion(result, target).item()
-                    metric_sum += metric_per_sample(result, target).sum().item()
-        try:
-            os.link(partial, output)  # unlike a rename, never replaces a file that appeared at `output` meanwhile
-        except FileExistsError:
-            raise RunError(f"'{output}' appeared while predicting; pass another --output") from None
-        except OSError:  # a file system without hard links: rename instead
-            os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)  # after a failure or Ctrl-C
+            if dataset.has_labels:
+                loss_sum += criterion(result, target).item()
+                metric_sum += metric_per_sample(result, target).sum().item()
+{%- if cookiecutter.task == 'classification' %}
+                pairs = target * len(names) + result.argmax(dim=1)  # (true, predicted) as one number
+                confusion += torch.bincount(pairs, minlength=len(names) ** 2).view(len(names), len(names)).cpu()
+    if dataset.has_labels:
+        with new_file(confusion_path) as f:
+            csv.writer(f).writerows(confusion_rows(confusion, names))
+{%- endif %}
     if not dataset.has_labels:
         return len(dataset), None, None
     return len(dataset), loss_sum / len(dataset), metric_sum / len(dataset)
@@ -138,3 +184,7 @@ if __name__ == '__main__':
     print(f'wrote {n} predictions to {args.output}')
     if loss is not None and math.isfinite(loss):
         print(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')
+{%- if cookiecutter.task == 'classification' %}
+    if loss is not None:
+        print(f'wrote the confusion matrix, with recall and precision per class, to {confusion_file(Path(args.output))}')
+{%- endif %}

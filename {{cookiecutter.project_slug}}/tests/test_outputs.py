@@ -277,6 +277,23 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
 {%- if classification %}
     probabilities = [[float(v) for k, v in r.items() if k.startswith('prob_')] for r in table]
     assert all(len(p) == TEST_DATA_CONFIG['num_classes'] and abs(sum(p) - 1) < 1e-4 for p in probabilities)
+    with open(workdir / 'predictions_confusion.csv', newline='') as f:
+        confusion = list(csv.reader(f))
+    names = [key[len('prob_'):] for key in table[0] if key.startswith('prob_')]
+    assert confusion[0] == ['true \\ predicted', *names, 'samples', 'recall']
+    assert [row[0] for row in confusion[1:]] == [*names, 'predicted', 'precision']
+    counts = [[int(v) for v in row[1:len(names) + 1]] for row in confusion[1:len(names) + 1]]
+    predicted = [sum(r['prediction'] == name for r in table) for name in names]
+    assert [sum(column) for column in zip(*counts)] == predicted == [int(v) for v in confusion[-2][1:len(names) + 1]]
+    correct = [counts[i][i] for i in range(len(names))]
+    assert sum(map(sum, counts)) == n and abs(sum(correct) / n - metric) < 1e-9  # the diagonal is the accuracy
+    for i, row in enumerate(confusion[1:len(names) + 1]):
+        assert int(row[-2]) == sum(counts[i]) and row[-1] == (f'{correct[i] / sum(counts[i]):.6f}' if sum(counts[i]) else '')
+    assert confusion[-1][1:len(names) + 1] == [f'{c / p:.6f}' if p else '' for c, p in zip(correct, predicted)]
+    (workdir / 'p3_confusion.csv').write_text('theirs')
+    with pytest.raises(RunError, match=r"p3_confusion\.csv' already exists \(the confusion matrix of labelled data"):
+        predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p3.csv')
+    assert not (workdir / 'p3.csv').exists() and (workdir / 'p3_confusion.csv').read_text() == 'theirs'
 {%- endif %}
     with pytest.raises(RunError, match='already exists'):
         predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'predictions.csv')
@@ -288,6 +305,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     unlabelled.write_text('\n'.join(lines) + '\n')
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(unlabelled), workdir / 'p2.csv')
     assert loss is None and len(rows(workdir / 'p2.csv')) == n == len(lines) - 1
+    assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
     flat = workdir / 'flat'
@@ -296,6 +314,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
         (flat / image.name).write_bytes(image.read_bytes())
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat), workdir / 'p2.csv')
     assert loss is None and n == 5 and len(rows(workdir / 'p2.csv')) == 5
+    assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
 {%- elif cookiecutter.dataset == 'sequence' %}
 
     index = (workdir / 'data' / 'index.csv').read_text().splitlines()
@@ -304,6 +323,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     (unlabelled / 'index.csv').write_text('\n'.join(['file'] + [row.split(',')[0] for row in index[1:6]]))
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(unlabelled), workdir / 'p2.csv')
     assert loss is None and n == 5
+    assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
 {%- endif %}
 
 
