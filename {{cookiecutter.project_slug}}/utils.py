@@ -1038,10 +1038,14 @@ def check_output_and_target(model, loader, device, config):
     """Run one sample through the model before training. An output or a target the loss does not expect
     can train without an error, but wrongly: MSELoss broadcasts a (batch,) output or target against the
     other's (batch, 1), and cross-entropy takes a class too many without a word."""
-    batch = loader.collate_fn([loader.dataset[0]])
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:  # a dict, say (Hugging Face's datasets)
-        raise RunError(f"the dataset's samples batch as {type(batch).__name__}, but train() needs a tuple "
+    sample = loader.dataset[0]
+    if not isinstance(sample, (tuple, list)) or len(sample) < 2:  # a dict, say (Hugging Face's datasets)
+        raise RunError(f"the dataset's samples are {type(sample).__name__}, but train() needs a tuple "
                        '(inputs..., target) to call model(*inputs); fix __getitem__ in dataset.py')
+    batch = loader.collate_fn([sample])
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise RunError(f"the dataset's samples batch as {type(batch).__name__}, but train() needs a tuple "
+                       '(inputs..., target) to call model(*inputs); fix collate_fn in dataset.py')
     *inputs, target = batch
     training = model.training
     model.eval()  # no dropout: the check draws no random numbers

@@ -139,8 +139,6 @@ def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_a
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
 
 
-{# the Transformer's collate_fn pads sequences, so there it meets a dict first: its own contract -#}
-{% if cookiecutter.model != 'transformer' -%}
 def as_dict(sample):
     return {'inputs': sample[:-1], 'target': sample[-1]}  # as Hugging Face's datasets return samples
 
@@ -148,14 +146,22 @@ def as_dict(sample):
 def test_samples_that_are_not_tuples_stop_before_anything_runs_the_model(workdir, data_args, monkeypatch):
     build_datasets = train.build_datasets
     monkeypatch.setattr(train, 'build_datasets', lambda config: [ChangedSamples(d, as_dict) for d in build_datasets(config)])
-    with pytest.raises(RunError, match=re.escape("the dataset's samples batch as dict, but train() needs a tuple "
+    with pytest.raises(RunError, match=re.escape("the dataset's samples are dict, but train() needs a tuple "
                                                  '(inputs..., target) to call model(*inputs); fix __getitem__ in '
-                                                 'dataset.py') + '$'):
+                                                 'dataset.py') + '$'):  # before the collate_fn meets them
         run(data_args + ['--n_epoch', 1])
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
 
 
-{% endif -%}
+def test_a_collate_fn_that_returns_no_tuple_stops_before_anything_runs_the_model(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'collate_fn', lambda samples: {'batch': samples})
+    with pytest.raises(RunError, match=re.escape("the dataset's samples batch as dict, but train() needs a tuple "
+                                                 '(inputs..., target) to call model(*inputs); fix collate_fn in '
+                                                 'dataset.py') + '$'):
+        run(data_args + ['--n_epoch', 1])
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
 def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 20, '--early_stop', 3]) == 0
