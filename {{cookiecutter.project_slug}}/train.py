@@ -233,10 +233,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
-    if early_stop_count >= config['early_stop'] or start_epoch >= config['n_epoch']:
+    early_stopped = 0 < config['early_stop'] <= early_stop_count  # early_stop 0: off
+    if early_stopped or start_epoch >= config['n_epoch']:
         train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
-                          'pass a larger --n_epoch or --early_stop to go on')
-        return finish('early-stopped' if early_stop_count >= config['early_stop'] else 'finished', 0)
+                          'pass a larger --n_epoch or --early_stop (0: off) to go on')
+        return finish('early-stopped' if early_stopped else 'finished', 0)
 
     with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer, on_error(save_after_error):
         for epoch in range(start_epoch, config['n_epoch']):
@@ -355,7 +356,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0
             else:
                 early_stop_count += 1
-            early_stopped = early_stop_count >= config['early_stop']
+            early_stopped = 0 < config['early_stop'] <= early_stop_count
             last_epoch = epoch + 1 == config['n_epoch']
             save_latest = (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stopping or save_due
             paths = [best_path] * improved + [latest_path] * save_latest
@@ -397,7 +398,7 @@ def main(argv=None):
         'batch_size': 128,
         'lr': 1e-4,
         'weight_decay': 5e-4,
-        'early_stop': 50,  # epochs without a better valid loss
+        'early_stop': 50,  # epochs without a better valid loss (0: off)
         'num_workers': 0,
         'clip_flag': True,
         'clip_max_norm': 1.0,

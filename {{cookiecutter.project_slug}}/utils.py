@@ -378,8 +378,8 @@ def write_config_file(config, path):
 
 def check_config(config):
     """Reject values that cannot work, before anything is written."""
-    check_minimums(config, dict.fromkeys(['n_epoch', 'batch_size', 'early_stop', 'save_every', 'log_interval',
-                                          'grad_accum_steps'], 1))
+    check_minimums(config, dict.fromkeys(['n_epoch', 'batch_size', 'save_every', 'log_interval', 'grad_accum_steps'], 1))
+    check_minimums(config, {'early_stop': 0})
     for key in ['lr', 'clip_max_norm']:
         if key in config and not config[key] > 0:
             raise RunError(f'{key} must be positive, got {config[key]}')

@@ -172,6 +172,16 @@ def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir
     assert latest['epoch'] == 4 and latest['early_stop_count'] == 3
 
 
+def test_early_stop_0_is_off_also_for_a_resumed_early_stopped_run(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
+    assert run(data_args + ['--n_epoch', 6, '--early_stop', 2]) == 0
+    logs, ckpts = only_run(workdir)
+    assert len(epoch_lines(logs / 'val.log')) == 3  # best at 1, then 2 without improvement
+    assert run(['--resume', logs.name, '--early_stop', 0]) == 0
+    assert len(epoch_lines(logs / 'val.log')) == 6 and load(ckpts / 'latest_checkpoint.pt')['epoch'] == 6
+    assert '| finished 6 epochs' in (logs / 'val.log').read_text()
+
+
 def test_one_epoch_is_one_epoch_in_the_logs(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 1]) == 0
@@ -204,6 +214,7 @@ def test_overrides_take_the_type_of_the_default():
     (['--n_epoch', 'ten'], "expected int, got 'ten'"),
     (['--clip_flag', 'maybe'], "expected true or false, got 'maybe'"),
     (['--n_epoch', '0'], 'n_epoch must be at least 1, got 0'),
+    (['--early_stop', '-1'], 'early_stop must be at least 0, got -1'),
     (['--valid_ratio', '1.5'], 'valid_ratio must be between 0 and 1'),
     (['--grad_accum_steps', '0'], 'grad_accum_steps must be at least 1, got 0'),
     (['--clip_max_norm', '0'], 'clip_max_norm must be positive, got 0'),
