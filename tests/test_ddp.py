@@ -62,7 +62,7 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
     result = run(TORCHRUN + [str(project / 'train.py'), '--n_epoch', '2', '--n_samples', '205'] + SMALL, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(tmp_path)
-    assert sorted(p.name for p in logs.iterdir()) == ['curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
+    assert sorted(p.name for p in logs.iterdir()) == ['config.json', 'curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
     assert sorted(p.name for p in ckpts.iterdir()) == ['best_checkpoint.pt', 'latest_checkpoint.pt']
     assert 'x 2' in (logs / 'note.log').read_text()  # the world size
     val = epoch_lines(logs / 'val.log')

@@ -53,7 +53,7 @@ def test_train_py_runs_on_example_files(baked, tmp_path, task, model, dataset):
     assert trained.returncode == 0, trained.stderr[-3000:]
     (logs,) = (run / 'loggers').iterdir()
     (ckpts,) = (run / 'checkpoints').iterdir()
-    assert sorted(p.name for p in logs.iterdir()) == ['curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
+    assert sorted(p.name for p in logs.iterdir()) == ['config.json', 'curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
     assert sorted(p.name for p in ckpts.iterdir()) == ['best_checkpoint.pt', 'latest_checkpoint.pt']
     assert 'epoch 2 step 6 loss' in (logs / 'val.log').read_text()  # 96 train samples / 32 per batch * 2 epochs
     predicted = subprocess.run([sys.executable, str(project / 'predict.py'), '--run', logs.name, '--data', 'data'],

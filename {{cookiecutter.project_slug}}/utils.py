@@ -186,7 +186,7 @@ def exit_torchrun_worker(exit_code):
     DDP keeps the gloo process group and its worker threads alive past destroy_process_group (torch
     2.13); when one of those threads drops a tensor while the interpreter shuts down, a finished process
     aborts (SIGABRT, "terminate called without an active exception") and torchrun calls the run failed.
-    That happened once in about 250 two-process CPU runs here; os._exit leaves no shutdown to race with.
+    That happened about once in 500 two-process CPU runs here; os._exit leaves no shutdown to race with.
     """
     logging.shutdown()
     sys.stdout.flush()
