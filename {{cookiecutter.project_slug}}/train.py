@@ -233,11 +233,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
-    early_stopped = 0 < config['early_stop'] <= early_stop_count  # early_stop 0: off
-    if early_stopped or start_epoch >= config['n_epoch']:
+    patience = config['early_stop'] or math.inf  # early_stop 0: off
+    if early_stop_count >= patience or start_epoch >= config['n_epoch']:
         train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
                           'pass a larger --n_epoch or --early_stop (0: off) to go on')
-        return finish('early-stopped' if early_stopped else 'finished', 0)
+        return finish('early-stopped' if early_stop_count >= patience else 'finished', 0)
 
     with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer, on_error(save_after_error):
         for epoch in range(start_epoch, config['n_epoch']):
@@ -356,7 +356,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0
             else:
                 early_stop_count += 1
-            early_stopped = 0 < config['early_stop'] <= early_stop_count
+            early_stopped = early_stop_count >= patience
             last_epoch = epoch + 1 == config['n_epoch']
             save_latest = (epoch + 1) % config['save_every'] == 0 or last_epoch or early_stopped or stopping or save_due
             paths = [best_path] * improved + [latest_path] * save_latest

@@ -378,8 +378,8 @@ def write_config_file(config, path):
 
 def check_config(config):
     """Reject values that cannot work, before anything is written."""
-    check_minimums(config, dict.fromkeys(['n_epoch', 'batch_size', 'save_every', 'log_interval', 'grad_accum_steps'], 1))
-    check_minimums(config, {'early_stop': 0})
+    check_minimums(config, {'n_epoch': 1, 'batch_size': 1, 'early_stop': 0, 'save_every': 1, 'log_interval': 1,
+                            'grad_accum_steps': 1})
     for key in ['lr', 'clip_max_norm']:
         if key in config and not config[key] > 0:
             raise RunError(f'{key} must be positive, got {config[key]}')
