@@ -70,6 +70,7 @@ from utils import (
     load_checkpoint,
     load_init_weights,
     load_model_state,
+    nothing_to_train,
     on_error,
     one_line_errors,
     open_tensorboard,
@@ -234,9 +235,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
     patience = config['early_stop'] or math.inf  # early_stop 0: off
-    if early_stop_count >= patience or start_epoch >= config['n_epoch']:
-        train_logger.info(f'nothing to do: the run stopped at epoch {start_epoch}; '
-                          'pass a larger --n_epoch or --early_stop (0: off) to go on')
+    if checkpoint is not None and nothing_to_train(checkpoint, config):  # main() stops before this
+        train_logger.info(nothing_to_train(checkpoint, config))
         return finish('early-stopped' if early_stop_count >= patience else 'finished', 0)
 
     with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer, on_error(save_after_error):
@@ -453,6 +453,10 @@ def main(argv=None):
     check_data_config(config)
     check_model_config(config)
     check_device_config(config, device)
+    if checkpoint is not None and nothing_to_train(checkpoint, config):  # a requeued job, say: exit 0, write nothing
+        if is_master():
+            print(nothing_to_train(checkpoint, config))
+        return 0
     init_weights, fresh_layers = None, []
     if checkpoint is None and config['init_from']:
         config['init_from'], init_weights, new_classes = load_init_weights(config['init_from'], config, SHAPE_KEYS)

@@ -905,6 +905,19 @@ def checkpoint_position(checkpoint):
     return f"(epoch {epoch}, step {checkpoint['step']}, {done} of epoch {epoch + 1} trained)"
 
 
+def nothing_to_train(checkpoint, config):
+    """Why a resume of this checkpoint under this config would train nothing, or None when it would train."""
+    epoch, patience = checkpoint['epoch'], config['early_stop'] or math.inf
+    if checkpoint['early_stop_count'] >= patience:
+        return (f"nothing to do: the run early-stopped at epoch {epoch}, {epochs_text(checkpoint['early_stop_count'])} "
+                f"without a lower valid loss (early_stop {config['early_stop']}); pass a larger --early_stop "
+                '(0: off) to go on')
+    if epoch >= config['n_epoch']:
+        return (f"nothing to do: the run stopped at epoch {epoch} (n_epoch {config['n_epoch']}); "
+                'pass a larger --n_epoch to go on')
+    return None
+
+
 def load_checkpoint(path):
     """Load a checkpoint safely (weights_only=True) and check its format."""
     try:

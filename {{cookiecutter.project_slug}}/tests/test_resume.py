@@ -191,6 +191,25 @@ def test_early_stop_counter_survives_resume(workdir, data_args, monkeypatch):
     assert len(epoch_lines(logs / 'val.log')) == 4 and 'early stop' in (logs / 'val.log').read_text()
 
 
+def test_resuming_a_run_with_nothing_left_to_train_writes_nothing_and_exits_0(workdir, data_args, monkeypatch, capsys):
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))  # best stays at epoch 1
+    assert run(data_args + ['--n_epoch', 2, '--early_stop', 10]) == 0
+    logs, ckpts = only_run(workdir)
+    before = snapshot(workdir)
+    capsys.readouterr()
+    assert run(['--resume', logs.name]) == 0  # n_epoch 2 again: a requeued job that finds its run done
+    assert capsys.readouterr().out == ('nothing to do: the run stopped at epoch 2 (n_epoch 2); '
+                                       'pass a larger --n_epoch to go on\n')
+    assert run(['--resume', logs.name, '--n_epoch', 1]) == 0
+    assert 'stopped at epoch 2 (n_epoch 1)' in capsys.readouterr().out
+    assert run(['--resume', logs.name, '--n_epoch', 5, '--early_stop', 1]) == 0  # 1 epoch without improvement
+    assert capsys.readouterr().out == ('nothing to do: the run early-stopped at epoch 2, 1 epoch without a lower '
+                                       'valid loss (early_stop 1); pass a larger --early_stop (0: off) to go on\n')
+    assert snapshot(workdir) == before  # no log line, no status, no curves, no branch folders
+    assert run(['--resume', logs.name, '--n_epoch', 3, '--early_stop', 0]) == 0  # and with more to do, it goes on
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 3
+
+
 def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)
@@ -382,7 +401,7 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
         target, expected = str(workdir / 'other.pt'), 'does not fit this model'
     before = snapshot(workdir)
     with pytest.raises(RunError, match=expected) as error:
-        train.main(['--resume', target])
+        train.main(['--resume', target, '--n_epoch', '2'])  # an epoch left to train, so the model is built
     assert error.value.code == 2 and '\n' not in str(error.value)
     assert snapshot(workdir) == before
     assert not (workdir / 'pwned.txt').exists()
