@@ -63,25 +63,25 @@ from utils import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' el
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
-    'n_samples': 4096,
+    'n_samples': 4096,  # synthetic samples, train and valid together
 {%- else %}
-    'dataset_dir': './data',
+    'dataset_dir': './data',  # the data folder; its layout is at the top of dataset.py
 {%- endif %}
 {%- if cookiecutter.dataset == 'csv' %}
-    'label_column': 'label',
+    'label_column': 'label',  # the CSV column that holds the target
 {%- endif %}
-    'valid_ratio': 0.2,
+    'valid_ratio': 0.2,  # share of the samples held out for validation
 {%- if kind == 'image' %}
-    'image_channels': {{ cookiecutter.image_channels }},
-    'image_size': {{ cookiecutter.image_size }},
+    'image_channels': {{ cookiecutter.image_channels }},  # 1 grey, 3 RGB, 4 RGBA
+    'image_size': {{ cookiecutter.image_size }},  # image height and width in pixels{{ ' (files are resized to it)' if cookiecutter.dataset == 'image_folder' else '' }}
 {%- else %}
-    'num_features': {{ cookiecutter.num_features }},
+    'num_features': {{ cookiecutter.num_features }},  # input features per sample{{ ' (per frame)' if kind == 'sequence' else '' }}
 {%- endif %}
 {%- if kind == 'sequence' %}
-    'max_frames': 512,
+    'max_frames': 512,  # longer sequences keep their first max_frames frames
 {%- endif %}
 {%- if classification %}
-    'num_classes': {{ cookiecutter.num_classes }},
+    'num_classes': {{ cookiecutter.num_classes }},  # outputs of the model, one per class
 {%- endif %}
 }
 

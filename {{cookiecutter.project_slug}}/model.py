@@ -12,14 +12,20 @@ from torch import nn
 
 from utils import RunError, check_minimums
 
-# The model's hyperparameters; train.py merges them into its config dict.
+# The model's hyperparameters; train.py merges them into its config dict, and each comment is its --help.
+MODEL_CONFIG = {
 {%- if cookiecutter.model == 'mlp' %}
-MODEL_CONFIG = {'hidden_dim': 256, 'n_layers': 2, 'dropout': 0.1}
+    'hidden_dim': 256,  # width of the hidden layers
+    'n_layers': 2,  # hidden layers (0: a linear model)
 {%- elif cookiecutter.model == 'cnn' %}
-MODEL_CONFIG = {'base_channels': 32, 'dropout': 0.1}
+    'base_channels': 32,  # channels of the first convolution block; each later block doubles them
 {%- else %}
-MODEL_CONFIG = {'d_model': 128, 'n_heads': 4, 'n_layers': 2, 'dropout': 0.1}
+    'd_model': 128,  # width of the transformer layers (a multiple of n_heads)
+    'n_heads': 4,  # attention heads
+    'n_layers': 2,  # transformer encoder layers
 {%- endif %}
+    'dropout': 0.1,  # dropout probability, 0 to below 1
+}
 
 # Config keys that fix the shape of the weights: resume refuses to change them.
 {%- if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' %}

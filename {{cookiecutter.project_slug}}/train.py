@@ -393,22 +393,22 @@ def main(argv=None):
 
     # 3.3 config: every key can be overridden as --<key> <value>
     config = {
-        'seed': 6666,
-        'n_epoch': 250,
-        'batch_size': 128,
-        'lr': 1e-4,
-        'weight_decay': 5e-4,
-        'early_stop': 50,  # epochs without a better valid loss (0: off)
-        'num_workers': 0,
-        'clip_flag': True,
-        'clip_max_norm': 1.0,
+        'seed': 6666,  # Python, NumPy and torch RNGs, the train/valid split and the shuffle order
+        'n_epoch': 250,  # epochs to train
+        'batch_size': 128,  # samples per step, per process under DDP
+        'lr': 1e-4,  # AdamW learning rate (the peak, after warmup)
+        'weight_decay': 5e-4,  # AdamW weight decay
+        'early_stop': 50,  # stop after this many epochs without a lower valid loss (0: off)
+        'num_workers': 0,  # DataLoader worker processes (persistent when > 0)
+        'clip_flag': True,  # clip the gradient norm to clip_max_norm
+        'clip_max_norm': 1.0,  # the largest gradient norm, with clip_flag
         'scheduler_flag': True,  # linear warmup, then cosine decay
-        'warmup_steps': 1000,
+        'warmup_steps': 1000,  # optimizer steps of linear warmup, with scheduler_flag
         'save_every': 5,  # epochs between latest_checkpoint.pt saves
-        'save_minutes': 30.0,  # also save it, mid-epoch if need be, once it is this old (0: off)
+        'save_minutes': 30.0,  # also save latest_checkpoint.pt once it is this many minutes old, mid-epoch (0: off)
         'log_interval': 20,  # batches between reads of the running loss (and progress bar updates)
         'grad_accum_steps': 1,  # micro-batches of batch_size per optimizer step
-        'amp': 'none',  # 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)
+        'amp': 'none',  # 'none', 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)
         'compile': False,  # torch.compile the model
         'deterministic': False,  # True: deterministic algorithms, no cudnn.benchmark (slower on GPU)
         'tensorboard': False,  # also write scalars and the model graph to loggers/<timestamp>/tb
@@ -418,8 +418,8 @@ def main(argv=None):
 {%- endif %}
         **DATA_CONFIG,
         **MODEL_CONFIG,
-        'loggers_dir': f'./loggers/{timestamp}',
-        'checkpoints_dir': f'./checkpoints/{timestamp}',
+        'loggers_dir': f'./loggers/{timestamp}',  # this run's logs
+        'checkpoints_dir': f'./checkpoints/{timestamp}',  # this run's checkpoints
     }
     overrides, resume = parse_args(config, argv)
     checkpoint, branched_from, branched_because = None, None, None

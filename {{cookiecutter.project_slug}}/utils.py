@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import time
+import tokenize
 import warnings
 from pathlib import Path
 
@@ -300,15 +301,40 @@ class CommandParser(argparse.ArgumentParser):
         raise RunError(f'{message}; python {self.prog} --help lists the options')
 
 
+CONFIG_SOURCES = ('train.py', 'dataset.py', 'model.py')  # beside this file: where the config dicts are written
+
+
+def config_comments(paths):
+    """{key: comment} for each line `'key': value,  # comment` of these files, so that the comment beside a
+    key in its config dict is its --help text."""
+    comments = {}
+    for path in paths:
+        if not os.path.isfile(path):  # a project that moved its config elsewhere: those keys show defaults only
+            continue
+        with open(path, 'rb') as f:
+            lines = {}
+            for token in tokenize.tokenize(f.readline):
+                if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+                    lines.setdefault(token.start[0], []).append(token)
+        for first, second, *_, last in (tokens for tokens in lines.values() if len(tokens) >= 3):
+            if first.type == tokenize.STRING and second.string == ':' and last.type == tokenize.COMMENT:
+                key = first.string.strip('\'"')
+                comments[key] = last.string.lstrip('#').strip()
+    return comments
+
+
 def parse_args(config, argv=None):
     """Parse `--<key> <value>` overrides, typed from each default, plus `--resume`.
 
     Returns (overrides, resume): only the keys the user gave, so that resume can
     lay them over the saved config.
     """
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    wants_help = '-h' in argv or '--help' in argv  # the comments are read only then: start-up stays short
+    comments = config_comments(Path(__file__).with_name(name) for name in CONFIG_SOURCES) if wants_help else {}
     parser = CommandParser(
         description='Train the model. Every config key can be overridden as --<key> <value>; the Config '
-                    "table in README.md says what each one does.",
+                    "table in README.md says more about each one.",
         argument_default=argparse.SUPPRESS,
         allow_abbrev=False,
     )
@@ -324,8 +350,9 @@ def parse_args(config, argv=None):
             kind = parse_number(type(default))
         else:
             kind = str
-        parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(),
-                            help=f'default: {default}')
+        shown = repr(default) if default == '' else default
+        text = f'{comments[key]} (default: {shown})' if key in comments else f'default: {shown}'
+        parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(), help=text.replace('%', '%%'))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --config, --{', --'.join(config)}")

@@ -7,6 +7,7 @@ import sys
 from functools import cache
 
 from conftest import PROJECT
+from utils import CONFIG_SOURCES, config_comments
 
 # `python train.py --lr 3e-4`, `torchrun --standalone --nproc_per_node=4 train.py --lr 4e-4`; a command ends
 # at a line end, a comment, a quote or a backtick (in Markdown and in the scripts' f-strings alike)
@@ -56,3 +57,30 @@ def test_the_readme_config_table_names_every_key():
     keys = accepted_options('train.py') - {'--help', '--resume', '--config'}
     missing = sorted(key for key in keys if f'`{key[2:]}`' not in table)
     assert not missing, f"README.md's Config table does not name {', '.join(missing)}"
+
+
+def test_train_help_gives_each_key_the_comment_beside_it_in_its_config_dict():
+    result = subprocess.run([sys.executable, 'train.py', '--help'], cwd=PROJECT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    entries = re.findall(r'^  --(\w+) [A-Z_]+\s+(.*?)\s*(?=^  -|\Z)', result.stdout, re.MULTILINE | re.DOTALL)
+    helps = {key: ' '.join(text.split()) for key, text in entries}  # argparse wraps long lines
+    assert helps.keys() >= {'seed', 'early_stop', 'dropout'}
+    comments = config_comments(PROJECT / name for name in CONFIG_SOURCES)
+    assert helps['early_stop'] == 'stop after this many epochs without a lower valid loss (0: off) (default: 50)'
+    assert helps['init_from'].endswith("(default: '')") and helps['num_workers'].endswith('(default: 0)')
+    undescribed = sorted(key for key, text in helps.items()
+                         if key not in ('resume', 'config') and not text.startswith(comments.get(key, '?')))
+    assert not undescribed, f'keys without a comment in their config dict: {undescribed}'
+
+
+def test_config_comments_reads_only_a_keys_own_trailing_comment(tmp_path):
+    source = tmp_path / 'source.py'
+    source.write_text("CONFIG = {\n"
+                      "    'plain': 1,\n"
+                      "    'hash_in_value': '#not a comment',  # the real one\n"
+                      "    # a comment line of its own\n"
+                      "    \"double\": 2.0,  #   spaced   \n"
+                      "}\n"
+                      "x = {'inline': 1}  # not a config line\n"
+                      "call('not_a_key', 3)  # no colon\n")
+    assert config_comments([source]) == {'hash_in_value': 'the real one', 'double': 'spaced'}
