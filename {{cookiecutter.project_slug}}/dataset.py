@@ -193,7 +193,7 @@ def class_count_error(found, num_classes, where, what):
 def label_indices(labels, num_classes, where, classes=None, labels_required=True):
     """Integer labels are used as they are; names are numbered in sorted order, or by the training run's
     `classes` when given (prediction). Training needs two classes or more. Returns (classes, targets)."""
-    if all(v.strip().isdigit() for v in labels):
+    if all(v.strip().isdecimal() for v in labels):  # isdigit() would take '²', which int() refuses
         classes, targets = None, torch.tensor([int(v) for v in labels])
     else:
         n_names = len(set(labels))

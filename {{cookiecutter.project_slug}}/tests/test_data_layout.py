@@ -464,6 +464,7 @@ def test_class_names_must_fill_num_classes_in_training_only():
         label_indices(['1', '3'], 3, 'new', labels_required=False)  # predicting
     classes, targets = label_indices(['dog'], 5, 'new', classes=['cat', 'dog'], labels_required=False)  # predicting
     assert classes == ['cat', 'dog'] and targets.tolist() == [1]
+    assert label_indices(['²', '³', '²'], 2, 'data')[0] == ['²', '³']  # digits that are no number: names
 {%- elif cookiecutter.task == 'classification' and cookiecutter.dataset == 'image_folder' %}
 
 
