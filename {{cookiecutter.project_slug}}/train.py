@@ -70,6 +70,7 @@ from utils import (
     load_checkpoint,
     load_init_weights,
     load_model_state,
+    named_run,
     nothing_to_train,
     on_error,
     one_line_errors,
@@ -421,7 +422,12 @@ def main(argv=None):
         'loggers_dir': f'./loggers/{timestamp}',  # this run's logs
         'checkpoints_dir': f'./checkpoints/{timestamp}',  # this run's checkpoints
     }
-    overrides, resume = parse_args(config, argv)
+    overrides, resume, run_name = parse_args(config, argv)
+    if run_name:  # the first time a new run, then a resume of it: a requeued job repeats the same command
+        resume = broadcast(named_run(run_name, overrides) if is_master() else None)
+        config['loggers_dir'], config['checkpoints_dir'] = f'./loggers/{run_name}', f'./checkpoints/{run_name}'
+        if resume:
+            overrides.pop('init_from', None)  # it applied when the run started
     checkpoint, branched_from, branched_because = None, None, None
     if resume:
         checkpoint_path = resolve_checkpoint(resume)

@@ -340,6 +340,10 @@ def parse_args(config, argv=None):
     )
     parser.add_argument('--resume', metavar='TIMESTAMP_OR_PATH',
                         help='continue a run: its timestamp, its checkpoint folder or a checkpoint file')
+    parser.add_argument('--run_name', metavar='NAME',
+                        help='name the run folders loggers/NAME and checkpoints/NAME instead of the timestamp, and '
+                             'resume that run when it has a latest_checkpoint.pt: the same command starts a run '
+                             'and continues it (a requeued batch job)')
     parser.add_argument('--config', metavar='FILE',
                         help='take config values from a JSON file of {"key": value} (every run writes its own as '
                              'loggers/<timestamp>/config.json); options on the command line win over it')
@@ -355,13 +359,34 @@ def parse_args(config, argv=None):
         parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(), help=text.replace('%', '%%'))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --config, --{', --'.join(config)}")
+        raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --run_name, --config, "
+                       f"--{', --'.join(config)}")
     overrides = vars(args)
-    resume = overrides.pop('resume', None)
+    resume, run_name = overrides.pop('resume', None), overrides.pop('run_name', None)
     config_file = overrides.pop('config', None)
     if config_file is not None:
         overrides = {**read_config_file(config_file, config), **overrides}
-    return overrides, resume
+    if run_name is not None and resume is not None:
+        raise RunError('pass --run_name or --resume, not both: --run_name resumes its run when it has a checkpoint')
+    return overrides, resume, run_name
+
+
+def named_run(name, overrides):
+    """`--run_name NAME`: the run's latest checkpoint when loggers/NAME or checkpoints/NAME exist (resume it),
+    None when neither does (start it)."""
+    if not re.fullmatch(r'[\w.-]+', name) or name.startswith('.'):
+        raise RunError(f"--run_name must be a folder name of letters, digits, '_', '-' and '.', got '{name}'")
+    given = [key for key in ('loggers_dir', 'checkpoints_dir') if key in overrides]
+    if given:
+        raise RunError(f'--run_name places the run in loggers/{name} and checkpoints/{name}; drop --{given[0]}')
+    logs, checkpoints = Path('loggers', name), Path('checkpoints', name)
+    if (checkpoints / 'latest_checkpoint.pt').is_file():
+        return str(checkpoints / 'latest_checkpoint.pt')
+    if logs.exists() or checkpoints.exists():
+        check_not_running(logs)  # started by another process that has not saved yet
+        raise RunError(f"run {name} has no latest_checkpoint.pt (it stopped before its first save); start it "
+                       f'under another --run_name, or remove {logs} and {checkpoints} to start it again')
+    return None
 
 
 def read_config_file(path, config):

@@ -54,7 +54,7 @@ def test_the_readme_config_table_names_every_key():
     readme = (PROJECT / 'README.md').read_text(encoding='utf-8')
     table = readme[readme.index('\n## Config\n'):]
     table = table[:table.index('\n## ', 1)]
-    keys = accepted_options('train.py') - {'--help', '--resume', '--config'}
+    keys = accepted_options('train.py') - {'--help', '--resume', '--run_name', '--config'}
     missing = sorted(key for key in keys if f'`{key[2:]}`' not in table)
     assert not missing, f"README.md's Config table does not name {', '.join(missing)}"
 
@@ -69,7 +69,7 @@ def test_train_help_gives_each_key_the_comment_beside_it_in_its_config_dict():
     assert helps['early_stop'] == 'stop after this many epochs without a lower valid loss (0: off) (default: 50)'
     assert helps['init_from'].endswith("(default: '')") and helps['num_workers'].endswith('(default: 0)')
     undescribed = sorted(key for key, text in helps.items()
-                         if key not in ('resume', 'config') and not text.startswith(comments.get(key, '?')))
+                         if key not in ('resume', 'run_name', 'config') and not text.startswith(comments.get(key, '?')))
     assert not undescribed, f'keys without a comment in their config dict: {undescribed}'
 
 

@@ -210,6 +210,48 @@ def test_resuming_a_run_with_nothing_left_to_train_writes_nothing_and_exits_0(wo
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 3
 
 
+def test_a_named_run_starts_and_then_resumes_with_the_same_command(workdir, data_args, capsys):
+    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, 4, EXACT)
+    assert run(data_args + ['--n_epoch', 1, '--seed', 1]) == 0
+    source, _ = only_run(workdir)
+    # as a requeued batch job: the same options every time, only --n_epoch grows here to stop in between
+    command = data_args + EXACT + ['--run_name', 'exp-1.b', '--init_from', source.name]
+    assert run(command + ['--n_epoch', 2]) == 0
+    logs, ckpts = workdir / 'loggers' / 'exp-1.b', workdir / 'checkpoints' / 'exp-1.b'
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
+    assert run(command + ['--n_epoch', 4]) == 0  # resumed in place: --init_from applied when the run started
+    assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == sorted([source.name, 'exp-1.b'])
+    assert [line.split()[1] for line in epoch_lines(logs / 'train.log')] == ['1', '2', '3', '4']
+    assert 'resumed at' in (logs / 'note.log').read_text()
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 4
+    before = snapshot(workdir)
+    capsys.readouterr()
+    assert run(command + ['--n_epoch', 4]) == 0  # requeued once more after the end: nothing to do
+    assert capsys.readouterr().out.startswith('nothing to do: the run stopped at epoch 4')
+    assert snapshot(workdir) == before
+    # without --init_from, the same two steps give the straight run's weights bitwise
+    plain = data_args + EXACT + ['--run_name', 'plain']
+    assert run(plain + ['--n_epoch', 2]) == 0 and run(plain + ['--n_epoch', 4]) == 0
+    assert_same_weights(load(workdir / 'checkpoints' / 'plain' / 'latest_checkpoint.pt')['model'], weights)
+    assert epoch_lines(workdir / 'loggers' / 'plain' / 'val.log') == val_lines
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--run_name', 'a/b'], "--run_name must be a folder name of letters, digits, '_', '-' and '.', got 'a/b'"),
+    (['--run_name', '..'], "--run_name must be a folder name .+ got '..'"),
+    (['--run_name', 'x', '--resume', 'x'], 'pass --run_name or --resume, not both'),
+    (['--run_name', 'x', '--checkpoints_dir', 'elsewhere'], 'drop --checkpoints_dir'),
+    (['--run_name', 'dead'], 'run dead has no latest_checkpoint.pt .+; start it under another --run_name, or remove '
+                             'loggers/dead and checkpoints/dead to start it again'),
+])
+def test_bad_run_names_are_one_line_errors_that_write_nothing(workdir, data_args, argv, message):
+    (workdir / 'loggers' / 'dead').mkdir(parents=True)  # killed hard in its first epoch, before any save
+    before = snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))
+    with pytest.raises(RunError, match=message):
+        train.main([str(arg) for arg in data_args + argv])
+    assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
+
+
 def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)

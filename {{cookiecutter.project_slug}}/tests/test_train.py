@@ -203,14 +203,14 @@ def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_best(workdir, data_arg
 
 
 def test_overrides_take_the_type_of_the_default():
-    overrides, resume = parse_args({'lr': 1e-4, 'n_epoch': 250, 'clip_flag': True, 'name': 'x'},
-                                   ['--lr', '3e-4', '--n_epoch', '10', '--clip_flag', 'false', '--name', 'y'])
-    assert overrides == {'lr': 3e-4, 'n_epoch': 10, 'clip_flag': False, 'name': 'y'} and resume is None
+    overrides, resume, run_name = parse_args({'lr': 1e-4, 'n_epoch': 250, 'clip_flag': True, 'name': 'x'},
+                                             ['--lr', '3e-4', '--n_epoch', '10', '--clip_flag', 'false', '--name', 'y'])
+    assert overrides == {'lr': 3e-4, 'n_epoch': 10, 'clip_flag': False, 'name': 'y'} and resume is run_name is None
     assert type(overrides['lr']) is float and type(overrides['n_epoch']) is int
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --config, --seed'),
+    (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --run_name, --config, --seed'),
     (['--n_epoch', 'ten'], "expected int, got 'ten'"),
     (['--clip_flag', 'maybe'], "expected true or false, got 'maybe'"),
     (['--n_epoch', '0'], 'n_epoch must be at least 1, got 0'),
