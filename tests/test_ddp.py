@@ -1,5 +1,5 @@
 """The generated train.py under torchrun (DDP, gloo on CPU): one run folder, full validation, resume
-both ways, the same first step as one process with the combined batch, a clean SIGTERM stop, and a
+both ways, a named run resumed by the same command, the same first step as one process with the combined batch, a clean SIGTERM stop, and a
 killed rank resumed from the timed mid-epoch save as if never stopped."""
 
 import os
@@ -96,6 +96,17 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
     assert 'branched from copy.pt (epoch 4, ' in note and 'x 2' in note
     branch_latest = torch.load(tmp_path / 'checkpoints' / branch_logs.name / 'latest_checkpoint.pt', weights_only=True)
     assert (branch_latest['epoch'], branch_latest['world_size']) == (5, 2)
+
+
+@pytest.mark.slow
+def test_a_named_run_under_torchrun_starts_resumes_and_ends_with_the_same_command(project, tmp_path):
+    command = TORCHRUN + [str(project / 'train.py'), '--run_name', 'job', '--n_samples', '160'] + SMALL
+    for n_epoch in ('1', '2', '2'):  # started; requeued and continued; requeued after its end
+        result = run(command + ['--n_epoch', n_epoch], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert only_run(tmp_path) == (tmp_path / 'loggers' / 'job', tmp_path / 'checkpoints' / 'job')
+    assert [line[0] for line in epoch_lines(tmp_path / 'loggers' / 'job' / 'train.log')] == ['1', '2']
+    assert result.stdout.count('nothing to do: the run stopped at epoch 2 (n_epoch 2)') == 1  # rank 0 only
 
 
 @pytest.mark.slow
