@@ -1,6 +1,6 @@
 """The generated train.py under torchrun (DDP, gloo on CPU): one run folder, full validation, resume
-both ways, a named run resumed by the same command, the same first step as one process with the combined batch, a clean SIGTERM stop, and a
-killed rank resumed from the timed mid-epoch save as if never stopped."""
+both ways, a named run resumed by the same command, the same first step as one process with the combined
+batch, a clean SIGTERM stop, and a killed rank resumed from the timed mid-epoch save as if never stopped."""
 
 import os
 import re
