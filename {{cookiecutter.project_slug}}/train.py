@@ -237,8 +237,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
     patience = config['early_stop'] or math.inf  # early_stop 0: off
-    if checkpoint is not None and nothing_to_train(checkpoint, config):  # main() stops before this
-        train_logger.info(nothing_to_train(checkpoint, config))
+    nothing_left = nothing_to_train(checkpoint, config) if checkpoint is not None else None
+    if nothing_left:  # main() stops before this; train() called on its own does not
+        train_logger.info(nothing_left)
         return finish('early-stopped' if early_stop_count >= patience else 'finished', 0)
 
     with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer, on_error(save_after_error):
@@ -460,9 +461,10 @@ def main(argv=None):
     check_data_config(config)
     check_model_config(config)
     check_device_config(config, device)
-    if checkpoint is not None and nothing_to_train(checkpoint, config):  # a requeued job, say: exit 0, write nothing
+    nothing_left = nothing_to_train(checkpoint, config) if checkpoint is not None else None
+    if nothing_left:  # a requeued job whose run is done, say: exit 0, write nothing
         if is_master():
-            print(nothing_to_train(checkpoint, config))
+            print(nothing_left)
         return 0
     init_weights, fresh_layers = None, []
     if checkpoint is None and config['init_from']:

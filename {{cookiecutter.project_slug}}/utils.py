@@ -324,10 +324,10 @@ def config_comments(paths):
 
 
 def parse_args(config, argv=None):
-    """Parse `--<key> <value>` overrides, typed from each default, plus `--resume`.
+    """Parse `--<key> <value>` overrides, typed from each default, plus `--resume`, `--run_name` and `--config`.
 
-    Returns (overrides, resume): only the keys the user gave, so that resume can
-    lay them over the saved config.
+    Returns (overrides, resume, run_name): overrides are only the keys the user gave (on the command line
+    or in the --config file), so that resume can lay them over the saved config.
     """
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     wants_help = '-h' in argv or '--help' in argv  # the comments are read only then: start-up stays short
