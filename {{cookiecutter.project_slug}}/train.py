@@ -437,8 +437,9 @@ def main(argv=None):
         saved = checkpoint['config']
         locked = [key for key in SHAPE_KEYS + SPLIT_KEYS if key in overrides and overrides[key] != saved.get(key)]
         if locked:
+            fix = 'start a new run instead' + (' (another --run_name)' if run_name else '')
             raise RunError(f"cannot change {', '.join(locked)} when resuming: they fix the model's shape "
-                           'or the train/valid split; start a new run instead')
+                           f'or the train/valid split; {fix}')
         if 'init_from' in overrides:
             raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
         run_dirs = ('loggers_dir', 'checkpoints_dir')

@@ -241,11 +241,15 @@ def test_a_named_run_starts_and_then_resumes_with_the_same_command(workdir, data
     (['--run_name', '..'], "--run_name must be a folder name .+ got '..'"),
     (['--run_name', 'x', '--resume', 'x'], 'pass --run_name or --resume, not both'),
     (['--run_name', 'x', '--checkpoints_dir', 'elsewhere'], 'drop --checkpoints_dir'),
+    (['--run_name', 'done', '--seed', '1'], r'cannot change seed when resuming: .+; start a new run instead \(another '
+                                            r'--run_name\)$'),
     (['--run_name', 'dead'], 'run dead has no latest_checkpoint.pt .+; start it under another --run_name, or remove '
                              'loggers/dead and checkpoints/dead to start it again'),
 ])
 def test_bad_run_names_are_one_line_errors_that_write_nothing(workdir, data_args, argv, message):
     (workdir / 'loggers' / 'dead').mkdir(parents=True)  # killed hard in its first epoch, before any save
+    if 'done' in argv:
+        assert run(data_args + ['--run_name', 'done', '--n_epoch', 1]) == 0
     before = snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))
     with pytest.raises(RunError, match=message):
         train.main([str(arg) for arg in data_args + argv])
