@@ -372,21 +372,33 @@ def parse_args(config, argv=None):
 
 
 def named_run(name, overrides):
-    """`--run_name NAME`: the run's latest checkpoint when loggers/NAME or checkpoints/NAME exist (resume it),
-    None when neither does (start it)."""
+    """`--run_name NAME`: the checkpoint to resume the run from when it has one, None when the run does not
+    exist yet (start it).
+
+    That is the further on of latest_checkpoint.pt and best_checkpoint.pt: a run killed hard before its
+    first latest save (save_every epochs or save_minutes) still has the best of an improving epoch."""
     if not re.fullmatch(r'[\w.-]+', name) or name.startswith('.'):
         raise RunError(f"--run_name must be a folder name of letters, digits, '_', '-' and '.', got '{name}'")
     given = [key for key in ('loggers_dir', 'checkpoints_dir') if key in overrides]
     if given:
         raise RunError(f'--run_name places the run in loggers/{name} and checkpoints/{name}; drop --{given[0]}')
     logs, checkpoints = Path('loggers', name), Path('checkpoints', name)
-    if (checkpoints / 'latest_checkpoint.pt').is_file():
-        return str(checkpoints / 'latest_checkpoint.pt')
+    saved = [path for path in (checkpoints / 'latest_checkpoint.pt', checkpoints / 'best_checkpoint.pt') if path.is_file()]
+    if saved:
+        return str(max(saved, key=saved_step))  # a tie (the same epoch's hard links) is the latest
     if logs.exists() or checkpoints.exists():
         check_not_running(logs)  # started by another process that has not saved yet
-        raise RunError(f"run {name} has no latest_checkpoint.pt (it stopped before its first save); start it "
+        raise RunError(f"run {name} has no checkpoint (it stopped before its first save); start it "
                        f'under another --run_name, or remove {logs} and {checkpoints} to start it again')
     return None
+
+
+def saved_step(path):
+    """A checkpoint's optimizer step, read without loading its tensors (mmap); -1 if it cannot be read."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True, mmap=True)['step']
+    except Exception:  # the other checkpoint is resumed; if both fail, load_checkpoint names the problem
+        return -1
 
 
 def read_config_file(path, config):

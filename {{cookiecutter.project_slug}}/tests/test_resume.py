@@ -236,6 +236,23 @@ def test_a_named_run_starts_and_then_resumes_with_the_same_command(workdir, data
     assert epoch_lines(workdir / 'loggers' / 'plain' / 'val.log') == val_lines
 
 
+def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoints(workdir, data_args):
+    command = data_args + EXACT + ['--run_name', 'job', '--save_every', 100]
+    assert run(command + ['--n_epoch', 1]) == 0
+    ckpts = workdir / 'checkpoints' / 'job'
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch1.pt')
+    assert run(command + ['--n_epoch', 2]) == 0
+    assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 2  # an improving epoch: its best is saved at once
+    os.replace(workdir / 'epoch1.pt', ckpts / 'latest_checkpoint.pt')  # killed before the latest of epoch 2
+    assert run(command + ['--n_epoch', 3]) == 0
+    note = (workdir / 'loggers' / 'job' / 'note.log').read_text()
+    assert 'from checkpoints/job/best_checkpoint.pt (epoch 2, step 16, 0 samples of epoch 3 trained)' in note
+    assert [line.split()[1] for line in epoch_lines(workdir / 'loggers' / 'job' / 'train.log')] == ['1', '2', '3']
+    (ckpts / 'latest_checkpoint.pt').unlink()  # killed before its first latest save: the best still counts
+    assert run(command + ['--n_epoch', 4, '--early_stop', 10]) == 0
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 4
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--run_name', 'a/b'], "--run_name must be a folder name of letters, digits, '_', '-' and '.', got 'a/b'"),
     (['--run_name', '..'], "--run_name must be a folder name .+ got '..'"),
@@ -243,7 +260,7 @@ def test_a_named_run_starts_and_then_resumes_with_the_same_command(workdir, data
     (['--run_name', 'x', '--checkpoints_dir', 'elsewhere'], 'drop --checkpoints_dir'),
     (['--run_name', 'done', '--seed', '1'], r'cannot change seed when resuming: .+; start a new run instead \(another '
                                             r'--run_name\)$'),
-    (['--run_name', 'dead'], 'run dead has no latest_checkpoint.pt .+; start it under another --run_name, or remove '
+    (['--run_name', 'dead'], 'run dead has no checkpoint .+; start it under another --run_name, or remove '
                              'loggers/dead and checkpoints/dead to start it again'),
 ])
 def test_bad_run_names_are_one_line_errors_that_write_nothing(workdir, data_args, argv, message):
