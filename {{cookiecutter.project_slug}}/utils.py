@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import tokenize
 import warnings
@@ -51,6 +52,20 @@ def one_line_errors():
     except RunError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(err.code)
+    except Terminated:
+        print('SIGTERM received: stopped', file=sys.stderr)
+        sys.exit(Terminated.exit_code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while no training loop holds the signals (main()'s set-up, say): it stops the run as Ctrl-C
+    does, so that the run's status says so and a new run's empty folders go, instead of a silent death."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
 
 
 # -----------------------------------------------------------------------------
@@ -595,6 +610,8 @@ def failure_noted():
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
     _claimed_run_dirs.clear()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
@@ -607,6 +624,8 @@ def failure_noted():
         raise
     finally:
         _claimed_run_dirs.clear()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 @contextlib.contextmanager
@@ -629,7 +648,8 @@ def note_failure(handler, err):
         return
     when = time.strftime('%Y-%m-%d %H:%M:%S')
     if isinstance(err, KeyboardInterrupt):
-        message = f'status: interrupted (SIGINT) at {when}, before training'
+        signal_name = 'SIGTERM' if isinstance(err, Terminated) else 'SIGINT'
+        message = f'status: interrupted ({signal_name}) at {when}, before training'
     else:
         message = f'status: failed ({type(err).__name__}) at {when}\nerror: {_first_line(err)}'
     handler.handle(logging.makeLogRecord({'msg': message}))

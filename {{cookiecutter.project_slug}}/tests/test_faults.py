@@ -393,6 +393,40 @@ def test_a_ctrl_c_before_the_loop_is_the_runs_last_status(workdir, data_args, mo
     assert last_status(logs)[0] == 'interrupted (SIGINT)'
 
 
+# train.py run as a script, sent SIGTERM while its data loads (a batch job preempted during set-up)
+SIGTERM_WHILE_LOADING = """
+import os, runpy, signal, sys, time
+project = sys.argv[1]
+sys.path.insert(0, project)
+import dataset
+def build_datasets(config):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+dataset.build_datasets = build_datasets
+sys.argv = [os.path.join(project, 'train.py')] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_sigterm_before_the_loop_stops_the_run_as_ctrl_c_does(workdir, data_args, monkeypatch):
+    result = subprocess.run([sys.executable, '-c', SIGTERM_WHILE_LOADING, str(PROJECT), '--run_name', 'job']
+                            + [str(a) for a in data_args], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 143 and result.stderr.strip().splitlines()[-1] == 'SIGTERM received: stopped'
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # so a requeue starts anew
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated(*args, **kwargs):  # while train() sets up, once note.log is open
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+    monkeypatch.setattr(torch.optim, 'AdamW', terminated)
+    with pytest.raises(KeyboardInterrupt):
+        run(data_args + ['--n_epoch', 1])
+    logs, _ = only_run(workdir)
+    assert last_status(logs)[0] == 'interrupted (SIGTERM)'
+    assert signal.getsignal(signal.SIGTERM) is before  # main() gives the signal back
+
+
 def test_an_error_after_the_run_ended_leaves_its_status(workdir, data_args, monkeypatch):
     def failing_plot(loggers_dir):
         raise RuntimeError('plot')
