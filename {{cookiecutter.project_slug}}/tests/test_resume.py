@@ -237,13 +237,14 @@ def test_a_named_run_starts_and_then_resumes_with_the_same_command(workdir, data
 
 
 def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoints(workdir, data_args):
-    command = data_args + EXACT + ['--run_name', 'job', '--save_every', 100]
+    command = data_args + EXACT + ['--run_name', 'job']
     assert run(command + ['--n_epoch', 1]) == 0
     ckpts = workdir / 'checkpoints' / 'job'
     shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch1.pt')
     assert run(command + ['--n_epoch', 2]) == 0
-    assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 2  # an improving epoch: its best is saved at once
-    os.replace(workdir / 'epoch1.pt', ckpts / 'latest_checkpoint.pt')  # killed before the latest of epoch 2
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch2.pt')
+    os.replace(workdir / 'epoch2.pt', ckpts / 'best_checkpoint.pt')  # as if epoch 2 improved (a best at once)
+    os.replace(workdir / 'epoch1.pt', ckpts / 'latest_checkpoint.pt')  # and was killed before its latest save
     assert run(command + ['--n_epoch', 3]) == 0
     note = (workdir / 'loggers' / 'job' / 'note.log').read_text()
     assert 'from checkpoints/job/best_checkpoint.pt (epoch 2, step 16, 0 samples of epoch 3 trained)' in note
