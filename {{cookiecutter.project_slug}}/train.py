@@ -450,6 +450,9 @@ def main(argv=None):
         # folders, goes on exactly as a new run, so that nothing of the source run is overwritten
         branched_because = broadcast(branch_reason(checkpoint_path, checkpoint, config['loggers_dir'])
                                      if is_master() else None)
+        if branched_because and run_name:  # each requeue would branch from the same checkpoint again
+            raise RunError(f'run {run_name} cannot go on in its own folders: {branched_because}; continue it '
+                           f'once as a new run with --resume {checkpoint_path}')
         if branched_because:
             branched_from = config['loggers_dir']
             config['loggers_dir'], config['checkpoints_dir'] = new_run_dirs

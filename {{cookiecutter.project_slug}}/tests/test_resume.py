@@ -259,6 +259,10 @@ def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoi
     (['--run_name', '..'], "--run_name must be a folder name .+ got '..'"),
     (['--run_name', 'x', '--resume', 'x'], 'pass --run_name or --resume, not both'),
     (['--run_name', 'x', '--checkpoints_dir', 'elsewhere'], 'drop --checkpoints_dir'),
+    (['--run_name', 'moved'], r"run moved cannot go on in its own folders: its run's loggers folder '.*loggers/moved' "
+                              r'is not here; continue it once as a new run with --resume checkpoints/moved/latest'),
+    (['--run_name', 'copied'], "run copied cannot go on in its own folders: it is not in its run's checkpoints folder "
+                               "'checkpoints/done'; continue it once as a new run with --resume checkpoints/copied/"),
     (['--run_name', 'done', '--seed', '1'], r'cannot change seed when resuming: .+; start a new run instead \(another '
                                             r'--run_name\)$'),
     (['--run_name', 'dead'], 'run dead has no checkpoint .+; start it under another --run_name, or remove '
@@ -266,8 +270,14 @@ def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoi
 ])
 def test_bad_run_names_are_one_line_errors_that_write_nothing(workdir, data_args, argv, message):
     (workdir / 'loggers' / 'dead').mkdir(parents=True)  # killed hard in its first epoch, before any save
-    if 'done' in argv:
+    if {'done', 'moved', 'copied'} & set(argv):
         assert run(data_args + ['--run_name', 'done', '--n_epoch', 1]) == 0
+    if 'moved' in argv:  # its checkpoints copied to another machine, without its loggers folder
+        assert run(data_args + ['--run_name', 'moved', '--n_epoch', 1]) == 0
+        shutil.rmtree(workdir / 'loggers' / 'moved')
+    if 'copied' in argv:  # another run's checkpoint put under this name
+        (workdir / 'checkpoints' / 'copied').mkdir()
+        shutil.copy(workdir / 'checkpoints' / 'done' / 'latest_checkpoint.pt', workdir / 'checkpoints' / 'copied')
     before = snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))
     with pytest.raises(RunError, match=message):
         train.main([str(arg) for arg in data_args + argv])
