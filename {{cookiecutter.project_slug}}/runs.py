@@ -1,9 +1,9 @@
 """A table of every run under loggers/:
 
-    python runs.py                       # newest first
+    python runs.py                       # by run name: timestamps newest first
     python runs.py --sort valid_loss     # any column; --reverse flips the order
 
-Columns: run (timestamp), status (running, finished, early-stopped, interrupted, failed), epochs done,
+Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed), epochs done,
 the best valid loss and metric and their epoch, then the hyperparameters that differ between runs.
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
@@ -79,7 +79,7 @@ def table(root, sort='run', reverse=False):
 
 if __name__ == '__main__':
     parser = CommandParser(description='List every run under loggers/.')
-    parser.add_argument('--sort', default='run', help='column to sort by (default: run, newest first)')
+    parser.add_argument('--sort', default='run', help='column to sort by (default: run, by name: timestamps newest first)')
     parser.add_argument('--reverse', action='store_true', help='flip the order')
     parser.add_argument('--loggers', default='loggers', help='the loggers folder (default: ./loggers)')
     with one_line_errors():
