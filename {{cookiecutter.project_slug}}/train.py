@@ -543,7 +543,8 @@ def main(argv=None):
         else:
             note_logger.info(f"\nresumed at {time.strftime('%Y-%m-%d %H:%M:%S')} on {device} x {world_size} from "
                              f'{checkpoint_path} {checkpoint_position(checkpoint)}')
-            note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'))
+            changed = {k: v for k, v in overrides.items() if v != checkpoint['config'].get(k)}  # a requeue repeats them
+            note_logger.info('overrides: ' + (', '.join(f'{k}={v}' for k, v in changed.items()) or 'none'))
             kept_best = keep_later_best(checkpoint_path, checkpoint)  # saved by epochs that are trained again
             if kept_best:
                 note_logger.info(f'best_checkpoint.pt was saved after this checkpoint; kept as {kept_best.name}')

@@ -222,7 +222,8 @@ def test_a_named_run_starts_and_then_resumes_with_the_same_command(workdir, data
     assert run(command + ['--n_epoch', 4]) == 0  # resumed in place: --init_from applied when the run started
     assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == sorted([source.name, 'exp-1.b'])
     assert [line.split()[1] for line in epoch_lines(logs / 'train.log')] == ['1', '2', '3', '4']
-    assert 'resumed at' in (logs / 'note.log').read_text()
+    note = (logs / 'note.log').read_text()
+    assert 'resumed at' in note and '\noverrides: n_epoch=4\n' in note  # the repeated options are no change
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 4
     before = snapshot(workdir)
     capsys.readouterr()
