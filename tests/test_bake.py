@@ -82,7 +82,7 @@ def test_commands_in_the_readme_and_messages_use_options_that_exist(baked, task,
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_docs.py'],
                             cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert '5 passed' in result.stdout
+    assert '6 passed' in result.stdout
 
 
 def test_train_py_shows_the_numbered_skeleton_in_order(baked):

@@ -1,11 +1,14 @@
-"""The commands that README.md and the scripts show (usage lines, error hints) name options that exist, and
-the README's Config table names every key."""
+"""The commands that README.md and the scripts show (usage lines, error hints) name options that exist,
+the README's Config table names every key, and train.py --help describes each one."""
 
 import re
 import subprocess
 import sys
 from functools import cache
 
+import pytest
+
+import utils
 from conftest import PROJECT
 from utils import CONFIG_SOURCES, config_comments
 
@@ -84,3 +87,12 @@ def test_config_comments_reads_only_a_keys_own_trailing_comment(tmp_path):
                       "x = {'inline': 1}  # not a config line\n"
                       "call('not_a_key', 3)  # no colon\n")
     assert config_comments([source]) == {'hash_in_value': 'the real one', 'double': 'spaced'}
+
+
+def test_a_percent_sign_in_a_comment_shows_in_help(monkeypatch, capsys):
+    # argparse formats help with %: a comment's own % must not break --help
+    monkeypatch.setattr(utils, 'config_comments', lambda paths: {'lr': 'peak lr, 100% after warmup'})
+    with pytest.raises(SystemExit) as stop:
+        utils.parse_args({'lr': 1e-4, 'name': '50%'}, ['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert stop.value.code == 0 and 'peak lr, 100% after warmup (default: 0.0001)' in text and 'default: 50%' in text
