@@ -54,6 +54,8 @@ def one_line_errors():
         sys.exit(err.code)
     except Terminated:
         print('SIGTERM received: stopped', file=sys.stderr)
+        if 'RANK' in os.environ:  # under torchrun, DDP's gloo threads may run already: see exit_torchrun_worker
+            exit_torchrun_worker(Terminated.exit_code)
         sys.exit(Terminated.exit_code)
 
 

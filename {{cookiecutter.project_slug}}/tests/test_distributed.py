@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+import utils
 from conftest import PROJECT, epoch_lines, only_run
 from utils import EpochSampler, RunError, ShardSampler, agree_across_ranks, own_epoch_totals, setup_device
 
@@ -69,6 +70,16 @@ def test_a_finished_torchrun_worker_exits_with_everything_written_and_no_shutdow
     assert result.returncode == 3, result.stderr
     assert result.stdout.endswith('| last line\nunflushed'), result.stdout  # flushed, and nothing ran after
     assert (tmp_path / 'train.log').read_text().endswith('| last line\n')
+
+
+def test_sigterm_before_the_loop_under_torchrun_also_ends_without_a_shutdown(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setenv('RANK', '1')
+    monkeypatch.setattr(utils, 'exit_torchrun_worker', lambda code: calls.append(code) or sys.exit(code))
+    with pytest.raises(SystemExit) as stop, utils.one_line_errors():
+        raise utils.Terminated
+    assert calls == [143] and stop.value.code == 143
+    assert capsys.readouterr().err == 'SIGTERM received: stopped\n'
 
 
 def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_factory):
