@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import os
-import sys
 import time
 
 import torch
@@ -61,7 +60,7 @@ from utils import (
     create_logger,
     data_fingerprint,
     epochs_text,
-    exit_torchrun_worker,
+    exit_process,
     failure_noted,
     gather_from_ranks,
     get_rng_state,
@@ -237,7 +236,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
     patience = config['early_stop'] or math.inf  # early_stop 0: off
-    nothing_left = nothing_to_train(checkpoint, config) if checkpoint is not None else None
+    nothing_left = nothing_to_train(checkpoint, config)
     if nothing_left:  # main() stops before this; train() called on its own does not
         train_logger.info(nothing_left)
         return finish('early-stopped' if early_stop_count >= patience else 'finished', 0)
@@ -465,7 +464,7 @@ def main(argv=None):
     check_data_config(config)
     check_model_config(config)
     check_device_config(config, device)
-    nothing_left = nothing_to_train(checkpoint, config) if checkpoint is not None else None
+    nothing_left = nothing_to_train(checkpoint, config)
     if nothing_left:  # a requeued job whose run is done, say: exit 0, write nothing
         if is_master():
             print(nothing_left)
@@ -568,6 +567,4 @@ def main(argv=None):
 if __name__ == '__main__':
     with one_line_errors():
         exit_code = main()
-    if 'RANK' in os.environ:  # under torchrun: a gloo thread left running can abort Python's shutdown
-        exit_torchrun_worker(exit_code)
-    sys.exit(exit_code)
+    exit_process(exit_code)  # under torchrun with os._exit: a gloo thread left running can abort Python's shutdown

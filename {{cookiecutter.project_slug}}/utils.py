@@ -54,9 +54,7 @@ def one_line_errors():
         sys.exit(err.code)
     except Terminated:
         print('SIGTERM received: stopped', file=sys.stderr)
-        if 'RANK' in os.environ:  # under torchrun, DDP's gloo threads may run already: see exit_torchrun_worker
-            exit_torchrun_worker(Terminated.exit_code)
-        sys.exit(Terminated.exit_code)
+        exit_process(Terminated.exit_code)
 
 
 class Terminated(KeyboardInterrupt):
@@ -210,6 +208,14 @@ def exit_torchrun_worker(exit_code):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(exit_code)
+
+
+def exit_process(exit_code):
+    """End train.py: under torchrun through exit_torchrun_worker (DDP's gloo threads may be running),
+    otherwise with sys.exit."""
+    if 'RANK' in os.environ:
+        exit_torchrun_worker(exit_code)
+    sys.exit(exit_code)
 
 
 def is_distributed():
@@ -992,7 +998,10 @@ def checkpoint_position(checkpoint):
 
 
 def nothing_to_train(checkpoint, config):
-    """Why a resume of this checkpoint under this config would train nothing, or None when it would train."""
+    """Why a resume of this checkpoint under this config would train nothing, or None when it would train
+    (or when there is no checkpoint: a new run)."""
+    if checkpoint is None:
+        return None
     epoch, patience = checkpoint['epoch'], config['early_stop'] or math.inf
     if checkpoint['early_stop_count'] >= patience:
         return (f"nothing to do: the run early-stopped at epoch {epoch}, {epochs_text(checkpoint['early_stop_count'])} "
