@@ -50,7 +50,7 @@ from utils import (
     check_config,
     check_device_config,
     check_not_running,
-    check_output_and_target,
+    check_one_sample,
     check_same_data,
     check_writable,
     checkpoint_position,
@@ -87,6 +87,7 @@ from utils import (
 {%- if cookiecutter.task == 'classification' %}
     unused_classes_warning,
 {%- endif %}
+    unused_parameters_warning,
     unwrap,
     warmup_cosine,
     write_config_file,
@@ -496,9 +497,10 @@ def main(argv=None):
     valid_loader = DataLoader(valid_set, sampler=ShardSampler(len(valid_set), rank, world_size),
                               generator=torch.Generator().manual_seed(config['seed']), **loader_args)
 
-    # 3.8 model, run on one sample first: an output or target the loss does not expect trains wrongly
+    # 3.8 model, run on one sample first: an output or target the loss does not expect trains wrongly,
+    # and parameters the output does not depend on never train (DDP has to be told of them)
     model = build_model(config).to(device)
-    check_output_and_target(model, valid_loader, device, config)
+    unused_parameters = check_one_sample(model, valid_loader, device, config)
 {%- if cookiecutter.model == 'cnn' %}
     if config['channels_last'] and device.type == 'cuda':
         model = model.to(memory_format=torch.channels_last)
@@ -506,7 +508,8 @@ def main(argv=None):
     if config['compile']:
         model = torch.compile(model)
     if is_distributed():
-        model = DDP(model, device_ids=[device.index] if device.type == 'cuda' else None)
+        model = DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,
+                    find_unused_parameters=bool(unused_parameters))  # without it, DDP fails at the second step
 
     # 3.9 resume: load the weights (train() restores the rest), on the data the run started with;
     # a new run with --init_from starts from another run's weights instead
@@ -553,6 +556,8 @@ def main(argv=None):
                 logging.getLogger(name).info(f"{'branched' if branched_from else 'resumed'} from {checkpoint_path} "
                                              f'{checkpoint_position(checkpoint)}')
         note_logger.info('status: running')
+        if unused_parameters:
+            logging.getLogger('train').info(unused_parameters_warning(unused_parameters, is_distributed()))
 
     # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png
     exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)

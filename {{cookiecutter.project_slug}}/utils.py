@@ -1142,10 +1142,13 @@ def metric_per_sample(output, target):
 {%- endif %}
 
 
-def check_output_and_target(model, loader, device, config):
-    """Run one sample through the model before training. An output or a target the loss does not expect
-    can train without an error, but wrongly: MSELoss broadcasts a (batch,) output or target against the
-    other's (batch, 1), and cross-entropy takes a class too many without a word."""
+def check_one_sample(model, loader, device, config):
+    """Run one sample through the model before training; return the names of the trainable parameters
+    that its output does not depend on (they never train, and DDP needs to be told of them).
+
+    An output or a target the loss does not expect can train without an error, but wrongly: MSELoss
+    broadcasts a (batch,) output or target against the other's (batch, 1), and cross-entropy takes a
+    class too many without a word. A model with nothing to train fails only at the first backward."""
     sample = loader.dataset[0]
     if not isinstance(sample, (tuple, list)) or len(sample) < 2:  # a dict, say (Hugging Face's datasets)
         raise RunError(f"the dataset's samples are {type(sample).__name__}, but train() needs a tuple "
@@ -1157,8 +1160,7 @@ def check_output_and_target(model, loader, device, config):
     *inputs, target = batch
     training = model.training
     model.eval()  # no dropout: the check draws no random numbers
-    with torch.no_grad():
-        output = model(*[x.to(device) for x in inputs])
+    output = model(*[x.to(device) for x in inputs])
     model.train(training)
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
 {%- if cookiecutter.task == 'classification' %}
@@ -1179,6 +1181,20 @@ def check_output_and_target(model, loader, device, config):
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1, 1) "
                        f'{output.dtype}: one number per sample, shaped (1,); fix __getitem__ in dataset.py')
 {%- endif %}
+    if not output.requires_grad:
+        raise RunError("the model's output needs no gradient (no parameter has requires_grad, or forward detaches "
+                       'it), so training would change nothing; unfreeze some parameters in model.py')
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(output.float().sum(), [p for _, p in trainable], allow_unused=True)  # .grad untouched
+    return [name for (name, _), grad in zip(trainable, grads) if grad is None]
+
+
+def unused_parameters_warning(names, distributed):
+    """A warning for trainable parameters that get no gradient: a layer built but not called in forward, say."""
+    shown = ', '.join(names[:4]) + (f' and {len(names) - 4} more' if len(names) > 4 else '')
+    ddp = '; DDP looks for unused parameters at every step (find_unused_parameters), which costs time' * distributed
+    return (f'warning: the model output does not depend on {shown} (one sample, eval mode), so they do not train{ddp}; '
+            'use them in forward, or freeze them with requires_grad_(False) in model.py')
 
 
 class EpochMeter:

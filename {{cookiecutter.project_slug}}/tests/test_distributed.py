@@ -103,3 +103,29 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     assert [(epoch, total) for epoch, _, total in saves] == [('1', '64'), ('2', '64')]  # 128 training samples, 2 ranks
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])
+
+
+def test_torchrun_trains_a_model_with_a_layer_its_forward_never_calls(workdir, data_args, tmp_path_factory):
+    # plain DDP fails at the second step ("Expected to have finished reduction in the prior iteration")
+    script = tmp_path_factory.mktemp('script') / 'train_with_unused_layer.py'
+    script.write_text(f'import sys\nsys.path.insert(0, {str(PROJECT)!r})\n'
+                      'from torch import nn\n'
+                      'import model, train, utils\n\n\n'
+                      'def with_unused_layer(config):\n'
+                      '    built = model.build_model(config)\n'
+                      '    built.unused = nn.Linear(2, 2)\n'
+                      '    return built\n\n\n'
+                      'train.build_model = with_unused_layer\n'
+                      'with utils.one_line_errors():\n'
+                      '    exit_code = train.main()\n'
+                      'utils.exit_process(exit_code)\n')
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             str(script), '--n_epoch', '1'] + [str(a) for a in data_args],
+                            cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs, ckpts = only_run(workdir)
+    assert len(epoch_lines(logs / 'val.log')) == 1
+    assert ('warning: the model output does not depend on unused.weight, unused.bias (one sample, eval mode), so '
+            'they do not train; DDP looks for unused parameters at every step') in (logs / 'train.log').read_text()
+    assert 'unused.weight' in torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['model']

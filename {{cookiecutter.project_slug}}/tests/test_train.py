@@ -15,6 +15,7 @@ from torch import nn
 
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, load, only_run, run
+from model import build_model
 from utils import METRIC_NAME, RunError, all_seed, parse_args
 
 
@@ -160,6 +161,56 @@ def test_a_collate_fn_that_returns_no_tuple_stops_before_anything_runs_the_model
                                                  'dataset.py') + '$'):
         run(data_args + ['--n_epoch', 1])
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+class DetachedModel(ConstantModel):
+    """Returns its output cut from the graph: a forward under torch.no_grad(), or a stray .detach()."""
+
+    def forward(self, x, *rest):
+        return super().forward(x, *rest).detach()
+
+
+def frozen(model):
+    return model.requires_grad_(False)
+
+
+@pytest.mark.parametrize('build', [lambda config: frozen(build_model(config)),
+                                   lambda config: DetachedModel(WIDTH)], ids=['frozen', 'detached'])
+def test_a_model_with_nothing_to_train_stops_before_anything_is_written(workdir, data_args, monkeypatch, build):
+    monkeypatch.setattr(train, 'build_model', build)
+    with pytest.raises(RunError, match=re.escape("the model's output needs no gradient (no parameter has "
+                                                 'requires_grad, or forward detaches it), so training would change '
+                                                 'nothing; unfreeze some parameters in model.py') + '$'):
+        run(data_args + ['--n_epoch', 1])
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
+
+
+def with_unused_layers(config, n_layers, built):
+    """The project's model plus layers that forward never calls: built for an experiment, then left out."""
+    model = build_model(config)
+    model.unused = nn.Sequential(*[nn.Linear(2, 2) for _ in range(n_layers)])
+    built['unused'] = {key: value.clone() for key, value in model.unused.state_dict().items()}
+    return model
+
+
+@pytest.mark.parametrize('n_layers, named', [
+    (1, 'unused.0.weight, unused.0.bias'),
+    (3, 'unused.0.weight, unused.0.bias, unused.1.weight, unused.1.bias and 2 more'),
+])
+def test_parameters_the_output_does_not_use_are_named_in_a_warning(workdir, data_args, monkeypatch, n_layers, named):
+    built = {}
+    monkeypatch.setattr(train, 'build_model', lambda config: with_unused_layers(config, n_layers, built))
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, ckpts = only_run(workdir)
+    assert (f'| warning: the model output does not depend on {named} (one sample, eval mode), so they do not '
+            'train; use them in forward, or freeze them with requires_grad_(False) in model.py\n') in (logs / 'train.log').read_text()
+    saved = load(ckpts / 'latest_checkpoint.pt')['model']
+    assert all(torch.equal(saved[f'unused.{key}'], value) for key, value in built['unused'].items())  # not even decayed
+
+
+def test_a_model_whose_output_uses_every_parameter_gets_no_warning(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    assert 'does not depend on' not in (only_run(workdir)[0] / 'train.log').read_text()
 
 
 def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir, data_args, monkeypatch):
