@@ -64,6 +64,7 @@ from utils import (
     failure_noted,
     gather_from_ranks,
     get_rng_state,
+    ignore_stop_signals,
     is_distributed,
     is_master,
     keep_later_best,
@@ -354,6 +355,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 tensorboard.add_scalar('lr', lr, epoch + 1)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
+            stopping = agree_across_ranks(stop.requested, None, False, device)[0]  # a signal during validation too
             improved = valid_loss < best_loss
             if improved:
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0
@@ -372,7 +374,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 val_logger.info(f"early stop: valid loss has not improved for {epochs_text(config['early_stop'])} "
                                 f'(best {best_loss:.6f} at epoch {best_epoch})')
                 return finish('early-stopped', 0)
-            if stopping:
+            if stopping and not last_epoch:  # after the last epoch the run is over: it finishes as usual
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
@@ -491,7 +493,8 @@ def main(argv=None):
 
     # 3.7 dataloader
     loader_args = {'batch_size': config['batch_size'], 'num_workers': config['num_workers'], 'collate_fn': collate_fn,
-                   'pin_memory': device.type == 'cuda', 'persistent_workers': config['num_workers'] > 0}
+                   'pin_memory': device.type == 'cuda', 'persistent_workers': config['num_workers'] > 0,
+                   'worker_init_fn': ignore_stop_signals}  # a Ctrl-C reaches the workers too: the main process stops
     train_loader = DataLoader(train_set, sampler=EpochSampler(train_set, config['seed'], rank, world_size),
                               generator=torch.Generator().manual_seed(config['seed']), **loader_args)
     valid_loader = DataLoader(valid_set, sampler=ShardSampler(len(valid_set), rank, world_size),

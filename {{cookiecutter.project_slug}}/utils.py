@@ -64,8 +64,16 @@ class Terminated(KeyboardInterrupt):
     exit_code = 128 + signal.SIGTERM
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+def terminated_raiser():
+    """A SIGTERM handler that raises Terminated in this process only: a DataLoader worker forked with it,
+    before its worker_init_fn ignores the signal, leaves the stop to this process."""
+    owner = os.getpid()
+
+    def raise_terminated(signum, frame):
+        if os.getpid() == owner:
+            raise Terminated
+
+    return raise_terminated
 
 
 # -----------------------------------------------------------------------------
@@ -619,7 +627,7 @@ def failure_noted():
         close_logger(logging.getLogger(name))
     _claimed_run_dirs.clear()
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    previous_sigterm = signal.signal(signal.SIGTERM, terminated_raiser()) if in_main_thread else None
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
@@ -1334,6 +1342,17 @@ def warmup_cosine(warmup_steps, total_steps):
     return multiplier
 
 
+def ignore_stop_signals(worker_id):
+    """A DataLoader worker's worker_init_fn: Ctrl-C and SIGTERM are the main process's to handle.
+
+    A terminal's Ctrl-C reaches every process in its group, and SLURM signals every process of a job:
+    a worker that the signal ended would turn the clean stop into an error ("DataLoader worker exited
+    unexpectedly"), and one that inherited StopRequest's handler would print its message again. The main
+    process stops the run and then shuts its workers down; a worker whose parent died exits by itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class StopRequest:
     """Turns Ctrl-C and SIGTERM into a flag that the loop reads after each optimizer step.
 
@@ -1344,6 +1363,7 @@ class StopRequest:
     def __init__(self):
         self.signum = None
         self._previous = {}
+        self._pid = os.getpid()
 
     def __enter__(self):
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -1357,6 +1377,8 @@ class StopRequest:
             signal.signal(signum, handler)
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:  # a DataLoader worker forked with this handler, before ignore_stop_signals ran
+            return
         if self.signum is None:
             self.signum = signum
             at_a_terminal = (signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT

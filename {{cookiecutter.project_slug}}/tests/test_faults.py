@@ -119,6 +119,99 @@ def test_ctrl_c_names_ctrl_backslash_only_where_it_quits(capsys, quit_ignored):
     assert ('Ctrl-\\ quits at once' in capsys.readouterr().err) == (not quit_ignored)
 
 
+class SignalOnFetch(torch.utils.data.Dataset):
+    """A dataset that sends `signum` to this process the first time validation (inference mode) fetches from it."""
+
+    def __init__(self, dataset, signum):
+        self.dataset, self.signum, self.sent = dataset, signum, False
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if torch.is_inference_mode_enabled() and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+        return self.dataset[index]
+
+
+@pytest.fixture
+def signal_handlers_restored():
+    """A stop keeps its handlers installed (the process is meant to exit): give the test process its own back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize('n_epoch', [3, 1])
+def test_a_signal_during_validation_saves_when_that_epoch_ends(workdir, data_args, monkeypatch, signal_handlers_restored,
+                                                               n_epoch):
+    build_datasets = train.build_datasets
+    monkeypatch.setattr(train, 'build_datasets', lambda config: [SignalOnFetch(d, signal.SIGINT) for d in build_datasets(config)])
+    assert run(data_args + ['--n_epoch', n_epoch]) == (130 if n_epoch > 1 else 0)
+    logs, ckpts = only_run(workdir)
+    latest = load(ckpts / 'latest_checkpoint.pt')
+    assert (latest['epoch'], latest['samples_done']) == (1, 0)  # not a step of epoch 2
+    assert len(epoch_lines(logs / 'train.log')) == len(epoch_lines(logs / 'val.log')) == 1
+    if n_epoch > 1:
+        assert f"| interrupted by SIGINT after epoch 1 step {latest['step']}; saved " in (logs / 'train.log').read_text()
+    else:  # the run was over: it ends as finished, and a requeued job has nothing left to do
+        assert '| finished 1 epoch (best valid loss' in (logs / 'val.log').read_text()
+
+
+# train.py whose DataLoader worker 0 sends a signal to the whole process group, as a terminal's Ctrl-C or
+# SLURM's SIGTERM reaches every process of the job, in epoch 1's training or validation loop
+SIGNAL_FROM_A_WORKER = """
+import os, signal, sys, torch
+sys.path.insert(0, sys.argv[1])
+import train
+phase, signum = sys.argv[2], getattr(signal, sys.argv[3])
+tqdm, build_datasets = train.tqdm, train.build_datasets
+
+def tqdm_marking_the_phase(*args, **kwargs):
+    if kwargs['desc'].startswith('epoch 1') and kwargs['desc'].endswith(phase):
+        open('phase_started', 'w').close()
+    return tqdm(*args, **kwargs)
+
+class SignalFromAWorker(torch.utils.data.Dataset):
+    def __init__(self, dataset):
+        self.dataset = dataset
+    def __len__(self):
+        return len(self.dataset)
+    def __getitem__(self, index):
+        worker = torch.utils.data.get_worker_info()
+        if worker and worker.id == 0 and os.path.exists('phase_started') and not os.path.exists('signalled'):
+            open('signalled', 'w').close()
+            os.killpg(0, signum)
+        return self.dataset[index]
+
+train.tqdm = tqdm_marking_the_phase
+train.build_datasets = lambda config: [SignalFromAWorker(d) for d in build_datasets(config)]
+sys.exit(train.main(sys.argv[4:]))
+"""
+
+
+@pytest.mark.parametrize('phase, signum, code', [('train', 'SIGINT', 130), ('valid', 'SIGINT', 130),
+                                                 ('valid', 'SIGTERM', 143)])
+def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(workdir, data_args, phase, signum, code):
+    result = subprocess.run([sys.executable, '-c', SIGNAL_FROM_A_WORKER, str(PROJECT), phase, signum]
+                            + [str(a) for a in data_args + ['--n_epoch', 3, '--num_workers', 2]],
+                            cwd=workdir, capture_output=True, text=True, timeout=300, start_new_session=True,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode == code, result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr  # not "DataLoader worker exited unexpectedly"
+    assert result.stderr.count(f'{signum} received') == 1  # from the main process only
+    logs, ckpts = only_run(workdir)
+    latest = load(ckpts / 'latest_checkpoint.pt')
+    if phase == 'train':
+        assert latest['epoch'] == 0 and latest['samples_done'] > 0  # mid-epoch, at the step the signal came in
+        assert f'| interrupted by {signum} at epoch 1 step ' in (logs / 'train.log').read_text()
+    else:
+        assert (latest['epoch'], latest['samples_done']) == (1, 0)
+        assert f'| interrupted by {signum} after epoch 1 step ' in (logs / 'train.log').read_text()
+    assert f'status: interrupted ({signum})' in (logs / 'note.log').read_text()
+
 # train.py that dies by SIGKILL at its Nth training batch, as under the OOM killer or a power cut: no handler runs
 KILLED_TRAIN = """
 import os, signal, sys, torch
