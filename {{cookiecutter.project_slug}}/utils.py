@@ -1,6 +1,7 @@
 """Small helpers for train.py: seeding, loggers, run folders, checkpoints, CLI, signals."""
 
 import argparse
+import atexit
 import concurrent.futures
 import contextlib
 import csv
@@ -10,6 +11,7 @@ import itertools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import pickle
 import random
@@ -1351,6 +1353,15 @@ def ignore_stop_signals(worker_id):
     process stops the run and then shuts its workers down; a worker whose parent died exits by itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@atexit.register  # after multiprocessing's own exit handler (import torch imports it), so it runs before that one
+def _kill_leftover_workers():
+    """At exit, multiprocessing stops its daemonic children (DataLoader workers an error left running) with
+    SIGTERM, which ignore_stop_signals makes them ignore, and then waits for them forever: kill them first."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
 
 
 class StopRequest:

@@ -169,10 +169,12 @@ import train
 phase, signum = sys.argv[2], getattr(signal, sys.argv[3])
 tqdm, build_datasets = train.tqdm, train.build_datasets
 
+
 def tqdm_marking_the_phase(*args, **kwargs):
     if kwargs['desc'].startswith('epoch 1') and kwargs['desc'].endswith(phase):
         open('phase_started', 'w').close()
     return tqdm(*args, **kwargs)
+
 
 class SignalFromAWorker(torch.utils.data.Dataset):
     def __init__(self, dataset):
@@ -211,6 +213,44 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(wor
         assert (latest['epoch'], latest['samples_done']) == (1, 0)
         assert f'| interrupted by {signum} after epoch 1 step ' in (logs / 'train.log').read_text()
     assert f'status: interrupted ({signum})' in (logs / 'note.log').read_text()
+
+
+# train.py whose worker fails to read a training sample; the error is kept (as an interactive session keeps
+# the last one), so its traceback keeps the loader and its worker processes alive until the interpreter exits
+ERROR_KEPT_UNTIL_EXIT = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import train
+build_datasets = train.build_datasets
+
+
+class FailsAt(torch.utils.data.Dataset):
+    def __init__(self, dataset):
+        self.dataset = dataset
+    def __len__(self):
+        return len(self.dataset)
+    def __getitem__(self, index):
+        if torch.utils.data.get_worker_info() is not None and index == self.dataset.indices[0]:
+            raise ValueError('unreadable sample')
+        return self.dataset[index]
+
+train.build_datasets = lambda config: (lambda train_set, valid_set: [FailsAt(train_set), valid_set])(*build_datasets(config))
+try:
+    train.main(sys.argv[2:])
+except ValueError as err:
+    kept = err
+print('main returned')
+"""
+
+
+def test_workers_left_running_by_an_error_do_not_keep_the_process_from_exiting(workdir, data_args):
+    # they ignore SIGTERM, which is how multiprocessing stops them at exit before it waits for them
+    result = subprocess.run([sys.executable, '-c', ERROR_KEPT_UNTIL_EXIT, str(PROJECT)]
+                            + [str(a) for a in data_args + ['--n_epoch', 2, '--num_workers', 2]],
+                            cwd=workdir, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0 and result.stdout.endswith('main returned\n'), result.stderr[-3000:]
+
 
 # train.py that dies by SIGKILL at its Nth training batch, as under the OOM killer or a power cut: no handler runs
 KILLED_TRAIN = """
