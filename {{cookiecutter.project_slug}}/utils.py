@@ -1168,10 +1168,24 @@ def check_one_sample(model, loader, device, config):
         raise RunError(f"the dataset's samples batch as {type(batch).__name__}, but train() needs a tuple "
                        '(inputs..., target) to call model(*inputs); fix collate_fn in dataset.py')
     *inputs, target = batch
+    not_tensors = [type(x).__name__ for x in inputs if not isinstance(x, torch.Tensor)]
+    if not_tensors:  # a list of numbers, say: the default collate turns it into a list of tensors, one per feature
+        raise RunError(f"the dataset's inputs batch as {', '.join(not_tensors)}, but model(*inputs) needs tensors; "
+                       'return each input as a tensor (torch.as_tensor(x)) from __getitem__ in dataset.py')
     training = model.training
     model.eval()  # no dropout: the check draws no random numbers
-    output = model(*[x.to(device) for x in inputs])
-    model.train(training)
+    try:
+        output = model(*[x.to(device) for x in inputs])
+    except RuntimeError as err:  # float64 inputs (NumPy's default) into float32 weights, say
+        weights = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        odd = sorted({str(x.dtype) for x in inputs if x.is_floating_point() and x.dtype not in weights})
+        if len(weights) != 1 or not odd:
+            raise
+        weight = str(next(iter(weights)))
+        raise RunError(f"the model fails on the dataset's {', '.join(odd)} inputs ({_first_line(err)}): its weights "
+                       f'are {weight}; return {weight} inputs from __getitem__ in dataset.py') from err
+    finally:
+        model.train(training)
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
 {%- if cookiecutter.task == 'classification' %}
     expected, meaning = (1, config['num_classes']), '(batch, num_classes) logits'

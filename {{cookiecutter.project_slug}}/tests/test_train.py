@@ -163,6 +163,28 @@ def test_a_collate_fn_that_returns_no_tuple_stops_before_anything_runs_the_model
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
+def first_input_changed(change):
+    """A collate_fn whose batches have their first input passed through `change`."""
+    collate = train.collate_fn or torch.utils.data.default_collate
+    return lambda samples: (lambda batch: (change(batch[0]), *batch[1:]))(collate(samples))
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda x: x.tolist(), "the dataset's inputs batch as list, but model(*inputs) needs tensors; return each input "
+                           'as a tensor (torch.as_tensor(x)) from __getitem__ in dataset.py'),
+    (lambda x: x.double(), "the model fails on the dataset's torch.float64 inputs ("),  # NumPy's default float
+])
+def test_inputs_the_model_cannot_take_stop_before_anything_is_written(workdir, data_args, monkeypatch, change, message):
+    monkeypatch.setattr(train, 'collate_fn', first_input_changed(change))
+    with pytest.raises(RunError) as error:
+        run(data_args + ['--n_epoch', 1])
+    assert str(error.value).startswith(message) and '\n' not in str(error.value)
+    if 'float64' in message:
+        assert str(error.value).endswith('): its weights are torch.float32; return torch.float32 inputs from '
+                                         '__getitem__ in dataset.py')
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
 class DetachedModel(ConstantModel):
     """Returns its output cut from the graph: a forward under torch.no_grad(), or a stray .detach()."""
 
