@@ -482,7 +482,9 @@ def main(argv=None):
 
     # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
     if checkpoint is None or branched_from:
-        run_dirs = claim_run_dirs(config['loggers_dir'], config['checkpoints_dir']) if is_master() else None
+        run_dirs = None
+        if is_master():  # a --run_name run takes its name or stops: a requeue must find it there
+            run_dirs = claim_run_dirs(config['loggers_dir'], config['checkpoints_dir'], run_name=run_name)
         config['loggers_dir'], config['checkpoints_dir'] = broadcast(run_dirs)
     elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])

@@ -510,14 +510,16 @@ def check_device_config(config, device):
 _claimed_run_dirs = []  # folders claim_run_dirs made for this main(), deepest first; failure_noted removes unused ones
 
 
-def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
+def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755, run_name=None):
     """Create fresh run folders. A name already taken (two runs in one second) gets a suffix _1, _2, ...
 
-    Never reuses an existing folder, so an earlier run's files cannot be overwritten.
+    Never reuses an existing folder, so an earlier run's files cannot be overwritten. A --run_name run
+    gets no suffix: its requeued command must find it under its name, so a name taken meanwhile (the same
+    job started twice) is an error.
     """
     loggers_dir, checkpoints_dir = Path(loggers_dir), Path(checkpoints_dir)
     new_parents = missing_parents(loggers_dir) + missing_parents(checkpoints_dir)  # loggers/ on a first run
-    for suffix in range(1000):
+    for suffix in range(1 if run_name else 1000):
         tail = f'_{suffix}' if suffix else ''
         logs = loggers_dir.with_name(loggers_dir.name + tail)
         ckpts = checkpoints_dir.with_name(checkpoints_dir.name + tail)
@@ -540,6 +542,9 @@ def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755):
                            'pass a writable --checkpoints_dir') from None
         _claimed_run_dirs[:] = [logs, ckpts, *new_parents]
         return str(logs), str(ckpts)
+    if run_name:
+        raise RunError(f'run {run_name} was started by another process just now ({loggers_dir} or {checkpoints_dir} '
+                       'appeared); run one job per --run_name')
     raise RunError(f"could not find a free run folder name next to '{loggers_dir}'")
 
 

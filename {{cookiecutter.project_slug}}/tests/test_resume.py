@@ -285,6 +285,22 @@ def test_run_name_refusals_are_one_line_errors_that_write_nothing(workdir, data_
     assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
 
 
+def test_a_run_name_taken_while_the_run_starts_is_an_error_not_another_name(workdir, data_args, monkeypatch):
+    named_run = train.named_run
+
+    def same_job_started_twice(name, overrides):
+        checkpoint = named_run(name, overrides)  # None: no run of that name yet, so this one starts it
+        (workdir / 'loggers' / name).mkdir(parents=True)  # and the other copy of the job makes its folder first
+        return checkpoint
+
+    monkeypatch.setattr(train, 'named_run', same_job_started_twice)
+    with pytest.raises(RunError, match='^run job was started by another process just now .+; run one job per '
+                                       '--run_name$'):
+        run(data_args + ['--run_name', 'job', '--n_epoch', 1])
+    assert [p.name for p in (workdir / 'loggers').iterdir()] == ['job']  # no job_1, which a requeue would not find
+    assert not (workdir / 'checkpoints').exists()
+
+
 def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)
