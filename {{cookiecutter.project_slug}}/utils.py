@@ -1378,9 +1378,11 @@ def ignore_stop_signals(worker_id):
 def _kill_leftover_workers():
     """At exit, multiprocessing stops its daemonic children (DataLoader workers an error left running) with
     SIGTERM, which ignore_stop_signals makes them ignore, and then waits for them forever: kill them first."""
-    for child in multiprocessing.active_children():
-        if child.daemon:
-            child.kill()
+    workers = [child for child in multiprocessing.active_children() if child.daemon]
+    if workers and hasattr(signal, 'SIGCHLD') and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would raise "worker killed" at the first kill
+    for worker in workers:
+        worker.kill()
 
 
 class StopRequest:
