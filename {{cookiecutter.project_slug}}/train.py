@@ -236,6 +236,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         return exit_code
 
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
+    validation_seconds = 0.0  # the last validation's length: a timed save due before the next one ends comes first
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
     patience = config['early_stop'] or math.inf  # early_stop 0: off
     nothing_left = nothing_to_train(checkpoint, config)
@@ -300,7 +301,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             samples_at_last_step = None
             bar.close()
             bad_step = meter.flush() if bad_step is None else bad_step
-            stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_timer.due(), device)
+            save_due = save_timer.due(ahead=validation_seconds)
+            stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_due, device)
             if bad_step is not None:
                 train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
                                   'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
@@ -312,17 +314,22 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                                   f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
             samples_done, epoch_totals = 0, (0.0, 0.0, 0)
+            trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
             meter.all_reduce(device)
 
             # 2.2 training log
             lr = optimizer.param_groups[0]['lr']
             train_loss, train_metric = meter.loss, meter.metric
-            trained_totals = meter.totals()  # until validation ends, an error saves the epoch's training
             if not training_logged:
                 train_logger.info(f'epoch {epoch + 1} step {step} loss {train_loss:.6f} '
                                   f'{METRIC_NAME} {train_metric:.6f} lr {lr:.4e}')
+            if save_due:  # before validation: a hard kill during a long one would lose the training since the last save
+                save([latest_path], epoch, n_train, trained_totals)
+                train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} (before validation; '
+                                  f"save_minutes {config['save_minutes']:g})")
 
             # 2.3 validation
+            validation_start = time.monotonic()
             model.eval()
             with torch.inference_mode(), autocast:
                 meter = EpochMeter(config['log_interval'])
@@ -335,6 +342,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 meter.flush()
             meter.all_reduce(device)  # every rank now holds the loss over the whole valid set
             valid_loss, trained_totals = meter.loss, None
+            validation_seconds = time.monotonic() - validation_start
 
             # 2.4 validation log
             val_logger.info(f'epoch {epoch + 1} step {step} loss {valid_loss:.6f} '
@@ -355,7 +363,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 tensorboard.add_scalar('lr', lr, epoch + 1)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
-            stopping = agree_across_ranks(stop.requested, None, False, device)[0]  # a signal during validation too
+            stopping, _, save_due = agree_across_ranks(stop.requested, None, save_timer.due(), device)  # after validation
             improved = valid_loss < best_loss
             if improved:
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0

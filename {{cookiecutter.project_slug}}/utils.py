@@ -279,8 +279,9 @@ class SaveTimer:
     def reset(self):
         self.last = time.monotonic()
 
-    def due(self):
-        return self.seconds > 0 and time.monotonic() - self.last >= self.seconds
+    def due(self, ahead=0.0):
+        """True once the last save is `minutes` old, or will be within `ahead` seconds."""
+        return self.seconds > 0 and time.monotonic() - self.last + ahead >= self.seconds
 
 
 def gather_from_ranks(value):

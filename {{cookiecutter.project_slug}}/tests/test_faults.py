@@ -292,6 +292,44 @@ def test_the_save_timer_is_due_after_its_minutes_and_never_with_zero():
     assert timer.due()
     timer.reset()
     assert not timer.due()
+    half_a_minute = SaveTimer(0.5)
+    assert half_a_minute.due(ahead=31) and not half_a_minute.due(ahead=29) and not SaveTimer(0).due(ahead=1e9)
+
+
+# train.py whose save timer is due only when it looks ahead (over the last validation's length: from epoch 2 on),
+# and that dies by SIGKILL at epoch 2's first validation batch, once the save before it is on disk
+KILLED_IN_VALIDATION = """
+import glob, os, signal, sys, time, torch
+sys.path.insert(0, sys.argv[1])
+import train
+train.SaveTimer.due = lambda self, ahead=0.0: ahead > 0
+add, batches = train.EpochMeter.add, []
+def add_or_die(self, *args):
+    if torch.is_inference_mode_enabled():
+        batches.append(None)
+        if len(batches) == 3:  # 2 validation batches an epoch
+            deadline = time.time() + 30
+            while not glob.glob('checkpoints/*/latest_checkpoint.pt') and time.time() < deadline:
+                time.sleep(0.05)  # the background writer
+            os.kill(os.getpid(), signal.SIGKILL)
+    return add(self, *args)
+train.EpochMeter.add = add_or_die
+sys.exit(train.main(sys.argv[2:]))
+"""
+
+
+def test_a_timed_save_due_during_validation_comes_before_it_and_resume_is_bitwise_equal(workdir, straight):
+    data_args, (weights, train_lines, val_lines) = straight
+    killed = subprocess.run([sys.executable, '-c', KILLED_IN_VALIDATION, str(PROJECT)] + [str(a) for a in data_args + LONG],
+                            cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    logs, ckpts = only_run(workdir)
+    assert (logs / 'train.log').read_text().splitlines()[-1].endswith(
+        'saved checkpoints/' + ckpts.name + '/latest_checkpoint.pt at epoch 2 step 16 (before validation; save_minutes 30)')
+    on_disk = load(ckpts / 'latest_checkpoint.pt')
+    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) == (1, 16, 128)  # epoch 2 trained, not validated
+    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
 
 
 def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
