@@ -363,7 +363,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 tensorboard.add_scalar('lr', lr, epoch + 1)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
-            stopping, _, save_due = agree_across_ranks(stop.requested, None, save_timer.due(), device)  # after validation
+            # a signal that came during validation stops the run here; the save timer may have fallen due in it
+            stopping, _, save_due = agree_across_ranks(stop.requested, None, save_timer.due(), device)
             improved = valid_loss < best_loss
             if improved:
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0
