@@ -252,32 +252,48 @@ def test_workers_left_running_by_an_error_do_not_keep_the_process_from_exiting(w
     assert result.returncode == 0 and result.stdout.endswith('main returned\n'), result.stderr[-3000:]
 
 
-# train.py that dies by SIGKILL at its Nth training batch, as under the OOM killer or a power cut: no handler runs
+# train.py that dies by SIGKILL at its Nth training or validation batch, as under the OOM killer or a power cut:
+# no handler runs. In validation it first waits for latest_checkpoint.pt (the background writer). With timer
+# 'ahead_only', its save timer is due only when it looks ahead (over the last validation's length: from epoch 2 on).
 KILLED_TRAIN = """
-import os, signal, sys, torch
+import glob, os, signal, sys, time, torch
 sys.path.insert(0, sys.argv[1])
 import train
+phase, n, timer = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if timer == 'ahead_only':
+    train.SaveTimer.due = lambda self, ahead=0.0: ahead > 0
 add, batches = train.EpochMeter.add, []
+
+
 def add_or_die(self, *args):
-    if not torch.is_inference_mode_enabled():  # training's batches, not validation's
+    if torch.is_inference_mode_enabled() == (phase == 'valid'):
         batches.append(None)
-        if len(batches) == int(sys.argv[2]):
+        if len(batches) == n:
+            deadline = time.time() + 30
+            while phase == 'valid' and not glob.glob('checkpoints/*/latest_checkpoint.pt') and time.time() < deadline:
+                time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGKILL)
     return add(self, *args)
+
+
 train.EpochMeter.add = add_or_die
-sys.exit(train.main(sys.argv[3:]))
+sys.exit(train.main(sys.argv[5:]))
 """
+
+
+def killed_run(workdir, argv, phase, n, timer='as_is'):
+    """Run KILLED_TRAIN; check that SIGKILL ended it, and return the run's (loggers, checkpoints) folders."""
+    killed = subprocess.run([sys.executable, '-c', KILLED_TRAIN, str(PROJECT), phase, str(n), timer]
+                            + [str(a) for a in argv], cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    return only_run(workdir)
 
 
 def test_a_hard_kill_mid_epoch_resumes_from_the_timed_save_bitwise_equal(workdir, straight):
     data_args, (weights, train_lines, val_lines) = straight
     # save_minutes this small is due at every read (log_interval 1: every step); batch 21 is epoch 3's fifth
-    argv = data_args + LONG + ['--save_minutes', '1e-9']
-    killed = subprocess.run([sys.executable, '-c', KILLED_TRAIN, str(PROJECT), '21'] + [str(a) for a in argv],
-                            cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    logs, ckpts = only_run(workdir)
+    logs, ckpts = killed_run(workdir, data_args + LONG + ['--save_minutes', '1e-9'], 'train', 21)
     assert 'saved' in (logs / 'train.log').read_text().splitlines()[-1]  # the mid-epoch saves are logged
     on_disk = load(ckpts / 'latest_checkpoint.pt')  # the last save may still have been in the writer's hands
     assert (on_disk['epoch'], on_disk['step']) in [(2, 19), (2, 20)], (on_disk['epoch'], on_disk['step'])
@@ -296,35 +312,9 @@ def test_the_save_timer_is_due_after_its_minutes_and_never_with_zero():
     assert half_a_minute.due(ahead=31) and not half_a_minute.due(ahead=29) and not SaveTimer(0).due(ahead=1e9)
 
 
-# train.py whose save timer is due only when it looks ahead (over the last validation's length: from epoch 2 on),
-# and that dies by SIGKILL at epoch 2's first validation batch, once the save before it is on disk
-KILLED_IN_VALIDATION = """
-import glob, os, signal, sys, time, torch
-sys.path.insert(0, sys.argv[1])
-import train
-train.SaveTimer.due = lambda self, ahead=0.0: ahead > 0
-add, batches = train.EpochMeter.add, []
-def add_or_die(self, *args):
-    if torch.is_inference_mode_enabled():
-        batches.append(None)
-        if len(batches) == 3:  # 2 validation batches an epoch
-            deadline = time.time() + 30
-            while not glob.glob('checkpoints/*/latest_checkpoint.pt') and time.time() < deadline:
-                time.sleep(0.05)  # the background writer
-            os.kill(os.getpid(), signal.SIGKILL)
-    return add(self, *args)
-train.EpochMeter.add = add_or_die
-sys.exit(train.main(sys.argv[2:]))
-"""
-
-
 def test_a_timed_save_due_during_validation_comes_before_it_and_resume_is_bitwise_equal(workdir, straight):
     data_args, (weights, train_lines, val_lines) = straight
-    killed = subprocess.run([sys.executable, '-c', KILLED_IN_VALIDATION, str(PROJECT)] + [str(a) for a in data_args + LONG],
-                            cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    logs, ckpts = only_run(workdir)
+    logs, ckpts = killed_run(workdir, data_args + LONG, 'valid', 3, timer='ahead_only')  # 2 valid batches an epoch
     assert (logs / 'train.log').read_text().splitlines()[-1].endswith(
         'saved checkpoints/' + ckpts.name + '/latest_checkpoint.pt at epoch 2 step 16 (before validation; save_minutes 30)')
     on_disk = load(ckpts / 'latest_checkpoint.pt')
