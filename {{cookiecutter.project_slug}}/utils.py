@@ -66,16 +66,20 @@ class Terminated(KeyboardInterrupt):
     exit_code = 128 + signal.SIGTERM
 
 
-def terminated_raiser():
-    """A SIGTERM handler that raises Terminated in this process only: a DataLoader worker forked with it,
-    before its worker_init_fn ignores the signal, leaves the stop to this process."""
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def in_this_process_only(handler):
+    """A signal handler that does nothing in processes forked from this one: a DataLoader worker inherits
+    the handlers until its worker_init_fn (ignore_stop_signals) runs, and the stop is this process's."""
     owner = os.getpid()
 
-    def raise_terminated(signum, frame):
+    def handle(signum, frame):
         if os.getpid() == owner:
-            raise Terminated
+            handler(signum, frame)
 
-    return raise_terminated
+    return handle
 
 
 # -----------------------------------------------------------------------------
@@ -635,7 +639,7 @@ def failure_noted():
         close_logger(logging.getLogger(name))
     _claimed_run_dirs.clear()
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
-    previous_sigterm = signal.signal(signal.SIGTERM, terminated_raiser()) if in_main_thread else None
+    previous_sigterm = signal.signal(signal.SIGTERM, in_this_process_only(_raise_terminated)) if in_main_thread else None
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
@@ -1396,11 +1400,10 @@ class StopRequest:
     def __init__(self):
         self.signum = None
         self._previous = {}
-        self._pid = os.getpid()
 
     def __enter__(self):
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
+            self._previous[signum] = signal.signal(signum, in_this_process_only(self._handle))
         return self
 
     def __exit__(self, *exc):
@@ -1410,8 +1413,6 @@ class StopRequest:
             signal.signal(signum, handler)
 
     def _handle(self, signum, frame):
-        if os.getpid() != self._pid:  # a DataLoader worker forked with this handler, before ignore_stop_signals ran
-            return
         if self.signum is None:
             self.signum = signum
             at_a_terminal = (signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT
