@@ -1215,11 +1215,37 @@ def check_one_sample(model, loader, device, config):
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1, 1) "
                        f'{output.dtype}: one number per sample, shaped (1,); fix __getitem__ in dataset.py')
 {%- endif %}
-    if not output.requires_grad:
-        raise RunError("the model's output needs no gradient (no parameter has requires_grad, or forward detaches "
-                       'it), so training would change nothing; unfreeze some parameters in model.py')
-    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    grads = torch.autograd.grad(output.float().sum(), [p for _, p in trainable], allow_unused=True)  # .grad untouched
+    return parameters_without_gradient(model, loader.collate_fn([sample, sample]), device, expected)
+
+
+def parameters_without_gradient(model, batch, device, expected):
+    """The trainable parameters that a training-mode forward's output does not depend on, by name.
+
+    Training mode, since that is what DDP sees: a layer used only under `if self.training` (an auxiliary
+    head) trains, and one used only in eval mode does not. The forward leaves no trace: the RNGs (dropout)
+    and the buffers (BatchNorm's running statistics) are put back, and no `.grad` is touched. The batch holds
+    one sample twice, since BatchNorm refuses a batch of one in training mode."""
+    *inputs, _ = batch
+    buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
+    rng_state, training = get_rng_state(), model.training
+    model.train()
+    try:
+        output = model(*[x.to(device) for x in inputs])
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        if shape != (len(inputs[0]), *expected[1:]):
+            raise RunError(f'the model returns {shape} for {len(inputs[0])} samples in training mode, but the loss needs '
+                           f'(batch, {expected[1]}) as in eval mode; fix its forward in model.py')
+        if not output.requires_grad:
+            raise RunError("the model's output needs no gradient (no parameter has requires_grad, or forward detaches "
+                           'it), so training would change nothing; unfreeze some parameters in model.py')
+        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        grads = torch.autograd.grad(output.float().sum(), [p for _, p in trainable], allow_unused=True)
+    finally:
+        model.train(training)
+        set_rng_state(rng_state)
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
     return [name for (name, _), grad in zip(trainable, grads) if grad is None]
 
 
@@ -1227,7 +1253,7 @@ def unused_parameters_warning(names, distributed):
     """A warning for trainable parameters that get no gradient: a layer built but not called in forward, say."""
     shown = ', '.join(names[:4]) + (f' and {len(names) - 4} more' if len(names) > 4 else '')
     ddp = '; DDP looks for unused parameters at every step (find_unused_parameters), which costs time' * distributed
-    return (f'warning: the model output does not depend on {shown} (one sample, eval mode), so they do not train{ddp}; '
+    return (f'warning: the model output does not depend on {shown} (in training mode), so they do not train{ddp}; '
             'use them in forward, or freeze them with requires_grad_(False) in model.py')
 
 

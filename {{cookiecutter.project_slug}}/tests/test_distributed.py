@@ -126,6 +126,6 @@ def test_torchrun_trains_a_model_with_a_layer_its_forward_never_calls(workdir, d
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 1
-    assert ('warning: the model output does not depend on unused.weight, unused.bias (one sample, eval mode), so '
+    assert ('warning: the model output does not depend on unused.weight, unused.bias (in training mode), so '
             'they do not train; DDP looks for unused parameters at every step') in (logs / 'train.log').read_text()
     assert 'unused.weight' in torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['model']

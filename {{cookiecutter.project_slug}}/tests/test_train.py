@@ -224,7 +224,7 @@ def test_parameters_the_output_does_not_use_are_named_in_a_warning(workdir, data
     monkeypatch.setattr(train, 'build_model', lambda config: with_unused_layers(config, n_layers, built))
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
-    assert (f'| warning: the model output does not depend on {named} (one sample, eval mode), so they do not '
+    assert (f'| warning: the model output does not depend on {named} (in training mode), so they do not '
             'train; use them in forward, or freeze them with requires_grad_(False) in model.py\n') in (logs / 'train.log').read_text()
     saved = load(ckpts / 'latest_checkpoint.pt')['model']
     assert all(torch.equal(saved[f'unused.{key}'], value) for key, value in built['unused'].items())  # not even decayed
@@ -233,6 +233,68 @@ def test_parameters_the_output_does_not_use_are_named_in_a_warning(workdir, data
 def test_a_model_whose_output_uses_every_parameter_gets_no_warning(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1]) == 0
     assert 'does not depend on' not in (only_run(workdir)[0] / 'train.log').read_text()
+
+
+class ModeDependentModel(nn.Module):
+    """The project's model plus a layer used in one mode only: an auxiliary head that only training adds
+    (`if self.training`), or a calibration layer that only eval mode applies. With dropout and BatchNorm,
+    whose random numbers and running statistics the check must leave as they were."""
+
+    def __init__(self, config, extra_in):
+        super().__init__()
+        self.body, self.extra_in = build_model(config), extra_in
+        self.norm = nn.BatchNorm1d(WIDTH)
+        self.drop = nn.Dropout(0.5)
+        self.extra = nn.Linear(WIDTH, WIDTH)
+
+    def forward(self, *inputs):
+        output = self.drop(self.norm(self.body(*inputs)))
+        if self.training == (self.extra_in == 'training'):
+            output = output + self.extra(output)
+        return output
+
+
+@pytest.mark.parametrize('extra_in', ['training', 'eval'])
+def test_the_gradient_check_runs_in_training_mode_and_leaves_no_trace(workdir, data_args, monkeypatch, extra_in):
+    from utils import check_one_sample, get_rng_state
+
+    monkeypatch.setattr(train, 'build_model', lambda config: ModeDependentModel(config, extra_in))
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    warning = ('| warning: the model output does not depend on extra.weight, extra.bias (in training mode), so they '
+               'do not train')
+    assert (warning in (only_run(workdir)[0] / 'train.log').read_text()) == (extra_in == 'eval')
+
+    config = load(only_run(workdir)[1] / 'latest_checkpoint.pt')['config']
+    loader = torch.utils.data.DataLoader(train.build_datasets(config)[1], collate_fn=train.collate_fn)
+    model = ModeDependentModel(config, extra_in)
+    before, buffers = get_rng_state(), {k: v.clone() for k, v in model.state_dict().items()}
+    assert check_one_sample(model, loader, torch.device('cpu'), config) == ['extra.weight', 'extra.bias'] * (extra_in == 'eval')
+    after = get_rng_state()
+    assert torch.equal(before['torch'], after['torch']) and before['python'][1].equal(after['python'][1])
+    assert all(torch.equal(value, buffers[key]) for key, value in model.state_dict().items())  # BatchNorm's statistics
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+class TupleInTrainingModel(nn.Module):
+    """Returns (output, auxiliary loss) in training mode only: the loss in train() would fail on the tuple."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.body = build_model(config)
+
+    def forward(self, *inputs):
+        output = self.body(*inputs)
+        return (output, output.square().mean()) if self.training else output
+
+
+def test_a_model_that_returns_another_shape_in_training_mode_stops_before_anything_is_written(workdir, data_args,
+                                                                                               monkeypatch):
+    monkeypatch.setattr(train, 'build_model', TupleInTrainingModel)
+    with pytest.raises(RunError, match=re.escape('the model returns tuple for 2 samples in training mode, but the loss '
+                                                 f'needs (batch, {WIDTH}) as in eval mode; fix its forward in model.py')
+                       + '$'):
+        run(data_args + ['--n_epoch', 1])
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
 def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir, data_args, monkeypatch):
@@ -265,8 +327,8 @@ def test_one_epoch_is_one_epoch_in_the_logs(workdir, data_args, monkeypatch):
 
 
 def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_best(workdir, data_args, monkeypatch):
-    steps_per_epoch = 8  # 128 training samples / batch 16
-    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH, nan_at_call=steps_per_epoch + 2))
+    steps_per_epoch = 8  # 128 training samples / batch 16; 3.8's check makes the first training-mode call
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH, nan_at_call=1 + steps_per_epoch + 2))
     assert run(data_args + ['--n_epoch', 5]) == train.NONFINITE_EXIT_CODE
     logs, ckpts = only_run(workdir)
     assert f'NaN or Inf at epoch 2 step {steps_per_epoch + 2}' in (logs / 'train.log').read_text()
