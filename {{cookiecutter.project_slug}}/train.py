@@ -21,7 +21,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader
 from torchinfo import summary
 from tqdm import tqdm
 
@@ -39,6 +38,7 @@ from utils import (
     ShardSampler,
     StepTaken,
     StopRequest,
+    StopSafeDataLoader,
     agree_across_ranks,
     all_seed,
     append_metrics,
@@ -64,7 +64,6 @@ from utils import (
     failure_noted,
     gather_from_ranks,
     get_rng_state,
-    ignore_stop_signals,
     is_distributed,
     is_master,
     keep_later_best,
@@ -502,14 +501,13 @@ def main(argv=None):
     # 3.6 dataset
     train_set, valid_set = build_datasets(config)
 
-    # 3.7 dataloader
+    # 3.7 dataloader: a plain DataLoader whose workers leave a Ctrl-C or SIGTERM (it reaches them too) to this process
     loader_args = {'batch_size': config['batch_size'], 'num_workers': config['num_workers'], 'collate_fn': collate_fn,
-                   'pin_memory': device.type == 'cuda', 'persistent_workers': config['num_workers'] > 0,
-                   'worker_init_fn': ignore_stop_signals}  # a Ctrl-C reaches the workers too: the main process stops
-    train_loader = DataLoader(train_set, sampler=EpochSampler(train_set, config['seed'], rank, world_size),
-                              generator=torch.Generator().manual_seed(config['seed']), **loader_args)
-    valid_loader = DataLoader(valid_set, sampler=ShardSampler(len(valid_set), rank, world_size),
-                              generator=torch.Generator().manual_seed(config['seed']), **loader_args)
+                   'pin_memory': device.type == 'cuda', 'persistent_workers': config['num_workers'] > 0}
+    train_loader = StopSafeDataLoader(train_set, sampler=EpochSampler(train_set, config['seed'], rank, world_size),
+                                      generator=torch.Generator().manual_seed(config['seed']), **loader_args)
+    valid_loader = StopSafeDataLoader(valid_set, sampler=ShardSampler(len(valid_set), rank, world_size),
+                                      generator=torch.Generator().manual_seed(config['seed']), **loader_args)
 
     # 3.8 model, run on one sample first: an output or target the loss does not expect trains wrongly,
     # and parameters the output does not depend on never train (DDP has to be told of them)

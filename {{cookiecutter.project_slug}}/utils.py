@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import csv
 import difflib
+import functools
 import hashlib
 import itertools
 import json
@@ -27,10 +28,12 @@ import threading
 import time
 import tokenize
 import warnings
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 
 CHECKPOINT_FORMAT_VERSION = 2  # 2: epoch_totals holds one share per rank
 
@@ -72,7 +75,7 @@ def _raise_terminated(signum, frame):
 
 def in_this_process_only(handler):
     """A signal handler that does nothing in processes forked from this one: a DataLoader worker inherits
-    the handlers until its worker_init_fn (ignore_stop_signals) runs, and the stop is this process's."""
+    the handlers until its worker_init_fn runs (StopSafeDataLoader), and the stop is this process's."""
     owner = os.getpid()
 
     def handle(signum, frame):
@@ -1394,21 +1397,50 @@ def warmup_cosine(warmup_steps, total_steps):
     return multiplier
 
 
-def ignore_stop_signals(worker_id):
-    """A DataLoader worker's worker_init_fn: Ctrl-C and SIGTERM are the main process's to handle.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    A terminal's Ctrl-C reaches every process in its group, and SLURM signals every process of a job:
-    a worker that the signal ended would turn the clean stop into an error ("DataLoader worker exited
-    unexpectedly"), and one that inherited StopRequest's handler would print its message again. The main
-    process stops the run and then shuts its workers down; a worker whose parent died exits by itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+class StopSafeDataLoader(DataLoader):
+    """A DataLoader whose worker processes leave Ctrl-C and SIGTERM to the main process, which saves and stops.
+
+    A terminal's Ctrl-C reaches every process in its group, and SLURM signals every process of a job: a
+    worker that the signal ended would turn the clean stop into an error ("DataLoader worker exited
+    unexpectedly"), and one that inherited StopRequest's handler would print its message again. Workers
+    start with the two signals blocked, since a spawned or forkserver worker (macOS, Windows; Linux from
+    Python 3.14) imports torch and unpickles the dataset for seconds before any code of ours runs in it,
+    and ignore them from their worker_init_fn on. A signal that comes while they start reaches the main
+    process once they have started. A `worker_init_fn` you pass runs after that, as usual."""
+
+    def __init__(self, *args, worker_init_fn=None, **kwargs):
+        super().__init__(*args, worker_init_fn=functools.partial(_ignore_stop_signals, worker_init_fn), **kwargs)
+
+    def __iter__(self):
+        if self.num_workers == 0 or not hasattr(signal, 'pthread_sigmask'):  # Windows has no signal masks
+            return super().__iter__()
+        if (self.multiprocessing_context or multiprocessing).get_start_method() != 'fork':
+            resource_tracker.ensure_running()  # spawn and forkserver start it; its first start unblocks the signals
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # forked and spawned workers inherit this mask
+        try:
+            return super().__iter__()  # starts the workers (the first time only, when they are persistent)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _ignore_stop_signals(worker_init_fn, worker_id):
+    """StopSafeDataLoader's worker_init_fn: ignore the stop signals, drop any that came while the worker started
+    (setting SIG_IGN discards a pending signal), then unblock them and run the user's worker_init_fn."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, 'pthread_sigmask'):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
 
 
 @atexit.register  # after multiprocessing's own exit handler (import torch imports it), so it runs before that one
 def _kill_leftover_workers():
     """At exit, multiprocessing stops its daemonic children (DataLoader workers an error left running) with
-    SIGTERM, which ignore_stop_signals makes them ignore, and then waits for them forever: kill them first."""
+    SIGTERM, which StopSafeDataLoader's workers ignore, and then waits for them forever: kill them first."""
     workers = [child for child in multiprocessing.active_children() if child.daemon]
     if workers and hasattr(signal, 'SIGCHLD') and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would raise "worker killed" at the first kill

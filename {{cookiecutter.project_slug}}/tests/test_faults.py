@@ -1,6 +1,7 @@
 """Interruptions and faults: Ctrl-C and SIGTERM save and resume exactly, saves are atomic, runs never collide."""
 
 import errno
+import functools
 import importlib.util
 import math
 import os
@@ -18,7 +19,7 @@ import train
 from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process, tiny_data_args
 from runs import summarize
 from test_resume import straight_run
-from utils import RunError, SaveTimer, StopRequest, claim_run_dirs, save_checkpoint
+from utils import RunError, SaveTimer, StopRequest, StopSafeDataLoader, claim_run_dirs, save_checkpoint
 
 N_EPOCH = 4
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
@@ -213,6 +214,80 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(wor
         assert (latest['epoch'], latest['samples_done']) == (1, 0)
         assert f'| interrupted by {signum} after epoch 1 step ' in (logs / 'train.log').read_text()
     assert f'status: interrupted ({signum})' in (logs / 'note.log').read_text()
+
+
+# train.py with DataLoader workers started by spawn (macOS's and Windows' default) or forkserver (Linux's from
+# Python 3.14): a worker imports torch and unpickles the dataset, for seconds, before any worker_init_fn runs.
+# The training loader's worker sends the signal to the whole process group from there.
+SIGNAL_FROM_A_STARTING_WORKER = """
+import multiprocessing, os, signal, sys, time, torch
+sys.path.insert(0, sys.argv[1])
+import train
+
+
+class SignalWhileStarting(torch.utils.data.Dataset):
+    def __init__(self, dataset, signum):
+        self.dataset, self.signum = dataset, signum
+    def __len__(self):
+        return len(self.dataset)
+    def __getitem__(self, index):
+        return self.dataset[index]
+    def __setstate__(self, state):  # in a starting worker: the dataset comes pickled
+        self.__dict__.update(state)
+        if os.path.exists('training_started') and not os.path.exists('signalled'):
+            open('signalled', 'w').close()
+            os.killpg(0, self.signum)
+            time.sleep(0.5)  # the signal arrives here, before worker_init_fn
+
+
+if __name__ == '__main__':
+    multiprocessing.set_start_method(sys.argv[2])
+    signum = getattr(signal, sys.argv[3])
+    tqdm, build_datasets = train.tqdm, train.build_datasets
+
+    def tqdm_marking_training(*args, **kwargs):
+        if kwargs['desc'].startswith('epoch 1') and kwargs['desc'].endswith('train'):
+            open('training_started', 'w').close()  # before its loader's workers start
+        return tqdm(*args, **kwargs)
+
+    train.tqdm = tqdm_marking_training
+    train.build_datasets = lambda config: [SignalWhileStarting(d, signum) for d in build_datasets(config)]
+    sys.exit(train.main(sys.argv[4:]))
+"""
+
+
+@pytest.mark.parametrize('start_method, signum, code', [('spawn', 'SIGINT', 130), ('forkserver', 'SIGTERM', 143)])
+def test_a_signal_while_dataloader_workers_start_stops_cleanly(workdir, tmp_path_factory, data_args, start_method,
+                                                               signum, code):
+    script = tmp_path_factory.mktemp('script') / 'signal_from_a_starting_worker.py'  # spawn imports it again
+    script.write_text(SIGNAL_FROM_A_STARTING_WORKER)
+    result = subprocess.run([sys.executable, str(script), str(PROJECT), start_method, signum]
+                            + [str(a) for a in data_args + ['--n_epoch', 3, '--num_workers', 1]],
+                            cwd=workdir, capture_output=True, text=True, timeout=300, start_new_session=True,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert (workdir / 'signalled').exists()
+    assert result.returncode == code, result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr and 'KeyboardInterrupt' not in result.stderr  # no worker died of it
+    assert result.stderr.count(f'{signum} received') == 1
+    logs, ckpts = only_run(workdir)
+    assert f'| interrupted by {signum} at epoch 1 step 1;' in (logs / 'train.log').read_text()
+    assert 'killed by signal' not in (logs / 'train.log').read_text()  # curves.png was drawn, not cut short
+    latest = load(ckpts / 'latest_checkpoint.pt')
+    assert (latest['epoch'], latest['step']) == (0, 1)
+
+
+def note_signal_handling(path, worker_id):
+    """A worker_init_fn of the user's own: writes how the worker handles the stop signals when it runs."""
+    ignored = [signal.getsignal(signum) == signal.SIG_IGN for signum in (signal.SIGINT, signal.SIGTERM)]
+    path.write_text(f'{worker_id} ignored {ignored} blocked {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}')
+
+
+def test_a_worker_init_fn_of_your_own_runs_once_the_stop_signals_are_ignored(tmp_path):
+    loader = StopSafeDataLoader(list(range(8)), batch_size=4, num_workers=1,
+                                worker_init_fn=functools.partial(note_signal_handling, tmp_path / 'seen'))
+    assert [batch.tolist() for batch in loader] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert (tmp_path / 'seen').read_text() == '0 ignored [True, True] blocked []'
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()  # this process's mask is as it was
 
 
 # train.py whose worker fails to read a training sample; the error is kept (as an interactive session keeps
@@ -521,8 +596,8 @@ def test_a_ctrl_c_before_the_logs_leaves_no_empty_run_behind(workdir, data_args,
     def pressed_ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, {'dataset': 'build_datasets', 'dataloader': 'DataLoader', 'model': 'build_model'}[step],
-                        pressed_ctrl_c)
+    monkeypatch.setattr(train, {'dataset': 'build_datasets', 'dataloader': 'StopSafeDataLoader',
+                                'model': 'build_model'}[step], pressed_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run(data_args + ['--n_epoch', 1])
     assert [p.name for p in (workdir / 'loggers').iterdir()] == ['mine']
