@@ -102,6 +102,26 @@ def test_the_smallest_answers_pass_the_data_and_training_tests(tmp_path, answers
 
 
 @pytest.mark.slow
+def test_dataloader_workers_under_python_3_14s_start_method(baked, tmp_path):
+    """forkserver, Linux's default start method from Python 3.14 (spawn, macOS's and Windows', works alike):
+    DataLoader workers unpickle the dataset and import its classes, for seconds before any worker_init_fn
+    runs. A sitecustomize module makes it every Python process's default, train.py's subprocesses included."""
+    project = baked('classification', 'transformer', 'sequence')  # files read, and padded, in the workers
+    (tmp_path / 'sitecustomize.py').write_text("import multiprocessing\nmultiprocessing.set_start_method('forkserver')\n")
+    env = {**ENV, 'PYTHONPATH': str(tmp_path)}
+    default = subprocess.run([sys.executable, '-c', 'import multiprocessing; print(multiprocessing.get_start_method())'],
+                             capture_output=True, text=True, env=env)
+    assert default.stdout == 'forkserver\n', default.stderr
+    worker_tests = ('dataloader_workers or keep_the_process_from_exiting or worker_init_fn or in_a_worker '
+                    'or keep_workers_alive')
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k', worker_tests,
+                             'tests/test_faults.py', 'tests/test_data_layout.py', 'tests/test_speed.py'], cwd=project,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1].startswith('10 passed, '), result.stdout[-1000:]  # all of them ran
+
+
+@pytest.mark.slow
 def test_default_bake_trains_and_accuracy_rises(baked, tmp_path):
     """The demo path: the default answers, synthetic data, a few epochs; accuracy must visibly rise."""
     project = baked('classification', 'mlp', 'synthetic')

@@ -161,49 +161,80 @@ def test_a_signal_during_validation_saves_when_that_epoch_ends(workdir, data_arg
         assert '| finished 1 epoch (best valid loss' in (logs / 'val.log').read_text()
 
 
-# train.py whose DataLoader worker 0 sends a signal to the whole process group, as a terminal's Ctrl-C or
-# SLURM's SIGTERM reaches every process of the job, in epoch 1's training or validation loop
+def script_file(tmp_path_factory, text):
+    """A test script as a file: DataLoader workers started by spawn or forkserver (macOS's and Windows' default,
+    Linux's from Python 3.14) import the script's classes from it, which `python -c` would not allow."""
+    path = tmp_path_factory.mktemp('script') / 'script.py'
+    path.write_text(text)
+    return str(path)
+
+
+# train.py whose DataLoader worker sends a signal to the whole process group, as a terminal's Ctrl-C or
+# SLURM's SIGTERM reaches every process of the job, once epoch 1's training or validation has begun: worker 0
+# while it fetches a sample, or a worker while it starts (spawn and forkserver workers unpickle the dataset,
+# seconds after they were started, before any worker_init_fn runs)
 SIGNAL_FROM_A_WORKER = """
-import os, signal, sys, torch
+import multiprocessing, os, signal, sys, time, torch
 sys.path.insert(0, sys.argv[1])
 import train
-phase, signum = sys.argv[2], getattr(signal, sys.argv[3])
-tqdm, build_datasets = train.tqdm, train.build_datasets
-
-
-def tqdm_marking_the_phase(*args, **kwargs):
-    if kwargs['desc'].startswith('epoch 1') and kwargs['desc'].endswith(phase):
-        open('phase_started', 'w').close()
-    return tqdm(*args, **kwargs)
 
 
 class SignalFromAWorker(torch.utils.data.Dataset):
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dataset, signum, when):
+        self.dataset, self.signum, self.when = dataset, signum, when
     def __len__(self):
         return len(self.dataset)
+    def signal_once(self):
+        if os.path.exists('phase_started') and not os.path.exists('signalled'):
+            open('signalled', 'w').close()
+            os.killpg(0, self.signum)
+            time.sleep(0.5)  # the signal arrives here
     def __getitem__(self, index):
         worker = torch.utils.data.get_worker_info()
-        if worker and worker.id == 0 and os.path.exists('phase_started') and not os.path.exists('signalled'):
-            open('signalled', 'w').close()
-            os.killpg(0, signum)
+        if self.when == 'fetching' and worker and worker.id == 0:
+            self.signal_once()
         return self.dataset[index]
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.when == 'starting':
+            self.signal_once()
 
-train.tqdm = tqdm_marking_the_phase
-train.build_datasets = lambda config: [SignalFromAWorker(d) for d in build_datasets(config)]
-sys.exit(train.main(sys.argv[4:]))
+
+if __name__ == '__main__':
+    phase, signum, when, start_method = sys.argv[2], getattr(signal, sys.argv[3]), sys.argv[4], sys.argv[5]
+    if start_method != 'default':
+        multiprocessing.set_start_method(start_method, force=True)
+    tqdm, build_datasets = train.tqdm, train.build_datasets
+
+    def tqdm_marking_the_phase(*args, **kwargs):
+        if kwargs['desc'].startswith('epoch 1') and kwargs['desc'].endswith(phase):
+            open('phase_started', 'w').close()  # before the loop starts its loader's workers, if it does
+        return tqdm(*args, **kwargs)
+
+    train.tqdm = tqdm_marking_the_phase
+    train.build_datasets = lambda config: [SignalFromAWorker(d, signum, when) for d in build_datasets(config)]
+    sys.exit(train.main(sys.argv[6:]))
 """
 
 
-@pytest.mark.parametrize('phase, signum, code', [('train', 'SIGINT', 130), ('valid', 'SIGINT', 130),
-                                                 ('valid', 'SIGTERM', 143)])
-def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(workdir, data_args, phase, signum, code):
-    result = subprocess.run([sys.executable, '-c', SIGNAL_FROM_A_WORKER, str(PROJECT), phase, signum]
-                            + [str(a) for a in data_args + ['--n_epoch', 3, '--num_workers', 2]],
+@pytest.mark.parametrize('phase, signum, code, when, start_method, num_workers', [
+    ('train', 'SIGINT', 130, 'fetching', 'default', 2),
+    ('valid', 'SIGINT', 130, 'fetching', 'default', 2),
+    ('valid', 'SIGTERM', 143, 'fetching', 'default', 2),
+    ('train', 'SIGINT', 130, 'starting', 'spawn', 1),
+    ('train', 'SIGTERM', 143, 'starting', 'forkserver', 1),
+], ids=['train-SIGINT', 'valid-SIGINT', 'valid-SIGTERM', 'spawn-starting-SIGINT', 'forkserver-starting-SIGTERM'])
+def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(workdir, tmp_path_factory, data_args,
+                                                                            phase, signum, code, when, start_method,
+                                                                            num_workers):
+    script = script_file(tmp_path_factory, SIGNAL_FROM_A_WORKER)
+    result = subprocess.run([sys.executable, script, str(PROJECT), phase, signum, when, start_method]
+                            + [str(a) for a in data_args + ['--n_epoch', 3, '--num_workers', num_workers]],
                             cwd=workdir, capture_output=True, text=True, timeout=300, start_new_session=True,
                             env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert (workdir / 'signalled').exists()
     assert result.returncode == code, result.stderr[-3000:]
-    assert 'Traceback' not in result.stderr  # not "DataLoader worker exited unexpectedly"
+    assert 'Traceback' not in result.stderr  # not "DataLoader worker exited unexpectedly", nor a worker's own
     assert result.stderr.count(f'{signum} received') == 1  # from the main process only
     logs, ckpts = only_run(workdir)
     latest = load(ckpts / 'latest_checkpoint.pt')
@@ -213,67 +244,8 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(wor
     else:
         assert (latest['epoch'], latest['samples_done']) == (1, 0)
         assert f'| interrupted by {signum} after epoch 1 step ' in (logs / 'train.log').read_text()
-    assert f'status: interrupted ({signum})' in (logs / 'note.log').read_text()
-
-
-# train.py with DataLoader workers started by spawn (macOS's and Windows' default) or forkserver (Linux's from
-# Python 3.14): a worker imports torch and unpickles the dataset, for seconds, before any worker_init_fn runs.
-# The training loader's worker sends the signal to the whole process group from there.
-SIGNAL_FROM_A_STARTING_WORKER = """
-import multiprocessing, os, signal, sys, time, torch
-sys.path.insert(0, sys.argv[1])
-import train
-
-
-class SignalWhileStarting(torch.utils.data.Dataset):
-    def __init__(self, dataset, signum):
-        self.dataset, self.signum = dataset, signum
-    def __len__(self):
-        return len(self.dataset)
-    def __getitem__(self, index):
-        return self.dataset[index]
-    def __setstate__(self, state):  # in a starting worker: the dataset comes pickled
-        self.__dict__.update(state)
-        if os.path.exists('training_started') and not os.path.exists('signalled'):
-            open('signalled', 'w').close()
-            os.killpg(0, self.signum)
-            time.sleep(0.5)  # the signal arrives here, before worker_init_fn
-
-
-if __name__ == '__main__':
-    multiprocessing.set_start_method(sys.argv[2])
-    signum = getattr(signal, sys.argv[3])
-    tqdm, build_datasets = train.tqdm, train.build_datasets
-
-    def tqdm_marking_training(*args, **kwargs):
-        if kwargs['desc'].startswith('epoch 1') and kwargs['desc'].endswith('train'):
-            open('training_started', 'w').close()  # before its loader's workers start
-        return tqdm(*args, **kwargs)
-
-    train.tqdm = tqdm_marking_training
-    train.build_datasets = lambda config: [SignalWhileStarting(d, signum) for d in build_datasets(config)]
-    sys.exit(train.main(sys.argv[4:]))
-"""
-
-
-@pytest.mark.parametrize('start_method, signum, code', [('spawn', 'SIGINT', 130), ('forkserver', 'SIGTERM', 143)])
-def test_a_signal_while_dataloader_workers_start_stops_cleanly(workdir, tmp_path_factory, data_args, start_method,
-                                                               signum, code):
-    script = tmp_path_factory.mktemp('script') / 'signal_from_a_starting_worker.py'  # spawn imports it again
-    script.write_text(SIGNAL_FROM_A_STARTING_WORKER)
-    result = subprocess.run([sys.executable, str(script), str(PROJECT), start_method, signum]
-                            + [str(a) for a in data_args + ['--n_epoch', 3, '--num_workers', 1]],
-                            cwd=workdir, capture_output=True, text=True, timeout=300, start_new_session=True,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert (workdir / 'signalled').exists()
-    assert result.returncode == code, result.stderr[-3000:]
-    assert 'Traceback' not in result.stderr and 'KeyboardInterrupt' not in result.stderr  # no worker died of it
-    assert result.stderr.count(f'{signum} received') == 1
-    logs, ckpts = only_run(workdir)
-    assert f'| interrupted by {signum} at epoch 1 step 1;' in (logs / 'train.log').read_text()
     assert 'killed by signal' not in (logs / 'train.log').read_text()  # curves.png was drawn, not cut short
-    latest = load(ckpts / 'latest_checkpoint.pt')
-    assert (latest['epoch'], latest['step']) == (0, 1)
+    assert f'status: interrupted ({signum})' in (logs / 'note.log').read_text()
 
 
 def note_signal_handling(path, worker_id):
@@ -296,7 +268,6 @@ ERROR_KEPT_UNTIL_EXIT = """
 import sys, torch
 sys.path.insert(0, sys.argv[1])
 import train
-build_datasets = train.build_datasets
 
 
 class FailsAt(torch.utils.data.Dataset):
@@ -309,18 +280,22 @@ class FailsAt(torch.utils.data.Dataset):
             raise ValueError('unreadable sample')
         return self.dataset[index]
 
-train.build_datasets = lambda config: (lambda train_set, valid_set: [FailsAt(train_set), valid_set])(*build_datasets(config))
-try:
-    train.main(sys.argv[2:])
-except ValueError as err:
-    kept = err
-print('main returned')
+
+if __name__ == '__main__':
+    build_datasets = train.build_datasets
+    train.build_datasets = lambda config: (lambda train_set, valid_set: [FailsAt(train_set), valid_set])(
+        *build_datasets(config))
+    try:
+        train.main(sys.argv[2:])
+    except ValueError as err:
+        kept = err
+    print('main returned')
 """
 
 
-def test_workers_left_running_by_an_error_do_not_keep_the_process_from_exiting(workdir, data_args):
+def test_workers_left_running_by_an_error_do_not_keep_the_process_from_exiting(workdir, tmp_path_factory, data_args):
     # they ignore SIGTERM, which is how multiprocessing stops them at exit before it waits for them
-    result = subprocess.run([sys.executable, '-c', ERROR_KEPT_UNTIL_EXIT, str(PROJECT)]
+    result = subprocess.run([sys.executable, script_file(tmp_path_factory, ERROR_KEPT_UNTIL_EXIT), str(PROJECT)]
                             + [str(a) for a in data_args + ['--n_epoch', 2, '--num_workers', 2]],
                             cwd=workdir, capture_output=True, text=True, timeout=120,
                             env={**os.environ, 'OMP_NUM_THREADS': '1'})
