@@ -1167,7 +1167,7 @@ def metric_per_sample(output, target):
 
 def check_one_sample(model, loader, device, config):
     """Run one sample through the model before training; return the names of the trainable parameters
-    that its output does not depend on (they never train, and DDP needs to be told of them).
+    that its output does not depend on in training mode (they never train, and DDP needs to be told of them).
 
     An output or a target the loss does not expect can train without an error, but wrongly: MSELoss
     broadcasts a (batch,) output or target against the other's (batch, 1), and cross-entropy takes a
