@@ -429,6 +429,9 @@ class ImageFolderDataset(Dataset):
                 raise RunError(f"folder '{folder}' is not named as a number; {LAYOUT}") from None
             if not math.isfinite(value):
                 raise RunError(f"folder '{folder}' is named '{folder.name}', not a finite number; {LAYOUT}")
+            if '_' in folder.name:  # float() skips underscores: '3_5' would be 35, not 3.5
+                raise RunError(f"folder '{folder}' is named '{folder.name}', which reads as {value:g}; rename it "
+                               f"'{value:g}' if that is meant, or write a fraction with a decimal point; {LAYOUT}")
 {%- endif %}
             images = image_files(folder)
 {%- if classification %}

@@ -487,6 +487,8 @@ def test_class_folders_must_fill_num_classes_in_training_only(tmp_path, config):
     ('cats', "is not named as a number"),
     ('nan', "is named 'nan', not a finite number"),  # float() reads these: the loss would be NaN from step 1
     ('-inf', "is named '-inf', not a finite number"),
+    ('3_5', "is named '3_5', which reads as 35; rename it '35' if that is meant, or write a fraction with a "
+            'decimal point'),
 ])
 def test_a_folder_not_named_as_a_finite_number_is_a_clear_error(tmp_path, config, name, message):
     make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
