@@ -118,6 +118,14 @@ def run_process(argv, cwd, pause_per_batch=0.0):
                             preexec_fn=as_at_a_terminal if os.name == 'posix' else None)
 
 
+def script_file(tmp_path_factory, text):
+    """A test script as a file, for torchrun and for DataLoader workers started by spawn or forkserver (macOS's
+    and Windows' default, Linux's from Python 3.14), which import its classes: `python -c` would not allow that."""
+    path = tmp_path_factory.mktemp('script') / 'script.py'
+    path.write_text(text)
+    return str(path)
+
+
 def only_run(root):
     """The single run folder under loggers/ and checkpoints/."""
     logs = sorted((root / 'loggers').iterdir())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import utils
-from conftest import PROJECT, epoch_lines, only_run
+from conftest import PROJECT, epoch_lines, only_run, script_file
 from utils import EpochSampler, RunError, ShardSampler, agree_across_ranks, own_epoch_totals, setup_device
 
 
@@ -107,20 +107,19 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
 
 def test_torchrun_trains_a_model_with_a_layer_its_forward_never_calls(workdir, data_args, tmp_path_factory):
     # plain DDP fails at the second step ("Expected to have finished reduction in the prior iteration")
-    script = tmp_path_factory.mktemp('script') / 'train_with_unused_layer.py'
-    script.write_text(f'import sys\nsys.path.insert(0, {str(PROJECT)!r})\n'
-                      'from torch import nn\n'
-                      'import model, train, utils\n\n\n'
-                      'def with_unused_layer(config):\n'
-                      '    built = model.build_model(config)\n'
-                      '    built.unused = nn.Linear(2, 2)\n'
-                      '    return built\n\n\n'
-                      'train.build_model = with_unused_layer\n'
-                      'with utils.one_line_errors():\n'
-                      '    exit_code = train.main()\n'
-                      'utils.exit_process(exit_code)\n')
+    script = script_file(tmp_path_factory, f'import sys\nsys.path.insert(0, {str(PROJECT)!r})\n'
+                         'from torch import nn\n'
+                         'import model, train, utils\n\n\n'
+                         'def with_unused_layer(config):\n'
+                         '    built = model.build_model(config)\n'
+                         '    built.unused = nn.Linear(2, 2)\n'
+                         '    return built\n\n\n'
+                         'train.build_model = with_unused_layer\n'
+                         'with utils.one_line_errors():\n'
+                         '    exit_code = train.main()\n'
+                         'utils.exit_process(exit_code)\n')
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             str(script), '--n_epoch', '1'] + [str(a) for a in data_args],
+                             script, '--n_epoch', '1'] + [str(a) for a in data_args],
                             cwd=workdir, capture_output=True, text=True, timeout=300,
                             env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -16,7 +16,17 @@ import pytest
 import torch
 
 import train
-from conftest import EXACT_ON_THIS_DEVICE, PROJECT, epoch_lines, load, only_run, run, run_process, tiny_data_args
+from conftest import (
+    EXACT_ON_THIS_DEVICE,
+    PROJECT,
+    epoch_lines,
+    load,
+    only_run,
+    run,
+    run_process,
+    script_file,
+    tiny_data_args,
+)
 from runs import summarize
 from test_resume import straight_run
 from utils import RunError, SaveTimer, StopRequest, StopSafeDataLoader, claim_run_dirs, save_checkpoint
@@ -159,14 +169,6 @@ def test_a_signal_during_validation_saves_when_that_epoch_ends(workdir, data_arg
         assert f"| interrupted by SIGINT after epoch 1 step {latest['step']}; saved " in (logs / 'train.log').read_text()
     else:  # the run was over: it ends as finished, and a requeued job has nothing left to do
         assert '| finished 1 epoch (best valid loss' in (logs / 'val.log').read_text()
-
-
-def script_file(tmp_path_factory, text):
-    """A test script as a file: DataLoader workers started by spawn or forkserver (macOS's and Windows' default,
-    Linux's from Python 3.14) import the script's classes from it, which `python -c` would not allow."""
-    path = tmp_path_factory.mktemp('script') / 'script.py'
-    path.write_text(text)
-    return str(path)
 
 
 # train.py whose DataLoader worker sends a signal to the whole process group, as a terminal's Ctrl-C or
