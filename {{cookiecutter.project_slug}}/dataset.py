@@ -23,6 +23,7 @@ Layout under config['dataset_dir']:
 Images in subfolders of those folders count too.
 Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
 EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
+16-bit and 32-bit float greyscale images keep all their levels: 0..65535 and 0..1 are black to white.
 {%- else %}
 
 Layout under config['dataset_dir']:
@@ -382,6 +383,7 @@ class CsvDataset(Dataset):
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
+FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and float greyscale images
 EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
 
 
@@ -462,14 +464,33 @@ class ImageFolderDataset(Dataset):
                 image.draft(None, (self.size, self.size))  # JPEG: decode at 1/2-1/8 scale, still >= size: ~10x faster
                 if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # photos from phones are often stored sideways
                     image = ImageOps.exif_transpose(image)
-                if image.mode.startswith('I'):  # 16-bit greyscale (PNG, TIFF): converting would clip it at 255
-                    image = image.convert('I').point(lambda value: value / 256)
-                image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
-                pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+                if image.mode[0] in FULL_SCALE:  # microscopy, medical: 8 bits would round away most levels
+                    pixels = self.fine_greyscale(image, self.files[index])
+                else:
+                    if image.mode == 'LAB':  # Pillow converts CIELab to RGB only
+                        image = image.convert('RGB')
+                    image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
+                    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).float() / 127.5 - 1
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
             raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
-        pixels = pixels.view(self.size, self.size, -1).permute(2, 0, 1)
-        return pixels.float() / 127.5 - 1, self.targets[index]
+        return pixels.view(self.size, self.size, -1).permute(2, 0, 1), self.targets[index]
+
+    def fine_greyscale(self, image, path):
+        """A 16-bit or 32-bit float greyscale image, resized, in [-1, 1] with all its levels: (size, size, channels)."""
+        full_scale = FULL_SCALE[image.mode[0]]
+        image = image.convert('F')
+        values = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32)
+        low, high = values.aminmax()
+        if values.isnan().any() or low < 0 or high > full_scale:
+            kind = 'float' if full_scale == 1 else 'integer'
+            raise RunError(f"image '{path}' holds {kind} pixels from {low:g} to {high:g}, not within 0..{full_scale:g} "
+                           "(black to white); rescale it, or edit ImageFolderDataset's fine_greyscale in dataset.py")
+        image = image.resize((self.size, self.size), Image.BILINEAR)
+        grey = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32).view(self.size, self.size, 1)
+        grey = grey / (full_scale / 2) - 1
+        if self.mode == 'L':
+            return grey
+        return torch.cat([grey] * 3 + [torch.ones_like(grey)] * (self.mode == 'RGBA'), dim=2)  # alpha: opaque
 {%- else %}
 
 

@@ -1,6 +1,7 @@
 """The file layout that dataset.py reads, the example-data command, and the errors for a wrong layout."""
 
 {% if cookiecutter.dataset == 'image_folder' -%}
+import math
 import struct
 {% endif -%}
 import subprocess
@@ -351,19 +352,63 @@ def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
     assert pixels.shape == (DATA_CONFIG['image_channels'], DATA_CONFIG['image_size'], DATA_CONFIG['image_size'])
 
 
-@pytest.mark.parametrize('suffix', ['.png', '.tif'])
-def test_16_bit_greyscale_images_keep_their_range(tmp_path, config, suffix):
-    # microscopy and medical images: Pillow opens them as mode 'I;16', and a plain convert clips at 255
+@pytest.mark.parametrize('channels', [1, 3, 4])
+@pytest.mark.parametrize('mode, suffix', [('I;16', '.png'), ('I;16', '.tif'), ('F', '.tif')])
+def test_16_bit_and_float_greyscale_images_keep_every_level(tmp_path, config, mode, suffix, channels):
+    # microscopy and medical images: a plain convert clips them at 255 (float ones at 1: black), and 8 bits
+    # would merge the levels of a faint structure
     png = two_class_images(tmp_path / 'data', config).files[0]
     size = DATA_CONFIG['image_size']
-    ramp = [round(i * 65535 / (size * size - 1)) for i in range(size * size)]  # black to white
+    full_scale = 65535 if mode == 'I;16' else 1.0
+    ramp = torch.linspace(0, full_scale, size * size)  # black to white in steps finer than 8 bits
+    if mode == 'I;16':
+        ramp = ramp.round()
+        data = struct.pack(f'<{len(ramp)}H', *ramp.int().tolist())
+    else:
+        data = struct.pack(f'={len(ramp)}f', *ramp.tolist())
     ramp_file = png.with_name(f'ramp{suffix}')
-    Image.frombytes('I;16', (size, size), struct.pack(f'<{len(ramp)}H', *ramp)).save(ramp_file)
-    dataset = read_images(tmp_path / 'data', config)
+    Image.frombytes(mode, (size, size), data).save(ramp_file)
+    dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
     pixels, _ = dataset[dataset.files.index(ramp_file)]
-    assert pixels.min() == -1 and pixels.max() == 1
-    grey = pixels[:3]  # RGBA's alpha is opaque: 1 everywhere
-    assert abs(grey.mean().item()) < 0.02  # an even ramp: mid-grey on average, not white
+    assert pixels.shape == (channels, size, size)
+    expected = (ramp / full_scale * 2 - 1).view(size, size)
+    for grey in pixels[:3]:
+        torch.testing.assert_close(grey, expected, rtol=0, atol=1e-6)
+    if channels == 4:
+        assert torch.equal(pixels[3], torch.ones(size, size))  # opaque
+
+
+@pytest.mark.parametrize('mode, values, found', [
+    ('F', [0.0, 1.5], 'float pixels from 0 to 1.5, not within 0..1'),  # 0..255 saved as float, say
+    ('F', [-0.25, 1.0], 'float pixels from -0.25 to 1, not within 0..1'),
+    ('F', [0.5, math.nan], 'float pixels from .* to .*, not within 0..1'),
+    ('I', [0, 70000], 'integer pixels from 0 to 70000, not within 0..65535'),  # a 32-bit integer image
+])
+def test_greyscale_outside_its_range_is_a_clear_error(tmp_path, config, mode, values, found):
+    image = two_class_images(tmp_path / 'data', config).files[0]
+    size = DATA_CONFIG['image_size']
+    pixels = (values * size * size)[:size * size]
+    data = struct.pack(f"={len(pixels)}{'f' if mode == 'F' else 'i'}", *pixels)
+    Image.frombytes(mode, (size, size), data).save(image.with_suffix('.tif'))
+    image.unlink()
+    dataset = read_images(tmp_path / 'data', config)
+    index = dataset.files.index(image.with_suffix('.tif'))
+    with pytest.raises(RunError, match=f"image '{image.with_suffix('.tif')}' holds {found} \\(black to white\\); "
+                                       "rescale it, or edit ImageFolderDataset's fine_greyscale in dataset.py"):
+        dataset[index]
+
+
+def test_cielab_images_are_read_as_their_rgb(tmp_path, config):
+    image = two_class_images(tmp_path / 'data', config).files[0]
+    with Image.open(image) as rgb:
+        rgb.convert('RGB').convert('LAB').save(image.with_suffix('.tif'))  # Pillow converts CIELab to RGB only
+    image.unlink()
+    dataset = read_images(tmp_path / 'data', {**config, 'image_channels': 1})
+    with Image.open(image.with_suffix('.tif')) as lab:
+        grey = lab.convert('RGB').convert('L')
+    pixels, _ = dataset[dataset.files.index(image.with_suffix('.tif'))]
+    expected = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(1, *pixels.shape[1:]) / 127.5 - 1
+    assert torch.equal(pixels, expected)
 
 
 def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path, config):
