@@ -3,6 +3,7 @@
 import ast
 import compileall
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def test_choices_reach_the_code(baked, task, model, dataset):
     requirements = (project / 'requirements.txt').read_text()
     assert ('pillow' in requirements) == (dataset == 'image_folder')
     assert 'torch>=' in requirements and 'torch==' not in requirements
+    # .ci/oldest pins each floor exactly (>= to ==): a line of another form would go untested there
+    assert all(re.fullmatch(r'[a-z]+>=[\d.]+', line) for line in requirements.splitlines()), requirements
 
 
 @pytest.mark.parametrize('task, model, dataset', COMBOS, ids=['-'.join(c) for c in COMBOS])

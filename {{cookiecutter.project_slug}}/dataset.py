@@ -469,7 +469,7 @@ class ImageFolderDataset(Dataset):
                 else:
                     if image.mode == 'LAB':  # Pillow converts CIELab to RGB only
                         image = image.convert('RGB')
-                    image = image.convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
+                    image = image.convert(self.mode).resize((self.size, self.size), Image.Resampling.BILINEAR)
                     pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).float() / 127.5 - 1
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
             raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
@@ -485,7 +485,7 @@ class ImageFolderDataset(Dataset):
             kind = 'float' if full_scale == 1 else 'integer'
             raise RunError(f"image '{path}' holds {kind} pixels from {low:g} to {high:g}, not within 0..{full_scale:g} "
                            "(black to white); rescale it, or edit ImageFolderDataset's fine_greyscale in dataset.py")
-        image = image.resize((self.size, self.size), Image.BILINEAR)
+        image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         grey = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32).view(self.size, self.size, 1)
         grey = grey / (full_scale / 2) - 1
         if self.mode == 'L':

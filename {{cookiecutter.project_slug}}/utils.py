@@ -187,12 +187,19 @@ class ShardSampler(torch.utils.data.Sampler):
 # devices and DDP
 
 
+OLDEST_TORCH = (2, 3)  # requirements.txt's floor: the oldest release the suite has passed on (.ci/oldest)
+
+
 def setup_device():
     """cuda, then mps, then cpu. Under torchrun (RANK, LOCAL_RANK and WORLD_SIZE set) also join the
     process group: NCCL on CUDA, each rank on its LOCAL_RANK device; gloo on CPU.
 
     Returns (device, rank, world_size).
     """
+    release = tuple(int(part) for part in re.findall(r'\d+', torch.__version__)[:2])  # NVIDIA's '2.4.0a0+git': (2, 4)
+    if release < OLDEST_TORCH:  # older ones fail deep inside train() (torch.amp.GradScaler is new in 2.3)
+        raise RunError(f"this project needs torch {'.'.join(map(str, OLDEST_TORCH))} or newer, found "
+                       f'{torch.__version__}; pip install -r requirements.txt')
     if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
         rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
         if torch.cuda.is_available():
@@ -1345,9 +1352,14 @@ class StepTaken:
 
 
 def autocast_for(amp, device):
-    """The context for the forward pass: autocast for 'bf16'/'fp16', a no-op for 'none'. Reusable."""
+    """The context for the forward pass: autocast for 'bf16'/'fp16', a no-op for 'none'. Reusable.
+
+    Off CUDA it also turns off nn.Transformer*'s inference fast path, which PyTorch skips under CUDA
+    autocast only: under CPU autocast it fails validation on mixed dtypes (pytorch#132613; torch 2.3-2.5)."""
     if amp == 'none':
         return contextlib.nullcontext()
+    if device.type != 'cuda':
+        torch.backends.mha.set_fastpath_enabled(False)
     return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 

@@ -49,9 +49,12 @@ def config():
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """Run in an empty folder, so that loggers/ and checkpoints/ land there."""
+    """Run in an empty folder, so that loggers/ and checkpoints/ land there. A process-wide switch that a
+    run sets (the transformer fast path, off under CPU autocast) is put back afterwards."""
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    yield tmp_path
+    torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def tiny_data_args(folder):

@@ -445,7 +445,7 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_pixels(tmp_pat
     dataset = two_class_images(tmp_path / 'data', config)
     size = DATA_CONFIG['image_size']
     with Image.open(dataset.files[0]) as image:  # a photo-sized JPEG: 16 times the side, smooth content
-        photo = image.convert('RGB').resize((16 * size, 16 * size), Image.BILINEAR)
+        photo = image.convert('RGB').resize((16 * size, 16 * size), Image.Resampling.BILINEAR)
     photo.save(dataset.files[0].with_suffix('.jpg'), quality=95)
     dataset.files[0].unlink()
     dataset = read_images(tmp_path / 'data', config)

@@ -16,7 +16,7 @@ from torch import nn
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, load, only_run, run
 from model import build_model
-from utils import METRIC_NAME, RunError, all_seed, parse_args
+from utils import METRIC_NAME, OLDEST_TORCH, RunError, all_seed, parse_args, setup_device
 
 
 def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
@@ -183,6 +183,35 @@ def test_inputs_the_model_cannot_take_stop_before_anything_is_written(workdir, d
         assert str(error.value).endswith('): its weights are torch.float32; return torch.float32 inputs from '
                                          '__getitem__ in dataset.py')
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+def older_torch_than_the_floor():
+    major, minor = OLDEST_TORCH
+    return f'{major}.{minor - 1}.1+cu121' if minor else f'{major - 1}.13.1'
+
+
+def test_a_torch_older_than_requirements_floor_stops_before_anything_is_written(workdir, data_args, monkeypatch):
+    version = older_torch_than_the_floor()
+    monkeypatch.setattr(torch, '__version__', version)
+    floor = '.'.join(map(str, OLDEST_TORCH))
+    with pytest.raises(RunError, match=re.escape(f'this project needs torch {floor} or newer, found {version}; '
+                                                 'pip install -r requirements.txt')):
+        run(data_args + ['--n_epoch', 1])
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+@pytest.mark.parametrize('newer', ['{major}.{minor}.0a0+3bcc3cddb5', '{major}.{minor}.0', '{major}.{minor_10}.1',
+                                   '{major_1}.0.0'])  # NVIDIA's containers ship pre-releases such as the first
+def test_torch_from_requirements_floor_on_is_accepted(monkeypatch, newer):
+    major, minor = OLDEST_TORCH
+    version = newer.format(major=major, minor=minor, minor_10=minor + 10, major_1=major + 1)
+    monkeypatch.setattr(torch, '__version__', version)
+    assert setup_device()[1:] == (0, 1)  # no error: one process, on whichever device this machine has
+
+
+def test_requirements_floor_is_the_torch_that_train_checks():
+    floor = re.search(r'^torch>=([\d.]+)$', (PROJECT / 'requirements.txt').read_text(), re.MULTILINE)
+    assert floor and floor.group(1) == '.'.join(map(str, OLDEST_TORCH))
 
 
 class DetachedModel(ConstantModel):
