@@ -387,6 +387,11 @@ FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and f
 EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
 
 
+def pixel_values(image, dtype):
+    """A Pillow image's pixels as one flat tensor, channels interleaved (RGBRGB...)."""
+    return torch.frombuffer(bytearray(image.tobytes()), dtype=dtype)
+
+
 def image_files(folder):
     """The images in `folder` and its subfolders at any depth, sorted; hidden files and folders (macOS's
     ._name.png copies, .ipynb_checkpoints/) are skipped."""
@@ -470,7 +475,7 @@ class ImageFolderDataset(Dataset):
                     if image.mode == 'LAB':  # Pillow converts CIELab to RGB only
                         image = image.convert('RGB')
                     image = image.convert(self.mode).resize((self.size, self.size), Image.Resampling.BILINEAR)
-                    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).float() / 127.5 - 1
+                    pixels = pixel_values(image, torch.uint8).float() / 127.5 - 1
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
             raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
         return pixels.view(self.size, self.size, -1).permute(2, 0, 1), self.targets[index]
@@ -479,14 +484,14 @@ class ImageFolderDataset(Dataset):
         """A 16-bit or 32-bit float greyscale image, resized, in [-1, 1] with all its levels: (size, size, channels)."""
         full_scale = FULL_SCALE[image.mode[0]]
         image = image.convert('F')
-        values = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32)
+        values = pixel_values(image, torch.float32)
         low, high = values.aminmax()
         if values.isnan().any() or low < 0 or high > full_scale:
             kind = 'float' if full_scale == 1 else 'integer'
             raise RunError(f"image '{path}' holds {kind} pixels from {low:g} to {high:g}, not within 0..{full_scale:g} "
                            "(black to white); rescale it, or edit ImageFolderDataset's fine_greyscale in dataset.py")
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        grey = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32).view(self.size, self.size, 1)
+        grey = pixel_values(image, torch.float32).view(self.size, self.size, 1)
         grey = grey / (full_scale / 2) - 1
         if self.mode == 'L':
             return grey
