@@ -31,3 +31,12 @@ def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):
     result = make_test(tmp_path, '-k no_test_has_this_name')
     assert result.returncode != 0
     assert 'error: pytest collected no tests' in result.stderr
+
+
+def test_oldest_versions_check_refuses_a_python_it_cannot_run(tmp_path):
+    # .ci/oldest (run by hand: it downloads a CUDA build of torch) stops before it installs anything
+    missing = tmp_path / 'python3.10'
+    result = subprocess.run([str(TEMPLATE / '.ci' / 'oldest'), str(missing)], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ''
+    assert result.stderr == (f"error: no '{missing}' to run; pass the oldest Python to test, e.g. "
+                             '.ci/oldest ~/.pyenv/versions/3.10.13/bin/python\n')
