@@ -478,6 +478,10 @@ class ImageFolderDataset(Dataset):
                     pixels = pixel_values(image, torch.uint8).float() / 127.5 - 1
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
             raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
+        except Image.DecompressionBombError as err:  # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS
+            raise RunError(f"image '{self.files[index]}' is too large to read ({err}); shrink it once (training reads it "
+                           f"at {self.size}x{self.size}), or set Image.MAX_IMAGE_PIXELS = None in dataset.py if you "
+                           "trust your files") from None
         return pixels.view(self.size, self.size, -1).permute(2, 0, 1), self.targets[index]
 
     def fine_greyscale(self, image, path):

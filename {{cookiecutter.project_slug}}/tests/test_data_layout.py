@@ -339,6 +339,19 @@ def test_an_unreadable_image_is_a_clear_error(tmp_path, config, damage):
     assert dataset[1][0].shape[0] == DATA_CONFIG['image_channels']
 
 
+def test_an_image_over_pillows_size_limit_is_a_clear_error(tmp_path, config, monkeypatch):
+    dataset = two_class_images(tmp_path / 'data', config)
+    with Image.open(dataset.files[0]) as image:
+        pixels = image.width * image.height
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', pixels // 2 - 1)  # Pillow refuses over twice the limit
+    with pytest.raises(RunError, match=f"image '{dataset.files[0]}' is too large to read \\(.*\\b{pixels} pixels.*\\); "
+                                       "shrink it once .*set Image.MAX_IMAGE_PIXELS = None in dataset.py"):
+        dataset[0]
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', pixels // 2)
+    with pytest.warns(Image.DecompressionBombWarning):  # up to twice the limit: a warning, and read
+        assert dataset[0][0].shape[0] == DATA_CONFIG['image_channels']
+
+
 @pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
                                                ('.tif', 'TIFF'), ('.TIFF', 'TIFF')])
 def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
