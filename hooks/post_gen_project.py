@@ -4,7 +4,6 @@ print the commands to run next. Idempotent, and touches nothing outside the proj
 import json
 import shlex
 import shutil
-import tempfile
 from pathlib import Path
 
 ANSWERS = json.loads(r"""
@@ -27,9 +26,6 @@ def next_steps(project):
     return f'Made {project}. Next (README.md has the rest):\n\ncd {shlex.quote(str(project))}\n{commands}'
 
 if __name__ == '__main__':
-    # cookiecutter runs a rendered copy of this hook from the temp folder and never deletes it (cookiecutter#886).
-    if Path(__file__).resolve().parent == Path(tempfile.gettempdir()).resolve():
-        Path(__file__).unlink()
     project = Path.cwd()
     for relative, keep in KEEP_IF.items():
         path = project / relative
