@@ -33,6 +33,7 @@ from utils import (
     CheckpointWriter,
     EpochMeter,
     EpochSampler,
+    Interrupted,
     RunError,
     SaveTimer,
     ShardSampler,
@@ -62,6 +63,7 @@ from utils import (
     epochs_text,
     exit_process,
     failure_noted,
+    first_line,
     gather_from_ranks,
     get_rng_state,
     is_distributed,
@@ -204,28 +206,49 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         if latest_path in paths:
             save_timer.reset()
 
-    def save_after_error():
-        """An error mid-epoch (a bad batch, out of memory) keeps the work up to the last whole optimizer step.
+    def save_steps_done():
+        """After an error mid-epoch, save the work up to the last whole optimizer step; return where the
+        error came ('' or ' in validation'), or None when nothing was saved.
 
         In training, between steps (an error inside a step may have changed part of it), and in validation,
         where the epoch's training is kept and resume validates again. Not in the checkpoint step, and not
         under DDP: the other ranks wait in a collective and the save needs them."""
         if world_size > 1 or step == first_step:
-            return
+            return None
         try:
             if trained_totals is not None:
                 point, where = (n_train, trained_totals), ' in validation'
             elif samples_at_last_step == samples_done and meter.flush() is None:  # no NaN: the weights are sound
                 point, where = (samples_done, meter.totals()), ''
             else:
-                return
+                return None
             save([latest_path], epoch, *point)
             writer.wait()
         except Exception as err:  # the device may be unusable after the error: keep the earlier checkpoint
             train_logger.info(f'after the error, could not save {latest_path}: {err}')
-            return
-        train_logger.info(f'error at epoch {epoch + 1}{where}: saved {latest_path} at step {step}; fix the cause, '
-                          f"then resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
+            return None
+        return where
+
+    def save_after_error(err):
+        """An error mid-epoch (a bad batch, out of memory) keeps the steps done; the error goes on.
+
+        After Ctrl-C or SIGTERM, an error is the signal's doing: the terminal (or batch system) signals the
+        whole process group, and a child process that dies of it (torch.compile's C++ compiler, say) fails
+        the step. The run then ends as interrupted, in one line: returns the Interrupted to raise instead."""
+        where = save_steps_done()
+        resume = f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}"
+        if stop.requested:
+            writer.wait()
+            kept = (f'saved {latest_path} at step {step}; {resume}' if where is not None else
+                    f'{resume} (from its last save)' if os.path.exists(latest_path) else 'nothing saved to resume from')
+            train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1}, which also stopped a child process '
+                              f'({type(err).__name__}: {first_line(err)}); {kept}')
+            finish(f'interrupted ({stop.name})', stop.exit_code)
+            return Interrupted(stop.exit_code)
+        if where is not None:
+            train_logger.info(f'error at epoch {epoch + 1}{where}: saved {latest_path} at step {step}; '
+                              f'fix the cause, then {resume}')
+        return None
 
     def finish(status, exit_code):
         """Record how the run ended (runs.py reads it), close tensorboard, return the exit code."""

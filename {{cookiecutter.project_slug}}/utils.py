@@ -60,6 +60,8 @@ def one_line_errors():
     except Terminated:
         print('SIGTERM received: stopped', file=sys.stderr)
         exit_process(Terminated.exit_code)
+    except Interrupted as stopped:  # train.log and the console already say how the run ended
+        exit_process(stopped.exit_code)
 
 
 class Terminated(KeyboardInterrupt):
@@ -67,6 +69,15 @@ class Terminated(KeyboardInterrupt):
     does, so that the run's status says so and a new run's empty folders go, instead of a silent death."""
 
     exit_code = 128 + signal.SIGTERM
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM that an error cut short: the signal also reached a child process (torch.compile's
+    C++ compiler, say), whose failure ended the step. train() has logged it and noted the run's status."""
+
+    def __init__(self, exit_code):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 def _raise_terminated(signum, frame):
@@ -668,11 +679,14 @@ def failure_noted():
 
 @contextlib.contextmanager
 def on_error(callback):
-    """Call callback() when an Exception leaves the block; the exception then goes on."""
+    """Call callback(err) when an Exception leaves the block; the exception then goes on, or the one
+    that callback returns goes in its place."""
     try:
         yield
-    except Exception:
-        callback()
+    except Exception as err:
+        replacement = callback(err)
+        if replacement is not None:
+            raise replacement from err
         raise
 
 
@@ -689,7 +703,7 @@ def note_failure(handler, err):
         signal_name = 'SIGTERM' if isinstance(err, Terminated) else 'SIGINT'
         message = f'status: interrupted ({signal_name}) at {when}, before training'
     else:
-        message = f'status: failed ({type(err).__name__}) at {when}\nerror: {_first_line(err)}'
+        message = f'status: failed ({type(err).__name__}) at {when}\nerror: {first_line(err)}'
     handler.handle(logging.makeLogRecord({'msg': message}))
 
 
@@ -786,7 +800,7 @@ def open_tensorboard(folder, model, example_inputs):
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             writer.add_graph(model, example_inputs)
     except Exception as err:  # tracing fails for some models; the scalars matter more
-        logging.getLogger('train').info(f'tensorboard: no model graph ({_first_line(err)})')
+        logging.getLogger('train').info(f'tensorboard: no model graph ({first_line(err)})')
     return writer
 
 
@@ -1054,13 +1068,13 @@ def load_checkpoint(path):
         if 'weights only' in str(err).lower() or 'weights_only' in str(err).lower():
             raise RunError(f"refused to load '{path}': it holds objects other than plain data, "
                            'and loading it could run code') from None
-        raise RunError(f"cannot read checkpoint '{path}': the file is corrupt ({_first_line(err)})") from None
+        raise RunError(f"cannot read checkpoint '{path}': the file is corrupt ({first_line(err)})") from None
     except FileNotFoundError:
         raise RunError(f"checkpoint '{path}' does not exist") from None
     except IsADirectoryError:
         raise RunError(f"checkpoint '{path}' is a folder; pass a checkpoint file or its run's timestamp") from None
     except Exception as err:  # any failure to parse the file means it is damaged
-        raise RunError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({_first_line(err)})") from None
+        raise RunError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({first_line(err)})") from None
     if not isinstance(checkpoint, dict) or 'format_version' not in checkpoint:
         raise RunError(f"'{path}' is not a checkpoint written by this project's train.py")
     if checkpoint['format_version'] > CHECKPOINT_FORMAT_VERSION:
@@ -1141,12 +1155,12 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
-        raise RunError(f"checkpoint '{path}' does not fit this model ({_first_line(err).rstrip(':.')}); "
+        raise RunError(f"checkpoint '{path}' does not fit this model ({first_line(err).rstrip(':.')}); "
                        'it was saved from another architecture or size') from None
     return resized
 
 
-def _first_line(err):
+def first_line(err):
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
@@ -1202,7 +1216,7 @@ def check_one_sample(model, loader, device, config):
         if len(weights) != 1 or not odd:
             raise
         weight = str(next(iter(weights)))
-        raise RunError(f"the model fails on the dataset's {', '.join(odd)} inputs ({_first_line(err)}): its weights "
+        raise RunError(f"the model fails on the dataset's {', '.join(odd)} inputs ({first_line(err)}): its weights "
                        f'are {weight}; return {weight} inputs from __getitem__ in dataset.py') from err
     finally:
         model.train(training)

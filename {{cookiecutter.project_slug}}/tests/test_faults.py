@@ -29,7 +29,16 @@ from conftest import (
 )
 from runs import summarize
 from test_resume import straight_run
-from utils import RunError, SaveTimer, StopRequest, StopSafeDataLoader, claim_run_dirs, save_checkpoint
+from utils import (
+    Interrupted,
+    RunError,
+    SaveTimer,
+    StopRequest,
+    StopSafeDataLoader,
+    claim_run_dirs,
+    one_line_errors,
+    save_checkpoint,
+)
 
 N_EPOCH = 4
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
@@ -527,6 +536,59 @@ def test_an_error_after_an_unread_nan_loss_saves_nothing(workdir, data_args, mon
         run(data_args + ['--n_epoch', 2, '--log_interval', 5])
     logs, ckpts = only_run(workdir)
     assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
+
+
+# A terminal's Ctrl-C, or a batch system's SIGTERM, reaches every process of the group: a child process
+# (torch.compile's C++ compiler) dies of it, and its failure ends the step with an error thousands of lines long.
+COMPILER_KILLED = RuntimeError('CppCompileError: C++ compile error\n' + 'warning: unused variable\n' * 1000)
+
+
+@pytest.mark.parametrize('signum, where, failing_call, extra, kept', [
+    # between steps: epoch 2's first 4 steps are saved
+    (signal.SIGINT, 'to_device', 15, [], 'saved checkpoints/{run}/latest_checkpoint.pt at step 12; resume with: '
+                                         'python train.py --resume {run}'),
+    # inside a step of epoch 2 (clipping): nothing new to save, epoch 1's save stays
+    (signal.SIGINT, 'clip_grad_norm_', 12, ['--save_every', 1], 'resume with: python train.py --resume {run} '
+                                                                 '(from its last save)'),
+    (signal.SIGTERM, 'to_device', 1, [], 'nothing saved to resume from'),  # the first batch
+], ids=['between-steps', 'inside-a-step', 'first-batch'])
+def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdir, data_args, monkeypatch,
+                                                                         signal_handlers_restored, signum, where,
+                                                                         failing_call, extra, kept):
+    owner = torch.nn.utils if where == 'clip_grad_norm_' else train
+    real, calls = getattr(owner, where), []
+
+    def signalled_then_failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == failing_call:
+            signal.raise_signal(signum)
+            raise COMPILER_KILLED
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, where, signalled_then_failing)
+    with pytest.raises(Interrupted) as stopped:
+        run(data_args + ['--n_epoch', 2, *extra])
+    assert stopped.value.exit_code == 128 + signum and stopped.value.__cause__ is COMPILER_KILLED
+    logs, ckpts = only_run(workdir)
+    name = signal.Signals(signum).name
+    line = (f'interrupted by {name} at epoch {1 + (failing_call > 10)}, which also stopped a child process '
+            f'(RuntimeError: CppCompileError: C++ compile error); {kept.format(run=logs.name)}\n')
+    assert (logs / 'train.log').read_text().endswith(line)  # one line: not the compiler's thousand
+    assert last_status(logs) == (f'interrupted ({name})', None)
+    if failing_call == 15:
+        saved = load(ckpts / 'latest_checkpoint.pt')
+        assert (saved['epoch'], saved['step'], saved['samples_done']) == (1, 12, 64)
+    elif failing_call == 1:
+        assert not any(ckpts.iterdir())
+    monkeypatch.setattr(owner, where, real)
+    if failing_call > 1:
+        assert run(['--resume', logs.name]) == 0
+
+
+def test_an_interrupted_run_exits_with_the_signals_code_and_no_traceback(capsys):
+    with pytest.raises(SystemExit) as exited, one_line_errors():
+        raise Interrupted(130) from COMPILER_KILLED
+    assert exited.value.code == 130 and capsys.readouterr().err == ''
 
 
 def test_an_error_before_training_is_noted_in_its_own_run_only(workdir, data_args, monkeypatch):
