@@ -113,6 +113,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
+    resume = f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}"
     metrics_path = os.path.join(config['loggers_dir'], 'metrics.csv')
     tensorboard = None  # loggers stay silent off rank 0; tensorboard and metrics.csv are rank 0's too
     if config['tensorboard'] and is_master():
@@ -236,7 +237,6 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         whole process group, and a child process that dies of it (torch.compile's C++ compiler, say) fails
         the step. The run then ends as interrupted, in one line: returns the Interrupted to raise instead."""
         where = save_steps_done()
-        resume = f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}"
         if stop.requested:
             writer.wait()
             kept = (f'saved {latest_path} at step {step}; {resume}' if where is not None else
@@ -332,8 +332,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             if stopping and samples_done < n_train:
                 save([latest_path], epoch, samples_done, meter.totals())
                 writer.wait()
-                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; '
-                                  f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}")
+                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
             samples_done, epoch_totals = 0, (0.0, 0.0, 0)
             trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
