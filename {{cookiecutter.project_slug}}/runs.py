@@ -11,7 +11,7 @@ A damaged, partial or empty run folder is listed as such, never a crash.
 import csv
 from pathlib import Path
 
-from utils import METRIC_NAME, CommandParser, RunError, alive, one_line_errors, read_metrics_rows, read_note
+from utils import METRIC_NAME, CommandParser, RunError, one_line_errors, read_metrics_rows, read_note, shown_status
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
@@ -27,10 +27,7 @@ def summarize(folder):
         return {**row, 'status': 'corrupt (no readable note.log)'}, {}
     if status is None:
         return {**row, 'status': 'partial (no status in note.log)'}, config
-    if status == 'running':
-        state = alive(provenance)
-        status = {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
-    row['status'] = status.split(' at ')[0]
+    row['status'] = shown_status(status, provenance)
     try:
         epochs = read_metrics_rows(folder / 'metrics.csv')
         best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None

@@ -82,6 +82,7 @@ from utils import (
     provenance,
     resolve_checkpoint,
     samples_text,
+    set_aside,
     set_determinism,
     set_rng_state,
     setup_device,
@@ -457,8 +458,9 @@ def main(argv=None):
         'checkpoints_dir': f'./checkpoints/{timestamp}',  # this run's checkpoints
     }
     overrides, resume, run_name = parse_args(config, argv)
+    unsaved_start = None  # how a --run_name run's earlier start ended, when it saved no checkpoint
     if run_name:  # the first time a new run, then a resume of it: a requeued job repeats the same command
-        resume = broadcast(named_run(run_name, overrides) if is_master() else None)
+        resume, unsaved_start = broadcast(named_run(run_name, overrides) if is_master() else None)
         config['loggers_dir'], config['checkpoints_dir'] = f'./loggers/{run_name}', f'./checkpoints/{run_name}'
         if resume:
             overrides.pop('init_from', None)  # it applied when the run started
@@ -512,8 +514,10 @@ def main(argv=None):
 
     # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
     if checkpoint is None or branched_from:
-        run_dirs = None
+        run_dirs, restarted = None, None
         if is_master():  # a --run_name run takes its name or stops: a requeue must find it there
+            if unsaved_start:  # it stopped before its first save: start again, that start kept aside
+                restarted = set_aside(config['loggers_dir'], config['checkpoints_dir'], unsaved_start)
             run_dirs = claim_run_dirs(config['loggers_dir'], config['checkpoints_dir'], run_name=run_name)
         config['loggers_dir'], config['checkpoints_dir'] = broadcast(run_dirs)
     elif is_master():
@@ -564,6 +568,8 @@ def main(argv=None):
                                     verbose=0, device=device, col_names=('input_size', 'output_size', 'num_params'))
             note_logger.info(f"run {os.path.basename(config['loggers_dir'])} on {device} x {world_size}"
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
+            if restarted:
+                note_logger.info(restarted)
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
             write_config_file(config, os.path.join(config['loggers_dir'], 'config.json'))  # --config starts it anew
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))

@@ -401,8 +401,9 @@ def parse_args(config, argv=None):
                         help='continue a run: its timestamp, its checkpoint folder or a checkpoint file')
     parser.add_argument('--run_name', metavar='NAME',
                         help='name the run folders loggers/NAME and checkpoints/NAME instead of the timestamp, and '
-                             'resume that run when it has a latest_checkpoint.pt: the same command starts a run '
-                             'and continues it (a requeued batch job)')
+                             'resume that run when it has a checkpoint: the same command starts a run and '
+                             'continues it (a requeued batch job); a start that saved none is moved to NAME.attempt-K '
+                             'and started again')
     parser.add_argument('--config', metavar='FILE',
                         help='take config values from a JSON file of {"key": value} (every run writes its own as '
                              'loggers/<timestamp>/config.json); options on the command line win over it')
@@ -431,11 +432,13 @@ def parse_args(config, argv=None):
 
 
 def named_run(name, overrides):
-    """`--run_name NAME`: the checkpoint to resume the run from when it has one, None when the run does not
-    exist yet (start it).
+    """`--run_name NAME`: (checkpoint, unsaved_start). checkpoint is the one to resume the run from when it has
+    one. unsaved_start, when the run's folders exist but hold no checkpoint (it stopped before its first save:
+    an error, a Ctrl-C in its first step, a kill) and its process is gone, is how that start ended: the run
+    starts again, and 3.5 first sets those folders aside (set_aside). Both are None for a run not started yet.
 
-    That is the further on of latest_checkpoint.pt and best_checkpoint.pt: a run killed hard before its
-    first latest save (save_every epochs or save_minutes) still has the best of an improving epoch."""
+    The checkpoint is the further on of latest_checkpoint.pt and best_checkpoint.pt: a run killed hard before
+    its first latest save (save_every epochs or save_minutes) still has the best of an improving epoch."""
     if not re.fullmatch(r'[\w.-]+', name) or name.startswith('.'):
         raise RunError(f"--run_name must be a folder name of letters, digits, '_', '-' and '.', got '{name}'")
     given = [key for key in ('loggers_dir', 'checkpoints_dir') if key in overrides]
@@ -444,12 +447,53 @@ def named_run(name, overrides):
     logs, checkpoints = Path('loggers', name), Path('checkpoints', name)
     saved = [path for path in (checkpoints / 'latest_checkpoint.pt', checkpoints / 'best_checkpoint.pt') if path.is_file()]
     if saved:
-        return str(max(saved, key=saved_step))  # a tie (the same epoch's hard links) is the latest
+        return str(max(saved, key=saved_step)), None  # a tie (the same epoch's hard links) is the latest
     if logs.exists() or checkpoints.exists():
         check_not_running(logs)  # started by another process that has not saved yet
-        raise RunError(f"run {name} has no checkpoint (it stopped before its first save); start it "
-                       f'under another --run_name, or remove {logs} and {checkpoints} to start it again')
-    return None
+        return None, how_it_ended(logs)
+    return None, None
+
+
+def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
+    """Move the folders of a --run_name start that saved nothing to NAME.attempt-K (the first K free for both),
+    so that the run starts again under its name and nothing of that start is lost. Folders left empty (killed
+    before its logs opened) are removed instead. Returns the line for the new start's note.log, or None."""
+    folders = [Path(loggers_dir), Path(checkpoints_dir)]
+    remove_if_empty(*folders)
+    kept = [folder for folder in folders if folder.exists()]
+    if not kept:
+        return None
+    attempt = next(k for k in itertools.count(1)
+                   if not any(folder.with_name(f'{folder.name}.attempt-{k}').exists() for folder in folders))
+    moved = []
+    for folder in kept:
+        target = folder.with_name(f'{folder.name}.attempt-{attempt}')
+        try:
+            os.rename(folder, target)
+        except OSError as err:
+            raise RunError(f"cannot move '{folder}' aside to '{target}' ({err.strerror}); move or remove it "
+                           'to start the run again') from None
+        moved.append(str(target))
+    line = (f"started again: an earlier start saved no checkpoint ({how_it_ended}); its files are now in "
+            f"{' and '.join(moved)}")
+    print(line)
+    return line
+
+
+def how_it_ended(folder):
+    """A run's last status, as runs.py lists it."""
+    try:
+        _, provenance, status = read_note(folder)
+    except (OSError, UnicodeDecodeError):
+        return 'no note.log' if folder.exists() else 'no loggers folder'
+    return 'no status in note.log' if status is None else shown_status(status, provenance)
+
+
+def shown_status(status, provenance):
+    """A note.log status as runs.py lists it: without its time, and 'running' checked against the process."""
+    if status == 'running':
+        return {True: 'running', False: 'failed (process gone)', None: 'running?'}[alive(provenance)]
+    return status.split(' at ')[0]
 
 
 def saved_step(path):

@@ -15,6 +15,7 @@ import torch
 
 import runs
 import train
+import utils
 from conftest import EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
 from dataset import build_datasets
 from test_train import WIDTH, ConstantModel
@@ -266,11 +267,8 @@ def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoi
                                "'checkpoints/done'; continue it once as a new run with --resume checkpoints/copied/"),
     (['--run_name', 'done', '--seed', '1'], r'cannot change seed when resuming: .+; start a new run instead \(another '
                                             r'--run_name\)$'),
-    (['--run_name', 'dead'], 'run dead has no checkpoint .+; start it under another --run_name, or remove '
-                             'loggers/dead and checkpoints/dead to start it again'),
 ])
 def test_run_name_refusals_are_one_line_errors_that_write_nothing(workdir, data_args, argv, message):
-    (workdir / 'loggers' / 'dead').mkdir(parents=True)  # killed hard in its first epoch, before any save
     if {'done', 'copied'} & set(argv):
         assert run(data_args + ['--run_name', 'done', '--n_epoch', 1]) == 0
     if 'moved' in argv:  # its checkpoints copied to another machine, without its loggers folder
@@ -285,13 +283,77 @@ def test_run_name_refusals_are_one_line_errors_that_write_nothing(workdir, data_
     assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
 
 
+def test_a_named_run_that_saved_nothing_starts_again_and_keeps_that_start(workdir, data_args, monkeypatch, capsys):
+    command = data_args + EXACT + ['--run_name', 'job', '--n_epoch', 1]
+
+    def fails_in_its_first_step(*args):
+        raise ValueError('a bug in the first step')
+
+    with monkeypatch.context() as patch:  # an error before the first save, once note.log is open
+        patch.setattr(train, 'train', fails_in_its_first_step)
+        with pytest.raises(ValueError):
+            run(command)
+    failed_start = snapshot(workdir / 'loggers' / 'job')
+    assert 'status: failed (ValueError)' in (workdir / 'loggers' / 'job' / 'note.log').read_text()
+    capsys.readouterr()
+    assert run(command) == 0  # the requeued job: the same command starts the run again
+    started_again = ('started again: an earlier start saved no checkpoint (failed (ValueError)); its files are now '
+                     'in loggers/job.attempt-1')
+    assert started_again in capsys.readouterr().out.splitlines()
+    assert snapshot(workdir / 'loggers' / 'job.attempt-1') == failed_start  # moved whole, untouched
+    assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['job']  # its empty one is not kept
+    note = (workdir / 'loggers' / 'job' / 'note.log').read_text()
+    assert started_again in note.splitlines() and note.rstrip().splitlines()[-1].startswith('status: finished')
+    assert load(workdir / 'checkpoints' / 'job' / 'latest_checkpoint.pt')['epoch'] == 1
+    statuses = {line.split()[0]: line.split()[1] for line in runs.table(workdir / 'loggers').splitlines()[1:]}
+    assert statuses == {'job': 'finished', 'job.attempt-1': 'failed'}  # 'failed (ValueError)', cut at the space
+
+    # killed hard (SIGKILL, a node failure) in its first save: note.log still says running, its process is gone
+    gone = subprocess.Popen([sys.executable, '-c', 'pass'])
+    gone.wait()
+    note = (workdir / 'loggers' / 'job.attempt-1' / 'note.log').read_text()
+    shutil.copytree(workdir / 'loggers' / 'job.attempt-1', workdir / 'loggers' / 'killed')
+    (workdir / 'loggers' / 'killed' / 'note.log').write_text(
+        note + f'provenance:\n    host: {socket.gethostname()}\n    pid: {gone.pid}\nstatus: running\n')
+    (workdir / 'checkpoints' / 'killed').mkdir()
+    (workdir / 'checkpoints' / 'killed' / f'.latest_checkpoint.pt.{gone.pid}.tmp').write_bytes(b'half a save')
+    (workdir / 'loggers' / 'killed.attempt-1').mkdir()  # a name already taken: both folders go to attempt-2
+    killed_start = snapshot(workdir / 'loggers' / 'killed'), snapshot(workdir / 'checkpoints' / 'killed')
+    assert run(data_args + EXACT + ['--run_name', 'killed', '--n_epoch', 1]) == 0
+    assert (snapshot(workdir / 'loggers' / 'killed.attempt-2'),
+            snapshot(workdir / 'checkpoints' / 'killed.attempt-2')) == killed_start
+    assert ('started again: an earlier start saved no checkpoint (failed (process gone)); its files are now in '
+            'loggers/killed.attempt-2 and checkpoints/killed.attempt-2') in capsys.readouterr().out
+    assert (workdir / 'checkpoints' / 'killed' / 'latest_checkpoint.pt').is_file()
+
+
+def test_a_named_run_that_saved_nothing_is_not_moved_while_it_runs_and_empty_folders_are_not_kept(
+        workdir, data_args, monkeypatch, capsys):
+    logs, ckpts = workdir / 'loggers' / 'job', workdir / 'checkpoints' / 'job'
+    logs.mkdir(parents=True)
+    ckpts.mkdir(parents=True)
+    (logs / 'note.log').write_text(f'provenance:\n    host: {socket.gethostname()}\n    pid: 1\nstatus: running\n')
+    before = snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))
+    with monkeypatch.context() as patch:
+        patch.setattr(utils, 'alive', lambda provenance: True)  # its process still runs, in its first epoch
+        with pytest.raises(RunError, match=r'^run job is still running \(pid 1\); stop it first'):
+            train.main([str(arg) for arg in data_args + ['--run_name', 'job']])
+    assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
+    (logs / 'note.log').unlink()  # killed while its data loaded (3.6): its folders are empty
+    capsys.readouterr()
+    assert run(data_args + ['--run_name', 'job', '--n_epoch', 1]) == 0
+    assert 'started again' not in capsys.readouterr().out + (logs / 'note.log').read_text()
+    assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == ['job']
+    assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['job']
+
+
 def test_a_run_name_taken_while_the_run_starts_is_an_error_not_another_name(workdir, data_args, monkeypatch):
     named_run = train.named_run
 
     def same_job_started_twice(name, overrides):
-        checkpoint = named_run(name, overrides)  # None: no run of that name yet, so this one starts it
+        checkpoint, unsaved_start = named_run(name, overrides)  # no run of that name yet, so this one starts it
         (workdir / 'loggers' / name).mkdir(parents=True)  # and the other copy of the job makes its folder first
-        return checkpoint
+        return checkpoint, unsaved_start
 
     monkeypatch.setattr(train, 'named_run', same_job_started_twice)
     with pytest.raises(RunError, match='^run job was started by another process just now .+; run one job per '
