@@ -481,12 +481,16 @@ def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
 
 
 def how_it_ended(folder):
-    """A run's last status, as runs.py lists it."""
+    """A run's last status, as runs.py lists it ('running' on another host: as far as its note.log tells)."""
     try:
         _, provenance, status = read_note(folder)
     except (OSError, UnicodeDecodeError):
         return 'no note.log' if folder.exists() else 'no loggers folder'
-    return 'no status in note.log' if status is None else shown_status(status, provenance)
+    if status is None:
+        return 'no status in note.log'
+    if status == 'running' and alive(provenance) is None:
+        return f"its note.log says running on host {provenance.get('host', '?')}, which cannot be checked from here"
+    return shown_status(status, provenance)
 
 
 def shown_status(status, provenance):

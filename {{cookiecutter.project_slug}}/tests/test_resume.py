@@ -327,7 +327,7 @@ def test_a_named_run_that_saved_nothing_starts_again_and_keeps_that_start(workdi
     assert (workdir / 'checkpoints' / 'killed' / 'latest_checkpoint.pt').is_file()
 
 
-def test_a_named_run_that_saved_nothing_is_not_moved_while_it_runs_and_empty_folders_are_not_kept(
+def test_a_named_run_that_saved_nothing_is_not_moved_while_it_runs_here_and_empty_folders_are_not_kept(
         workdir, data_args, monkeypatch, capsys):
     logs, ckpts = workdir / 'loggers' / 'job', workdir / 'checkpoints' / 'job'
     logs.mkdir(parents=True)
@@ -339,12 +339,20 @@ def test_a_named_run_that_saved_nothing_is_not_moved_while_it_runs_and_empty_fol
         with pytest.raises(RunError, match=r'^run job is still running \(pid 1\); stop it first'):
             train.main([str(arg) for arg in data_args + ['--run_name', 'job']])
     assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
-    (logs / 'note.log').unlink()  # killed while its data loaded (3.6): its folders are empty
+    # on another host (a node failure, and SLURM requeued the job here): taken as gone, as --resume does
+    (logs / 'note.log').write_text('provenance:\n    host: node-b\n    pid: 1\nstatus: running\n')
     capsys.readouterr()
     assert run(data_args + ['--run_name', 'job', '--n_epoch', 1]) == 0
-    assert 'started again' not in capsys.readouterr().out + (logs / 'note.log').read_text()
-    assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == ['job']
-    assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['job']
+    assert ('started again: an earlier start saved no checkpoint (its note.log says running on host node-b, which '
+            'cannot be checked from here); its files are now in loggers/job.attempt-1') in capsys.readouterr().out
+    assert (workdir / 'loggers' / 'job.attempt-1' / 'note.log').read_text().startswith('provenance:\n    host: node-b')
+    # killed while its data loaded (3.6): its folders are empty, and are not kept
+    (workdir / 'loggers' / 'empty').mkdir()
+    (workdir / 'checkpoints' / 'empty').mkdir()
+    assert run(data_args + ['--run_name', 'empty', '--n_epoch', 1]) == 0
+    assert 'started again' not in capsys.readouterr().out + (workdir / 'loggers' / 'empty' / 'note.log').read_text()
+    assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == ['empty', 'job', 'job.attempt-1']
+    assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['empty', 'job']
 
 
 def test_a_run_name_taken_while_the_run_starts_is_an_error_not_another_name(workdir, data_args, monkeypatch):
