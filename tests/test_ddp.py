@@ -1,6 +1,7 @@
 """The generated train.py under torchrun (DDP, gloo on CPU): one run folder, full validation, resume
 both ways, a named run resumed by the same command, the same first step as one process with the combined
-batch, a clean SIGTERM stop, and a killed rank resumed from the timed mid-epoch save as if never stopped."""
+batch, a clean SIGTERM stop, a signal to one rank in validation, and a killed rank resumed from the timed
+mid-epoch save as if never stopped."""
 
 import os
 import re
@@ -158,6 +159,55 @@ def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, tmp_path):
     resumed = run([sys.executable, str(project / 'train.py'), '--resume', logs.name, '--n_epoch',
                    str(checkpoint['epoch'] + 1)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+# train.py whose rank 1 alone gets SIGTERM at its first validation batch of epoch 2 (a `kill` of that
+# process, say): it stops its validation at the next batch, rank 0 validates on
+SIGNALLED_RANK = """
+import os, signal, sys, torch
+sys.path.insert(0, {project!r})
+import train
+add, batches = train.EpochMeter.add, []
+def add_or_signal(self, *args):
+    if torch.is_inference_mode_enabled():  # validation's batches
+        batches.append(None)
+        if len(batches) == 3 and os.environ['RANK'] == '1':  # 2 a rank an epoch: epoch 2's first
+            os.kill(os.getpid(), signal.SIGTERM)
+    return add(self, *args)
+train.EpochMeter.add = add_or_signal
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never_stopped(project, tmp_path):
+    # 320 samples: 256 to train (8 steps of 16 a rank), 64 to validate (2 batches of 16 a rank)
+    args = ['--n_epoch', '3', '--n_samples', '320'] + SMALL
+    (tmp_path / 'straight').mkdir()
+    straight = run(TORCHRUN + [str(project / 'train.py'), *args], tmp_path / 'straight')
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    straight_logs, straight_ckpts = only_run(tmp_path / 'straight')
+
+    script = tmp_path / 'signalled_rank.py'
+    script.write_text(SIGNALLED_RANK.format(project=str(project)))
+    signalled = run(TORCHRUN + [str(script), *args], tmp_path)
+    assert signalled.returncode != 0, signalled.stderr[-3000:]
+    assert not re.search(r'(train|utils)\.py", line', signalled.stderr), signalled.stderr[-3000:]  # no rank crashed
+    logs, ckpts = only_run(tmp_path)
+    on_disk = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
+    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) == (1, 16, 128)  # epoch 2 trained (a rank's samples)
+    train_log = (logs / 'train.log').read_text()
+    assert train_log.count('interrupted by SIGTERM at epoch 2 in validation; saved ') == 1, train_log  # rank 0 names it
+    assert 'status: interrupted (SIGTERM)' in (logs / 'note.log').read_text()
+    assert len(epoch_lines(logs / 'val.log')) == 1
+
+    resumed = run(TORCHRUN + [str(project / 'train.py'), '--resume', logs.name], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for name in ('train.log', 'val.log'):  # epoch 2's training line once, its validation done on resume
+        assert epoch_lines(logs / name) == epoch_lines(straight_logs / name), name
+    final, expected = (torch.load(path / 'latest_checkpoint.pt', weights_only=True) for path in (ckpts, straight_ckpts))
+    for key, value in expected['model'].items():
+        assert torch.equal(final['model'][key], value), key
 
 
 # train.py whose rank 1 dies by SIGKILL at its Nth training batch: no handler runs on that rank, and

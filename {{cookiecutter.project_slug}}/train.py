@@ -312,7 +312,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
                     save_due = save_timer.due()
-                    stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_due, device)
+                    stopping, bad_step, save_due = agree_across_ranks(stop, bad_step, save_due, device)
                     if save_due and bad_step is None and not stopping and samples_done < n_train:
                         save([latest_path], epoch, samples_done, meter.totals())  # mid-epoch, in the background
                         train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} ({samples_done} of '
@@ -325,7 +325,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             bar.close()
             bad_step = meter.flush() if bad_step is None else bad_step
             save_due = save_timer.due(ahead=validation_seconds)
-            stopping, bad_step, save_due = agree_across_ranks(stop.requested, bad_step, save_due, device)
+            stopping, bad_step, save_due = agree_across_ranks(stop, bad_step, save_due, device)
             if bad_step is not None:
                 train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
                                   'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
@@ -350,18 +350,30 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} (before validation; '
                                   f"save_minutes {config['save_minutes']:g})")
 
-            # 2.3 validation
+            # 2.3 validation; Ctrl-C or SIGTERM stops it at once (a batch job's grace period may be shorter than
+            # validation) and saves the epoch's training, which resume validates again
             validation_start = time.monotonic()
             model.eval()
+            validation_stopped = False
             with torch.inference_mode(), autocast:
                 meter = EpochMeter(config['log_interval'])
                 for batch in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master(),
                                   **bar_options()):
+                    if stop.requested:
+                        validation_stopped = True
+                        break
                     *inputs, target = to_device(batch, device, memory_format)
                     output = eval_model(*inputs)
                     if meter.add(step, criterion(output, target), output, target):
                         meter.flush()
                 meter.flush()
+            _, _, validation_stopped = agree_across_ranks(stop, None, validation_stopped, device)
+            if validation_stopped:
+                save([latest_path], epoch, n_train, trained_totals)
+                writer.wait()
+                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} in validation; saved {latest_path} '
+                                  f'at step {step} (the epoch trained; resume validates it again); {resume}')
+                return finish(f'interrupted ({stop.name})', stop.exit_code)
             meter.all_reduce(device)  # every rank now holds the loss over the whole valid set
             valid_loss, trained_totals = meter.loss, None
             validation_seconds = time.monotonic() - validation_start
@@ -385,8 +397,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 tensorboard.add_scalar('lr', lr, epoch + 1)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
-            # a signal that came during validation stops the run here; the save timer may have fallen due in it
-            stopping, _, save_due = agree_across_ranks(stop.requested, None, save_timer.due(), device)
+            # a signal that came after validation's last batch stops the run here; the save timer may have fallen due
+            stopping, _, save_due = agree_across_ranks(stop, None, save_timer.due(), device)
             improved = valid_loss < best_loss
             if improved:
                 best_loss, best_epoch, early_stop_count = valid_loss, epoch + 1, 0

@@ -280,18 +280,22 @@ def all_reduce_sum(values, device):
     return tensor.tolist()
 
 
-def agree_across_ranks(stop_requested, bad_step, save_due, device):
+def agree_across_ranks(stop, bad_step, flag, device):
     """Under DDP every rank must leave the loop, or save, at the same step, or the others hang in a collective.
 
-    Combines the ranks' signal flags (any), first NaN/Inf steps (the earliest) and save timers (any).
+    Combines the ranks' stop signals (a rank that got none takes another's, for its log line and exit code),
+    first NaN/Inf steps (the earliest) and a flag (any: a save timer due, a validation stopped). Returns
+    (stop requested, bad step, flag).
     """
     if not is_distributed():
-        return stop_requested, bad_step, save_due
-    tensor = torch.tensor([float(stop_requested), -math.inf if bad_step is None else -float(bad_step), float(save_due)],
+        return stop.requested, bad_step, flag
+    tensor = torch.tensor([float(stop.signum or 0), -math.inf if bad_step is None else -float(bad_step), float(flag)],
                           dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    stop, negative_bad, save = tensor.tolist()
-    return stop > 0, None if negative_bad == -math.inf else int(-negative_bad), save > 0
+    signum, negative_bad, flag = tensor.tolist()
+    if stop.signum is None and signum > 0:
+        stop.signum = int(signum)
+    return stop.requested, None if negative_bad == -math.inf else int(-negative_bad), flag > 0
 
 
 class SaveTimer:
@@ -1523,7 +1527,7 @@ def _kill_leftover_workers():
 
 
 class StopRequest:
-    """Turns Ctrl-C and SIGTERM into a flag that the loop reads after each optimizer step.
+    """Turns Ctrl-C and SIGTERM into a flag that the loop reads after each optimizer step and validation batch.
 
     The handler never raises, so a second Ctrl-C during a save cannot interrupt it. A step that never ends
     (a stuck data loader) would keep the save from coming: Ctrl-\\ (SIGQUIT, left to its default) quits then.
@@ -1550,8 +1554,8 @@ class StopRequest:
             at_a_terminal = (signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT
                              and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL)  # not ignored (nohup, &)
             force = '; Ctrl-\\ quits at once, without saving' if at_a_terminal else ''
-            print(f'\n{signal.Signals(signum).name} received: finishing this step (or validation), then saving{force}',
-                  file=sys.stderr)
+            print(f'\n{signal.Signals(signum).name} received: finishing this step (or validation batch), then '
+                  f'saving{force}', file=sys.stderr)
 
     @property
     def requested(self):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -10,7 +11,15 @@ import torch
 
 import utils
 from conftest import PROJECT, epoch_lines, only_run, script_file
-from utils import EpochSampler, RunError, ShardSampler, agree_across_ranks, own_epoch_totals, setup_device
+from utils import (
+    EpochSampler,
+    RunError,
+    ShardSampler,
+    StopRequest,
+    agree_across_ranks,
+    own_epoch_totals,
+    setup_device,
+)
 
 
 def test_train_shards_are_disjoint_equal_and_cover_the_epoch():
@@ -36,8 +45,10 @@ def test_validation_shards_cover_every_sample_exactly_once():
 
 
 def test_one_process_agrees_with_itself():
-    assert agree_across_ranks(True, None, False, torch.device('cpu')) == (True, None, False)
-    assert agree_across_ranks(False, 7, True, torch.device('cpu')) == (False, 7, True)
+    stop = StopRequest()
+    assert agree_across_ranks(stop, 7, True, torch.device('cpu')) == (False, 7, True)
+    stop.signum = signal.SIGTERM
+    assert agree_across_ranks(stop, None, False, torch.device('cpu')) == (True, None, False)
 
 
 def test_a_resumed_epochs_running_sums_go_back_to_the_ranks_that_made_them():

@@ -53,12 +53,12 @@ def straight(tmp_path_factory):
 
 
 def interrupt_after_first_epoch(workdir, argv, signum, extra_signal=False):
-    """Start train.py, send `signum` once epoch 1 is logged, and return (exit code, stderr)."""
+    """Start train.py, send `signum` once epoch 1 is validated, and return (exit code, stderr)."""
     # 8 batches an epoch, 0.05 s each: the 3 epochs after the first leave 1.2 s to send it
     process = run_process(argv, workdir, pause_per_batch=0.05)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        logs = list((workdir / 'loggers').glob('*/train.log')) if (workdir / 'loggers').exists() else []
+        logs = list((workdir / 'loggers').glob('*/val.log')) if (workdir / 'loggers').exists() else []
         if logs and epoch_lines(logs[0]):
             break
         time.sleep(0.02)
@@ -139,22 +139,6 @@ def test_ctrl_c_names_ctrl_backslash_only_where_it_quits(capsys, quit_ignored):
     assert ('Ctrl-\\ quits at once' in capsys.readouterr().err) == (not quit_ignored)
 
 
-class SignalOnFetch(torch.utils.data.Dataset):
-    """A dataset that sends `signum` to this process the first time validation (inference mode) fetches from it."""
-
-    def __init__(self, dataset, signum):
-        self.dataset, self.signum, self.sent = dataset, signum, False
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        if torch.is_inference_mode_enabled() and not self.sent:
-            self.sent = True
-            os.kill(os.getpid(), self.signum)
-        return self.dataset[index]
-
-
 @pytest.fixture
 def signal_handlers_restored():
     """A stop keeps its handlers installed (the process is meant to exit): give the test process its own back."""
@@ -164,20 +148,38 @@ def signal_handlers_restored():
         signal.signal(signum, handler)
 
 
-@pytest.mark.parametrize('n_epoch', [3, 1])
-def test_a_signal_during_validation_saves_when_that_epoch_ends(workdir, data_args, monkeypatch, signal_handlers_restored,
-                                                               n_epoch):
-    build_datasets = train.build_datasets
-    monkeypatch.setattr(train, 'build_datasets', lambda config: [SignalOnFetch(d, signal.SIGINT) for d in build_datasets(config)])
-    assert run(data_args + ['--n_epoch', n_epoch]) == (130 if n_epoch > 1 else 0)
+# 8 training and 2 validation batches an epoch: to_device's call 10k - 1 is epoch k's first validation batch
+@pytest.mark.parametrize('signal_at, saved_at, line', [
+    (19, (1, 16, 128), 'interrupted by SIGINT at epoch 2 in validation; saved {latest} at step 16 (the epoch '
+                       'trained; resume validates it again); resume with: python train.py --resume {run}'),
+    (20, (2, 16, 0), 'interrupted by SIGINT after epoch 2 step 16; saved {latest}'),  # its last batch: it ends
+    (39, (3, 32, 128), 'interrupted by SIGINT at epoch 4 in validation; saved {latest} at step 32'),  # the last epoch
+], ids=['first-batch', 'last-batch', 'last-epoch'])
+def test_a_signal_during_validation_stops_it_at_once_and_resume_is_bitwise_equal(workdir, straight, monkeypatch,
+                                                                                signal_handlers_restored, signal_at,
+                                                                                saved_at, line):
+    # a batch system's grace period (SLURM's KillWait: 30 s) may end before a long validation would
+    data_args, (weights, train_lines, val_lines) = straight
+    real_to_device, calls = train.to_device, []
+
+    def signalling_at_a_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == signal_at:
+            os.kill(os.getpid(), signal.SIGINT)  # its handler runs before this batch's forward pass
+        return real_to_device(*args, **kwargs)
+
+    monkeypatch.setattr(train, 'to_device', signalling_at_a_batch)
+    assert run(data_args + LONG) == 130
+    assert len(calls) == signal_at  # validation's second batch was not run
     logs, ckpts = only_run(workdir)
-    latest = load(ckpts / 'latest_checkpoint.pt')
-    assert (latest['epoch'], latest['samples_done']) == (1, 0)  # not a step of epoch 2
-    assert len(epoch_lines(logs / 'train.log')) == len(epoch_lines(logs / 'val.log')) == 1
-    if n_epoch > 1:
-        assert f"| interrupted by SIGINT after epoch 1 step {latest['step']}; saved " in (logs / 'train.log').read_text()
-    else:  # the run was over: it ends as finished, and a requeued job has nothing left to do
-        assert '| finished 1 epoch (best valid loss' in (logs / 'val.log').read_text()
+    saved = load(ckpts / 'latest_checkpoint.pt')
+    assert (saved['epoch'], saved['step'], saved['samples_done']) == saved_at
+    assert line.format(latest=f'checkpoints/{ckpts.name}/latest_checkpoint.pt', run=logs.name) in (
+        logs / 'train.log').read_text()
+    assert last_status(logs)[0] == 'interrupted (SIGINT)'
+    assert epoch_lines(logs / 'val.log') == val_lines[:saved_at[0]]
+    monkeypatch.setattr(train, 'to_device', real_to_device)
+    resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
 
 
 # train.py whose DataLoader worker sends a signal to the whole process group, as a terminal's Ctrl-C or
@@ -252,9 +254,9 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(wor
     if phase == 'train':
         assert latest['epoch'] == 0 and latest['samples_done'] > 0  # mid-epoch, at the step the signal came in
         assert f'| interrupted by {signum} at epoch 1 step ' in (logs / 'train.log').read_text()
-    else:
-        assert (latest['epoch'], latest['samples_done']) == (1, 0)
-        assert f'| interrupted by {signum} after epoch 1 step ' in (logs / 'train.log').read_text()
+    else:  # validation stops at once: the epoch's training is saved, and resume validates it again
+        assert (latest['epoch'], latest['samples_done']) == (0, 128)
+        assert f'| interrupted by {signum} at epoch 1 in validation; saved ' in (logs / 'train.log').read_text()
     assert 'killed by signal' not in (logs / 'train.log').read_text()  # curves.png was drawn, not cut short
     assert f'status: interrupted ({signum})' in (logs / 'note.log').read_text()
 
