@@ -1,6 +1,6 @@
 """The generated train.py under torchrun (DDP, gloo on CPU): one run folder, full validation, resume
-both ways, a named run resumed by the same command, the same first step as one process with the combined
-batch, a clean SIGTERM stop, a signal to one rank in validation, and a killed rank resumed from the timed
+both ways, a named run started again (after a start that saved nothing) and resumed by the same command,
+the same first step as one process with the combined batch, a clean SIGTERM stop, a signal to one rank in validation, and a killed rank resumed from the timed
 mid-epoch save as if never stopped."""
 
 import os
@@ -102,9 +102,14 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
 @pytest.mark.slow
 def test_a_named_run_under_torchrun_starts_resumes_and_ends_with_the_same_command(project, tmp_path):
     command = TORCHRUN + [str(project / 'train.py'), '--run_name', 'job', '--n_samples', '160'] + SMALL
-    for n_epoch in ('1', '2', '2'):  # started; requeued and continued; requeued after its end
+    failed_start = tmp_path / 'loggers' / 'job' / 'note.log'  # a first start that failed before its first save
+    failed_start.parent.mkdir(parents=True)
+    failed_start.write_text('status: failed (ValueError) at 2026-01-01 12:00:00, epoch 0, step 0\n')
+    for n_epoch in ('1', '2', '2'):  # started again; requeued and continued; requeued after its end
         result = run(command + ['--n_epoch', n_epoch], tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / 'loggers' / 'job.attempt-1' / 'note.log').read_text().startswith('status: failed (ValueError)')
+    shutil.rmtree(tmp_path / 'loggers' / 'job.attempt-1')
     assert only_run(tmp_path) == (tmp_path / 'loggers' / 'job', tmp_path / 'checkpoints' / 'job')
     assert [line[0] for line in epoch_lines(tmp_path / 'loggers' / 'job' / 'train.log')] == ['1', '2']
     assert result.stdout.count('nothing to do: the run stopped at epoch 2 (n_epoch 2)') == 1  # rank 0 only
