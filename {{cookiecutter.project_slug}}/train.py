@@ -94,6 +94,7 @@ from utils import (
     unwrap,
     warmup_cosine,
     write_config_file,
+    write_traceback,
 )
 
 NONFINITE_EXIT_CODE = 3
@@ -242,8 +243,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             writer.wait()
             kept = (f'saved {latest_path} at step {step}; {resume}' if where is not None else
                     f'{resume} (from its last save)' if os.path.exists(latest_path) else 'nothing saved to resume from')
-            train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1}, which also stopped a child process '
-                              f'({type(err).__name__}: {first_line(err)}); {kept}')
+            if is_master():  # should the error be a bug of its own, nothing of it is lost
+                details = write_traceback(err, config['loggers_dir'])
+                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1}, which also stopped a child process '
+                                  f'({type(err).__name__}: {first_line(err)}{details}); {kept}')
             finish(f'interrupted ({stop.name})', stop.exit_code)
             return Interrupted(stop.exit_code)
         if where is not None:

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import tokenize
+import traceback
 import warnings
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -1215,6 +1216,18 @@ def load_model_state(model, state_dict, path, keep_resized=False):
 def first_line(err):
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def write_traceback(err, folder):
+    """Keep the error's whole traceback in folder/traceback.txt, where an interrupted run shows one line of it.
+    Returns the clause that says where it is ('' if it could not be written: the run is stopping anyway)."""
+    path = os.path.join(folder, 'traceback.txt')
+    try:
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(''.join(traceback.format_exception(err)))
+    except OSError:
+        return ''
+    return f'; the whole error in {path}'
 
 
 # -----------------------------------------------------------------------------

@@ -574,8 +574,11 @@ def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdi
     logs, ckpts = only_run(workdir)
     name = signal.Signals(signum).name
     line = (f'interrupted by {name} at epoch {1 + (failing_call > 10)}, which also stopped a child process '
-            f'(RuntimeError: CppCompileError: C++ compile error); {kept.format(run=logs.name)}\n')
+            f'(RuntimeError: CppCompileError: C++ compile error; the whole error in loggers/{logs.name}/traceback.txt); '
+            f'{kept.format(run=logs.name)}\n')
     assert (logs / 'train.log').read_text().endswith(line)  # one line: not the compiler's thousand
+    kept_error = (logs / 'traceback.txt').read_text()  # all of it, should it be a bug of its own
+    assert kept_error.startswith('Traceback (most recent call last):') and kept_error.count('unused variable') == 1000
     assert last_status(logs) == (f'interrupted ({name})', None)
     if failing_call == 15:
         saved = load(ckpts / 'latest_checkpoint.pt')
