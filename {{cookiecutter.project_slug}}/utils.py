@@ -1219,12 +1219,13 @@ def first_line(err):
 
 
 def write_traceback(err, folder):
-    """Keep the error's whole traceback in folder/traceback.txt, where an interrupted run shows one line of it.
-    Returns the clause that says where it is ('' if it could not be written: the run is stopping anyway)."""
+    """Keep the error's whole traceback in folder/traceback.txt, where an interrupted run shows one line of it
+    (appended, after the time: a resumed run may stop so again). Returns the clause that says where it is ('' if
+    it could not be written: the run is stopping anyway)."""
     path = os.path.join(folder, 'traceback.txt')
     try:
-        with open(path, 'w', encoding='utf-8') as f:
-            f.write(''.join(traceback.format_exception(err)))
+        with open(path, 'a', encoding='utf-8') as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n{''.join(traceback.format_exception(err))}\n")
     except OSError:
         return ''
     return f'; the whole error in {path}'

@@ -578,7 +578,7 @@ def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdi
             f'{kept.format(run=logs.name)}\n')
     assert (logs / 'train.log').read_text().endswith(line)  # one line: not the compiler's thousand
     kept_error = (logs / 'traceback.txt').read_text()  # all of it, should it be a bug of its own
-    assert kept_error.startswith('Traceback (most recent call last):') and kept_error.count('unused variable') == 1000
+    assert kept_error.count('Traceback (most recent call last):') == 1 and kept_error.count('unused variable') == 1000
     assert last_status(logs) == (f'interrupted ({name})', None)
     if failing_call == 15:
         saved = load(ckpts / 'latest_checkpoint.pt')
@@ -588,6 +588,13 @@ def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdi
     monkeypatch.setattr(owner, where, real)
     if failing_call > 1:
         assert run(['--resume', logs.name]) == 0
+    if failing_call == 15:  # resumed, and stopped so again: the first traceback stays
+        calls[:] = [1] * (failing_call - 1)  # the resumed run's first batch fails
+        monkeypatch.setattr(owner, where, signalled_then_failing)
+        with pytest.raises(Interrupted):
+            run(['--resume', logs.name, '--n_epoch', 3])
+        assert (logs / 'traceback.txt').read_text().startswith(kept_error)
+        assert (logs / 'traceback.txt').read_text().count('unused variable') == 2000
 
 
 def test_an_interrupted_run_exits_with_the_signals_code_and_no_traceback(capsys):
