@@ -166,18 +166,18 @@ def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
-# train.py whose rank 1 alone gets SIGTERM at its first validation batch of epoch 2 (a `kill` of that
-# process, say): it stops its validation at the next batch, rank 0 validates on
+# train.py whose rank 1 alone gets `signal` at its Nth training or validation batch (a `kill` of that process,
+# or the OOM killer's SIGKILL): the other rank goes on until the ranks next agree, or torchrun stops it
 SIGNALLED_RANK = """
 import os, signal, sys, torch
 sys.path.insert(0, {project!r})
 import train
 add, batches = train.EpochMeter.add, []
 def add_or_signal(self, *args):
-    if torch.is_inference_mode_enabled():  # validation's batches
+    if torch.is_inference_mode_enabled() == {in_validation}:
         batches.append(None)
-        if len(batches) == 3 and os.environ['RANK'] == '1':  # 2 a rank an epoch: epoch 2's first
-            os.kill(os.getpid(), signal.SIGTERM)
+        if len(batches) == {at} and os.environ['RANK'] == '1':
+            os.kill(os.getpid(), signal.{signal})
     return add(self, *args)
 train.EpochMeter.add = add_or_signal
 sys.exit(train.main(sys.argv[1:]))
@@ -194,7 +194,8 @@ def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never
     straight_logs, straight_ckpts = only_run(tmp_path / 'straight')
 
     script = tmp_path / 'signalled_rank.py'
-    script.write_text(SIGNALLED_RANK.format(project=str(project)))
+    # 2 validation batches a rank an epoch: epoch 2's first; the rank stops its validation at the next batch
+    script.write_text(SIGNALLED_RANK.format(project=str(project), in_validation=True, at=3, signal='SIGTERM'))
     signalled = run(TORCHRUN + [str(script), *args], tmp_path)
     assert signalled.returncode != 0, signalled.stderr[-3000:]
     assert not re.search(r'(train|utils)\.py", line', signalled.stderr), signalled.stderr[-3000:]  # no rank crashed
@@ -215,24 +216,6 @@ def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never
         assert torch.equal(final['model'][key], value), key
 
 
-# train.py whose rank 1 dies by SIGKILL at its Nth training batch: no handler runs on that rank, and
-# torchrun stops rank 0 too. Only what the timed saves (save_minutes) put on disk counts.
-KILLED_RANK = """
-import os, signal, sys, torch
-sys.path.insert(0, {project!r})
-import train
-add, batches = train.EpochMeter.add, []
-def add_or_die(self, *args):
-    if not torch.is_inference_mode_enabled():  # training's batches, not validation's
-        batches.append(None)
-        if len(batches) == {kill_at} and os.environ['RANK'] == '1':
-            os.kill(os.getpid(), signal.SIGKILL)
-    return add(self, *args)
-train.EpochMeter.add = add_or_die
-sys.exit(train.main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.slow
 def test_a_rank_killed_mid_epoch_resumes_from_the_timed_save_as_if_never_stopped(project, tmp_path):
     # 160 samples: 128 to train, 64 a rank, 4 steps of 16 an epoch; save_minutes this small saves at every read
@@ -243,7 +226,8 @@ def test_a_rank_killed_mid_epoch_resumes_from_the_timed_save_as_if_never_stopped
     straight_logs, straight_ckpts = only_run(tmp_path / 'straight')
 
     script = tmp_path / 'killed_rank.py'
-    script.write_text(KILLED_RANK.format(project=str(project), kill_at=7))  # epoch 2, its third batch
+    script.write_text(SIGNALLED_RANK.format(project=str(project), in_validation=False, at=7,  # epoch 2's third
+                                            signal='SIGKILL'))  # no handler runs, and torchrun stops rank 0 too
     killed = run(TORCHRUN + [str(script), *args], tmp_path)
     assert killed.returncode != 0
     logs, ckpts = only_run(tmp_path)

@@ -148,6 +148,21 @@ def signal_handlers_restored():
         signal.signal(signum, handler)
 
 
+def at_batch(monkeypatch, n, action):
+    """Make train.to_device (once per batch, training's and validation's in turn) call action() at its nth
+    call, before the batch's forward pass; returns the list that counts the calls."""
+    real_to_device, calls = train.to_device, []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            action()
+        return real_to_device(*args, **kwargs)
+
+    monkeypatch.setattr(train, 'to_device', counting)
+    return calls
+
+
 # 8 training and 2 validation batches an epoch: to_device's call 10k - 1 is epoch k's first validation batch
 @pytest.mark.parametrize('signal_at, saved_at, line', [
     (19, (1, 16, 128), 'interrupted by SIGINT at epoch 2 in validation; saved {latest} at step 16 (the epoch '
@@ -160,16 +175,9 @@ def test_a_signal_during_validation_stops_it_at_once_and_resume_is_bitwise_equal
                                                                                 saved_at, line):
     # a batch system's grace period (SLURM's KillWait: 30 s) may end before a long validation would
     data_args, (weights, train_lines, val_lines) = straight
-    real_to_device, calls = train.to_device, []
-
-    def signalling_at_a_batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == signal_at:
-            os.kill(os.getpid(), signal.SIGINT)  # its handler runs before this batch's forward pass
-        return real_to_device(*args, **kwargs)
-
-    monkeypatch.setattr(train, 'to_device', signalling_at_a_batch)
-    assert run(data_args + LONG) == 130
+    with monkeypatch.context() as patch:
+        calls = at_batch(patch, signal_at, lambda: os.kill(os.getpid(), signal.SIGINT))  # handled there and then
+        assert run(data_args + LONG) == 130
     assert len(calls) == signal_at  # validation's second batch was not run
     logs, ckpts = only_run(workdir)
     saved = load(ckpts / 'latest_checkpoint.pt')
@@ -178,7 +186,6 @@ def test_a_signal_during_validation_stops_it_at_once_and_resume_is_bitwise_equal
         logs / 'train.log').read_text()
     assert last_status(logs)[0] == 'interrupted (SIGINT)'
     assert epoch_lines(logs / 'val.log') == val_lines[:saved_at[0]]
-    monkeypatch.setattr(train, 'to_device', real_to_device)
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
 
 
@@ -471,16 +478,12 @@ def test_an_error_between_steps_or_in_validation_saves_the_work_and_resume_is_bi
                                                                                             monkeypatch, bad_batch,
                                                                                             saved_at, where):
     data_args, (weights, train_lines, val_lines) = straight
-    real_to_device, calls = train.to_device, []
 
-    def failing_on_the_bad_batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == bad_batch:
-            raise RunError("cannot read image 'x.png'; remove or replace it")
-        return real_to_device(*args, **kwargs)
+    def unreadable():
+        raise RunError("cannot read image 'x.png'; remove or replace it")
 
-    monkeypatch.setattr(train, 'to_device', failing_on_the_bad_batch)
-    with pytest.raises(RunError, match='x.png'):
+    with monkeypatch.context() as patch, pytest.raises(RunError, match='x.png'):
+        at_batch(patch, bad_batch, unreadable)
         run(data_args + LONG)
     logs, ckpts = only_run(workdir)
     saved = load(ckpts / 'latest_checkpoint.pt')
@@ -489,7 +492,6 @@ def test_an_error_between_steps_or_in_validation_saves_the_work_and_resume_is_bi
             f'fix the cause, then resume with: python train.py --resume {logs.name}') in (logs / 'train.log').read_text()
     assert last_status(logs)[0] == 'failed (RunError)'
     assert epoch_lines(logs / 'val.log') == val_lines[:1]
-    monkeypatch.setattr(train, 'to_device', real_to_device)
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
     assert f'(epoch 1, step {saved_at[1]}, {saved_at[2]} samples of epoch 2 trained)' in (logs / 'note.log').read_text()
 
