@@ -149,7 +149,7 @@ def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, tmp_path):
                                cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        logs = list(tmp_path.glob('loggers/*/train.log'))
+        logs = list(tmp_path.glob('loggers/*/val.log'))  # epoch 1 done: the signal comes in a later one
         if logs and epoch_lines(logs[0]):
             break
         time.sleep(0.05)
