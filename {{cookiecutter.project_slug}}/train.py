@@ -81,6 +81,7 @@ from utils import (
     parse_args,
     provenance,
     resolve_checkpoint,
+    resume_command,
     samples_text,
     set_aside,
     set_determinism,
@@ -115,7 +116,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
-    resume = f"resume with: python train.py --resume {os.path.basename(config['checkpoints_dir'])}"
+    resume = f"resume with: {resume_command(config['checkpoints_dir'])}"
     metrics_path = os.path.join(config['loggers_dir'], 'metrics.csv')
     tensorboard = None  # loggers stay silent off rank 0; tensorboard and metrics.csv are rank 0's too
     if config['tensorboard'] and is_master():
@@ -422,7 +423,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 return finish('early-stopped', 0)
             if stopping and not last_epoch:  # after the last epoch the run is over: it finishes as usual
                 writer.wait()
-                train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}')
+                train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}; {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
 
         writer.wait()

@@ -992,6 +992,14 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
                    f"or timestamp under '{checkpoints_root}'")
 
 
+def resume_command(checkpoints_dir, checkpoints_root='./checkpoints'):
+    """The command that resumes the run saved in checkpoints_dir, as a stopped run's last line shows it: by its
+    timestamp (or --run_name) when it is under checkpoints_root, else by its folder (a --checkpoints_dir elsewhere)."""
+    folder = Path(checkpoints_dir)
+    under_root = (Path(checkpoints_root) / folder.name).resolve() == folder.resolve()
+    return f'python train.py --resume {shlex.quote(folder.name if under_root else str(folder))}'
+
+
 def branch_reason(path, checkpoint, loggers_dir):
     """Why resuming from checkpoint file `path` cannot go on in its run's own folders, or None when it can.
 

@@ -5,6 +5,7 @@ import functools
 import importlib.util
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -167,7 +168,8 @@ def at_batch(monkeypatch, n, action):
 @pytest.mark.parametrize('signal_at, saved_at, line', [
     (19, (1, 16, 128), 'interrupted by SIGINT at epoch 2 in validation; saved {latest} at step 16 (the epoch '
                        'trained; resume validates it again); resume with: python train.py --resume {run}'),
-    (20, (2, 16, 0), 'interrupted by SIGINT after epoch 2 step 16; saved {latest}'),  # its last batch: it ends
+    (20, (2, 16, 0), 'interrupted by SIGINT after epoch 2 step 16; saved {latest}; resume with: python train.py '
+                     '--resume {run}'),  # its last batch: the epoch ends
     (39, (3, 32, 128), 'interrupted by SIGINT at epoch 4 in validation; saved {latest} at step 32'),  # the last epoch
 ], ids=['first-batch', 'last-batch', 'last-epoch'])
 def test_a_signal_during_validation_stops_it_at_once_and_resume_is_bitwise_equal(workdir, straight, monkeypatch,
@@ -187,6 +189,26 @@ def test_a_signal_during_validation_stops_it_at_once_and_resume_is_bitwise_equal
     assert last_status(logs)[0] == 'interrupted (SIGINT)'
     assert epoch_lines(logs / 'val.log') == val_lines[:saved_at[0]]
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
+
+
+def test_the_resume_command_of_a_stopped_run_resumes_it_wherever_its_folders_are(workdir, straight, monkeypatch,
+                                                                                  signal_handlers_restored):
+    # a --checkpoints_dir outside ./checkpoints is not found by its name: the command names the folder
+    data_args, (weights, _, _) = straight
+    folders = ['--loggers_dir', 'other runs/logs', '--checkpoints_dir', 'other runs/ckpt']
+    with monkeypatch.context() as patch:
+        at_batch(patch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        assert run(data_args + LONG + folders) == 130
+    stopped_line, = (line for line in (workdir / 'other runs' / 'logs' / 'train.log').read_text().splitlines()
+                     if 'interrupted by SIGINT' in line)
+    assert stopped_line.endswith("; resume with: python train.py --resume 'other runs/ckpt'"), stopped_line
+    command = shlex.split(stopped_line.split('resume with: ')[1])
+    assert command[:2] == ['python', 'train.py']
+    assert run(command[2:]) == 0
+    final = load(workdir / 'other runs' / 'ckpt' / 'latest_checkpoint.pt')
+    assert final['epoch'] == N_EPOCH
+    for key, value in weights.items():
+        assert torch.equal(final['model'][key], value), key
 
 
 # train.py whose DataLoader worker sends a signal to the whole process group, as a terminal's Ctrl-C or
