@@ -9,12 +9,15 @@ A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
 import csv
+import math
+import re
 from pathlib import Path
 
 from utils import METRIC_NAME, CommandParser, RunError, one_line_errors, read_metrics_rows, read_note, shown_status
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
+ATTEMPT = re.compile(r'(.+)\.attempt-(\d+)')  # a --run_name start that saved nothing, set aside by the next start
 
 
 def summarize(folder):
@@ -63,6 +66,9 @@ def table(root, sort='run', reverse=False):
 
     def sort_key(row):
         value = row.get(sort, '')
+        if sort == 'run':  # NAME.attempt-K right after NAME, in the order they started
+            attempt = ATTEMPT.fullmatch(value)
+            return (attempt[1], int(attempt[2])) if attempt else (value, math.inf)
         try:
             return (0, float(value), '')
         except ValueError:

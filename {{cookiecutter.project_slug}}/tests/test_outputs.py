@@ -266,6 +266,15 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
         runs.table(workdir / 'loggers', sort='nope')
 
 
+def test_runs_table_lists_a_named_runs_set_aside_starts_after_it_newest_first(tmp_path):
+    for name in ('job', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job.b', '20260101_000000'):
+        (tmp_path / name).mkdir()
+    names = [line.split()[0] for line in runs.table(tmp_path, sort='run', reverse=True).splitlines()[1:]]
+    assert names == ['job.b', 'job', 'job.attempt-10', 'job.attempt-2', 'job.attempt-1', '20260101_000000']
+    names = [line.split()[0] for line in runs.table(tmp_path, sort='run').splitlines()[1:]]
+    assert names == ['20260101_000000', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job', 'job.b']
+
+
 def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_args, capsys):
     assert run(data_args + ['--n_epoch', 2]) == 0
     logs, ckpts = only_run(workdir)
