@@ -69,6 +69,7 @@ from utils import (
     is_distributed,
     is_master,
     keep_later_best,
+    kept_starts,
     load_checkpoint,
     load_init_weights,
     load_model_state,
@@ -530,10 +531,12 @@ def main(argv=None):
 
     # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
     if checkpoint is None or branched_from:
-        run_dirs, restarted = None, None
+        run_dirs, restarted = None, []
         if is_master():  # a --run_name run takes its name or stops: a requeue must find it there
-            if unsaved_start:  # it stopped before its first save: start again, that start kept aside
-                restarted = set_aside(config['loggers_dir'], config['checkpoints_dir'], unsaved_start)
+            if run_name:  # its starts that saved no checkpoint are kept aside: any set aside before, then the last
+                restarted.append(kept_starts(config['loggers_dir'], config['checkpoints_dir']))
+                if unsaved_start:
+                    restarted.append(set_aside(config['loggers_dir'], config['checkpoints_dir'], unsaved_start))
             run_dirs = claim_run_dirs(config['loggers_dir'], config['checkpoints_dir'], run_name=run_name)
         config['loggers_dir'], config['checkpoints_dir'] = broadcast(run_dirs)
     elif is_master():
@@ -584,8 +587,8 @@ def main(argv=None):
                                     verbose=0, device=device, col_names=('input_size', 'output_size', 'num_params'))
             note_logger.info(f"run {os.path.basename(config['loggers_dir'])} on {device} x {world_size}"
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
-            if restarted:
-                note_logger.info(restarted)
+            for line in filter(None, restarted):
+                note_logger.info(line)
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
             write_config_file(config, os.path.join(config['loggers_dir'], 'config.json'))  # --config starts it anew
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))

@@ -485,6 +485,25 @@ def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
     return line
 
 
+def kept_starts(loggers_dir, checkpoints_dir):
+    """The line naming the folders that set_aside kept of a --run_name run's earlier starts (NAME.attempt-K, in the
+    order they started), printed and returned for the note.log of a new start of it, or None. A start set aside whose own next start
+    failed before its logs opened (3.6-3.9) leaves no NAME folders whose note.log would tell of it."""
+    kept = []
+    for folder in (Path(loggers_dir), Path(checkpoints_dir)):
+        try:
+            names = os.listdir(folder.parent)
+        except OSError:
+            names = []
+        attempts = [re.fullmatch(re.escape(folder.name) + r'\.attempt-(\d+)', name) for name in names]
+        kept += [str(folder.parent / match[0]) for match in sorted(filter(None, attempts), key=lambda m: int(m[1]))]
+    if not kept:
+        return None
+    line = f"earlier starts of this run saved no checkpoint; their files are in {', '.join(kept)}"
+    print(line)
+    return line
+
+
 def how_it_ended(folder):
     """A run's last status, as runs.py lists it ('running' on another host: as far as its note.log tells)."""
     try:

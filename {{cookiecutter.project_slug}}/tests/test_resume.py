@@ -322,9 +322,38 @@ def test_a_named_run_that_saved_nothing_starts_again_and_keeps_that_start(workdi
     assert run(data_args + EXACT + ['--run_name', 'killed', '--n_epoch', 1]) == 0
     assert (snapshot(workdir / 'loggers' / 'killed.attempt-2'),
             snapshot(workdir / 'checkpoints' / 'killed.attempt-2')) == killed_start
-    assert ('started again: an earlier start saved no checkpoint (failed (process gone)); its files are now in '
-            'loggers/killed.attempt-2 and checkpoints/killed.attempt-2') in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    lines = ['earlier starts of this run saved no checkpoint; their files are in loggers/killed.attempt-1',
+             'started again: an earlier start saved no checkpoint (failed (process gone)); its files are now in '
+             'loggers/killed.attempt-2 and checkpoints/killed.attempt-2']
+    assert out[out.index(lines[0]):][:2] == lines
+    assert [line for line in (workdir / 'loggers' / 'killed' / 'note.log').read_text().splitlines()
+            if line in lines] == lines
     assert (workdir / 'checkpoints' / 'killed' / 'latest_checkpoint.pt').is_file()
+
+
+def test_a_named_run_notes_its_starts_set_aside_even_when_the_start_that_set_them_aside_failed(workdir, data_args,
+                                                                                                monkeypatch, capsys):
+    command = data_args + EXACT + ['--run_name', 'job', '--n_epoch', 1]
+    with monkeypatch.context() as patch:
+        patch.setattr(train, 'train', lambda *args: 1 / 0)  # start 1 fails once note.log is open
+        with pytest.raises(ZeroDivisionError):
+            run(command)
+        patch.setattr(train, 'build_datasets', lambda config: 1 / 0)  # start 2 sets it aside, then fails in 3.6
+        with pytest.raises(ZeroDivisionError):
+            run(command)
+    assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == ['job.attempt-1']  # start 2 left nothing
+    for name in ('job.attempt-3', 'job.attempt-10'):  # and two more earlier starts, one with a checkpoints folder
+        shutil.copytree(workdir / 'loggers' / 'job.attempt-1', workdir / 'loggers' / name)
+    (workdir / 'checkpoints' / 'job.attempt-3').mkdir(parents=True)
+    (workdir / 'loggers' / 'other.attempt-2').mkdir()  # another run's
+    capsys.readouterr()
+    assert run(command) == 0
+    line = ('earlier starts of this run saved no checkpoint; their files are in loggers/job.attempt-1, '
+            'loggers/job.attempt-3, loggers/job.attempt-10, checkpoints/job.attempt-3')
+    assert line in capsys.readouterr().out.splitlines()
+    assert line in (workdir / 'loggers' / 'job' / 'note.log').read_text().splitlines()
+    assert 'status: failed (ZeroDivisionError)' in (workdir / 'loggers' / 'job.attempt-1' / 'note.log').read_text()
 
 
 def test_a_named_run_that_saved_nothing_is_not_moved_while_it_runs_here_and_empty_folders_are_not_kept(
