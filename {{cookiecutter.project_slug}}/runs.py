@@ -13,7 +13,17 @@ import math
 import re
 from pathlib import Path
 
-from utils import METRIC_NAME, CommandParser, RunError, one_line_errors, read_metrics_rows, read_note, shown_status
+from utils import (
+    HEARTBEAT_FILE,
+    METRIC_NAME,
+    CommandParser,
+    RunError,
+    one_line_errors,
+    read_heartbeat,
+    read_metrics_rows,
+    read_note,
+    shown_status,
+)
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
@@ -30,7 +40,7 @@ def summarize(folder):
         return {**row, 'status': 'corrupt (no readable note.log)'}, {}
     if status is None:
         return {**row, 'status': 'partial (no status in note.log)'}, config
-    row['status'] = shown_status(status, provenance)
+    row['status'] = shown_status(status, provenance, read_heartbeat(folder))
     try:
         epochs = read_metrics_rows(folder / 'metrics.csv')
         best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None
@@ -48,7 +58,7 @@ def summarize(folder):
 
 def is_empty(folder):
     try:
-        return not any(folder.iterdir())
+        return not any(path.name != HEARTBEAT_FILE for path in folder.iterdir())
     except OSError:
         return False
 

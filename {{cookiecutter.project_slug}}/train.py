@@ -88,6 +88,7 @@ from utils import (
     set_determinism,
     set_rng_state,
     setup_device,
+    start_heartbeat,
     to_device,
 {%- if cookiecutter.task == 'classification' %}
     unused_classes_warning,
@@ -542,6 +543,8 @@ def main(argv=None):
     elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])
         check_not_running(config['loggers_dir'])
+    if is_master():  # until main() ends: a start elsewhere (another host, say) can tell this run is being written
+        start_heartbeat(config['loggers_dir'])
 
     # 3.6 dataset
     train_set, valid_set = build_datasets(config)

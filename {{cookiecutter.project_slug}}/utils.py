@@ -464,6 +464,7 @@ def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
     so that the run starts again under its name and nothing of that start is lost. Folders left empty (killed
     before its logs opened) are removed instead. Returns the line for the new start's note.log, or None."""
     folders = [Path(loggers_dir), Path(checkpoints_dir)]
+    (folders[0] / HEARTBEAT_FILE).unlink(missing_ok=True)  # its process is gone (named_run checked)
     remove_if_empty(*folders)
     kept = [folder for folder in folders if folder.exists()]
     if not kept:
@@ -513,14 +514,23 @@ def how_it_ended(folder):
     if status is None:
         return 'no status in note.log'
     if status == 'running' and alive(provenance) is None:
-        return f"its note.log says running on host {provenance.get('host', '?')}, which cannot be checked from here"
+        host, beat = provenance.get('host', '?'), read_heartbeat(folder)
+        if beat is None or beat.get('host') != host:  # a run from before heartbeats
+            return f'its note.log says running on host {host}, which cannot be checked from here'
+        if beat['age'] < HEARTBEAT_STALE_SECONDS:  # still_running let it by
+            return f'running on host {host} until this SLURM job was requeued'
+        return f"running on host {host} until its heartbeat stopped {beat['age'] / 60:.0f} min ago"
     return shown_status(status, provenance)
 
 
-def shown_status(status, provenance):
-    """A note.log status as runs.py lists it: without its time, and 'running' checked against the process."""
+def shown_status(status, provenance, beat=None):
+    """A note.log status as runs.py lists it: without its time, and 'running' checked against the process, or on
+    another host against its heartbeat (read_heartbeat) when there is one."""
     if status == 'running':
-        return {True: 'running', False: 'failed (process gone)', None: 'running?'}[alive(provenance)]
+        state = alive(provenance)
+        if state is None and beat and beat.get('host') == provenance.get('host'):
+            state = beat['age'] < HEARTBEAT_STALE_SECONDS
+        return {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
     return status.split(' at ')[0]
 
 
@@ -709,15 +719,95 @@ def alive(provenance):
         return True
 
 
-def check_not_running(loggers_dir):
-    """Refuse to resume a run whose process still runs here: two processes would write the same files."""
+HEARTBEAT_FILE = '.heartbeat'  # in loggers/<run> while a process writes the run (from 3.5 on)
+HEARTBEAT_SECONDS = 30  # how often that process touches it
+HEARTBEAT_STALE_SECONDS = 120  # untouched this long: its process is gone
+_heartbeats = []  # this main()'s Heartbeat; failure_noted stops it
+
+
+class Heartbeat:
+    """loggers/<run>/.heartbeat names the process that writes the run ({host, pid, slurm_job}), and a daemon thread
+    touches it every HEARTBEAT_SECONDS, so that a start on another host sharing the folders can tell whether the
+    run is still written there, which a pid cannot tell it; on this host it covers 3.5-3.10, before note.log exists.
+    stop() (when main() ends) removes it; a hard kill leaves it, and it goes stale."""
+
+    def __init__(self, loggers_dir):
+        self.path = Path(loggers_dir) / HEARTBEAT_FILE
+        self.owner = {'host': socket.gethostname(), 'pid': os.getpid(), 'slurm_job': os.environ.get('SLURM_JOB_ID')}
+        tmp = self.path.with_name(f'{HEARTBEAT_FILE}.{os.getpid()}.tmp')
+        try:  # without it the run goes on: only a start elsewhere that checks on it would be misled
+            tmp.write_text(json.dumps(self.owner) + '\n', encoding='utf-8')
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.beat, name='heartbeat', daemon=True)
+        self.thread.start()
+
+    def beat(self):
+        while not self.stopped.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(OSError):  # the folder was removed: nothing to keep alive
+                os.utime(self.path)
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+        beat = read_heartbeat(self.path.parent)
+        if beat and (beat.get('host'), beat.get('pid')) == (self.owner['host'], self.owner['pid']):  # not a later start's
+            with contextlib.suppress(OSError):
+                os.remove(self.path)
+
+
+def start_heartbeat(loggers_dir):
+    """From 3.5 until main() ends, loggers/<run>/.heartbeat tells other starts that this process writes the run."""
+    _heartbeats.append(Heartbeat(loggers_dir))
+
+
+def stop_heartbeats():
+    while _heartbeats:
+        _heartbeats.pop().stop()
+
+
+def read_heartbeat(folder):
+    """The owner a Heartbeat wrote in folder, with 'age' (seconds since it was last touched), or None."""
+    path = Path(folder) / HEARTBEAT_FILE
     try:
-        _, provenance, status = read_note(Path(loggers_dir))
-    except (OSError, UnicodeDecodeError):
-        return
-    if status == 'running' and alive(provenance) and int(provenance['pid']) != os.getpid():  # not a run of this process
-        raise RunError(f"run {Path(loggers_dir).name} is still running (pid {provenance['pid']}); stop it first "
-                       '(Ctrl-C saves it), then resume')
+        owner = json.loads(path.read_text(encoding='utf-8'))
+        age = time.time() - path.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    return {**owner, 'age': age} if isinstance(owner, dict) else None
+
+
+def still_running(loggers_dir):
+    """Why another process still writes the run in loggers_dir ('is still running (pid P)'), or None: its heartbeat
+    tells, or for a run without one (made before heartbeats), note.log's status and pid on this host."""
+    beat = read_heartbeat(loggers_dir)
+    if beat is None:
+        try:
+            _, beat, status = read_note(Path(loggers_dir))
+        except (OSError, UnicodeDecodeError):
+            return None
+        if status != 'running':
+            return None
+    elif beat.get('host') != socket.gethostname():
+        if beat.get('slurm_job') and beat['slurm_job'] == os.environ.get('SLURM_JOB_ID'):
+            return None  # this job's earlier start, requeued here: SLURM ended it first
+        if beat['age'] < HEARTBEAT_STALE_SECONDS:
+            return (f"is still running on host {beat['host']} (pid {beat.get('pid')}: its {HEARTBEAT_FILE} was touched "
+                    f"{beat['age']:.0f} s ago; if that process was killed, retry in "
+                    f"{HEARTBEAT_STALE_SECONDS - beat['age']:.0f} s)")
+        return None
+    if 'pid' in beat and alive(beat) and int(beat['pid']) != os.getpid():  # not a run of this process
+        return f"is still running (pid {beat['pid']})"
+    return None
+
+
+def check_not_running(loggers_dir):
+    """Refuse to resume a run that another process still writes: two processes would write the same files."""
+    running = still_running(loggers_dir)
+    if running:
+        raise RunError(f'run {Path(loggers_dir).name} {running}; stop it first (Ctrl-C saves it), then resume')
 
 
 @contextlib.contextmanager
@@ -726,16 +816,18 @@ def failure_noted():
     once its note.log is open becomes the run's last status there, so that runs.py shows it; the error
     goes on as before. Before note.log opens (a bad dataset, a bug in model.py), the new run's folders
     (and loggers/ and checkpoints/ if it made them) are removed again if they are still empty, so failed
-    attempts leave no empty runs behind. An earlier run's loggers in this process are closed first, so
-    that nothing lands in that run's files."""
+    attempts leave no empty runs behind. Either way the run's heartbeat stops: this process no longer writes
+    it. An earlier run's loggers in this process are closed first, so that nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
+    stop_heartbeats()
     _claimed_run_dirs.clear()
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     previous_sigterm = signal.signal(signal.SIGTERM, in_this_process_only(_raise_terminated)) if in_main_thread else None
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
+        stop_heartbeats()
         note_files = [handler for handler in logging.getLogger('note').handlers  # none before 3.10, none off rank 0
                       if isinstance(handler, logging.FileHandler)]  # not the console: it shows the error already
         for handler in note_files:
@@ -744,6 +836,7 @@ def failure_noted():
             remove_if_empty(*_claimed_run_dirs)
         raise
     finally:
+        stop_heartbeats()
         _claimed_run_dirs.clear()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm)

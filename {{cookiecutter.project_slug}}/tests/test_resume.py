@@ -1,5 +1,6 @@
 """Resume continues the same run exactly: same folders, appended logs, restored scheduler, counters and RNG."""
 
+import json
 import os
 import pickle
 import random
@@ -382,6 +383,85 @@ def test_a_named_run_that_saved_nothing_is_not_moved_while_it_runs_here_and_empt
     assert 'started again' not in capsys.readouterr().out + (workdir / 'loggers' / 'empty' / 'note.log').read_text()
     assert sorted(p.name for p in (workdir / 'loggers').iterdir()) == ['empty', 'job', 'job.attempt-1']
     assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['empty', 'job']
+
+
+def write_heartbeat(folder, host, pid, slurm_job=None, age=0):
+    """A .heartbeat as utils.Heartbeat writes it, last touched `age` seconds ago."""
+    path = folder / utils.HEARTBEAT_FILE
+    path.write_text(json.dumps({'host': host, 'pid': pid, 'slurm_job': slurm_job}))
+    os.utime(path, (time.time() - age,) * 2)
+
+
+def test_a_run_that_another_process_writes_is_not_taken_over_even_before_its_logs_or_on_another_host(
+        workdir, data_args, monkeypatch, capsys):
+    monkeypatch.delenv('SLURM_JOB_ID', raising=False)
+    # on this host, in 3.5-3.10 (loading its data: no note.log yet): only its heartbeat tells
+    logs, ckpts = workdir / 'loggers' / 'job', workdir / 'checkpoints' / 'job'
+    logs.mkdir(parents=True)
+    ckpts.mkdir(parents=True)
+    write_heartbeat(logs, socket.gethostname(), 1)
+    before = snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))
+    with monkeypatch.context() as patch:
+        patch.setattr(utils, 'alive', lambda provenance: provenance['pid'] == 1)
+        with pytest.raises(RunError, match=r'^run job is still running \(pid 1\); stop it first'):
+            train.main([str(arg) for arg in data_args + ['--run_name', 'job']])
+    assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
+    shutil.rmtree(logs)
+    shutil.rmtree(ckpts)
+    assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 1]) == 0
+    assert not (logs / utils.HEARTBEAT_FILE).exists()  # removed when main() ended
+
+    # on another host that shares the folders: its heartbeat is fresh
+    write_heartbeat(logs, 'node-b', 7, slurm_job='111', age=20)
+    before = snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))
+    for argv in (['--run_name', 'job'], ['--resume', 'job']):
+        with pytest.raises(RunError, match=r'^run job is still running on host node-b \(pid 7: its \.heartbeat was '
+                                           r'touched 2\d s ago; if that process was killed, retry in \d+ s\); stop'):
+            train.main([str(arg) for arg in data_args + EXACT + argv + ['--n_epoch', 2]])
+        assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
+    monkeypatch.setenv('SLURM_JOB_ID', '111')  # that job, requeued here: SLURM ended it first
+    assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 2]) == 0
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
+    write_heartbeat(logs, 'node-b', 7, slurm_job='222', age=utils.HEARTBEAT_STALE_SECONDS + 1)  # killed there
+    assert run(data_args + EXACT + ['--resume', 'job', '--n_epoch', 3]) == 0
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 3
+
+    # a start on another host that saved nothing, killed there: set aside once its heartbeat is stale
+    started = workdir / 'loggers' / 'started'
+    started.mkdir()
+    (started / 'note.log').write_text('provenance:\n    host: node-b\n    pid: 7\nstatus: running\n')
+    write_heartbeat(started, 'node-b', 7, age=20)
+    assert runs.summarize(started)[0]['status'] == 'running'  # as far as its heartbeat tells
+    with pytest.raises(RunError, match='^run started is still running on host node-b'):
+        train.main([str(arg) for arg in data_args + ['--run_name', 'started']])
+    write_heartbeat(started, 'node-b', 7, age=180)
+    assert runs.summarize(started)[0]['status'] == 'failed (process gone)'
+    capsys.readouterr()
+    assert run(data_args + ['--run_name', 'started', '--n_epoch', 1]) == 0
+    assert ('started again: an earlier start saved no checkpoint (running on host node-b until its heartbeat stopped '
+            '3 min ago); its files are now in loggers/started.attempt-1') in capsys.readouterr().out
+    assert not (workdir / 'loggers' / 'started.attempt-1' / utils.HEARTBEAT_FILE).exists()  # its process is gone
+
+
+def test_the_heartbeat_names_this_process_and_is_touched_while_the_run_goes_on(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(utils, 'HEARTBEAT_SECONDS', 0.05)
+    real_train, seen = train.train, []
+
+    def train_watching_the_heartbeat(train_loader, valid_loader, model, config, device, checkpoint):
+        path = Path(config['loggers_dir']) / utils.HEARTBEAT_FILE
+        seen.append((json.loads(path.read_text()), path.stat().st_mtime_ns))
+        os.utime(path, ns=(0, 0))
+        time.sleep(0.5)
+        seen.append(path.stat().st_mtime_ns)
+        return real_train(train_loader, valid_loader, model, config, device, checkpoint)
+
+    monkeypatch.setattr(train, 'train', train_watching_the_heartbeat)
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    (owner, _), touched = seen
+    assert owner == {'host': socket.gethostname(), 'pid': os.getpid(), 'slurm_job': os.environ.get('SLURM_JOB_ID')}
+    assert touched > 0
+    logs, _ = only_run(workdir)
+    assert not (logs / utils.HEARTBEAT_FILE).exists()
 
 
 def test_a_run_name_taken_while_the_run_starts_is_an_error_not_another_name(workdir, data_args, monkeypatch):
