@@ -425,7 +425,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 return finish('early-stopped', 0)
             if stopping and not last_epoch:  # after the last epoch the run is over: it finishes as usual
                 writer.wait()
-                train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; saved {latest_path}; {resume}')
+                train_logger.info(f'interrupted by {stop.name} after epoch {epoch + 1} step {step}; '
+                                  f'saved {latest_path}; {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
 
         writer.wait()

@@ -487,9 +487,9 @@ def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
 
 
 def kept_starts(loggers_dir, checkpoints_dir):
-    """The line naming the folders that set_aside kept of a --run_name run's earlier starts (NAME.attempt-K, in the
-    order they started), printed and returned for the note.log of a new start of it, or None. A start set aside whose own next start
-    failed before its logs opened (3.6-3.9) leaves no NAME folders whose note.log would tell of it."""
+    """The line naming the folders that set_aside kept of a --run_name run's earlier starts (NAME.attempt-K, in
+    the order they started), printed and returned for the note.log of its new start, or None. A start set aside
+    whose own next start failed before its logs opened (3.6-3.9) leaves no NAME folders to tell of it."""
     kept = []
     for folder in (Path(loggers_dir), Path(checkpoints_dir)):
         try:
@@ -753,7 +753,7 @@ class Heartbeat:
         self.stopped.set()
         self.thread.join()
         beat = read_heartbeat(self.path.parent)
-        if beat and (beat.get('host'), beat.get('pid')) == (self.owner['host'], self.owner['pid']):  # not a later start's
+        if beat and (beat.get('host'), beat.get('pid')) == (self.owner['host'], self.owner['pid']):  # not another's
             with contextlib.suppress(OSError):
                 os.remove(self.path)
 
@@ -773,7 +773,7 @@ def read_heartbeat(folder):
     path = Path(folder) / HEARTBEAT_FILE
     try:
         owner = json.loads(path.read_text(encoding='utf-8'))
-        age = time.time() - path.stat().st_mtime
+        age = max(0.0, time.time() - path.stat().st_mtime)  # another host's clock may run ahead
     except (OSError, ValueError):
         return None
     return {**owner, 'age': age} if isinstance(owner, dict) else None
@@ -794,8 +794,8 @@ def still_running(loggers_dir):
         if beat.get('slurm_job') and beat['slurm_job'] == os.environ.get('SLURM_JOB_ID'):
             return None  # this job's earlier start, requeued here: SLURM ended it first
         if beat['age'] < HEARTBEAT_STALE_SECONDS:
-            return (f"is still running on host {beat['host']} (pid {beat.get('pid')}: its {HEARTBEAT_FILE} was touched "
-                    f"{beat['age']:.0f} s ago; if that process was killed, retry in "
+            return (f"is still running on host {beat.get('host')} (pid {beat.get('pid')}: its {HEARTBEAT_FILE} was "
+                    f"touched {beat['age']:.0f} s ago; if that process was killed, retry in "
                     f"{HEARTBEAT_STALE_SECONDS - beat['age']:.0f} s)")
         return None
     if 'pid' in beat and alive(beat) and int(beat['pid']) != os.getpid():  # not a run of this process

@@ -250,6 +250,7 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
     partial.mkdir()
     (partial / 'note.log').write_text('run cut short\n')
     (workdir / 'loggers' / '20260105_000000').mkdir()  # a run that stopped (or is) before 3.10 opens the logs
+    (workdir / 'loggers' / '20260105_000000' / utils.HEARTBEAT_FILE).write_text('{}')  # made in 3.5
     text = runs.table(workdir / 'loggers', sort='run')
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     header = text.splitlines()[0].split()
