@@ -517,9 +517,9 @@ def how_it_ended(folder):
         host, beat = provenance.get('host', '?'), read_heartbeat(folder)
         if beat is None or beat.get('host') != host:  # a run from before heartbeats
             return f'its note.log says running on host {host}, which cannot be checked from here'
-        if beat['age'] < HEARTBEAT_STALE_SECONDS:  # still_running let it by
+        if this_slurm_job(beat):
             return f'running on host {host} until this SLURM job was requeued'
-        return f"running on host {host} until its heartbeat stopped {beat['age'] / 60:.0f} min ago"
+        return f"running on host {host} until its heartbeat stopped {beat['age']:.0f} s ago"
     return shown_status(status, provenance)
 
 
@@ -721,7 +721,7 @@ def alive(provenance):
 
 HEARTBEAT_FILE = '.heartbeat'  # in loggers/<run> while a process writes the run (from 3.5 on)
 HEARTBEAT_SECONDS = 30  # how often that process touches it
-HEARTBEAT_STALE_SECONDS = 120  # untouched this long: its process is gone
+HEARTBEAT_STALE_SECONDS = 120  # untouched this long (by this host's clock): gone, without watching it (heartbeat_moves)
 _heartbeats = []  # this main()'s Heartbeat; failure_noted stops it
 
 
@@ -779,6 +779,36 @@ def read_heartbeat(folder):
     return {**owner, 'age': age} if isinstance(owner, dict) else None
 
 
+def this_slurm_job(beat):
+    """Whether a heartbeat was written by an earlier start of this SLURM job (SLURM requeues keep the job id)."""
+    return bool(beat.get('slurm_job')) and beat['slurm_job'] == os.environ.get('SLURM_JOB_ID')
+
+
+def heartbeat_moves(folder, beat):
+    """Whether the heartbeat in folder is touched within the next HEARTBEAT_SECONDS (and a margin): its process on
+    another host still runs. Watching it, rather than judging its age, needs no clocks to agree, and a start right
+    after a hard kill there (a requeue, a chained job) waits for it instead of failing."""
+    path, seconds = Path(folder) / HEARTBEAT_FILE, HEARTBEAT_SECONDS * 1.5
+    print(f"{path} was touched {beat['age']:.0f} s ago on host {beat.get('host')}: waiting up to {seconds:.0f} s "
+          'to see whether its process still runs')
+    first, deadline = modified_ns(path), time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(HEARTBEAT_SECONDS / 30)
+        now = modified_ns(path)
+        if now != first:
+            return now is not None  # removed: its process ended
+    return False
+
+
+def modified_ns(path):
+    """A file's mtime, or None; opened first, since NFS revalidates a file's cached attributes on open."""
+    try:
+        with open(path, 'rb') as f:
+            return os.fstat(f.fileno()).st_mtime_ns
+    except OSError:
+        return None
+
+
 def still_running(loggers_dir):
     """Why another process still writes the run in loggers_dir ('is still running (pid P)'), or None: its heartbeat
     tells, or for a run without one (made before heartbeats), note.log's status and pid on this host."""
@@ -791,12 +821,11 @@ def still_running(loggers_dir):
         if status != 'running':
             return None
     elif beat.get('host') != socket.gethostname():
-        if beat.get('slurm_job') and beat['slurm_job'] == os.environ.get('SLURM_JOB_ID'):
+        if this_slurm_job(beat):
             return None  # this job's earlier start, requeued here: SLURM ended it first
-        if beat['age'] < HEARTBEAT_STALE_SECONDS:
-            return (f"is still running on host {beat.get('host')} (pid {beat.get('pid')}: its {HEARTBEAT_FILE} was "
-                    f"touched {beat['age']:.0f} s ago; if that process was killed, retry in "
-                    f"{HEARTBEAT_STALE_SECONDS - beat['age']:.0f} s)")
+        if beat['age'] < HEARTBEAT_STALE_SECONDS and heartbeat_moves(loggers_dir, beat):
+            return (f"is still running on host {beat.get('host')} (pid {beat.get('pid')}: it touched its "
+                    f'{HEARTBEAT_FILE} just now)')
         return None
     if 'pid' in beat and alive(beat) and int(beat['pid']) != os.getpid():  # not a run of this process
         return f"is still running (pid {beat['pid']})"

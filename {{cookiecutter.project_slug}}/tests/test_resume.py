@@ -4,10 +4,12 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -411,35 +413,55 @@ def test_a_run_that_another_process_writes_is_not_taken_over_even_before_its_log
     assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 1]) == 0
     assert not (logs / utils.HEARTBEAT_FILE).exists()  # removed when main() ended
 
-    # on another host that shares the folders: its heartbeat is fresh
+    # on another host that shares the folders: a fresh heartbeat is watched, and one that moves is still running
+    monkeypatch.setattr(utils, 'HEARTBEAT_SECONDS', 0.2)  # watched for 0.3 s
     write_heartbeat(logs, 'node-b', 7, slurm_job='111', age=20)
-    before = snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))
-    for argv in (['--run_name', 'job'], ['--resume', 'job']):
-        with pytest.raises(RunError, match=r'^run job is still running on host node-b \(pid 7: its \.heartbeat was '
-                                           r'touched 2\d s ago; if that process was killed, retry in \d+ s\); stop'):
-            train.main([str(arg) for arg in data_args + EXACT + argv + ['--n_epoch', 2]])
-        assert (snapshot(workdir), sorted(p.name for p in workdir.rglob('*'))) == before
-    monkeypatch.setenv('SLURM_JOB_ID', '111')  # that job, requeued here: SLURM ended it first
-    assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 2]) == 0
-    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
-    write_heartbeat(logs, 'node-b', 7, slurm_job='222', age=utils.HEARTBEAT_STALE_SECONDS + 1)  # killed there
-    assert run(data_args + EXACT + ['--resume', 'job', '--n_epoch', 3]) == 0
-    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 3
 
-    # a start on another host that saved nothing, killed there: set aside once its heartbeat is stale
+    def files_but_the_heartbeat():  # which the test touches
+        return ({name: stat for name, stat in snapshot(workdir).items() if not name.endswith(utils.HEARTBEAT_FILE)},
+                sorted(p.name for p in workdir.rglob('*')))
+
+    before = files_but_the_heartbeat()
+    stop_touching = threading.Event()
+    toucher = threading.Thread(target=lambda: [os.utime(logs / utils.HEARTBEAT_FILE) for _ in
+                                               iter(lambda: stop_touching.wait(0.02), True)])
+    toucher.start()
+    try:
+        for argv in (['--run_name', 'job'], ['--resume', 'job']):
+            with pytest.raises(RunError, match=r'^run job is still running on host node-b \(pid 7: it touched its '
+                                               r'\.heartbeat just now\); stop it first'):
+                train.main([str(arg) for arg in data_args + EXACT + argv + ['--n_epoch', 2]])
+    finally:
+        stop_touching.set()
+        toucher.join()
+    assert files_but_the_heartbeat() == before
+    # killed hard there a moment ago (a requeue or a chained job starts here at once): its heartbeat stays still
+    write_heartbeat(logs, 'node-b', 7, slurm_job='111', age=20)
+    capsys.readouterr()
+    assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 2]) == 0
+    assert re.search(r'\.heartbeat was touched 2\d s ago on host node-b: waiting up to 0 s', capsys.readouterr().out)
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
+    for job, age in (('111', 20), ('222', utils.HEARTBEAT_STALE_SECONDS + 1)):  # this SLURM job's, or stale: not watched
+        monkeypatch.setenv('SLURM_JOB_ID', '111')
+        write_heartbeat(logs, 'node-b', 7, slurm_job=job, age=age)
+        epoch = load(ckpts / 'latest_checkpoint.pt')['epoch']
+        assert run(data_args + EXACT + ['--resume', 'job', '--n_epoch', epoch + 1]) == 0
+        assert 'waiting' not in capsys.readouterr().out
+        assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == epoch + 1
+
+    # a start on another host that saved nothing, killed there: set aside, its heartbeat's age named
     started = workdir / 'loggers' / 'started'
     started.mkdir()
     (started / 'note.log').write_text('provenance:\n    host: node-b\n    pid: 7\nstatus: running\n')
     write_heartbeat(started, 'node-b', 7, age=20)
     assert runs.summarize(started)[0]['status'] == 'running'  # as far as its heartbeat tells
-    with pytest.raises(RunError, match='^run started is still running on host node-b'):
-        train.main([str(arg) for arg in data_args + ['--run_name', 'started']])
     write_heartbeat(started, 'node-b', 7, age=180)
     assert runs.summarize(started)[0]['status'] == 'failed (process gone)'
     capsys.readouterr()
     assert run(data_args + ['--run_name', 'started', '--n_epoch', 1]) == 0
-    assert ('started again: an earlier start saved no checkpoint (running on host node-b until its heartbeat stopped '
-            '3 min ago); its files are now in loggers/started.attempt-1') in capsys.readouterr().out
+    assert re.search(r'started again: an earlier start saved no checkpoint \(running on host node-b until its '
+                     r'heartbeat stopped 18\d s ago\); its files are now in loggers/started\.attempt-1\n',
+                     capsys.readouterr().out)
     assert not (workdir / 'loggers' / 'started.attempt-1' / utils.HEARTBEAT_FILE).exists()  # its process is gone
 
 
