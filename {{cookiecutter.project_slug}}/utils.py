@@ -751,7 +751,7 @@ class Heartbeat:
 
     def stop(self):
         self.stopped.set()
-        self.thread.join()
+        self.thread.join(timeout=5)  # not forever on a file system that hangs
         beat = read_heartbeat(self.path.parent)
         if beat and (beat.get('host'), beat.get('pid')) == (self.owner['host'], self.owner['pid']):  # not another's
             with contextlib.suppress(OSError):
