@@ -969,6 +969,7 @@ def provenance(device, world_size, project=None):
         'host': socket.gethostname(),
         'pid': os.getpid(),
         'world_size': world_size,
+        **({'slurm_job': os.environ['SLURM_JOB_ID']} if os.environ.get('SLURM_JOB_ID') else {}),  # its logs, sacct
     }
 
 

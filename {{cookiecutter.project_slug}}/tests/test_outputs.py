@@ -220,6 +220,13 @@ def test_note_log_records_provenance(workdir, data_args):
     assert f'torch: {torch.__version__}' in note
 
 
+def test_provenance_names_the_slurm_job_under_slurm(monkeypatch):
+    monkeypatch.delenv('SLURM_JOB_ID', raising=False)
+    assert 'slurm_job' not in provenance(torch.device('cpu'), 1)
+    monkeypatch.setenv('SLURM_JOB_ID', '4242')
+    assert provenance(torch.device('cpu'), 1)['slurm_job'] == '4242'
+
+
 def test_provenance_names_the_commit_and_whether_it_is_dirty(tmp_path):
     git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@t', '-C', str(tmp_path)]
     subprocess.run(git[:5] + ['init', '-q', str(tmp_path)], check=True)
