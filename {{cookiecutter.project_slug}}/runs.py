@@ -10,7 +10,6 @@ A damaged, partial or empty run folder is listed as such, never a crash.
 
 import csv
 import math
-import re
 from pathlib import Path
 
 from utils import (
@@ -19,6 +18,7 @@ from utils import (
     CommandParser,
     RunError,
     one_line_errors,
+    parse_attempt,
     read_heartbeat,
     read_metrics_rows,
     read_note,
@@ -27,7 +27,6 @@ from utils import (
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
-ATTEMPT = re.compile(r'(.+)\.attempt-(\d+)')  # a --run_name start that saved nothing, set aside by the next start
 
 
 def summarize(folder):
@@ -77,8 +76,7 @@ def table(root, sort='run', reverse=False):
     def sort_key(row):
         value = row.get(sort, '')
         if sort == 'run':  # NAME.attempt-K right after NAME, in the order they started
-            attempt = ATTEMPT.fullmatch(value)
-            return (attempt[1], int(attempt[2])) if attempt else (value, math.inf)
+            return parse_attempt(value) or (value, math.inf)
         try:
             return (0, float(value), '')
         except ValueError:

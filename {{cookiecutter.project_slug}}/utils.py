@@ -459,6 +459,17 @@ def named_run(name, overrides):
     return None, None
 
 
+def attempt_folder(folder, k):
+    """NAME.attempt-K beside NAME: where set_aside keeps a --run_name start that saved nothing."""
+    return folder.with_name(f'{folder.name}.attempt-{k}')
+
+
+def parse_attempt(name):
+    """(NAME, K) for a folder named NAME.attempt-K (attempt_folder), else None."""
+    match = re.fullmatch(r'(.+)\.attempt-(\d+)', name)
+    return (match[1], int(match[2])) if match else None
+
+
 def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
     """Move the folders of a --run_name start that saved nothing to NAME.attempt-K (the first K free for both),
     so that the run starts again under its name and nothing of that start is lost. Folders left empty (killed
@@ -469,11 +480,10 @@ def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
     kept = [folder for folder in folders if folder.exists()]
     if not kept:
         return None
-    attempt = next(k for k in itertools.count(1)
-                   if not any(folder.with_name(f'{folder.name}.attempt-{k}').exists() for folder in folders))
+    attempt = next(k for k in itertools.count(1) if not any(attempt_folder(folder, k).exists() for folder in folders))
     moved = []
     for folder in kept:
-        target = folder.with_name(f'{folder.name}.attempt-{attempt}')
+        target = attempt_folder(folder, attempt)
         try:
             os.rename(folder, target)
         except OSError as err:
@@ -496,8 +506,8 @@ def kept_starts(loggers_dir, checkpoints_dir):
             names = os.listdir(folder.parent)
         except OSError:
             names = []
-        attempts = [re.fullmatch(re.escape(folder.name) + r'\.attempt-(\d+)', name) for name in names]
-        kept += [str(folder.parent / match[0]) for match in sorted(filter(None, attempts), key=lambda m: int(m[1]))]
+        attempts = sorted(k for k in map(parse_attempt, names) if k and k[0] == folder.name)
+        kept += [str(attempt_folder(folder, k)) for _, k in attempts]
     if not kept:
         return None
     line = f"earlier starts of this run saved no checkpoint; their files are in {', '.join(kept)}"
@@ -813,7 +823,7 @@ def still_running(loggers_dir):
     """Why another process still writes the run in loggers_dir ('is still running (pid P)'), or None: its heartbeat
     tells, or for a run without one (made before heartbeats), note.log's status and pid on this host."""
     beat = read_heartbeat(loggers_dir)
-    if beat is None:
+    if beat is None:  # the latest start's provenance holds the same host and pid
         try:
             _, beat, status = read_note(Path(loggers_dir))
         except (OSError, UnicodeDecodeError):
@@ -849,7 +859,6 @@ def failure_noted():
     it. An earlier run's loggers in this process are closed first, so that nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
-    stop_heartbeats()
     _claimed_run_dirs.clear()
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     previous_sigterm = signal.signal(signal.SIGTERM, in_this_process_only(_raise_terminated)) if in_main_thread else None
