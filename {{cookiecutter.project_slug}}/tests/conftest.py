@@ -2,9 +2,12 @@
 
 import os
 import re
+import runpy
 import signal
 import subprocess
 import sys
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import torch
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+import plot  # noqa: E402
 import train  # noqa: E402
 from dataset import DATA_CONFIG  # noqa: E402
 from model import MODEL_CONFIG  # noqa: E402
@@ -55,6 +59,25 @@ def workdir(tmp_path, monkeypatch):
     fastpath = torch.backends.mha.get_fastpath_enabled()
     yield tmp_path
     torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+@pytest.fixture(autouse=True)
+def curves_without_drawing(request, monkeypatch):
+    """Drawing curves.png takes about 0.8 s, most of a tiny run's time: runs in this process write it empty
+    instead, after reading metrics.csv as plot_run does, unless the test is marked draws_curves. Runs started
+    as processes draw it."""
+    if request.node.get_closest_marker('draws_curves'):
+        return
+
+    def plot_run(folder):
+        # as plot_run: an ImportError without matplotlib
+        import matplotlib  # noqa: F401
+        plot.read_metrics(folder)
+        path = Path(folder) / 'curves.png'
+        path.write_bytes(b'')
+        return path
+
+    monkeypatch.setattr(plot, 'plot_run', plot_run)
 
 
 def tiny_data_args(folder):
@@ -119,6 +142,30 @@ def run_process(argv, cwd, pause_per_batch=0.0):
     return subprocess.Popen(command + [str(a) for a in argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=as_at_a_terminal if os.name == 'posix' else None)
+
+
+def run_as_command(script, args, monkeypatch, capsys):
+    """`python <script> args`, run as __main__ in this process (runpy) without a new interpreter's seconds of
+    start-up: (exit code, stdout, stderr). help_of starts each script as a process."""
+    monkeypatch.setattr(sys, 'argv', [str(PROJECT / script), *args])
+    try:
+        runpy.run_path(str(PROJECT / script), run_name='__main__')
+        code = 0
+    except SystemExit as exited:
+        code = 0 if exited.code is None else exited.code
+    stdout, stderr = capsys.readouterr()
+    return code, stdout, stderr
+
+
+@cache
+def help_of(script):
+    """`python <script> --help` as a command, run once per test session in an empty folder: (its output, the
+    names of the files it left there)."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = subprocess.run([sys.executable, str(PROJECT / script), '--help'], cwd=folder, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, f'{script} --help failed: {result.stderr[-2000:]}'
+        return result.stdout, sorted(os.listdir(folder))
 
 
 def script_file(tmp_path_factory, text):

@@ -16,7 +16,7 @@ from PIL import Image
 {%- endif %}
 
 import train
-from conftest import PROJECT, TEST_DATA_CONFIG
+from conftest import PROJECT, TEST_DATA_CONFIG, run_as_command
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG, CsvDataset, build_datasets, make_example
 {%- elif cookiecutter.dataset == 'sequence' %}
@@ -60,11 +60,12 @@ def test_make_example_command_writes_data_that_trains_as_baked(tmp_path, config)
      f"got {DATA_CONFIG['num_classes'] - 1}"),
 {%- endif %}
 ])
-def test_make_example_command_refuses_bad_sizes_and_seeds_and_writes_nothing(tmp_path, option, value, message):
-    result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', str(tmp_path / 'd'),
-                             option, value], capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr == f'error: {message}\n'
+def test_make_example_command_refuses_bad_sizes_and_seeds_and_writes_nothing(tmp_path, monkeypatch, capsys, option,
+                                                                           value, message):
+    code, _, stderr = run_as_command('dataset.py', ['--make-example', str(tmp_path / 'd'), option, value],
+                                     monkeypatch, capsys)
+    assert code == 2
+    assert stderr == f'error: {message}\n'
     assert not (tmp_path / 'd').exists()
 
 

@@ -2,14 +2,11 @@
 the README's Config table names every key, and train.py --help describes each one."""
 
 import re
-import subprocess
-import sys
-from functools import cache
 
 import pytest
 
 import utils
-from conftest import PROJECT
+from conftest import PROJECT, help_of
 from utils import CONFIG_SOURCES, config_comments
 
 # `python train.py --lr 3e-4`, `torchrun --standalone --nproc_per_node=4 train.py --lr 4e-4`; a command ends
@@ -30,12 +27,9 @@ def shown_commands():
                 yield f'{source.name}:{number}', match[1], OPTION.findall(match[2])
 
 
-@cache
 def accepted_options(script):
     """The options `script --help` lists."""
-    result = subprocess.run([sys.executable, script, '--help'], cwd=PROJECT, capture_output=True, text=True)
-    assert result.returncode == 0, f'{script} --help failed: {result.stderr[-2000:]}'
-    return set(OPTION.findall(result.stdout))
+    return set(OPTION.findall(help_of(script)[0]))
 
 
 def test_the_readme_shows_commands_of_every_script():
@@ -63,9 +57,7 @@ def test_the_readme_config_table_names_every_key():
 
 
 def test_train_help_gives_each_key_the_comment_beside_it_in_its_config_dict():
-    result = subprocess.run([sys.executable, 'train.py', '--help'], cwd=PROJECT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    entries = re.findall(r'^  --(\w+) [A-Z_]+\s+(.*?)\s*(?=^  -|\Z)', result.stdout, re.MULTILINE | re.DOTALL)
+    entries = re.findall(r'^  --(\w+) [A-Z_]+\s+(.*?)\s*(?=^  -|\Z)', help_of('train.py')[0], re.MULTILINE | re.DOTALL)
     helps = {key: ' '.join(text.split()) for key, text in entries}  # argparse wraps long lines
     assert helps.keys() >= {'seed', 'early_stop', 'dropout'}
     comments = config_comments(PROJECT / name for name in CONFIG_SOURCES)

@@ -19,7 +19,7 @@ import predict
 import runs
 import train
 import utils
-from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, load, only_run, run
+from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, load, only_run, run, run_as_command
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG
 {%- endif %}
@@ -90,6 +90,7 @@ def test_note_config_takes_each_resumes_overrides(tmp_path):
     assert config == {'lr': '0.005', 'n_epoch': '9', 'dataset_dir': 'a, b=c'} and status == 'running'
 
 
+@pytest.mark.draws_curves
 def test_curves_png_at_the_end_of_a_run_and_on_demand(workdir, data_args):
     pytest.importorskip('matplotlib')
     assert run(data_args + ['--n_epoch', 3]) == 0
@@ -104,6 +105,7 @@ def test_curves_png_at_the_end_of_a_run_and_on_demand(workdir, data_args):
         plot.resolve_run('no_such_run')
 
 
+@pytest.mark.draws_curves
 def test_curves_that_cannot_be_written_are_a_one_line_message_not_a_failed_run(workdir, data_args, monkeypatch):
     pytest.importorskip('matplotlib')
     draw = plot.plot_run
@@ -134,6 +136,7 @@ def test_a_plotting_bug_is_a_log_line_and_the_run_still_succeeds(workdir, data_a
                          'shows the traceback')
 
 
+@pytest.mark.draws_curves
 def test_curves_tick_whole_epochs(tmp_path, monkeypatch):
     pytest.importorskip('matplotlib')
     import matplotlib.pyplot as plt
@@ -461,11 +464,11 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
     (['plot.py'], 'error: the following arguments are required: run; python plot.py --help lists the options'),
     (['runs.py', '--color'], 'error: unrecognized arguments: --color'),
 ])
-def test_the_other_commands_refuse_bad_input_as_train_py_does(tmp_path, command, message):
+def test_the_other_commands_refuse_bad_input_as_train_py_does(tmp_path, monkeypatch, capsys, command, message):
     """One line on stderr and exit code 2 (train.py's and argparse's code for a usage error), nothing written."""
     (tmp_path / 'loggers').mkdir()
-    result = subprocess.run([sys.executable, str(PROJECT / command[0]), *command[1:]], cwd=tmp_path,
-                            capture_output=True, text=True)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(message) and result.stderr.count('\n') == 1, result.stderr
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_as_command(command[0], command[1:], monkeypatch, capsys)
+    assert code == 2 and not stdout, stderr
+    assert stderr.startswith(message) and stderr.count('\n') == 1, stderr
     assert [path.name for path in tmp_path.iterdir()] == ['loggers'] and not any((tmp_path / 'loggers').iterdir())
