@@ -4,7 +4,8 @@ import os
 import subprocess
 import sys
 
-from conftest import TEMPLATE
+from conftest import COMBOS, OPTIONS, TEMPLATE
+from test_generated import ANSWER_FREE, SUBSET, WHOLE_SUITE
 
 
 def make_test(tmp_path, pytest_options):
@@ -25,6 +26,30 @@ def test_the_project_suites_are_collected_first_then_the_other_slow_tests():
     suites = [i for i in ids if '::test_generated_project_tests_pass[' in i]
     assert len(suites) >= 7 and ids[:len(suites)] == suites
     assert set(ids[len(suites):len(slow)]) == slow - set(suites)  # then the rest of the slow ones, then the fast
+
+
+def test_a_projects_readme_commands_are_checked_once_whether_or_not_its_whole_suite_runs():
+    def docs_checks(*options):
+        collected = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'no:cacheprovider',
+                                    *options], cwd=TEMPLATE, capture_output=True, text=True)
+        ids = [line for line in collected.stdout.splitlines() if '::' in line]
+        bake_checks = {i.split('[')[1] for i in ids if '::test_commands_in_the_readme_and_messages' in i}
+        suites = {i.split('[')[1] for i in ids if '::test_generated_project_tests_pass[' in i}
+        return bake_checks, suites
+
+    everything, suites = docs_checks()
+    assert len(suites) == len(SUBSET) and not everything & suites  # each suite runs its own test_docs.py
+    assert len(everything | suites) == len(COMBOS)
+    fast, no_suites = docs_checks('-m', 'not slow')
+    assert not no_suites and len(fast) == len(COMBOS)
+
+
+def test_the_files_run_in_one_project_per_model_have_no_template_branch():
+    # test_generated runs them in WHOLE_SUITE's projects only, because no answer changes them
+    assert {model for _, model, _ in WHOLE_SUITE} == set(OPTIONS['model'])
+    for path in ANSWER_FREE:
+        text = (TEMPLATE / '{{cookiecutter.project_slug}}' / path).read_text()
+        assert '{%' not in text and '{{' not in text and 'cookiecutter' not in text, path
 
 
 def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):

@@ -24,6 +24,12 @@ SUBSET = [
     ('regression', 'transformer', 'synthetic'),
 ]
 IDS = ['-'.join(c) for c in SUBSET]
+# test_faults.py and test_distributed.py check how utils.py meets signals, kills, crashes and torchrun, which no
+# answer changes (neither file has a template branch), and they take about half of a project's suite, starting
+# processes: they run in one project per model, file readers with DataLoader workers included; the other
+# projects run the rest of their suite.
+WHOLE_SUITE = [SUBSET[0], SUBSET[3], SUBSET[5]]
+ANSWER_FREE = ['tests/test_faults.py', 'tests/test_distributed.py']
 ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
 
 
@@ -31,7 +37,8 @@ ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
 @pytest.mark.parametrize('task, model, dataset', SUBSET, ids=IDS)
 def test_generated_project_tests_pass(baked, task, model, dataset):
     project = baked(task, model, dataset)
-    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider'], cwd=project,
+    skipped = [] if (task, model, dataset) in WHOLE_SUITE else [f'--ignore={path}' for path in ANSWER_FREE]
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *skipped], cwd=project,
                             capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert ' passed' in result.stdout.splitlines()[-1] and 'failed' not in result.stdout.splitlines()[-1]
