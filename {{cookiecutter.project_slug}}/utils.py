@@ -29,6 +29,7 @@ import time
 import tokenize
 import traceback
 import warnings
+import weakref
 from multiprocessing import resource_tracker
 from pathlib import Path
 
@@ -855,8 +856,9 @@ def failure_noted():
     once its note.log is open becomes the run's last status there, so that runs.py shows it; the error
     goes on as before. Before note.log opens (a bad dataset, a bug in model.py), the new run's folders
     (and loggers/ and checkpoints/ if it made them) are removed again if they are still empty, so failed
-    attempts leave no empty runs behind. Either way the run's heartbeat stops: this process no longer writes
-    it. An earlier run's loggers in this process are closed first, so that nothing lands in that run's files."""
+    attempts leave no empty runs behind. Either way the run's heartbeat stops (this process no longer writes
+    it) and its DataLoader workers end. An earlier run's loggers in this process are closed first, so that
+    nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
     _claimed_run_dirs.clear()
@@ -875,6 +877,7 @@ def failure_noted():
         raise
     finally:
         stop_heartbeats()
+        stop_loader_workers()
         _claimed_run_dirs.clear()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm)
@@ -1651,6 +1654,9 @@ def warmup_cosine(warmup_steps, total_steps):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+_iterators_with_workers = weakref.WeakSet()  # StopSafeDataLoader's, for stop_loader_workers
+
+
 class StopSafeDataLoader(DataLoader):
     """A DataLoader whose worker processes leave Ctrl-C and SIGTERM to the main process, which saves and stops.
 
@@ -1666,15 +1672,31 @@ class StopSafeDataLoader(DataLoader):
         super().__init__(*args, worker_init_fn=functools.partial(_ignore_stop_signals, worker_init_fn), **kwargs)
 
     def __iter__(self):
-        if self.num_workers == 0 or not hasattr(signal, 'pthread_sigmask'):  # Windows has no signal masks
+        if self.num_workers == 0:
             return super().__iter__()
-        if (self.multiprocessing_context or multiprocessing).get_start_method() != 'fork':
-            resource_tracker.ensure_running()  # spawn and forkserver start it; its first start unblocks the signals
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # forked and spawned workers inherit this mask
-        try:
-            return super().__iter__()  # starts the workers (the first time only, when they are persistent)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if not hasattr(signal, 'pthread_sigmask'):  # Windows has no signal masks
+            iterator = super().__iter__()
+        else:
+            if (self.multiprocessing_context or multiprocessing).get_start_method() != 'fork':
+                resource_tracker.ensure_running()  # spawn and forkserver start it; its first start unblocks the signals
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # forked and spawned workers inherit it
+            try:
+                iterator = super().__iter__()  # starts the workers (the first time only, when they are persistent)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        _iterators_with_workers.add(iterator)
+        return iterator
+
+
+def stop_loader_workers():
+    """Shut down the workers of every StopSafeDataLoader iterator still alive, as the end of its epochs does.
+    main() does this when it ends. After an error, the traceback keeps train()'s frame, and the iterator in it,
+    in a reference cycle: freed later by the garbage collector, after its queues' own finalizers closed them,
+    the iterator waited 5 s per worker for a reply that could not come, then for workers that ignore SIGTERM,
+    and left them running (a sweep or a notebook calling main() again gathered them)."""
+    for iterator in list(_iterators_with_workers):
+        iterator._shutdown_workers()
+    _iterators_with_workers.clear()
 
 
 def _ignore_stop_signals(worker_init_fn, worker_id):

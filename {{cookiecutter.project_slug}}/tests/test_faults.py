@@ -4,6 +4,7 @@ import errno
 import functools
 import importlib.util
 import math
+import multiprocessing
 import os
 import shlex
 import signal
@@ -342,6 +343,33 @@ def test_workers_left_running_by_an_error_do_not_keep_the_process_from_exiting(w
                             cwd=workdir, capture_output=True, text=True, timeout=120,
                             env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert result.returncode == 0 and result.stdout.endswith('main returned\n'), result.stderr[-3000:]
+
+
+class FailsInAWorker(torch.utils.data.Dataset):
+    """A training set whose first sample cannot be read in a DataLoader worker."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if torch.utils.data.get_worker_info() is not None and index == self.dataset.indices[0]:
+            raise ValueError('unreadable sample')
+        return self.dataset[index]
+
+
+def test_a_run_that_fails_in_a_worker_leaves_no_worker_running_once_main_returns(workdir, data_args, monkeypatch):
+    # main() called in a process that goes on (a sweep, a notebook, these tests): the error's traceback kept the
+    # loader in a reference cycle, and its workers ran on until the garbage collector freed it, seconds later
+    build_datasets = train.build_datasets
+    monkeypatch.setattr(train, 'build_datasets', lambda config: (lambda train_set, valid_set: [
+        FailsInAWorker(train_set), valid_set])(*build_datasets(config)))
+    with pytest.raises(ValueError, match='unreadable sample') as failed:
+        run(data_args + ['--n_epoch', 2, '--num_workers', 2])
+    assert failed.value.__traceback__ is not None  # kept, as an interactive session keeps the last error
+    assert multiprocessing.active_children() == []
 
 
 # train.py that dies by SIGKILL at its Nth training or validation batch, as under the OOM killer or a power cut:
