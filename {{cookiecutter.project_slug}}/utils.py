@@ -862,6 +862,7 @@ def failure_noted():
     for name in ('train', 'val', 'note'):
         close_logger(logging.getLogger(name))
     _claimed_run_dirs.clear()
+    _iterators_with_workers.clear()  # loaders made before main(), outside it, are left alone
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     previous_sigterm = signal.signal(signal.SIGTERM, in_this_process_only(_raise_terminated)) if in_main_thread else None
     try:
@@ -1689,8 +1690,8 @@ class StopSafeDataLoader(DataLoader):
 
 
 def stop_loader_workers():
-    """Shut down the workers of every StopSafeDataLoader iterator still alive, as the end of its epochs does.
-    main() does this when it ends. After an error, the traceback keeps train()'s frame, and the iterator in it,
+    """Shut down the workers of every StopSafeDataLoader iterator made since main() began that is still alive,
+    as the end of its epochs does. main() does this when it ends. After an error, the traceback keeps train()'s frame, and the iterator in it,
     in a reference cycle: freed later by the garbage collector, after its queues' own finalizers closed them,
     the iterator waited 5 s per worker for a reply that could not come, then for workers that ignore SIGTERM,
     and left them running (a sweep or a notebook calling main() again gathered them)."""

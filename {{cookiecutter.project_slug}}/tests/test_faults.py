@@ -372,6 +372,13 @@ def test_a_run_that_fails_in_a_worker_leaves_no_worker_running_once_main_returns
     assert multiprocessing.active_children() == []
 
 
+def test_main_leaves_the_workers_of_loaders_made_outside_it_running(workdir, data_args):
+    batches = iter(StopSafeDataLoader(list(range(8)), batch_size=4, num_workers=1))
+    assert next(batches).tolist() == [0, 1, 2, 3]
+    assert run(data_args + ['--n_epoch', 1, '--num_workers', 1]) == 0
+    assert next(batches).tolist() == [4, 5, 6, 7]
+
+
 # train.py that dies by SIGKILL at its Nth training or validation batch, as under the OOM killer or a power cut:
 # no handler runs. In validation it first waits for latest_checkpoint.pt (the background writer). With timer
 # 'ahead_only', its save timer is due only when it looks ahead (over the last validation's length: from epoch 2 on).
