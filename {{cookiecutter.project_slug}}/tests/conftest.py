@@ -168,6 +168,30 @@ def help_of(script):
         return result.stdout, sorted(os.listdir(folder))
 
 
+class FailsInAWorker(torch.utils.data.Dataset):
+    """A training set whose first sample a DataLoader worker cannot read."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if torch.utils.data.get_worker_info() is not None and index == self.dataset.indices[0]:
+            raise ValueError('unreadable sample')
+        return self.dataset[index]
+
+
+def failing_in_a_worker(build_datasets):
+    """build_datasets (train.py's), with a training set whose first sample a DataLoader worker cannot read."""
+    def build(config):
+        train_set, valid_set = build_datasets(config)
+        return [FailsInAWorker(train_set), valid_set]
+
+    return build
+
+
 def script_file(tmp_path_factory, text):
     """A test script as a file, for torchrun and for DataLoader workers started by spawn or forkserver (macOS's
     and Windows' default, Linux's from Python 3.14), which import its classes: `python -c` would not allow that."""

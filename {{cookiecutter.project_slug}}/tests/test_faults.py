@@ -22,6 +22,7 @@ from conftest import (
     EXACT_ON_THIS_DEVICE,
     PROJECT,
     epoch_lines,
+    failing_in_a_worker,
     load,
     only_run,
     run,
@@ -305,67 +306,37 @@ def test_a_worker_init_fn_of_your_own_runs_once_the_stop_signals_are_ignored(tmp
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()  # this process's mask is as it was
 
 
-# train.py whose worker fails to read a training sample; the error is kept (as an interactive session keeps
-# the last one), so its traceback keeps the loader and its worker processes alive until the interpreter exits
+# a loader whose worker fails to read a sample, made outside main() (predict.py's, a user's own); the error is
+# kept (as an interactive session keeps the last one), so its traceback keeps the loader and its worker
+# processes alive until the interpreter exits
 ERROR_KEPT_UNTIL_EXIT = """
-import sys, torch
-sys.path.insert(0, sys.argv[1])
-import train
-
-
-class FailsAt(torch.utils.data.Dataset):
-    def __init__(self, dataset):
-        self.dataset = dataset
-    def __len__(self):
-        return len(self.dataset)
-    def __getitem__(self, index):
-        if torch.utils.data.get_worker_info() is not None and index == self.dataset.indices[0]:
-            raise ValueError('unreadable sample')
-        return self.dataset[index]
-
+import os, sys
+sys.path.insert(0, os.path.join(sys.argv[1], 'tests'))
+from conftest import FailsInAWorker
+from torch.utils.data import Subset
+from utils import StopSafeDataLoader
 
 if __name__ == '__main__':
-    build_datasets = train.build_datasets
-    train.build_datasets = lambda config: (lambda train_set, valid_set: [FailsAt(train_set), valid_set])(
-        *build_datasets(config))
+    loader = StopSafeDataLoader(FailsInAWorker(Subset(list(range(8)), range(8))), batch_size=4, num_workers=2)
     try:
-        train.main(sys.argv[2:])
+        next(iter(loader))
     except ValueError as err:
         kept = err
-    print('main returned')
+    print('error kept')
 """
 
 
-def test_workers_left_running_by_an_error_do_not_keep_the_process_from_exiting(workdir, tmp_path_factory, data_args):
+def test_workers_left_running_by_an_error_do_not_keep_the_process_from_exiting(tmp_path_factory):
     # they ignore SIGTERM, which is how multiprocessing stops them at exit before it waits for them
-    result = subprocess.run([sys.executable, script_file(tmp_path_factory, ERROR_KEPT_UNTIL_EXIT), str(PROJECT)]
-                            + [str(a) for a in data_args + ['--n_epoch', 2, '--num_workers', 2]],
-                            cwd=workdir, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert result.returncode == 0 and result.stdout.endswith('main returned\n'), result.stderr[-3000:]
-
-
-class FailsInAWorker(torch.utils.data.Dataset):
-    """A training set whose first sample cannot be read in a DataLoader worker."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        if torch.utils.data.get_worker_info() is not None and index == self.dataset.indices[0]:
-            raise ValueError('unreadable sample')
-        return self.dataset[index]
+    result = subprocess.run([sys.executable, script_file(tmp_path_factory, ERROR_KEPT_UNTIL_EXIT), str(PROJECT)],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0 and result.stdout.endswith('error kept\n'), result.stderr[-3000:]
 
 
 def test_a_run_that_fails_in_a_worker_leaves_no_worker_running_once_main_returns(workdir, data_args, monkeypatch):
     # main() called in a process that goes on (a sweep, a notebook, these tests): the error's traceback kept the
     # loader in a reference cycle, and its workers ran on until the garbage collector freed it, seconds later
-    build_datasets = train.build_datasets
-    monkeypatch.setattr(train, 'build_datasets', lambda config: (lambda train_set, valid_set: [
-        FailsInAWorker(train_set), valid_set])(*build_datasets(config)))
+    monkeypatch.setattr(train, 'build_datasets', failing_in_a_worker(train.build_datasets))
     with pytest.raises(ValueError, match='unreadable sample') as failed:
         run(data_args + ['--n_epoch', 2, '--num_workers', 2])
     assert failed.value.__traceback__ is not None  # kept, as an interactive session keeps the last error
