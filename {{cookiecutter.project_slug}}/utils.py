@@ -1691,10 +1691,10 @@ class StopSafeDataLoader(DataLoader):
 
 def stop_loader_workers():
     """Shut down the workers of every StopSafeDataLoader iterator made since main() began that is still alive,
-    as the end of its epochs does. main() does this when it ends. After an error, the traceback keeps train()'s frame, and the iterator in it,
-    in a reference cycle: freed later by the garbage collector, after its queues' own finalizers closed them,
-    the iterator waited 5 s per worker for a reply that could not come, then for workers that ignore SIGTERM,
-    and left them running (a sweep or a notebook calling main() again gathered them)."""
+    as the end of its epochs does. main() does this when it ends. After an error, the traceback keeps train()'s
+    frame, and the iterator in it, in a reference cycle: freed later by the garbage collector, after its queues'
+    own finalizers closed them, the iterator waited 5 s per worker for a reply that could not come, then for
+    workers that ignore SIGTERM, and left them running (a sweep or a notebook calling main() again gathered them)."""
     for iterator in list(_iterators_with_workers):
         iterator._shutdown_workers()
     _iterators_with_workers.clear()
