@@ -733,6 +733,7 @@ def alive(provenance):
 HEARTBEAT_FILE = '.heartbeat'  # in loggers/<run> while a process writes the run (from 3.5 on)
 HEARTBEAT_SECONDS = 30  # how often that process touches it
 HEARTBEAT_STALE_SECONDS = 120  # untouched this long (by this host's clock): gone, without watching it (heartbeat_moves)
+HEARTBEAT_JOIN_SECONDS = 5  # how long main()'s end waits for a touch stuck on a file system that hangs
 _heartbeats = []  # this main()'s Heartbeat; failure_noted stops it
 
 
@@ -762,7 +763,7 @@ class Heartbeat:
 
     def stop(self):
         self.stopped.set()
-        self.thread.join(timeout=5)  # not forever on a file system that hangs
+        self.thread.join(timeout=HEARTBEAT_JOIN_SECONDS)  # a daemon thread: a stuck one does not keep the process
         beat = read_heartbeat(self.path.parent)
         if beat and (beat.get('host'), beat.get('pid')) == (self.owner['host'], self.owner['pid']):  # not another's
             with contextlib.suppress(OSError):

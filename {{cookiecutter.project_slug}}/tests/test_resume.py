@@ -490,6 +490,70 @@ def test_the_heartbeat_names_this_process_and_is_touched_while_the_run_goes_on(w
     assert not (logs / utils.HEARTBEAT_FILE).exists()
 
 
+def test_a_heartbeat_that_cannot_be_written_touched_or_stopped_in_time_does_not_stop_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(utils, 'HEARTBEAT_SECONDS', 0.01)
+    # its folder cannot be written: no error, nothing left behind, and stop() ends it
+    beat = utils.Heartbeat(tmp_path / 'removed')
+    beat.stop()
+    assert not beat.thread.is_alive() and list(tmp_path.iterdir()) == []
+
+    # a touch that fails (the folder went away under it) does not end the thread
+    beat, failed = utils.Heartbeat(tmp_path), threading.Event()
+    real_utime = os.utime
+
+    def utime(path, *args, **kwargs):
+        if Path(path) == beat.path:
+            failed.set()
+            raise OSError('stale file handle')
+        return real_utime(path, *args, **kwargs)
+
+    monkeypatch.setattr(utils.os, 'utime', utime)
+    assert failed.wait(5)
+    time.sleep(0.05)
+    assert beat.thread.is_alive()
+    beat.stop()
+    assert not beat.thread.is_alive() and list(tmp_path.iterdir()) == []  # its own heartbeat removed
+
+    # a touch that hangs (a file system that does not answer): stop() waits HEARTBEAT_JOIN_SECONDS, not forever
+    monkeypatch.setattr(utils, 'HEARTBEAT_JOIN_SECONDS', 0.2)
+    beat, stuck, release = utils.Heartbeat(tmp_path), threading.Event(), threading.Event()
+
+    def utime(path, *args, **kwargs):
+        if Path(path) == beat.path:
+            stuck.set()
+            release.wait(10)
+        return real_utime(path, *args, **kwargs)
+
+    monkeypatch.setattr(utils.os, 'utime', utime)
+    assert stuck.wait(5)
+    started = time.monotonic()
+    beat.stop()
+    try:
+        assert time.monotonic() - started < 2 and beat.thread.is_alive() and beat.thread.daemon
+        assert not beat.path.exists()
+    finally:
+        release.set()
+        beat.thread.join(5)
+
+    # another process wrote its heartbeat over this one's: stop() leaves it
+    beat = utils.Heartbeat(tmp_path)
+    write_heartbeat(tmp_path, 'node-b', 7)
+    beat.stop()
+    assert json.loads(beat.path.read_text())['host'] == 'node-b'
+
+
+def test_reading_a_heartbeat_from_a_clock_that_runs_ahead_or_a_file_that_is_not_one(tmp_path):
+    write_heartbeat(tmp_path, 'node-b', 7, age=-3600)  # touched by a host whose clock is an hour ahead
+    assert utils.read_heartbeat(tmp_path) == {'host': 'node-b', 'pid': 7, 'slurm_job': None, 'age': 0.0}
+    write_heartbeat(tmp_path, 'node-b', 7, age=30)
+    assert 29 < utils.read_heartbeat(tmp_path)['age'] < 60
+    for text in ('{"host": "node-b"', '["node-b", 7]', ''):  # cut short while written, or not one at all
+        (tmp_path / utils.HEARTBEAT_FILE).write_text(text)
+        assert utils.read_heartbeat(tmp_path) is None
+    (tmp_path / utils.HEARTBEAT_FILE).unlink()
+    assert utils.read_heartbeat(tmp_path) is None
+
+
 def test_a_run_name_taken_while_the_run_starts_is_an_error_not_another_name(workdir, data_args, monkeypatch):
     named_run = train.named_run
 
