@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny, fast configuration and helpers to run train.py in-process or as a process."""
 
+import json
 import os
 import re
 import runpy
@@ -146,7 +147,7 @@ def run_process(argv, cwd, pause_per_batch=0.0):
 
 def run_as_command(script, args, monkeypatch, capsys):
     """`python <script> args`, run as __main__ in this process (runpy) without a new interpreter's seconds of
-    start-up: (exit code, stdout, stderr). help_of starts each script as a process."""
+    start-up: (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, 'argv', [str(PROJECT / script), *args])
     try:
         runpy.run_path(str(PROJECT / script), run_name='__main__')
@@ -157,15 +158,45 @@ def run_as_command(script, args, monkeypatch, capsys):
     return code, stdout, stderr
 
 
+# `python <script> --help` for each script named, as __main__ with the script's folder first on sys.path (as
+# python sets it), each in an empty folder of its own, in one new interpreter: one start-up and one `import torch`
+# for all of them. Prints {script: [exit code, stdout, stderr, files left in its folder]} as JSON.
+HELP_OF_EACH = """
+import contextlib, io, json, os, runpy, sys
+project, scripts, results = sys.argv[1], sys.argv[2:], {}
+sys.path[0] = project
+for script in scripts:
+    os.mkdir(script)
+    os.chdir(script)
+    sys.argv, stdout, stderr, code = [os.path.join(project, script), '--help'], io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            runpy.run_path(sys.argv[0], run_name='__main__')
+        except SystemExit as exited:
+            code = 0 if exited.code is None else exited.code
+    results[script] = [code, stdout.getvalue(), stderr.getvalue(), sorted(os.listdir('.'))]
+    os.chdir('..')
+print(json.dumps(results))
+"""
+
+
 @cache
+def helps():
+    """help_of for every script of the project (a .py file with a `__main__` block), in one process."""
+    scripts = sorted(path.name for path in PROJECT.glob('*.py') if "__name__ == '__main__'" in path.read_text())
+    with tempfile.TemporaryDirectory() as folder:
+        result = subprocess.run([sys.executable, '-c', HELP_OF_EACH, str(PROJECT), *scripts], cwd=folder,
+                                capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
 def help_of(script):
     """`python <script> --help` as a command, run once per test session in an empty folder: (its output, the
     names of the files it left there)."""
-    with tempfile.TemporaryDirectory() as folder:
-        result = subprocess.run([sys.executable, str(PROJECT / script), '--help'], cwd=folder, capture_output=True,
-                                text=True)
-        assert result.returncode == 0, f'{script} --help failed: {result.stderr[-2000:]}'
-        return result.stdout, sorted(os.listdir(folder))
+    code, stdout, stderr, left = helps()[script]
+    assert code == 0, f'{script} --help failed: {stderr[-2000:]}'
+    return stdout, left
 
 
 class FailsInAWorker(torch.utils.data.Dataset):
