@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from conftest import COMBOS, OPTIONS, TEMPLATE
-from test_generated import ANSWER_FREE, SUBSET, WHOLE_SUITE
+from test_generated import ANSWER_FREE, SUBSET
 
 
 def make_test(tmp_path, pytest_options):
@@ -44,12 +44,15 @@ def test_a_projects_readme_commands_are_checked_once_whether_or_not_its_whole_su
     assert not no_suites and len(fast) == len(COMBOS)
 
 
-def test_the_files_run_in_one_project_per_model_have_no_template_branch():
-    # test_generated runs them in WHOLE_SUITE's projects only, because no answer changes them
-    assert {model for _, model, _ in WHOLE_SUITE} == set(OPTIONS['model'])
-    for path in ANSWER_FREE:
+def test_the_files_run_in_some_projects_only_have_no_template_branch_and_cover_what_varies():
+    # test_generated runs each in ANSWER_FREE's projects only, because no answer changes them
+    for path, projects in ANSWER_FREE.items():
         text = (TEMPLATE / '{{cookiecutter.project_slug}}' / path).read_text()
         assert '{%' not in text and '{{' not in text and 'cookiecutter' not in text, path
+        assert projects and set(projects) <= set(SUBSET), path
+    assert {model for _, model, _ in ANSWER_FREE['tests/test_distributed.py']} == set(OPTIONS['model'])  # DDP: each model
+    faults = ANSWER_FREE['tests/test_faults.py']  # signals and crashes: in-memory data, and files read in workers
+    assert ('classification', 'mlp', 'synthetic') in faults and any(dataset != 'synthetic' for _, _, dataset in faults)
 
 
 def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):
