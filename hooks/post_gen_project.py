@@ -1,9 +1,13 @@
 """Remove what the answers did not select, and tool caches copied from a local template checkout; then
-print the commands to run next. Idempotent, and touches nothing outside the project folder."""
+print the commands to run next. Idempotent, and touches nothing outside the project folder but the copy of
+this hook that cookiecutter left in the temp folder."""
 
+import atexit
+import contextlib
 import json
 import shlex
 import shutil
+import tempfile
 from pathlib import Path
 
 ANSWERS = json.loads(r"""
@@ -25,7 +29,19 @@ def next_steps(project):
     commands = rest.split('```', 1)[0] if found else ''
     return f'Made {project}. Next (README.md has the rest):\n\ncd {shlex.quote(str(project))}\n{commands}'
 
+
+def remove_if_a_temp_copy(path):
+    """cookiecutter runs a rendered copy of each hook from the temp folder and leaves it there, one file per hook
+    and bake (cookiecutter issue 886): remove that copy when the hook ends. Never a file elsewhere, such as the
+    template's own hook."""
+    path = Path(path).resolve()
+    if path.parent == Path(tempfile.gettempdir()).resolve():
+        with contextlib.suppress(OSError):  # litter at worst, as before
+            path.unlink()
+
+
 if __name__ == '__main__':
+    atexit.register(remove_if_a_temp_copy, __file__)  # __file__ may be unset by then
     project = Path.cwd()
     for relative, keep in KEEP_IF.items():
         path = project / relative

@@ -1,8 +1,12 @@
 """Validate the answers before anything is written. One line per problem, then exit 1."""
 
+import atexit
+import contextlib
 import json
 import re
 import sys
+import tempfile
+from pathlib import Path
 
 # The answers, read as data: never pasted into code.
 ANSWERS = json.loads(r"""
@@ -43,7 +47,18 @@ def problems(answers):
     return found
 
 
+def remove_if_a_temp_copy(path):
+    """cookiecutter runs a rendered copy of each hook from the temp folder and leaves it there, one file per hook
+    and bake (cookiecutter issue 886): remove that copy when the hook ends. Never a file elsewhere, such as the
+    template's own hook."""
+    path = Path(path).resolve()
+    if path.parent == Path(tempfile.gettempdir()).resolve():
+        with contextlib.suppress(OSError):  # litter at worst, as before
+            path.unlink()
+
+
 if __name__ == '__main__':
+    atexit.register(remove_if_a_temp_copy, __file__)  # __file__ may be unset by then
     found = problems(ANSWERS)
     for problem in found:
         print(f'error: {problem}', file=sys.stderr)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from conftest import TEMPLATE, UNSUPPORTED, bake
@@ -81,3 +82,21 @@ def test_baking_prints_the_quick_start_commands_to_run_next(tmp_path, answers, e
     commands = readme.split('## Quick start\n\n```bash\n')[1].split('```')[0]  # the README's block, as baked
     assert f'Made {project}. Next (README.md has the rest):\n\ncd {project}\n{commands}' in result.stdout
     assert 'python train.py' in commands and ('python dataset.py --make-example data/' in commands) == example_data
+
+
+def test_a_bake_leaves_no_copy_of_its_hooks_in_the_temp_folder(tmp_path, monkeypatch):
+    # cookiecutter renders each hook into a file of the temp folder, runs it and leaves it there; the hooks remove
+    # their own copy, after a bake and after answers they refuse, and never the template's hooks
+    temp = tmp_path / 'temp'
+    temp.mkdir()
+    (temp / 'tmp_of_someone_else.py').write_text('')
+    monkeypatch.setenv('TMPDIR', str(temp))  # the hooks' processes
+    monkeypatch.setattr(tempfile, 'tempdir', None)  # this one's, read again from TMPDIR
+    assert tempfile.gettempdir() == str(temp)
+    assert (bake(tmp_path / 'out') / 'train.py').is_file()
+    with pytest.raises(FailedHookException):
+        bake(tmp_path / 'refused', num_classes='0')
+    result, _ = cli(tmp_path, 'model=cnn', 'dataset=csv')
+    assert result.returncode != 0
+    assert [p.name for p in temp.iterdir()] == ['tmp_of_someone_else.py']
+    assert all((TEMPLATE / 'hooks' / name).is_file() for name in ('pre_gen_project.py', 'post_gen_project.py'))
