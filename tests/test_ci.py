@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from functools import cache
 
 from conftest import COMBOS, OPTIONS, TEMPLATE
 from test_generated import ANSWER_FREE, SUBSET
@@ -16,13 +17,16 @@ def make_test(tmp_path, pytest_options):
                           capture_output=True, text=True, env=env)
 
 
+@cache
+def collected_ids(*options):
+    """The test ids `pytest --collect-only` lists in the template, in collection order (after conftest's sort)."""
+    collected = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'no:cacheprovider',
+                                *options], cwd=TEMPLATE, capture_output=True, text=True)
+    return [line for line in collected.stdout.splitlines() if '::' in line]
+
+
 def test_the_project_suites_are_collected_first_then_the_other_slow_tests():
-    collected = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'no:cacheprovider'],
-                               cwd=TEMPLATE, capture_output=True, text=True)
-    ids = [line for line in collected.stdout.splitlines() if '::' in line]
-    marked_slow = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'no:cacheprovider',
-                                  '-m', 'slow'], cwd=TEMPLATE, capture_output=True, text=True)
-    slow = {line for line in marked_slow.stdout.splitlines() if '::' in line}
+    ids, slow = collected_ids(), set(collected_ids('-m', 'slow'))
     suites = [i for i in ids if '::test_generated_project_tests_pass[' in i]
     assert len(suites) >= 7 and ids[:len(suites)] == suites
     assert set(ids[len(suites):len(slow)]) == slow - set(suites)  # then the rest of the slow ones, then the fast
@@ -30,9 +34,7 @@ def test_the_project_suites_are_collected_first_then_the_other_slow_tests():
 
 def test_a_projects_readme_commands_are_checked_once_whether_or_not_its_whole_suite_runs():
     def docs_checks(*options):
-        collected = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'no:cacheprovider',
-                                    *options], cwd=TEMPLATE, capture_output=True, text=True)
-        ids = [line for line in collected.stdout.splitlines() if '::' in line]
+        ids = collected_ids(*options)
         bake_checks = {i.split('[')[1] for i in ids if '::test_commands_in_the_readme_and_messages' in i}
         suites = {i.split('[')[1] for i in ids if '::test_generated_project_tests_pass[' in i}
         return bake_checks, suites
