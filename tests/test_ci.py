@@ -5,6 +5,7 @@ import subprocess
 import sys
 from functools import cache
 
+import pytest
 from conftest import COMBOS, OPTIONS, TEMPLATE
 from test_generated import ANSWER_FREE, SUBSET
 
@@ -63,10 +64,20 @@ def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):
     assert 'error: pytest collected no tests' in result.stderr
 
 
-def test_oldest_versions_check_refuses_a_python_it_cannot_run(tmp_path):
-    # .ci/oldest (run by hand: it downloads a CUDA build of torch) stops before it installs anything
+@pytest.mark.parametrize('end, wanted, example', [
+    ('oldest', 'the oldest Python', '3.10.13'),
+    ('newest', 'a Python', '3.13.0'),
+])
+def test_versions_checks_refuse_a_python_they_cannot_run(tmp_path, end, wanted, example):
+    # .ci/oldest and .ci/newest (run by hand: they download a CUDA build of torch) stop before installing
     missing = tmp_path / 'python3.10'
-    result = subprocess.run([str(TEMPLATE / '.ci' / 'oldest'), str(missing)], capture_output=True, text=True)
+    result = subprocess.run([str(TEMPLATE / '.ci' / end), str(missing)], capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ''
-    assert result.stderr == (f"error: no '{missing}' to run; pass the oldest Python to test, e.g. "
-                             '.ci/oldest ~/.pyenv/versions/3.10.13/bin/python\n')
+    assert result.stderr == (f"error: no '{missing}' to run; pass {wanted} to test, e.g. "
+                             f'.ci/{end} ~/.pyenv/versions/{example}/bin/python\n')
+
+
+def test_versions_check_refuses_an_end_it_does_not_know():
+    result = subprocess.run([str(TEMPLATE / '.ci' / 'versions'), 'middle'], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ''
+    assert result.stderr == "error: unknown end 'middle'; run .ci/oldest or .ci/newest\n"
