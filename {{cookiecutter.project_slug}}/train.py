@@ -68,6 +68,7 @@ from utils import (
     get_rng_state,
     is_distributed,
     is_master,
+    keep_ddp_wrapper,
     keep_later_best,
     kept_starts,
     load_checkpoint,
@@ -571,6 +572,7 @@ def main(argv=None):
     if is_distributed():
         model = DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,
                     find_unused_parameters=bool(unused_parameters))  # without it, DDP fails at the second step
+        keep_ddp_wrapper(model)  # freed as main() returns, it can deadlock with gloo's threads (torch 2.3)
 
     # 3.9 resume: load the weights (train() restores the rest), on the data the run started with;
     # a new run with --init_from starts from another run's weights instead

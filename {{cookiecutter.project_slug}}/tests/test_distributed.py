@@ -116,21 +116,31 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])
 
 
-def test_torchrun_trains_a_model_with_a_layer_its_forward_never_calls(workdir, data_args, tmp_path_factory):
-    # plain DDP fails at the second step ("Expected to have finished reduction in the prior iteration")
+def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_ddp_until_exit(
+        workdir, data_args, tmp_path_factory):
+    # plain DDP fails at the second step ("Expected to have finished reduction in the prior iteration");
+    # a DDP wrapper freed as main() returns can deadlock with gloo's worker threads (utils.keep_ddp_wrapper)
     script = script_file(tmp_path_factory, f'import sys\nsys.path.insert(0, {str(PROJECT)!r})\n'
+                         'import gc\nimport weakref\n'
                          'from torch import nn\n'
-                         'import model, train, utils\n\n\n'
+                         'import model, train, utils\n\n'
+                         'wrappers = []\n\n\n'
                          'def with_unused_layer(config):\n'
                          '    built = model.build_model(config)\n'
                          '    built.unused = nn.Linear(2, 2)\n'
                          '    return built\n\n\n'
-                         'train.build_model = with_unused_layer\n'
+                         'class RecordedDDP(train.DDP):\n'
+                         '    def __init__(self, *args, **kwargs):\n'
+                         '        super().__init__(*args, **kwargs)\n'
+                         '        wrappers.append(weakref.ref(self))\n\n\n'
+                         'train.build_model, train.DDP = with_unused_layer, RecordedDDP\n'
                          'with utils.one_line_errors():\n'
                          '    exit_code = train.main()\n'
+                         'gc.collect()\n'
+                         "print('DDP wrappers alive after main():', [ref() is not None for ref in wrappers])\n"
                          'utils.exit_process(exit_code)\n')
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             script, '--n_epoch', '1'] + [str(a) for a in data_args],
+                             '--tee', '1', script, '--n_epoch', '1'] + [str(a) for a in data_args],
                             cwd=workdir, capture_output=True, text=True, timeout=300,
                             env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -139,3 +149,4 @@ def test_torchrun_trains_a_model_with_a_layer_its_forward_never_calls(workdir, d
     assert ('warning: the model output does not depend on unused.weight, unused.bias (in training mode), so '
             'they do not train; DDP looks for unused parameters at every step') in (logs / 'train.log').read_text()
     assert 'unused.weight' in torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['model']
+    assert result.stdout.count('DDP wrappers alive after main(): [True]\n') == 2, result.stdout[-3000:]  # each rank
