@@ -231,6 +231,27 @@ def script_file(tmp_path_factory, text):
     return str(path)
 
 
+def run_as_group(argv, cwd, env, timeout=300):
+    """subprocess.run with captured text output, in a session of its own whose whole process group a timeout
+    kills: subprocess.run kills its child alone, and the child's own children (torchrun's ranks, DataLoader
+    workers) would outlive the test if they hang."""
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr) from None
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def run_torchrun(args, cwd, env=None):
+    """`torchrun --standalone --nproc_per_node=2 args` on the CPU (gloo), through run_as_group."""
+    argv = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'] + [str(a) for a in args]
+    return run_as_group(argv, cwd, {**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': '', **(env or {})})
+
+
 def only_run(root):
     """The single run folder under loggers/ and checkpoints/."""
     logs = sorted((root / 'loggers').iterdir())

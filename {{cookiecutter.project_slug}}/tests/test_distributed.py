@@ -5,12 +5,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import utils
-from conftest import PROJECT, epoch_lines, only_run, script_file
+from conftest import PROJECT, epoch_lines, only_run, run_as_group, run_torchrun, script_file
 from utils import (
     EpochSampler,
     RunError,
@@ -93,15 +95,42 @@ def test_sigterm_before_the_loop_under_torchrun_also_ends_without_a_shutdown(mon
     assert capsys.readouterr().err == 'SIGTERM received: stopped\n'
 
 
+def test_a_run_that_outlasts_its_timeout_leaves_none_of_its_processes_running(tmp_path):
+    # as torchrun's ranks would, if one hung: a child that starts a child, and both sleep
+    sleeper = "import subprocess, sys, time\n" \
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n" \
+              "print(child.pid, flush=True)\n" \
+              "time.sleep(600)\n"
+    with pytest.raises(subprocess.TimeoutExpired) as timed_out:
+        run_as_group([sys.executable, '-c', sleeper], tmp_path, dict(os.environ), timeout=3)
+    grandchild = int(timed_out.value.stdout)
+    assert wait_until_gone(grandchild, seconds=10), f'process {grandchild} outlived the timeout'
+
+
+def wait_until_gone(pid, seconds):
+    """Whether pid ends (or is a zombie nobody has reaped yet) within seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.path.isdir('/proc'):
+            try:
+                if Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return True
+            except FileNotFoundError:
+                return True
+        else:  # macOS: no /proc
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_factory):
     streams = tmp_path_factory.mktemp('torchrun_logs')  # each rank's stdout and stderr, also shown (--tee 3)
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             '--log-dir', str(streams), '--tee', '3',
-                             str(PROJECT / 'train.py'), '--n_epoch', '2', '--save_minutes', '1e-9']
-                            + [str(a) for a in data_args],
-                            cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': '',  # CPU, gloo
-                                 'PYTHONFAULTHANDLER': '1'})  # a rank that crashes prints its Python stack
+    result = run_torchrun(['--log-dir', streams, '--tee', '3', PROJECT / 'train.py', '--n_epoch', '2',
+                           '--save_minutes', '1e-9'] + data_args, workdir,
+                          env={'PYTHONFAULTHANDLER': '1'})  # a rank that crashes prints its Python stack
     stderr = {path.parent.name: path.read_text() for path in streams.rglob('stderr.log')}
     assert result.returncode == 0, stderr.get('1', '')[-3000:] + result.stderr[-3000:]
     assert sorted(stderr) == ['0', '1'], sorted(streams.rglob('*'))
@@ -139,10 +168,7 @@ def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_d
                          'gc.collect()\n'
                          "print('DDP wrappers alive after main():', [ref() is not None for ref in wrappers])\n"
                          'utils.exit_process(exit_code)\n')
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             '--tee', '1', script, '--n_epoch', '1'] + [str(a) for a in data_args],
-                            cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})
+    result = run_torchrun(['--tee', '1', script, '--n_epoch', '1'] + data_args, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 1

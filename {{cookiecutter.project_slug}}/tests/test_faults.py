@@ -26,6 +26,7 @@ from conftest import (
     load,
     only_run,
     run,
+    run_as_group,
     run_process,
     script_file,
     tiny_data_args,
@@ -272,10 +273,9 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(wor
                                                                             phase, signum, code, when, start_method,
                                                                             num_workers):
     script = script_file(tmp_path_factory, SIGNAL_FROM_A_WORKER)
-    result = subprocess.run([sys.executable, script, str(PROJECT), phase, signum, when, start_method]
-                            + [str(a) for a in data_args + ['--n_epoch', 3, '--num_workers', num_workers]],
-                            cwd=workdir, capture_output=True, text=True, timeout=300, start_new_session=True,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    result = run_as_group([sys.executable, script, str(PROJECT), phase, signum, when, start_method]
+                          + [str(a) for a in data_args + ['--n_epoch', 3, '--num_workers', num_workers]],
+                          workdir, {**os.environ, 'OMP_NUM_THREADS': '1'})
     assert (workdir / 'signalled').exists()
     assert result.returncode == code, result.stderr[-3000:]
     assert 'Traceback' not in result.stderr  # not "DataLoader worker exited unexpectedly", nor a worker's own
