@@ -256,8 +256,9 @@ def keep_ddp_wrapper(model):
 
     Freeing it frees gloo's process group, whose destructor joins gloo's worker threads while holding the
     GIL; a worker still releasing the tensors of the last collective waits for the GIL, and both wait
-    forever. With torch 2.3 a finished torchrun worker hung like that as main() returned, in 5 of 22
-    two-process CPU runs on a loaded machine (none in 16 with the wrapper held, none in 12 on torch 2.13).
+    forever. With torch 2.3 a finished torchrun run of this project hung like that as main() returned, and a
+    minimal script doing the same hung in 5 of 22 two-process CPU runs on a loaded machine (none in 16 with
+    the wrapper held, none in 12 on torch 2.13).
     """
     _kept_ddp_wrapper[:] = [model]
 
