@@ -248,11 +248,13 @@ def exit_torchrun_worker(exit_code):
 
 
 _kept_ddp_wrapper = []  # keep_ddp_wrapper: the latest run's DDP wrapper
+atexit.register(_kept_ddp_wrapper.clear)  # a script of your own that ends without os._exit frees it here
 
 
 def keep_ddp_wrapper(model):
-    """Hold the DDP wrapper past main()'s return, until os._exit ends the torchrun worker (or a later run in
-    the same process replaces it, long after this run's last collective).
+    """Hold the DDP wrapper past main()'s return, until os._exit ends the torchrun worker, or else until exit
+    (an atexit handler, while the interpreter is still whole) or a later run in the same process replaces
+    it: long after this run's last collective, when gloo's threads are idle.
 
     Freeing it frees gloo's process group, whose destructor joins gloo's worker threads while holding the
     GIL; a worker still releasing the tensors of the last collective waits for the GIL, and both wait

@@ -148,12 +148,17 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
 def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_ddp_until_exit(
         workdir, data_args, tmp_path_factory):
     # plain DDP fails at the second step ("Expected to have finished reduction in the prior iteration");
-    # a DDP wrapper freed as main() returns can deadlock with gloo's worker threads (utils.keep_ddp_wrapper)
+    # a DDP wrapper freed as main() returns can deadlock with gloo's worker threads (utils.keep_ddp_wrapper),
+    # and a script that ends without utils.exit_process frees it at exit, before the interpreter's shutdown
     script = script_file(tmp_path_factory, f'import sys\nsys.path.insert(0, {str(PROJECT)!r})\n'
-                         'import gc\nimport weakref\n'
-                         'from torch import nn\n'
-                         'import model, train, utils\n\n'
+                         'import atexit\nimport gc\nimport weakref\n\n'
                          'wrappers = []\n\n\n'
+                         'def report_at_exit():  # registered first, so it runs after utils\' handlers\n'
+                         '    gc.collect()\n'
+                         "    print('DDP wrappers alive at exit:', [ref() is not None for ref in wrappers])\n\n\n"
+                         'atexit.register(report_at_exit)\n'
+                         'from torch import nn\n'
+                         'import model, train, utils\n\n\n'
                          'def with_unused_layer(config):\n'
                          '    built = model.build_model(config)\n'
                          '    built.unused = nn.Linear(2, 2)\n'
@@ -167,7 +172,7 @@ def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_d
                          '    exit_code = train.main()\n'
                          'gc.collect()\n'
                          "print('DDP wrappers alive after main():', [ref() is not None for ref in wrappers])\n"
-                         'utils.exit_process(exit_code)\n')
+                         'sys.exit(exit_code)\n')
     result = run_torchrun(['--tee', '1', script, '--n_epoch', '1'] + data_args, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(workdir)
@@ -176,3 +181,4 @@ def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_d
             'they do not train; DDP looks for unused parameters at every step') in (logs / 'train.log').read_text()
     assert 'unused.weight' in torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['model']
     assert result.stdout.count('DDP wrappers alive after main(): [True]\n') == 2, result.stdout[-3000:]  # each rank
+    assert result.stdout.count('DDP wrappers alive at exit: [False]\n') == 2, result.stdout[-3000:]
