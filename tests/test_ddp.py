@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,6 +41,14 @@ print(len(valid_set), torch.nn.functional.cross_entropy(output, torch.stack(y)).
 
 def run(argv, cwd, **kwargs):
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=600, **kwargs)
+
+
+def children(pid):
+    """The processes `pid` started (Linux), so that a test can signal torchrun's ranks."""
+    try:
+        return [int(child) for child in Path(f'/proc/{pid}/task/{pid}/children').read_text().split()]
+    except OSError:
+        return []
 
 
 def only_run(root):
@@ -132,7 +141,8 @@ def test_two_processes_of_batch_b_take_the_same_first_step_as_one_of_batch_2b(pr
 
 
 SLOW_TRAIN = """
-import sys, time
+import faulthandler, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's request for where a rank is
 sys.path.insert(0, {project!r})
 import train
 add = train.EpochMeter.add
@@ -154,10 +164,15 @@ def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, tmp_path):
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=300)
+    try:  # torchrun SIGKILLs a rank still running 30 s after it forwarded the signal: ask each where it is first
+        _, stderr = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        for rank in children(process.pid):
+            os.kill(rank, signal.SIGUSR1)
+        _, stderr = process.communicate(timeout=300)
     logs, ckpts = only_run(tmp_path)
     train_log = (logs / 'train.log').read_text()
-    assert train_log.count('interrupted by SIGTERM') == 1, stderr[-3000:]
+    assert train_log.count('interrupted by SIGTERM') == 1, stderr[-8000:]
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert 1 <= checkpoint['epoch'] < 50
     assert not list(ckpts.glob('.*.tmp'))
