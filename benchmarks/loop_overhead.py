@@ -427,10 +427,10 @@ def read_peak_rss():
     raise RuntimeError('no VmHWM in /proc/self/status')
 
 
-def wall_time(argv, cwd, until=None):
+def wall_time(argv, cwd, until=None, env=None):
     """Seconds from start until exit, or until `until` (bytes) appears on stderr."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     seen = b''
     if until is not None:
         while until not in seen:
@@ -455,10 +455,11 @@ def startup_over_import(project, overrides, tmp, samples):
     """Seconds to the first training step over `import torch`: train.py's, and a bare script's."""
     args = [a for key, value in overrides.items() for a in (f'--{key}', str(value))]
     imports, starts, bare = [], [], []
+    first_draw_at_once = {**os.environ, 'TQDM_DELAY': '0'}  # a bar in a file (this pipe) waits a minute otherwise
     for _ in range(samples):
         imports.append(wall_time([sys.executable, '-c', 'import torch'], tmp))
         starts.append(wall_time([sys.executable, str(project / 'train.py'), '--n_epoch', '1', *args], tmp,
-                                until=b'epoch 1/1 train'))
+                                until=b'epoch 1/1 train', env=first_draw_at_once))
         bare.append(wall_time([sys.executable, '-c', BARE_STARTUP], tmp, until=b'first step'))
     base = statistics.median(imports)
     return statistics.median(starts) - base, statistics.median(bare) - base

@@ -1051,12 +1051,32 @@ def close_logger(logger):
 
 
 def bar_options():
-    """tqdm's own redraw rate (ten a second) at a terminal. When the bars go to a file (`python train.py >
-    run.log 2>&1`, a batch job), one redraw a minute: the log shows progress without megabytes of redraws.
-    TQDM_MININTERVAL in the environment still decides, as tqdm documents."""
-    if sys.stderr.isatty() or 'TQDM_MININTERVAL' in os.environ:
+    """At a terminal, tqdm's own bars, redrawn in place ten times a second. When the bars go to a file
+    (`python train.py > run.log 2>&1`, a batch job): a line of progress a minute, and none for a loop that
+    ends within its first minute, so that the log reads as lines, not as megabytes of redraws. A TQDM_<KEY>
+    variable in the environment (TQDM_MININTERVAL, TQDM_DELAY) still sets its key, as tqdm documents."""
+    if sys.stderr.isatty():
         return {}
-    return {'mininterval': 60.0, 'maxinterval': 60.0}  # maxinterval too, or tqdm's monitor redraws every 10 s
+    in_a_file = {'mininterval': 60.0, 'maxinterval': 60.0, 'delay': 60.0}  # maxinterval: tqdm's monitor thread
+    return {'file': BarLines(sys.stderr),
+            **{key: value for key, value in in_a_file.items() if f'TQDM_{key.upper()}' not in os.environ}}
+
+
+class BarLines:
+    """What tqdm writes, as lines: tqdm starts each redraw with '\\r' to draw over the last one, which a
+    file keeps as one endless line (^M in `less`)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.encoding = getattr(stream, 'encoding', None)  # tqdm draws Unicode blocks where it is UTF-8
+
+    def write(self, text):
+        line = text.replace('\r', '').rstrip()  # a redraw is padded with spaces to cover a longer last one
+        if line:  # the blank that clears a closed bar (leave=False) is no line
+            self.stream.write(line + '\n')
+
+    def flush(self):
+        self.stream.flush()
 
 
 # -----------------------------------------------------------------------------

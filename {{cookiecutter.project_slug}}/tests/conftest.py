@@ -138,7 +138,8 @@ def as_at_a_terminal():
 
 def run_process(argv, cwd, pause_per_batch=0.0):
     """Start train.py as a child process, as from a terminal; with a pause, through SLOW_TRAIN (same math, slower)."""
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
+    # TQDM_DELAY: a bar's first line at once, as at a terminal (in a pipe it waits a minute): tests watch for it
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1', 'TQDM_DELAY': '0'}
     command = [sys.executable, '-c', SLOW_TRAIN, str(PROJECT), str(pause_per_batch)]
     return subprocess.Popen(command + [str(a) for a in argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,

@@ -130,7 +130,8 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     streams = tmp_path_factory.mktemp('torchrun_logs')  # each rank's stdout and stderr, also shown (--tee 3)
     result = run_torchrun(['--log-dir', streams, '--tee', '3', PROJECT / 'train.py', '--n_epoch', '2',
                            '--save_minutes', '1e-9'] + data_args, workdir,
-                          env={'PYTHONFAULTHANDLER': '1'})  # a rank that crashes prints its Python stack
+                          # a rank that crashes prints its Python stack; rank 0's bars draw at once, not a minute in
+                          env={'PYTHONFAULTHANDLER': '1', 'TQDM_DELAY': '0'})
     stderr = {path.parent.name: path.read_text() for path in streams.rglob('stderr.log')}
     assert result.returncode == 0, stderr.get('1', '')[-3000:] + result.stderr[-3000:]
     assert sorted(stderr) == ['0', '1'], sorted(streams.rglob('*'))

@@ -5,6 +5,7 @@ import builtins
 import csv
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,19 +168,29 @@ def test_without_matplotlib_the_run_finishes_and_says_how_to_get_curves(workdir,
     assert f'pip install matplotlib, then python plot.py {logs.name}' in (logs / 'train.log').read_text()
 
 
-def test_bars_in_a_file_redraw_once_a_minute_and_at_a_terminal_as_tqdm_does(workdir, data_args, monkeypatch, capsys):
-    clock = itertools.count(0.0, 1.0)  # tqdm's clock moves a second at each look: old enough to redraw every batch
-    monkeypatch.setattr(tqdm.std, 'time', lambda: next(clock))
-    monkeypatch.delenv('TQDM_MININTERVAL', raising=False)
-    redraws = {}
-    for where, is_terminal in (('file', False), ('terminal', True)):
-        capsys.readouterr()
+def test_bars_in_a_file_are_lines_a_minute_apart_and_at_a_terminal_as_tqdm_draws_them(workdir, data_args, monkeypatch,
+                                                                                     capsys):
+    for key in ('TQDM_MININTERVAL', 'TQDM_MAXINTERVAL', 'TQDM_DELAY'):
+        monkeypatch.delenv(key, raising=False)
+
+    def bars(is_terminal, seconds_per_look):
+        clock = itertools.count(0.0, seconds_per_look)  # tqdm's clock moves this much at each look
+        monkeypatch.setattr(tqdm.std, 'time', lambda: next(clock))
         monkeypatch.setattr(sys.stderr, 'isatty', lambda: is_terminal)
+        where = f'{is_terminal}_{seconds_per_look:g}'
+        capsys.readouterr()
         assert run(data_args + ['--n_epoch', '1', '--loggers_dir', f'loggers/{where}', '--checkpoints_dir',
                                 f'checkpoints/{where}']) == 0
-        redraws[where] = capsys.readouterr().err.count('epoch 1/1 train')
-    assert redraws['terminal'] >= 5, redraws  # tqdm's 0.1 s: a redraw at each of the 8 or so batches
-    assert 1 <= redraws['file'] <= 2, redraws  # the first draw (and the one a minute in, at most)
+        return capsys.readouterr().err
+
+    at_terminal = bars(True, 1.0)  # tqdm's 0.1 s: a redraw at each of the 8 or so batches, over the last one
+    assert at_terminal.count('epoch 1/1 train') >= 5 and '\r' in at_terminal, at_terminal
+    assert 'epoch 1/1 train' not in bars(False, 1.0)  # in a file, a loop done within its first minute draws nothing
+    in_a_file = bars(False, 60.0)  # a look each minute: a redraw at each batch, each a line of its own
+    lines = [line for line in in_a_file.split('\n') if 'epoch 1/1 train' in line]
+    assert len(lines) >= 5 and '\r' not in in_a_file, in_a_file
+    assert all(re.fullmatch(r'epoch 1/1 train: +\d+%\|.*\]', line) for line in lines), lines
+    assert not [line for line in in_a_file.split('\n') if line and not line.strip()], in_a_file  # no blank clearing
 
 
 def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args, recwarn):
