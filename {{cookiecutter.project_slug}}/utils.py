@@ -1032,14 +1032,17 @@ def open_tensorboard(folder, model, example_inputs):
 
 
 def create_logger(name, path, show_time=True):
-    """A logger that appends to `path` and prints the same lines to the console."""
+    """A logger that appends to `path` and prints the same lines to the console, where a timed line also
+    names its log: train.log's and val.log's epoch lines read alike."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     close_logger(logger)
-    fmt = logging.Formatter('%(asctime)s | %(message)s' if show_time else '%(message)s', '%Y-%m-%d %H:%M:%S')
-    for handler in (logging.FileHandler(path, mode='a', encoding='utf-8'), logging.StreamHandler(sys.stdout)):
-        handler.setFormatter(fmt)
+    timed = '%(asctime)s | ' if show_time else ''
+    label = f'{name:<5} | ' if show_time else ''
+    for handler, prefix in ((logging.FileHandler(path, mode='a', encoding='utf-8'), timed),
+                            (logging.StreamHandler(sys.stdout), timed + label)):
+        handler.setFormatter(logging.Formatter(prefix + '%(message)s', '%Y-%m-%d %H:%M:%S'))
         logger.addHandler(handler)
     return logger
 

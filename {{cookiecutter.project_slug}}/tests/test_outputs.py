@@ -193,6 +193,21 @@ def test_bars_in_a_file_are_lines_a_minute_apart_and_at_a_terminal_as_tqdm_draws
     assert not [line for line in in_a_file.split('\n') if line and not line.strip()], in_a_file  # no blank clearing
 
 
+def test_the_console_shows_each_log_line_and_names_the_log_of_a_timed_one(workdir, data_args, capsys):
+    capsys.readouterr()
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    logs, _ = only_run(workdir)
+    console = capsys.readouterr().out.splitlines()
+    for name, label in (('train.log', 'train'), ('val.log', 'val  ')):  # their epoch lines read alike
+        lines = (logs / name).read_text().splitlines()
+        assert len(lines) >= 2, lines
+        for line in lines:
+            time_stamp, message = line.split(' | ', 1)
+            assert f'{time_stamp} | {label} | {message}' in console, (line, console)
+    note = (logs / 'note.log').read_text().splitlines()
+    assert note[-1].startswith('status: finished') and note[-1] in console  # untimed, as in the file
+
+
 def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args, recwarn):
     pytest.importorskip('tensorboard')
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
