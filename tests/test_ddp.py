@@ -39,8 +39,17 @@ print(len(valid_set), torch.nn.functional.cross_entropy(output, torch.stack(y)).
 """
 
 
-def run(argv, cwd, **kwargs):
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=600, **kwargs)
+def run(argv, cwd, timeout=600):
+    """subprocess.run in a session of its own, whose whole process group a timeout kills: torchrun's ranks too,
+    which would otherwise outlive a hung test."""
+    with subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 def children(pid):
