@@ -174,12 +174,17 @@ def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_d
                          'gc.collect()\n'
                          "print('DDP wrappers alive after main():', [ref() is not None for ref in wrappers])\n"
                          'sys.exit(exit_code)\n')
-    result = run_torchrun(['--tee', '1', script, '--n_epoch', '1'] + data_args, workdir)
+    # each rank's stdout, whole: torchrun's --tee reads a rank's file as it grows and can split a line it shows
+    streams = tmp_path_factory.mktemp('torchrun_logs')
+    result = run_torchrun(['--log-dir', streams, '--tee', '1', script, '--n_epoch', '1'] + data_args, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 1
     assert ('warning: the model output does not depend on unused.weight, unused.bias (in training mode), so '
             'they do not train; DDP looks for unused parameters at every step') in (logs / 'train.log').read_text()
     assert 'unused.weight' in torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)['model']
-    assert result.stdout.count('DDP wrappers alive after main(): [True]\n') == 2, result.stdout[-3000:]  # each rank
-    assert result.stdout.count('DDP wrappers alive at exit: [False]\n') == 2, result.stdout[-3000:]
+    stdout = {path.parent.name: path.read_text() for path in streams.rglob('stdout.log')}
+    assert sorted(stdout) == ['0', '1'], result.stdout[-3000:]
+    for rank in stdout.values():
+        assert rank.count('DDP wrappers alive after main(): [True]\n') == 1, rank[-3000:]
+        assert rank.count('DDP wrappers alive at exit: [False]\n') == 1, rank[-3000:]
