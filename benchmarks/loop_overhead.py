@@ -82,7 +82,7 @@ def bake(out_dir, model):
 
 def import_project(project):
     """Import a baked project's modules (a fresh import: each workload bakes its own project)."""
-    for name in ('train', 'model', 'dataset', 'utils'):
+    for name in ('train', 'model', 'dataset', 'utils', 'runfiles', 'plot'):
         sys.modules.pop(name, None)
     sys.path.insert(0, str(project))
     try:

@@ -18,7 +18,7 @@ COMMON_FILES = {
     'train.py', 'model.py', 'dataset.py', 'utils.py',
     'tests/conftest.py', 'tests/test_model.py', 'tests/test_dataset.py', 'tests/test_train.py',
     'tests/test_resume.py', 'tests/test_faults.py', 'tests/test_speed.py', 'tests/test_distributed.py',
-    'tests/test_outputs.py', 'tests/test_docs.py', 'plot.py', 'runs.py', 'predict.py',
+    'tests/test_outputs.py', 'tests/test_docs.py', 'plot.py', 'runs.py', 'runfiles.py', 'predict.py',
 }
 CACHES = {'__pycache__', '.pytest_cache', '.ruff_cache'}
 
@@ -59,13 +59,13 @@ def test_combination_bakes_clean(baked, task, model, dataset):
 def test_choices_reach_the_code(baked, task, model, dataset):
     project = baked(task, model, dataset)
     train_py = (project / 'train.py').read_text()
-    utils_py = (project / 'utils.py').read_text()
+    runfiles_py = (project / 'runfiles.py').read_text()
     model_py = (project / 'model.py').read_text()
     dataset_py = (project / 'dataset.py').read_text()
     if task == 'classification':
-        assert 'nn.CrossEntropyLoss()' in train_py and "METRIC_NAME = 'acc'" in utils_py
+        assert 'nn.CrossEntropyLoss()' in train_py and "METRIC_NAME = 'acc'" in runfiles_py
     else:
-        assert 'nn.MSELoss()' in train_py and "METRIC_NAME = 'mae'" in utils_py
+        assert 'nn.MSELoss()' in train_py and "METRIC_NAME = 'mae'" in runfiles_py
     assert {'mlp': 'class MLP', 'cnn': 'class SmallCNN', 'transformer': 'class TransformerEncoderModel'}[model] in model_py
     assert {'synthetic': 'class SyntheticDataset', 'csv': 'class CsvDataset', 'image_folder': 'class ImageFolderDataset',
             'sequence': 'class SequenceDataset'}[dataset] in dataset_py

@@ -60,7 +60,8 @@ from torch.utils.data import Dataset, default_collate, random_split
 from torch.utils.data import Dataset, random_split
 {%- endif %}
 
-from utils import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, check_minimums, one_line_errors
+from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors
+from utils import check_minimums
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}

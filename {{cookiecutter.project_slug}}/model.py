@@ -10,7 +10,8 @@ import torch
 {% endif -%}
 from torch import nn
 
-from utils import RunError, check_minimums
+from runfiles import RunError
+from utils import check_minimums
 
 # The model's hyperparameters; train.py merges them into its config dict, and each comment is its --help.
 MODEL_CONFIG = {

@@ -9,7 +9,7 @@ Needs matplotlib (pip install matplotlib); train.py draws the curves at the end 
 
 from pathlib import Path
 
-from utils import METRIC_NAME, METRICS_COLUMNS, CommandParser, RunError, one_line_errors, read_metrics_rows
+from runfiles import METRIC_NAME, METRICS_COLUMNS, CommandParser, RunError, one_line_errors, read_metrics_rows
 
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 

@@ -24,16 +24,13 @@ from tqdm import tqdm
 
 from dataset import build_predict_dataset, collate_fn
 from model import build_model
+from runfiles import METRIC_NAME, CommandParser, RunError, one_line_errors
 from utils import (
-    METRIC_NAME,
-    CommandParser,
-    RunError,
     bar_options,
     check_minimums,
     load_checkpoint,
     load_model_state,
     metric_per_sample,
-    one_line_errors,
     resolve_checkpoint,
 )
 

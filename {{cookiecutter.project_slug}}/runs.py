@@ -12,7 +12,7 @@ import csv
 import math
 from pathlib import Path
 
-from utils import (
+from runfiles import (
     HEARTBEAT_FILE,
     METRIC_NAME,
     CommandParser,

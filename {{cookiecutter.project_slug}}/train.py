@@ -27,14 +27,13 @@ from tqdm import tqdm
 from dataset import DATA_CONFIG, SPLIT_KEYS, build_datasets, check_data_config, collate_fn
 from model import MODEL_CONFIG, SHAPE_KEYS, build_model, check_model_config
 from plot import save_curves
+from runfiles import METRIC_NAME, RunError, one_line_errors
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
-    METRIC_NAME,
     CheckpointWriter,
     EpochMeter,
     EpochSampler,
     Interrupted,
-    RunError,
     SaveTimer,
     ShardSampler,
     StepTaken,
@@ -61,6 +60,7 @@ from utils import (
     create_logger,
     data_fingerprint,
     epochs_text,
+    exit_on_stop,
     exit_process,
     failure_noted,
     first_line,
@@ -77,7 +77,6 @@ from utils import (
     named_run,
     nothing_to_train,
     on_error,
-    one_line_errors,
     open_tensorboard,
     own_epoch_totals,
     parse_args,
@@ -635,6 +634,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    with one_line_errors():
+    with one_line_errors(), exit_on_stop():
         exit_code = main()
     exit_process(exit_code)  # under torchrun with os._exit: a gloo thread left running can abort Python's shutdown

@@ -37,33 +37,22 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from runfiles import (
+    HEARTBEAT_FILE,
+    HEARTBEAT_STALE_SECONDS,
+    METRICS_COLUMNS,
+    CommandParser,
+    RunError,
+    alive,
+    attempt_folder,
+    parse_attempt,
+    read_heartbeat,
+    read_metrics_rows,
+    read_note,
+    shown_status,
+)
+
 CHECKPOINT_FORMAT_VERSION = 2  # 2: epoch_totals holds one share per rank
-
-
-class RunError(Exception):
-    """A problem the user can fix. train.py prints it as one line and exits with `code`."""
-
-    def __init__(self, message, code=2):
-        if message.startswith('Caught RunError in DataLoader worker'):  # a worker's, re-raised with its traceback
-            message = message.rstrip().splitlines()[-1].split('RunError: ', 1)[-1]
-        super().__init__(message)
-        self.code = code
-
-
-@contextlib.contextmanager
-def one_line_errors():
-    """The scripts' entry points: a RunError ends the command with its one line on stderr and its exit
-    code (2, as for argparse's usage errors); any other error keeps its traceback."""
-    try:
-        yield
-    except RunError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(err.code)
-    except Terminated:
-        print('SIGTERM received: stopped', file=sys.stderr)
-        exit_process(Terminated.exit_code)
-    except Interrupted as stopped:  # train.log and the console already say how the run ended
-        exit_process(stopped.exit_code)
 
 
 class Terminated(KeyboardInterrupt):
@@ -84,6 +73,19 @@ class Interrupted(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):
     raise Terminated
+
+
+@contextlib.contextmanager
+def exit_on_stop():
+    """train.py's entry point, inside one_line_errors: a stop that train() did not end (SIGTERM during main()'s
+    set-up, a stop cut short by an error) ends the process with the signal's exit code, not a traceback."""
+    try:
+        yield
+    except Terminated:
+        print('SIGTERM received: stopped', file=sys.stderr)
+        exit_process(Terminated.exit_code)
+    except Interrupted as stopped:  # train.log and the console already say how the run ended
+        exit_process(stopped.exit_code)
 
 
 def in_this_process_only(handler):
@@ -376,14 +378,6 @@ def parse_number(kind):
     return parse
 
 
-class CommandParser(argparse.ArgumentParser):
-    """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
-    one_line_errors prints them as every other bad input: one `error:` line, exit code 2."""
-
-    def error(self, message):
-        raise RunError(f'{message}; python {self.prog} --help lists the options')
-
-
 CONFIG_SOURCES = ('train.py', 'dataset.py', 'model.py')  # beside this file: where the config dicts are written
 
 
@@ -478,17 +472,6 @@ def named_run(name, overrides):
     return None, None
 
 
-def attempt_folder(folder, k):
-    """NAME.attempt-K beside NAME: where set_aside keeps a --run_name start that saved nothing."""
-    return folder.with_name(f'{folder.name}.attempt-{k}')
-
-
-def parse_attempt(name):
-    """(NAME, K) for a folder named NAME.attempt-K (attempt_folder), else None."""
-    match = re.fullmatch(r'(.+)\.attempt-(\d+)', name)
-    return (match[1], int(match[2])) if match else None
-
-
 def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
     """Move the folders of a --run_name start that saved nothing to NAME.attempt-K (the first K free for both),
     so that the run starts again under its name and nothing of that start is lost. Folders left empty (killed
@@ -550,17 +533,6 @@ def how_it_ended(folder):
             return f'running on host {host} until this SLURM job was requeued'
         return f"running on host {host} until its heartbeat stopped {beat['age']:.0f} s ago"
     return shown_status(status, provenance)
-
-
-def shown_status(status, provenance, beat=None):
-    """A note.log status as runs.py lists it: without its time, and 'running' checked against the process, or on
-    another host against its heartbeat (read_heartbeat) when there is one."""
-    if status == 'running':
-        state = alive(provenance)
-        if state is None and beat and beat.get('host') == provenance.get('host'):
-            state = beat['age'] < HEARTBEAT_STALE_SECONDS
-        return {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
-    return status.split(' at ')[0]
 
 
 def saved_step(path):
@@ -709,48 +681,7 @@ def check_writable(*folders):
             raise RunError(f"folder '{folder}' is missing or not writable; fix its permissions")
 
 
-def read_note(folder):
-    """The config (key: value lines under 'config:', updated by each resume's overrides), the provenance
-    (the last one: the latest start's), and the last status line."""
-    config, provenance, status, section = {}, {}, None, None
-    for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
-        if line in ('config:', 'provenance:'):
-            section = line[:-1]
-        elif line.startswith('    ') and ': ' in line and section:
-            key, value = line[4:].split(': ', 1)  # not strip(): an empty value leaves 'key: '
-            (config if section == 'config' else provenance)[key] = value
-        else:
-            section = None
-            if line.startswith('status: '):
-                status = line[len('status: '):]
-            elif line.startswith('overrides: ') and config:  # 'overrides: lr=0.001, n_epoch=400' or 'none'
-                before_a_key = ', (?=(?:' + '|'.join(re.escape(key) for key in config) + ')=)'  # values may hold ', '
-                config.update(part.split('=', 1) for part in re.split(before_a_key, line[len('overrides: '):])
-                              if '=' in part)
-    return config, provenance, status
-
-
-def alive(provenance):
-    """True if the run's process still runs on this host; None if that cannot be told from here."""
-    if provenance.get('host') != socket.gethostname() or 'pid' not in provenance:
-        return None
-    try:
-        pid = int(provenance['pid'])
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return None
-    cmdline = Path(f'/proc/{pid}/cmdline')  # Linux: is that pid still a train.py, or has it been reused?
-    try:
-        return b'train.py' in cmdline.read_bytes()
-    except OSError:
-        return True
-
-
-HEARTBEAT_FILE = '.heartbeat'  # in loggers/<run> while a process writes the run (from 3.5 on)
 HEARTBEAT_SECONDS = 30  # how often that process touches it
-HEARTBEAT_STALE_SECONDS = 120  # untouched this long (by this host's clock): gone, without watching it (heartbeat_moves)
 HEARTBEAT_JOIN_SECONDS = 5  # how long main()'s end waits for a touch stuck on a file system that hangs
 _heartbeats = []  # this main()'s Heartbeat; failure_noted stops it
 
@@ -796,17 +727,6 @@ def start_heartbeat(loggers_dir):
 def stop_heartbeats():
     while _heartbeats:
         _heartbeats.pop().stop()
-
-
-def read_heartbeat(folder):
-    """The owner a Heartbeat wrote in folder, with 'age' (seconds since it was last touched), or None."""
-    path = Path(folder) / HEARTBEAT_FILE
-    try:
-        owner = json.loads(path.read_text(encoding='utf-8'))
-        age = max(0.0, time.time() - path.stat().st_mtime)  # another host's clock may run ahead
-    except (OSError, ValueError):
-        return None
-    return {**owner, 'age': age} if isinstance(owner, dict) else None
 
 
 def this_slurm_job(beat):
@@ -941,9 +861,6 @@ def remove_if_empty(*folders):
             pass
 
 
-METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')
-
-
 def append_metrics(path, *rows):
     """Append epochs to metrics.csv (with a header if the file is new)."""
     new = not os.path.exists(path)
@@ -952,21 +869,6 @@ def append_metrics(path, *rows):
         if new:
             writer.writerow(METRICS_COLUMNS)
         writer.writerows([row[column] for column in METRICS_COLUMNS] for row in rows)
-
-
-def read_metrics_rows(path):
-    """metrics.csv's rows, one per epoch, of the history the run's checkpoints continue.
-
-    A run resumed from an earlier point than its last logged epoch (killed after an epoch was logged
-    but before the next latest_checkpoint.pt) trains those epochs again and appends them: a row whose
-    epoch does not follow the row before starts over from that epoch. The file keeps every row."""
-    rows = []
-    with open(path, newline='', encoding='utf-8') as f:
-        for row in csv.DictReader(f):
-            while rows and int(rows[-1]['epoch']) >= int(row['epoch']):
-                rows.pop()
-            rows.append(row)
-    return rows
 
 
 def copy_metrics(source, destination, last_epoch):
@@ -1437,18 +1339,14 @@ def write_traceback(err, folder):
 
 
 # -----------------------------------------------------------------------------
-# metric and running sums
+# metric and running sums (the metric's name, METRIC_NAME, is in runfiles.py)
 {%- if cookiecutter.task == 'classification' %}
-
-METRIC_NAME = 'acc'
 
 
 def metric_per_sample(output, target):
     """1.0 where the predicted class is right: its mean is the accuracy."""
     return (output.argmax(dim=1) == target).float()
 {%- else %}
-
-METRIC_NAME = 'mae'
 
 
 def metric_per_sample(output, target):

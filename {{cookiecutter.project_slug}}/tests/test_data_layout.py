@@ -26,7 +26,7 @@ from dataset import DATA_CONFIG, ImageFolderDataset, build_datasets, make_exampl
 {%- else %}
 from dataset import DATA_CONFIG, build_datasets, make_example
 {%- endif %}
-from utils import RunError
+from runfiles import RunError
 
 
 def test_example_data_is_read_back(tmp_path, config):

@@ -15,7 +15,7 @@ from dataset import SyntheticDataset, build_datasets, build_predict_dataset, col
 {%- else -%}
 from dataset import DATA_CONFIG, build_datasets, build_predict_dataset, collate_fn, make_example, split
 {%- endif %}
-from utils import RunError
+from runfiles import RunError
 
 
 @pytest.fixture

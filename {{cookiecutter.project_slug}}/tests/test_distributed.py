@@ -13,15 +13,8 @@ import torch
 
 import utils
 from conftest import PROJECT, epoch_lines, only_run, run_as_group, run_torchrun, script_file
-from utils import (
-    EpochSampler,
-    RunError,
-    ShardSampler,
-    StopRequest,
-    agree_across_ranks,
-    own_epoch_totals,
-    setup_device,
-)
+from runfiles import RunError
+from utils import EpochSampler, ShardSampler, StopRequest, agree_across_ranks, own_epoch_totals, setup_device
 
 
 def test_train_shards_are_disjoint_equal_and_cover_the_epoch():
@@ -89,7 +82,7 @@ def test_sigterm_before_the_loop_under_torchrun_also_ends_without_a_shutdown(mon
     calls = []
     monkeypatch.setenv('RANK', '1')
     monkeypatch.setattr(utils, 'exit_torchrun_worker', lambda code: calls.append(code) or sys.exit(code))
-    with pytest.raises(SystemExit) as stop, utils.one_line_errors():
+    with pytest.raises(SystemExit) as stop, utils.exit_on_stop():
         raise utils.Terminated
     assert calls == [143] and stop.value.code == 143
     assert capsys.readouterr().err == 'SIGTERM received: stopped\n'
@@ -159,7 +152,7 @@ def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_d
                          "    print('DDP wrappers alive at exit:', [ref() is not None for ref in wrappers])\n\n\n"
                          'atexit.register(report_at_exit)\n'
                          'from torch import nn\n'
-                         'import model, train, utils\n\n\n'
+                         'import model, runfiles, train, utils\n\n\n'
                          'def with_unused_layer(config):\n'
                          '    built = model.build_model(config)\n'
                          '    built.unused = nn.Linear(2, 2)\n'
@@ -169,7 +162,7 @@ def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_d
                          '        super().__init__(*args, **kwargs)\n'
                          '        wrappers.append(weakref.ref(self))\n\n\n'
                          'train.build_model, train.DDP = with_unused_layer, RecordedDDP\n'
-                         'with utils.one_line_errors():\n'
+                         'with runfiles.one_line_errors(), utils.exit_on_stop():\n'
                          '    exit_code = train.main()\n'
                          'gc.collect()\n'
                          "print('DDP wrappers alive after main():', [ref() is not None for ref in wrappers])\n"

@@ -31,18 +31,10 @@ from conftest import (
     script_file,
     tiny_data_args,
 )
+from runfiles import RunError
 from runs import summarize
 from test_resume import straight_run
-from utils import (
-    Interrupted,
-    RunError,
-    SaveTimer,
-    StopRequest,
-    StopSafeDataLoader,
-    claim_run_dirs,
-    one_line_errors,
-    save_checkpoint,
-)
+from utils import Interrupted, SaveTimer, StopRequest, StopSafeDataLoader, claim_run_dirs, exit_on_stop, save_checkpoint
 
 N_EPOCH = 4
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
@@ -628,7 +620,7 @@ def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdi
 
 
 def test_an_interrupted_run_exits_with_the_signals_code_and_no_traceback(capsys):
-    with pytest.raises(SystemExit) as exited, one_line_errors():
+    with pytest.raises(SystemExit) as exited, exit_on_stop():
         raise Interrupted(130) from COMPILER_KILLED
     assert exited.value.code == 130 and capsys.readouterr().err == ''
 

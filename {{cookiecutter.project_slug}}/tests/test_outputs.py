@@ -17,6 +17,7 @@ import tqdm.std
 
 import plot
 import predict
+import runfiles
 import runs
 import train
 import utils
@@ -24,8 +25,9 @@ from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'cla
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG
 {%- endif %}
+from runfiles import METRICS_COLUMNS, RunError, read_metrics_rows
 from test_train import WIDTH, ConstantModel
-from utils import METRICS_COLUMNS, RunError, provenance, read_metrics_rows
+from utils import provenance
 
 
 def rows(path):
@@ -87,7 +89,7 @@ def test_note_config_takes_each_resumes_overrides(tmp_path):
                                        'status: finished at 2026-01-01 12:00:00, epoch 5, step 40\n\nresumed at ...\n'
                                        'overrides: lr=0.005, dataset_dir=a, b=c, n_epoch=9\nstatus: running\n'
                                        '\nresumed at ...\noverrides: none\nstatus: running\n')
-    config, _, status = utils.read_note(tmp_path)
+    config, _, status = runfiles.read_note(tmp_path)
     assert config == {'lr': '0.005', 'n_epoch': '9', 'dataset_dir': 'a, b=c'} and status == 'running'
 
 
@@ -286,7 +288,7 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
     partial.mkdir()
     (partial / 'note.log').write_text('run cut short\n')
     (workdir / 'loggers' / '20260105_000000').mkdir()  # a run that stopped (or is) before 3.10 opens the logs
-    (workdir / 'loggers' / '20260105_000000' / utils.HEARTBEAT_FILE).write_text('{}')  # made in 3.5
+    (workdir / 'loggers' / '20260105_000000' / runfiles.HEARTBEAT_FILE).write_text('{}')  # made in 3.5
     text = runs.table(workdir / 'loggers', sort='run')
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     header = text.splitlines()[0].split()
@@ -310,6 +312,27 @@ def test_runs_table_lists_a_named_runs_set_aside_starts_after_it_newest_first(tm
     assert names == ['job.b', 'job', 'job.attempt-10', 'job.attempt-2', 'job.attempt-1', '20260101_000000']
     names = [line.split()[0] for line in runs.table(tmp_path, sort='run').splitlines()[1:]]
     assert names == ['20260101_000000', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job', 'job.b']
+
+
+def test_runs_and_plot_answer_without_importing_torch(tmp_path):
+    """`import torch` takes seconds; listing the runs and drawing a run's curves need none of it (runfiles.py)."""
+    pytest.importorskip('matplotlib')
+    folder = tmp_path / 'loggers' / '20260101_000000'
+    folder.mkdir(parents=True)
+    (folder / 'note.log').write_text('config:\n    lr: 0.001\nstatus: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
+    with open(folder / 'metrics.csv', 'w', newline='') as f:
+        csv.writer(f).writerows([METRICS_COLUMNS, [1, 4, 0.9, 0.5, 0.8, 0.6, 1e-4, 1.0], [2, 8, 0.7, 0.6, 0.75, 0.7, 1e-4, 1.0]])
+    printed = {}
+    for command in (['runs.py'], ['plot.py', folder.name]):
+        result = subprocess.run([sys.executable, '-X', 'importtime', str(PROJECT / command[0]), *command[1:]],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        imported = {line.rsplit('|', 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith('import time:')}
+        assert result.returncode == 0 and 'runfiles' in imported, result.stderr[-3000:]
+        assert 'torch' not in imported, command
+        printed[command[0]] = result.stdout
+    assert printed['runs.py'].splitlines()[1].split()[:6] == [folder.name, 'finished', '2', '0.7500', '0.7000', '2']
+    assert printed['plot.py'] == f"wrote {os.path.join('loggers', folder.name, 'curves.png')}\n"
+    assert (folder / 'curves.png').read_bytes().startswith(b'\x89PNG')
 
 
 def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_args, capsys):

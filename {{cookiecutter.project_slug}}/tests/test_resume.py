@@ -16,24 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import runfiles
 import runs
 import train
 import utils
 from conftest import EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
 from dataset import build_datasets
+from runfiles import RunError, read_metrics_rows, read_note
 from test_train import WIDTH, ConstantModel
-from utils import (
-    RunError,
-    check_same_data,
-    classes_of,
-    data_fingerprint,
-    get_rng_state,
-    read_metrics_rows,
-    read_note,
-    save_checkpoint,
-    set_rng_state,
-    unwrap,
-)
+from utils import check_same_data, classes_of, data_fingerprint, get_rng_state, save_checkpoint, set_rng_state, unwrap
 
 # warmup covers the whole run, so n_epoch may grow
 EXACT = ['--warmup_steps', '1000', '--early_stop', '3', *EXACT_ON_THIS_DEVICE]
@@ -389,7 +380,7 @@ def test_a_named_run_that_saved_nothing_is_not_moved_while_it_runs_here_and_empt
 
 def write_heartbeat(folder, host, pid, slurm_job=None, age=0):
     """A .heartbeat as utils.Heartbeat writes it, last touched `age` seconds ago."""
-    path = folder / utils.HEARTBEAT_FILE
+    path = folder / runfiles.HEARTBEAT_FILE
     path.write_text(json.dumps({'host': host, 'pid': pid, 'slurm_job': slurm_job}))
     os.utime(path, (time.time() - age,) * 2)
 
@@ -411,14 +402,14 @@ def test_a_run_that_another_process_writes_is_not_taken_over_even_before_its_log
     shutil.rmtree(logs)
     shutil.rmtree(ckpts)
     assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 1]) == 0
-    assert not (logs / utils.HEARTBEAT_FILE).exists()  # removed when main() ended
+    assert not (logs / runfiles.HEARTBEAT_FILE).exists()  # removed when main() ended
 
     # on another host that shares the folders: a fresh heartbeat is watched, and one that moves is still running
     monkeypatch.setattr(utils, 'HEARTBEAT_SECONDS', 0.2)  # watched for 0.3 s
     write_heartbeat(logs, 'node-b', 7, slurm_job='111', age=20)
 
     def files_but_the_heartbeat():  # which the test touches
-        return ({name: stat for name, stat in snapshot(workdir).items() if not name.endswith(utils.HEARTBEAT_FILE)},
+        return ({name: stat for name, stat in snapshot(workdir).items() if not name.endswith(runfiles.HEARTBEAT_FILE)},
                 sorted(p.name for p in workdir.rglob('*')))
 
     before = files_but_the_heartbeat()
@@ -426,7 +417,7 @@ def test_a_run_that_another_process_writes_is_not_taken_over_even_before_its_log
 
     def touch_until_stopped():  # as its process on node-b does while it runs
         while not stop_touching.wait(0.02):
-            os.utime(logs / utils.HEARTBEAT_FILE)
+            os.utime(logs / runfiles.HEARTBEAT_FILE)
 
     toucher = threading.Thread(target=touch_until_stopped)
     toucher.start()
@@ -445,7 +436,7 @@ def test_a_run_that_another_process_writes_is_not_taken_over_even_before_its_log
     assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 2]) == 0
     assert re.search(r'\.heartbeat was touched 2\d s ago on host node-b: waiting up to 0 s', capsys.readouterr().out)
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
-    for job, age in (('111', 20), ('222', utils.HEARTBEAT_STALE_SECONDS + 1)):  # this SLURM job's, or stale: not watched
+    for job, age in (('111', 20), ('222', runfiles.HEARTBEAT_STALE_SECONDS + 1)):  # this SLURM job's, or stale: not watched
         monkeypatch.setenv('SLURM_JOB_ID', '111')
         write_heartbeat(logs, 'node-b', 7, slurm_job=job, age=age)
         epoch = load(ckpts / 'latest_checkpoint.pt')['epoch']
@@ -466,7 +457,7 @@ def test_a_run_that_another_process_writes_is_not_taken_over_even_before_its_log
     assert re.search(r'started again: an earlier start saved no checkpoint \(running on host node-b until its '
                      r'heartbeat stopped 18\d s ago\); its files are now in loggers/started\.attempt-1\n',
                      capsys.readouterr().out)
-    assert not (workdir / 'loggers' / 'started.attempt-1' / utils.HEARTBEAT_FILE).exists()  # its process is gone
+    assert not (workdir / 'loggers' / 'started.attempt-1' / runfiles.HEARTBEAT_FILE).exists()  # its process is gone
 
 
 def test_the_heartbeat_names_this_process_and_is_touched_while_the_run_goes_on(workdir, data_args, monkeypatch):
@@ -474,7 +465,7 @@ def test_the_heartbeat_names_this_process_and_is_touched_while_the_run_goes_on(w
     real_train, seen = train.train, []
 
     def train_watching_the_heartbeat(train_loader, valid_loader, model, config, device, checkpoint):
-        path = Path(config['loggers_dir']) / utils.HEARTBEAT_FILE
+        path = Path(config['loggers_dir']) / runfiles.HEARTBEAT_FILE
         seen.append(json.loads(path.read_text()))
         os.utime(path, ns=(0, 0))  # the next touch moves it on
         time.sleep(0.5)
@@ -487,7 +478,7 @@ def test_the_heartbeat_names_this_process_and_is_touched_while_the_run_goes_on(w
     assert owner == {'host': socket.gethostname(), 'pid': os.getpid(), 'slurm_job': os.environ.get('SLURM_JOB_ID')}
     assert touched > 0
     logs, _ = only_run(workdir)
-    assert not (logs / utils.HEARTBEAT_FILE).exists()
+    assert not (logs / runfiles.HEARTBEAT_FILE).exists()
 
 
 def test_a_heartbeat_that_cannot_be_written_touched_or_stopped_in_time_does_not_stop_the_run(tmp_path, monkeypatch):
@@ -544,14 +535,14 @@ def test_a_heartbeat_that_cannot_be_written_touched_or_stopped_in_time_does_not_
 
 def test_reading_a_heartbeat_from_a_clock_that_runs_ahead_or_a_file_that_is_not_one(tmp_path):
     write_heartbeat(tmp_path, 'node-b', 7, age=-3600)  # touched by a host whose clock is an hour ahead
-    assert utils.read_heartbeat(tmp_path) == {'host': 'node-b', 'pid': 7, 'slurm_job': None, 'age': 0.0}
+    assert runfiles.read_heartbeat(tmp_path) == {'host': 'node-b', 'pid': 7, 'slurm_job': None, 'age': 0.0}
     write_heartbeat(tmp_path, 'node-b', 7, age=30)
-    assert 29 < utils.read_heartbeat(tmp_path)['age'] < 60
+    assert 29 < runfiles.read_heartbeat(tmp_path)['age'] < 60
     for text in ('{"host": "node-b"', '["node-b", 7]', ''):  # cut short while written, or not one at all
-        (tmp_path / utils.HEARTBEAT_FILE).write_text(text)
-        assert utils.read_heartbeat(tmp_path) is None
-    (tmp_path / utils.HEARTBEAT_FILE).unlink()
-    assert utils.read_heartbeat(tmp_path) is None
+        (tmp_path / runfiles.HEARTBEAT_FILE).write_text(text)
+        assert runfiles.read_heartbeat(tmp_path) is None
+    (tmp_path / runfiles.HEARTBEAT_FILE).unlink()
+    assert runfiles.read_heartbeat(tmp_path) is None
 
 
 def test_a_run_name_taken_while_the_run_starts_is_an_error_not_another_name(workdir, data_args, monkeypatch):

@@ -12,8 +12,9 @@ from torch import nn
 
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, load, only_run, run, run_in
+from runfiles import RunError
 from test_resume import EXACT, assert_same_weights
-from utils import EpochMeter, RunError, metric_per_sample, set_determinism, to_device, unwrap
+from utils import EpochMeter, metric_per_sample, set_determinism, to_device, unwrap
 {%- if kind == 'image' %}
 
 IN_FEATURES = train.DATA_CONFIG['image_channels'] * train.DATA_CONFIG['image_size'] ** 2

@@ -16,7 +16,8 @@ from torch import nn
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run
 from model import build_model
-from utils import METRIC_NAME, OLDEST_TORCH, RunError, all_seed, parse_args, setup_device
+from runfiles import METRIC_NAME, RunError
+from utils import OLDEST_TORCH, all_seed, parse_args, setup_device
 
 
 @pytest.mark.draws_curves

@@ -1,0 +1,151 @@
+"""A run's files as runs.py and plot.py read them (note.log, metrics.csv, .heartbeat), and what the scripts'
+command lines share. It imports no torch, so that runs.py and plot.py answer at once instead of after the
+seconds `import torch` takes; utils.py has the rest of train.py's helpers."""
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+
+class RunError(Exception):
+    """A problem the user can fix. train.py prints it as one line and exits with `code`."""
+
+    def __init__(self, message, code=2):
+        if message.startswith('Caught RunError in DataLoader worker'):  # a worker's, re-raised with its traceback
+            message = message.rstrip().splitlines()[-1].split('RunError: ', 1)[-1]
+        super().__init__(message)
+        self.code = code
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """The scripts' entry points: a RunError ends the command with its one line on stderr and its exit
+    code (2, as for argparse's usage errors); any other error keeps its traceback."""
+    try:
+        yield
+    except RunError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(err.code)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
+    one_line_errors prints them as every other bad input: one `error:` line, exit code 2."""
+
+    def error(self, message):
+        raise RunError(f'{message}; python {self.prog} --help lists the options')
+
+{%- if cookiecutter.task == 'classification' %}
+
+
+METRIC_NAME = 'acc'  # what utils.metric_per_sample averages to: the name in the logs, runs.py's columns and the plots
+{%- else %}
+
+
+METRIC_NAME = 'mae'  # what utils.metric_per_sample averages to: the name in the logs, runs.py's columns and the plots
+{%- endif %}
+
+
+# -----------------------------------------------------------------------------
+# run folders
+
+
+def attempt_folder(folder, k):
+    """NAME.attempt-K beside NAME: where set_aside keeps a --run_name start that saved nothing."""
+    return folder.with_name(f'{folder.name}.attempt-{k}')
+
+
+def parse_attempt(name):
+    """(NAME, K) for a folder named NAME.attempt-K (attempt_folder), else None."""
+    match = re.fullmatch(r'(.+)\.attempt-(\d+)', name)
+    return (match[1], int(match[2])) if match else None
+
+
+def read_note(folder):
+    """The config (key: value lines under 'config:', updated by each resume's overrides), the provenance
+    (the last one: the latest start's), and the last status line."""
+    config, provenance, status, section = {}, {}, None, None
+    for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
+        if line in ('config:', 'provenance:'):
+            section = line[:-1]
+        elif line.startswith('    ') and ': ' in line and section:
+            key, value = line[4:].split(': ', 1)  # not strip(): an empty value leaves 'key: '
+            (config if section == 'config' else provenance)[key] = value
+        else:
+            section = None
+            if line.startswith('status: '):
+                status = line[len('status: '):]
+            elif line.startswith('overrides: ') and config:  # 'overrides: lr=0.001, n_epoch=400' or 'none'
+                before_a_key = ', (?=(?:' + '|'.join(re.escape(key) for key in config) + ')=)'  # values may hold ', '
+                config.update(part.split('=', 1) for part in re.split(before_a_key, line[len('overrides: '):])
+                              if '=' in part)
+    return config, provenance, status
+
+
+def alive(provenance):
+    """True if the run's process still runs on this host; None if that cannot be told from here."""
+    if provenance.get('host') != socket.gethostname() or 'pid' not in provenance:
+        return None
+    try:
+        pid = int(provenance['pid'])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return None
+    cmdline = Path(f'/proc/{pid}/cmdline')  # Linux: is that pid still a train.py, or has it been reused?
+    try:
+        return b'train.py' in cmdline.read_bytes()
+    except OSError:
+        return True
+
+
+HEARTBEAT_FILE = '.heartbeat'  # in loggers/<run> while a process writes the run (from 3.5 on)
+HEARTBEAT_STALE_SECONDS = 120  # untouched this long (this host's clock): gone, not watched (utils.heartbeat_moves)
+
+
+def read_heartbeat(folder):
+    """The owner a Heartbeat wrote in folder, with 'age' (seconds since it was last touched), or None."""
+    path = Path(folder) / HEARTBEAT_FILE
+    try:
+        owner = json.loads(path.read_text(encoding='utf-8'))
+        age = max(0.0, time.time() - path.stat().st_mtime)  # another host's clock may run ahead
+    except (OSError, ValueError):
+        return None
+    return {**owner, 'age': age} if isinstance(owner, dict) else None
+
+
+def shown_status(status, provenance, beat=None):
+    """A note.log status as runs.py lists it: without its time, and 'running' checked against the process, or on
+    another host against its heartbeat (read_heartbeat) when there is one."""
+    if status == 'running':
+        state = alive(provenance)
+        if state is None and beat and beat.get('host') == provenance.get('host'):
+            state = beat['age'] < HEARTBEAT_STALE_SECONDS
+        return {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
+    return status.split(' at ')[0]
+
+
+METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')
+
+
+def read_metrics_rows(path):
+    """metrics.csv's rows, one per epoch, of the history the run's checkpoints continue.
+
+    A run resumed from an earlier point than its last logged epoch (killed after an epoch was logged
+    but before the next latest_checkpoint.pt) trains those epochs again and appends them: a row whose
+    epoch does not follow the row before starts over from that epoch. The file keeps every row."""
+    rows = []
+    with open(path, newline='', encoding='utf-8') as f:
+        for row in csv.DictReader(f):
+            while rows and int(rows[-1]['epoch']) >= int(row['epoch']):
+                rows.pop()
+            rows.append(row)
+    return rows
