@@ -976,7 +976,9 @@ class BarLines:
         self.encoding = getattr(stream, 'encoding', None)  # tqdm draws Unicode blocks where it is UTF-8
 
     def write(self, text):
-        line = text.replace('\r', '').rstrip()  # a redraw is padded with spaces to cover a longer last one
+        # a redraw is padded with spaces to cover a longer last one; a bar below the first (position=1, nested)
+        # is drawn a line down and then moves the cursor back up ('\x1b[A'), which a file keeps as a code
+        line = text.replace('\r', '').replace('\x1b[A', '').rstrip()
         if line:  # the blank that clears a closed bar (leave=False) is no line
             self.stream.write(line + '\n')
 

@@ -3,6 +3,7 @@
 
 import builtins
 import csv
+import io
 import itertools
 import os
 import re
@@ -193,6 +194,18 @@ def test_bars_in_a_file_are_lines_a_minute_apart_and_at_a_terminal_as_tqdm_draws
     assert len(lines) >= 5 and '\r' not in in_a_file, in_a_file
     assert all(re.fullmatch(r'epoch 1/1 train: +\d+%\|.*\]', line) for line in lines), lines
     assert not [line for line in in_a_file.split('\n') if line and not line.strip()], in_a_file  # no blank clearing
+
+
+def test_a_nested_bar_in_a_file_is_lines_too():
+    # a bar of your own inside another (position=1) moves the cursor down, redraws, and moves it back up
+    stream = io.StringIO()
+    for _ in tqdm.std.tqdm(range(2), desc='outer', file=utils.BarLines(stream), mininterval=0):
+        for _ in tqdm.std.tqdm(range(3), desc='inner', file=utils.BarLines(stream), position=1, leave=False,
+                               mininterval=0):
+            pass
+    lines = stream.getvalue().split('\n')
+    assert lines.pop() == '' and {line.split(':')[0] for line in lines} == {'outer', 'inner'}, lines
+    assert all(re.fullmatch(r'(outer|inner): +\d+%\|.*\]', line) for line in lines), lines
 
 
 def test_the_console_shows_each_log_line_and_names_the_log_of_a_timed_one(workdir, data_args, capsys):
