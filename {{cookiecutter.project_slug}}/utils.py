@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import random
@@ -242,8 +243,14 @@ def exit_torchrun_worker(exit_code):
     2.13); when one of those threads drops a tensor while the interpreter shuts down, a finished process
     aborts (SIGABRT, "terminate called without an active exception") and torchrun calls the run failed.
     That happened about once in 500 two-process CPU runs here; os._exit leaves no shutdown to race with.
+    What of the shutdown matters is done here: the logs flushed, and multiprocessing's own clean-up run (its
+    finalizers; multiprocessing.util has no public call for them). With DataLoader workers started by the
+    forkserver (Linux's default start method from Python 3.14) or spawn, that removes the folder it made in /tmp
+    for the forkserver's socket (pymp-*), which would stay behind, one per rank and run, and unlinks the
+    semaphores of the workers' queues, for which its resource tracker would warn of leaked semaphores.
     """
     logging.shutdown()
+    multiprocessing.util._run_finalizers()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(exit_code)

@@ -65,9 +65,11 @@ def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
 
 
 def test_a_finished_torchrun_worker_exits_with_everything_written_and_no_shutdown_to_abort(tmp_path):
-    script = ('import atexit, sys\n'
+    script = ('import atexit, multiprocessing.util, sys\n'
               'from utils import create_logger, exit_torchrun_worker\n'
               "atexit.register(print, 'interpreter shutdown ran')\n"
+              "lock = multiprocessing.get_context('forkserver').Lock()\n"  # a DataLoader queue's, its semaphore tracked
+              'print(multiprocessing.util.get_temp_dir())\n'  # made for the forkserver's socket
               "create_logger('train', sys.argv[1]).info('last line')\n"
               "print('unflushed', end='')\n"
               'exit_torchrun_worker(3)\n')
@@ -76,6 +78,9 @@ def test_a_finished_torchrun_worker_exits_with_everything_written_and_no_shutdow
     assert result.returncode == 3, result.stderr
     assert result.stdout.endswith('| last line\nunflushed'), result.stdout  # flushed, and nothing ran after
     assert (tmp_path / 'train.log').read_text().endswith('| last line\n')
+    made = Path(result.stdout.splitlines()[0])  # removed, as the shutdown would: not one /tmp/pymp-* per rank and run
+    assert made.name.startswith('pymp-') and not made.exists(), made
+    assert 'leaked semaphore' not in result.stderr, result.stderr  # unlinked, as the shutdown would
 
 
 def test_sigterm_before_the_loop_under_torchrun_also_ends_without_a_shutdown(monkeypatch, capsys):
