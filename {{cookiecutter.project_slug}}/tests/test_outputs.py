@@ -196,6 +196,16 @@ def test_bars_in_a_file_are_lines_a_minute_apart_and_at_a_terminal_as_tqdm_draws
     assert not [line for line in in_a_file.split('\n') if line and not line.strip()], in_a_file  # no blank clearing
 
 
+def test_bars_in_a_pipe_take_their_rate_and_delay_from_tqdms_variables(monkeypatch):
+    # the README's `TQDM_MININTERVAL=1 TQDM_DELAY=0 python train.py 2>&1 | tee run.log`
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: False)
+    monkeypatch.setenv('TQDM_MININTERVAL', '1')
+    monkeypatch.setenv('TQDM_DELAY', '0')
+    monkeypatch.delenv('TQDM_MAXINTERVAL', raising=False)
+    options = utils.bar_options()
+    assert sorted(options) == ['file', 'maxinterval'] and isinstance(options['file'], utils.BarLines), options
+
+
 def test_a_nested_bar_in_a_file_is_lines_too():
     # a bar of your own inside another (position=1) moves the cursor down, redraws, and moves it back up
     stream = io.StringIO()
