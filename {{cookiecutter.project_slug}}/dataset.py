@@ -23,7 +23,8 @@ Layout under config['dataset_dir']:
 Images in subfolders of those folders count too.
 Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
 EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
-16-bit and 32-bit float greyscale images keep all their levels: 0..65535 and 0..1 are black to white.
+16-bit and 32-bit float greyscale images, and 16-bit colour PNGs and TIFFs, keep all their levels: 0..65535
+and 0..1 are black to white.
 {%- else %}
 
 Layout under config['dataset_dir']:
@@ -43,6 +44,9 @@ import csv
 {% endif -%}
 {% if cookiecutter.dataset == 'image_folder' and not classification -%}
 import math
+{% endif -%}
+{% if cookiecutter.dataset == 'image_folder' -%}
+import sys
 {% endif -%}
 from pathlib import Path
 {%- endif %}
@@ -393,6 +397,50 @@ def pixel_values(image, dtype):
     return torch.frombuffer(bytearray(image.tobytes()), dtype=dtype)
 
 
+# The byte order a 16-bit raw mode's letter names (B: big-endian, L: little, N: this machine's) -> the other one
+OTHER_BYTE_ORDER = {'B': 'L', 'L': 'B', 'N': 'B' if sys.byteorder == 'little' else 'L'}
+
+
+def raw_mode(image):
+    """How a PNG or TIFF file stores its pixels, in Pillow's words ('RGB;16B': 16-bit RGB, big-endian); '' for
+    other files, or once the image is loaded."""
+    if image.format not in ('PNG', 'TIFF') or not image.tile:
+        return ''
+    args = image.tile[0][3]
+    return args if isinstance(args, str) else args[0]  # TIFF: (raw mode, ...)
+
+
+def upright_bytes(image):
+    """A Pillow image's bytes, turned upright by its EXIF orientation: (height, width, bytes per pixel)."""
+    image = ImageOps.exif_transpose(image)
+    return pixel_values(image, torch.uint8).view(image.height, image.width, -1)
+
+
+def decoded_as(path, mode):
+    """The file's pixels unpacked with raw mode `mode` instead of their own, upright (see upright_bytes)."""
+    with Image.open(path) as image:
+        args = [mode if isinstance(tile[3], str) else (mode, *tile[3][1:]) for tile in image.tile]
+        image.tile = [tile._replace(args=a) if hasattr(tile, '_replace') else (*tile[:3], a)  # a namedtuple in Pillow 11+
+                      for tile, a in zip(image.tile, args)]
+        return upright_bytes(image)
+
+
+def sixteen_bit_colour(image):
+    """A 16-bit colour PNG's or TIFF's levels, 0..65535, upright: (height, width, 3 or 4); None for other images.
+
+    Pillow reads such a file as 8-bit, keeping each value's high byte only (a 12-bit camera's picture comes
+    out almost black); decoding the file again in the other byte order gives the low bytes."""
+    mode, _, depth = raw_mode(image).partition(';')
+    if mode == 'LA' and depth == '16B':  # grey and alpha (PNG): its 4 bytes a pixel, unpacked as they are
+        grey_alpha = decoded_as(image.filename, 'RGBA').unflatten(2, (2, 2)).float() @ torch.tensor([256.0, 1.0])
+        return grey_alpha[..., [0, 0, 0, 1]]
+    if mode not in ('RGB', 'RGBA') or depth[:2] != '16' or depth[2:] not in OTHER_BYTE_ORDER:
+        return None
+    high = upright_bytes(image)
+    low = decoded_as(image.filename, f'{mode};16{OTHER_BYTE_ORDER[depth[2:]]}')
+    return high.float() * 256 + low.float()
+
+
 def image_files(folder):
     """The images in `folder` and its subfolders at any depth, sorted; hidden files and folders (macOS's
     ._name.png copies, .ipynb_checkpoints/) are skipped."""
@@ -468,9 +516,12 @@ class ImageFolderDataset(Dataset):
         try:
             with Image.open(self.files[index]) as image:
                 image.draft(None, (self.size, self.size))  # JPEG: decode at 1/2-1/8 scale, still >= size: ~10x faster
-                if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # photos from phones are often stored sideways
+                levels = sixteen_bit_colour(image)  # None for all but 16-bit colour PNGs and TIFFs
+                if levels is None and image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # phone photos are often sideways
                     image = ImageOps.exif_transpose(image)
-                if image.mode[0] in FULL_SCALE:  # microscopy, medical: 8 bits would round away most levels
+                if levels is not None:
+                    pixels = self.fine_colour(levels)
+                elif image.mode[0] in FULL_SCALE:  # microscopy, medical: 8 bits would round away most levels
                     pixels = self.fine_greyscale(image, self.files[index])
                 else:
                     if image.mode == 'LAB':  # Pillow converts CIELab to RGB only
@@ -501,6 +552,21 @@ class ImageFolderDataset(Dataset):
         if self.mode == 'L':
             return grey
         return torch.cat([grey] * 3 + [torch.ones_like(grey)] * (self.mode == 'RGBA'), dim=2)  # alpha: opaque
+
+    def fine_colour(self, levels):
+        """A 16-bit colour image's levels (see sixteen_bit_colour), resized, in [-1, 1]: (size, size, channels).
+
+        Converted to image_channels as Pillow converts 8-bit images: its luma weights for greyscale, alpha
+        dropped for RGB, an opaque one added for RGBA."""
+        image = levels.permute(2, 0, 1).unsqueeze(0) / 32767.5 - 1
+        image = F.interpolate(image, size=(self.size, self.size), mode='bilinear', antialias=True)[0]  # Pillow's BILINEAR
+        if self.mode == 'L':
+            image = torch.tensordot(torch.tensor([0.299, 0.587, 0.114]), image[:3], dims=1).unsqueeze(0)
+        elif self.mode == 'RGB':
+            image = image[:3]
+        elif len(image) == 3:
+            image = torch.cat([image, torch.ones_like(image[:1])])
+        return image.permute(1, 2, 0).contiguous()
 {%- else %}
 
 

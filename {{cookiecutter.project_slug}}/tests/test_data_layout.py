@@ -6,6 +6,9 @@ import struct
 {% endif -%}
 import subprocess
 import sys
+{%- if cookiecutter.dataset == 'image_folder' %}
+import zlib
+{%- endif %}
 
 import pytest
 {%- if cookiecutter.dataset in ['sequence', 'image_folder'] or cookiecutter.dataset == 'csv' and cookiecutter.task == 'classification' %}
@@ -390,6 +393,97 @@ def test_16_bit_and_float_greyscale_images_keep_every_level(tmp_path, config, mo
         torch.testing.assert_close(grey, expected, rtol=0, atol=1e-6)
     if channels == 4:
         assert torch.equal(pixels[3], torch.ones(size, size))  # opaque
+
+
+def png_chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+
+def paeth(left, up, up_left):
+    guess = left + up - up_left
+    return min((abs(guess - left), 0, left), (abs(guess - up), 1, up), (abs(guess - up_left), 2, up_left))[2]
+
+
+def write_16_bit_png(path, levels, orientation=1):
+    """A 16-bit PNG of `levels` (height, width, 2 grey and alpha, 3 RGB or 4 RGBA), its rows filtered in
+    turn by each of PNG's five filters (which undo with the pixel's size in bytes), with an EXIF orientation."""
+    height, width, channels = levels.shape
+    size = 2 * channels  # bytes per pixel
+    rows = [list(struct.pack(f'>{width * channels}H', *row.flatten().tolist())) for row in levels]
+    data, above = b'', [0] * len(rows[0])
+    for y, row in enumerate(rows):
+        kind = y % 5  # none, sub, up, average, paeth
+        left = [0] * size + row[:-size]
+        up_left = [0] * size + above[:-size]
+        guess = [[0] * len(row), left, above, [(a + b) // 2 for a, b in zip(left, above)],
+                 [paeth(a, b, c) for a, b, c in zip(left, above, up_left)]][kind]
+        data += bytes([kind] + [(x - g) % 256 for x, g in zip(row, guess)])
+        above = row
+    exif = b'MM\x00*' + struct.pack('>IHHHIHHI', 8, 1, 0x0112, 3, 1, orientation, 0, 0)
+    header = struct.pack('>IIBBBBB', width, height, 16, {2: 4, 3: 2, 4: 6}[channels], 0, 0, 0)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + png_chunk(b'IHDR', header) + png_chunk(b'eXIf', exif)
+                     + png_chunk(b'IDAT', zlib.compress(data)) + png_chunk(b'IEND', b''))
+
+
+def write_16_bit_tiff(path, levels, byte_order, deflate):
+    """A one-strip 16-bit RGB(A) TIFF of `levels` (height, width, 3 or 4), in either byte order; deflated ones
+    are read through libtiff."""
+    height, width, channels = levels.shape
+    order = '<' if byte_order == 'little' else '>'
+    data = struct.pack(f'{order}{levels.numel()}H', *levels.flatten().tolist())
+    data = zlib.compress(data) if deflate else data
+    tags = [(256, width), (257, height), (258, None), (259, 8 if deflate else 1), (262, 2), (273, None), (277, channels),
+            (278, height), (279, len(data)), (284, 1)] + [(338, 2)] * (channels == 4)  # 338: alpha, unassociated
+    bits_at = 8 + 2 + 12 * len(tags) + 4
+    data_at = bits_at + 2 * channels
+    ifd = b''.join(struct.pack(f'{order}HHII', tag, 3, channels, bits_at) if tag == 258  # 3 or 4 shorts: at an offset
+                   else struct.pack(f'{order}HHII', tag, 4, 1, data_at if tag == 273 else value) for tag, value in tags)
+    path.write_bytes((b'II*\x00' if order == '<' else b'MM\x00*') + struct.pack(f'{order}IH', 8, len(tags)) + ifd
+                     + bytes(4) + struct.pack(f'{order}{channels}H', *[16] * channels) + data)
+
+
+@pytest.mark.parametrize('channels', [1, 3, 4])
+@pytest.mark.parametrize('stored', ['png rgb', 'png rgba', 'png grey alpha', 'png rgb sideways', 'tiff rgb little',
+                                    'tiff rgba big', 'tiff rgb deflate'])
+def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channels):
+    # Pillow reads them as 8-bit, keeping the high bytes: a 12-bit camera's levels (0..4095) come out as 0..15
+    first = two_class_images(tmp_path / 'data', config).files[0]
+    size = DATA_CONFIG['image_size']
+    kind = stored.split()
+    own_channels = {'rgb': 3, 'rgba': 4, 'grey': 2}[kind[1]]
+    levels = torch.randint(0, 4096, (size, size, own_channels), generator=torch.Generator().manual_seed(0))
+    levels[0, 0] = 65535  # black to white
+    levels[0, 1] = 0
+    upright = levels.flip(0, 1) if 'sideways' in kind else levels
+    if kind[0] == 'png':
+        image = first.with_name('levels.png')
+        write_16_bit_png(image, levels, orientation=3 if 'sideways' in kind else 1)  # 3: turned by 180 degrees
+    else:
+        image = first.with_name('levels.tif')
+        write_16_bit_tiff(image, levels, 'big' if 'big' in kind else 'little', deflate='deflate' in kind)
+    if own_channels == 2:
+        upright = upright[..., [0, 0, 0, 1]]
+    dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
+    pixels, _ = dataset[dataset.files.index(image)]
+    scaled = (upright / 32767.5 - 1).permute(2, 0, 1)
+    rgb, alpha = scaled[:3], scaled[3:] if own_channels != 3 else torch.ones(1, size, size)  # none: opaque
+    expected = {1: (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]).unsqueeze(0), 3: rgb,
+                4: torch.cat([rgb, alpha])}[channels]  # Pillow's luma weights; RGB drops the alpha, as Pillow does
+    torch.testing.assert_close(pixels, expected.float(), rtol=0, atol=1e-5)
+
+
+def test_a_16_bit_colour_image_is_resized_as_pillow_resizes(tmp_path, config):
+    first = two_class_images(tmp_path / 'data', config).files[0]
+    size = DATA_CONFIG['image_size']
+    levels = torch.randint(0, 65536, (3 * size, 2 * size + 1, 3), generator=torch.Generator().manual_seed(1))
+    write_16_bit_png(first.with_name('large.png'), levels)
+    dataset = read_images(tmp_path / 'data', {**config, 'image_channels': 3})
+    pixels, _ = dataset[dataset.files.index(first.with_name('large.png'))]
+    for channel, resized in zip(levels.unbind(2), pixels):
+        data = struct.pack(f'={channel.numel()}f', *channel.flatten().float().tolist())
+        image = Image.frombytes('F', channel.shape[::-1], data).resize((size, size), Image.Resampling.BILINEAR)
+        expected = torch.tensor(struct.unpack(f'={size * size}f', image.tobytes())).view(size, size)
+        torch.testing.assert_close(resized, expected / 32767.5 - 1, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize('mode, values, found', [
