@@ -5,6 +5,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import csv
+import ctypes
 import difflib
 import functools
 import hashlib
@@ -1274,10 +1275,20 @@ def unused_classes_warning(train_set, num_classes):
 
 
 {% endif -%}
+def tensor_sha256(tensor):
+    """A hash of a tensor's dtype, shape and values, read from its memory in place (no copy, no NumPy)."""
+    tensor = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f'{tensor.dtype} {tuple(tensor.shape)}'.encode())
+    digest.update((ctypes.c_char * (tensor.numel() * tensor.element_size())).from_address(tensor.data_ptr()))
+    return digest.hexdigest()[:16]
+
+
 def data_fingerprint(train_set, valid_set):
     """What a checkpoint records of its data: the split's sizes and a hash of the samples' ids (file paths;
     row numbers add nothing to the sizes) and labels, so that resume notices samples added, removed,
-    renamed or relabelled since. The inputs are not hashed: that would mean reading every file at each start."""
+    renamed or relabelled since; and a hash of the inputs when the dataset holds them in memory as a tensor
+    `inputs` (CSV, synthetic), so that an edited value is noticed too. Files are not read for it: that
+    would mean reading every file at each start."""
     dataset = _dataset_behind(train_set)
     digest = hashlib.sha256()
     ids, targets = getattr(dataset, 'ids', None), getattr(dataset, 'targets', None)
@@ -1287,12 +1298,17 @@ def data_fingerprint(train_set, valid_set):
         values = targets.flatten().tolist()  # struct, not repr: 1M float labels hash in 0.1 s, not 1.3 s
         digest.update(struct.pack(f"<{len(values)}{'d' if targets.is_floating_point() else 'q'}", *values))
     known = ids is not None or isinstance(targets, torch.Tensor)
-    return {'train': len(train_set), 'valid': len(valid_set), 'samples_sha256': digest.hexdigest()[:16] if known else None}
+    inputs = getattr(dataset, 'inputs', None)
+    return {'train': len(train_set), 'valid': len(valid_set), 'samples_sha256': digest.hexdigest()[:16] if known else None,
+            'inputs_sha256': tensor_sha256(inputs) if isinstance(inputs, torch.Tensor) else None}
 
 
 def classes_of(train_set):
     """The label names of the dataset behind a split (None for integer labels and regression)."""
     return getattr(_dataset_behind(train_set), 'classes', None)
+
+
+OTHER_INPUTS = 'the same samples, but other input values'
 
 
 def check_same_data(checkpoint, train_set, valid_set, path):
@@ -1304,13 +1320,15 @@ def check_same_data(checkpoint, train_set, valid_set, path):
     changes = [f'{part} samples {saved[part]} -> {now[part]}' for part in ('train', 'valid') if saved[part] != now[part]]
     if not changes and saved['samples_sha256'] != now['samples_sha256']:
         changes.append('as many samples, but other files or labels')
+    elif not changes and saved.get('inputs_sha256', now['inputs_sha256']) != now['inputs_sha256']:  # absent before 2026-12
+        changes.append(OTHER_INPUTS)
     old, new = checkpoint.get('classes') or [], classes_of(train_set) or []  # None: integer labels
     if old != new:
         changes.append(f'class names {len(old)} -> {len(new)}' if len(old) != len(new) else 'other class names')
     if changes:
-        raise RunError(f"the data changed since '{path}' was saved ({'; '.join(changes)}), so the split and "
-                       'the labels would differ; resume with the data the run started with, or start a new run '
-                       f"from these weights with --init_from '{path}'")
+        why = '' if changes == [OTHER_INPUTS] else ', so the split and the labels would differ'
+        raise RunError(f"the data changed since '{path}' was saved ({'; '.join(changes)}){why}; resume with the data "
+                       f"the run started with, or start a new run from these weights with --init_from '{path}'")
 
 
 def load_model_state(model, state_dict, path, keep_resized=False):

@@ -602,10 +602,22 @@ def test_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, config)
         with pytest.raises(RunError, match=f"the data changed since 'x.pt' was saved \\(.*{expected}") as error:
             check_same_data(checkpoint, train_set, valid_set, 'x.pt')
         assert str(error.value).endswith("start a new run from these weights with --init_from 'x.pt'")
+{%- if cookiecutter.dataset in ['csv', 'synthetic'] %}
+    # inputs held in memory are hashed too: one value edited (a CSV cell, say) is noticed
+    inputs = train_set.dataset.inputs
+    inputs.view(-1)[inputs.numel() // 2] += 1
+    with pytest.raises(RunError, match="the data changed since 'x.pt' was saved \\(the same samples, but other input "
+                                       "values\\); resume with the data the run started with, or start a new run"):
+        check_same_data(saved, train_set, valid_set, 'x.pt')
+    check_same_data({**saved, 'data': {k: v for k, v in saved['data'].items() if k != 'inputs_sha256'}},
+                    train_set, valid_set, 'x.pt')  # a checkpoint from before inputs were hashed resumes
+{%- else %}
+    assert saved['data']['inputs_sha256'] is None  # files are not read for the fingerprint
+{%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
 
-@pytest.mark.parametrize('change', ['removed', 'replaced'])
+@pytest.mark.parametrize('change', ['removed', 'replaced'{{ ", 'edited'" if cookiecutter.dataset == 'csv' else '' }}])
 def test_resume_after_the_data_changed_is_refused_and_touches_nothing(workdir, data_args, change):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
@@ -622,12 +634,18 @@ def test_resume_after_the_data_changed_is_refused_and_touches_nothing(workdir, d
     header, *rows = listing.read_text().splitlines()
     if change == 'removed':
         rows = rows[:-1]
+{%- if cookiecutter.dataset == 'csv' %}
+    elif change == 'edited':  # one feature value, in the middle of the file
+        cells = rows[len(rows) // 2].split(',')
+        rows[len(rows) // 2] = ','.join([str(float(cells[0]) + 1), *cells[1:]])
+{%- endif %}
     else:  # as many rows, in another order: the same row numbers or files, but other labels at them
         rows = rows[1:] + rows[:1]
     listing.write_text('\n'.join([header, *rows]) + '\n')
 {%- endif %}
     before = snapshot(workdir)
-    expected = 'train samples 128 -> 127' if change == 'removed' else 'as many samples, but other files or labels'
+    expected = {'removed': 'train samples 128 -> 127', 'replaced': 'as many samples, but other files or labels',
+                'edited': 'the same samples, but other input values'}[change]
     with pytest.raises(RunError, match=f'the data changed .*{expected}'):
         run(['--resume', logs.name, '--n_epoch', 2])
     assert snapshot(workdir) == before
