@@ -1,15 +1,30 @@
-"""Draw a run's curves from its metrics.csv:
+"""Draw a run's curves from its metrics.csv, or compare runs in one figure:
 
     python plot.py 20260101_120000          # or a loggers/<timestamp> folder
     -> loggers/20260101_120000/curves.png
+    python plot.py 20260101_120000 exp1 exp2 --output lr_sweep.png
+    -> lr_sweep.png (default comparison.png; never over an existing file)
 
-Loss, metric and learning rate against epoch, train and valid together, the best epoch marked.
+Loss, metric and learning rate against epoch, train and valid together, the best epoch marked. A
+comparison gives each run a colour (valid solid, train dashed), labelled with the hyperparameters
+that differ between the runs, as runs.py lists them.
 Needs matplotlib (pip install matplotlib); train.py draws the curves at the end of every run.
 """
 
 from pathlib import Path
 
-from runfiles import METRIC_NAME, METRICS_COLUMNS, CommandParser, RunError, one_line_errors, read_metrics_rows
+from runfiles import (
+    METRIC_NAME,
+    METRICS_COLUMNS,
+    CommandParser,
+    RunError,
+    check_new_output,
+    differing_keys,
+    new_file,
+    one_line_errors,
+    read_metrics_rows,
+    read_note,
+)
 
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 
@@ -30,15 +45,29 @@ def read_metrics(folder):
     return metrics
 
 
-def plot_run(folder):
-    """Write <folder>/curves.png and return its path. Raises ImportError without matplotlib, RunError
-    when metrics.csv is missing or damaged or the image cannot be written."""
+def pyplot():
+    """matplotlib.pyplot, drawing to files only (no display needed). Raises ImportError without matplotlib."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def whole_epochs(axes):
+    """Ticks at whole epochs only (none at 1.5, 2.5), and a light grid."""
     from matplotlib.ticker import MaxNLocator
 
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+
+
+def plot_run(folder):
+    """Write <folder>/curves.png and return its path. Raises ImportError without matplotlib, RunError
+    when metrics.csv is missing or damaged or the image cannot be written."""
+    plt = pyplot()
     folder = Path(folder)
     m = read_metrics(folder)
     epochs = m['epoch']
@@ -54,9 +83,8 @@ def plot_run(folder):
     axes[2].plot(epochs, m['lr'], marker=marker, color='C2', label='learning rate (end of epoch)')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
+    whole_epochs(axes)
     for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: no ticks at 1.5, 2.5
-        ax.grid(alpha=0.3)
         ax.legend()
     figure.suptitle(f"run {folder.name}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
     path = folder / 'curves.png'
@@ -68,6 +96,60 @@ def plot_run(folder):
     finally:
         plt.close(figure)
     return path
+
+
+def run_labels(folders, most=4):
+    """Each run's name with the hyperparameters that differ between the runs (at most `most` of them)."""
+    configs = []
+    for folder in folders:
+        try:
+            configs.append(read_note(folder)[0])
+        except (OSError, UnicodeDecodeError):  # no readable note.log: the name alone
+            configs.append({})
+    keys = differing_keys(configs)
+    labels = []
+    for folder, config in zip(folders, configs):
+        shown = [f'{key}={config[key]}' for key in keys if key in config]
+        if len(shown) > most:
+            shown = shown[:most] + [f'{len(shown) - most} more']
+        labels.append(f"{folder.name} ({', '.join(shown)})" if shown else folder.name)
+    return labels
+
+
+def compare_runs(folders, output):
+    """Write one figure of several runs' curves to `output`, a new file, and return its path. Raises
+    ImportError without matplotlib, RunError for a run without epochs or an output that exists."""
+    folders, output = [Path(folder) for folder in folders], Path(output)
+    check_new_output(output)
+    metrics = [read_metrics(folder) for folder in folders]
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    lowest = None
+    for i, (folder, m, label) in enumerate(zip(folders, metrics, run_labels(folders))):
+        colour, epochs = f'C{i % 10}', m['epoch']
+        best = min(range(len(epochs)), key=lambda j: m['valid_loss'][j])
+        if lowest is None or m['valid_loss'][best] < lowest[0]:
+            lowest = (m['valid_loss'][best], folder.name, epochs[best])
+        for ax, name in ((axes[0], 'loss'), (axes[1], 'metric')):
+            ax.plot(epochs, m[f'valid_{name}'], color=colour, label=label)
+            ax.plot(epochs, m[f'train_{name}'], color=colour, linestyle='--', linewidth=1, alpha=0.7)
+            ax.plot(epochs[best], m[f'valid_{name}'][best], 'o', color=colour, markersize=8, fillstyle='none')
+        axes[2].plot(epochs, m['lr'], color=colour)
+    for ax, label in ((axes[0], 'loss'), (axes[1], METRIC_LABEL)):
+        ax.set(xlabel='epoch', ylabel=label, title=f'{label} (valid solid, train dashed, o: best epoch)')
+    axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
+    axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
+    whole_epochs(axes)
+    axes[0].legend(fontsize='small')
+    figure.suptitle(f'{len(folders)} runs: lowest valid loss {lowest[0]:.4g} ({lowest[1]}, epoch {lowest[2]:g})')
+    try:
+        with new_file(output, binary=True, doing='drawing') as f:
+            figure.savefig(f, format='png', dpi=100)
+    except OSError as err:  # a full disk, say
+        raise RunError(f"cannot write '{output}' ({err.strerror or err}); free space, or pass another --output") from None
+    finally:
+        plt.close(figure)
+    return output
 
 
 def save_curves(folder):
@@ -92,11 +174,23 @@ def resolve_run(target, loggers_root='loggers'):
 
 
 if __name__ == '__main__':
-    parser = CommandParser(description='Write loggers/<timestamp>/curves.png from its metrics.csv.')
-    parser.add_argument('run', help='a timestamp under loggers/, or a loggers/<timestamp> folder')
+    parser = CommandParser(description='Write loggers/<run>/curves.png from its metrics.csv, or compare runs.')
+    parser.add_argument('run', nargs='+', help='a timestamp or --run_name under loggers/, or a loggers/<run> folder; '
+                        'two or more: one figure that compares them')
+    parser.add_argument('--output', help='the comparison figure (default: comparison.png); never replaces a file')
     with one_line_errors():
         args = parser.parse_args()
+        folders = [resolve_run(run) for run in args.run]
+        resolved = [folder.resolve() for folder in folders]
+        repeated = [run for run, folder in zip(args.run, resolved) if resolved.count(folder) > 1]
+        if repeated:
+            raise RunError(f"run '{repeated[0]}' is given twice; name each run once")
+        if len(folders) == 1 and args.output:
+            raise RunError("--output names a comparison of two or more runs; one run's figure is its curves.png")
         try:
-            print(f'wrote {plot_run(resolve_run(args.run))}')
+            if len(folders) == 1:
+                print(f'wrote {plot_run(folders[0])}')
+            else:
+                print(f"wrote {compare_runs(folders, args.output or 'comparison.png')}")
         except ImportError:
             raise RunError('matplotlib is not installed; pip install matplotlib') from None

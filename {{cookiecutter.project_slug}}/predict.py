@@ -12,10 +12,8 @@ When the data has labels, it also prints the test loss and {{ 'accuracy' if cook
 confusion matrix with recall and precision per class' if cookiecutter.task == 'classification' else '' }}.
 """
 
-import contextlib
 import csv
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -24,7 +22,7 @@ from tqdm import tqdm
 
 from dataset import build_predict_dataset, collate_fn
 from model import build_model
-from runfiles import METRIC_NAME, CommandParser, RunError, one_line_errors
+from runfiles import METRIC_NAME, CommandParser, RunError, check_new_output, new_file, one_line_errors
 from utils import (
     bar_options,
     check_minimums,
@@ -45,26 +43,6 @@ def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
     raise RunError('pass --run <timestamp> (its best checkpoint) or --checkpoint <file>')
 
 
-@contextlib.contextmanager
-def new_file(output):
-    """A hidden temporary file next to `output` that becomes `output` once complete (never replacing a file
-    that appeared there meanwhile); after a failure or Ctrl-C it is removed."""
-    partial = output.with_name(f'.{output.name}.{os.getpid()}.tmp')
-    try:
-        f = open(partial, 'x', newline='', encoding='utf-8')
-    except OSError as err:
-        raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
-    try:
-        with f:
-            yield f
-        try:
-            os.link(partial, output)  # unlike a rename, never replaces a file that appeared at `output` meanwhile
-        except FileExistsError:
-            raise RunError(f"'{output}' appeared while predicting; pass another --output") from None
-        except OSError:  # a file system without hard links: rename instead
-            os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
 {%- if cookiecutter.task == 'classification' %}
 
 
@@ -94,11 +72,7 @@ def confusion_rows(confusion, names):
 def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256, n_samples=256):
     """Write the predictions to `output`; return (number of samples, test loss, test metric) or Nones."""
     output = Path(output)
-    if output.exists():
-        raise RunError(f"'{output}' already exists; pass another --output, or move it away")
-    if not output.parent.is_dir():
-        raise RunError(f"cannot write '{output}': the folder '{output.parent}' does not exist; create it, "
-                       'or pass another --output')
+    check_new_output(output)
     check_minimums({'batch_size': batch_size, 'n_samples': n_samples}, {'batch_size': 1, 'n_samples': 1})
     if not Path(checkpoint_path).is_file():
         raise RunError(f"checkpoint '{checkpoint_path}' does not exist; train first, or pass --checkpoint")

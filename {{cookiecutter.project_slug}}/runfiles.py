@@ -1,5 +1,5 @@
 """A run's files as runs.py and plot.py read them (note.log, metrics.csv, .heartbeat), and what the scripts'
-command lines share. It imports no torch, so that runs.py and plot.py answer at once instead of after the
+command lines and output files share. It imports no torch, so that runs.py and plot.py answer at once instead of after the
 seconds `import torch` takes; utils.py has the rest of train.py's helpers."""
 
 import argparse
@@ -89,6 +89,17 @@ def read_note(folder):
     return config, provenance, status
 
 
+NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}  # where a run is, not how it trains
+
+
+def differing_keys(configs):
+    """The hyperparameters whose values differ between these configs (read_note's), sorted; an empty
+    config (a damaged run's) takes no part."""
+    readable = [config for config in configs if config]
+    keys = sorted({key for config in readable for key in config} - NOT_HYPERPARAMETERS)
+    return [key for key in keys if len({config.get(key) for config in readable}) > 1]
+
+
 def alive(provenance):
     """True if the run's process still runs on this host; None if that cannot be told from here."""
     if provenance.get('host') != socket.gethostname() or 'pid' not in provenance:
@@ -131,6 +142,41 @@ def shown_status(status, provenance, beat=None):
             state = beat['age'] < HEARTBEAT_STALE_SECONDS
         return {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
     return status.split(' at ')[0]
+
+
+# -----------------------------------------------------------------------------
+# files the commands write (predict.py's predictions, plot.py's comparison): never over an existing one
+
+
+def check_new_output(output):
+    """Refuse an output file that exists, or whose folder does not, before any work is done."""
+    if output.exists():
+        raise RunError(f"'{output}' already exists; pass another --output, or move it away")
+    if not output.parent.is_dir():
+        raise RunError(f"cannot write '{output}': the folder '{output.parent}' does not exist; create it, "
+                       'or pass another --output')
+
+
+@contextlib.contextmanager
+def new_file(output, binary=False, doing='predicting'):
+    """A hidden temporary file next to `output` that becomes `output` once complete (never replacing a file
+    that appeared there meanwhile); after a failure or Ctrl-C it is removed."""
+    partial = output.with_name(f'.{output.name}.{os.getpid()}.tmp')
+    try:
+        f = open(partial, 'xb') if binary else open(partial, 'x', newline='', encoding='utf-8')
+    except OSError as err:
+        raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
+    try:
+        with f:
+            yield f
+        try:
+            os.link(partial, output)  # unlike a rename, never replaces a file that appeared at `output` meanwhile
+        except FileExistsError:
+            raise RunError(f"'{output}' appeared while {doing}; pass another --output") from None
+        except OSError:  # a file system without hard links: rename instead
+            os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')

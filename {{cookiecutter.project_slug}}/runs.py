@@ -17,6 +17,7 @@ from runfiles import (
     METRIC_NAME,
     CommandParser,
     RunError,
+    differing_keys,
     one_line_errors,
     parse_attempt,
     read_heartbeat,
@@ -26,7 +27,6 @@ from runfiles import (
 )
 
 FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
-NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}
 
 
 def summarize(folder):
@@ -65,9 +65,7 @@ def is_empty(folder):
 def table(root, sort='run', reverse=False):
     folders = sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
     rows, configs = zip(*[summarize(folder) for folder in folders]) if folders else ((), ())
-    readable = [config for config in configs if config]  # a damaged run has no config to compare
-    keys = sorted({key for config in readable for key in config} - NOT_HYPERPARAMETERS)
-    differing = [key for key in keys if len({config.get(key) for config in readable}) > 1]
+    differing = differing_keys(configs)
     columns = FIXED + differing
     if sort not in columns:
         raise RunError(f"cannot sort by '{sort}'; choose one of: {', '.join(columns)}")

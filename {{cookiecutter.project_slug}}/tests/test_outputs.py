@@ -358,6 +358,101 @@ def test_runs_and_plot_answer_without_importing_torch(tmp_path):
     assert (folder / 'curves.png').read_bytes().startswith(b'\x89PNG')
 
 
+def hand_made_run(folder, config, valid_losses):
+    """A finished run's note.log and metrics.csv, one epoch per valid loss."""
+    folder.mkdir(parents=True)
+    (folder / 'note.log').write_text('config:\n' + ''.join(f'    {k}: {v}\n' for k, v in config.items())
+                                     + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
+    with open(folder / 'metrics.csv', 'w', newline='') as f:
+        csv.writer(f).writerows([METRICS_COLUMNS] + [[e, 4 * e, loss + 0.1, 0.5, loss, 0.6, 1e-4, 1.0]
+                                                     for e, loss in enumerate(valid_losses, 1)])
+
+
+def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, monkeypatch):
+    pytest.importorskip('matplotlib')
+    import matplotlib.pyplot as plt
+
+    loggers = tmp_path / 'loggers'
+    common = {'seed': 1, 'batch_size': 64, 'dataset_dir': 'x', 'loggers_dir': 'y'}
+    hand_made_run(loggers / 'a', {**common, 'lr': 0.001, 'dataset_dir': 'elsewhere'}, [0.9, 0.8])
+    hand_made_run(loggers / 'b', {**common, 'lr': 0.01}, [0.7, 0.5, 0.6])
+    (loggers / 'c').mkdir()  # no readable note.log, but metrics: its name alone
+    shutil.copy(loggers / 'a' / 'metrics.csv', loggers / 'c')
+    assert plot.run_labels([loggers / 'a', loggers / 'b', loggers / 'c']) == ['a (lr=0.001)', 'b (lr=0.01)', 'c']
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
+    output = plot.compare_runs([loggers / 'a', loggers / 'b'], tmp_path / 'sweep.png')
+    assert output == tmp_path / 'sweep.png' and output.read_bytes().startswith(b'\x89PNG')
+    loss_axes = figures[0].axes[0]
+    labelled = {line.get_label(): list(line.get_ydata()) for line in loss_axes.get_lines()
+                if not line.get_label().startswith('_')}
+    assert labelled == {'a (lr=0.001)': [0.9, 0.8], 'b (lr=0.01)': [0.7, 0.5, 0.6]}  # valid losses, per run
+    assert figures[0]._suptitle.get_text() == '2 runs: lowest valid loss 0.5 (b, epoch 2)'
+    assert not list(tmp_path.glob('.sweep.png.*'))  # the temporary file became sweep.png
+
+
+def test_a_comparison_names_at_most_four_differing_hyperparameters(tmp_path):
+    hand_made_run(tmp_path / 'a', {f'k{i}': 1 for i in range(6)}, [0.5])
+    hand_made_run(tmp_path / 'b', {f'k{i}': 2 for i in range(6)}, [0.5])
+    assert plot.run_labels([tmp_path / 'a', tmp_path / 'b'])[1] == 'b (k0=2, k1=2, k2=2, k3=2, 2 more)'
+
+
+def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypatch, capsys):
+    pytest.importorskip('matplotlib')
+    hand_made_run(tmp_path / 'loggers' / 'a', {'lr': 0.001}, [0.9, 0.8])
+    hand_made_run(tmp_path / 'loggers' / 'b', {'lr': 0.01}, [0.7, 0.5])
+    monkeypatch.chdir(tmp_path)
+    assert run_as_command('plot.py', ['a', 'loggers/b'], monkeypatch, capsys) == (0, 'wrote comparison.png\n', '')
+    drawn = (tmp_path / 'comparison.png').read_bytes()
+    for args, message in [
+        (['a', 'b'], "error: 'comparison.png' already exists; pass another --output, or move it away"),
+        (['a', 'loggers/a'], "error: run 'a' is given twice; name each run once"),
+        (['a', '--output', 'one.png'], "error: --output names a comparison of two or more runs; one run's figure is "
+                                       'its curves.png'),
+        (['a', 'b', '--output', 'no/such/x.png'], "error: cannot write 'no/such/x.png': the folder 'no/such' does not"),
+    ]:
+        code, stdout, stderr = run_as_command('plot.py', args, monkeypatch, capsys)
+        assert code == 2 and not stdout and stderr.startswith(message) and stderr.count('\n') == 1, (args, stderr)
+    assert (tmp_path / 'comparison.png').read_bytes() == drawn
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['comparison.png', 'loggers']
+    assert run_as_command('plot.py', ['a', 'b', '--output', 'sweep.png'], monkeypatch, capsys)[:2] == (0, 'wrote sweep.png\n')
+
+
+def test_a_comparison_never_replaces_a_file_that_appears_while_drawing(tmp_path, monkeypatch):
+    pytest.importorskip('matplotlib')
+    from matplotlib.figure import Figure
+
+    hand_made_run(tmp_path / 'a', {'lr': 0.001}, [0.9])
+    hand_made_run(tmp_path / 'b', {'lr': 0.01}, [0.7])
+    savefig = Figure.savefig
+
+    def another_writer(figure, *args, **kwargs):  # another plot.py, or a user, writes the file first
+        (tmp_path / 'cmp.png').write_text('theirs')
+        return savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, 'savefig', another_writer)
+    with pytest.raises(RunError, match=r"'.*cmp\.png' appeared while drawing; pass another --output"):
+        plot.compare_runs([tmp_path / 'a', tmp_path / 'b'], tmp_path / 'cmp.png')
+    assert (tmp_path / 'cmp.png').read_text() == 'theirs' and not list(tmp_path.glob('.cmp.png.*'))
+
+
+def test_a_comparison_that_cannot_be_written_is_a_one_line_error_leaving_no_file(tmp_path, monkeypatch):
+    pytest.importorskip('matplotlib')
+    from matplotlib.figure import Figure
+
+    hand_made_run(tmp_path / 'a', {'lr': 0.001}, [0.9])
+    hand_made_run(tmp_path / 'b', {'lr': 0.01}, [0.7])
+
+    def full_disk(figure, *args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(Figure, 'savefig', full_disk)
+    with pytest.raises(RunError, match=r"cannot write '.*cmp\.png' \(No space left on device\); free space, or pass"):
+        plot.compare_runs([tmp_path / 'a', tmp_path / 'b'], tmp_path / 'cmp.png')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'b']
+
+
 def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_args, capsys):
     assert run(data_args + ['--n_epoch', 2]) == 0
     logs, ckpts = only_run(workdir)
