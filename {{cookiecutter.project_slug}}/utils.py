@@ -1275,20 +1275,26 @@ def unused_classes_warning(train_set, num_classes):
 
 
 {% endif -%}
-def tensor_sha256(tensor):
-    """A hash of a tensor's dtype, shape and values, read from its memory in place (no copy, no NumPy)."""
-    tensor = tensor.detach().cpu().contiguous()
-    digest = hashlib.sha256(f'{tensor.dtype} {tuple(tensor.shape)}'.encode())
-    digest.update((ctypes.c_char * (tensor.numel() * tensor.element_size())).from_address(tensor.data_ptr()))
+def inputs_sha256(inputs):
+    """A hash of in-memory inputs, a tensor or a list of tensors (variable-length sequences): each one's
+    dtype, shape and values, read from its memory in place (no copy, no NumPy). None for anything else."""
+    tensors = [inputs] if isinstance(inputs, torch.Tensor) else inputs
+    if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f'{tensor.dtype} {tuple(tensor.shape)}'.encode())
+        digest.update((ctypes.c_char * (tensor.numel() * tensor.element_size())).from_address(tensor.data_ptr()))
     return digest.hexdigest()[:16]
 
 
 def data_fingerprint(train_set, valid_set):
     """What a checkpoint records of its data: the split's sizes and a hash of the samples' ids (file paths;
     row numbers add nothing to the sizes) and labels, so that resume notices samples added, removed,
-    renamed or relabelled since; and a hash of the inputs when the dataset holds them in memory as a tensor
-    `inputs` (CSV, synthetic), so that an edited value is noticed too. Files are not read for it: that
-    would mean reading every file at each start."""
+    renamed or relabelled since; and a hash of the inputs when the dataset holds them in memory as `inputs`,
+    a tensor or a list of them (CSV, synthetic), so that an edited value is noticed too. Files are not read
+    for it: that would mean reading every file at each start."""
     dataset = _dataset_behind(train_set)
     digest = hashlib.sha256()
     ids, targets = getattr(dataset, 'ids', None), getattr(dataset, 'targets', None)
@@ -1298,9 +1304,8 @@ def data_fingerprint(train_set, valid_set):
         values = targets.flatten().tolist()  # struct, not repr: 1M float labels hash in 0.1 s, not 1.3 s
         digest.update(struct.pack(f"<{len(values)}{'d' if targets.is_floating_point() else 'q'}", *values))
     known = ids is not None or isinstance(targets, torch.Tensor)
-    inputs = getattr(dataset, 'inputs', None)
     return {'train': len(train_set), 'valid': len(valid_set), 'samples_sha256': digest.hexdigest()[:16] if known else None,
-            'inputs_sha256': tensor_sha256(inputs) if isinstance(inputs, torch.Tensor) else None}
+            'inputs_sha256': inputs_sha256(getattr(dataset, 'inputs', None))}
 
 
 def classes_of(train_set):
