@@ -420,7 +420,7 @@ def decoded_as(path, mode):
     """The file's pixels unpacked with raw mode `mode` instead of their own, upright (see upright_bytes)."""
     with Image.open(path) as image:
         args = [mode if isinstance(tile[3], str) else (mode, *tile[3][1:]) for tile in image.tile]
-        image.tile = [tile._replace(args=a) if hasattr(tile, '_replace') else (*tile[:3], a)  # a namedtuple in Pillow 11+
+        image.tile = [tile._replace(args=a) if hasattr(tile, '_replace') else (*tile[:3], a)  # Pillow 11+: namedtuples
                       for tile, a in zip(image.tile, args)]
         return upright_bytes(image)
 
@@ -559,7 +559,7 @@ class ImageFolderDataset(Dataset):
         Converted to image_channels as Pillow converts 8-bit images: its luma weights for greyscale, alpha
         dropped for RGB, an opaque one added for RGBA."""
         image = levels.permute(2, 0, 1).unsqueeze(0) / 32767.5 - 1
-        image = F.interpolate(image, size=(self.size, self.size), mode='bilinear', antialias=True)[0]  # Pillow's BILINEAR
+        image = F.interpolate(image, size=(self.size, self.size), mode='bilinear', antialias=True)[0]  # as BILINEAR
         if self.mode == 'L':
             image = torch.tensordot(torch.tensor([0.299, 0.587, 0.114]), image[:3], dims=1).unsqueeze(0)
         elif self.mode == 'RGB':

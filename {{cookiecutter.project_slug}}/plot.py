@@ -146,7 +146,8 @@ def compare_runs(folders, output):
         with new_file(output, binary=True, doing='drawing') as f:
             figure.savefig(f, format='png', dpi=100)
     except OSError as err:  # a full disk, say
-        raise RunError(f"cannot write '{output}' ({err.strerror or err}); free space, or pass another --output") from None
+        raise RunError(f"cannot write '{output}' ({err.strerror or err}); free space, or pass another "
+                       '--output') from None
     finally:
         plt.close(figure)
     return output

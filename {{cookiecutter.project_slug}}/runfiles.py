@@ -1,6 +1,6 @@
 """A run's files as runs.py and plot.py read them (note.log, metrics.csv, .heartbeat), and what the scripts'
-command lines and output files share. It imports no torch, so that runs.py and plot.py answer at once instead of after the
-seconds `import torch` takes; utils.py has the rest of train.py's helpers."""
+command lines and output files share. It imports no torch, so that runs.py and plot.py answer at once
+instead of after the seconds `import torch` takes; utils.py has the rest of train.py's helpers."""
 
 import argparse
 import contextlib

@@ -1304,7 +1304,8 @@ def data_fingerprint(train_set, valid_set):
         values = targets.flatten().tolist()  # struct, not repr: 1M float labels hash in 0.1 s, not 1.3 s
         digest.update(struct.pack(f"<{len(values)}{'d' if targets.is_floating_point() else 'q'}", *values))
     known = ids is not None or isinstance(targets, torch.Tensor)
-    return {'train': len(train_set), 'valid': len(valid_set), 'samples_sha256': digest.hexdigest()[:16] if known else None,
+    return {'train': len(train_set), 'valid': len(valid_set),
+            'samples_sha256': digest.hexdigest()[:16] if known else None,
             'inputs_sha256': inputs_sha256(getattr(dataset, 'inputs', None))}
 
 
@@ -1325,7 +1326,7 @@ def check_same_data(checkpoint, train_set, valid_set, path):
     changes = [f'{part} samples {saved[part]} -> {now[part]}' for part in ('train', 'valid') if saved[part] != now[part]]
     if not changes and saved['samples_sha256'] != now['samples_sha256']:
         changes.append('as many samples, but other files or labels')
-    elif not changes and saved.get('inputs_sha256', now['inputs_sha256']) != now['inputs_sha256']:  # absent before 2026-12
+    elif not changes and saved.get('inputs_sha256', now['inputs_sha256']) != now['inputs_sha256']:  # absent: older
         changes.append(OTHER_INPUTS)
     old, new = checkpoint.get('classes') or [], classes_of(train_set) or []  # None: integer labels
     if old != new:

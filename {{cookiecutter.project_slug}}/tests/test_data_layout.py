@@ -432,8 +432,8 @@ def write_16_bit_tiff(path, levels, byte_order, deflate):
     order = '<' if byte_order == 'little' else '>'
     data = struct.pack(f'{order}{levels.numel()}H', *levels.flatten().tolist())
     data = zlib.compress(data) if deflate else data
-    tags = [(256, width), (257, height), (258, None), (259, 8 if deflate else 1), (262, 2), (273, None), (277, channels),
-            (278, height), (279, len(data)), (284, 1)] + [(338, 2)] * (channels == 4)  # 338: alpha, unassociated
+    tags = [(256, width), (257, height), (258, None), (259, 8 if deflate else 1), (262, 2), (273, None),
+            (277, channels), (278, height), (279, len(data)), (284, 1)] + [(338, 2)] * (channels == 4)  # 338: alpha
     bits_at = 8 + 2 + 12 * len(tags) + 4
     data_at = bits_at + 2 * channels
     ifd = b''.join(struct.pack(f'{order}HHII', tag, 3, channels, bits_at) if tag == 258  # 3 or 4 shorts: at an offset
