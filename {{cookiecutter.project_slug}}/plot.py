@@ -125,8 +125,10 @@ def compare_runs(folders, output):
     plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
     lowest = None
-    for i, (folder, m, label) in enumerate(zip(folders, metrics, run_labels(folders))):
-        colour, epochs = f'C{i % 10}', m['epoch']
+    n = len(folders)  # matplotlib's ten colours, or for more runs as many shades of viridis, one per run
+    colours = [f'C{i}' for i in range(n)] if n <= 10 else [plt.get_cmap('viridis')(i / (n - 1)) for i in range(n)]
+    for folder, m, label, colour in zip(folders, metrics, run_labels(folders), colours):
+        epochs = m['epoch']
         best = min(range(len(epochs)), key=lambda j: m['valid_loss'][j])
         if lowest is None or m['valid_loss'][best] < lowest[0]:
             lowest = (m['valid_loss'][best], folder.name, epochs[best])

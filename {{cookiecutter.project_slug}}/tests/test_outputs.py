@@ -392,6 +392,22 @@ def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, m
     assert not list(tmp_path.glob('.sweep.png.*'))  # the temporary file became sweep.png
 
 
+@pytest.mark.parametrize('n_runs', [3, 12])
+def test_each_compared_run_has_a_colour_of_its_own(tmp_path, monkeypatch, n_runs):
+    pytest.importorskip('matplotlib')
+    import matplotlib.pyplot as plt
+
+    for i in range(n_runs):
+        hand_made_run(tmp_path / f'run{i}', {'lr': i}, [0.9, 0.8])
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
+    plot.compare_runs([tmp_path / f'run{i}' for i in range(n_runs)], tmp_path / 'cmp.png')
+    colours = {line.get_label(): line.get_color() for line in figures[0].axes[0].get_lines()
+               if not line.get_label().startswith('_')}
+    assert len(colours) == n_runs and len({str(colour) for colour in colours.values()}) == n_runs
+
+
 def test_a_comparison_names_at_most_four_differing_hyperparameters(tmp_path):
     hand_made_run(tmp_path / 'a', {f'k{i}': 1 for i in range(6)}, [0.5])
     hand_made_run(tmp_path / 'b', {f'k{i}': 2 for i in range(6)}, [0.5])
