@@ -4,6 +4,7 @@
     -> loggers/20260101_120000/curves.png
     python plot.py 20260101_120000 exp1 exp2 --output lr_sweep.png
     -> lr_sweep.png (default comparison.png; never over an existing file)
+    python plot.py loggers/*                # every run that has finished an epoch
 
 Loss, metric and learning rate against epoch, train and valid together, the best epoch marked. A
 comparison gives each run a colour (valid solid, train dashed), labelled with the hyperparameters
@@ -29,6 +30,10 @@ from runfiles import (
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 
 
+class NoEpochs(RunError):
+    """A run that has not finished an epoch yet: nothing to draw."""
+
+
 def read_metrics(folder):
     """metrics.csv as {column: [values]}, one value per epoch (read_metrics_rows: after a resume from an
     earlier point, the epochs trained again replace the ones logged before)."""
@@ -37,11 +42,11 @@ def read_metrics(folder):
         rows = read_metrics_rows(path)
         metrics = {column: [float(row[column]) for row in rows] for column in METRICS_COLUMNS}
     except FileNotFoundError:
-        raise RunError(f"no metrics.csv in '{folder}': has the run finished an epoch?") from None
+        raise NoEpochs(f"no metrics.csv in '{folder}': has the run finished an epoch?") from None
     except (KeyError, ValueError, TypeError) as err:
         raise RunError(f"'{path}' is damaged ({err})") from None
     if not rows:
-        raise RunError(f"'{path}' has no epochs yet")
+        raise NoEpochs(f"'{path}' has no epochs yet")
     return metrics
 
 
@@ -117,11 +122,21 @@ def run_labels(folders, most=4):
 
 
 def compare_runs(folders, output):
-    """Write one figure of several runs' curves to `output`, a new file, and return its path. Raises
-    ImportError without matplotlib, RunError for a run without epochs or an output that exists."""
-    folders, output = [Path(folder) for folder in folders], Path(output)
+    """Write one figure of several runs' curves to `output`, a new file; return its path and the runs left
+    out because they have not finished an epoch (`plot.py loggers/*` takes in runs just started). Raises
+    ImportError without matplotlib, RunError for a damaged metrics.csv, an output that exists, or fewer
+    than two runs to draw."""
+    output, left_out, metrics = Path(output), [], []
     check_new_output(output)
-    metrics = [read_metrics(folder) for folder in folders]
+    for folder in map(Path, folders):
+        try:
+            metrics.append(read_metrics(folder))
+        except NoEpochs:
+            left_out.append(folder)
+    folders = [Path(folder) for folder in folders if Path(folder) not in left_out]
+    if len(folders) < 2:
+        raise RunError('a comparison needs two runs that have finished an epoch; of these, '
+                       + (f"only '{folders[0].name}' has" if folders else 'none has'))
     plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
     lowest = None
@@ -152,7 +167,7 @@ def compare_runs(folders, output):
                        '--output') from None
     finally:
         plt.close(figure)
-    return output
+    return output, left_out
 
 
 def save_curves(folder):
@@ -194,6 +209,9 @@ if __name__ == '__main__':
             if len(folders) == 1:
                 print(f'wrote {plot_run(folders[0])}')
             else:
-                print(f"wrote {compare_runs(folders, args.output or 'comparison.png')}")
+                path, left_out = compare_runs(folders, args.output or 'comparison.png')
+                for folder in left_out:
+                    print(f'left out {folder}: no epochs yet')
+                print(f'wrote {path}')
         except ImportError:
             raise RunError('matplotlib is not installed; pip install matplotlib') from None

@@ -382,8 +382,10 @@ def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, m
     figures = []
     close = plt.close
     monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
-    output = plot.compare_runs([loggers / 'a', loggers / 'b'], tmp_path / 'sweep.png')
+    (loggers / 'new').mkdir()  # started, no epoch yet: left out
+    output, left_out = plot.compare_runs([loggers / 'a', loggers / 'new', loggers / 'b'], tmp_path / 'sweep.png')
     assert output == tmp_path / 'sweep.png' and output.read_bytes().startswith(b'\x89PNG')
+    assert left_out == [loggers / 'new']
     loss_axes = figures[0].axes[0]
     labelled = {line.get_label(): list(line.get_ydata()) for line in loss_axes.get_lines()
                 if not line.get_label().startswith('_')}
@@ -418,8 +420,10 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
     pytest.importorskip('matplotlib')
     hand_made_run(tmp_path / 'loggers' / 'a', {'lr': 0.001}, [0.9, 0.8])
     hand_made_run(tmp_path / 'loggers' / 'b', {'lr': 0.01}, [0.7, 0.5])
+    (tmp_path / 'loggers' / 'new').mkdir()  # just started
     monkeypatch.chdir(tmp_path)
-    assert run_as_command('plot.py', ['a', 'loggers/b'], monkeypatch, capsys) == (0, 'wrote comparison.png\n', '')
+    assert run_as_command('plot.py', ['a', 'loggers/b', 'new'], monkeypatch, capsys) == (
+        0, f"left out {os.path.join('loggers', 'new')}: no epochs yet\nwrote comparison.png\n", '')
     drawn = (tmp_path / 'comparison.png').read_bytes()
     for args, message in [
         (['a', 'b'], "error: 'comparison.png' already exists; pass another --output, or move it away"),
@@ -427,6 +431,8 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
         (['a', '--output', 'one.png'], "error: --output names a comparison of two or more runs; one run's figure is "
                                        'its curves.png'),
         (['a', 'b', '--output', 'no/such/x.png'], "error: cannot write 'no/such/x.png': the folder 'no/such' does not"),
+        (['a', 'new', '--output', 'x.png'], "error: a comparison needs two runs that have finished an epoch; of these, "
+                                            "only 'a' has"),
     ]:
         code, stdout, stderr = run_as_command('plot.py', args, monkeypatch, capsys)
         assert code == 2 and not stdout and stderr.startswith(message) and stderr.count('\n') == 1, (args, stderr)
