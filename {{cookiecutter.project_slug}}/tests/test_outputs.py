@@ -141,17 +141,11 @@ def test_a_plotting_bug_is_a_log_line_and_the_run_still_succeeds(workdir, data_a
 
 
 @pytest.mark.draws_curves
-def test_curves_tick_whole_epochs(tmp_path, monkeypatch):
-    pytest.importorskip('matplotlib')
-    import matplotlib.pyplot as plt
-
+def test_curves_tick_whole_epochs(tmp_path, drawn_figures):
     (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + ''.join(
         f'\n{e},{5 * e},{2 / e},0.5,{1.5 / e},0.6,1e-4,1' for e in range(1, 6)) + '\n')
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
     assert plot.plot_run(tmp_path) == tmp_path / 'curves.png'
-    for ax in figures[0].axes:
+    for ax in drawn_figures[0].axes:
         ticks = [t for t in ax.get_xticks() if 1 <= t <= 5]
         assert ticks and all(t == int(t) for t in ticks), ticks
 
@@ -337,14 +331,34 @@ def test_runs_table_lists_a_named_runs_set_aside_starts_after_it_newest_first(tm
     assert names == ['20260101_000000', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job', 'job.b']
 
 
+def hand_made_run(folder, config, valid_losses, valid_metrics=None):
+    """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given)."""
+    folder.mkdir(parents=True)
+    (folder / 'note.log').write_text('config:\n' + ''.join(f'    {k}: {v}\n' for k, v in config.items())
+                                     + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
+    metrics = valid_metrics or [0.6] * len(valid_losses)
+    with open(folder / 'metrics.csv', 'w', newline='') as f:
+        csv.writer(f).writerows([METRICS_COLUMNS] + [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, 1.0]
+                                                     for e, (loss, metric) in enumerate(zip(valid_losses, metrics), 1)])
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The matplotlib figures that plot.py draws, kept as it closes them."""
+    pytest.importorskip('matplotlib')
+    import matplotlib.pyplot as plt
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
+    return figures
+
+
 def test_runs_and_plot_answer_without_importing_torch(tmp_path):
     """`import torch` takes seconds; listing the runs and drawing a run's curves need none of it (runfiles.py)."""
     pytest.importorskip('matplotlib')
     folder = tmp_path / 'loggers' / '20260101_000000'
-    folder.mkdir(parents=True)
-    (folder / 'note.log').write_text('config:\n    lr: 0.001\nstatus: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
-    with open(folder / 'metrics.csv', 'w', newline='') as f:
-        csv.writer(f).writerows([METRICS_COLUMNS, [1, 4, 0.9, 0.5, 0.8, 0.6, 1e-4, 1.0], [2, 8, 0.7, 0.6, 0.75, 0.7, 1e-4, 1.0]])
+    hand_made_run(folder, {'lr': 0.001}, [0.8, 0.75], valid_metrics=[0.6, 0.7])
     printed = {}
     for command in (['runs.py'], ['plot.py', folder.name]):
         result = subprocess.run([sys.executable, '-X', 'importtime', str(PROJECT / command[0]), *command[1:]],
@@ -358,20 +372,7 @@ def test_runs_and_plot_answer_without_importing_torch(tmp_path):
     assert (folder / 'curves.png').read_bytes().startswith(b'\x89PNG')
 
 
-def hand_made_run(folder, config, valid_losses):
-    """A finished run's note.log and metrics.csv, one epoch per valid loss."""
-    folder.mkdir(parents=True)
-    (folder / 'note.log').write_text('config:\n' + ''.join(f'    {k}: {v}\n' for k, v in config.items())
-                                     + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
-    with open(folder / 'metrics.csv', 'w', newline='') as f:
-        csv.writer(f).writerows([METRICS_COLUMNS] + [[e, 4 * e, loss + 0.1, 0.5, loss, 0.6, 1e-4, 1.0]
-                                                     for e, loss in enumerate(valid_losses, 1)])
-
-
-def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, monkeypatch):
-    pytest.importorskip('matplotlib')
-    import matplotlib.pyplot as plt
-
+def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, drawn_figures):
     loggers = tmp_path / 'loggers'
     common = {'seed': 1, 'batch_size': 64, 'dataset_dir': 'x', 'loggers_dir': 'y'}
     hand_made_run(loggers / 'a', {**common, 'lr': 0.001, 'dataset_dir': 'elsewhere'}, [0.9, 0.8])
@@ -379,33 +380,24 @@ def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, m
     (loggers / 'c').mkdir()  # no readable note.log, but metrics: its name alone
     shutil.copy(loggers / 'a' / 'metrics.csv', loggers / 'c')
     assert plot.run_labels([loggers / 'a', loggers / 'b', loggers / 'c']) == ['a (lr=0.001)', 'b (lr=0.01)', 'c']
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
     (loggers / 'new').mkdir()  # started, no epoch yet: left out
     output, left_out = plot.compare_runs([loggers / 'a', loggers / 'new', loggers / 'b'], tmp_path / 'sweep.png')
     assert output == tmp_path / 'sweep.png' and output.read_bytes().startswith(b'\x89PNG')
     assert left_out == [loggers / 'new']
-    loss_axes = figures[0].axes[0]
+    loss_axes = drawn_figures[0].axes[0]
     labelled = {line.get_label(): list(line.get_ydata()) for line in loss_axes.get_lines()
                 if not line.get_label().startswith('_')}
     assert labelled == {'a (lr=0.001)': [0.9, 0.8], 'b (lr=0.01)': [0.7, 0.5, 0.6]}  # valid losses, per run
-    assert figures[0]._suptitle.get_text() == '2 runs: lowest valid loss 0.5 (b, epoch 2)'
+    assert drawn_figures[0]._suptitle.get_text() == '2 runs: lowest valid loss 0.5 (b, epoch 2)'
     assert not list(tmp_path.glob('.sweep.png.*'))  # the temporary file became sweep.png
 
 
 @pytest.mark.parametrize('n_runs', [3, 12])
-def test_each_compared_run_has_a_colour_of_its_own(tmp_path, monkeypatch, n_runs):
-    pytest.importorskip('matplotlib')
-    import matplotlib.pyplot as plt
-
+def test_each_compared_run_has_a_colour_of_its_own(tmp_path, drawn_figures, n_runs):
     for i in range(n_runs):
         hand_made_run(tmp_path / f'run{i}', {'lr': i}, [0.9, 0.8])
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
     plot.compare_runs([tmp_path / f'run{i}' for i in range(n_runs)], tmp_path / 'cmp.png')
-    colours = {line.get_label(): line.get_color() for line in figures[0].axes[0].get_lines()
+    colours = {line.get_label(): line.get_color() for line in drawn_figures[0].axes[0].get_lines()
                if not line.get_label().startswith('_')}
     assert len(colours) == n_runs and len({str(colour) for colour in colours.values()}) == n_runs
 
