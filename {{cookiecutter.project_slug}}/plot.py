@@ -50,6 +50,12 @@ def read_metrics(folder):
     return metrics
 
 
+def best_index(metrics):
+    """The position of the best epoch (the lowest valid loss; the first of equals) in read_metrics' lists."""
+    losses = metrics['valid_loss']
+    return losses.index(min(losses))
+
+
 def pyplot():
     """matplotlib.pyplot, drawing to files only (no display needed). Raises ImportError without matplotlib."""
     import matplotlib
@@ -76,7 +82,7 @@ def plot_run(folder):
     folder = Path(folder)
     m = read_metrics(folder)
     epochs = m['epoch']
-    best = min(range(len(epochs)), key=lambda i: m['valid_loss'][i])
+    best = best_index(m)
     marker = '.' if len(epochs) <= 60 else None
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
     for ax, name, label in ((axes[0], 'loss', 'loss'), (axes[1], 'metric', METRIC_LABEL)):
@@ -126,27 +132,23 @@ def compare_runs(folders, output):
     out because they have not finished an epoch (`plot.py loggers/*` takes in runs just started). Raises
     ImportError without matplotlib, RunError for a damaged metrics.csv, an output that exists, or fewer
     than two runs to draw."""
-    output, left_out, metrics = Path(output), [], []
+    output, runs, left_out = Path(output), [], []
     check_new_output(output)
     for folder in map(Path, folders):
         try:
-            metrics.append(read_metrics(folder))
+            runs.append((folder, read_metrics(folder)))
         except NoEpochs:
             left_out.append(folder)
-    folders = [Path(folder) for folder in folders if Path(folder) not in left_out]
-    if len(folders) < 2:
+    if len(runs) < 2:
         raise RunError('a comparison needs two runs that have finished an epoch; of these, '
-                       + (f"only '{folders[0].name}' has" if folders else 'none has'))
+                       + (f"only '{runs[0][0].name}' has" if runs else 'none has'))
+    folders, metrics = zip(*runs)
     plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
-    lowest = None
     n = len(folders)  # matplotlib's ten colours, or for more runs as many shades of viridis, one per run
     colours = [f'C{i}' for i in range(n)] if n <= 10 else [plt.get_cmap('viridis')(i / (n - 1)) for i in range(n)]
     for folder, m, label, colour in zip(folders, metrics, run_labels(folders), colours):
-        epochs = m['epoch']
-        best = min(range(len(epochs)), key=lambda j: m['valid_loss'][j])
-        if lowest is None or m['valid_loss'][best] < lowest[0]:
-            lowest = (m['valid_loss'][best], folder.name, epochs[best])
+        epochs, best = m['epoch'], best_index(m)
         for ax, name in ((axes[0], 'loss'), (axes[1], 'metric')):
             ax.plot(epochs, m[f'valid_{name}'], color=colour, label=label)
             ax.plot(epochs, m[f'train_{name}'], color=colour, linestyle='--', linewidth=1, alpha=0.7)
@@ -158,7 +160,10 @@ def compare_runs(folders, output):
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     whole_epochs(axes)
     axes[0].legend(fontsize='small')
-    figure.suptitle(f'{len(folders)} runs: lowest valid loss {lowest[0]:.4g} ({lowest[1]}, epoch {lowest[2]:g})')
+    lowest = min(range(n), key=lambda i: min(metrics[i]['valid_loss']))  # the first of equals
+    m, best = metrics[lowest], best_index(metrics[lowest])
+    figure.suptitle(f"{n} runs: lowest valid loss {m['valid_loss'][best]:.4g} ({folders[lowest].name}, "
+                    f"epoch {m['epoch'][best]:g})")
     try:
         with new_file(output, binary=True, doing='drawing') as f:
             figure.savefig(f, format='png', dpi=100)
