@@ -416,12 +416,16 @@ def upright_bytes(image):
     return pixel_values(image, torch.uint8).view(image.height, image.width, -1)
 
 
+def with_raw_mode(tile, mode):
+    """A Pillow tile that unpacks its pixels with raw mode `mode` instead of its own."""
+    args = mode if isinstance(tile[3], str) else (mode, *tile[3][1:])  # TIFF: (raw mode, ...)
+    return tile._replace(args=args) if hasattr(tile, '_replace') else (*tile[:3], args)  # Pillow 11+: a namedtuple
+
+
 def decoded_as(path, mode):
     """The file's pixels unpacked with raw mode `mode` instead of their own, upright (see upright_bytes)."""
     with Image.open(path) as image:
-        args = [mode if isinstance(tile[3], str) else (mode, *tile[3][1:]) for tile in image.tile]
-        image.tile = [tile._replace(args=a) if hasattr(tile, '_replace') else (*tile[:3], a)  # Pillow 11+: namedtuples
-                      for tile, a in zip(image.tile, args)]
+        image.tile = [with_raw_mode(tile, mode) for tile in image.tile]
         return upright_bytes(image)
 
 
