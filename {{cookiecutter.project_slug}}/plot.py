@@ -12,6 +12,7 @@ that differ between the runs, as runs.py lists them.
 Needs matplotlib (pip install matplotlib); train.py draws the curves at the end of every run.
 """
 
+import csv
 from pathlib import Path
 
 from runfiles import (
@@ -27,6 +28,7 @@ from runfiles import (
     read_note,
 )
 
+PANELS_SIZE = (15, 4.6)  # inches: three panels side by side
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 
 
@@ -43,7 +45,9 @@ def read_metrics(folder):
         metrics = {column: [float(row[column]) for row in rows] for column in METRICS_COLUMNS}
     except FileNotFoundError:
         raise NoEpochs(f"no metrics.csv in '{folder}': has the run finished an epoch?") from None
-    except (KeyError, ValueError, TypeError) as err:
+    except OSError as err:
+        raise RunError(f"cannot read '{path}' ({err.strerror or err})") from None
+    except (ValueError, csv.Error) as err:
         raise RunError(f"'{path}' is damaged ({err})") from None
     if not rows:
         raise NoEpochs(f"'{path}' has no epochs yet")
@@ -84,7 +88,7 @@ def plot_run(folder):
     epochs = m['epoch']
     best = best_index(m)
     marker = '.' if len(epochs) <= 60 else None
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    figure, axes = plt.subplots(1, 3, figsize=PANELS_SIZE, constrained_layout=True)
     for ax, name, label in ((axes[0], 'loss', 'loss'), (axes[1], 'metric', METRIC_LABEL)):
         ax.plot(epochs, m[f'train_{name}'], marker=marker, label='train')
         ax.plot(epochs, m[f'valid_{name}'], marker=marker, label='valid')
@@ -129,22 +133,26 @@ def run_labels(folders, most=4):
 
 def compare_runs(folders, output):
     """Write one figure of several runs' curves to `output`, a new file; return its path and the runs left
-    out because they have not finished an epoch (`plot.py loggers/*` takes in runs just started). Raises
-    ImportError without matplotlib, RunError for a damaged metrics.csv, an output that exists, or fewer
-    than two runs to draw."""
+    out, as (folder, why) pairs: runs that have not finished an epoch (`plot.py loggers/*` takes in runs
+    just started) or whose metrics.csv cannot be read. Raises ImportError without matplotlib, RunError for
+    an output that exists or fewer than two runs to draw."""
     output, runs, left_out = Path(output), [], []
     check_new_output(output)
     for folder in map(Path, folders):
         try:
             runs.append((folder, read_metrics(folder)))
         except NoEpochs:
-            left_out.append(folder)
+            left_out.append((folder, 'no epochs yet'))
+        except RunError as err:
+            left_out.append((folder, str(err)))
     if len(runs) < 2:
         raise RunError('a comparison needs two runs that have finished an epoch; of these, '
                        + (f"only '{runs[0][0].name}' has" if runs else 'none has'))
     folders, metrics = zip(*runs)
     plt = pyplot()
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    figure = plt.figure(figsize=PANELS_SIZE, constrained_layout=True)
+    grid = figure.add_gridspec(2, 3, height_ratios=[PANELS_SIZE[1], 1])  # the panels, and the runs' legend under them
+    axes = [figure.add_subplot(grid[0, i]) for i in range(3)]
     n = len(folders)  # matplotlib's ten colours, or for more runs as many shades of viridis, one per run
     colours = [f'C{i}' for i in range(n)] if n <= 10 else [plt.get_cmap('viridis')(i / (n - 1)) for i in range(n)]
     for folder, m, label, colour in zip(folders, metrics, run_labels(folders), colours):
@@ -159,7 +167,7 @@ def compare_runs(folders, output):
     axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     whole_epochs(axes)
-    axes[0].legend(fontsize='small')
+    legend_below(figure, grid, *axes[0].get_legend_handles_labels())
     lowest = min(range(n), key=lambda i: min(metrics[i]['valid_loss']))  # the first of equals
     m, best = metrics[lowest], best_index(metrics[lowest])
     figure.suptitle(f"{n} runs: lowest valid loss {m['valid_loss'][best]:.4g} ({folders[lowest].name}, "
@@ -173,6 +181,22 @@ def compare_runs(folders, output):
     finally:
         plt.close(figure)
     return output, left_out
+
+
+def legend_below(figure, grid, handles, labels, most_columns=5):
+    """The runs' legend in the grid's second row, clear of every curve however many runs there are: as
+    many columns as fit the figure's width, and the figure made taller by its rows."""
+    key = figure.add_subplot(grid[1, :])
+    key.axis('off')
+    renderer = figure.canvas.get_renderer()
+    for columns in range(min(len(labels), most_columns), 0, -1):
+        legend = key.legend(handles, labels, loc='upper center', ncol=columns, frameon=False, fontsize='small')
+        size = legend.get_window_extent(renderer)
+        if size.width <= 0.95 * figure.bbox.width:
+            break
+    height = size.height / figure.dpi + 0.1
+    figure.set_size_inches(PANELS_SIZE[0], PANELS_SIZE[1] + height)
+    grid.set_height_ratios([PANELS_SIZE[1], height])
 
 
 def save_curves(folder):
@@ -208,15 +232,17 @@ if __name__ == '__main__':
         repeated = [run for run, folder in zip(args.run, resolved) if resolved.count(folder) > 1]
         if repeated:
             raise RunError(f"run '{repeated[0]}' is given twice; name each run once")
-        if len(folders) == 1 and args.output:
+        if len(folders) == 1 and args.output is not None:
             raise RunError("--output names a comparison of two or more runs; one run's figure is its curves.png")
+        if args.output == '':
+            raise RunError("--output is empty; name the comparison's file, e.g. --output lr_sweep.png")
         try:
             if len(folders) == 1:
                 print(f'wrote {plot_run(folders[0])}')
             else:
-                path, left_out = compare_runs(folders, args.output or 'comparison.png')
-                for folder in left_out:
-                    print(f'left out {folder}: no epochs yet')
+                path, left_out = compare_runs(folders, 'comparison.png' if args.output is None else args.output)
+                for folder, why in left_out:
+                    print(f'left out {folder}: {why}')
                 print(f'wrote {path}')
         except ImportError:
             raise RunError('matplotlib is not installed; pip install matplotlib') from None

@@ -5,6 +5,7 @@ instead of after the seconds `import torch` takes; utils.py has the rest of trai
 import argparse
 import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -187,11 +188,34 @@ def read_metrics_rows(path):
 
     A run resumed from an earlier point than its last logged epoch (killed after an epoch was logged
     but before the next latest_checkpoint.pt) trains those epochs again and appends them: a row whose
-    epoch does not follow the row before starts over from that epoch. The file keeps every row."""
-    rows = []
+    epoch does not follow the row before starts over from that epoch. The file keeps every row.
+    A row cut short by a crash or a full disk while it was written (the last line without its line end,
+    or a line with too few or too many fields or a value that is not a number) is skipped: the epoch it
+    was logging had no checkpoint yet, so the resumed run logs it again. A missing column is a ValueError."""
     with open(path, newline='', encoding='utf-8') as f:
-        for row in csv.DictReader(f):
-            while rows and int(rows[-1]['epoch']) >= int(row['epoch']):
-                rows.pop()
-            rows.append(row)
+        text = f.read()
+    reader = csv.DictReader(io.StringIO(text[:text.rfind('\n') + 1]))  # up to the last line end
+    missing = [column for column in METRICS_COLUMNS if column not in (reader.fieldnames or METRICS_COLUMNS)]
+    if missing:
+        raise ValueError(f"no column '{missing[0]}'")
+    rows = []
+    for row in reader:
+        if not whole_row(row):
+            continue
+        while rows and int(rows[-1]['epoch']) >= int(row['epoch']):
+            rows.pop()
+        rows.append(row)
     return rows
+
+
+def whole_row(row):
+    """Whether a csv.DictReader row of metrics.csv is complete: no field missing or extra, each a number."""
+    if None in row or None in row.values():  # DictReader's marks of extra and missing fields
+        return False
+    try:
+        int(row['epoch'])
+        for column in METRICS_COLUMNS[1:]:
+            float(row[column])
+    except ValueError:
+        return False
+    return True

@@ -9,6 +9,7 @@ import ctypes
 import difflib
 import functools
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -870,13 +871,20 @@ def remove_if_empty(*folders):
 
 
 def append_metrics(path, *rows):
-    """Append epochs to metrics.csv (with a header if the file is new)."""
-    new = not os.path.exists(path)
-    with open(path, 'a', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        if new:
+    """Append epochs to metrics.csv (with a header if the file is new). After a row cut short by a crash or
+    a full disk, the next starts on a line of its own: appended to the cut one, both would be lost."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    with open(path, 'a+b') as f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
             writer.writerow(METRICS_COLUMNS)
+        else:
+            f.seek(end - 1)
+            if f.read(1) != b'\n':
+                text.write('\r\n')
         writer.writerows([row[column] for column in METRICS_COLUMNS] for row in rows)
+        f.write(text.getvalue().encode('utf-8'))
 
 
 def copy_metrics(source, destination, last_epoch):

@@ -77,6 +77,39 @@ def test_epochs_trained_again_after_a_resume_from_an_earlier_point_replace_the_l
     assert runs.summarize(logs)[0]['best_epoch'] == best['epoch']
 
 
+def test_a_row_cut_short_by_a_crash_is_skipped_and_the_resumed_run_logs_that_epoch_on_a_line_of_its_own(workdir,
+                                                                                                      data_args):
+    assert run(data_args + ['--n_epoch', 2]) == 0
+    logs, _ = only_run(workdir)
+    with open(logs / 'metrics.csv', 'a', newline='') as f:  # killed (or the disk full) while logging epoch 3
+        f.write('3,24,0.4')
+    assert [row['epoch'] for row in read_metrics_rows(logs / 'metrics.csv')] == ['1', '2']
+    summary = runs.summarize(logs)[0]
+    assert summary['epochs'] == '2' and 'damaged' not in summary['status']
+    assert run(['--resume', logs.name, '--n_epoch', 3]) == 0  # epoch 3 had no checkpoint: trained and logged again
+    lines = (logs / 'metrics.csv').read_text().splitlines()
+    assert lines[-2] == '3,24,0.4' and lines[-1].count(',') == len(METRICS_COLUMNS) - 1
+    table = read_metrics_rows(logs / 'metrics.csv')
+    assert [row['epoch'] for row in table] == ['1', '2', '3'] and plot.read_metrics(logs)['epoch'] == [1, 2, 3]
+    assert f"epoch 3 step {table[-1]['step']} loss {float(table[-1]['valid_loss']):.6f}" in (logs / 'val.log').read_text()
+
+
+def test_metrics_rows_cut_short_are_skipped_and_a_missing_column_is_damage(tmp_path):
+    path = tmp_path / 'metrics.csv'
+    whole = [f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1\r\n' for e in (1, 2, 3)]
+    for lines in ([whole[0], '\0' * 40 + '\r\n', whole[1], whole[2]],  # a power cut's zeros, then a resume
+                  [whole[0], '2,10,1,0.5\r\n', whole[1], '2,10,1,0.5,0.2,0.6,1e-4,x\r\n', whole[2]],
+                  [whole[0], whole[1], whole[2], '4,20,1,0.5,0.4,0.6,1e-4,1.']):  # no line end: cut in its last value
+        path.write_text(','.join(METRICS_COLUMNS) + '\r\n' + ''.join(lines), newline='')
+        assert [(row['epoch'], row['valid_loss']) for row in read_metrics_rows(path)] == [
+            ('1', '0.1'), ('2', '0.2'), ('3', '0.3')], lines
+    path.write_text('epoch,step,loss\r\n1,5,0.3\r\n')
+    with pytest.raises(ValueError, match="no column 'train_loss'"):
+        read_metrics_rows(path)
+    with pytest.raises(RunError, match=r"metrics\.csv' is damaged \(no column 'train_loss'\)"):
+        plot.read_metrics(tmp_path)
+
+
 def test_metrics_rows_start_over_where_a_resumed_run_went_back(tmp_path):
     epochs = [1, 2, 3, 4, 3, 4, 5, 2, 3]
     (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + ''.join(
@@ -383,7 +416,7 @@ def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, d
     (loggers / 'new').mkdir()  # started, no epoch yet: left out
     output, left_out = plot.compare_runs([loggers / 'a', loggers / 'new', loggers / 'b'], tmp_path / 'sweep.png')
     assert output == tmp_path / 'sweep.png' and output.read_bytes().startswith(b'\x89PNG')
-    assert left_out == [loggers / 'new']
+    assert left_out == [(loggers / 'new', 'no epochs yet')]
     loss_axes = drawn_figures[0].axes[0]
     labelled = {line.get_label(): list(line.get_ydata()) for line in loss_axes.get_lines()
                 if not line.get_label().startswith('_')}
@@ -402,6 +435,26 @@ def test_each_compared_run_has_a_colour_of_its_own(tmp_path, drawn_figures, n_ru
     assert len(colours) == n_runs and len({str(colour) for colour in colours.values()}) == n_runs
 
 
+@pytest.mark.parametrize('n_runs', [2, 30])
+def test_a_comparisons_legend_sits_under_the_panels_clear_of_every_curve(tmp_path, drawn_figures, n_runs):
+    for i in range(n_runs):  # labels as long as they get: four differing hyperparameters and '2 more'
+        hand_made_run(tmp_path / f'20260101_1200{i:02d}', {'lr': 10.0 ** -i, 'batch_size': 2 ** i, 'seed': i,
+                      'weight_decay': i / 1e4, 'warmup_steps': 100 * i, 'clip_flag': i % 2 == 0}, [0.9, 0.8, 0.7])
+    plot.compare_runs(sorted(tmp_path.iterdir()), tmp_path / 'cmp.png')
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = drawn_figures[0]
+    canvas = FigureCanvasAgg(figure)  # closed figures lose theirs
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legends = [ax.get_legend() for ax in figure.axes if ax.get_legend()] + figure.legends
+    assert len(legends) == 1 and len(legends[0].get_texts()) == n_runs
+    key = legends[0].get_window_extent(renderer)
+    assert figure.bbox.x0 <= key.x0 and key.x1 <= figure.bbox.x1 and figure.bbox.y0 <= key.y0  # nothing cut off
+    for panel in figure.axes[:3]:  # loss, metric, learning rate: their curves, ticks and titles
+        assert not key.overlaps(panel.get_tightbbox(renderer)), panel.get_title()
+
+
 def test_a_comparison_names_at_most_four_differing_hyperparameters(tmp_path):
     hand_made_run(tmp_path / 'a', {f'k{i}': 1 for i in range(6)}, [0.5])
     hand_made_run(tmp_path / 'b', {f'k{i}': 2 for i in range(6)}, [0.5])
@@ -413,9 +466,14 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
     hand_made_run(tmp_path / 'loggers' / 'a', {'lr': 0.001}, [0.9, 0.8])
     hand_made_run(tmp_path / 'loggers' / 'b', {'lr': 0.01}, [0.7, 0.5])
     (tmp_path / 'loggers' / 'new').mkdir()  # just started
+    (tmp_path / 'loggers' / 'broken').mkdir()
+    (tmp_path / 'loggers' / 'broken' / 'metrics.csv').write_text('epoch,loss\n1,0.5\n')
     monkeypatch.chdir(tmp_path)
-    assert run_as_command('plot.py', ['a', 'loggers/b', 'new'], monkeypatch, capsys) == (
-        0, f"left out {os.path.join('loggers', 'new')}: no epochs yet\nwrote comparison.png\n", '')
+    broken = os.path.join('loggers', 'broken')
+    assert run_as_command('plot.py', ['a', 'loggers/b', 'new', 'broken'], monkeypatch, capsys) == (
+        0, f"left out {os.path.join('loggers', 'new')}: no epochs yet\n"
+           f"left out {broken}: '{os.path.join(broken, 'metrics.csv')}' is damaged (no column 'step')\n"
+           'wrote comparison.png\n', '')
     drawn = (tmp_path / 'comparison.png').read_bytes()
     for args, message in [
         (['a', 'b'], "error: 'comparison.png' already exists; pass another --output, or move it away"),
@@ -425,6 +483,7 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
         (['a', 'b', '--output', 'no/such/x.png'], "error: cannot write 'no/such/x.png': the folder 'no/such' does not"),
         (['a', 'new', '--output', 'x.png'], "error: a comparison needs two runs that have finished an epoch; of these, "
                                             "only 'a' has"),
+        (['a', 'b', '--output', ''], "error: --output is empty; name the comparison's file, e.g. --output lr_sweep.png"),
     ]:
         code, stdout, stderr = run_as_command('plot.py', args, monkeypatch, capsys)
         assert code == 2 and not stdout and stderr.startswith(message) and stderr.count('\n') == 1, (args, stderr)
