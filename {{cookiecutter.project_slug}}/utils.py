@@ -876,15 +876,21 @@ def append_metrics(path, *rows):
     text = io.StringIO()
     writer = csv.writer(text)
     with open(path, 'a+b') as f:
-        end = f.seek(0, os.SEEK_END)
-        if end == 0:
+        if f.seek(0, os.SEEK_END) == 0:
             writer.writerow(METRICS_COLUMNS)
-        else:
-            f.seek(end - 1)
-            if f.read(1) != b'\n':
-                text.write('\r\n')
+        elif cut_short(f):
+            text.write('\r\n')
         writer.writerows([row[column] for column in METRICS_COLUMNS] for row in rows)
         f.write(text.getvalue().encode('utf-8'))
+
+
+def cut_short(f):
+    """Whether a file open with 'a+b' ends inside a line: its last write was cut short (a crash, a full disk)."""
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return False
+    f.seek(end - 1)
+    return f.read(1) != b'\n'
 
 
 def copy_metrics(source, destination, last_epoch):
@@ -958,6 +964,9 @@ def create_logger(name, path, show_time=True):
     close_logger(logger)
     timed = '%(asctime)s | ' if show_time else ''
     label = f'{name:<5} | ' if show_time else ''
+    with open(path, 'a+b') as f:  # after a line cut short, a resumed run's first line starts a line of its own
+        if cut_short(f):
+            f.write(b'\n')
     for handler, prefix in ((logging.FileHandler(path, mode='a', encoding='utf-8'), timed),
                             (logging.StreamHandler(sys.stdout), timed + label)):
         handler.setFormatter(logging.Formatter(prefix + '%(message)s', '%Y-%m-%d %H:%M:%S'))

@@ -81,8 +81,9 @@ def test_a_row_cut_short_by_a_crash_is_skipped_and_the_resumed_run_logs_that_epo
                                                                                                       data_args):
     assert run(data_args + ['--n_epoch', 2]) == 0
     logs, _ = only_run(workdir)
-    with open(logs / 'metrics.csv', 'a', newline='') as f:  # killed (or the disk full) while logging epoch 3
-        f.write('3,24,0.4')
+    for name, cut in (('metrics.csv', '3,24,0.4'), ('val.log', '2026-01-01 12:00:00 | epoch 3 st')):
+        with open(logs / name, 'a', newline='') as f:  # killed (or the disk full) while logging epoch 3
+            f.write(cut)
     assert [row['epoch'] for row in read_metrics_rows(logs / 'metrics.csv')] == ['1', '2']
     summary = runs.summarize(logs)[0]
     assert summary['epochs'] == '2' and 'damaged' not in summary['status']
@@ -91,7 +92,11 @@ def test_a_row_cut_short_by_a_crash_is_skipped_and_the_resumed_run_logs_that_epo
     assert lines[-2] == '3,24,0.4' and lines[-1].count(',') == len(METRICS_COLUMNS) - 1
     table = read_metrics_rows(logs / 'metrics.csv')
     assert [row['epoch'] for row in table] == ['1', '2', '3'] and plot.read_metrics(logs)['epoch'] == [1, 2, 3]
-    assert f"epoch 3 step {table[-1]['step']} loss {float(table[-1]['valid_loss']):.6f}" in (logs / 'val.log').read_text()
+    val_lines = (logs / 'val.log').read_text().splitlines()
+    cut = val_lines.index('2026-01-01 12:00:00 | epoch 3 st')  # the resumed run's lines follow on lines of their own
+    assert 'resumed from' in val_lines[cut + 1] and re.match(r'\d{4}-\d\d-\d\d ', val_lines[cut + 1])
+    logged = f"epoch 3 step {table[-1]['step']} loss {float(table[-1]['valid_loss']):.6f}"
+    assert any(logged in line for line in val_lines[cut + 1:])
 
 
 def test_metrics_rows_cut_short_are_skipped_and_a_missing_column_is_damage(tmp_path):
