@@ -2,8 +2,8 @@
 
     python plot.py 20260101_120000          # or a loggers/<timestamp> folder
     -> loggers/20260101_120000/curves.png
-    python plot.py 20260101_120000 exp1 exp2 --output lr_sweep.png
-    -> lr_sweep.png (default comparison.png; never over an existing file)
+    python plot.py 20260101_120000 exp1 exp2 --output lr_sweep.pdf
+    -> lr_sweep.pdf (default comparison.png; .svg, .pdf, .png ...; never over an existing file)
     python plot.py loggers/*                # every run that has finished an epoch
 
 Loss, metric and learning rate against epoch, train and valid together, the best epoch marked. A
@@ -132,11 +132,15 @@ def run_labels(folders, most=4):
 
 
 def compare_runs(folders, output):
-    """Write one figure of several runs' curves to `output`, a new file; return its path and the runs left
-    out, as (folder, why) pairs: runs that have not finished an epoch (`plot.py loggers/*` takes in runs
-    just started) or whose metrics.csv cannot be read. Raises ImportError without matplotlib, RunError for
-    an output that exists or fewer than two runs to draw."""
+    """Write one figure of several runs' curves to `output`, a new file in the format its suffix names (.png
+    if none); return its path and the runs left out, as (folder, why) pairs: runs that have not finished an
+    epoch (`plot.py loggers/*` takes in runs just started) or whose metrics.csv cannot be read. Raises
+    ImportError without matplotlib, RunError for an output that exists or is no image format, or fewer than
+    two runs to draw."""
     output, runs, left_out = Path(output), [], []
+    if not output.suffix:  # as matplotlib names a file given without one
+        output = output.with_suffix('.png')
+    image_format = drawn_format(output)
     check_new_output(output)
     for folder in map(Path, folders):
         try:
@@ -174,13 +178,25 @@ def compare_runs(folders, output):
                     f"epoch {m['epoch'][best]:g})")
     try:
         with new_file(output, binary=True, doing='drawing') as f:
-            figure.savefig(f, format='png', dpi=100)
+            figure.savefig(f, format=image_format, dpi=100)
     except OSError as err:  # a full disk, say
         raise RunError(f"cannot write '{output}' ({err.strerror or err}); free space, or pass another "
                        '--output') from None
     finally:
         plt.close(figure)
     return output, left_out
+
+
+def drawn_format(output):
+    """The image format matplotlib writes `output` in, named by its suffix. Raises RunError for one it cannot
+    write (or not without LaTeX, or only as headerless pixels)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - {'pgf', 'raw', 'rgba'})
+    if output.suffix[1:].lower() not in formats:
+        raise RunError(f"cannot draw '{output}': not an image format matplotlib writes; end --output with one of "
+                       + ', '.join(f'.{name}' for name in formats))
+    return output.suffix[1:].lower()
 
 
 def legend_below(figure, grid, handles, labels, most_columns=5):
@@ -224,7 +240,8 @@ if __name__ == '__main__':
     parser = CommandParser(description='Write loggers/<run>/curves.png from its metrics.csv, or compare runs.')
     parser.add_argument('run', nargs='+', help='a timestamp or --run_name under loggers/, or a loggers/<run> folder; '
                         'two or more: one figure that compares them')
-    parser.add_argument('--output', help='the comparison figure (default: comparison.png); never replaces a file')
+    parser.add_argument('--output', help='the comparison figure (default: comparison.png; its suffix names the format: '
+                        '.png, .svg, .pdf ...); never replaces a file')
     with one_line_errors():
         args = parser.parse_args()
         folders = [resolve_run(run) for run in args.run]

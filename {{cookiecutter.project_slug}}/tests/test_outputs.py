@@ -489,6 +489,8 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
         (['a', 'new', '--output', 'x.png'], "error: a comparison needs two runs that have finished an epoch; of these, "
                                             "only 'a' has"),
         (['a', 'b', '--output', ''], "error: --output is empty; name the comparison's file, e.g. --output lr_sweep.png"),
+        (['a', 'b', '--output', 'sweep.v2'], "error: cannot draw 'sweep.v2': not an image format matplotlib writes; "
+                                             'end --output with one of '),
     ]:
         code, stdout, stderr = run_as_command('plot.py', args, monkeypatch, capsys)
         assert code == 2 and not stdout and stderr.startswith(message) and stderr.count('\n') == 1, (args, stderr)
@@ -496,6 +498,18 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ['comparison.png', 'loggers']
     code, stdout, _ = run_as_command('plot.py', ['a', 'b', '--output', 'sweep.png'], monkeypatch, capsys)
     assert (code, stdout) == (0, 'wrote sweep.png\n')
+
+
+def test_a_comparison_is_written_in_the_format_its_name_ends_with(tmp_path, monkeypatch, capsys):
+    pytest.importorskip('matplotlib')
+    hand_made_run(tmp_path / 'a', {'lr': 0.001}, [0.9, 0.8])
+    hand_made_run(tmp_path / 'b', {'lr': 0.01}, [0.7, 0.5])
+    for output, written, starts in [('cmp.svg', 'cmp.svg', b'<?xml'), ('cmp.PDF', 'cmp.PDF', b'%PDF-'),
+                                    ('cmp.jpg', 'cmp.jpg', b'\xff\xd8\xff'), ('cmp', 'cmp.png', b'\x89PNG')]:
+        path, _ = plot.compare_runs([tmp_path / 'a', tmp_path / 'b'], tmp_path / output)
+        assert path == tmp_path / written and path.read_bytes().startswith(starts), output
+    with pytest.raises(RunError, match=r"'.*cmp\.png' already exists"):  # no suffix: the .png that is there
+        plot.compare_runs([tmp_path / 'a', tmp_path / 'b'], tmp_path / 'cmp')
 
 
 def test_a_comparison_never_replaces_a_file_that_appears_while_drawing(tmp_path, monkeypatch):
