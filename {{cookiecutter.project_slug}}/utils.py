@@ -637,29 +637,36 @@ def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755, run_name=None):
     """
     loggers_dir, checkpoints_dir = Path(loggers_dir), Path(checkpoints_dir)
     new_parents = missing_parents(loggers_dir) + missing_parents(checkpoints_dir)  # loggers/ on a first run
-    for suffix in range(1 if run_name else 1000):
-        tail = f'_{suffix}' if suffix else ''
-        logs = loggers_dir.with_name(loggers_dir.name + tail)
-        ckpts = checkpoints_dir.with_name(checkpoints_dir.name + tail)
-        if logs.exists() or ckpts.exists():
-            continue
-        for parent in (logs.parent, ckpts.parent):
-            _makedirs(parent, mode, exist_ok=True)
-        try:
-            os.mkdir(logs, mode)
-        except FileExistsError:
-            continue
-        try:
-            os.mkdir(ckpts, mode)
-        except FileExistsError:
-            os.rmdir(logs)
-            continue
-        except OSError as err:
-            os.rmdir(logs)
-            raise RunError(f"cannot create checkpoints_dir '{ckpts}': {err.strerror}; "
-                           'pass a writable --checkpoints_dir') from None
-        _claimed_run_dirs[:] = [logs, ckpts, *new_parents]
-        return str(logs), str(ckpts)
+    try:
+        for suffix in range(1 if run_name else 1000):
+            tail = f'_{suffix}' if suffix else ''
+            logs = loggers_dir.with_name(loggers_dir.name + tail)
+            ckpts = checkpoints_dir.with_name(checkpoints_dir.name + tail)
+            if logs.exists() or ckpts.exists():
+                continue
+            for parent in (logs.parent, ckpts.parent):
+                _makedirs(parent, mode, exist_ok=True)
+            try:
+                os.mkdir(logs, mode)
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise RunError(f"cannot create loggers_dir '{logs}': {err.strerror}; "
+                               'pass a writable --loggers_dir') from None
+            try:
+                os.mkdir(ckpts, mode)
+            except FileExistsError:
+                os.rmdir(logs)
+                continue
+            except OSError as err:
+                os.rmdir(logs)
+                raise RunError(f"cannot create checkpoints_dir '{ckpts}': {err.strerror}; "
+                               'pass a writable --checkpoints_dir') from None
+            _claimed_run_dirs[:] = [logs, ckpts, *new_parents]
+            return str(logs), str(ckpts)
+    except RunError:
+        remove_if_empty(*new_parents)  # a start that fails here leaves no folder behind
+        raise
     if run_name:
         raise RunError(f'run {run_name} was started by another process just now ({loggers_dir} or {checkpoints_dir} '
                        'appeared); run one job per --run_name')

@@ -769,3 +769,22 @@ def test_an_unwritable_loggers_dir_is_reported_before_training(workdir, data_arg
     with pytest.raises(RunError, match='cannot create folder'):
         train.main(data_args + ['--loggers_dir', 'a_file/logs'])
     assert not (workdir / 'checkpoints').exists()
+
+
+@pytest.mark.parametrize('folder', ['loggers_dir', 'checkpoints_dir'])
+def test_a_run_folder_that_cannot_be_made_is_a_one_line_error_that_leaves_no_folder(workdir, data_args, monkeypatch,
+                                                                                     folder):
+    (workdir / 'shared').mkdir()
+    before = sorted(os.listdir(workdir))
+    make_folder = os.mkdir
+
+    def read_only_shared(path, *args, **kwargs):  # a read-only mount, or another user's folder
+        if os.path.basename(os.path.dirname(path)) == 'shared':
+            raise OSError(errno.EROFS, 'Read-only file system', str(path))
+        return make_folder(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'mkdir', read_only_shared)
+    with pytest.raises(RunError, match=rf"^cannot create {folder} '.*shared.run': Read-only file system; "
+                                       rf'pass a writable --{folder}$'):
+        train.main(data_args + [f'--{folder}', os.path.join('shared', 'run'), '--n_epoch', 1])
+    assert sorted(os.listdir(workdir)) == before and not os.listdir(workdir / 'shared')
