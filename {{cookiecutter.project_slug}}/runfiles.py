@@ -5,7 +5,6 @@ instead of after the seconds `import torch` takes; utils.py has the rest of trai
 import argparse
 import contextlib
 import csv
-import io
 import json
 import os
 import re
@@ -194,7 +193,8 @@ def read_metrics_rows(path):
     was logging had no checkpoint yet, so the resumed run logs it again. A missing column is a ValueError."""
     with open(path, newline='', encoding='utf-8') as f:
         text = f.read()
-    reader = csv.DictReader(io.StringIO(text[:text.rfind('\n') + 1]))  # up to the last line end
+    lines = text[:text.rfind('\n') + 1].split('\n')[:-1]  # up to the last line end
+    reader = csv.DictReader(line for line in lines if '\0' not in line)  # Python 3.10's csv stops at a NUL
     missing = [column for column in METRICS_COLUMNS if column not in (reader.fieldnames or METRICS_COLUMNS)]
     if missing:
         raise ValueError(f"no column '{missing[0]}'")
