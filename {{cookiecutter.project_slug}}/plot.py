@@ -201,7 +201,8 @@ def drawn_format(output):
 
 def legend_below(figure, grid, handles, labels, most_columns=5):
     """The runs' legend in the grid's second row, clear of every curve however many runs there are: as
-    many columns as fit the figure's width, and the figure made taller by its rows."""
+    many columns as fit the figure's width, and the figure made taller by its rows (and wider, for labels
+    longer than it is wide)."""
     key = figure.add_subplot(grid[1, :])
     key.axis('off')
     renderer = figure.canvas.get_renderer()
@@ -211,7 +212,7 @@ def legend_below(figure, grid, handles, labels, most_columns=5):
         if size.width <= 0.95 * figure.bbox.width:
             break
     height = size.height / figure.dpi + 0.1
-    figure.set_size_inches(PANELS_SIZE[0], PANELS_SIZE[1] + height)
+    figure.set_size_inches(max(PANELS_SIZE[0], size.width / figure.dpi + 0.5), PANELS_SIZE[1] + height)
     grid.set_height_ratios([PANELS_SIZE[1], height])
 
 

@@ -440,11 +440,13 @@ def test_each_compared_run_has_a_colour_of_its_own(tmp_path, drawn_figures, n_ru
     assert len(colours) == n_runs and len({str(colour) for colour in colours.values()}) == n_runs
 
 
-@pytest.mark.parametrize('n_runs', [2, 30])
-def test_a_comparisons_legend_sits_under_the_panels_clear_of_every_curve(tmp_path, drawn_figures, n_runs):
+@pytest.mark.parametrize('n_runs, value_length', [(2, 10), (30, 10), (2, 300)])
+def test_a_comparisons_legend_sits_under_the_panels_clear_of_every_curve(tmp_path, drawn_figures, n_runs,
+                                                                         value_length):
     for i in range(n_runs):  # labels as long as they get: four differing hyperparameters and '2 more'
         hand_made_run(tmp_path / f'20260101_1200{i:02d}', {'lr': 10.0 ** -i, 'batch_size': 2 ** i, 'seed': i,
-                      'weight_decay': i / 1e4, 'warmup_steps': 100 * i, 'clip_flag': i % 2 == 0}, [0.9, 0.8, 0.7])
+                      'weight_decay': i / 1e4, 'augment': f'flip{i}'.rjust(value_length, '+'),
+                      'clip_flag': i % 2 == 0}, [0.9, 0.8, 0.7])
     plot.compare_runs(sorted(tmp_path.iterdir()), tmp_path / 'cmp.png')
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
