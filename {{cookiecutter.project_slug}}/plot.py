@@ -245,19 +245,24 @@ if __name__ == '__main__':
                         '.png, .svg, .pdf ...); never replaces a file')
     with one_line_errors():
         args = parser.parse_args()
-        folders = [resolve_run(run) for run in args.run]
+        comparing = len(args.run) > 1
+        files = [run for run in args.run if comparing and Path(run).is_file()]  # loggers/* matches a figure put there
+        names = [run for run in args.run if run not in files]
+        folders = [resolve_run(run) for run in names]
         resolved = [folder.resolve() for folder in folders]
-        repeated = [run for run, folder in zip(args.run, resolved) if resolved.count(folder) > 1]
+        repeated = [run for run, folder in zip(names, resolved) if resolved.count(folder) > 1]
         if repeated:
             raise RunError(f"run '{repeated[0]}' is given twice; name each run once")
-        if len(folders) == 1 and args.output is not None:
+        if not comparing and args.output is not None:
             raise RunError("--output names a comparison of two or more runs; one run's figure is its curves.png")
         if args.output == '':
             raise RunError("--output is empty; name the comparison's file, e.g. --output lr_sweep.png")
         try:
-            if len(folders) == 1:
+            if not comparing:
                 print(f'wrote {plot_run(folders[0])}')
             else:
+                for file in files:
+                    print(f'left out {file}: a file, not a run folder')
                 path, left_out = compare_runs(folders, 'comparison.png' if args.output is None else args.output)
                 for folder, why in left_out:
                     print(f'left out {folder}: {why}')

@@ -475,16 +475,19 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
     (tmp_path / 'loggers' / 'new').mkdir()  # just started
     (tmp_path / 'loggers' / 'broken').mkdir()
     (tmp_path / 'loggers' / 'broken' / 'metrics.csv').write_text('epoch,loss\n1,0.5\n')
+    (tmp_path / 'loggers' / 'sweep.png').write_text('an earlier --output loggers/sweep.png')  # loggers/* matches it
     monkeypatch.chdir(tmp_path)
     broken = os.path.join('loggers', 'broken')
-    assert run_as_command('plot.py', ['a', 'loggers/b', 'new', 'broken'], monkeypatch, capsys) == (
-        0, f"left out {os.path.join('loggers', 'new')}: no epochs yet\n"
+    assert run_as_command('plot.py', ['a', 'loggers/b', 'new', 'broken', 'loggers/sweep.png'], monkeypatch, capsys) == (
+        0, 'left out loggers/sweep.png: a file, not a run folder\n'
+           f"left out {os.path.join('loggers', 'new')}: no epochs yet\n"
            f"left out {broken}: '{os.path.join(broken, 'metrics.csv')}' is damaged (no column 'step')\n"
            'wrote comparison.png\n', '')
     drawn = (tmp_path / 'comparison.png').read_bytes()
     for args, message in [
         (['a', 'b'], "error: 'comparison.png' already exists; pass another --output, or move it away"),
         (['a', 'loggers/a'], "error: run 'a' is given twice; name each run once"),
+        (['loggers/sweep.png'], "error: no run 'loggers/sweep.png': pass a timestamp under loggers/ or a run's"),
         (['a', '--output', 'one.png'], "error: --output names a comparison of two or more runs; one run's figure is "
                                        'its curves.png'),
         (['a', 'b', '--output', 'no/such/x.png'], "error: cannot write 'no/such/x.png': the folder 'no/such' does not"),
