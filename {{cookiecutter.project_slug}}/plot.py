@@ -79,6 +79,14 @@ def whole_epochs(axes):
         ax.grid(alpha=0.3)
 
 
+def log_scale_for_wide_losses(ax, losses):
+    """A log scale for a loss axis whose values span more than two decades (a regression's squared error
+    falling from 1e4 to 1), where a linear one would flatten every epoch after the first few."""
+    if min(losses) > 0 and max(losses) > 100 * min(losses):
+        ax.set_yscale('log')
+        ax.set_ylabel('loss (log scale)')
+
+
 def plot_run(folder):
     """Write <folder>/curves.png and return its path. Raises ImportError without matplotlib, RunError
     when metrics.csv is missing or damaged or the image cannot be written."""
@@ -95,6 +103,7 @@ def plot_run(folder):
         ax.axvline(epochs[best], color='grey', linestyle='--', linewidth=1, label=f'best epoch ({epochs[best]:g})')
         ax.plot(epochs[best], m[f'valid_{name}'][best], 'o', color='C1', markersize=9, fillstyle='none')
         ax.set(xlabel='epoch', ylabel=label, title=label)
+    log_scale_for_wide_losses(axes[0], m['train_loss'] + m['valid_loss'])
     axes[2].plot(epochs, m['lr'], marker=marker, color='C2', label='learning rate (end of epoch)')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
@@ -168,6 +177,7 @@ def compare_runs(folders, output):
         axes[2].plot(epochs, m['lr'], color=colour)
     for ax, label in ((axes[0], 'loss'), (axes[1], METRIC_LABEL)):
         ax.set(xlabel='epoch', ylabel=label, title=f'{label} (valid solid, train dashed, o: best epoch)')
+    log_scale_for_wide_losses(axes[0], [loss for m in metrics for loss in m['train_loss'] + m['valid_loss']])
     axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     whole_epochs(axes)

@@ -188,6 +188,20 @@ def test_curves_tick_whole_epochs(tmp_path, drawn_figures):
         assert ticks and all(t == int(t) for t in ticks), ticks
 
 
+@pytest.mark.draws_curves
+@pytest.mark.parametrize('valid_losses, scale', [([1000.0, 10.0, 1.0, 0.5], 'log'), ([0.9, 0.8, 0.7], 'linear'),
+                                                 ([5.0, 0.0, 0.7], 'linear')])  # a zero has no place on a log scale
+def test_losses_that_span_more_than_two_decades_are_drawn_on_a_log_scale(tmp_path, drawn_figures, valid_losses, scale):
+    hand_made_run(tmp_path / 'a', {'lr': 0.1}, valid_losses)
+    hand_made_run(tmp_path / 'b', {'lr': 0.2}, [0.9, 0.8])
+    plot.plot_run(tmp_path / 'a')
+    plot.compare_runs([tmp_path / 'a', tmp_path / 'b'], tmp_path / 'cmp.png')
+    assert len(drawn_figures) == 2
+    for figure in drawn_figures:  # the run's curves.png, then the comparison
+        loss_axes = figure.axes[0]
+        assert (loss_axes.get_yscale(), loss_axes.get_ylabel()) == (scale, 'loss (log scale)' if scale == 'log' else 'loss')
+
+
 def test_the_best_epoch_is_the_lowest_valid_loss_in_metrics(tmp_path):
     (tmp_path / 'metrics.csv').write_text(','.join(METRICS_COLUMNS) + '\n1,5,2,0.1,1.5,0.2,1e-4,1\n'
                                           '2,10,1,0.5,0.7,0.6,1e-4,1\n3,15,0.5,0.8,0.9,0.5,1e-4,1\n')
