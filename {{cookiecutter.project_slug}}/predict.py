@@ -47,8 +47,8 @@ def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
 
 
 def confusion_file(output):
-    """predictions.csv -> predictions_confusion.csv"""
-    return output.with_name(f'{output.stem}_confusion.csv')
+    """predictions.csv -> predictions_confusion.csv (.tsv -> _confusion.tsv)"""
+    return output.with_name(f'{output.stem}_confusion{output.suffix}')
 
 
 def confusion_rows(confusion, names):
@@ -69,9 +69,22 @@ def confusion_rows(confusion, names):
 {%- endif %}
 
 
+DELIMITERS = {'.csv': ',', '.txt': ',', '': ',', '.tsv': '\t'}  # by the output's suffix
+
+
+def table_delimiter(output):
+    """The delimiter of the table `output` names: a tab for .tsv, else a comma. Raises RunError for a suffix
+    that names another format (.parquet, .json, .xlsx): the file would be a CSV under a name that says not."""
+    if output.suffix.lower() not in DELIMITERS:
+        raise RunError(f"predict.py writes a CSV or TSV table, not '{output.suffix}'; end --output with .csv or .tsv")
+    return DELIMITERS[output.suffix.lower()]
+
+
 def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256, n_samples=256):
-    """Write the predictions to `output`; return (number of samples, test loss, test metric) or Nones."""
+    """Write the predictions to `output`, a CSV table (TSV for .tsv); return (number of samples, test loss,
+    test metric) or Nones."""
     output = Path(output)
+    delimiter = table_delimiter(output)
     check_new_output(output)
     check_minimums({'batch_size': batch_size, 'n_samples': n_samples}, {'batch_size': 1, 'n_samples': 1})
     if not Path(checkpoint_path).is_file():
@@ -101,7 +114,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     loss_sum = metric_sum = 0.0
     ids = iter(dataset.ids)
     with new_file(output) as f, torch.inference_mode():
-        writer = csv.writer(f)
+        writer = csv.writer(f, delimiter=delimiter)
         writer.writerow(header)
         for *inputs, target in tqdm(loader, desc='predict', **bar_options()):
             try:
@@ -127,7 +140,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
                 confusion += torch.bincount(pairs, minlength=len(names) ** 2).view(len(names), len(names)).cpu()
     if dataset.has_labels:
         with new_file(confusion_path) as f:
-            csv.writer(f).writerows(confusion_rows(confusion, names))
+            csv.writer(f, delimiter=delimiter).writerows(confusion_rows(confusion, names))
 {%- endif %}
     if not dataset.has_labels:
         return len(dataset), None, None
@@ -143,7 +156,8 @@ if __name__ == '__main__':
 {%- else %}
     parser.add_argument('--data', help="data in this project's layout (default: the run's dataset_dir)")
 {%- endif %}
-    parser.add_argument('--output', default='predictions.csv', help='where to write (never overwritten)')
+    parser.add_argument('--output', default='predictions.csv', help='where to write (never overwritten); a .tsv name '
+                        'writes tab-separated values')
     parser.add_argument('--batch_size', type=int, default=256)
 {%- if cookiecutter.dataset == 'synthetic' %}
     parser.add_argument('--n_samples', type=int, default=256, help='how many fresh samples to draw (default: 256)')

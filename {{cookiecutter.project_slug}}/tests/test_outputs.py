@@ -565,6 +565,26 @@ def test_a_comparison_that_cannot_be_written_is_a_one_line_error_leaving_no_file
     assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'b']
 
 
+def test_predict_writes_the_table_its_output_names(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    _, ckpts = only_run(workdir)
+    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    n, _, _ = predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p.tsv')
+    with open(workdir / 'p.tsv', newline='') as f:
+        table = list(csv.reader(f, delimiter='\t'))
+    assert table[0][:2] == ['id', 'prediction'] and len(table) == n + 1
+    assert all(len(row) == len(table[0]) for row in table)
+{%- if classification %}
+    with open(workdir / 'p_confusion.tsv', newline='') as f:
+        assert next(csv.reader(f, delimiter='\t'))[0] == 'true \\ predicted'
+{%- endif %}
+    for name in ('p.parquet', 'p.json'):
+        with pytest.raises(RunError, match=rf"^predict.py writes a CSV or TSV table, not '{re.escape(name[1:])}'; "
+                                           r'end --output with \.csv or \.tsv$'):
+            predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / name)
+        assert not (workdir / name).exists()
+
+
 def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_args, capsys):
     assert run(data_args + ['--n_epoch', 2]) == 0
     logs, ckpts = only_run(workdir)
