@@ -430,7 +430,8 @@ def decoded_as(path, mode):
 
 
 def sixteen_bit_colour(image):
-    """A 16-bit colour PNG's or TIFF's levels, 0..65535, upright: (height, width, 3 or 4); None for other images.
+    """A 16-bit colour PNG's or TIFF's levels, 0..65535, upright: (height, width, 3 or 4, the 4th alpha, also
+    from a PNG's transparent colour); None for other images.
 
     Pillow reads such a file as 8-bit, keeping each value's high byte only (a 12-bit camera's picture comes
     out almost black); decoding the file again in the other byte order gives the low bytes."""
@@ -442,7 +443,12 @@ def sixteen_bit_colour(image):
         return None
     high = upright_bytes(image)
     low = decoded_as(image.filename, f'{mode};16{OTHER_BYTE_ORDER[depth[2:]]}')
-    return high.float() * 256 + low.float()
+    levels = high.float() * 256 + low.float()
+    key = image.info.get('transparency')  # a PNG's tRNS colour key: pixels of exactly this colour are transparent
+    if mode == 'RGB' and isinstance(key, tuple) and len(key) == 3:
+        opaque = (levels != torch.tensor(key, dtype=levels.dtype)).any(dim=2, keepdim=True)
+        levels = torch.cat([levels, opaque.float() * 65535], dim=2)
+    return levels
 
 
 def image_files(folder):

@@ -404,9 +404,10 @@ def paeth(left, up, up_left):
     return min((abs(guess - left), 0, left), (abs(guess - up), 1, up), (abs(guess - up_left), 2, up_left))[2]
 
 
-def write_16_bit_png(path, levels, orientation=1):
+def write_16_bit_png(path, levels, orientation=1, transparent=None):
     """A 16-bit PNG of `levels` (height, width, 2 grey and alpha, 3 RGB or 4 RGBA), its rows filtered in
-    turn by each of PNG's five filters (which undo with the pixel's size in bytes), with an EXIF orientation."""
+    turn by each of PNG's five filters (which undo with the pixel's size in bytes), with an EXIF orientation
+    and, for RGB, a `transparent` colour (tRNS)."""
     height, width, channels = levels.shape
     size = 2 * channels  # bytes per pixel
     rows = [list(struct.pack(f'>{width * channels}H', *row.flatten().tolist())) for row in levels]
@@ -421,7 +422,8 @@ def write_16_bit_png(path, levels, orientation=1):
         above = row
     exif = b'MM\x00*' + struct.pack('>IHHHIHHI', 8, 1, 0x0112, 3, 1, orientation, 0, 0)
     header = struct.pack('>IIBBBBB', width, height, 16, {2: 4, 3: 2, 4: 6}[channels], 0, 0, 0)
-    path.write_bytes(b'\x89PNG\r\n\x1a\n' + png_chunk(b'IHDR', header) + png_chunk(b'eXIf', exif)
+    key = png_chunk(b'tRNS', struct.pack('>3H', *transparent)) if transparent else b''
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + png_chunk(b'IHDR', header) + png_chunk(b'eXIf', exif) + key
                      + png_chunk(b'IDAT', zlib.compress(data)) + png_chunk(b'IEND', b''))
 
 
@@ -469,6 +471,25 @@ def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channel
     rgb, alpha = scaled[:3], scaled[3:] if own_channels != 3 else torch.ones(1, size, size)  # none: opaque
     expected = {1: (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]).unsqueeze(0), 3: rgb,
                 4: torch.cat([rgb, alpha])}[channels]  # Pillow's luma weights; RGB drops the alpha, as Pillow does
+    torch.testing.assert_close(pixels, expected.float(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('channels', [3, 4])
+def test_a_16_bit_pngs_transparent_colour_is_its_alpha(tmp_path, config, channels):
+    first = two_class_images(tmp_path / 'data', config).files[0]
+    size = DATA_CONFIG['image_size']
+    levels = torch.randint(0, 4096, (size, size, 3), generator=torch.Generator().manual_seed(2))
+    key = (1000, 2000, 3000)
+    levels[0, :3] = torch.tensor(key)
+    levels[1, 0] = torch.tensor([1000, 2000, 3001])  # one level off the key: opaque
+    write_16_bit_png(first.with_name('keyed.png'), levels, orientation=3, transparent=key)
+    dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
+    pixels, _ = dataset[dataset.files.index(first.with_name('keyed.png'))]
+    upright = levels.flip(0, 1)
+    expected = (upright / 32767.5 - 1).permute(2, 0, 1)
+    if channels == 4:  # transparent (-1) where the colour is the key, opaque (1) elsewhere
+        expected = torch.cat([expected, (upright != torch.tensor(key)).any(2).float().unsqueeze(0) * 2 - 1])
+        assert (expected[3] == -1).sum() == 3
     torch.testing.assert_close(pixels, expected.float(), rtol=0, atol=1e-5)
 
 
