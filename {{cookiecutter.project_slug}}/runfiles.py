@@ -194,13 +194,14 @@ def read_metrics_rows(path):
     with open(path, newline='', encoding='utf-8') as f:
         text = f.read()
     lines = text[:text.rfind('\n') + 1].split('\n')[:-1]  # up to the last line end
-    reader = csv.DictReader(line for line in lines if '\0' not in line)  # Python 3.10's csv stops at a NUL
-    missing = [column for column in METRICS_COLUMNS if column not in (reader.fieldnames or METRICS_COLUMNS)]
+    header = csv_fields(lines[0]) if lines else METRICS_COLUMNS
+    missing = [column for column in METRICS_COLUMNS if column not in (header or ())]
     if missing:
         raise ValueError(f"no column '{missing[0]}'")
     rows = []
-    for row in reader:
-        if not whole_row(row):
+    for line in lines[1:]:
+        row = whole_row(header, line)
+        if row is None:
             continue
         while rows and int(rows[-1]['epoch']) >= int(row['epoch']):
             rows.pop()
@@ -208,14 +209,25 @@ def read_metrics_rows(path):
     return rows
 
 
-def whole_row(row):
-    """Whether a csv.DictReader row of metrics.csv is complete: no field missing or extra, each a number."""
-    if None in row or None in row.values():  # DictReader's marks of extra and missing fields
-        return False
+def csv_fields(line):
+    """One line's CSV fields; None for a line csv cannot read (a NUL on Python 3.10, a field over its limit)."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return None
+
+
+def whole_row(header, line):
+    """A metrics.csv line as {column: value}, or None when it is not a whole row: a field missing or extra,
+    one that is not a number, or not CSV at all (a power cut's zeros)."""
+    fields = csv_fields(line)
+    if fields is None or len(fields) != len(header):
+        return None
+    row = dict(zip(header, fields))
     try:
         int(row['epoch'])
         for column in METRICS_COLUMNS[1:]:
             float(row[column])
     except ValueError:
-        return False
-    return True
+        return None
+    return row

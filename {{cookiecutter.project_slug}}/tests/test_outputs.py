@@ -102,12 +102,13 @@ def test_a_row_cut_short_by_a_crash_is_skipped_and_the_resumed_run_logs_that_epo
 def test_metrics_rows_cut_short_are_skipped_and_a_missing_column_is_damage(tmp_path):
     path = tmp_path / 'metrics.csv'
     whole = [f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1\r\n' for e in (1, 2, 3)]
-    for lines in ([whole[0], '\0' * 40 + '\r\n', whole[1], whole[2]],  # a power cut's zeros, then a resume
-                  [whole[0], '2,10,1,0.5\r\n', whole[1], '2,10,1,0.5,0.2,0.6,1e-4,x\r\n', whole[2]],
-                  [whole[0], whole[1], whole[2], '4,20,1,0.5,0.4,0.6,1e-4,1.']):  # no line end: cut in its last value
+    zeros, too_long = '\0' * 40 + '\r\n', 'x' * 200_000 + '\r\n'  # a power cut's; over csv's field limit
+    for case, lines in enumerate([[whole[0], zeros, whole[1], too_long, whole[2]],
+                                  [whole[0], '2,10,1,0.5\r\n', whole[1], '2,10,1,0.5,0.2,0.6,1e-4,x\r\n', whole[2]],
+                                  [*whole, '4,20,1,0.5,0.4,0.6,1e-4,1.']]):  # no line end: cut in its last value
         path.write_text(','.join(METRICS_COLUMNS) + '\r\n' + ''.join(lines), newline='')
         assert [(row['epoch'], row['valid_loss']) for row in read_metrics_rows(path)] == [
-            ('1', '0.1'), ('2', '0.2'), ('3', '0.3')], lines
+            ('1', '0.1'), ('2', '0.2'), ('3', '0.3')], case
     path.write_text('epoch,step,loss\r\n1,5,0.3\r\n')
     with pytest.raises(ValueError, match="no column 'train_loss'"):
         read_metrics_rows(path)
