@@ -458,13 +458,13 @@ def test_each_compared_run_has_a_colour_of_its_own(tmp_path, drawn_figures, n_ru
 @pytest.mark.parametrize('n_runs, value_length', [(2, 10), (30, 10), (2, 300)])
 def test_a_comparisons_legend_sits_under_the_panels_clear_of_every_curve(tmp_path, drawn_figures, n_runs,
                                                                          value_length):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     for i in range(n_runs):  # labels as long as they get: four differing hyperparameters and '2 more'
         hand_made_run(tmp_path / f'20260101_1200{i:02d}', {'lr': 10.0 ** -i, 'batch_size': 2 ** i, 'seed': i,
                       'weight_decay': i / 1e4, 'augment': f'flip{i}'.rjust(value_length, '+'),
                       'clip_flag': i % 2 == 0}, [0.9, 0.8, 0.7])
     plot.compare_runs(sorted(tmp_path.iterdir()), tmp_path / 'cmp.png')
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     figure = drawn_figures[0]
     canvas = FigureCanvasAgg(figure)  # closed figures lose theirs
     canvas.draw()
@@ -520,7 +520,7 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
     assert (code, stdout) == (0, 'wrote sweep.png\n')
 
 
-def test_a_comparison_is_written_in_the_format_its_name_ends_with(tmp_path, monkeypatch, capsys):
+def test_a_comparison_is_written_in_the_format_its_name_ends_with(tmp_path):
     pytest.importorskip('matplotlib')
     hand_made_run(tmp_path / 'a', {'lr': 0.001}, [0.9, 0.8])
     hand_made_run(tmp_path / 'b', {'lr': 0.01}, [0.7, 0.5])
