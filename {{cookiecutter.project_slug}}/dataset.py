@@ -547,8 +547,11 @@ class ImageFolderDataset(Dataset):
         return pixels.view(self.size, self.size, -1).permute(2, 0, 1), self.targets[index]
 
     def fine_greyscale(self, image, path):
-        """A 16-bit or 32-bit float greyscale image, resized, in [-1, 1] with all its levels: (size, size, channels)."""
+        """A 16-bit or 32-bit float greyscale image, resized, in [-1, 1] with all its levels: (size, size, channels).
+        As RGBA, a PNG's transparent grey level (its tRNS key) has alpha -1, as Pillow gives 8-bit images."""
         full_scale = FULL_SCALE[image.mode[0]]
+        key = image.info.get('transparency')
+        height, width = image.height, image.width
         image = image.convert('F')
         values = pixel_values(image, torch.float32)
         low, high = values.aminmax()
@@ -561,7 +564,11 @@ class ImageFolderDataset(Dataset):
         grey = grey / (full_scale / 2) - 1
         if self.mode == 'L':
             return grey
-        return torch.cat([grey] * 3 + [torch.ones_like(grey)] * (self.mode == 'RGBA'), dim=2)  # alpha: opaque
+        alpha = torch.ones_like(grey)  # opaque
+        if isinstance(key, int):
+            opaque = (values != key).float().view(1, 1, height, width)
+            alpha = F.interpolate(opaque, size=(self.size, self.size), mode='bilinear', antialias=True).view_as(grey) * 2 - 1
+        return torch.cat([grey] * 3 + [alpha] * (self.mode == 'RGBA'), dim=2)
 
     def fine_colour(self, levels):
         """A 16-bit colour image's levels (see sixteen_bit_colour), resized, in [-1, 1]: (size, size, channels).

@@ -405,9 +405,9 @@ def paeth(left, up, up_left):
 
 
 def write_16_bit_png(path, levels, orientation=1, transparent=None):
-    """A 16-bit PNG of `levels` (height, width, 2 grey and alpha, 3 RGB or 4 RGBA), its rows filtered in
-    turn by each of PNG's five filters (which undo with the pixel's size in bytes), with an EXIF orientation
-    and, for RGB, a `transparent` colour (tRNS)."""
+    """A 16-bit PNG of `levels` (height, width, 1 grey, 2 grey and alpha, 3 RGB or 4 RGBA), its rows filtered
+    in turn by each of PNG's five filters (which undo with the pixel's size in bytes), with an EXIF orientation
+    and, for grey or RGB, a `transparent` grey level or colour (tRNS: a tuple of 1 or 3 levels)."""
     height, width, channels = levels.shape
     size = 2 * channels  # bytes per pixel
     rows = [list(struct.pack(f'>{width * channels}H', *row.flatten().tolist())) for row in levels]
@@ -421,8 +421,8 @@ def write_16_bit_png(path, levels, orientation=1, transparent=None):
         data += bytes([kind] + [(x - g) % 256 for x, g in zip(row, guess)])
         above = row
     exif = b'MM\x00*' + struct.pack('>IHHHIHHI', 8, 1, 0x0112, 3, 1, orientation, 0, 0)
-    header = struct.pack('>IIBBBBB', width, height, 16, {2: 4, 3: 2, 4: 6}[channels], 0, 0, 0)
-    key = png_chunk(b'tRNS', struct.pack('>3H', *transparent)) if transparent else b''
+    header = struct.pack('>IIBBBBB', width, height, 16, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, 0)
+    key = png_chunk(b'tRNS', struct.pack(f'>{len(transparent)}H', *transparent)) if transparent else b''
     path.write_bytes(b'\x89PNG\r\n\x1a\n' + png_chunk(b'IHDR', header) + png_chunk(b'eXIf', exif) + key
                      + png_chunk(b'IDAT', zlib.compress(data)) + png_chunk(b'IEND', b''))
 
@@ -474,23 +474,38 @@ def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channel
     torch.testing.assert_close(pixels, expected.float(), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize('channels', [3, 4])
-def test_a_16_bit_pngs_transparent_colour_is_its_alpha(tmp_path, config, channels):
+@pytest.mark.parametrize('channels', [1, 3, 4])
+@pytest.mark.parametrize('key', [(1000, 2000, 3000), (1000,)])  # a colour, or a grey level
+def test_a_16_bit_pngs_transparent_colour_is_its_alpha(tmp_path, config, channels, key):
     first = two_class_images(tmp_path / 'data', config).files[0]
     size = DATA_CONFIG['image_size']
-    levels = torch.randint(0, 4096, (size, size, 3), generator=torch.Generator().manual_seed(2))
-    key = (1000, 2000, 3000)
+    levels = torch.randint(0, 1000, (size, size, len(key)), generator=torch.Generator().manual_seed(2))  # not the key
     levels[0, :3] = torch.tensor(key)
-    levels[1, 0] = torch.tensor([1000, 2000, 3001])  # one level off the key: opaque
+    levels[1, 0] = torch.tensor(key) + 1  # one level off the key: opaque
     write_16_bit_png(first.with_name('keyed.png'), levels, orientation=3, transparent=key)
     dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
     pixels, _ = dataset[dataset.files.index(first.with_name('keyed.png'))]
     upright = levels.flip(0, 1)
-    expected = (upright / 32767.5 - 1).permute(2, 0, 1)
-    if channels == 4:  # transparent (-1) where the colour is the key, opaque (1) elsewhere
-        expected = torch.cat([expected, (upright != torch.tensor(key)).any(2).float().unsqueeze(0) * 2 - 1])
-        assert (expected[3] == -1).sum() == 3
+    scaled = (upright / 32767.5 - 1).permute(2, 0, 1).expand(3, size, size)  # grey: the same level in R, G and B
+    expected = {1: (0.299 * scaled[0] + 0.587 * scaled[1] + 0.114 * scaled[2]).unsqueeze(0), 3: scaled,
+                4: torch.cat([scaled, (upright != torch.tensor(key)).any(2).float().unsqueeze(0) * 2 - 1])}[channels]
+    assert channels < 4 or (expected[3] == -1).sum() == 3  # transparent (-1) where the colour is the key
     torch.testing.assert_close(pixels, expected.float(), rtol=0, atol=1e-5)
+
+
+def test_a_16_bit_grey_pngs_transparency_is_resized_as_pillow_resizes(tmp_path, config):
+    first = two_class_images(tmp_path / 'data', config).files[0]
+    size = DATA_CONFIG['image_size']
+    levels = torch.randint(0, 1000, (3 * size, 2 * size + 1, 1), generator=torch.Generator().manual_seed(3))
+    levels[:size] = 1000  # a transparent band along the top
+    write_16_bit_png(first.with_name('band.png'), levels, transparent=(1000,))
+    dataset = read_images(tmp_path / 'data', {**config, 'image_channels': 4})
+    pixels, _ = dataset[dataset.files.index(first.with_name('band.png'))]
+    opaque = (levels[..., 0] != 1000).float()
+    data = struct.pack(f'={opaque.numel()}f', *opaque.flatten().tolist())
+    image = Image.frombytes('F', opaque.shape[::-1], data).resize((size, size), Image.Resampling.BILINEAR)
+    expected = torch.tensor(struct.unpack(f'={size * size}f', image.tobytes())).view(size, size)
+    torch.testing.assert_close(pixels[3], expected * 2 - 1, rtol=0, atol=1e-5)
 
 
 def test_a_16_bit_colour_image_is_resized_as_pillow_resizes(tmp_path, config):
