@@ -453,6 +453,10 @@ def parse_args(config, argv=None):
     config_file = overrides.pop('config', None)
     if config_file is not None:
         overrides = {**read_config_file(config_file, config), **overrides}
+    for option, value, instead in (('resume', resume, 'a new run'), ('run_name', run_name, 'a timestamped run')):
+        if value == '':  # "$NAME" of an unset shell variable: a requeued job would start afresh every time
+            raise RunError(f'--{option} is empty (an unset shell variable?); give it a value, or leave --{option} out '
+                           f'for {instead}')
     if run_name is not None and resume is not None:
         raise RunError('pass --run_name or --resume, not both: --run_name resumes its run when it has a checkpoint')
     return overrides, resume, run_name

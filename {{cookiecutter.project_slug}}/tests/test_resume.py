@@ -253,6 +253,8 @@ def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoi
 @pytest.mark.parametrize('argv, message', [
     (['--run_name', 'a/b'], "--run_name must be a folder name of letters, digits, '_', '-' and '.', got 'a/b'"),
     (['--run_name', '..'], "--run_name must be a folder name .+ got '..'"),
+    (['--run_name', ''], r"^--run_name is empty \(an unset shell variable\?\); give it a value, or leave --run_name out "
+                         'for a timestamped run$'),
     (['--run_name', 'x', '--resume', 'x'], 'pass --run_name or --resume, not both'),
     (['--run_name', 'x', '--checkpoints_dir', 'elsewhere'], 'drop --checkpoints_dir'),
     (['--run_name', 'moved'], r"run moved cannot go on in its own folders: its run's loggers folder '.*loggers/moved' "
@@ -734,7 +736,7 @@ class Payload:
 
 
 @pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'only a best', 'no checkpoint yet', 'truncated',
-                                     'garbage', 'text', 'code', 'architecture'])
+                                     'garbage', 'text', 'code', 'architecture', 'empty'])
 def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args, problem, capsys):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
@@ -762,6 +764,8 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
     elif problem == 'code':
         target, expected = str(workdir / 'evil.pt'), 'refused to load'
         (workdir / 'evil.pt').write_bytes(pickle.dumps({'format_version': 1, 'x': Payload()}, protocol=2))
+    elif problem == 'empty':  # "$CHECKPOINT" of an unset variable: not a new run in its place
+        target, expected = '', r'^--resume is empty \(an unset shell variable\?\); give it a value, or leave --resume out for a new run$'
     elif problem == 'architecture':  # another project's checkpoint: its model and its data both differ
         checkpoint = load(latest)
         name = next(iter(checkpoint['model']))
