@@ -390,6 +390,8 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.ti
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and float greyscale images
 EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
+BITS_PER_SAMPLE, PLANAR_CONFIGURATION, EXTRA_SAMPLES = 258, 284, 338  # TIFF tags
+ASSOCIATED_ALPHA = 1  # an ExtraSamples value: colours premultiplied by the alpha
 
 
 def pixel_values(image, dtype):
@@ -406,7 +408,11 @@ def raw_mode(image):
     other files, or once the image is loaded."""
     if image.format not in ('PNG', 'TIFF') or not image.tile:
         return ''
-    args = image.tile[0][3]
+    return tile_raw_mode(image.tile[0])
+
+
+def tile_raw_mode(tile):
+    args = tile[3]
     return args if isinstance(args, str) else args[0]  # TIFF: (raw mode, ...)
 
 
@@ -423,10 +429,32 @@ def with_raw_mode(tile, mode):
 
 
 def decoded_as(path, mode):
-    """The file's pixels unpacked with raw mode `mode` instead of their own, upright (see upright_bytes)."""
+    """The file's pixels unpacked with raw mode `mode` instead of their own, upright (see upright_bytes).
+    A `mode` that starts with ';' follows each tile's own: a planar TIFF's 'R' tile with ';16B' is 'R;16B'."""
     with Image.open(path) as image:
-        image.tile = [with_raw_mode(tile, mode) for tile in image.tile]
+        image.tile = [with_raw_mode(tile, tile_raw_mode(tile) + mode if mode.startswith(';') else mode)
+                      for tile in image.tile]
         return upright_bytes(image)
+
+
+def tiff_tag(image, tag):
+    """A TIFF tag's values as a tuple (() where absent, or not a TIFF)."""
+    value = image.tag_v2.get(tag, ()) if image.format == 'TIFF' else ()
+    return value if isinstance(value, tuple) else (value,)
+
+
+def sixteen_bit_planes_order(image):
+    """'B' or 'L' (the byte order) for an uncompressed 16-bit colour TIFF stored a plane per band, whose planes
+    Pillow unpacks as 8-bit ('R', 'G', ...: half of each plane's bytes, high and low mixed, as pixels); None
+    for other images. A compressed one, which libtiff decodes to high bytes only, is an error."""
+    if tiff_tag(image, PLANAR_CONFIGURATION) != (2,) or set(tiff_tag(image, BITS_PER_SAMPLE)) != {16}:
+        return None
+    if len(tiff_tag(image, BITS_PER_SAMPLE)) == 1:  # one band: planes or not, the same bytes
+        return None
+    if not all(len(tile_raw_mode(tile)) == 1 for tile in image.tile):
+        raise RunError(f"image '{image.filename}' is a compressed 16-bit TIFF stored a plane per band, which Pillow "
+                       'reads as 8 bits; save it with its bands interleaved (planar configuration 1), or uncompressed')
+    return 'B' if image.tag_v2.prefix == b'MM' else 'L'
 
 
 def sixteen_bit_colour(image):
@@ -434,16 +462,26 @@ def sixteen_bit_colour(image):
     from a PNG's transparent colour); None for other images.
 
     Pillow reads such a file as 8-bit, keeping each value's high byte only (a 12-bit camera's picture comes
-    out almost black); decoding the file again in the other byte order gives the low bytes."""
+    out almost black); decoding the file again in the other byte order gives the low bytes. A TIFF's
+    premultiplied colours (its alpha 'associated') are divided by the alpha after both decodes."""
     mode, _, depth = raw_mode(image).partition(';')
     if mode == 'LA' and depth == '16B':  # grey and alpha (PNG): its 4 bytes a pixel, unpacked as they are
         grey_alpha = decoded_as(image.filename, 'RGBA').unflatten(2, (2, 2)).float() @ torch.tensor([256.0, 1.0])
         return grey_alpha[..., [0, 0, 0, 1]]
-    if mode not in ('RGB', 'RGBA') or depth[:2] != '16' or depth[2:] not in OTHER_BYTE_ORDER:
+    order = sixteen_bit_planes_order(image)
+    if order is not None:
+        high, low = (decoded_as(image.filename, f';16{o}') for o in (order, OTHER_BYTE_ORDER[order]))
+    elif mode in ('RGB', 'RGBA', 'RGBX', 'RGBa') and depth[:2] == '16' and depth[2:] in OTHER_BYTE_ORDER:
+        as_stored = 'RGBA' if mode == 'RGBa' else mode  # Pillow's RGBa divides the high bytes alone by the alpha
+        high = decoded_as(image.filename, f'{as_stored};{depth}') if mode == 'RGBa' else upright_bytes(image)
+        low = decoded_as(image.filename, f'{as_stored};16{OTHER_BYTE_ORDER[depth[2:]]}')
+        high, low = (part[..., :3 if mode in ('RGB', 'RGBX') else 4] for part in (high, low))  # RGBX: X dropped
+    else:
         return None
-    high = upright_bytes(image)
-    low = decoded_as(image.filename, f'{mode};16{OTHER_BYTE_ORDER[depth[2:]]}')
     levels = high.float() * 256 + low.float()
+    if levels.shape[2] == 4 and tiff_tag(image, EXTRA_SAMPLES)[:1] == (ASSOCIATED_ALPHA,):
+        alpha = levels[..., 3:]
+        levels[..., :3] = torch.where(alpha > 0, levels[..., :3] * 65535 / alpha, 0.0).clamp(max=65535)
     key = image.info.get('transparency')  # a PNG's tRNS colour key: pixels of exactly this colour are transparent
     if mode == 'RGB' and isinstance(key, tuple) and len(key) == 3:
         opaque = (levels != torch.tensor(key, dtype=levels.dtype)).any(dim=2, keepdim=True)

@@ -427,33 +427,48 @@ def write_16_bit_png(path, levels, orientation=1, transparent=None):
                      + png_chunk(b'IDAT', zlib.compress(data)) + png_chunk(b'IEND', b''))
 
 
-def write_16_bit_tiff(path, levels, byte_order, deflate):
-    """A one-strip 16-bit RGB(A) TIFF of `levels` (height, width, 3 or 4), in either byte order; deflated ones
-    are read through libtiff."""
+def write_16_bit_tiff(path, levels, byte_order, deflate, planar=False, extra_sample=2):
+    """A one-strip 16-bit RGB(A) TIFF of `levels` (height, width, 3 or 4), in either byte order, its bands
+    interleaved or `planar` (a strip per band); deflated ones are read through libtiff. `extra_sample` says what
+    a 4th band is: 2 alpha, 1 alpha the colours are premultiplied by (`levels` holds them so), 0 unspecified."""
     height, width, channels = levels.shape
     order = '<' if byte_order == 'little' else '>'
-    data = struct.pack(f'{order}{levels.numel()}H', *levels.flatten().tolist())
-    data = zlib.compress(data) if deflate else data
-    tags = [(256, width), (257, height), (258, None), (259, 8 if deflate else 1), (262, 2), (273, None),
-            (277, channels), (278, height), (279, len(data)), (284, 1)] + [(338, 2)] * (channels == 4)  # 338: alpha
-    bits_at = 8 + 2 + 12 * len(tags) + 4
-    data_at = bits_at + 2 * channels
-    ifd = b''.join(struct.pack(f'{order}HHII', tag, 3, channels, bits_at) if tag == 258  # 3 or 4 shorts: at an offset
-                   else struct.pack(f'{order}HHII', tag, 4, 1, data_at if tag == 273 else value) for tag, value in tags)
+    planes = [levels[..., band] for band in range(channels)] if planar else [levels]
+    strips = [struct.pack(f'{order}{plane.numel()}H', *plane.flatten().tolist()) for plane in planes]
+    strips = [zlib.compress(strip) if deflate else strip for strip in strips]
+    tags = {256: [width], 257: [height], 258: [16] * channels, 259: [8 if deflate else 1], 262: [2], 273: None,
+            277: [channels], 278: [height], 279: [len(strip) for strip in strips], 284: [2 if planar else 1],
+            **({338: [extra_sample]} if channels == 4 else {})}  # 273, 279: the strips' offsets and sizes
+    arrays_at = 8 + 2 + 12 * len(tags) + 4
+    strips_at = arrays_at + 2 * channels + (8 * len(strips) if planar else 0)  # after 258's, 273's and 279's arrays
+    tags[273] = [strips_at + sum(len(strip) for strip in strips[:i]) for i in range(len(strips))]
+    ifd, arrays = b'', b''
+    for tag, values in tags.items():  # a value over 4 bytes stands after the directory, at an offset
+        kind, letter = (3, 'H') if tag in (258, 259, 262, 277, 284, 338) else (4, 'I')
+        packed = struct.pack(f'{order}{len(values)}{letter}', *values)
+        if len(packed) > 4:
+            ifd += struct.pack(f'{order}HHII', tag, kind, len(values), arrays_at + len(arrays))
+            arrays += packed
+        else:
+            ifd += struct.pack(f'{order}HHI', tag, kind, len(values)) + packed.ljust(4, b'\0')
     path.write_bytes((b'II*\x00' if order == '<' else b'MM\x00*') + struct.pack(f'{order}IH', 8, len(tags)) + ifd
-                     + bytes(4) + struct.pack(f'{order}{channels}H', *[16] * channels) + data)
+                     + bytes(4) + arrays + b''.join(strips))
 
 
 @pytest.mark.parametrize('channels', [1, 3, 4])
 @pytest.mark.parametrize('stored', ['png rgb', 'png rgba', 'png grey alpha', 'png rgb sideways', 'tiff rgb little',
-                                    'tiff rgba big', 'tiff rgb deflate'])
+                                    'tiff rgba big', 'tiff rgb deflate', 'tiff rgb planar', 'tiff rgba planar big',
+                                    'tiff rgbx', 'tiff rgba premultiplied'])
 def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channels):
-    # Pillow reads them as 8-bit, keeping the high bytes: a 12-bit camera's levels (0..4095) come out as 0..15
+    # Pillow reads them as 8-bit, keeping the high bytes: a 12-bit camera's levels (0..4095) come out as 0..15;
+    # and an uncompressed planar TIFF's as half of its bytes, high and low mixed
     first = two_class_images(tmp_path / 'data', config).files[0]
     size = DATA_CONFIG['image_size']
     kind = stored.split()
-    own_channels = {'rgb': 3, 'rgba': 4, 'grey': 2}[kind[1]]
+    own_channels = {'rgb': 3, 'rgba': 4, 'rgbx': 4, 'grey': 2}[kind[1]]
     levels = torch.randint(0, 4096, (size, size, own_channels), generator=torch.Generator().manual_seed(0))
+    if 'premultiplied' in kind:  # alphas this high keep the colours within a level of their own through the division
+        levels[..., 3] += 40000
     levels[0, 0] = 65535  # black to white
     levels[0, 1] = 0
     upright = levels.flip(0, 1) if 'sideways' in kind else levels
@@ -462,16 +477,33 @@ def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channel
         write_16_bit_png(image, levels, orientation=3 if 'sideways' in kind else 1)  # 3: turned by 180 degrees
     else:
         image = first.with_name('levels.tif')
-        write_16_bit_tiff(image, levels, 'big' if 'big' in kind else 'little', deflate='deflate' in kind)
+        stored_levels = levels.clone()
+        if 'premultiplied' in kind:
+            stored_levels[..., :3] = (levels[..., :3] * levels[..., 3:] / 65535).round()
+        write_16_bit_tiff(image, stored_levels, 'big' if 'big' in kind else 'little', deflate='deflate' in kind,
+                          planar='planar' in kind, extra_sample=0 if 'rgbx' in kind else 1 if 'premultiplied' in kind else 2)
     if own_channels == 2:
         upright = upright[..., [0, 0, 0, 1]]
+    if 'rgbx' in kind:  # a 4th band that is not alpha: left out
+        upright = upright[..., :3]
     dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
     pixels, _ = dataset[dataset.files.index(image)]
     scaled = (upright / 32767.5 - 1).permute(2, 0, 1)
-    rgb, alpha = scaled[:3], scaled[3:] if own_channels != 3 else torch.ones(1, size, size)  # none: opaque
+    rgb, alpha = scaled[:3], scaled[3:] if len(scaled) == 4 else torch.ones(1, size, size)  # none: opaque
     expected = {1: (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]).unsqueeze(0), 3: rgb,
                 4: torch.cat([rgb, alpha])}[channels]  # Pillow's luma weights; RGB drops the alpha, as Pillow does
-    torch.testing.assert_close(pixels, expected.float(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(pixels, expected.float(), rtol=0, atol=5e-5 if 'premultiplied' in kind else 1e-5)
+
+
+def test_a_compressed_16_bit_planar_tiff_is_an_error_not_8_bits(tmp_path, config):
+    # libtiff decodes its planes to their high bytes whatever the raw mode; an uncompressed one reads in full
+    first = two_class_images(tmp_path / 'data', config).files[0]
+    levels = torch.randint(0, 4096, (8, 8, 3), generator=torch.Generator().manual_seed(0))
+    write_16_bit_tiff(first.with_name('planes.tif'), levels, 'little', deflate=True, planar=True)
+    dataset = read_images(tmp_path / 'data', config)
+    with pytest.raises(RunError, match=r"image '.*planes\.tif' is a compressed 16-bit TIFF stored a plane per band.*"
+                                       'save it with its bands interleaved'):
+        dataset[dataset.files.index(first.with_name('planes.tif'))]
 
 
 @pytest.mark.parametrize('channels', [1, 3, 4])
