@@ -160,10 +160,11 @@ def check_new_output(output):
 @contextlib.contextmanager
 def new_file(output, binary=False, doing='predicting'):
     """A hidden temporary file next to `output` that becomes `output` once complete (never replacing a file
-    that appeared there meanwhile); after a failure or Ctrl-C it is removed."""
+    that appeared there meanwhile); after a failure or Ctrl-C it is removed. Text is UTF-8, a file name's byte that
+    is not (a surrogate in Python) written escaped, as '\\udce9'."""
     partial = output.with_name(f'.{output.name}.{os.getpid()}.tmp')
     try:
-        f = open(partial, 'xb') if binary else open(partial, 'x', newline='', encoding='utf-8')
+        f = open(partial, 'xb') if binary else open(partial, 'x', newline='', encoding='utf-8', errors='backslashreplace')
     except OSError as err:
         raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
     try:

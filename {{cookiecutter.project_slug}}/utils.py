@@ -980,9 +980,17 @@ def create_logger(name, path, show_time=True):
             f.write(b'\n')
     for handler, prefix in ((logging.FileHandler(path, mode='a', encoding='utf-8'), timed),
                             (logging.StreamHandler(sys.stdout), timed + label)):
-        handler.setFormatter(logging.Formatter(prefix + '%(message)s', '%Y-%m-%d %H:%M:%S'))
+        handler.setFormatter(EscapingFormatter(prefix + '%(message)s', '%Y-%m-%d %H:%M:%S'))
         logger.addHandler(handler)
     return logger
+
+
+class EscapingFormatter(logging.Formatter):
+    """Writes a file name's byte that is not UTF-8 (a surrogate in Python, '\\udce9') escaped: a log file or
+    console that cannot encode it would drop the whole line, such as note.log's config."""
+
+    def format(self, record):
+        return super().format(record).encode('utf-8', 'backslashreplace').decode('utf-8')
 
 
 def close_logger(logger):
@@ -1388,12 +1396,13 @@ def first_line(err):
 
 def write_traceback(err, folder):
     """Keep the error's whole traceback in folder/traceback.txt, where an interrupted run shows one line of it
-    (appended, after the time: a resumed run may stop so again). Returns the clause that says where it is ('' if
-    it could not be written: the run is stopping anyway)."""
+    (appended, after the time: a resumed run may stop so again; on a line of its own after one cut short by a
+    crash). Returns the clause that says where it is ('' if it could not be written: the run is stopping anyway)."""
     path = os.path.join(folder, 'traceback.txt')
+    text = f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n{''.join(traceback.format_exception(err))}\n"
     try:
-        with open(path, 'a', encoding='utf-8') as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n{''.join(traceback.format_exception(err))}\n")
+        with open(path, 'a+b') as f:  # backslashreplace: a file name's undecodable bytes (surrogates) are no new error
+            f.write(('\n' * cut_short(f) + text).encode('utf-8', 'backslashreplace'))
     except OSError:
         return ''
     return f'; the whole error in {path}'

@@ -6,6 +6,7 @@ import importlib.util
 import math
 import multiprocessing
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -34,7 +35,16 @@ from conftest import (
 from runfiles import RunError
 from runs import summarize
 from test_resume import straight_run
-from utils import Interrupted, SaveTimer, StopRequest, StopSafeDataLoader, claim_run_dirs, exit_on_stop, save_checkpoint
+from utils import (
+    Interrupted,
+    SaveTimer,
+    StopRequest,
+    StopSafeDataLoader,
+    claim_run_dirs,
+    exit_on_stop,
+    save_checkpoint,
+    write_traceback,
+)
 
 N_EPOCH = 4
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
@@ -617,6 +627,19 @@ def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdi
             run(['--resume', logs.name, '--n_epoch', 3])
         assert (logs / 'traceback.txt').read_text().startswith(kept_error)
         assert (logs / 'traceback.txt').read_text().count('unused variable') == 2000
+
+
+def test_a_traceback_after_one_cut_short_starts_on_a_line_of_its_own(tmp_path):
+    kept = tmp_path / 'traceback.txt'
+    kept.write_bytes(b'2026-01-01 00:00:00\nTraceback (most recent call last):\n  File "tra')  # a crash mid-write
+    undecodable = os.fsdecode(b'bad\xff.png')  # a file name's byte that is not UTF-8: a surrogate in the message
+    try:
+        raise OSError(f"cannot read '{undecodable}'")
+    except OSError as err:
+        assert write_traceback(err, tmp_path) == f'; the whole error in {kept}'
+    lines = kept.read_text(encoding='utf-8').split('\n')
+    assert lines[2] == '  File "tra' and re.fullmatch(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d', lines[3])
+    assert lines[4] == 'Traceback (most recent call last):' and "OSError: cannot read 'bad\\udcff.png'" in lines
 
 
 def test_an_interrupted_run_exits_with_the_signals_code_and_no_traceback(capsys):

@@ -321,6 +321,21 @@ def test_note_log_records_provenance(workdir, data_args):
     assert f'torch: {torch.__version__}' in note
 
 
+def test_note_log_keeps_every_line_when_a_value_is_not_utf_8(workdir, data_args, monkeypatch, capsys):
+    # a file name's byte that is not UTF-8 (an old archive's Latin-1 'cafe') reaches Python as a surrogate
+    name = os.fsdecode(b'caf\xe9.json')
+    (workdir / name).write_text('{"lr": 0.002}')
+    argv = [str(arg) for arg in data_args + ['--config', name, '--n_epoch', 1]]
+    monkeypatch.setattr(sys, 'argv', ['train.py', *argv])
+    assert run(argv) == 0
+    logs, _ = only_run(workdir)
+    note = (logs / 'note.log').read_text(encoding='utf-8')
+    assert '\nconfig:\n' in note and '    lr: 0.002\n' in note and '\nprovenance:\n' in note
+    assert "--config 'caf\\udce9.json'" in note  # escaped, as Python writes the surrogate
+    out, err = capsys.readouterr()
+    assert "--config 'caf\\udce9.json'" in out and 'Logging error' not in err  # the console's lines too
+
+
 def test_provenance_names_the_slurm_job_under_slurm(monkeypatch):
     monkeypatch.delenv('SLURM_JOB_ID', raising=False)
     assert 'slurm_job' not in provenance(torch.device('cpu'), 1)
@@ -632,8 +647,10 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     flat.mkdir()
     for image in list((workdir / 'data').glob('*/*.png'))[:5]:
         (flat / image.name).write_bytes(image.read_bytes())
+    (flat / os.fsdecode(b'\xe9t\xe9.png')).write_bytes(image.read_bytes())  # a Latin-1 name: not UTF-8
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat), workdir / 'p2.csv')
-    assert loss is None and n == 5 and len(rows(workdir / 'p2.csv')) == 5
+    assert loss is None and n == 6 and len(rows(workdir / 'p2.csv')) == 6
+    assert '\\udce9t\\udce9.png' in [row['id'] for row in rows(workdir / 'p2.csv')]  # escaped: the table is UTF-8
     assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
 {%- elif cookiecutter.dataset == 'sequence' %}
 
