@@ -8,7 +8,6 @@ the best valid loss and metric and their epoch, then the hyperparameters that di
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
-import csv
 import math
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def summarize(folder):
         best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None
     except FileNotFoundError:
         epochs, best = [], None
-    except (OSError, KeyError, ValueError, TypeError, csv.Error):
+    except (OSError, ValueError):  # ValueError: a missing column, or bytes that are not UTF-8
         row['status'] += ' (metrics.csv damaged)'
         epochs, best = [], None
     row['epochs'] = epochs[-1]['epoch'] if epochs else '0'

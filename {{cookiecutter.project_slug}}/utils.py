@@ -909,7 +909,7 @@ def copy_metrics(source, destination, last_epoch):
     the whole history. Nothing to copy when the source has no readable metrics.csv."""
     try:
         rows = [row for row in read_metrics_rows(source) if int(row['epoch']) <= last_epoch]
-    except (OSError, KeyError, ValueError, TypeError, csv.Error):
+    except (OSError, ValueError):  # ValueError: a missing column, or bytes that are not UTF-8
         return
     append_metrics(destination, *[{column: row.get(column, '') for column in METRICS_COLUMNS} for row in rows])
 

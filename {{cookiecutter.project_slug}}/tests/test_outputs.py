@@ -374,6 +374,9 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
     (partial / 'note.log').write_text('run cut short\n')
     (workdir / 'loggers' / '20260105_000000').mkdir()  # a run that stopped (or is) before 3.10 opens the logs
     (workdir / 'loggers' / '20260105_000000' / runfiles.HEARTBEAT_FILE).write_text('{}')  # made in 3.5
+    for name, metrics in (('20260106_000000', b'epoch,step\n1,4\n'), ('20260107_000000', b'\xff\xfe\x00epoch')):
+        shutil.copytree(workdir / 'loggers' / '20260101_000000', workdir / 'loggers' / name)
+        (workdir / 'loggers' / name / 'metrics.csv').write_bytes(metrics)  # a column missing; not UTF-8
     text = runs.table(workdir / 'loggers', sort='run')
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     header = text.splitlines()[0].split()
@@ -383,6 +386,8 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
     assert lines['20260102_000000'].split()[1:3] == ['early-stopped', '2']
     assert 'corrupt' in lines['20260103_000000'] and 'partial' in lines['20260104_000000']
     assert lines['20260105_000000'].split()[1:] == ['empty', '(starting,', 'or', 'stopped', 'before', 'its', 'logs)']
+    for name in ('20260106_000000', '20260107_000000'):
+        assert lines[name].split()[1:4] == ['finished', '(metrics.csv', 'damaged)']
     by_loss = [line.split()[0] for line in runs.table(workdir / 'loggers', sort='valid_loss').splitlines()[1:3]]
     losses = {name: float(lines[name].split()[3]) for name in ('20260101_000000', '20260102_000000')}
     assert by_loss == sorted(losses, key=losses.get)
