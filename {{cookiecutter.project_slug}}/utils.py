@@ -409,6 +409,16 @@ def config_comments(paths):
     return comments
 
 
+DEVICE_OPTIONS = ('device', 'gpu', 'gpus', 'cuda', 'cpu')  # other scripts' ways of choosing it
+
+
+def check_not_a_device_option(key, what):
+    """The device is never a config key: an option other scripts choose it with says how it is chosen here."""
+    if key.lower() in DEVICE_OPTIONS:
+        raise RunError(f'{what}: train.py takes cuda, then mps, then cpu (3.2); CUDA_VISIBLE_DEVICES= python train.py '
+                       'trains on the CPU, CUDA_VISIBLE_DEVICES=1 on GPU 1, and torchrun on several')
+
+
 def parse_args(config, argv=None):
     """Parse `--<key> <value>` overrides, typed from each default, plus `--resume`, `--run_name` and `--config`.
 
@@ -446,6 +456,7 @@ def parse_args(config, argv=None):
         parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(), help=text.replace('%', '%%'))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
+        check_not_a_device_option(unknown[0].lstrip('-').partition('=')[0], f'{unknown[0]} is not an option')
         raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --run_name, --config, "
                        f"--{', --'.join(config)}")
     overrides = vars(args)
@@ -559,7 +570,7 @@ def saved_step(path):
 def read_config_file(path, config):
     """The {key: value} pairs of a JSON file, each checked against its key's default as --<key> would be."""
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:  # -sig: Windows editors may start the file with a BOM
             values = json.load(f)
     except OSError as err:
         raise RunError(f"cannot read --config '{path}' ({err.strerror}); pass a JSON file of config keys") from None
@@ -570,6 +581,7 @@ def read_config_file(path, config):
                        f'it holds a {type(values).__name__}')
     for key, value in values.items():
         if key not in config:
+            check_not_a_device_option(key, f"--config '{path}': '{key}' is not a config key")
             close = difflib.get_close_matches(key, config, n=1)
             raise RunError(f"--config '{path}': unknown key '{key}'; "
                            + (f"did you mean '{close[0]}'?" if close else 'python train.py --help lists the keys'))

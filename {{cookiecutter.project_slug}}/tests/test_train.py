@@ -377,6 +377,9 @@ def test_overrides_take_the_type_of_the_default():
 
 @pytest.mark.parametrize('argv, message', [
     (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --run_name, --config, --seed'),
+    (['--device', 'cpu'], '--device is not an option: train.py takes cuda, then mps, then cpu (3.2); '
+                          'CUDA_VISIBLE_DEVICES= python train.py trains on the CPU'),
+    (['--gpu=1'], '--gpu=1 is not an option: train.py takes cuda, then mps, then cpu (3.2)'),
     (['--n_epoch', 'ten'], "expected int, got 'ten'"),
     (['--clip_flag', 'maybe'], "expected true or false, got 'maybe'"),
     (['--n_epoch', '0'], 'n_epoch must be at least 1, got 0'),
@@ -418,8 +421,10 @@ def test_bad_overrides_fail_clearly_before_anything_is_written(workdir, argv, me
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
-def test_a_config_file_sets_keys_and_the_command_line_wins(workdir, data_args):
-    (workdir / 'experiment.json').write_text('{"n_epoch": 3, "lr": 0.002, "clip_flag": false, "weight_decay": 0}')
+@pytest.mark.parametrize('encoding', ['utf-8', 'utf-8-sig'])  # -sig: with a BOM, as Windows editors may save it
+def test_a_config_file_sets_keys_and_the_command_line_wins(workdir, data_args, encoding):
+    (workdir / 'experiment.json').write_text('{"n_epoch": 3, "lr": 0.002, "clip_flag": false, "weight_decay": 0}',
+                                             encoding=encoding)
     assert run(data_args + ['--config', 'experiment.json', '--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
     saved = load(ckpts / 'latest_checkpoint.pt')['config']
@@ -459,6 +464,9 @@ def json_error(text):
     ('[["lr", 0.1]]', "--config 'experiment.json' must hold one JSON object of \"key\": value pairs; it holds a list"),
     ('{"learning_rate": 0.1}', "--config 'experiment.json': unknown key 'learning_rate'; python train.py --help"),
     ('{"n_epochs": 5}', "--config 'experiment.json': unknown key 'n_epochs'; did you mean 'n_epoch'?"),
+    ('{"device": "cuda:1"}', "--config 'experiment.json': 'device' is not a config key: train.py takes cuda, then "
+                             'mps, then cpu (3.2); CUDA_VISIBLE_DEVICES= python train.py trains on the CPU, '
+                             'CUDA_VISIBLE_DEVICES=1 on GPU 1, and torchrun on several'),
     ('{"n_epoch": 2.5}', "--config 'experiment.json': n_epoch must be a whole number, got 2.5"),
     ('{"n_epoch": true}', "--config 'experiment.json': n_epoch must be a whole number, got true"),
     ('{"clip_flag": "false"}', "--config 'experiment.json': clip_flag must be true or false, got \"false\""),
