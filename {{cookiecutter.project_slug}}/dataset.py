@@ -412,6 +412,7 @@ def raw_mode(image):
 
 
 def tile_raw_mode(tile):
+    """How one tile (a strip, or a planar TIFF's band of it) is stored: see raw_mode."""
     args = tile[3]
     return args if isinstance(args, str) else args[0]  # TIFF: (raw mode, ...)
 
@@ -447,9 +448,9 @@ def sixteen_bit_planes_order(image):
     """'B' or 'L' (the byte order) for an uncompressed 16-bit colour TIFF stored a plane per band, whose planes
     Pillow unpacks as 8-bit ('R', 'G', ...: half of each plane's bytes, high and low mixed, as pixels); None
     for other images. A compressed one, which libtiff decodes to high bytes only, is an error."""
-    if tiff_tag(image, PLANAR_CONFIGURATION) != (2,) or set(tiff_tag(image, BITS_PER_SAMPLE)) != {16}:
-        return None
-    if len(tiff_tag(image, BITS_PER_SAMPLE)) == 1:  # one band: planes or not, the same bytes
+    # a grey image (one band) has the same bytes, planes or not, which Pillow reads as they are
+    planar = image.mode in ('RGB', 'RGBA') and tiff_tag(image, PLANAR_CONFIGURATION) == (2,)
+    if not planar or set(tiff_tag(image, BITS_PER_SAMPLE)) != {16}:
         return None
     if not all(len(tile_raw_mode(tile)) == 1 for tile in image.tile):
         raise RunError(f"image '{image.filename}' is a compressed 16-bit TIFF stored a plane per band, which Pillow "
