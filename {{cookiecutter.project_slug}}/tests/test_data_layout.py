@@ -427,30 +427,37 @@ def write_16_bit_png(path, levels, orientation=1, transparent=None):
                      + png_chunk(b'IDAT', zlib.compress(data)) + png_chunk(b'IEND', b''))
 
 
-def write_16_bit_tiff(path, levels, byte_order, deflate, planar=False, extra_sample=2):
+def write_16_bit_tiff(path, levels, byte_order, deflate, planar=False, extra_sample=2, one_bits_per_sample=False):
     """A one-strip 16-bit RGB(A) TIFF of `levels` (height, width, 3 or 4), in either byte order, its bands
     interleaved or `planar` (a strip per band); deflated ones are read through libtiff. `extra_sample` says what
-    a 4th band is: 2 alpha, 1 alpha the colours are premultiplied by (`levels` holds them so), 0 unspecified."""
+    a 4th band is: 2 alpha, 1 alpha the colours are premultiplied by (`levels` holds them so), 0 unspecified.
+    `one_bits_per_sample`: BitsPerSample given once for all bands, as some writers do."""
     height, width, channels = levels.shape
     order = '<' if byte_order == 'little' else '>'
     planes = [levels[..., band] for band in range(channels)] if planar else [levels]
     strips = [struct.pack(f'{order}{plane.numel()}H', *plane.flatten().tolist()) for plane in planes]
     strips = [zlib.compress(strip) if deflate else strip for strip in strips]
-    tags = {256: [width], 257: [height], 258: [16] * channels, 259: [8 if deflate else 1], 262: [2], 273: None,
-            277: [channels], 278: [height], 279: [len(strip) for strip in strips], 284: [2 if planar else 1],
+    tags = {256: [width], 257: [height], 258: [16] * (1 if one_bits_per_sample else channels),
+            259: [8 if deflate else 1], 262: [2], 273: [0] * len(strips), 277: [channels], 278: [height],
+            279: [len(strip) for strip in strips], 284: [2 if planar else 1],
             **({338: [extra_sample]} if channels == 4 else {})}  # 273, 279: the strips' offsets and sizes
     arrays_at = 8 + 2 + 12 * len(tags) + 4
-    strips_at = arrays_at + 2 * channels + (8 * len(strips) if planar else 0)  # after 258's, 273's and 279's arrays
+
+    def directory():  # a value over 4 bytes stands after the directory, at an offset
+        ifd, arrays = b'', b''
+        for tag, values in tags.items():
+            kind, letter = (3, 'H') if tag in (258, 259, 262, 277, 284, 338) else (4, 'I')
+            packed = struct.pack(f'{order}{len(values)}{letter}', *values)
+            if len(packed) > 4:
+                ifd += struct.pack(f'{order}HHII', tag, kind, len(values), arrays_at + len(arrays))
+                arrays += packed
+            else:
+                ifd += struct.pack(f'{order}HHI', tag, kind, len(values)) + packed.ljust(4, b'\0')
+        return ifd, arrays
+
+    strips_at = arrays_at + len(directory()[1])  # the strips follow the arrays
     tags[273] = [strips_at + sum(len(strip) for strip in strips[:i]) for i in range(len(strips))]
-    ifd, arrays = b'', b''
-    for tag, values in tags.items():  # a value over 4 bytes stands after the directory, at an offset
-        kind, letter = (3, 'H') if tag in (258, 259, 262, 277, 284, 338) else (4, 'I')
-        packed = struct.pack(f'{order}{len(values)}{letter}', *values)
-        if len(packed) > 4:
-            ifd += struct.pack(f'{order}HHII', tag, kind, len(values), arrays_at + len(arrays))
-            arrays += packed
-        else:
-            ifd += struct.pack(f'{order}HHI', tag, kind, len(values)) + packed.ljust(4, b'\0')
+    ifd, arrays = directory()
     path.write_bytes((b'II*\x00' if order == '<' else b'MM\x00*') + struct.pack(f'{order}IH', 8, len(tags)) + ifd
                      + bytes(4) + arrays + b''.join(strips))
 
@@ -458,7 +465,7 @@ def write_16_bit_tiff(path, levels, byte_order, deflate, planar=False, extra_sam
 @pytest.mark.parametrize('channels', [1, 3, 4])
 @pytest.mark.parametrize('stored', ['png rgb', 'png rgba', 'png grey alpha', 'png rgb sideways', 'tiff rgb little',
                                     'tiff rgba big', 'tiff rgb deflate', 'tiff rgb planar', 'tiff rgba planar big',
-                                    'tiff rgbx', 'tiff rgba premultiplied'])
+                                    'tiff rgb planar one-bits', 'tiff rgbx', 'tiff rgba premultiplied'])
 def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channels):
     # Pillow reads them as 8-bit, keeping the high bytes: a 12-bit camera's levels (0..4095) come out as 0..15;
     # and an uncompressed planar TIFF's as half of its bytes, high and low mixed
@@ -481,7 +488,8 @@ def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channel
         if 'premultiplied' in kind:
             stored_levels[..., :3] = (levels[..., :3] * levels[..., 3:] / 65535).round()
         write_16_bit_tiff(image, stored_levels, 'big' if 'big' in kind else 'little', deflate='deflate' in kind,
-                          planar='planar' in kind, extra_sample=0 if 'rgbx' in kind else 1 if 'premultiplied' in kind else 2)
+                          planar='planar' in kind, extra_sample=0 if 'rgbx' in kind else 1 if 'premultiplied' in kind else 2,
+                          one_bits_per_sample='one-bits' in kind)
     if own_channels == 2:
         upright = upright[..., [0, 0, 0, 1]]
     if 'rgbx' in kind:  # a 4th band that is not alpha: left out
