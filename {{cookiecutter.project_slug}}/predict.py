@@ -28,6 +28,7 @@ from utils import (
     check_minimums,
     load_checkpoint,
     load_model_state,
+    local_device,
     metric_per_sample,
     resolve_checkpoint,
 )
@@ -93,7 +94,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     config, classes = checkpoint['config'], checkpoint.get('classes')
     model = build_model(config)
     load_model_state(model, checkpoint['model'], checkpoint_path)
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = local_device()
     model.to(device).eval()
     dataset = build_predict_dataset(config, data, classes=classes, n_samples=n_samples)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)

@@ -231,11 +231,16 @@ def setup_device():
             device = torch.device('cpu')
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
         return device, rank, world_size
+    return local_device(), 0, 1
+
+
+def local_device():
+    """cuda, then mps (Apple silicon), then cpu: training's device, and predict.py's."""
     if torch.cuda.is_available():
-        return torch.device('cuda'), 0, 1
+        return torch.device('cuda')
     if torch.backends.mps.is_available():
-        return torch.device('mps'), 0, 1
-    return torch.device('cpu'), 0, 1
+        return torch.device('mps')
+    return torch.device('cpu')
 
 
 def exit_torchrun_worker(exit_code):

@@ -606,6 +606,21 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args):
         assert not (workdir / name).exists()
 
 
+def test_predict_runs_on_the_device_training_would_use(workdir, data_args, monkeypatch):
+    # cuda, then mps, then cpu: predict.py once went from cuda straight to cpu, so a Mac predicted on its CPU
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    _, ckpts = only_run(workdir)
+    for cuda, mps, expected in ((True, True, 'cuda'), (False, True, 'mps'), (False, False, 'cpu')):
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda cuda=cuda: cuda)
+        monkeypatch.setattr(torch.backends.mps, 'is_available', lambda mps=mps: mps)
+        assert utils.local_device() == torch.device(expected)
+    chosen = []
+    monkeypatch.setattr(predict, 'local_device', lambda: chosen.append('asked') or torch.device('cpu'))
+    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p.csv')
+    assert chosen == ['asked']
+
+
 def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_args, capsys):
     assert run(data_args + ['--n_epoch', 2]) == 0
     logs, ckpts = only_run(workdir)
