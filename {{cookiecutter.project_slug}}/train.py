@@ -30,6 +30,7 @@ from plot import save_curves
 from runfiles import METRIC_NAME, RunError, one_line_errors
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
+    AgreementPace,
     CheckpointWriter,
     EpochMeter,
     EpochSampler,
@@ -267,6 +268,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     validation_seconds = 0.0  # the last validation's length: a timed save due before the next one ends comes first
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
+    pace = AgreementPace(world_size, config['log_interval'])  # DDP: the ranks hear of a stop within seconds
     patience = config['early_stop'] or math.inf  # early_stop 0: off
     nothing_left = nothing_to_train(checkpoint, config)
     if nothing_left:  # main() stops before this; train() called on its own does not
@@ -281,6 +283,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             training_logged = samples_done == n_train  # resumed after an error in this epoch's validation
             train_loader.sampler.set_epoch(epoch, start=samples_done)
             meter = EpochMeter(config['log_interval'], epoch_totals)
+            pace.start(step)
             samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
             bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
                        initial=math.ceil(samples_done / config['batch_size']),
@@ -314,11 +317,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     scheduler.step()
                 step += 1
                 samples_at_last_step = samples_done
-                if read_due:
+                if read_due or pace.due(step):  # DDP: also after a few seconds of slow steps
                     bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
                     save_due = save_timer.due()
-                    stopping, bad_step, save_due = agree_across_ranks(stop, bad_step, save_due, device)
+                    stopping, bad_step, save_due = agree_across_ranks(stop, bad_step, save_due, device, pace, step)
                     if save_due and bad_step is None and not stopping and samples_done < n_train:
                         save([latest_path], epoch, samples_done, meter.totals())  # mid-epoch, in the background
                         train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} ({samples_done} of '

@@ -316,22 +316,58 @@ def all_reduce_sum(values, device):
     return tensor.tolist()
 
 
-def agree_across_ranks(stop, bad_step, flag, device):
+def agree_across_ranks(stop, bad_step, flag, device, pace=None, step=None):
     """Under DDP every rank must leave the loop, or save, at the same step, or the others hang in a collective.
 
     Combines the ranks' stop signals (a rank that got none takes another's, for its log line and exit code),
     first NaN/Inf steps (the earliest) and a flag (any: a save timer due, a validation stopped). Returns
-    (stop requested, bad step, flag).
+    (stop requested, bad step, flag). With `pace` (in the training loop, at `step`), also agrees on when the
+    ranks next agree: the smallest of their proposals.
     """
     if not is_distributed():
         return stop.requested, bad_step, flag
-    tensor = torch.tensor([float(stop.signum or 0), -math.inf if bad_step is None else -float(bad_step), float(flag)],
-                          dtype=torch.float64, device=device)
+    tensor = torch.tensor([float(stop.signum or 0), -math.inf if bad_step is None else -float(bad_step), float(flag),
+                           -float(pace.proposal(step)) if pace is not None else 0.0], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    signum, negative_bad, flag = tensor.tolist()
+    signum, negative_bad, flag, negative_steps = tensor.tolist()
     if stop.signum is None and signum > 0:
         stop.signum = int(signum)
+    if pace is not None:
+        pace.agreed(step, int(-negative_steps))
     return stop.requested, None if negative_bad == -math.inf else int(-negative_bad), flag > 0
+
+
+STOP_CHECK_SECONDS = 5.0  # under DDP, about the most training between the ranks' agreements (AgreementPace)
+
+
+class AgreementPace:
+    """When the ranks of a DDP run next agree on a stop (Ctrl-C, SIGTERM), a NaN loss and a due save, besides
+    each read of the running loss (every log_interval batches): once about STOP_CHECK_SECONDS of steps have
+    passed. log_interval steps of seconds each could outlast torchrun's 30 s between its SIGTERM and its
+    SIGKILL, and the save would be lost. Each rank proposes a number of steps from its own pace since the last
+    agreement; all take the smallest, so that every rank agrees at the same step. The first agreement comes
+    after one step, to measure. Never due in one process, which checks its stop at every step."""
+
+    def __init__(self, world_size, log_interval):
+        self.distributed, self.most, self.steps = world_size > 1, log_interval, 1
+        self.start(0)
+
+    def start(self, step):
+        """Count from `step` on: an epoch's first (validation's time is no step's)."""
+        self.since, self.at = (time.monotonic(), step), step + self.steps if self.distributed else math.inf
+
+    def due(self, step):
+        return step >= self.at
+
+    def proposal(self, step):
+        """Steps until the next agreement: about STOP_CHECK_SECONDS of them at this rank's pace, 1 to log_interval."""
+        seconds, first = self.since
+        per_step = (time.monotonic() - seconds) / max(1, step - first)
+        return max(1, min(self.most, int(STOP_CHECK_SECONDS / per_step))) if per_step > 0 else self.most
+
+    def agreed(self, step, steps):
+        self.steps = steps
+        self.start(step)
 
 
 class SaveTimer:

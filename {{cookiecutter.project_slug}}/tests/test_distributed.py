@@ -14,7 +14,15 @@ import torch
 import utils
 from conftest import PROJECT, epoch_lines, only_run, run_as_group, run_torchrun, script_file
 from runfiles import RunError
-from utils import EpochSampler, ShardSampler, StopRequest, agree_across_ranks, own_epoch_totals, setup_device
+from utils import (
+    AgreementPace,
+    EpochSampler,
+    ShardSampler,
+    StopRequest,
+    agree_across_ranks,
+    own_epoch_totals,
+    setup_device,
+)
 
 
 def test_train_shards_are_disjoint_equal_and_cover_the_epoch():
@@ -44,6 +52,24 @@ def test_one_process_agrees_with_itself():
     assert agree_across_ranks(stop, 7, True, torch.device('cpu')) == (False, 7, True)
     stop.signum = signal.SIGTERM
     assert agree_across_ranks(stop, None, False, torch.device('cpu')) == (True, None, False)
+
+
+def test_the_ranks_agree_every_few_seconds_of_slow_steps_and_at_most_every_log_interval(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(utils.time, 'monotonic', lambda: clock[0])
+    pace = AgreementPace(world_size=2, log_interval=20)
+    pace.start(0)
+    assert not pace.due(0) and pace.due(1)  # the first agreement after one step, to measure
+    for seconds_per_step, steps in ((0.001, 20), (2.0, 2), (30.0, 1), (0.5, 10)):  # STOP_CHECK_SECONDS 5
+        pace.start(0)
+        clock[0] += seconds_per_step * 3
+        assert pace.proposal(3) == steps, seconds_per_step
+    pace.agreed(7, 2)  # the smallest rank's proposal
+    assert not pace.due(8) and pace.due(9)
+    pace.start(40)  # the next epoch keeps the agreed pace
+    assert not pace.due(41) and pace.due(42)
+    alone = AgreementPace(world_size=1, log_interval=20)  # one process checks its stop at every step
+    assert not any(alone.due(step) for step in range(10_000))
 
 
 def test_a_resumed_epochs_running_sums_go_back_to_the_ranks_that_made_them():
@@ -142,6 +168,46 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     assert [(epoch, total) for epoch, _, total in saves] == [('1', '64'), ('2', '64')]  # 128 training samples, 2 ranks
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])
+
+
+# Rank 1 alone gets a SIGTERM at its 5th training batch, each batch taking about 0.1 s
+ONE_RANK_SIGNALLED = """
+import os, runpy, signal, sys, time
+sys.path.insert(0, {project!r})
+import utils
+utils.STOP_CHECK_SECONDS = 0.3
+add, batches = utils.EpochMeter.add, []
+
+
+def slow_add(self, *args):
+    time.sleep(0.1)
+    batches.append(None)
+    if len(batches) == 5 and os.environ['RANK'] == '1':
+        os.kill(os.getpid(), signal.SIGTERM)
+    return add(self, *args)
+
+
+utils.EpochMeter.add = slow_add
+runpy.run_path(os.path.join({project!r}, 'train.py'), run_name='__main__')
+"""
+
+
+def test_under_torchrun_a_stop_is_agreed_within_seconds_of_slow_steps_not_at_the_next_read(
+        workdir, data_args, tmp_path_factory):
+    # log_interval 1000: the reads alone would agree at the epoch's end (32 steps of 2 samples a rank), and
+    # torchrun SIGKILLs a rank 30 s after it passed on a SIGTERM, so slow steps would lose the save
+    script = script_file(tmp_path_factory, ONE_RANK_SIGNALLED.format(project=str(PROJECT)))
+    result = run_torchrun([script] + data_args + ['--n_epoch', '1', '--batch_size', '2', '--log_interval', '1000'],
+                          workdir)
+    assert result.returncode != 0, result.stdout[-3000:]  # torchrun reports the signal
+    logs, ckpts = only_run(workdir)
+    train_log = (logs / 'train.log').read_text()
+    stopped = re.findall(r'interrupted by SIGTERM at epoch 1 step (\d+); saved ', train_log)
+    assert len(stopped) == 1, train_log[-3000:] + result.stderr[-3000:]
+    step = int(stopped[0])
+    assert 5 <= step <= 12, step  # about 0.3 s of 0.1 s steps after the 5th (the first agreement came after one)
+    checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
+    assert (checkpoint['step'], checkpoint['samples_done']) == (step, 2 * step)  # a rank's samples
 
 
 def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_ddp_until_exit(
