@@ -354,7 +354,8 @@ class AgreementPace:
 
     def start(self, step):
         """Count from `step` on: an epoch's first (validation's time is no step's)."""
-        self.since, self.at = (time.monotonic(), step), step + self.steps if self.distributed else math.inf
+        self.since = (time.monotonic(), step)
+        self.at = step + self.steps if self.distributed else math.inf
 
     def due(self, step):
         return step >= self.at
