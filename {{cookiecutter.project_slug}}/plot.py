@@ -21,6 +21,7 @@ from runfiles import (
     RunError,
     check_new_output,
     differing_keys,
+    escaped,
     new_file,
     one_line_errors,
     read_metrics_rows,
@@ -109,7 +110,7 @@ def plot_run(folder):
     whole_epochs(axes)
     for ax in axes:
         ax.legend()
-    figure.suptitle(f"run {folder.name}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
+    figure.suptitle(f"run {escaped(folder.name)}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
     path = folder / 'curves.png'
     try:
         figure.savefig(path, dpi=100)
@@ -135,7 +136,8 @@ def run_labels(folders, most=4):
         shown = [f'{key}={config[key]}' for key in keys if key in config]
         if len(shown) > most:
             shown = shown[:most] + [f'{len(shown) - most} more']
-        labels.append(f"{folder.name} ({', '.join(shown)})" if shown else folder.name)
+        name = escaped(folder.name)  # a byte that is not UTF-8 in a folder's name: matplotlib cannot draw it
+        labels.append(f"{name} ({', '.join(shown)})" if shown else name)
     return labels
 
 
@@ -183,7 +185,7 @@ def compare_runs(folders, output):
     legend_below(figure, grid, *axes[0].get_legend_handles_labels())
     lowest = min(range(n), key=lambda i: min(metrics[i]['valid_loss']))  # the first of equals
     m, best = metrics[lowest], best_index(metrics[lowest])
-    figure.suptitle(f"{n} runs: lowest valid loss {m['valid_loss'][best]:.4g} ({folders[lowest].name}, "
+    figure.suptitle(f"{n} runs: lowest valid loss {m['valid_loss'][best]:.4g} ({escaped(folders[lowest].name)}, "
                     f"epoch {m['epoch'][best]:g})")
     try:
         with new_file(output, binary=True, doing='drawing') as f:

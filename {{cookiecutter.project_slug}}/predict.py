@@ -24,6 +24,7 @@ from dataset import build_predict_dataset, collate_fn
 from model import build_model
 from runfiles import METRIC_NAME, CommandParser, RunError, check_new_output, new_file, one_line_errors
 from utils import (
+    DEVICE_OPTIONS,
     bar_options,
     check_minimums,
     load_checkpoint,
@@ -164,7 +165,12 @@ if __name__ == '__main__':
     parser.add_argument('--n_samples', type=int, default=256, help='how many fresh samples to draw (default: 256)')
 {%- endif %}
     with one_line_errors():
-        args = parser.parse_args()
+        args, unknown = parser.parse_known_args()
+        if unknown and unknown[0].lstrip('-').partition('=')[0].lower() in DEVICE_OPTIONS:
+            raise RunError(f'{unknown[0]} is not an option: predict.py takes cuda, then mps, then cpu, as train.py does; '
+                           'CUDA_VISIBLE_DEVICES= python predict.py runs on the CPU, CUDA_VISIBLE_DEVICES=1 on GPU 1')
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
                                   args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else '' }})
     print(f'wrote {n} predictions to {args.output}')

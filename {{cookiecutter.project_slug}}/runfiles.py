@@ -27,12 +27,21 @@ class RunError(Exception):
 @contextlib.contextmanager
 def one_line_errors():
     """The scripts' entry points: a RunError ends the command with its one line on stderr and its exit
-    code (2, as for argparse's usage errors); any other error keeps its traceback."""
+    code (2, as for argparse's usage errors); any other error keeps its traceback. A name printed with a
+    byte that is not UTF-8 comes out escaped (see `escaped`), where a strict console would stop the command."""
+    if getattr(sys.stdout, 'errors', None) == 'strict' and hasattr(sys.stdout, 'reconfigure'):
+        sys.stdout.reconfigure(errors='backslashreplace')  # a UTF-8 terminal's (the C locale writes the byte back)
     try:
         yield
     except RunError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(err.code)
+
+
+def escaped(text):
+    """`text` with a file name's byte that is not UTF-8 (a surrogate in Python, '\\udce9') written escaped, as
+    the log files write it: what encodes strictly (a log, a figure's title) cannot take the surrogate."""
+    return text.encode('utf-8', 'backslashreplace').decode('utf-8')
 
 
 class CommandParser(argparse.ArgumentParser):

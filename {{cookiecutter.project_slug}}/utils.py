@@ -48,6 +48,7 @@ from runfiles import (
     RunError,
     alive,
     attempt_folder,
+    escaped,
     parse_attempt,
     read_heartbeat,
     read_metrics_rows,
@@ -1044,7 +1045,7 @@ class EscapingFormatter(logging.Formatter):
     console that cannot encode it would drop the whole line, such as note.log's config."""
 
     def format(self, record):
-        return super().format(record).encode('utf-8', 'backslashreplace').decode('utf-8')
+        return escaped(super().format(record))
 
 
 def close_logger(logger):

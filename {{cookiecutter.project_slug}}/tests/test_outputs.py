@@ -404,6 +404,28 @@ def test_runs_table_lists_a_named_runs_set_aside_starts_after_it_newest_first(tm
     assert names == ['20260101_000000', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job', 'job.b']
 
 
+def test_runs_and_plot_print_and_draw_a_run_name_that_is_not_utf_8_escaped(tmp_path, monkeypatch, capsys,
+                                                                          drawn_figures):
+    # folders named in Latin-1 (an old archive's, or --loggers_dir): capsys, as a UTF-8 terminal, encodes strictly
+    names = [os.fsdecode(b'caf\xe9'), os.fsdecode(b'th\xe9')]
+    for name, losses in zip(names, ([0.9, 0.8], [0.7, 0.5])):
+        hand_made_run(tmp_path / 'loggers' / name, {'lr': losses[0]}, losses)
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_as_command('runs.py', [], monkeypatch, capsys)
+    assert code == 0 and sorted(line.split()[0] for line in stdout.splitlines()[1:]) == ['caf\\udce9', 'th\\udce9'], stderr
+    code, stdout, stderr = run_as_command('plot.py', [names[0]], monkeypatch, capsys)
+    shown = 'caf\\udce9'  # as Python escapes the surrogate
+    assert (code, stdout) == (0, f"wrote {os.path.join('loggers', shown, 'curves.png')}\n"), stderr
+    assert drawn_figures[-1]._suptitle.get_text().startswith(f'run {shown}: best valid loss 0.8 ')
+    assert (tmp_path / 'loggers' / names[0] / 'curves.png').read_bytes().startswith(b'\x89PNG')
+    code, stdout, stderr = run_as_command('plot.py', names, monkeypatch, capsys)
+    assert (code, stdout) == (0, 'wrote comparison.png\n'), stderr
+    labels = [line.get_label() for line in drawn_figures[-1].axes[0].get_lines() if not line.get_label().startswith('_')]
+    assert labels == ['caf\\udce9 (lr=0.9)', 'th\\udce9 (lr=0.7)']
+    assert drawn_figures[-1]._suptitle.get_text() == '2 runs: lowest valid loss 0.5 (th\\udce9, epoch 2)'
+    assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
+
+
 def hand_made_run(folder, config, valid_losses, valid_metrics=None):
     """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given)."""
     folder.mkdir(parents=True)
@@ -586,7 +608,7 @@ def test_a_comparison_that_cannot_be_written_is_a_one_line_error_leaving_no_file
     assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'b']
 
 
-def test_predict_writes_the_table_its_output_names(workdir, data_args):
+def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypatch, capsys):
     assert run(data_args + ['--n_epoch', 1]) == 0
     _, ckpts = only_run(workdir)
     data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
@@ -604,6 +626,12 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args):
                                            r'end --output with \.csv or \.tsv$'):
             predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / name)
         assert not (workdir / name).exists()
+    # a Latin-1 name (not UTF-8) is written as given and printed escaped: capsys, as a UTF-8 terminal, encodes strictly
+    name = os.fsdecode(b'r\xe9sultat.csv')
+    code, stdout, stderr = run_as_command('predict.py', ['--checkpoint', str(ckpts / 'best_checkpoint.pt'), '--output',
+                                                         name{{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', data" }}], monkeypatch, capsys)
+    assert code == 0 and f'wrote {n} predictions to r\\udce9sultat.csv\n' in stdout, stderr
+    assert len(rows(workdir / name)) == n
 
 
 def test_predict_runs_on_the_device_training_would_use(workdir, data_args, monkeypatch):
@@ -798,6 +826,10 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
     (['dataset.py'], 'error: the following arguments are required: --make-example; python dataset.py --help'),
     (['dataset.py', '--make-example', 'x', '--n_samples', 'many'], "error: argument --n_samples: invalid int"),
 {%- endif %}
+    (['predict.py', '--device', 'cpu'], 'error: --device is not an option: predict.py takes cuda, then mps, then cpu, '
+                                         'as train.py does; CUDA_VISIBLE_DEVICES= python predict.py runs on the CPU'),
+    (['predict.py', '--gpu=1'], 'error: --gpu=1 is not an option: predict.py takes cuda, then mps, then cpu'),
+    (['predict.py', '--run', 'x', '--colour'], 'error: unrecognized arguments: --colour; python predict.py --help'),
     (['plot.py'], 'error: the following arguments are required: run; python plot.py --help lists the options'),
     (['runs.py', '--color'], 'error: unrecognized arguments: --color'),
 ])
