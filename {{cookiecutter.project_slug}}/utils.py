@@ -499,9 +499,11 @@ def parse_args(config, argv=None):
         parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(), help=text.replace('%', '%%'))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        check_not_a_device_option(unknown[0].lstrip('-').partition('=')[0], f'{unknown[0]} is not an option')
-        raise RunError(f"unknown option {unknown[0]}; valid keys: --resume, --run_name, --config, "
-                       f"--{', --'.join(config)}")
+        name = unknown[0].lstrip('-').partition('=')[0]
+        check_not_a_device_option(name, f'{unknown[0]} is not an option')
+        close = difflib.get_close_matches(name, [*config, 'resume', 'run_name', 'config'], n=1)
+        raise RunError(f'unknown option {unknown[0]}; ' + (f'did you mean --{close[0]}? ' if close else '')
+                       + f"valid keys: --resume, --run_name, --config, --{', --'.join(config)}")
     overrides = vars(args)
     resume, run_name = overrides.pop('resume', None), overrides.pop('run_name', None)
     config_file = overrides.pop('config', None)

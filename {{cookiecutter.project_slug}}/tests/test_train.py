@@ -377,6 +377,8 @@ def test_overrides_take_the_type_of_the_default():
 
 @pytest.mark.parametrize('argv, message', [
     (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --run_name, --config, --seed'),
+    (['--n_epochs', '5'], 'unknown option --n_epochs; did you mean --n_epoch? valid keys: --resume, --run_name'),
+    (['--run-name', 'x'], 'unknown option --run-name; did you mean --run_name? valid keys:'),
     (['--device', 'cpu'], '--device is not an option: train.py takes cuda, then mps, then cpu (3.2); '
                           'CUDA_VISIBLE_DEVICES= python train.py trains on the CPU'),
     (['--gpu=1'], '--gpu=1 is not an option: train.py takes cuda, then mps, then cpu (3.2)'),
@@ -504,7 +506,7 @@ def test_unknown_key_exits_2_with_one_line(tmp_path):
                             text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert result.stderr.startswith('error: unknown option --lrr; valid keys:') and '--lr,' in result.stderr
+    assert result.stderr.startswith('error: unknown option --lrr; did you mean --lr? valid keys:') and '--lr,' in result.stderr
 
 
 def test_clipping_and_scheduler_can_be_switched_off(workdir, data_args):
