@@ -627,6 +627,9 @@ def read_config_file(path, config):
     for key, value in values.items():
         if key not in config:
             check_not_a_device_option(key, f"--config '{path}': '{key}' is not a config key")
+            if key in ('resume', 'run_name', 'config'):  # which run, and where its settings come from: not settings
+                raise RunError(f"--config '{path}': '{key}' is not a config key but an option of the command line; "
+                               f'remove it from the file and pass --{key} to train.py')
             close = difflib.get_close_matches(key, config, n=1)
             raise RunError(f"--config '{path}': unknown key '{key}'; "
                            + (f"did you mean '{close[0]}'?" if close else 'python train.py --help lists the keys'))

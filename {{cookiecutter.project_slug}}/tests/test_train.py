@@ -466,6 +466,9 @@ def json_error(text):
     ('[["lr", 0.1]]', "--config 'experiment.json' must hold one JSON object of \"key\": value pairs; it holds a list"),
     ('{"learning_rate": 0.1}', "--config 'experiment.json': unknown key 'learning_rate'; python train.py --help"),
     ('{"n_epochs": 5}', "--config 'experiment.json': unknown key 'n_epochs'; did you mean 'n_epoch'?"),
+    ('{"run_name": "exp1"}', "--config 'experiment.json': 'run_name' is not a config key but an option of the "
+                             'command line; remove it from the file and pass --run_name to train.py'),
+    ('{"resume": "exp1"}', "--config 'experiment.json': 'resume' is not a config key but an option of the command"),
     ('{"device": "cuda:1"}', "--config 'experiment.json': 'device' is not a config key: train.py takes cuda, then "
                              'mps, then cpu (3.2); CUDA_VISIBLE_DEVICES= python train.py trains on the CPU, '
                              'CUDA_VISIBLE_DEVICES=1 on GPU 1, and torchrun on several'),
