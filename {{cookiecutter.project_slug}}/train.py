@@ -52,6 +52,7 @@ from utils import (
     check_device_config,
     check_not_running,
     check_one_sample,
+    check_resume_overrides,
     check_same_data,
     check_writable,
     checkpoint_position,
@@ -491,13 +492,7 @@ def main(argv=None):
         checkpoint_path = resolve_checkpoint(resume)
         checkpoint = load_checkpoint(checkpoint_path)
         saved = checkpoint['config']
-        locked = [key for key in SHAPE_KEYS + SPLIT_KEYS if key in overrides and overrides[key] != saved.get(key)]
-        if locked:
-            fix = 'start a new run instead' + (' (another --run_name)' if run_name else '')
-            raise RunError(f"cannot change {', '.join(locked)} when resuming: they fix the model's shape "
-                           f'or the train/valid split; {fix}')
-        if 'init_from' in overrides:
-            raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
+        check_resume_overrides(overrides, saved, SHAPE_KEYS, SPLIT_KEYS, run_name)
         run_dirs = ('loggers_dir', 'checkpoints_dir')
         new_run_dirs = [overrides.get(key, config[key]) for key in run_dirs]
         config = {**config, **saved, **overrides, 'loggers_dir': saved['loggers_dir'],

@@ -1276,6 +1276,19 @@ def carry_best(path, checkpoint, config):
     return None
 
 
+def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
+    """Refuse the overrides a resume cannot take: a key of the model's shape or of the train/valid split
+    that differs from the saved config, and --init_from (it starts a new run)."""
+    locked = [key for key in shape_keys + split_keys if key in overrides and overrides[key] != saved.get(key)]
+    if locked:
+        fixed = ' and '.join(sorted({"the model's shape" if key in shape_keys else 'the train/valid split'
+                                     for key in locked}))
+        raise RunError(f"cannot change {', '.join(locked)} when resuming: {'it fixes' if len(locked) == 1 else 'they fix'} "
+                       f"{fixed}; start a new run instead{' (another --run_name)' if run_name else ''}")
+    if 'init_from' in overrides:
+        raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
+
+
 def load_init_weights(target, config, shape_keys):
     """The checkpoint's path, the model weights a new run starts from (`--init_from`: another run's best
     checkpoint, or a file), and whether num_classes differs. The optimizer, scheduler, counters and RNG

@@ -568,9 +568,14 @@ def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_
     logs, _ = only_run(workdir)
     saved = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config']
     before = snapshot(workdir)
-    for key, value in [('seed', 1), ('valid_ratio', 0.5), (train.SHAPE_KEYS[0], saved[train.SHAPE_KEYS[0]] + 1)]:
-        with pytest.raises(RunError, match=f'cannot change {key} when resuming'):
-            train.main(['--resume', logs.name, f'--{key}', str(value)])
+    shape_key = train.SHAPE_KEYS[0]
+    for argv, message in [(['--seed', 1], 'seed when resuming: it fixes the train/valid split; start a new run'),
+                          (['--valid_ratio', 0.5], 'valid_ratio when resuming: it fixes the train/valid split'),
+                          ([f'--{shape_key}', saved[shape_key] + 1], f"{shape_key} when resuming: it fixes the model's shape;"),
+                          (['--seed', 1, f'--{shape_key}', saved[shape_key] + 1],
+                           f"{shape_key}, seed when resuming: they fix the model's shape and the train/valid split; ")]:
+        with pytest.raises(RunError, match=re.escape(f'cannot change {message}')):
+            train.main(['--resume', logs.name, *map(str, argv)])
     assert snapshot(workdir) == before
 
 
