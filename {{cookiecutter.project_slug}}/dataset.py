@@ -64,7 +64,7 @@ from torch.utils.data import Dataset, default_collate, random_split
 from torch.utils.data import Dataset, random_split
 {%- endif %}
 
-from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors
+from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors{{ ', project_folder_note' if cookiecutter.dataset != 'synthetic' else '' }}
 from utils import check_minimums
 
 DATA_CONFIG = {
@@ -320,7 +320,7 @@ class CsvDataset(Dataset):
         path = Path(path or config['dataset_dir'])
         path = path / 'data.csv' if path.is_dir() else path
         if not path.is_file():
-            raise RunError(f"no data.csv at '{path}'; {LAYOUT}")
+            raise RunError(f"no data.csv at '{path}'{project_folder_note(path)}; {LAYOUT}")
         try:
             with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
                 reader = csv.reader(f, skipinitialspace=True)  # 'f0, f1, label' names the column 'label'
@@ -506,7 +506,7 @@ class ImageFolderDataset(Dataset):
     def __init__(self, config, root=None, labels_required=True, classes=None):
         root = Path(root or config['dataset_dir'])
         if not root.is_dir():
-            problem = 'is not a folder' if root.exists() else 'does not exist'
+            problem = 'is not a folder' if root.exists() else f'does not exist{project_folder_note(root)}'
             raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
@@ -636,7 +636,7 @@ class SequenceDataset(Dataset):
         self.root = Path(root or config['dataset_dir'])
         index = self.root / 'index.csv'
         if not index.is_file():
-            raise RunError(f"no index.csv in dataset_dir '{self.root}'; {LAYOUT}")
+            raise RunError(f"no index.csv in dataset_dir '{self.root}'{project_folder_note(index)}; {LAYOUT}")
         try:
             with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'
                 reader = csv.DictReader(f, skipinitialspace=True)

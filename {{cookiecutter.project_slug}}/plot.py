@@ -24,6 +24,7 @@ from runfiles import (
     escaped,
     new_file,
     one_line_errors,
+    project_folder_note,
     read_metrics_rows,
     read_note,
 )
@@ -245,7 +246,8 @@ def resolve_run(target, loggers_root='loggers'):
     for candidate in (Path(target), Path(loggers_root) / target):
         if candidate.is_dir():
             return candidate
-    raise RunError(f"no run '{target}': pass a timestamp under {loggers_root}/ or a run's loggers folder")
+    raise RunError(f"no run '{target}': pass a timestamp under {loggers_root}/ or a run's loggers folder"
+                   + project_folder_note(target, Path(loggers_root) / target))
 
 
 if __name__ == '__main__':

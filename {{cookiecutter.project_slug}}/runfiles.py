@@ -44,6 +44,19 @@ def escaped(text):
     return text.encode('utf-8', 'backslashreplace').decode('utf-8')
 
 
+PROJECT_FOLDER = Path(__file__).resolve().parent
+
+
+def project_folder_note(*paths):
+    """For relative paths missing here that the project's folder holds (a script started from another folder,
+    `python my_project/train.py`): a note that says so, to add to the error; else ''."""
+    here = Path.cwd().resolve()
+    found = [PROJECT_FOLDER / path for path in paths if not Path(path).is_absolute() and (PROJECT_FOLDER / path).exists()]
+    if here == PROJECT_FOLDER or not found:
+        return ''
+    return f" (paths are relative to the folder you are in, {here}; '{found[0]}' exists: cd {PROJECT_FOLDER} first)"
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
     one_line_errors prints them as every other bad input: one `error:` line, exit code 2."""

@@ -19,6 +19,7 @@ from runfiles import (
     differing_keys,
     one_line_errors,
     parse_attempt,
+    project_folder_note,
     read_heartbeat,
     read_metrics_rows,
     read_note,
@@ -93,5 +94,6 @@ if __name__ == '__main__':
     with one_line_errors():
         args = parser.parse_args()
         if not Path(args.loggers).is_dir():
-            raise RunError(f"no '{args.loggers}' folder here; run from the project folder or pass --loggers")
+            raise RunError(f"no '{args.loggers}' folder here{project_folder_note(args.loggers)}; run from the project "
+                           'folder or pass --loggers')
         print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

@@ -50,6 +50,7 @@ from runfiles import (
     attempt_folder,
     escaped,
     parse_attempt,
+    project_folder_note,
     read_heartbeat,
     read_metrics_rows,
     read_note,
@@ -1194,7 +1195,7 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
             raise RunError(f"no {name} in '{candidate}'; pass one of its files with {option}: "
                            + ', '.join(str(candidate / other) for other in others))
     raise RunError(f"nothing for {option} at '{target}': no such checkpoint file, folder, "
-                   f"or timestamp under '{checkpoints_root}'")
+                   f"or timestamp under '{checkpoints_root}'{project_folder_note(*candidates)}")
 
 
 def resume_command(checkpoints_dir, checkpoints_root='./checkpoints'):

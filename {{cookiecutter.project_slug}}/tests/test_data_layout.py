@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 {%- endif %}
 
+import runfiles
 import train
 from conftest import PROJECT, TEST_DATA_CONFIG, run_as_command
 {%- if cookiecutter.dataset == 'csv' %}
@@ -90,6 +91,24 @@ def test_missing_dataset_dir_names_the_layout_and_the_command(workdir, capsys):
     assert 'nowhere' in message and 'expected' in message and 'python dataset.py --make-example' in message
     # the empty folders made for this run are removed again, loggers/ and checkpoints/ too on a first run
     assert sorted(workdir.iterdir()) == []
+
+
+def test_data_in_the_project_folder_is_named_when_a_script_starts_from_another(tmp_path, monkeypatch, config):
+    # `python my_project/train.py` from the folder above looks for ./data there, not in the project folder
+    project, elsewhere = tmp_path / 'project', tmp_path / 'elsewhere'
+    make_example(project / 'data', TEST_DATA_CONFIG, n_samples=40)
+    elsewhere.mkdir()
+    monkeypatch.setattr(runfiles, 'PROJECT_FOLDER', project.resolve())
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(RunError) as error:
+        build_datasets({**config, 'dataset_dir': 'data'})
+    note = f"(paths are relative to the folder you are in, {elsewhere.resolve()}; '{project.resolve() / 'data'}"
+    assert note in str(error.value) and f'exists: cd {project.resolve()} first); expected ' in str(error.value)
+    with pytest.raises(RunError) as error:  # not in the project folder either: no note
+        build_datasets({**config, 'dataset_dir': 'other'})
+    assert 'relative to the folder' not in str(error.value)
+    monkeypatch.chdir(project)
+    assert sum(map(len, build_datasets({**config, 'dataset_dir': 'data'}))) == 40
 
 
 def test_wrong_layout_is_a_clear_error(tmp_path, config):

@@ -467,6 +467,33 @@ def test_runs_and_plot_answer_without_importing_torch(tmp_path):
     assert (folder / 'curves.png').read_bytes().startswith(b'\x89PNG')
 
 
+def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_another(tmp_path, monkeypatch, capsys):
+    # `python my_project/predict.py --run a` from the folder above looks for ./checkpoints and ./loggers there
+    project, elsewhere = tmp_path / 'project', tmp_path / 'elsewhere'
+    hand_made_run(project / 'loggers' / 'a', {'lr': 0.001}, [0.9, 0.8])
+    (project / 'checkpoints' / 'a').mkdir(parents=True)
+    (project / 'checkpoints' / 'a' / 'best_checkpoint.pt').write_bytes(b'')
+    elsewhere.mkdir()
+    monkeypatch.setattr(runfiles, 'PROJECT_FOLDER', project.resolve())
+    monkeypatch.chdir(elsewhere)
+    note = f'(paths are relative to the folder you are in, {elsewhere.resolve()}; '
+    with pytest.raises(RunError) as error:
+        predict.find_checkpoint('a', None)
+    assert str(error.value).endswith(f"{note}'{project.resolve() / 'checkpoints' / 'a'}' exists: cd {project.resolve()} first)")
+    with pytest.raises(RunError) as error:
+        plot.resolve_run('a')
+    assert str(error.value).endswith(f"{note}'{project.resolve() / 'loggers' / 'a'}' exists: cd {project.resolve()} first)")
+    code, _, stderr = run_as_command('runs.py', [], monkeypatch, capsys)
+    assert code == 2 and f"error: no 'loggers' folder here {note}'{project.resolve() / 'loggers'}' exists" in stderr
+    with pytest.raises(RunError) as error:  # in neither folder: no note
+        plot.resolve_run('b')
+    assert note not in str(error.value)
+    # the project folder is the scripts' own: started from elsewhere, plot.py names its tests/ folder
+    result = subprocess.run([sys.executable, str(PROJECT / 'plot.py'), 'tests'], cwd=elsewhere, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and f"'{PROJECT.resolve() / 'tests'}' exists: cd {PROJECT.resolve()} first)" in result.stderr
+
+
 def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, drawn_figures):
     loggers = tmp_path / 'loggers'
     common = {'seed': 1, 'batch_size': 64, 'dataset_dir': 'x', 'loggers_dir': 'y'}
