@@ -22,7 +22,15 @@ from tqdm import tqdm
 
 from dataset import build_predict_dataset, collate_fn
 from model import build_model
-from runfiles import METRIC_NAME, CommandParser, RunError, check_new_output, new_file, one_line_errors
+from runfiles import (
+    METRIC_NAME,
+    CommandParser,
+    RunError,
+    check_new_output,
+    new_file,
+    one_line_errors,
+    project_folder_note,
+)
 from utils import (
     DEVICE_OPTIONS,
     bar_options,
@@ -90,7 +98,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     check_new_output(output)
     check_minimums({'batch_size': batch_size, 'n_samples': n_samples}, {'batch_size': 1, 'n_samples': 1})
     if not Path(checkpoint_path).is_file():
-        raise RunError(f"checkpoint '{checkpoint_path}' does not exist; train first, or pass --checkpoint")
+        raise RunError(f"checkpoint '{checkpoint_path}' does not exist{project_folder_note(checkpoint_path)}; train first, "
+                       'or pass --checkpoint')
     checkpoint = load_checkpoint(checkpoint_path)
     config, classes = checkpoint['config'], checkpoint.get('classes')
     model = build_model(config)

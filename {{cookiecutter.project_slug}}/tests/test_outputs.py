@@ -468,7 +468,8 @@ def test_runs_and_plot_answer_without_importing_torch(tmp_path):
 
 
 def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_another(tmp_path, monkeypatch, capsys):
-    # `python my_project/predict.py --run a` from the folder above looks for ./checkpoints and ./loggers there
+    # `python my_project/predict.py --run a` from the folder above looks for ./checkpoints, ./loggers (and a
+    # --checkpoint or --config file) there
     project, elsewhere = tmp_path / 'project', tmp_path / 'elsewhere'
     hand_made_run(project / 'loggers' / 'a', {'lr': 0.001}, [0.9, 0.8])
     (project / 'checkpoints' / 'a').mkdir(parents=True)
@@ -480,6 +481,13 @@ def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_ano
     with pytest.raises(RunError) as error:
         predict.find_checkpoint('a', None)
     assert str(error.value).endswith(f"{note}'{project.resolve() / 'checkpoints' / 'a'}' exists: cd {project.resolve()} first)")
+    with pytest.raises(RunError) as error:
+        predict.predict('checkpoints/a/best_checkpoint.pt')
+    assert f"{note}'{project.resolve() / 'checkpoints' / 'a' / 'best_checkpoint.pt'}' exists: cd " in str(error.value)
+    (project / 'exp.json').write_text('{}')
+    with pytest.raises(RunError) as error:
+        utils.parse_args({'lr': 0.1}, ['--config', 'exp.json'])
+    assert f"{note}'{project.resolve() / 'exp.json'}' exists: cd {project.resolve()} first); pass a JSON" in str(error.value)
     with pytest.raises(RunError) as error:
         plot.resolve_run('a')
     assert str(error.value).endswith(f"{note}'{project.resolve() / 'loggers' / 'a'}' exists: cd {project.resolve()} first)")
