@@ -14,6 +14,7 @@ from pathlib import Path
 from runfiles import (
     HEARTBEAT_FILE,
     METRIC_NAME,
+    PROJECT_FOLDER,
     CommandParser,
     RunError,
     differing_keys,
@@ -94,6 +95,8 @@ if __name__ == '__main__':
     with one_line_errors():
         args = parser.parse_args()
         if not Path(args.loggers).is_dir():
-            raise RunError(f"no '{args.loggers}' folder here{project_folder_note(args.loggers)}; run from the project "
-                           'folder or pass --loggers')
+            in_project = Path.cwd().resolve() == PROJECT_FOLDER and args.loggers == 'loggers'
+            fix = 'no run has started here yet: python train.py starts one' if in_project else (
+                'run from the project folder or pass --loggers')
+            raise RunError(f"no '{args.loggers}' folder here{project_folder_note(args.loggers)}; {fix}")
         print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

@@ -496,6 +496,12 @@ def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_ano
     with pytest.raises(RunError) as error:  # in neither folder: no note
         plot.resolve_run('b')
     assert note not in str(error.value)
+    shutil.rmtree(project / 'loggers')
+    monkeypatch.chdir(project)  # a project that has no run yet
+    assert run_as_command('runs.py', [], monkeypatch, capsys) == (
+        2, '', "error: no 'loggers' folder here; no run has started here yet: python train.py starts one\n")
+    assert run_as_command('runs.py', ['--loggers', 'old_runs'], monkeypatch, capsys) == (
+        2, '', "error: no 'old_runs' folder here; run from the project folder or pass --loggers\n")
     # the project folder is the scripts' own: started from elsewhere, plot.py names its tests/ folder
     result = subprocess.run([sys.executable, str(PROJECT / 'plot.py'), 'tests'], cwd=elsewhere, capture_output=True,
                             text=True, timeout=300)
