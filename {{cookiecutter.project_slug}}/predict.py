@@ -32,9 +32,9 @@ from runfiles import (
     project_folder_note,
 )
 from utils import (
-    DEVICE_OPTIONS,
     bar_options,
     check_minimums,
+    check_not_a_device_option,
     load_checkpoint,
     load_model_state,
     local_device,
@@ -175,10 +175,8 @@ if __name__ == '__main__':
 {%- endif %}
     with one_line_errors():
         args, unknown = parser.parse_known_args()
-        if unknown and unknown[0].lstrip('-').partition('=')[0].lower() in DEVICE_OPTIONS:
-            raise RunError(f'{unknown[0]} is not an option: predict.py takes cuda, then mps, then cpu, as train.py does; '
-                           'CUDA_VISIBLE_DEVICES= python predict.py runs on the CPU, CUDA_VISIBLE_DEVICES=1 on GPU 1')
         if unknown:
+            check_not_a_device_option(unknown[0], f'{unknown[0]} is not an option', script='predict.py')
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
                                   args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else '' }})

@@ -454,13 +454,19 @@ def config_comments(paths):
 
 
 DEVICE_OPTIONS = ('device', 'gpu', 'gpus', 'cuda', 'cpu')  # other scripts' ways of choosing it
+COMMAND_OPTIONS = ('resume', 'run_name', 'config')  # train.py's options that are not config keys
 
 
-def check_not_a_device_option(key, what):
-    """The device is never a config key: an option other scripts choose it with says how it is chosen here."""
-    if key.lower() in DEVICE_OPTIONS:
+def check_not_a_device_option(option, what, script='train.py'):
+    """The device is never an option or a config key: one that other scripts choose it with (--device, --gpu=1,
+    a "device" key) says how `script` chooses it."""
+    if option.lstrip('-').partition('=')[0].lower() not in DEVICE_OPTIONS:
+        return
+    if script == 'train.py':
         raise RunError(f'{what}: train.py takes cuda, then mps, then cpu (3.2); CUDA_VISIBLE_DEVICES= python train.py '
                        'trains on the CPU, CUDA_VISIBLE_DEVICES=1 on GPU 1, and torchrun on several')
+    raise RunError(f'{what}: {script} takes cuda, then mps, then cpu, as train.py does; CUDA_VISIBLE_DEVICES= python '
+                   f'{script} runs on the CPU, CUDA_VISIBLE_DEVICES=1 on GPU 1')
 
 
 def parse_args(config, argv=None):
@@ -500,11 +506,10 @@ def parse_args(config, argv=None):
         parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(), help=text.replace('%', '%%'))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        name = unknown[0].lstrip('-').partition('=')[0]
-        check_not_a_device_option(name, f'{unknown[0]} is not an option')
-        close = difflib.get_close_matches(name, [*config, 'resume', 'run_name', 'config'], n=1)
+        check_not_a_device_option(unknown[0], f'{unknown[0]} is not an option')
+        close = difflib.get_close_matches(unknown[0].lstrip('-').partition('=')[0], [*COMMAND_OPTIONS, *config], n=1)
         raise RunError(f'unknown option {unknown[0]}; ' + (f'did you mean --{close[0]}? ' if close else '')
-                       + f"valid keys: --resume, --run_name, --config, --{', --'.join(config)}")
+                       + f"valid keys: --{', --'.join([*COMMAND_OPTIONS, *config])}")
     overrides = vars(args)
     resume, run_name = overrides.pop('resume', None), overrides.pop('run_name', None)
     config_file = overrides.pop('config', None)
@@ -629,7 +634,7 @@ def read_config_file(path, config):
     for key, value in values.items():
         if key not in config:
             check_not_a_device_option(key, f"--config '{path}': '{key}' is not a config key")
-            if key in ('resume', 'run_name', 'config'):  # which run, and where its settings come from: not settings
+            if key in COMMAND_OPTIONS:  # which run, and where its settings come from: not settings
                 raise RunError(f"--config '{path}': '{key}' is not a config key but an option of the command line; "
                                f'remove it from the file and pass --{key} to train.py')
             close = difflib.get_close_matches(key, config, n=1)
@@ -1285,8 +1290,9 @@ def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
     if locked:
         fixed = ' and '.join(sorted({"the model's shape" if key in shape_keys else 'the train/valid split'
                                      for key in locked}))
-        raise RunError(f"cannot change {', '.join(locked)} when resuming: {'it fixes' if len(locked) == 1 else 'they fix'} "
-                       f"{fixed}; start a new run instead{' (another --run_name)' if run_name else ''}")
+        they_fix = 'it fixes' if len(locked) == 1 else 'they fix'
+        raise RunError(f"cannot change {', '.join(locked)} when resuming: {they_fix} {fixed}; start a new run instead"
+                       + (' (another --run_name)' if run_name else ''))
     if 'init_from' in overrides:
         raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
 
