@@ -7,6 +7,7 @@ import tempfile
 import pytest
 from conftest import TEMPLATE, UNSUPPORTED, bake
 from cookiecutter.exceptions import FailedHookException
+from jinja2.exceptions import UndefinedError
 
 
 def cli(tmp_path, *answers):
@@ -36,7 +37,8 @@ def test_unsupported_combination_message_names_the_valid_choices(tmp_path):
 
 
 @pytest.mark.parametrize('answer, message', [
-    ('project_name=', "project_slug '' is not a safe folder name"),
+    ('project_name=', 'project_slug is empty: give a project_name with letters or digits in it, or a project_slug'),
+    ('project_name=!!!', 'project_slug is empty: give a project_name with letters or digits in it'),
     ('project_slug=a/b', "project_slug 'a/b' is not a safe folder name"),
     ('project_slug=..', "project_slug '..' is not a safe folder name"),
     ('project_slug=my project', "project_slug 'my project' is not a safe folder name"),
@@ -51,7 +53,16 @@ def test_bad_answer_fails_with_a_clear_message_and_no_folder(tmp_path, answer, m
     result, out = cli(tmp_path, answer)
     assert result.returncode != 0
     assert message in result.stderr
+    assert 'Traceback' not in result.stdout + result.stderr  # the message is not buried under cookiecutter's
+    assert [line for line in result.stderr.splitlines() if not line.startswith('error: ')] == []
     assert nothing_written(out)
+
+
+def test_a_bad_slug_through_the_api_raises_with_the_message(tmp_path):
+    # pytest-cookies and cruft call cookiecutter as a library: an exception they can catch, not an exit
+    with pytest.raises(UndefinedError, match="project_slug 'a/b' is not a safe folder name"):
+        bake(tmp_path, project_slug='a/b')
+    assert nothing_written(tmp_path)
 
 
 def test_every_problem_gets_its_own_line(tmp_path):
