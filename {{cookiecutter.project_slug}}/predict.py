@@ -14,6 +14,7 @@ confusion matrix with recall and precision per class' if cookiecutter.task == 'c
 
 import csv
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -174,10 +175,10 @@ if __name__ == '__main__':
     parser.add_argument('--n_samples', type=int, default=256, help='how many fresh samples to draw (default: 256)')
 {%- endif %}
     with one_line_errors():
-        args, unknown = parser.parse_known_args()
-        if unknown:
-            check_not_a_device_option(unknown[0], f'{unknown[0]} is not an option', script='predict.py')
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        for arg in sys.argv[1:]:
+            if arg.startswith('-'):
+                check_not_a_device_option(arg, f'{arg} is not an option', script='predict.py')
+        args = parser.parse_args()
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
                                   args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else '' }})
     print(f'wrote {n} predictions to {args.output}')

@@ -5,6 +5,7 @@ instead of after the seconds `import torch` takes; utils.py has the rest of trai
 import argparse
 import contextlib
 import csv
+import difflib
 import json
 import os
 import re
@@ -59,7 +60,23 @@ def project_folder_note(*paths):
 
 class CommandParser(argparse.ArgumentParser):
     """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
-    one_line_errors prints them as every other bad input: one `error:` line, exit code 2."""
+    one_line_errors prints them as every other bad input: one `error:` line, exit code 2. A misspelt option
+    is answered with the one it resembles."""
+
+    def add_argument(self, *names, **kwargs):
+        self.long_options = [*getattr(self, 'long_options', []), *(name for name in names if name.startswith('--'))]
+        return super().add_argument(*names, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        # before argparse, whose "required" error would otherwise hide that the required option was misspelt
+        args = sys.argv[1:] if args is None else list(args)
+        for arg in args[:args.index('--')] if '--' in args else args:
+            name = arg.partition('=')[0]
+            if name.startswith('--') and not any(option.startswith(name) for option in self.long_options):
+                close = difflib.get_close_matches(name[2:], [option[2:] for option in self.long_options], n=1)
+                raise RunError(f'unknown option {name}; ' + (f'did you mean --{close[0]}? ' if close else '')
+                               + f'python {self.prog} --help lists the options')
+        return super().parse_args(args, namespace)
 
     def error(self, message):
         raise RunError(f'{message}; python {self.prog} --help lists the options')

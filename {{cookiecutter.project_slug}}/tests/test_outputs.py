@@ -863,16 +863,22 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
 {%- if cookiecutter.dataset == 'synthetic' %}
     (['predict.py', '--n_samples', 'x'], "error: argument --n_samples: invalid int value: 'x'"),
 {%- else %}
-    (['predict.py', '--n_samples', '9'], 'error: unrecognized arguments: --n_samples 9'),  # synthetic data only
+    (['predict.py', '--n_samples', '9'], 'error: unknown option --n_samples; python predict.py --help'),  # synthetic only
+    (['dataset.py', '--make-exmple', 'x'], 'error: unknown option --make-exmple; did you mean --make-example? python '
+                                           'dataset.py --help lists the options'),  # not argparse's "required
     (['dataset.py'], 'error: the following arguments are required: --make-example; python dataset.py --help'),
     (['dataset.py', '--make-example', 'x', '--n_samples', 'many'], "error: argument --n_samples: invalid int"),
 {%- endif %}
     (['predict.py', '--device', 'cpu'], 'error: --device is not an option: predict.py takes cuda, then mps, then cpu, '
                                          'as train.py does; CUDA_VISIBLE_DEVICES= python predict.py runs on the CPU'),
     (['predict.py', '--gpu=1'], 'error: --gpu=1 is not an option: predict.py takes cuda, then mps, then cpu'),
-    (['predict.py', '--run', 'x', '--colour'], 'error: unrecognized arguments: --colour; python predict.py --help'),
+    (['predict.py', '--run', 'x', '--colour'], 'error: unknown option --colour; python predict.py --help lists'),
+    (['predict.py', '--chekpoint=x'], 'error: unknown option --chekpoint; did you mean --checkpoint? python predict.py'),
+    (['plot.py', 'r', '--ouptut', 'x'], 'error: unknown option --ouptut; did you mean --output? python plot.py --help'),
+    (['runs.py', '--loggers_dir', 'x'], 'error: unknown option --loggers_dir; did you mean --loggers?'),
+    (['runs.py', 'extra'], 'error: unrecognized arguments: extra; python runs.py --help lists the options'),
     (['plot.py'], 'error: the following arguments are required: run; python plot.py --help lists the options'),
-    (['runs.py', '--color'], 'error: unrecognized arguments: --color'),
+    (['runs.py', '--color'], 'error: unknown option --color; python runs.py --help lists the options'),
 ])
 def test_the_other_commands_refuse_bad_input_as_train_py_does(tmp_path, monkeypatch, capsys, command, message):
     """One line on stderr and exit code 2 (train.py's and argparse's code for a usage error), nothing written."""
