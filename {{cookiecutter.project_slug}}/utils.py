@@ -664,6 +664,9 @@ def write_config_file(config, path):
 
 def check_config(config):
     """Reject values that cannot work, before anything is written."""
+    for key, value in config.items():  # every float key, your own included: inf trains to NaN, and config.json
+        if isinstance(value, float) and not math.isfinite(value):  # would hold Infinity, which is not JSON
+            raise RunError(f'{key} must be a finite number, got {value}')
     check_minimums(config, {'n_epoch': 1, 'batch_size': 1, 'early_stop': 0, 'save_every': 1, 'log_interval': 1,
                             'grad_accum_steps': 1})
     for key in ['lr', 'clip_max_norm']:

@@ -391,7 +391,10 @@ def test_overrides_take_the_type_of_the_default():
     (['--clip_max_norm', '0'], 'clip_max_norm must be positive, got 0'),
     (['--seed', '-5'], 'seed must be between 0 and 4294967295, got -5'),
     (['--seed', '4294967296'], 'seed must be between 0 and 4294967295, got 4294967296'),
-    (['--weight_decay', 'nan'], 'weight_decay must be 0 or more, got nan'),
+    (['--weight_decay', 'nan'], 'weight_decay must be a finite number, got nan'),
+    (['--lr', 'inf'], 'lr must be a finite number, got inf'),  # positive, but it trains to NaN
+    (['--clip_max_norm', 'Infinity'], 'clip_max_norm must be a finite number, got inf'),
+    (['--dropout=-inf'], 'dropout must be a finite number, got -inf'),
     (['--num_workers', '-1'], 'num_workers must be 0 or more, got -1'),
     (['--save_minutes', '-1'], 'save_minutes must be 0 or more, got -1.0'),
     (['--dropout', '1'], 'dropout must be at least 0 and below 1, got 1.0'),
@@ -478,6 +481,7 @@ def json_error(text):
     ('{"lr": "1e-3"}', "--config 'experiment.json': lr must be a number, got \"1e-3\""),
     ('{"amp": null}', "--config 'experiment.json': amp must be a string, got null"),
     ('{"lr": -1}', 'lr must be positive, got -1.0'),  # and then the checks every value gets
+    ('{"weight_decay": Infinity}', 'weight_decay must be a finite number, got inf'),  # Python's json reads it
 ])
 def test_bad_config_files_fail_clearly_before_anything_is_written(workdir, text, message):
     if text is not None:
