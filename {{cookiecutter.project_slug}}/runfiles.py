@@ -61,11 +61,16 @@ def project_folder_note(*paths):
 class CommandParser(argparse.ArgumentParser):
     """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
     one_line_errors prints them as every other bad input: one `error:` line, exit code 2. A misspelt option
-    is answered with the one it resembles."""
+    is answered with the one it resembles, and an empty value (an unset shell variable) is refused."""
 
     def add_argument(self, *names, **kwargs):
-        self.long_options = [*getattr(self, 'long_options', []), *(name for name in names if name.startswith('--'))]
-        return super().add_argument(*names, **kwargs)
+        action = super().add_argument(*names, **kwargs)
+        self.arguments = [*getattr(self, 'arguments', []), action]
+        return action
+
+    @property
+    def long_options(self):
+        return [name for action in self.arguments for name in action.option_strings if name.startswith('--')]
 
     def parse_args(self, args=None, namespace=None):
         # before argparse, whose "required" error would otherwise hide that the required option was misspelt
@@ -76,7 +81,15 @@ class CommandParser(argparse.ArgumentParser):
                 close = difflib.get_close_matches(name[2:], [option[2:] for option in self.long_options], n=1)
                 raise RunError(f'unknown option {name}; ' + (f'did you mean --{close[0]}? ' if close else '')
                                + f'python {self.prog} --help lists the options')
-        return super().parse_args(args, namespace)
+        parsed = super().parse_args(args, namespace)
+        for action in self.arguments:  # "$RUN" of an unset shell variable: never a file name
+            value = getattr(parsed, action.dest, None)
+            if value == '' or (isinstance(value, list) and '' in value):
+                name = action.option_strings[-1] if action.option_strings else f'a {action.dest}'
+                optional = action.option_strings and not action.required
+                raise RunError(f'{name} is empty (an unset shell variable?); give it a value'
+                               + (f', or leave {name} out' if optional else ''))
+        return parsed
 
     def error(self, message):
         raise RunError(f'{message}; python {self.prog} --help lists the options')

@@ -513,12 +513,17 @@ def parse_args(config, argv=None):
     overrides = vars(args)
     resume, run_name = overrides.pop('resume', None), overrides.pop('run_name', None)
     config_file = overrides.pop('config', None)
-    if config_file is not None:
-        overrides = {**read_config_file(config_file, config), **overrides}
-    for option, value, instead in (('resume', resume, 'a new run'), ('run_name', run_name, 'a timestamped run')):
+    for option, value, instead in (('resume', resume, 'a new run'), ('run_name', run_name, 'a timestamped run'),
+                                   ('config', config_file, 'the defaults')):
         if value == '':  # "$NAME" of an unset shell variable: a requeued job would start afresh every time
             raise RunError(f'--{option} is empty (an unset shell variable?); give it a value, or leave --{option} out '
                            f'for {instead}')
+    for key, value in overrides.items():
+        if value == '' and config[key] != '':  # '' means "none" only for a key whose default is '' (init_from)
+            raise RunError(f"--{key} is empty (an unset shell variable?); give it a value, or leave --{key} out for "
+                           f"its default '{config[key]}'")
+    if config_file is not None:
+        overrides = {**read_config_file(config_file, config), **overrides}
     if run_name is not None and resume is not None:
         raise RunError('pass --run_name or --resume, not both: --run_name resumes its run when it has a checkpoint')
     return overrides, resume, run_name
@@ -651,6 +656,9 @@ def read_config_file(path, config):
             ok, expected = isinstance(value, str), 'a string'
         if not ok:
             raise RunError(f"--config '{path}': {key} must be {expected}, got {json.dumps(value)}")
+        if value == '' and default != '':
+            raise RunError(f"--config '{path}': {key} is empty; give it a value, or remove it for its default "
+                           f"'{default}'")
     return {key: float(value) if isinstance(config[key], float) else value for key, value in values.items()}
 
 
@@ -681,6 +689,13 @@ def check_config(config):
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
     if config['amp'] not in ('none', *AMP_DTYPES):
         raise RunError(f"amp must be none, bf16 or fp16, got '{config['amp']}'")
+    for key in ('loggers_dir', 'checkpoints_dir'):
+        if Path(config[key]).name in ('', '..'):  # '', '.', '/': claim_run_dirs needs a name to make a new folder of
+            raise RunError(f"{key} '{config[key]}' names no new folder for this run; pass one to create, such as "
+                           f'--{key} {key.removesuffix("_dir")}/exp1')
+    if Path(config['loggers_dir']).absolute() == Path(config['checkpoints_dir']).absolute():
+        raise RunError(f"loggers_dir and checkpoints_dir are the same folder '{config['loggers_dir']}'; a run needs "
+                       'one of each: pass --loggers_dir and --checkpoints_dir different folders')
 
 
 def check_minimums(config, minimums):

@@ -868,6 +868,8 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
                                            'dataset.py --help lists the options'),  # not argparse's "required
     (['dataset.py'], 'error: the following arguments are required: --make-example; python dataset.py --help'),
     (['dataset.py', '--make-example', 'x', '--n_samples', 'many'], "error: argument --n_samples: invalid int"),
+    (['dataset.py', '--make-example', ''], 'error: --make-example is empty (an unset shell variable?); give it a '
+                                           'value\n'),  # required: not "or leave it out"
 {%- endif %}
     (['predict.py', '--device', 'cpu'], 'error: --device is not an option: predict.py takes cuda, then mps, then cpu, '
                                          'as train.py does; CUDA_VISIBLE_DEVICES= python predict.py runs on the CPU'),
@@ -877,6 +879,11 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
     (['plot.py', 'r', '--ouptut', 'x'], 'error: unknown option --ouptut; did you mean --output? python plot.py --help'),
     (['runs.py', '--loggers_dir', 'x'], 'error: unknown option --loggers_dir; did you mean --loggers?'),
     (['runs.py', 'extra'], 'error: unrecognized arguments: extra; python runs.py --help lists the options'),
+    # "$VAR" of an unset shell variable: never taken for the current folder
+    (['predict.py', '--run', 'x', '--output', ''], 'error: --output is empty (an unset shell variable?); give it a '
+                                                   'value, or leave --output out\n'),
+    (['plot.py', 'x', ''], 'error: a run is empty (an unset shell variable?); give it a value\n'),
+    (['runs.py', '--loggers='], 'error: --loggers is empty (an unset shell variable?); give it a value, or leave'),
     (['plot.py'], 'error: the following arguments are required: run; python plot.py --help lists the options'),
     (['runs.py', '--color'], 'error: unknown option --color; python runs.py --help lists the options'),
 ])

@@ -375,6 +375,15 @@ def test_overrides_take_the_type_of_the_default():
     assert type(overrides['lr']) is float and type(overrides['n_epoch']) is int
 
 
+def test_an_empty_value_is_taken_for_a_key_whose_default_is_empty(tmp_path):
+    (tmp_path / 'experiment.json').write_text('{"init_from": ""}')
+    defaults = {'init_from': '', 'amp': 'none'}
+    assert parse_args(defaults, ['--init_from', ''])[0] == {'init_from': ''}
+    assert parse_args(defaults, ['--config', str(tmp_path / 'experiment.json')])[0] == {'init_from': ''}
+    with pytest.raises(RunError, match="--amp is empty"):
+        parse_args(defaults, ['--init_from', '', '--amp', ''])
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--no_such_key', '1'], 'unknown option --no_such_key; valid keys: --resume, --run_name, --config, --seed'),
     (['--n_epochs', '5'], 'unknown option --n_epochs; did you mean --n_epoch? valid keys: --resume, --run_name'),
@@ -395,6 +404,15 @@ def test_overrides_take_the_type_of_the_default():
     (['--lr', 'inf'], 'lr must be a finite number, got inf'),  # positive, but it trains to NaN
     (['--clip_max_norm', 'Infinity'], 'clip_max_norm must be a finite number, got inf'),
     (['--dropout=-inf'], 'dropout must be a finite number, got -inf'),
+    # "$VAR" of an unset shell variable, and folders a run cannot be made in
+    (['--amp', ''], "--amp is empty (an unset shell variable?); give it a value, or leave --amp out for its default 'none'"),
+    (['--config', ''], '--config is empty (an unset shell variable?); give it a value, or leave --config out for the'),
+    (['--loggers_dir', '.'], "loggers_dir '.' names no new folder for this run; pass one to create, such as "
+                             '--loggers_dir loggers/exp1'),
+    (['--checkpoints_dir', '/'], "checkpoints_dir '/' names no new folder for this run"),
+    (['--checkpoints_dir', 'x/..'], "checkpoints_dir 'x/..' names no new folder for this run"),
+    (['--loggers_dir', 'x', '--checkpoints_dir', './x/'], "loggers_dir and checkpoints_dir are the same folder 'x'; "
+                                                          'a run needs one of each'),
     (['--num_workers', '-1'], 'num_workers must be 0 or more, got -1'),
     (['--save_minutes', '-1'], 'save_minutes must be 0 or more, got -1.0'),
     (['--dropout', '1'], 'dropout must be at least 0 and below 1, got 1.0'),
@@ -482,6 +500,7 @@ def json_error(text):
     ('{"amp": null}', "--config 'experiment.json': amp must be a string, got null"),
     ('{"lr": -1}', 'lr must be positive, got -1.0'),  # and then the checks every value gets
     ('{"weight_decay": Infinity}', 'weight_decay must be a finite number, got inf'),  # Python's json reads it
+    ('{"amp": ""}', "--config 'experiment.json': amp is empty; give it a value, or remove it for its default 'none'"),
 ])
 def test_bad_config_files_fail_clearly_before_anything_is_written(workdir, text, message):
     if text is not None:
