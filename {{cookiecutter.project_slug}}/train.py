@@ -50,6 +50,7 @@ from utils import (
     carry_best,
     check_config,
     check_device_config,
+    check_new_run_dirs,
     check_not_running,
     check_one_sample,
     check_resume_overrides,
@@ -531,6 +532,7 @@ def main(argv=None):
 
     # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
     if checkpoint is None or branched_from:
+        check_new_run_dirs(config['loggers_dir'], config['checkpoints_dir'])  # on every rank, before rank 0 makes them
         run_dirs, restarted = None, []
         if is_master():  # a --run_name run takes its name or stops: a requeue must find it there
             if run_name:  # its starts that saved no checkpoint are kept aside: any set aside before, then the last

@@ -689,13 +689,6 @@ def check_config(config):
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
     if config['amp'] not in ('none', *AMP_DTYPES):
         raise RunError(f"amp must be none, bf16 or fp16, got '{config['amp']}'")
-    for key in ('loggers_dir', 'checkpoints_dir'):
-        if Path(config[key]).name in ('', '..'):  # '', '.', '/': claim_run_dirs needs a name to make a new folder of
-            raise RunError(f"{key} '{config[key]}' names no new folder for this run; pass one to create, such as "
-                           f'--{key} {key.removesuffix("_dir")}/exp1')
-    if Path(config['loggers_dir']).absolute() == Path(config['checkpoints_dir']).absolute():
-        raise RunError(f"loggers_dir and checkpoints_dir are the same folder '{config['loggers_dir']}'; a run needs "
-                       'one of each: pass --loggers_dir and --checkpoints_dir different folders')
 
 
 def check_minimums(config, minimums):
@@ -760,6 +753,19 @@ def claim_run_dirs(loggers_dir, checkpoints_dir, mode=0o755, run_name=None):
         raise RunError(f'run {run_name} was started by another process just now ({loggers_dir} or {checkpoints_dir} '
                        'appeared); run one job per --run_name')
     raise RunError(f"could not find a free run folder name next to '{loggers_dir}'")
+
+
+def check_new_run_dirs(loggers_dir, checkpoints_dir):
+    """Folders claim_run_dirs can make for a new run: each with a name (not '.', '/'), and neither in the other,
+    which a suffix for a taken name would split (x_1 and x/ckpt_1, inside the run before)."""
+    for key, folder in (('loggers_dir', loggers_dir), ('checkpoints_dir', checkpoints_dir)):
+        if Path(folder).name in ('', '..'):
+            raise RunError(f"{key} '{folder}' names no new folder for this run; pass one to create, such as "
+                           f'--{key} {key.removesuffix("_dir")}/exp1')
+    logs, ckpts = (Path(os.path.abspath(folder)) for folder in (loggers_dir, checkpoints_dir))
+    if logs == ckpts or logs in ckpts.parents or ckpts in logs.parents:
+        raise RunError(f"loggers_dir '{loggers_dir}' and checkpoints_dir '{checkpoints_dir}' overlap; a run needs two "
+                       'folders side by side, such as --loggers_dir exp1/logs --checkpoints_dir exp1/checkpoints')
 
 
 def missing_parents(path):

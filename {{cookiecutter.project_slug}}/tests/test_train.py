@@ -411,8 +411,11 @@ def test_an_empty_value_is_taken_for_a_key_whose_default_is_empty(tmp_path):
                              '--loggers_dir loggers/exp1'),
     (['--checkpoints_dir', '/'], "checkpoints_dir '/' names no new folder for this run"),
     (['--checkpoints_dir', 'x/..'], "checkpoints_dir 'x/..' names no new folder for this run"),
-    (['--loggers_dir', 'x', '--checkpoints_dir', './x/'], "loggers_dir and checkpoints_dir are the same folder 'x'; "
-                                                          'a run needs one of each'),
+    (['--loggers_dir', 'x', '--checkpoints_dir', './x/'], "loggers_dir 'x' and checkpoints_dir './x/' overlap; a "
+                                                          'run needs two folders side by side, such as --loggers_dir'),
+    (['--loggers_dir', 'x', '--checkpoints_dir', 'x/ckpt'], "loggers_dir 'x' and checkpoints_dir 'x/ckpt' overlap"),
+    (['--loggers_dir', 'y/../x/logs', '--checkpoints_dir', 'x'], "loggers_dir 'y/../x/logs' and checkpoints_dir 'x' "
+                                                                 'overlap'),
     (['--num_workers', '-1'], 'num_workers must be 0 or more, got -1'),
     (['--save_minutes', '-1'], 'save_minutes must be 0 or more, got -1.0'),
     (['--dropout', '1'], 'dropout must be at least 0 and below 1, got 1.0'),
