@@ -20,6 +20,7 @@ from runfiles import (
     CommandParser,
     RunError,
     check_new_output,
+    check_not_a_checkpoints_folder,
     differing_keys,
     escaped,
     new_file,
@@ -245,6 +246,7 @@ def save_curves(folder):
 def resolve_run(target, loggers_root='loggers'):
     for candidate in (Path(target), Path(loggers_root) / target):
         if candidate.is_dir():
+            check_not_a_checkpoints_folder(candidate)
             return candidate
     raise RunError(f"no run '{target}': pass a timestamp under {loggers_root}/ or a run's loggers folder"
                    + project_folder_note(target, Path(loggers_root) / target))
@@ -268,8 +270,6 @@ if __name__ == '__main__':
             raise RunError(f"run '{repeated[0]}' is given twice; name each run once")
         if not comparing and args.output is not None:
             raise RunError("--output names a comparison of two or more runs; one run's figure is its curves.png")
-        if args.output == '':
-            raise RunError("--output is empty; name the comparison's file, e.g. --output lr_sweep.png")
         try:
             if not comparing:
                 print(f'wrote {plot_run(folders[0])}')

@@ -141,6 +141,29 @@ def read_note(folder):
     return config, provenance, status
 
 
+def checkpoints_folder_of(folder):
+    """The checkpoints folder that a run's loggers folder names in its note.log, or None for another folder."""
+    if not (Path(folder) / 'note.log').is_file():
+        return None
+    try:
+        config, _, _ = read_note(Path(folder))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return config.get('checkpoints_dir') or None
+
+
+def check_not_a_checkpoints_folder(folder):
+    """plot.py reads a run's logs: a folder of checkpoints instead (the two look alike) says where the logs
+    are when loggers/<its name> holds them."""
+    folder = Path(folder)
+    if (folder / 'note.log').exists() or not any(folder.glob('*.pt')):
+        return
+    logs = Path('loggers') / folder.name
+    where = f", which are in '{logs}': pass {folder.name}" if (logs / 'note.log').is_file() else (
+        "; pass the run's loggers folder")
+    raise RunError(f"'{folder}' holds a run's checkpoints, not its logs{where}")
+
+
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}  # where a run is, not how it trains
 
 

@@ -99,4 +99,8 @@ if __name__ == '__main__':
             fix = 'no run has started here yet: python train.py starts one' if in_project else (
                 'run from the project folder or pass --loggers')
             raise RunError(f"no '{args.loggers}' folder here{project_folder_note(args.loggers)}; {fix}")
+        runs = [folder for folder in Path(args.loggers).iterdir() if folder.is_dir()]
+        if runs and not any((run / 'note.log').exists() for run in runs) and any(any(run.glob('*.pt')) for run in runs):
+            raise RunError(f"'{args.loggers}' holds runs' checkpoints, not their logs; pass their loggers folder, "
+                           'such as --loggers loggers')
         print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

@@ -48,6 +48,7 @@ from runfiles import (
     RunError,
     alive,
     attempt_folder,
+    checkpoints_folder_of,
     escaped,
     parse_attempt,
     project_folder_note,
@@ -1219,6 +1220,10 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
             if (candidate / name).is_file():
                 return candidate / name
             others = sorted(p.name for p in candidate.glob('*.pt') if not p.name.startswith('.'))  # not a save's .tmp
+            logs_of = checkpoints_folder_of(candidate)
+            if not others and logs_of:  # loggers/<run> for checkpoints/<run>: the two look alike
+                raise RunError(f"'{candidate}' is a run's loggers folder; its checkpoints are in '{logs_of}': "
+                               f'pass {option} {shlex.quote(logs_of)}')
             if not others:  # stopped before its first save (a best or a latest)
                 fix = 'start a new run' if option == '--resume' else f'pass a run that has one to {option}'
                 raise RunError(f"no checkpoint in '{candidate}': its run stopped before it saved one; {fix}")

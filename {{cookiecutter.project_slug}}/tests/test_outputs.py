@@ -22,7 +22,7 @@ import runfiles
 import runs
 import train
 import utils
-from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, load, only_run, run, run_as_command
+from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, load, only_run, run, run_as_command, snapshot
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG
 {%- endif %}
@@ -395,6 +395,28 @@ def test_runs_table_lists_every_run_and_survives_broken_folders(workdir, data_ar
         runs.table(workdir / 'loggers', sort='nope')
 
 
+def test_plot_runs_and_predict_given_the_other_folder_of_a_run_say_where_to_look(workdir, data_args, monkeypatch,
+                                                                                 capsys):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    name = only_run(workdir)[0].name
+    before, _ = snapshot(workdir), capsys.readouterr()
+    not_logs = f"error: 'checkpoints/{name}' holds a run's checkpoints, not its logs, which are in 'loggers/{name}': " \
+               f'pass {name}\n'
+    for command, message in [
+        (['plot.py', f'checkpoints/{name}'], not_logs),
+        (['plot.py', f'loggers/{name}', f'checkpoints/{name}'], not_logs),
+        (['runs.py', '--loggers', 'checkpoints'], "error: 'checkpoints' holds runs' checkpoints, not their logs; pass "
+                                                  'their loggers folder, such as --loggers loggers\n'),
+        (['predict.py', '--run', f'loggers/{name}'], f"error: 'loggers/{name}' is a run's loggers folder; its "
+                                                     f"checkpoints are in 'checkpoints/{name}': pass --run "
+                                                     f'checkpoints/{name}\n'),
+    ]:
+        code, stdout, stderr = run_as_command(command[0], command[1:], monkeypatch, capsys)
+        assert (code, stdout, stderr) == (2, '', message), command
+    assert snapshot(workdir) == before
+    assert run_as_command('plot.py', [name], monkeypatch, capsys)[0] == 0  # what it names
+
+
 def test_runs_table_lists_a_named_runs_set_aside_starts_after_it_newest_first(tmp_path):
     for name in ('job', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job.b', '20260101_000000'):
         (tmp_path / name).mkdir()
@@ -591,7 +613,8 @@ def test_plot_command_compares_runs_and_never_replaces_a_file(tmp_path, monkeypa
         (['a', 'b', '--output', 'no/such/x.png'], "error: cannot write 'no/such/x.png': the folder 'no/such' does not"),
         (['a', 'new', '--output', 'x.png'], "error: a comparison needs two runs that have finished an epoch; of these, "
                                             "only 'a' has"),
-        (['a', 'b', '--output', ''], "error: --output is empty; name the comparison's file, e.g. --output lr_sweep.png"),
+        (['a', 'b', '--output', ''], 'error: --output is empty (an unset shell variable?); give it a value, or leave '
+                                     '--output out'),
         (['a', 'b', '--output', 'sweep.v2'], "error: cannot draw 'sweep.v2': not an image format matplotlib writes; "
                                              'end --output with one of '),
     ]:

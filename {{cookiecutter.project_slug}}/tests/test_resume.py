@@ -71,6 +71,20 @@ def test_resume_accepts_a_checkpoint_file_or_folder(workdir, data_args):
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 3
 
 
+def test_a_runs_loggers_folder_given_for_its_checkpoints_names_them(workdir, data_args):
+    # loggers/<run> and checkpoints/<run> look alike: --resume and --init_from given the first name the second
+    assert run(data_args + ['--n_epoch', 1, '--loggers_dir', 'runs/logs', '--checkpoints_dir', 'runs/my ckpts']) == 0
+    before = snapshot(workdir)
+    for option in ('--resume', '--init_from'):
+        message = (f"'runs/logs' is a run's loggers folder; its checkpoints are in 'runs/my ckpts': pass {option} "
+                   "'runs/my ckpts'")
+        with pytest.raises(RunError, match=f'^{re.escape(message)}$'):
+            run(data_args + [option, 'runs/logs', '--n_epoch', 2])
+    assert snapshot(workdir) == before
+    assert run(['--resume', 'runs/my ckpts', '--n_epoch', 2]) == 0  # the folder it names
+    assert load(workdir / 'runs' / 'my ckpts' / 'latest_checkpoint.pt')['epoch'] == 2
+
+
 def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(workdir, data_args):
     assert run(data_args + ['--n_epoch', 2] + EXACT) == 0
     logs, ckpts = only_run(workdir)
