@@ -24,6 +24,7 @@ from runfiles import (
     differing_keys,
     escaped,
     new_file,
+    newest_run,
     one_line_errors,
     project_folder_note,
     read_metrics_rows,
@@ -254,12 +255,17 @@ def resolve_run(target, loggers_root='loggers'):
 
 if __name__ == '__main__':
     parser = CommandParser(description='Write loggers/<run>/curves.png from its metrics.csv, or compare runs.')
-    parser.add_argument('run', nargs='+', help='a timestamp or --run_name under loggers/, or a loggers/<run> folder; '
+    parser.add_argument('run', nargs='*', help='a timestamp or --run_name under loggers/, or a loggers/<run> folder; '
                         'two or more: one figure that compares them')
     parser.add_argument('--output', help='the comparison figure (default: comparison.png; its suffix names the format: '
                         '.png, .svg, .pdf ...); never replaces a file')
     with one_line_errors():
         args = parser.parse_args()
+        if not args.run:
+            newest = newest_run('loggers', 'metrics.csv')
+            raise RunError('name a run to draw, or two or more to compare; ' + (
+                f'the newest run here: python plot.py {newest}' if newest else
+                f"no run under 'loggers' has finished an epoch yet{project_folder_note('loggers')}"))
         comparing = len(args.run) > 1
         files = [run for run in args.run if comparing and Path(run).is_file()]  # loggers/* matches a figure put there
         names = [run for run in args.run if run not in files]

@@ -29,6 +29,7 @@ from runfiles import (
     RunError,
     check_new_output,
     new_file,
+    newest_run,
     one_line_errors,
     project_folder_note,
 )
@@ -47,11 +48,17 @@ from utils import (
 def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
     if run and checkpoint:
         raise RunError('pass --run <timestamp> or --checkpoint <file>, not both')
+    if checkpoint and Path(checkpoint).is_dir():
+        raise RunError(f"--checkpoint '{checkpoint}' is a folder; pass a file in it, or the folder to --run (its "
+                       'best_checkpoint.pt)')
     if checkpoint:
         return Path(checkpoint)
     if run:  # a timestamp or folder: its best checkpoint; the error lists the run's checkpoints if it has none
         return resolve_checkpoint(run, checkpoints_root, name='best_checkpoint.pt', option='--run')
-    raise RunError('pass --run <timestamp> (its best checkpoint) or --checkpoint <file>')
+    newest = newest_run(checkpoints_root, 'best_checkpoint.pt')
+    raise RunError('pass --run <timestamp> (its best checkpoint) or --checkpoint <file>; ' + (
+        f'the newest run here: python predict.py --run {newest}' if newest else
+        f"no run under '{checkpoints_root}' has a best_checkpoint.pt yet{project_folder_note(checkpoints_root)}"))
 
 
 {%- if cookiecutter.task == 'classification' %}

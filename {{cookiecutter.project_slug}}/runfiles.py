@@ -152,6 +152,13 @@ def checkpoints_folder_of(folder):
     return config.get('checkpoints_dir') or None
 
 
+def newest_run(root, file):
+    """The name of the run folder under `root` whose `file` was written last, or None: what an error that asks
+    for a run can suggest."""
+    found = [(path.stat().st_mtime, path.parent.name) for path in Path(root).glob(f'*/{file}') if path.is_file()]
+    return max(found)[1] if found else None
+
+
 def check_not_a_checkpoints_folder(folder):
     """plot.py reads a run's logs: a folder of checkpoints instead (the two look alike) says where the logs
     are when loggers/<its name> holds them."""

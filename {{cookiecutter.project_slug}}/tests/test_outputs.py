@@ -417,6 +417,20 @@ def test_plot_runs_and_predict_given_the_other_folder_of_a_run_say_where_to_look
     assert run_as_command('plot.py', [name], monkeypatch, capsys)[0] == 0  # what it names
 
 
+def test_plot_and_predict_without_a_run_suggest_the_newest(workdir, data_args, monkeypatch, capsys):
+    assert run(data_args + ['--n_epoch', 1, '--run_name', 'older']) == 0
+    assert run(data_args + ['--n_epoch', 1, '--run_name', 'newer']) == 0
+    capsys.readouterr()
+    for name in ('older', 'newer'):  # an mtime decides, not the name
+        for file in (workdir / 'loggers' / name / 'metrics.csv', workdir / 'checkpoints' / name / 'best_checkpoint.pt'):
+            os.utime(file, (1e9, 1e9 + (name == 'older')))
+    assert run_as_command('plot.py', [], monkeypatch, capsys) == (
+        2, '', 'error: name a run to draw, or two or more to compare; the newest run here: python plot.py older\n')
+    assert run_as_command('predict.py', [], monkeypatch, capsys) == (
+        2, '', 'error: pass --run <timestamp> (its best checkpoint) or --checkpoint <file>; the newest run here: '
+               'python predict.py --run older\n')
+
+
 def test_runs_table_lists_a_named_runs_set_aside_starts_after_it_newest_first(tmp_path):
     for name in ('job', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job.b', '20260101_000000'):
         (tmp_path / name).mkdir()
@@ -907,7 +921,12 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
                                                    'value, or leave --output out\n'),
     (['plot.py', 'x', ''], 'error: a run is empty (an unset shell variable?); give it a value\n'),
     (['runs.py', '--loggers='], 'error: --loggers is empty (an unset shell variable?); give it a value, or leave'),
-    (['plot.py'], 'error: the following arguments are required: run; python plot.py --help lists the options'),
+    (['plot.py'], "error: name a run to draw, or two or more to compare; no run under 'loggers' has finished an "
+                  'epoch yet\n'),
+    (['predict.py'], 'error: pass --run <timestamp> (its best checkpoint) or --checkpoint <file>; no run under '
+                     "'checkpoints' has a best_checkpoint.pt yet\n"),
+    (['predict.py', '--checkpoint', 'loggers'], "error: --checkpoint 'loggers' is a folder; pass a file in it, or the "
+                                                'folder to --run (its best_checkpoint.pt)\n'),
     (['runs.py', '--color'], 'error: unknown option --color; python runs.py --help lists the options'),
 ])
 def test_the_other_commands_refuse_bad_input_as_train_py_does(tmp_path, monkeypatch, capsys, command, message):
