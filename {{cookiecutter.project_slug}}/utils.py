@@ -538,8 +538,12 @@ def named_run(name, overrides):
 
     The checkpoint is the further on of latest_checkpoint.pt and best_checkpoint.pt: a run killed hard before
     its first latest save (save_every epochs or save_minutes) still has the best of an improving epoch."""
-    if not re.fullmatch(r'[\w.-]+', name) or name.startswith('.'):
-        raise RunError(f"--run_name must be a folder name of letters, digits, '_', '-' and '.', got '{name}'")
+    if not re.fullmatch(r'[\w.-]+', name) or name.startswith(('.', '-')):  # '-x' would read as an option later
+        raise RunError(f"--run_name must be a folder name of letters, digits, '_', '-' and '.', not starting with "
+                       f"'.' or '-', got '{name}'")
+    if parse_attempt(name):
+        raise RunError(f"--run_name '{name}' is how a start of run '{parse_attempt(name)[0]}' that saved no checkpoint "
+                       'is set aside (NAME.attempt-K); choose another name')
     given = [key for key in ('loggers_dir', 'checkpoints_dir') if key in overrides]
     if given:
         raise RunError(f'--run_name places the run in loggers/{name} and checkpoints/{name}; drop --{given[0]}')
@@ -1224,6 +1228,9 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
             if not others and logs_of:  # loggers/<run> for checkpoints/<run>: the two look alike
                 raise RunError(f"'{candidate}' is a run's loggers folder; its checkpoints are in '{logs_of}': "
                                f'pass {option} {shlex.quote(logs_of)}')
+            if not others and any(not path.name.startswith('.') for path in candidate.iterdir()):
+                raise RunError(f"'{candidate}' is not a run's checkpoints folder (no .pt file in it); pass {option} a "
+                               "run's timestamp or name, its checkpoints folder, or a checkpoint file")
             if not others:  # stopped before its first save (a best or a latest)
                 fix = 'start a new run' if option == '--resume' else f'pass a run that has one to {option}'
                 raise RunError(f"no checkpoint in '{candidate}': its run stopped before it saved one; {fix}")

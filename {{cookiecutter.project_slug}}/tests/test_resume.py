@@ -265,8 +265,13 @@ def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoi
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--run_name', 'a/b'], "--run_name must be a folder name of letters, digits, '_', '-' and '.', got 'a/b'"),
+    (['--run_name', 'a/b'], "--run_name must be a folder name of letters, digits, '_', '-' and '.', not starting "
+                            "with '.' or '-', got 'a/b'"),
     (['--run_name', '..'], "--run_name must be a folder name .+ got '..'"),
+    (['--run_name=-x'], "--run_name must be a folder name of letters, digits, '_', '-' and '.', not starting with '.' "
+                        "or '-', got '-x'"),  # a later --resume -x, plot.py -x would read it as an option
+    (['--run_name', 'x.attempt-2'], "--run_name 'x.attempt-2' is how a start of run 'x' that saved no checkpoint is "
+                                    r'set aside \(NAME.attempt-K\); choose another name'),
     (['--run_name', ''], r"^--run_name is empty \(an unset shell variable\?\); give it a value, or leave --run_name out "
                          'for a timestamped run$'),
     (['--run_name', 'x', '--resume', 'x'], 'pass --run_name or --resume, not both'),
@@ -755,7 +760,7 @@ class Payload:
 
 
 @pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'only a best', 'no checkpoint yet', 'truncated',
-                                     'garbage', 'text', 'code', 'architecture', 'empty'])
+                                     'garbage', 'text', 'code', 'architecture', 'empty', 'not a run'])
 def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args, problem, capsys):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
@@ -783,6 +788,9 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
     elif problem == 'code':
         target, expected = str(workdir / 'evil.pt'), 'refused to load'
         (workdir / 'evil.pt').write_bytes(pickle.dumps({'format_version': 1, 'x': Payload()}, protocol=2))
+    elif problem == 'not a run':  # the project folder: not "its run stopped before it saved one"
+        target, expected = '.', (r"^'\.' is not a run's checkpoints folder \(no \.pt file in it\); pass --resume a "
+                                 "run's timestamp or name, its checkpoints folder, or a checkpoint file$")
     elif problem == 'empty':  # "$CHECKPOINT" of an unset variable: not a new run in its place
         target, expected = '', r'^--resume is empty \(an unset shell variable\?\); give it a value, or leave --resume out for a new run$'
     elif problem == 'architecture':  # another project's checkpoint: its model and its data both differ
