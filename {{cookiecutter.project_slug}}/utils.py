@@ -634,8 +634,9 @@ def read_config_file(path, config):
         with open(path, encoding='utf-8-sig') as f:  # -sig: Windows editors may start the file with a BOM
             values = json.load(f)
     except OSError as err:
-        raise RunError(f"cannot read --config '{path}' ({err.strerror}){project_folder_note(path)}; pass a JSON file of "
-                       'config keys') from None
+        run_config = Path(path) / 'config.json'  # a run's loggers folder given for the file it holds
+        fix = f'pass --config {shlex.quote(str(run_config))}' if run_config.is_file() else 'pass a JSON file of config keys'
+        raise RunError(f"cannot read --config '{path}' ({err.strerror}){project_folder_note(path)}; {fix}") from None
     except ValueError as err:  # bad JSON, or not UTF-8
         raise RunError(f"--config '{path}' is not valid JSON ({err}); fix the file") from None
     if not isinstance(values, dict):

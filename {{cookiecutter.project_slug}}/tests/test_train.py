@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import train
-from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run
+from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
 from model import build_model
 from runfiles import METRIC_NAME, RunError
 from utils import OLDEST_TORCH, all_seed, parse_args, setup_device
@@ -482,6 +482,15 @@ def json_error(text):
     except json.JSONDecodeError as err:
         return str(err)
     raise AssertionError(f'{text} is valid JSON')
+
+
+def test_a_runs_folder_given_to_config_names_its_config_json(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1, '--run_name', 'a']) == 0
+    before = snapshot(workdir)
+    with pytest.raises(RunError, match=re.escape("cannot read --config 'loggers/a' (Is a directory); pass --config "
+                                                 'loggers/a/config.json')):
+        train.main(['--config', 'loggers/a'])
+    assert snapshot(workdir) == before
 
 
 @pytest.mark.parametrize('text, message', [
