@@ -8,6 +8,7 @@ the best valid loss and metric and their epoch, then the hyperparameters that di
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
+import difflib
 import math
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def table(root, sort='run', reverse=False):
     differing = differing_keys(configs)
     columns = FIXED + differing
     if sort not in columns:
-        raise RunError(f"cannot sort by '{sort}'; choose one of: {', '.join(columns)}")
+        close = difflib.get_close_matches(sort, columns, n=1)
+        raise RunError(f"cannot sort by '{sort}'; " + (f"did you mean '{close[0]}'? " if close else '')
+                       + f"choose one of: {', '.join(columns)}")
     rows = [{**row, **{key: config.get(key, '') for key in differing}} for row, config in zip(rows, configs)]
 
     def sort_key(row):

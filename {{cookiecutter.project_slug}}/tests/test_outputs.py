@@ -893,7 +893,9 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
     (['predict.py', '--run', 'nosuch'], "error: nothing for --run at 'nosuch': no such checkpoint file, folder"),
     (['plot.py', 'nosuch'], "error: no run 'nosuch'"),
     (['runs.py', '--loggers', 'nosuch'], "error: no 'nosuch' folder here"),
-    (['runs.py', '--sort', 'nosuch'], "error: cannot sort by 'nosuch'"),
+    (['runs.py', '--sort', 'nosuch'], "error: cannot sort by 'nosuch'; choose one of: run, status, epochs, "),
+    (['runs.py', '--sort', 'valid_los'], "error: cannot sort by 'valid_los'; did you mean 'valid_loss'? choose one of: "
+                                         'run, status'),
     # argparse's own usage errors: one line too, instead of its usage text and 'prog: error:'
     (['predict.py', '--run'], 'error: argument --run: expected one argument; python predict.py --help lists'),
     (['predict.py', '--batch_size', 'x'], "error: argument --batch_size: invalid int value: 'x'"),
