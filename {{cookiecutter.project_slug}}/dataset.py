@@ -500,18 +500,20 @@ def image_files(folder):
 class ImageFolderDataset(Dataset):
     """Lists the image files once; reads, converts and resizes each one when it is asked for.
 
-    For prediction (labels_required=False) `root` may also hold the images directly, without labels.
+    For prediction (labels_required=False) `root` may also hold the images directly, without labels, or be
+    one image file.
     """
 
     def __init__(self, config, root=None, labels_required=True, classes=None):
         root = Path(root or config['dataset_dir'])
-        if not root.is_dir():
+        one_image = not labels_required and root.is_file() and root.suffix.lower() in IMAGE_SUFFIXES
+        if not root.is_dir() and not one_image:
             problem = 'is not a folder' if root.exists() else f'does not exist{project_folder_note(root)}'
             raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))  # not .ipynb_checkpoints
-        loose = [] if folders else image_files(root)
+        folders = [] if one_image else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
+        loose = [root] if one_image else [] if folders else image_files(root)  # folders: not .ipynb_checkpoints
         self.files, targets, self.has_labels = [], [], bool(folders)
         if loose and not labels_required:
             self.files, targets = loose, [0] * len(loose)
@@ -552,7 +554,7 @@ class ImageFolderDataset(Dataset):
         if len(self.files) < (2 if labels_required else 1):
             raise RunError(f"found {len(self.files)} images in '{root}'; {LAYOUT}")
         self.targets = torch.tensor(targets){{ '' if classification else '.unsqueeze(1)' }}
-        self.ids = [str(path.relative_to(root)) for path in self.files]
+        self.ids = [root.name] if one_image else [str(path.relative_to(root)) for path in self.files]
 {%- if not classification %}
         self.classes = None
 {%- endif %}

@@ -188,7 +188,7 @@ if __name__ == '__main__':
         args = parser.parse_args()
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
                                   args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else '' }})
-    print(f'wrote {n} predictions to {args.output}')
+    print(f"wrote {n} prediction{'s' * (n != 1)} to {args.output}")
     if loss is not None and math.isfinite(loss):
         print(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')
 {%- if cookiecutter.task == 'classification' %}

@@ -778,6 +778,13 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     assert loss is None and n == 6 and len(rows(workdir / 'p2.csv')) == 6
     assert '\\udce9t\\udce9.png' in [row['id'] for row in rows(workdir / 'p2.csv')]  # escaped: the table is UTF-8
     assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
+    n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat / image.name), workdir / 'one.csv')  # one file
+    one, = rows(workdir / 'one.csv')
+    same, = [row for row in rows(workdir / 'p2.csv') if row['id'] == image.name]
+    assert loss is None and n == 1 and one['id'] == image.name and one['prediction'] == same['prediction']
+{%- if classification %}
+    assert all(abs(float(one[key]) - float(same[key])) < 1e-5 for key in one if key.startswith('prob_'))
+{%- endif %}
 {%- elif cookiecutter.dataset == 'sequence' %}
 
     index = (workdir / 'data' / 'index.csv').read_text().splitlines()
