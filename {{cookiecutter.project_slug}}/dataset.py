@@ -631,20 +631,23 @@ class ImageFolderDataset(Dataset):
 class SequenceDataset(Dataset):
     """Reads index.csv once; loads each sample's (frames, num_features) tensor when it is asked for.
 
-    For prediction (labels_required=False) the label column may be missing.
+    For prediction (labels_required=False) the label column may be missing, and `root` may be one sample's file.
     """
 
     def __init__(self, config, root=None, labels_required=True, classes=None):
         self.root = Path(root or config['dataset_dir'])
         index = self.root / 'index.csv'
-        if not index.is_file():
+        if not labels_required and self.root.is_file() and self.root.name != 'index.csv':  # predict.py --data x.pt
+            index, self.root, lines = self.root, self.root.parent, [(1, {'file': self.root.name})]
+        elif not index.is_file():
             raise RunError(f"no index.csv in dataset_dir '{self.root}'{project_folder_note(index)}; {LAYOUT}")
-        try:
-            with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'
-                reader = csv.DictReader(f, skipinitialspace=True)
-                lines = [(reader.line_num, row) for row in reader]  # (line number, row); blank lines skipped
-        except UnicodeDecodeError:
-            raise not_utf8(index) from None
+        else:
+            try:
+                with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'
+                    reader = csv.DictReader(f, skipinitialspace=True)
+                    lines = [(reader.line_num, row) for row in reader]  # (line number, row); blank lines skipped
+            except UnicodeDecodeError:
+                raise not_utf8(index) from None
         rows = [row for _, row in lines]
         self.has_labels = bool(rows) and 'label' in rows[0]
         if not rows or 'file' not in rows[0] or labels_required and (len(rows) < 2 or not self.has_labels):
