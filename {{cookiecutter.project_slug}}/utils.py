@@ -1225,14 +1225,15 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
             if (candidate / name).is_file():
                 return candidate / name
             others = sorted(p.name for p in candidate.glob('*.pt') if not p.name.startswith('.'))  # not a save's .tmp
-            logs_of = checkpoints_folder_of(candidate)
-            if not others and logs_of:  # loggers/<run> for checkpoints/<run>: the two look alike
-                raise RunError(f"'{candidate}' is a run's loggers folder; its checkpoints are in '{logs_of}': "
-                               f'pass {option} {shlex.quote(logs_of)}')
-            if not others and any(not path.name.startswith('.') for path in candidate.iterdir()):
-                raise RunError(f"'{candidate}' is not a run's checkpoints folder (no .pt file in it); pass {option} a "
-                               "run's timestamp or name, its checkpoints folder, or a checkpoint file")
-            if not others:  # stopped before its first save (a best or a latest)
+            if not others:
+                its_checkpoints = checkpoints_folder_of(candidate)  # loggers/<run> given: the two look alike
+                if its_checkpoints:
+                    raise RunError(f"'{candidate}' is a run's loggers folder; its checkpoints are in "
+                                   f"'{its_checkpoints}': pass {option} {shlex.quote(its_checkpoints)}")
+                if any(not path.name.startswith('.') for path in candidate.iterdir()):  # the project folder, say
+                    raise RunError(f"'{candidate}' is not a run's checkpoints folder (no .pt file in it); pass {option} "
+                                   "a run's timestamp or name, its checkpoints folder, or a checkpoint file")
+                # stopped before its first save (a best or a latest)
                 fix = 'start a new run' if option == '--resume' else f'pass a run that has one to {option}'
                 raise RunError(f"no checkpoint in '{candidate}': its run stopped before it saved one; {fix}")
             raise RunError(f"no {name} in '{candidate}'; pass one of its files with {option}: "
