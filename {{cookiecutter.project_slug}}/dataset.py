@@ -118,6 +118,16 @@ LAYOUT = (
 {%- endif %}
     "; write an example with: python dataset.py --make-example <dataset_dir>"
 )
+PREDICT_LAYOUT = (  # what predict.py's --data takes
+{%- if cookiecutter.dataset == 'csv' %}
+    "--data takes a CSV file with the feature columns of training (the label column optional), or a folder "
+    "holding data.csv"
+{%- elif cookiecutter.dataset == 'image_folder' %}
+    "--data takes a folder in the training layout, a folder of images (unlabelled), or one image file"
+{%- else %}
+    "--data takes a folder holding index.csv (file, and label if known) and the tensor files, or one tensor file"
+{%- endif %}
+)
 {%- endif %}
 {%- if kind == 'image' %}
 
@@ -320,7 +330,8 @@ class CsvDataset(Dataset):
         path = Path(path or config['dataset_dir'])
         path = path / 'data.csv' if path.is_dir() else path
         if not path.is_file():
-            raise RunError(f"no data.csv at '{path}'{project_folder_note(path)}; {LAYOUT}")
+            raise RunError(f"no data.csv at '{path}'{project_folder_note(path)}; "
+                           + (LAYOUT if labels_required else PREDICT_LAYOUT))
         try:
             with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
                 reader = csv.reader(f, skipinitialspace=True)  # 'f0, f1, label' names the column 'label'
@@ -509,7 +520,8 @@ class ImageFolderDataset(Dataset):
         one_image = not labels_required and root.is_file() and root.suffix.lower() in IMAGE_SUFFIXES
         if not root.is_dir() and not one_image:
             problem = 'is not a folder' if root.exists() else f'does not exist{project_folder_note(root)}'
-            raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}")
+            raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}" if labels_required else
+                           f"--data '{root}' {'is not an image file' if root.is_file() else problem}; {PREDICT_LAYOUT}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = [] if one_image else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
@@ -640,7 +652,10 @@ class SequenceDataset(Dataset):
         if not labels_required and self.root.is_file() and self.root.name != 'index.csv':  # predict.py --data x.pt
             index, self.root, lines = self.root, self.root.parent, [(1, {'file': self.root.name})]
         elif not index.is_file():
-            raise RunError(f"no index.csv in dataset_dir '{self.root}'{project_folder_note(index)}; {LAYOUT}")
+            problem = 'holds no index.csv' if self.root.exists() else 'does not exist'
+            raise RunError(f"no index.csv in dataset_dir '{self.root}'{project_folder_note(index)}; {LAYOUT}"
+                           if labels_required else f"--data '{self.root}' {problem}{project_folder_note(index)}; "
+                           f'{PREDICT_LAYOUT}')
         else:
             try:
                 with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'

@@ -848,6 +848,16 @@ def test_predict_errors_are_clear(workdir, data_args):
 {%- if cookiecutter.dataset == 'synthetic' %}
     with pytest.raises(RunError, match='the synthetic reader takes no --data'):
         predict.predict(best, 'data/', workdir / 'p.csv')
+{%- else %}
+    # what --data takes, not the training layout under dataset_dir
+    nope = r"{{ "no data\\.csv at '.*nope'; --data takes a CSV file" if cookiecutter.dataset == 'csv' else "--data '.*nope' does not exist; --data takes a folder" }}"
+    with pytest.raises(RunError, match=nope):
+        predict.predict(best, str(workdir / 'nope'), workdir / 'p.csv')
+{%- endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}
+    (workdir / 'notes.txt').write_text('not an image')
+    with pytest.raises(RunError, match=r"--data '.*notes\.txt' is not an image file; --data takes a folder"):
+        predict.predict(best, str(workdir / 'notes.txt'), workdir / 'p.csv')
 {%- endif %}
 {%- if cookiecutter.dataset == 'csv' %}
     # the model's sizes are fixed: the errors name what to change in the data, not an option predict.py lacks
