@@ -519,9 +519,12 @@ class ImageFolderDataset(Dataset):
         root = Path(root or config['dataset_dir'])
         one_image = not labels_required and root.is_file() and root.suffix.lower() in IMAGE_SUFFIXES
         if not root.is_dir() and not one_image:
-            problem = 'is not a folder' if root.exists() else f'does not exist{project_folder_note(root)}'
+            if not root.exists():
+                problem = f'does not exist{project_folder_note(root)}'
+            else:
+                problem = 'is not a folder' if labels_required else 'is not an image file'
             raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}" if labels_required else
-                           f"--data '{root}' {'is not an image file' if root.is_file() else problem}; {PREDICT_LAYOUT}")
+                           f"--data '{root}' {problem}; {PREDICT_LAYOUT}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = [] if one_image else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
@@ -651,11 +654,11 @@ class SequenceDataset(Dataset):
         index = self.root / 'index.csv'
         if not labels_required and self.root.is_file() and self.root.name != 'index.csv':  # predict.py --data x.pt
             index, self.root, lines = self.root, self.root.parent, [(1, {'file': self.root.name})]
+        elif not index.is_file() and labels_required:
+            raise RunError(f"no index.csv in dataset_dir '{self.root}'{project_folder_note(index)}; {LAYOUT}")
         elif not index.is_file():
             problem = 'holds no index.csv' if self.root.exists() else 'does not exist'
-            raise RunError(f"no index.csv in dataset_dir '{self.root}'{project_folder_note(index)}; {LAYOUT}"
-                           if labels_required else f"--data '{self.root}' {problem}{project_folder_note(index)}; "
-                           f'{PREDICT_LAYOUT}')
+            raise RunError(f"--data '{self.root}' {problem}{project_folder_note(index)}; {PREDICT_LAYOUT}")
         else:
             try:
                 with open(index, newline='', encoding='utf-8-sig') as f:  # -sig: a BOM (Excel) is not part of 'file'

@@ -58,6 +58,13 @@ def project_folder_note(*paths):
     return f" (paths are relative to the folder you are in, {here}; '{found[0]}' exists: cd {PROJECT_FOLDER} first)"
 
 
+def empty_value(name, leave_out=None):
+    """The error for `name` given as '' ("$RUN" of an unset shell variable), never taken for the current folder;
+    `leave_out` ends the advice to leave an optional name out (' for a new run', say)."""
+    return RunError(f'{name} is empty (an unset shell variable?); give it a value'
+                    + ('' if leave_out is None else f', or leave {name} out{leave_out}'))
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
     one_line_errors prints them as every other bad input: one `error:` line, exit code 2. A misspelt option
@@ -74,21 +81,20 @@ class CommandParser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         # before argparse, whose "required" error would otherwise hide that the required option was misspelt
-        args = sys.argv[1:] if args is None else list(args)
+        args, options = sys.argv[1:] if args is None else list(args), self.long_options
         for arg in args[:args.index('--')] if '--' in args else args:
             name = arg.partition('=')[0]
-            if name.startswith('--') and not any(option.startswith(name) for option in self.long_options):
-                close = difflib.get_close_matches(name[2:], [option[2:] for option in self.long_options], n=1)
+            if name.startswith('--') and not any(option.startswith(name) for option in options):
+                close = difflib.get_close_matches(name[2:], [option[2:] for option in options], n=1)
                 raise RunError(f'unknown option {name}; ' + (f'did you mean --{close[0]}? ' if close else '')
                                + f'python {self.prog} --help lists the options')
         parsed = super().parse_args(args, namespace)
-        for action in self.arguments:  # "$RUN" of an unset shell variable: never a file name
+        for action in self.arguments:
             value = getattr(parsed, action.dest, None)
             if value == '' or (isinstance(value, list) and '' in value):
-                name = action.option_strings[-1] if action.option_strings else f'a {action.dest}'
-                optional = action.option_strings and not action.required
-                raise RunError(f'{name} is empty (an unset shell variable?); give it a value'
-                               + (f', or leave {name} out' if optional else ''))
+                if not action.option_strings or action.required:
+                    raise empty_value(action.option_strings[-1] if action.option_strings else f'a {action.dest}')
+                raise empty_value(action.option_strings[-1], leave_out='')
         return parsed
 
     def error(self, message):
@@ -159,11 +165,16 @@ def newest_run(root, file):
     return max(found)[1] if found else None
 
 
+def holds_checkpoints_not_logs(folder):
+    """A run's checkpoints folder, which looks like its loggers folder: .pt files and no note.log."""
+    return not (Path(folder) / 'note.log').exists() and any(Path(folder).glob('*.pt'))
+
+
 def check_not_a_checkpoints_folder(folder):
     """plot.py reads a run's logs: a folder of checkpoints instead (the two look alike) says where the logs
     are when loggers/<its name> holds them."""
     folder = Path(folder)
-    if (folder / 'note.log').exists() or not any(folder.glob('*.pt')):
+    if not holds_checkpoints_not_logs(folder):
         return
     logs = Path('loggers') / folder.name
     where = f", which are in '{logs}': pass {folder.name}" if (logs / 'note.log').is_file() else (

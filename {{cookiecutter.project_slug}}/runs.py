@@ -19,6 +19,7 @@ from runfiles import (
     CommandParser,
     RunError,
     differing_keys,
+    holds_checkpoints_not_logs,
     one_line_errors,
     parse_attempt,
     project_folder_note,
@@ -103,7 +104,7 @@ if __name__ == '__main__':
                 'run from the project folder or pass --loggers')
             raise RunError(f"no '{args.loggers}' folder here{project_folder_note(args.loggers)}; {fix}")
         runs = [folder for folder in Path(args.loggers).iterdir() if folder.is_dir()]
-        if runs and not any((run / 'note.log').exists() for run in runs) and any(any(run.glob('*.pt')) for run in runs):
+        if runs and not any((run / 'note.log').exists() for run in runs) and any(map(holds_checkpoints_not_logs, runs)):
             raise RunError(f"'{args.loggers}' holds runs' checkpoints, not their logs; pass their loggers folder, "
                            'such as --loggers loggers')
         print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

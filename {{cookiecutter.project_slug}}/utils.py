@@ -49,6 +49,7 @@ from runfiles import (
     alive,
     attempt_folder,
     checkpoints_folder_of,
+    empty_value,
     escaped,
     parse_attempt,
     project_folder_note,
@@ -514,15 +515,13 @@ def parse_args(config, argv=None):
     overrides = vars(args)
     resume, run_name = overrides.pop('resume', None), overrides.pop('run_name', None)
     config_file = overrides.pop('config', None)
-    for option, value, instead in (('resume', resume, 'a new run'), ('run_name', run_name, 'a timestamped run'),
-                                   ('config', config_file, 'the defaults')):
+    given = [('resume', resume, 'a new run'), ('run_name', run_name, 'a timestamped run'),
+             ('config', config_file, 'the defaults')]
+    given += [(key, value, f"its default '{config[key]}'") for key, value in overrides.items()
+              if config[key] != '']  # '' means "none" for a key whose default is '' (init_from)
+    for option, value, instead in given:
         if value == '':  # "$NAME" of an unset shell variable: a requeued job would start afresh every time
-            raise RunError(f'--{option} is empty (an unset shell variable?); give it a value, or leave --{option} out '
-                           f'for {instead}')
-    for key, value in overrides.items():
-        if value == '' and config[key] != '':  # '' means "none" only for a key whose default is '' (init_from)
-            raise RunError(f"--{key} is empty (an unset shell variable?); give it a value, or leave --{key} out for "
-                           f"its default '{config[key]}'")
+            raise empty_value(f'--{option}', leave_out=f' for {instead}')
     if config_file is not None:
         overrides = {**read_config_file(config_file, config), **overrides}
     if run_name is not None and resume is not None:
