@@ -7,6 +7,8 @@ build_model(config)."""
 import math
 
 import torch
+{% elif cookiecutter.dataset == 'csv' -%}
+import torch
 {% endif -%}
 from torch import nn
 
@@ -59,7 +61,14 @@ def check_model_config(config):
 
 
 class MLP(nn.Module):
+{%- if cookiecutter.dataset == 'csv' and cookiecutter.task == 'regression' %}
+    """Standardize the features, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head whose
+    output is scaled back to the target's units."""
+{%- elif cookiecutter.dataset == 'csv' %}
+    """Standardize the features, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head."""
+{%- else %}
     """Flatten, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head."""
+{%- endif %}
 
     def __init__(self, in_features, hidden_dim, n_layers, num_outputs, dropout):
         super().__init__()
@@ -70,9 +79,37 @@ class MLP(nn.Module):
             width = hidden_dim
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
+{%- if cookiecutter.dataset == 'csv' %}
+        # The training split's mean and std (fit_scaling); saved with the weights, so resume, --init_from and
+        # predict.py scale data as the weights were trained. Until fitted: no scaling.
+        self.register_buffer('feature_mean', torch.zeros(in_features))
+        self.register_buffer('feature_std', torch.ones(in_features))
+{%- if cookiecutter.task == 'regression' %}
+        self.register_buffer('target_mean', torch.zeros(num_outputs))
+        self.register_buffer('target_std', torch.ones(num_outputs))
+{%- endif %}
+
+    @torch.no_grad()
+    def fit_scaling(self, inputs, targets):
+        """Scale each feature{{ ' and the target' if cookiecutter.task == 'regression' else '' }} to mean 0 and std 1 inside the model, from the training samples:
+        columns in any units (a price in dollars next to a ratio) then train as well as ones near 1."""
+        for name, values in {{ "(('feature', inputs), ('target', targets))" if cookiecutter.task == 'regression' else "[('feature', inputs)]" }}:
+            values = values.double()
+            std = values.std(0, correction=0)
+            getattr(self, f'{name}_mean').copy_(values.mean(0).float())
+            getattr(self, f'{name}_std').copy_(torch.where(std > 0, std, 1.0).float())  # a constant column: shifted only
+
+    def forward(self, x):
+{%- if cookiecutter.task == 'regression' %}
+        return self.net((x - self.feature_mean) / self.feature_std) * self.target_std + self.target_mean
+{%- else %}
+        return self.net((x - self.feature_mean) / self.feature_std)
+{%- endif %}
+{%- else %}
 
     def forward(self, x):
         return self.net(x)
+{%- endif %}
 
 
 def build_model(config):

@@ -67,6 +67,9 @@ from utils import (
     exit_process,
     failure_noted,
     first_line,
+{%- if cookiecutter.dataset == 'csv' %}
+    fit_scaling,
+{%- endif %}
     gather_from_ranks,
     get_rng_state,
     is_distributed,
@@ -562,6 +565,9 @@ def main(argv=None):
     # and parameters the output does not depend on never train (DDP has to be told of them)
     model = build_model(config).to(device)
     unused_parameters = check_one_sample(model, valid_loader, device, config)
+{%- if cookiecutter.dataset == 'csv' %}
+    scaling_warning = fit_scaling(model, train_set, collate_fn)  # the training split's mean and std, kept in the model
+{%- endif %}
 {%- if cookiecutter.model == 'cnn' %}
     if config['channels_last'] and device.type == 'cuda':
         model = model.to(memory_format=torch.channels_last)
@@ -622,6 +628,10 @@ def main(argv=None):
         note_logger.info('status: running')
         if unused_parameters:
             logging.getLogger('train').info(unused_parameters_warning(unused_parameters, is_distributed()))
+{%- if cookiecutter.dataset == 'csv' %}
+        if scaling_warning:
+            logging.getLogger('train').info(scaling_warning)
+{%- endif %}
 
     # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png
     exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)

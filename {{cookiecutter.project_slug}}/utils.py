@@ -1495,6 +1495,13 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
     values instead. Returns the names of those tensors."""
     resized = []
+{%- if cookiecutter.dataset == 'csv' %}
+    own = model.state_dict()
+    scaling = [key for key in ('feature_mean', 'feature_std', 'target_mean', 'target_std') if key in own]
+    if scaling and not any(key in state_dict for key in scaling):  # saved before the MLP scaled its columns: unscaled
+        state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else
+                                       torch.ones_like(own[key]) for key in scaling}}
+{%- endif %}
     if keep_resized:
         own = model.state_dict()
         resized = [key for key, value in state_dict.items() if key in own and own[key].shape != value.shape]
@@ -1540,6 +1547,19 @@ def metric_per_sample(output, target):
 def metric_per_sample(output, target):
     """Absolute error per sample: its mean is the mean absolute error."""
     return (output.float() - target).abs().mean(dim=1)
+{%- endif %}
+
+{%- if cookiecutter.dataset == 'csv' %}
+
+
+def fit_scaling(model, train_set, collate_fn):
+    """model.fit_scaling(inputs, targets) with every training sample in one batch (the CSV reader holds them in
+    memory). Returns a warning for a model without that method (your own): its columns train in their own units."""
+    if not callable(getattr(model, 'fit_scaling', None)):
+        return (f'warning: {type(model).__name__} has no fit_scaling(inputs, targets), so the data trains unscaled, '
+                "each column in its own units; copy the MLP's fit_scaling and buffers from model.py to standardize them")
+    model.fit_scaling(*next(iter(DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn))))
+    return None
 {%- endif %}
 
 

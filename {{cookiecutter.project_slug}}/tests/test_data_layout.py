@@ -11,7 +11,7 @@ import zlib
 {%- endif %}
 
 import pytest
-{%- if cookiecutter.dataset in ['sequence', 'image_folder'] or cookiecutter.dataset == 'csv' and cookiecutter.task == 'classification' %}
+{%- if cookiecutter.dataset in ['sequence', 'image_folder', 'csv'] %}
 import torch
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
@@ -244,6 +244,91 @@ def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
                     + ','.join(['0.5'] * DATA_CONFIG['num_features']) + '\n')
     dataset = CsvDataset(config, path, labels_required=False)
     assert len(dataset) == 1 and not dataset.has_labels
+
+
+def scaled_csv(path, seed, units):
+    """A learnable data.csv whose feature columns (and regression target) are in `units` (one per column)."""
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(64, DATA_CONFIG['num_features'], generator=g)
+{%- if cookiecutter.task == 'regression' %}
+    labels = (features[:, :4].sum(1) * units[-1] + 10 * units[-1]).tolist()
+{%- else %}
+    labels = (features[:, :4].sum(1) > 0).long().tolist()
+{%- endif %}
+    rows = [[f'{v:.7g}' for v in row] + [label] for row, label in zip((features * units).tolist(), labels)]
+    return csv_file(path, rows)
+
+
+def test_the_model_keeps_the_training_splits_scaling_for_predict_and_init_from(workdir, config):
+    # features in units from thousandths to thousands: train.py fits the model's scaling to the training split
+    # (not the whole file); the checkpoint keeps it, so predict.py on one row and a run --init_from use it as is
+    import predict
+    from conftest import FAST, SMALL_MODEL, load
+    from model import build_model
+
+    units = torch.logspace(-3, 3, DATA_CONFIG['num_features'])
+    (workdir / 'data').mkdir()
+    scaled_csv(workdir / 'data' / 'data.csv', 0, units)
+    assert train.main(['--dataset_dir', 'data', '--n_epoch', '1', '--run_name', 'first'] + SMALL_MODEL + FAST) == 0
+    checkpoint = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')
+    weights = checkpoint['model']
+    assert 'fit_scaling' not in (workdir / 'loggers' / 'first' / 'train.log').read_text()  # no warning: the MLP has one
+    train_set, _ = build_datasets({**config, 'dataset_dir': 'data'})
+    inputs, targets = (x.double() for x in train_set.dataset[train_set.indices])
+    assert len(inputs) < 64  # the validation samples are left out
+    assert torch.allclose(weights['feature_mean'].double(), inputs.mean(0), rtol=1e-5)
+    assert torch.allclose(weights['feature_std'].double(), inputs.std(0, correction=0), rtol=1e-5)
+{%- if cookiecutter.task == 'regression' %}
+    assert torch.allclose(weights['target_mean'].double(), targets.mean(0), rtol=1e-5)
+    assert torch.allclose(weights['target_std'].double(), targets.std(0, correction=0), rtol=1e-5)
+{%- endif %}
+
+    header, first_row = (workdir / 'data' / 'data.csv').read_text().splitlines()[:2]
+    (workdir / 'one.csv').write_text(header.rsplit(',', 1)[0] + '\n' + first_row.rsplit(',', 1)[0] + '\n')
+    predict.predict(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'one.csv', workdir / 'p.csv')
+    model = build_model(checkpoint['config']).eval()
+    model.load_state_dict(weights)
+    with torch.no_grad():
+        expected = model(torch.tensor([[float(v) for v in first_row.split(',')[:-1]]]))[0]
+    written = (workdir / 'p.csv').read_text().splitlines()[1].split(',')
+{%- if cookiecutter.task == 'regression' %}
+    assert float(written[1]) == pytest.approx(float(expected), rel=1e-5)
+{%- else %}
+    probabilities = [float(v) for v in written[2:]]
+    assert probabilities == pytest.approx(expected.softmax(0).tolist(), abs=2e-6)
+{%- endif %}
+
+    (workdir / 'other').mkdir()
+    scaled_csv(workdir / 'other' / 'data.csv', 1, units * 10)
+    assert train.main(['--dataset_dir', 'other', '--n_epoch', '1', '--run_name', 'second', '--init_from', 'first']
+                      + SMALL_MODEL + FAST) == 0
+    continued = load(workdir / 'checkpoints' / 'second' / 'best_checkpoint.pt')['model']
+    assert all(torch.equal(continued[key], weights[key]) for key in weights if key.endswith(('_mean', '_std')))
+
+
+def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
+    # an earlier template's MLP had no scaling buffers and trained on raw values: its weights load with the
+    # scaling at 0 and 1 (not the one train.py just fitted), so it resumes and predicts as it trained
+    from model import build_model
+    from utils import load_model_state
+
+    def fitted(seed):
+        g = torch.Generator().manual_seed(seed)
+        model = build_model(config)
+        model.fit_scaling(torch.randn(8, DATA_CONFIG['num_features'], generator=g) * 100 + 5,
+                          torch.randn(8, 1, generator=g) * 100 + 5)
+        return model
+
+    saved = fitted(0).state_dict()
+    scaling = [key for key in saved if key.endswith(('_mean', '_std'))]
+    assert len(scaling) == {{ '4' if cookiecutter.task == 'regression' else '2' }}
+    model = fitted(1)
+    load_model_state(model, {key: value for key, value in saved.items() if key not in scaling}, 'old.pt')
+    state = model.state_dict()
+    assert all(torch.equal(state[key], saved[key]) for key in saved if key not in scaling)
+    assert all(torch.equal(state[key], torch.full_like(saved[key], float(key.endswith('_std')))) for key in scaling)
+    load_model_state(model, saved, 'new.pt')  # one with its scaling loads it as saved
+    assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
 {%- elif cookiecutter.dataset == 'sequence' %}
 
 

@@ -106,6 +106,19 @@ def test_a_model_output_the_loss_does_not_expect_stops_before_training(workdir, 
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
 
 
+{%- if cookiecutter.dataset == 'csv' %}
+
+
+def test_a_model_without_fit_scaling_trains_unscaled_with_a_warning(workdir, data_args, monkeypatch):
+    # your own model in place of the MLP: the columns train in their own units, and train.log says how to scale them
+    monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    assert ('warning: ConstantModel has no fit_scaling(inputs, targets), so the data trains unscaled, each column in '
+            "its own units; copy the MLP's fit_scaling and buffers from model.py") in (logs / 'train.log').read_text()
+{%- endif %}
+
+
 class ChangedSamples(torch.utils.data.Dataset):
     """A dataset whose samples pass through `change`: the slips a hand-written __getitem__ makes."""
 
