@@ -40,7 +40,18 @@ ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
 @pytest.mark.slow
 @pytest.mark.parametrize('task, model, dataset', SUBSET, ids=IDS)
 def test_generated_project_tests_pass(baked, task, model, dataset):
+    """In the order of the generated README's quick start: example data and a run in the project's folder, whose
+    runs and data must change no test, then its tests."""
     project = baked(task, model, dataset)
+    if dataset != 'synthetic':
+        made = subprocess.run([sys.executable, 'dataset.py', '--make-example', 'data/', '--n_samples', '40'], cwd=project,
+                              capture_output=True, text=True, env=ENV)
+        assert made.returncode == 0, made.stderr
+    trained = subprocess.run([sys.executable, 'train.py', '--n_epoch', '1', '--warmup_steps', '4']
+                             + ['--n_samples', '40'] * (dataset == 'synthetic'), cwd=project, capture_output=True,
+                             text=True, env=ENV)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (project / 'loggers').is_dir() and (project / 'checkpoints').is_dir()
     skipped = [f'--ignore={path}' for path, projects in ANSWER_FREE.items() if (task, model, dataset) not in projects]
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *skipped], cwd=project,
                             capture_output=True, text=True, env=ENV)

@@ -18,6 +18,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 import plot  # noqa: E402
+import runfiles  # noqa: E402
 import train  # noqa: E402
 from dataset import DATA_CONFIG  # noqa: E402
 from model import MODEL_CONFIG  # noqa: E402
@@ -60,6 +61,18 @@ def workdir(tmp_path, monkeypatch):
     fastpath = torch.backends.mha.get_fastpath_enabled()
     yield tmp_path
     torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+@pytest.fixture(scope='session')
+def empty_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp('empty')
+
+
+@pytest.fixture(autouse=True)
+def project_folder_left_alone(empty_folder, monkeypatch):
+    """Runs and data of yours in this project's folder (the README's quick start trains there) change no test: an
+    error's note for a script started from another folder (runfiles.project_folder_note) looks in an empty one."""
+    monkeypatch.setattr(runfiles, 'PROJECT_FOLDER', empty_folder)
 
 
 @pytest.fixture(autouse=True)
