@@ -7,6 +7,7 @@ resume, interruption and fault tests.
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -39,10 +40,11 @@ ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
 
 @pytest.mark.slow
 @pytest.mark.parametrize('task, model, dataset', SUBSET, ids=IDS)
-def test_generated_project_tests_pass(baked, task, model, dataset):
+def test_generated_project_tests_pass(baked, tmp_path, task, model, dataset):
     """In the order of the generated README's quick start: example data and a run in the project's folder, whose
-    runs and data must change no test, then its tests."""
-    project = baked(task, model, dataset)
+    runs and data must change no test, then its tests. In a copy: other tests check the baked files."""
+    baked_project = baked(task, model, dataset)
+    project = shutil.copytree(baked_project, tmp_path / baked_project.name)
     if dataset != 'synthetic':
         made = subprocess.run([sys.executable, 'dataset.py', '--make-example', 'data/', '--n_samples', '40'], cwd=project,
                               capture_output=True, text=True, env=ENV)
