@@ -94,10 +94,9 @@ class MLP(nn.Module):
         """Scale each feature{{ ' and the target' if cookiecutter.task == 'regression' else '' }} to mean 0 and std 1 inside the model, from the training samples:
         columns in any units (a price in dollars next to a ratio) then train as well as ones near 1."""
         for name, values in {{ "(('feature', inputs), ('target', targets))" if cookiecutter.task == 'regression' else "[('feature', inputs)]" }}:
-            values = values.double()
-            std = values.std(0, correction=0)
-            getattr(self, f'{name}_mean').copy_(values.mean(0).float())
-            getattr(self, f'{name}_std').copy_(torch.where(std > 0, std, 1.0).float())  # a constant column: shifted only
+            std, mean = torch.std_mean(values.float(), dim=0, correction=0)  # accurate in float32: no float64 copy
+            getattr(self, f'{name}_mean').copy_(mean)
+            getattr(self, f'{name}_std').copy_(torch.where(std > 0, std, 1.0))  # a constant column: shifted only
 
     def forward(self, x):
 {%- if cookiecutter.task == 'regression' %}
