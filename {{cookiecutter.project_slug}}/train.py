@@ -565,9 +565,6 @@ def main(argv=None):
     # and parameters the output does not depend on never train (DDP has to be told of them)
     model = build_model(config).to(device)
     unused_parameters = check_one_sample(model, valid_loader, device, config)
-{%- if cookiecutter.dataset == 'csv' %}
-    scaling_warning = fit_scaling(model, train_set, collate_fn)  # the training split's mean and std, kept in the model
-{%- endif %}
 {%- if cookiecutter.model == 'cnn' %}
     if config['channels_last'] and device.type == 'cuda':
         model = model.to(memory_format=torch.channels_last)
@@ -586,6 +583,10 @@ def main(argv=None):
         check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
     elif init_weights is not None:  # with another num_classes, the output layer keeps its fresh weights
         fresh_layers = load_model_state(unwrap(model), init_weights, config['init_from'], keep_resized=new_classes)
+{%- if cookiecutter.dataset == 'csv' %}
+    # a new model's scaling: the training split's mean and std (resume and --init_from loaded theirs just above)
+    scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn, fit=checkpoint is None and init_weights is None)
+{%- endif %}
 
     # 3.10 loggers (rank 0 only): note.log holds the model, its summary and every hyperparameter
     if is_master():

@@ -1552,13 +1552,15 @@ def metric_per_sample(output, target):
 {%- if cookiecutter.dataset == 'csv' %}
 
 
-def fit_scaling(model, train_set, collate_fn):
-    """model.fit_scaling(inputs, targets) with every training sample in one batch (the CSV reader holds them in
-    memory). Returns a warning for a model without that method (your own): its columns train in their own units."""
+def fit_scaling(model, train_set, collate_fn, fit=True):
+    """With `fit`, model.fit_scaling(inputs, targets) with every training sample in one batch (the CSV reader holds
+    them in memory). Returns a warning for a model without that method (your own): its columns train in their own
+    units."""
     if not callable(getattr(model, 'fit_scaling', None)):
         return (f'warning: {type(model).__name__} has no fit_scaling(inputs, targets), so the data trains unscaled, '
                 "each column in its own units; copy the MLP's fit_scaling and buffers from model.py to standardize them")
-    model.fit_scaling(*next(iter(DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn))))
+    if fit:
+        model.fit_scaling(*next(iter(DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn))))
     return None
 {%- endif %}
 
