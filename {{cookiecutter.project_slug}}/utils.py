@@ -1494,16 +1494,14 @@ def check_same_data(checkpoint, train_set, valid_set, path):
 def load_model_state(model, state_dict, path, keep_resized=False):
     """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
     values instead. Returns the names of those tensors."""
-    resized = []
+    own, resized = model.state_dict(), []
 {%- if cookiecutter.dataset == 'csv' %}
-    own = model.state_dict()
     scaling = [key for key in ('feature_mean', 'feature_std', 'target_mean', 'target_std') if key in own]
     if scaling and not any(key in state_dict for key in scaling):  # saved before the MLP scaled its columns: unscaled
         state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else
                                        torch.ones_like(own[key]) for key in scaling}}
 {%- endif %}
     if keep_resized:
-        own = model.state_dict()
         resized = [key for key, value in state_dict.items() if key in own and own[key].shape != value.shape]
         state_dict = {**state_dict, **{key: own[key] for key in resized}}
     try:
