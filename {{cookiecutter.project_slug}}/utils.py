@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader{{ ', Subset' if cookiecutter.task == 'regression' }}
 
 from runfiles import (
     HEARTBEAT_FILE,
@@ -1495,9 +1495,9 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
     values instead. Returns the names of those tensors."""
     own, resized = model.state_dict(), []
-{%- if cookiecutter.dataset == 'csv' %}
+{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
     scaling = [key for key in ('feature_mean', 'feature_std', 'target_mean', 'target_std') if key in own]
-    if scaling and not any(key in state_dict for key in scaling):  # saved before the MLP scaled its columns: unscaled
+    if scaling and not any(key in state_dict for key in scaling):  # saved before model.py's scaling: trained unscaled
         state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else
                                        torch.ones_like(own[key]) for key in scaling}}
 {%- endif %}
@@ -1547,19 +1547,51 @@ def metric_per_sample(output, target):
     return (output.float() - target).abs().mean(dim=1)
 {%- endif %}
 
-{%- if cookiecutter.dataset == 'csv' %}
+{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
 
 
 def fit_scaling(model, train_set, collate_fn, fit=True):
-    """With `fit`, model.fit_scaling(inputs, targets) with every training sample in one batch (the CSV reader holds
-    them in memory). Returns a warning for a model without that method (your own): its columns train in their own
-    units."""
-    if not callable(getattr(model, 'fit_scaling', None)):
-        return (f'warning: {type(model).__name__} has no fit_scaling(inputs, targets), so the data trains unscaled, '
-                "each column in its own units; copy the MLP's fit_scaling and buffers from model.py to standardize them")
-    if fit:
-        model.fit_scaling(*next(iter(DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn))))
-    return None
+    """With `fit`, set the model's scaling (model.py's fit_*_scaling methods) from the training split. Returns a
+    warning when the model (your own) lacks such a method: that part of the data then trains in its own units."""
+    missing = []
+{%- if cookiecutter.dataset == 'csv' %}
+    if not callable(getattr(model, 'fit_feature_scaling', None)):
+        missing.append(('fit_feature_scaling(inputs)', 'features'))
+    elif fit:  # every training sample in one batch (the CSV reader holds them in memory); no draw from the run's RNG
+        loader = DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn, generator=torch.Generator())
+        inputs, _ = next(iter(loader))
+        model.fit_feature_scaling(inputs)
+{%- endif %}
+{%- if cookiecutter.task == 'regression' %}
+    if not callable(getattr(model, 'fit_target_scaling', None)):
+        missing.append(('fit_target_scaling(targets)', 'targets'))
+    elif fit:
+        model.fit_target_scaling(training_targets(train_set, collate_fn))
+{%- endif %}
+    if not missing:
+        return None
+    methods, data = ' or '.join(name for name, _ in missing), ' and '.join(what for _, what in missing)
+    them = 'it and the buffers it fits' if len(missing) == 1 else 'them and the buffers they fit'
+    return (f'warning: {type(model).__name__} has no {methods}, so it trains on unscaled {data}, each in its own '
+            f'units; copy {them} from model.py to standardize them')
+{%- endif %}
+{%- if cookiecutter.task == 'regression' %}
+
+
+def training_targets(train_set, collate_fn, most=4096):
+    """The training split's targets, from the dataset's `targets` tensor when it has one (no input is loaded);
+    else from up to `most` samples drawn at random (all of them, when there are fewer): a mean and a std for
+    scaling need not be exact, and reading every image of a large dataset at each start would be slow."""
+    if isinstance(train_set, Subset):  # random_split's
+        dataset, indices = train_set.dataset, torch.as_tensor(train_set.indices, dtype=torch.long)
+    else:
+        dataset, indices = train_set, torch.arange(len(train_set))
+    targets = getattr(dataset, 'targets', None)
+    if isinstance(targets, torch.Tensor) and len(targets) == len(dataset):
+        return targets[indices]
+    picked = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:most].tolist()
+    loader = DataLoader(Subset(train_set, picked), batch_size=256, collate_fn=collate_fn, generator=torch.Generator())
+    return torch.cat([batch[-1] for batch in loader])
 {%- endif %}
 
 

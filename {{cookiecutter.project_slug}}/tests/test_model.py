@@ -4,8 +4,8 @@ from dataset import collate_fn, synthetic_samples
 from model import SHAPE_KEYS, build_model
 
 
-def example_batch(config, n=4):
-    inputs, targets = synthetic_samples(config, n, seed=0)
+def example_batch(config, n=4, seed=0):
+    inputs, targets = synthetic_samples(config, n, seed=seed)
     samples = list(zip(inputs, targets))
     if collate_fn is None:
         return torch.utils.data.default_collate(samples)
@@ -38,35 +38,71 @@ def test_shape_keys_are_config_keys(config):
 
 
 def test_the_units_of_the_columns_do_not_change_what_the_model_computes(config):
-    # fitted to the training samples, the model standardizes each feature{{ ' and the target' if cookiecutter.task == 'regression' else '' }} itself
+    # fitted to the training samples, the model standardizes each feature itself
     g = torch.Generator().manual_seed(0)
-    inputs = torch.randn(64, config['num_features'], generator=g)
+    inputs = torch.randn(64, config['num_features'], generator=g) + 3
     inputs[:, 0] = 2.0  # a constant column
-{%- if cookiecutter.task == 'regression' %}
-    targets = torch.randn(64, 1, generator=g)
-{%- else %}
-    targets = torch.randint(0, config['num_classes'], (64,), generator=g)
-{%- endif %}
     units = torch.logspace(-3, 4, config['num_features'])  # millimetres beside kilometres
     models = []
     for scale in (torch.ones_like(units), units):
         torch.manual_seed(0)
         models.append(build_model(config).eval())
-{%- if cookiecutter.task == 'regression' %}
-        models[-1].fit_scaling((inputs + 3) * scale, (targets + 5) * scale[-1])  # the target in units too
+        models[-1].fit_feature_scaling(inputs * scale)
     plain, in_units = models
     with torch.no_grad():
-        expected = plain(inputs + 3) * units[-1]
-        output = in_units((inputs + 3) * units)
-{%- else %}
-        models[-1].fit_scaling((inputs + 3) * scale, targets)
-    plain, in_units = models
-    with torch.no_grad():
-        expected = plain(inputs + 3)
-        output = in_units((inputs + 3) * units)
-{%- endif %}
+        expected, output = plain(inputs), in_units(inputs * units)
     assert torch.isfinite(expected).all()
     assert torch.allclose(output, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+{%- endif %}
+{%- if cookiecutter.task == 'regression' %}
+
+
+def test_the_targets_units_do_not_change_what_the_model_learns(config):
+    # fitted to the training targets, the head learns them at mean 0 and std 1, and the output comes in their units:
+    # targets in the tens of thousands (a price) train as well as ones near 0
+    *inputs, targets = example_batch(config, n=64)
+    models = []
+    for scale, shift in ((1.0, 0.0), (1e4, 5e4)):
+        torch.manual_seed(0)
+        models.append(build_model(config).eval())
+        models[-1].fit_target_scaling(targets * scale + shift)
+    plain, in_units = models
+    with torch.no_grad():
+        expected, output = plain(*inputs) * 1e4 + 5e4, in_units(*inputs)
+    assert torch.allclose(output, expected, rtol=1e-5)
+    assert torch.allclose(in_units.target_mean, targets.mean(0) * 1e4 + 5e4)
+    assert torch.allclose(in_units.target_std, targets.std(0, correction=0) * 1e4)
+{%- endif %}
+{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
+
+
+def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
+    # an earlier template's model had no scaling buffers and trained on raw values: its weights load with the
+    # scaling at 0 and 1 (not the one train.py just fitted), so it resumes and predicts as it trained
+    from utils import load_model_state
+
+    def fitted(seed):
+        torch.manual_seed(seed)
+        model = build_model(config)
+        *inputs, targets = example_batch(config, n=8, seed=seed)
+{%- if cookiecutter.dataset == 'csv' %}
+        model.fit_feature_scaling(inputs[0] * 100 + 5)
+{%- endif %}
+{%- if cookiecutter.task == 'regression' %}
+        model.fit_target_scaling(targets * 100 + 5)
+{%- endif %}
+        return model
+
+    saved = fitted(0).state_dict()
+    scaling = [key for key in saved if key in ('feature_mean', 'feature_std', 'target_mean', 'target_std')]
+    assert len(scaling) == {{ 4 if cookiecutter.dataset == 'csv' and cookiecutter.task == 'regression' else 2 }}
+    model = fitted(1)
+    load_model_state(model, {key: value for key, value in saved.items() if key not in scaling}, 'old.pt')
+    state = model.state_dict()
+    assert all(torch.equal(state[key], saved[key]) for key in saved if key not in scaling)
+    assert all(torch.equal(state[key], torch.full_like(saved[key], float(key.endswith('_std')))) for key in scaling)
+    load_model_state(model, saved, 'new.pt')  # one with its scaling loads it as saved
+    assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
 {%- endif %}
 {%- if cookiecutter.model == 'transformer' %}
 

@@ -15,9 +15,12 @@ from torch import nn
 
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
+{%- if cookiecutter.task == 'regression' %}
+from dataset import build_datasets
+{%- endif %}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
-from utils import OLDEST_TORCH, all_seed, parse_args, setup_device
+from utils import OLDEST_TORCH, all_seed, parse_args, setup_device{{ ', training_targets' if cookiecutter.task == 'regression' }}
 
 
 @pytest.mark.draws_curves
@@ -106,16 +109,20 @@ def test_a_model_output_the_loss_does_not_expect_stops_before_training(workdir, 
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
 
 
-{%- if cookiecutter.dataset == 'csv' %}
+{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
+{%- set unscaled = {'csv': ('fit_feature_scaling(inputs)', 'features'), 'regression': ('fit_target_scaling(targets)', 'targets')} %}
+{%- set missing = [unscaled['csv']] if cookiecutter.dataset == 'csv' else [] %}
+{%- set missing = missing + [unscaled['regression']] if cookiecutter.task == 'regression' else missing %}
 
 
 def test_a_model_without_fit_scaling_trains_unscaled_with_a_warning(workdir, data_args, monkeypatch):
-    # your own model in place of the MLP: the columns train in their own units, and train.log says how to scale them
+    # your own model in place of model.py's: the data trains in its own units, and train.log says how to scale it
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)
-    assert ('warning: ConstantModel has no fit_scaling(inputs, targets), so the data trains unscaled, each column in '
-            "its own units; copy the MLP's fit_scaling and buffers from model.py") in (logs / 'train.log').read_text()
+    assert ('warning: ConstantModel has no {{ missing | map("first") | join(" or ") }}, so it trains on unscaled '
+            '{{ missing | map("last") | join(" and ") }}, each in its own units; copy {{ "it and the buffers it fits" if missing | length == 1 else "them and the buffers they fit" }} from model.py to '
+            'standardize them') in (logs / 'train.log').read_text()
 {%- endif %}
 
 
@@ -134,6 +141,67 @@ class ChangedSamples(torch.utils.data.Dataset):
 
 def target_changed(change):
     return lambda sample: (*sample[:-1], change(sample[-1]))
+
+{%- if cookiecutter.task == 'regression' %}
+
+
+def without_targets(split):
+    """The split as a dataset without a `targets` tensor: one of your own, say."""
+    return ChangedSamples(split, lambda sample: sample)
+
+
+def in_other_units(build_datasets, wrap=False):
+    """build_datasets (train.py's) with the targets in the tens (20 y + 50: a temperature, an age)."""
+    def build(config):
+        train_set, valid_set = build_datasets(config)
+        train_set.dataset.targets = train_set.dataset.targets * 20 + 50  # one dataset behind both splits
+        return [without_targets(train_set), without_targets(valid_set)] if wrap else [train_set, valid_set]
+
+    return build
+
+
+def last_valid_mae(root, argv, monkeypatch):
+    root.mkdir()
+    monkeypatch.chdir(root)
+    assert run(argv) == 0
+    logs, ckpts = only_run(root)
+    assert 'has no fit_' not in (logs / 'train.log').read_text()
+    with open(logs / 'metrics.csv', newline='') as f:
+        return float(list(csv.DictReader(f))[-1]['valid_metric']), load(ckpts / 'best_checkpoint.pt')
+
+
+def test_targets_far_from_0_and_1_train_as_well_as_ones_near_it(workdir, data_args, monkeypatch):
+    # the model learns the targets at the training split's mean and std, and answers in their units: its valid
+    # MAE is 20 times the one on the same targets near 0 (unscaled, the model started near 0: an MAE of about 50)
+    argv = data_args + ['--n_epoch', 3, '--lr', 3e-3]
+    near_0, _ = last_valid_mae(workdir / 'near_0', argv, monkeypatch)
+    monkeypatch.setattr(train, 'build_datasets', in_other_units(train.build_datasets))
+    in_the_tens, checkpoint = last_valid_mae(workdir / 'in_the_tens', argv, monkeypatch)
+    assert in_the_tens / 20 == pytest.approx(near_0, rel=0.25)
+    train_set, _ = in_other_units(build_datasets)(checkpoint['config'])
+    targets = train_set.dataset.targets[train_set.indices].double()  # the validation targets are left out
+    assert torch.allclose(checkpoint['model']['target_mean'].double(), targets.mean(0), rtol=1e-6)
+    assert torch.allclose(checkpoint['model']['target_std'].double(), targets.std(0, correction=0), rtol=1e-5)
+
+    # a dataset without a targets tensor (your own): the targets are read from its samples, to the same scaling
+    monkeypatch.setattr(train, 'build_datasets', in_other_units(build_datasets, wrap=True))
+    _, wrapped = last_valid_mae(workdir / 'wrapped', data_args + ['--n_epoch', 1], monkeypatch)
+    for key in ('target_mean', 'target_std'):
+        assert torch.allclose(wrapped['model'][key], checkpoint['model'][key], rtol=1e-6)
+
+
+def test_targets_read_from_the_samples_are_a_random_few_of_a_large_split():
+    # a dataset without a targets tensor: its samples are read, up to `most` of them, drawn across the split
+    samples = torch.arange(1000.0).view(-1, 1)
+    split = torch.utils.data.random_split(torch.utils.data.TensorDataset(samples, samples), [900, 100],
+                                          generator=torch.Generator().manual_seed(0))[0]
+    targets = training_targets(without_targets(split), None, most=50)
+    assert len(targets) == len(set(targets.flatten().tolist())) == 50
+    assert set(targets.flatten().tolist()) <= set(samples[split.indices].flatten().tolist())
+    assert float(targets.max() - targets.min()) > 500  # not the first 50
+    assert torch.equal(training_targets(without_targets(split), None), samples[split.indices][torch.randperm(
+        900, generator=torch.Generator().manual_seed(0))])  # fewer than 4096: every one
+{%- endif %}
 
 
 @pytest.mark.parametrize('change, found', [
