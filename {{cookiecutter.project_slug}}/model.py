@@ -2,12 +2,14 @@
 build_model(config)."""
 {%- set output_key = "config['num_classes']" if cookiecutter.task == 'classification' else '1' %}
 {%- set output_keys = "'num_classes', " if cookiecutter.task == 'classification' else '' %}
+{%- set scales_features = cookiecutter.dataset in ['csv', 'sequence'] %}
+{%- set scales_targets = cookiecutter.task == 'regression' %}
 
 {% if cookiecutter.model == 'transformer' -%}
 import math
 
 import torch
-{% elif cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' -%}
+{% elif scales_features or scales_targets -%}
 import torch
 {% endif -%}
 from torch import nn
@@ -57,7 +59,7 @@ def check_model_config(config):
 {%- endif %}
     if not 0 <= config['dropout'] < 1:
         raise RunError(f"dropout must be at least 0 and below 1, got {config['dropout']}")
-{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
+{%- if scales_features or scales_targets %}
 
 
 def fit_mean_and_std(mean, std, values):
@@ -68,19 +70,22 @@ def fit_mean_and_std(mean, std, values):
         mean.copy_(values_mean)
         std.copy_(torch.where(values_std > 0, values_std, 1.0))
 {%- endif %}
-{%- macro target_scaling_buffers() %}
-        # The training split's target mean and std (fit_target_scaling): the head learns targets near 0 and 1, in
-        # whatever units they come. Saved with the weights, so resume, --init_from and predict.py use them as the
-        # weights were trained. Until fitted: no scaling.
-        self.register_buffer('target_mean', torch.zeros(num_outputs))
-        self.register_buffer('target_std', torch.ones(num_outputs))
+{%- macro scaling_buffers(name, size, values, first=True) %}
+        # Scaling of {{ values }}: the training split's mean and std (fit_{{ name }}_scaling).
+{%- if first %}
+        # Saved with the weights: resume, --init_from and predict.py scale as in training. Until fitted: no scaling.
+{%- endif %}
+        self.register_buffer('{{ name }}_mean', torch.zeros({{ size }}))
+        self.register_buffer('{{ name }}_std', torch.ones({{ size }}))
 {%- endmacro %}
-{%- macro target_scaling_method() %}
+{%- macro fit_method(name, values, docstring) %}
 
-    def fit_target_scaling(self, targets):
-        """Scale the target to mean 0 and std 1 inside the model, from the training split's targets (train.py)."""
-        fit_mean_and_std(self.target_mean, self.target_std, targets)
+    def fit_{{ name }}_scaling(self, {{ values }}):
+        """{{ docstring }}"""
+        fit_mean_and_std(self.{{ name }}_mean, self.{{ name }}_std, {{ values }})
 {%- endmacro %}
+{%- set target_buffers = scaling_buffers('target', 'num_outputs', 'the target, learnt near 0 and 1', first=not scales_features) %}
+{%- set target_method = fit_method('target', 'targets', "Scale the target to mean 0 and std 1 inside the model, from the training split's targets (train.py).") %}
 {%- set to_target_units = ' * self.target_std + self.target_mean' if cookiecutter.task == 'regression' else '' %}
 {%- if cookiecutter.model == 'mlp' %}
 
@@ -107,21 +112,10 @@ class MLP(nn.Module):
             width = hidden_dim
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
-{%- if cookiecutter.dataset == 'csv' %}
-        # The training split's mean and std of each feature (fit_feature_scaling), saved with the weights like the
-        # target's below. Until fitted: no scaling.
-        self.register_buffer('feature_mean', torch.zeros(in_features))
-        self.register_buffer('feature_std', torch.ones(in_features))
-{%- endif %}
-{%- if cookiecutter.task == 'regression' %}{{ target_scaling_buffers() }}{% endif %}
-{%- if cookiecutter.dataset == 'csv' %}
-
-    def fit_feature_scaling(self, inputs):
-        """Scale each feature to mean 0 and std 1 inside the model, from the training split's inputs (train.py):
-        columns in any units (a price in dollars next to a ratio) then train as well as ones near 1."""
-        fit_mean_and_std(self.feature_mean, self.feature_std, inputs)
-{%- endif %}
-{%- if cookiecutter.task == 'regression' %}{{ target_scaling_method() }}{% endif %}
+{%- if scales_features %}{{ scaling_buffers('feature', 'in_features', 'each feature') }}{% endif %}
+{%- if scales_targets %}{{ target_buffers }}{% endif %}
+{%- if scales_features %}{{ fit_method('feature', 'inputs', "Scale each column to mean 0 and std 1 inside the model, from the training split's inputs (train.py).") }}{% endif %}
+{%- if scales_targets %}{{ target_method }}{% endif %}
 
     def forward(self, x):
 {%- if cookiecutter.dataset == 'csv' %}
@@ -163,7 +157,7 @@ class SmallCNN(nn.Module):
         c = base_channels
         self.features = nn.Sequential(conv_block(image_channels, c), conv_block(c, 2 * c), conv_block(2 * c, 4 * c))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * c, num_outputs))
-{%- if cookiecutter.task == 'regression' %}{{ target_scaling_buffers() }}{{ target_scaling_method() }}{% endif %}
+{%- if scales_targets %}{{ target_buffers }}{{ target_method }}{% endif %}
 
     def forward(self, x):
         return self.head(self.features(x)){{ to_target_units }}
@@ -190,7 +184,8 @@ class SinusoidalPositions(nn.Module):
 
 
 class TransformerEncoderModel(nn.Module):
-    """Frames (batch, frames, feature_dim) -> Transformer encoder -> mean over real frames -> head{{ " -> target's units" if cookiecutter.task == 'regression' else '' }}.
+    """Frames (batch, frames, feature_dim){{ ', standardized,' if scales_features else '' }} -> Transformer encoder -> mean over
+    real frames -> head{{ " -> the target's units" if scales_targets else '' }}.
 
     `padding_mask` is True at padded frames, as the dataset's collate_fn builds it.
     """
@@ -204,9 +199,15 @@ class TransformerEncoderModel(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_outputs)
-{%- if cookiecutter.task == 'regression' %}{{ target_scaling_buffers() }}{{ target_scaling_method() }}{% endif %}
+{%- if scales_features %}{{ scaling_buffers('feature', 'feature_dim', 'each feature, over real frames') }}{% endif %}
+{%- if scales_targets %}{{ target_buffers }}{% endif %}
+{%- if scales_features %}{{ fit_method('feature', 'frames', "Scale each feature to mean 0 and std 1 inside the model, from training sequences' real frames (train.py).") }}{% endif %}
+{%- if scales_targets %}{{ target_method }}{% endif %}
 
     def forward(self, frames, padding_mask):
+{%- if scales_features %}
+        frames = (frames - self.feature_mean) / self.feature_std  # padded frames too: the mask leaves them out
+{%- endif %}
         x = self.encoder(self.positions(self.input_proj(frames)), src_key_padding_mask=padding_mask)
         keep = (~padding_mask).unsqueeze(-1).to(x.dtype)
         pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader{{ ', Subset' if cookiecutter.task == 'regression' }}
+from torch.utils.data import DataLoader{{ ', Subset' if cookiecutter.dataset == 'sequence' or cookiecutter.task == 'regression' }}
 
 from runfiles import (
     HEARTBEAT_FILE,
@@ -1495,7 +1495,7 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
     values instead. Returns the names of those tensors."""
     own, resized = model.state_dict(), []
-{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
     scaling = [key for key in ('feature_mean', 'feature_std', 'target_mean', 'target_std') if key in own]
     if scaling and not any(key in state_dict for key in scaling):  # saved before model.py's scaling: trained unscaled
         state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else
@@ -1547,7 +1547,7 @@ def metric_per_sample(output, target):
     return (output.float() - target).abs().mean(dim=1)
 {%- endif %}
 
-{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
 
 
 def fit_scaling(model, train_set, collate_fn, fit=True):
@@ -1561,6 +1561,11 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
         loader = DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn, generator=torch.Generator())
         inputs, _ = next(iter(loader))
         model.fit_feature_scaling(inputs)
+{%- elif cookiecutter.dataset == 'sequence' %}
+    if not callable(getattr(model, 'fit_feature_scaling', None)):
+        missing.append(('fit_feature_scaling(frames)', 'features'))
+    elif fit:
+        model.fit_feature_scaling(training_frames(train_set, collate_fn))
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
     if not callable(getattr(model, 'fit_target_scaling', None)):
@@ -1575,13 +1580,29 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
     return (f'warning: {type(model).__name__} has no {methods}, so it trains on unscaled {data}, each in its own '
             f'units; copy {them} from model.py to standardize them')
 {%- endif %}
+{%- if cookiecutter.dataset == 'sequence' or cookiecutter.task == 'regression' %}
+
+
+def sampled_batches(train_set, collate_fn, most):
+    """Batches of up to `most` training samples drawn at random (all of them, when there are fewer), without a draw
+    from the run's RNG: a mean and a std for scaling need not be exact, and reading every file at each start would
+    be slow."""
+    picked = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:most].tolist()
+    return DataLoader(Subset(train_set, picked), batch_size=256, collate_fn=collate_fn, generator=torch.Generator())
+{%- endif %}
+{%- if cookiecutter.dataset == 'sequence' %}
+
+
+def training_frames(train_set, collate_fn, most=1024):
+    """The real frames (no padding) of up to `most` training sequences, as one (frames, num_features) tensor."""
+    return torch.cat([frames[~padding_mask] for frames, padding_mask, _ in sampled_batches(train_set, collate_fn, most)])
+{%- endif %}
 {%- if cookiecutter.task == 'regression' %}
 
 
 def training_targets(train_set, collate_fn, most=4096):
     """The training split's targets, from the dataset's `targets` tensor when it has one (no input is loaded);
-    else from up to `most` samples drawn at random (all of them, when there are fewer): a mean and a std for
-    scaling need not be exact, and reading every image of a large dataset at each start would be slow."""
+    else from up to `most` of its samples (sampled_batches)."""
     if isinstance(train_set, Subset):  # random_split's
         dataset, indices = train_set.dataset, torch.as_tensor(train_set.indices, dtype=torch.long)
     else:
@@ -1589,9 +1610,7 @@ def training_targets(train_set, collate_fn, most=4096):
     targets = getattr(dataset, 'targets', None)
     if isinstance(targets, torch.Tensor) and len(targets) == len(dataset):
         return targets[indices]
-    picked = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:most].tolist()
-    loader = DataLoader(Subset(train_set, picked), batch_size=256, collate_fn=collate_fn, generator=torch.Generator())
-    return torch.cat([batch[-1] for batch in loader])
+    return torch.cat([batch[-1] for batch in sampled_batches(train_set, collate_fn, most)])
 {%- endif %}
 
 

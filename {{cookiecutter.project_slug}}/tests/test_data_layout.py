@@ -390,11 +390,72 @@ def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, messag
     assert dataset[1][0].shape[1] == DATA_CONFIG['num_features']  # the other samples still read
 
 
-def test_an_unreadable_sample_in_a_worker_is_still_one_line(workdir, data_args):
-    (workdir / 'data' / 'frames' / '00000.pt').write_text('not a tensor')
+def test_an_unreadable_sample_in_a_worker_is_still_one_line(workdir, data_args, config):
+    # a validation sample other than the first: step 3.8 reads that one, and 3.9's scaling the training ones,
+    # in this process; a DataLoader worker reads this one
+    _, valid_set = build_datasets({**config, 'dataset_dir': str(workdir / 'data')})
+    name = valid_set.dataset.files[valid_set.indices[1]]
+    (workdir / 'data' / name).write_text('not a tensor')
     with pytest.raises(RunError) as error:
         train.main(data_args + ['--n_epoch', '1', '--num_workers', '1'])
-    assert str(error.value).startswith("cannot read 'frames/00000.pt'") and '\n' not in str(error.value)
+    assert str(error.value).startswith(f"cannot read '{name}'") and '\n' not in str(error.value)
+
+
+def test_the_model_keeps_the_training_splits_feature_scaling_for_predict_and_init_from(workdir, config):
+    # frames whose features are in units from thousandths to thousands: train.py fits the model's scaling to the
+    # training split's real frames (not the validation ones, nor the padding); the checkpoint keeps it, so
+    # predict.py on one file and a run --init_from use it as is
+    import predict
+    from conftest import FAST, SMALL_MODEL, load
+    from model import build_model
+
+    units = torch.logspace(-3, 3, DATA_CONFIG['num_features'])
+    for folder, seed, scale in (('data', 0, units), ('other', 1, units * 10)):
+        make_example(workdir / folder, TEST_DATA_CONFIG, n_samples=64, seed=seed)
+        for path in (workdir / folder / 'frames').iterdir():
+            torch.save(torch.load(path, weights_only=True) * scale + 5 * scale, path)
+    assert train.main(['--dataset_dir', 'data', '--n_epoch', '1', '--run_name', 'first'] + SMALL_MODEL + FAST) == 0
+    checkpoint = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')
+    weights = checkpoint['model']
+    assert 'has no fit_' not in (workdir / 'loggers' / 'first' / 'train.log').read_text()  # no warning: the model fits
+    train_set, _ = build_datasets({**config, 'dataset_dir': 'data'})
+    frames = torch.cat([train_set[i][0] for i in range(len(train_set))]).double()
+    assert len(train_set) < 64  # the validation samples are left out
+    assert torch.allclose(weights['feature_mean'].double(), frames.mean(0), rtol=1e-5)
+    assert torch.allclose(weights['feature_std'].double(), frames.std(0, correction=0), rtol=1e-5)
+
+    one = train_set.dataset.files[train_set.indices[0]]
+    predict.predict(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'data' / one, workdir / 'p.csv')
+    model = build_model(checkpoint['config']).eval()
+    model.load_state_dict(weights)
+    sample = torch.load(workdir / 'data' / one, weights_only=True).unsqueeze(0)
+    with torch.no_grad():
+        expected = model(sample, torch.zeros(sample.shape[:2], dtype=torch.bool))[0]
+    written = (workdir / 'p.csv').read_text().splitlines()[1].split(',')
+{%- if cookiecutter.task == 'regression' %}
+    assert float(written[1]) == pytest.approx(float(expected), rel=1e-5)
+{%- else %}
+    probabilities = [float(v) for v in written[2:]]
+    assert probabilities == pytest.approx(expected.softmax(0).tolist(), abs=2e-6)
+{%- endif %}
+
+    assert train.main(['--dataset_dir', 'other', '--n_epoch', '1', '--run_name', 'second', '--init_from', 'first']
+                      + SMALL_MODEL + FAST) == 0
+    continued = load(workdir / 'checkpoints' / 'second' / 'best_checkpoint.pt')['model']
+    assert all(torch.equal(continued[key], weights[key]) for key in ('feature_mean', 'feature_std'))
+
+
+def test_the_feature_scaling_reads_the_real_frames_of_a_few_training_sequences():
+    from dataset import collate_fn
+    from utils import training_frames
+
+    # sequence i: i % 5 + 1 frames, each holding i + 1 (so a padded 0 would show)
+    sequences = [(torch.full((i % 5 + 1, 3), i + 1.0), torch.tensor([0.0])) for i in range(300)]
+    frames = training_frames(sequences, collate_fn, most=40)
+    values = frames[:, 0].tolist()
+    assert frames.shape[1] == 3 and 0 not in values
+    assert len(set(values)) == 40 and max(values) - min(values) > 150  # 40 sequences, drawn across the data
+    assert all(values.count(v) == (int(v) - 1) % 5 + 1 for v in set(values))  # each with all its real frames
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 

@@ -34,23 +34,24 @@ def test_every_parameter_gets_a_gradient(config):
 
 def test_shape_keys_are_config_keys(config):
     assert set(SHAPE_KEYS) <= set(config)
-{%- if cookiecutter.dataset == 'csv' %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+{%- set real_values = 'inputs[0][~inputs[1]]' if cookiecutter.dataset == 'sequence' else 'inputs[0]' %}
 
 
-def test_the_units_of_the_columns_do_not_change_what_the_model_computes(config):
-    # fitted to the training samples, the model standardizes each feature itself
-    g = torch.Generator().manual_seed(0)
-    inputs = torch.randn(64, config['num_features'], generator=g) + 3
-    inputs[:, 0] = 2.0  # a constant column
+def test_the_units_of_the_features_do_not_change_what_the_model_computes(config):
+    # fitted to the training samples{{ ' (their real frames, not the padding)' if cookiecutter.dataset == 'sequence' else '' }}, the model standardizes each feature itself
+    *inputs, _ = example_batch(config, n=16)
+    inputs[0] = inputs[0] + 3
+    inputs[0][..., 0] = 2.0  # a constant feature
     units = torch.logspace(-3, 4, config['num_features'])  # millimetres beside kilometres
     models = []
     for scale in (torch.ones_like(units), units):
         torch.manual_seed(0)
         models.append(build_model(config).eval())
-        models[-1].fit_feature_scaling(inputs * scale)
+        models[-1].fit_feature_scaling({{ real_values }} * scale)
     plain, in_units = models
     with torch.no_grad():
-        expected, output = plain(inputs), in_units(inputs * units)
+        expected, output = plain(*inputs), in_units(inputs[0] * units, *inputs[1:])
     assert torch.isfinite(expected).all()
     assert torch.allclose(output, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 {%- endif %}
@@ -73,7 +74,7 @@ def test_the_targets_units_do_not_change_what_the_model_learns(config):
     assert torch.allclose(in_units.target_mean, targets.mean(0) * 1e4 + 5e4)
     assert torch.allclose(in_units.target_std, targets.std(0, correction=0) * 1e4)
 {%- endif %}
-{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
 
 
 def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
@@ -85,8 +86,8 @@ def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
         torch.manual_seed(seed)
         model = build_model(config)
         *inputs, targets = example_batch(config, n=8, seed=seed)
-{%- if cookiecutter.dataset == 'csv' %}
-        model.fit_feature_scaling(inputs[0] * 100 + 5)
+{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+        model.fit_feature_scaling({{ real_values }} * 100 + 5)
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
         model.fit_target_scaling(targets * 100 + 5)
@@ -95,7 +96,7 @@ def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
 
     saved = fitted(0).state_dict()
     scaling = [key for key in saved if key in ('feature_mean', 'feature_std', 'target_mean', 'target_std')]
-    assert len(scaling) == {{ 4 if cookiecutter.dataset == 'csv' and cookiecutter.task == 'regression' else 2 }}
+    assert len(scaling) == {{ 4 if cookiecutter.dataset in ['csv', 'sequence'] and cookiecutter.task == 'regression' else 2 }}
     model = fitted(1)
     load_model_state(model, {key: value for key, value in saved.items() if key not in scaling}, 'old.pt')
     state = model.state_dict()

@@ -109,9 +109,10 @@ def test_a_model_output_the_loss_does_not_expect_stops_before_training(workdir, 
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
 
 
-{%- if cookiecutter.dataset == 'csv' or cookiecutter.task == 'regression' %}
-{%- set unscaled = {'csv': ('fit_feature_scaling(inputs)', 'features'), 'regression': ('fit_target_scaling(targets)', 'targets')} %}
-{%- set missing = [unscaled['csv']] if cookiecutter.dataset == 'csv' else [] %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
+{%- set unscaled = {'csv': ('fit_feature_scaling(inputs)', 'features'), 'sequence': ('fit_feature_scaling(frames)', 'features'),
+                    'regression': ('fit_target_scaling(targets)', 'targets')} %}
+{%- set missing = [unscaled[cookiecutter.dataset]] if cookiecutter.dataset in ['csv', 'sequence'] else [] %}
 {%- set missing = missing + [unscaled['regression']] if cookiecutter.task == 'regression' else missing %}
 
 
