@@ -126,6 +126,29 @@ def test_a_file_as_dataset_dir_is_a_clear_error(tmp_path, config):
     with pytest.raises(RunError, match='notes.txt'):
 {%- endif %}
         build_datasets({**config, 'dataset_dir': str(tmp_path / 'notes.txt')})
+{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+
+
+def check_predict_answers_as_the_checkpoint(checkpoint_path, data, output, *inputs):
+    """predict.py on `data`, one sample, writes to `output` what the checkpoint's model answers for `inputs`."""
+    import predict
+    from conftest import load
+    from model import build_model
+
+    predict.predict(checkpoint_path, data, output)
+    checkpoint = load(checkpoint_path)
+    model = build_model(checkpoint['config']).eval()
+    model.load_state_dict(checkpoint['model'])
+    with torch.no_grad():
+        expected = model(*inputs)[0]
+    written = output.read_text().splitlines()[1].split(',')
+{%- if cookiecutter.task == 'regression' %}
+    assert float(written[1]) == pytest.approx(float(expected), rel=1e-5)
+{%- else %}
+    probabilities = [float(v) for v in written[2:]]
+    assert probabilities == pytest.approx(expected.softmax(0).tolist(), abs=2e-6)
+{%- endif %}
+{%- endif %}
 {%- if cookiecutter.dataset == 'csv' %}
 
 
@@ -262,16 +285,13 @@ def scaled_csv(path, seed, units):
 def test_the_model_keeps_the_training_splits_scaling_for_predict_and_init_from(workdir, config):
     # features in units from thousandths to thousands: train.py fits the model's scaling to the training split
     # (not the whole file); the checkpoint keeps it, so predict.py on one row and a run --init_from use it as is
-    import predict
     from conftest import FAST, SMALL_MODEL, load
-    from model import build_model
 
     units = torch.logspace(-3, 3, DATA_CONFIG['num_features'])
     (workdir / 'data').mkdir()
     scaled_csv(workdir / 'data' / 'data.csv', 0, units)
     assert train.main(['--dataset_dir', 'data', '--n_epoch', '1', '--run_name', 'first'] + SMALL_MODEL + FAST) == 0
-    checkpoint = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')
-    weights = checkpoint['model']
+    weights = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')['model']
     assert 'has no fit_' not in (workdir / 'loggers' / 'first' / 'train.log').read_text()  # no warning: the MLP fits
     train_set, _ = build_datasets({**config, 'dataset_dir': 'data'})
     inputs, targets = (x.double() for x in train_set.dataset[train_set.indices])
@@ -285,18 +305,8 @@ def test_the_model_keeps_the_training_splits_scaling_for_predict_and_init_from(w
 
     header, first_row = (workdir / 'data' / 'data.csv').read_text().splitlines()[:2]
     (workdir / 'one.csv').write_text(header.rsplit(',', 1)[0] + '\n' + first_row.rsplit(',', 1)[0] + '\n')
-    predict.predict(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'one.csv', workdir / 'p.csv')
-    model = build_model(checkpoint['config']).eval()
-    model.load_state_dict(weights)
-    with torch.no_grad():
-        expected = model(torch.tensor([[float(v) for v in first_row.split(',')[:-1]]]))[0]
-    written = (workdir / 'p.csv').read_text().splitlines()[1].split(',')
-{%- if cookiecutter.task == 'regression' %}
-    assert float(written[1]) == pytest.approx(float(expected), rel=1e-5)
-{%- else %}
-    probabilities = [float(v) for v in written[2:]]
-    assert probabilities == pytest.approx(expected.softmax(0).tolist(), abs=2e-6)
-{%- endif %}
+    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'one.csv',
+                                            workdir / 'p.csv', torch.tensor([[float(v) for v in first_row.split(',')[:-1]]]))
 
     (workdir / 'other').mkdir()
     scaled_csv(workdir / 'other' / 'data.csv', 1, units * 10)
@@ -405,9 +415,7 @@ def test_the_model_keeps_the_training_splits_feature_scaling_for_predict_and_ini
     # frames whose features are in units from thousandths to thousands: train.py fits the model's scaling to the
     # training split's real frames (not the validation ones, nor the padding); the checkpoint keeps it, so
     # predict.py on one file and a run --init_from use it as is
-    import predict
     from conftest import FAST, SMALL_MODEL, load
-    from model import build_model
 
     units = torch.logspace(-3, 3, DATA_CONFIG['num_features'])
     for folder, seed, scale in (('data', 0, units), ('other', 1, units * 10)):
@@ -415,8 +423,7 @@ def test_the_model_keeps_the_training_splits_feature_scaling_for_predict_and_ini
         for path in (workdir / folder / 'frames').iterdir():
             torch.save(torch.load(path, weights_only=True) * scale + 5 * scale, path)
     assert train.main(['--dataset_dir', 'data', '--n_epoch', '1', '--run_name', 'first'] + SMALL_MODEL + FAST) == 0
-    checkpoint = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')
-    weights = checkpoint['model']
+    weights = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')['model']
     assert 'has no fit_' not in (workdir / 'loggers' / 'first' / 'train.log').read_text()  # no warning: the model fits
     train_set, _ = build_datasets({**config, 'dataset_dir': 'data'})
     frames = torch.cat([train_set[i][0] for i in range(len(train_set))]).double()
@@ -425,19 +432,9 @@ def test_the_model_keeps_the_training_splits_feature_scaling_for_predict_and_ini
     assert torch.allclose(weights['feature_std'].double(), frames.std(0, correction=0), rtol=1e-5)
 
     one = train_set.dataset.files[train_set.indices[0]]
-    predict.predict(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'data' / one, workdir / 'p.csv')
-    model = build_model(checkpoint['config']).eval()
-    model.load_state_dict(weights)
-    sample = torch.load(workdir / 'data' / one, weights_only=True).unsqueeze(0)
-    with torch.no_grad():
-        expected = model(sample, torch.zeros(sample.shape[:2], dtype=torch.bool))[0]
-    written = (workdir / 'p.csv').read_text().splitlines()[1].split(',')
-{%- if cookiecutter.task == 'regression' %}
-    assert float(written[1]) == pytest.approx(float(expected), rel=1e-5)
-{%- else %}
-    probabilities = [float(v) for v in written[2:]]
-    assert probabilities == pytest.approx(expected.softmax(0).tolist(), abs=2e-6)
-{%- endif %}
+    frames = torch.load(workdir / 'data' / one, weights_only=True).unsqueeze(0)
+    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'data' / one,
+                                            workdir / 'p.csv', frames, torch.zeros(frames.shape[:2], dtype=torch.bool))
 
     assert train.main(['--dataset_dir', 'other', '--n_epoch', '1', '--run_name', 'second', '--init_from', 'first']
                       + SMALL_MODEL + FAST) == 0
