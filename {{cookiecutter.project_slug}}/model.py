@@ -206,7 +206,8 @@ class TransformerEncoderModel(nn.Module):
 
     def forward(self, frames, padding_mask):
 {%- if scales_features %}
-        frames = (frames - self.feature_mean) / self.feature_std  # padded frames too: the mask leaves them out
+        # padding stays 0: standardized, a large feature mean would make it large enough to overflow float16 (AMP)
+        frames = ((frames - self.feature_mean) / self.feature_std).masked_fill(padding_mask.unsqueeze(-1), 0)
 {%- endif %}
         x = self.encoder(self.positions(self.input_proj(frames)), src_key_padding_mask=padding_mask)
         keep = (~padding_mask).unsqueeze(-1).to(x.dtype)

@@ -116,4 +116,20 @@ def test_padding_does_not_change_the_output(config):
         short = model(frames, torch.zeros(1, 10, dtype=torch.bool))
         long = model(padded, torch.arange(16).unsqueeze(0) >= 10)
     torch.testing.assert_close(short, long, rtol=1e-4, atol=1e-5)
+{%- if cookiecutter.dataset == 'sequence' %}
+
+
+def test_the_padding_stays_0_under_the_feature_scaling(config):
+    # standardized, padding would be -mean/std: with features near a million, enough to overflow float16 (AMP)
+    model = build_model(config).eval()
+    frames = torch.randn(2, 6, config['num_features']) + 1e6
+    model.fit_feature_scaling(frames.flatten(0, 1))
+    padding_mask = torch.arange(6) >= torch.tensor([[6], [3]])
+    seen = []
+    model.input_proj.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    with torch.no_grad():
+        model(frames.masked_fill(padding_mask.unsqueeze(-1), 0), padding_mask)
+    assert not seen[0][padding_mask].any()
+    assert seen[0][~padding_mask].abs().max() < 10
+{%- endif %}
 {%- endif %}
