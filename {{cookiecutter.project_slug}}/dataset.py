@@ -128,6 +128,11 @@ PREDICT_LAYOUT = (  # what predict.py's --data takes
     "--data takes a folder holding index.csv (file, and label if known) and the tensor files, or one tensor file"
 {%- endif %}
 )
+
+
+def layout_hint(labels_required):
+    """The layout an error names: training's under dataset_dir (labels required), or predict.py's --data."""
+    return LAYOUT if labels_required else PREDICT_LAYOUT
 {%- endif %}
 {%- if kind == 'image' %}
 
@@ -330,8 +335,7 @@ class CsvDataset(Dataset):
         path = Path(path or config['dataset_dir'])
         path = path / 'data.csv' if path.is_dir() else path
         if not path.is_file():
-            raise RunError(f"no data.csv at '{path}'{project_folder_note(path)}; "
-                           + (LAYOUT if labels_required else PREDICT_LAYOUT))
+            raise RunError(f"no data.csv at '{path}'{project_folder_note(path)}; {layout_hint(labels_required)}")
         try:
             with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
                 reader = csv.reader(f, skipinitialspace=True)  # 'f0, f1, label' names the column 'label'
@@ -341,7 +345,7 @@ class CsvDataset(Dataset):
             raise not_utf8(path) from None
         if not header or len(lines) < (2 if labels_required else 1):  # training: one row to train on, one to validate
             rows_needed = 'at least two rows' if labels_required else 'a row'
-            raise RunError(f"'{path}' needs a header and {rows_needed}; {LAYOUT}")
+            raise RunError(f"'{path}' needs a header and {rows_needed}; {layout_hint(labels_required)}")
         separator = next((s for s in ';\t|' if s in header[0]), None) if len(header) == 1 else None
         if separator:  # a spreadsheet's export in another locale, or a TSV
             raise RunError(f"'{path}' separates its values with {separator!r}; save it with commas")
@@ -523,8 +527,8 @@ class ImageFolderDataset(Dataset):
                 problem = f'does not exist{project_folder_note(root)}'
             else:
                 problem = 'is not a folder' if labels_required else 'is not an image file'
-            raise RunError(f"dataset_dir '{root}' {problem}; {LAYOUT}" if labels_required else
-                           f"--data '{root}' {problem}; {PREDICT_LAYOUT}")
+            where = 'dataset_dir' if labels_required else '--data'
+            raise RunError(f"{where} '{root}' {problem}; {layout_hint(labels_required)}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = [] if one_image else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
@@ -548,12 +552,14 @@ class ImageFolderDataset(Dataset):
             try:
                 value = float(folder.name)
             except ValueError:
-                raise RunError(f"folder '{folder}' is not named as a number; {LAYOUT}") from None
+                raise RunError(f"folder '{folder}' is not named as a number; {layout_hint(labels_required)}") from None
             if not math.isfinite(value):
-                raise RunError(f"folder '{folder}' is named '{folder.name}', not a finite number; {LAYOUT}")
+                raise RunError(f"folder '{folder}' is named '{folder.name}', not a finite number; "
+                               f'{layout_hint(labels_required)}')
             if '_' in folder.name:  # float() skips underscores: '3_5' would be 35, not 3.5
                 raise RunError(f"folder '{folder}' is named '{folder.name}', which reads as {value:g}; rename it "
-                               f"'{value:g}' if that is meant, or write a fraction with a decimal point; {LAYOUT}")
+                               f"'{value:g}' if that is meant, or write a fraction with a decimal point; "
+                               f'{layout_hint(labels_required)}')
 {%- endif %}
             images = image_files(folder)
 {%- if classification %}
@@ -567,7 +573,7 @@ class ImageFolderDataset(Dataset):
             raise class_count_error(len(self.classes), config['num_classes'], root, 'class folders')
 {%- endif %}
         if len(self.files) < (2 if labels_required else 1):
-            raise RunError(f"found {len(self.files)} images in '{root}'; {LAYOUT}")
+            raise RunError(f"found {len(self.files)} images in '{root}'; {layout_hint(labels_required)}")
         self.targets = torch.tensor(targets){{ '' if classification else '.unsqueeze(1)' }}
         self.ids = [root.name] if one_image else [str(path.relative_to(root)) for path in self.files]
 {%- if not classification %}
@@ -669,14 +675,16 @@ class SequenceDataset(Dataset):
         rows = [row for _, row in lines]
         self.has_labels = bool(rows) and 'label' in rows[0]
         if not rows or 'file' not in rows[0] or labels_required and (len(rows) < 2 or not self.has_labels):
-            raise RunError(f"'{index}' needs the columns file,label and at least two rows; {LAYOUT}")
+            needs = 'the columns file,label and at least two rows' if labels_required else 'a file column and a row'
+            raise RunError(f"'{index}' needs {needs}; {layout_hint(labels_required)}")
         for number, row in lines:  # csv puts a short row's missing values at None, a long row's extras at key None
             if None in row or None in row.values() or not row['file'] or self.has_labels and not row['label'].strip():
                 raise RunError(f"'{index}' line {number} does not have one value per column "
-                               f"({', '.join(reader.fieldnames)}); {LAYOUT}")
+                               f"({', '.join(reader.fieldnames)}); {layout_hint(labels_required)}")
         missing = [row['file'] for row in rows if not (self.root / row['file']).is_file()]
         if missing:
-            raise RunError(f"'{index}' lists {len(missing)} missing files, e.g. '{missing[0]}'; {LAYOUT}")
+            raise RunError(f"'{index}' lists {len(missing)} missing files, e.g. '{missing[0]}'; "
+                           f'{layout_hint(labels_required)}')
         self.files = self.ids = [row['file'] for row in rows]
         labels = [row['label'] for row in rows] if self.has_labels else ['0'] * len(rows)
 {%- if classification %}

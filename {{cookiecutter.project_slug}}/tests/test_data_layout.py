@@ -859,7 +859,7 @@ def test_class_folders_must_fill_num_classes_in_training_only(tmp_path, config):
 def test_a_folder_not_named_as_a_finite_number_is_a_clear_error(tmp_path, config, name, message):
     make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
     next(p for p in (tmp_path / 'data').iterdir() if p.is_dir()).rename(tmp_path / 'data' / name)
-    for labels_required in (True, False):  # training and predict.py
-        with pytest.raises(RunError, match=f"folder '.*{name}' {message}; expected"):
+    for labels_required, layout in ((True, 'expected'), (False, '--data takes')):  # training and predict.py
+        with pytest.raises(RunError, match=f"folder '.*{name}' {message}; {layout}"):
             ImageFolderDataset(config, tmp_path / 'data', labels_required=labels_required)
 {%- endif %}

@@ -853,6 +853,19 @@ def test_predict_errors_are_clear(workdir, data_args):
     nope = r"{{ "no data\\.csv at '.*nope'; --data takes a CSV file" if cookiecutter.dataset == 'csv' else "--data '.*nope' does not exist; --data takes a folder" }}"
     with pytest.raises(RunError, match=nope):
         predict.predict(best, str(workdir / 'nope'), workdir / 'p.csv')
+    # data whose content is wrong: the error names what --data takes too (labels optional, one sample enough)
+    (workdir / 'empty').mkdir()
+{%- if cookiecutter.dataset == 'csv' %}
+    (workdir / 'empty' / 'data.csv').write_text('f0,f1\n')
+    found = r"'.*data\.csv' needs a header and a row; --data takes a CSV file"
+{%- elif cookiecutter.dataset == 'image_folder' %}
+    found = r"found 0 images in '.*empty'; --data takes a folder"
+{%- else %}
+    (workdir / 'empty' / 'index.csv').write_text('path\nframes/00000.pt\n')
+    found = r"'.*index\.csv' needs a file column and a row; --data takes a folder holding index\.csv"
+{%- endif %}
+    with pytest.raises(RunError, match=found):
+        predict.predict(best, str(workdir / 'empty'), workdir / 'p.csv')
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
     (workdir / 'notes.txt').write_text('not an image')
