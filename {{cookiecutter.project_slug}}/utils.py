@@ -1554,18 +1554,18 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
     """With `fit`, set the model's scaling (model.py's fit_*_scaling methods) from the training split. Returns a
     warning when the model (your own) lacks such a method: that part of the data then trains in its own units."""
     missing = []
-{%- if cookiecutter.dataset == 'csv' %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
     if not callable(getattr(model, 'fit_feature_scaling', None)):
-        missing.append(('fit_feature_scaling(inputs)', 'features'))
+        missing.append(('fit_feature_scaling({{ 'inputs' if cookiecutter.dataset == 'csv' else 'frames' }})', 'features'))
+{%- if cookiecutter.dataset == 'csv' %}
     elif fit:  # every training sample in one batch (the CSV reader holds them in memory); no draw from the run's RNG
         loader = DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn, generator=torch.Generator())
         inputs, _ = next(iter(loader))
         model.fit_feature_scaling(inputs)
-{%- elif cookiecutter.dataset == 'sequence' %}
-    if not callable(getattr(model, 'fit_feature_scaling', None)):
-        missing.append(('fit_feature_scaling(frames)', 'features'))
+{%- else %}
     elif fit:
         model.fit_feature_scaling(training_frames(train_set, collate_fn))
+{%- endif %}
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
     if not callable(getattr(model, 'fit_target_scaling', None)):
