@@ -1603,13 +1603,10 @@ def training_frames(train_set, collate_fn, most=1024):
 def training_targets(train_set, collate_fn, most=4096):
     """The training split's targets, from the dataset's `targets` tensor when it has one (no input is loaded);
     else from up to `most` of its samples (sampled_batches)."""
-    if isinstance(train_set, Subset):  # random_split's
-        dataset, indices = train_set.dataset, torch.as_tensor(train_set.indices, dtype=torch.long)
-    else:
-        dataset, indices = train_set, torch.arange(len(train_set))
+    dataset = train_set.dataset if isinstance(train_set, Subset) else train_set  # random_split's Subset, or itself
     targets = getattr(dataset, 'targets', None)
     if isinstance(targets, torch.Tensor) and len(targets) == len(dataset):
-        return targets[indices]
+        return targets if dataset is train_set else targets[train_set.indices]
     return torch.cat([batch[-1] for batch in sampled_batches(train_set, collate_fn, most)])
 {%- endif %}
 
