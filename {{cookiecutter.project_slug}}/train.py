@@ -1,3 +1,4 @@
+{%- set scales_data = cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' -%}
 """Train the model.
 
     python train.py                                  # defaults below
@@ -67,7 +68,7 @@ from utils import (
     exit_process,
     failure_noted,
     first_line,
-{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
+{%- if scales_data %}
     fit_scaling,
 {%- endif %}
     gather_from_ranks,
@@ -583,7 +584,7 @@ def main(argv=None):
         check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
     elif init_weights is not None:  # with another num_classes, the output layer keeps its fresh weights
         fresh_layers = load_model_state(unwrap(model), init_weights, config['init_from'], keep_resized=new_classes)
-{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
+{%- if scales_data %}
     # a new model's scaling: the training split's mean and std (resume and --init_from loaded theirs just above)
     scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn, fit=checkpoint is None and init_weights is None)
 {%- endif %}
@@ -629,7 +630,7 @@ def main(argv=None):
         note_logger.info('status: running')
         if unused_parameters:
             logging.getLogger('train').info(unused_parameters_warning(unused_parameters, is_distributed()))
-{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
+{%- if scales_data %}
         if scaling_warning:
             logging.getLogger('train').info(scaling_warning)
 {%- endif %}

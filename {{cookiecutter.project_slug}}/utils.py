@@ -1,3 +1,4 @@
+{%- set scales_data = cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' -%}
 """Small helpers for train.py: seeding, loggers, run folders, checkpoints, CLI, signals."""
 
 import argparse
@@ -1495,7 +1496,7 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
     values instead. Returns the names of those tensors."""
     own, resized = model.state_dict(), []
-{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
+{%- if scales_data %}
     scaling = [key for key in ('feature_mean', 'feature_std', 'target_mean', 'target_std') if key in own]
     if scaling and not any(key in state_dict for key in scaling):  # saved before model.py's scaling: trained unscaled
         state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else
@@ -1547,7 +1548,7 @@ def metric_per_sample(output, target):
     return (output.float() - target).abs().mean(dim=1)
 {%- endif %}
 
-{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
+{%- if scales_data %}
 
 
 def fit_scaling(model, train_set, collate_fn, fit=True):
