@@ -1,7 +1,7 @@
 {%- set classification = cookiecutter.task == 'classification' %}
 {%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') -%}
 """The data. Edit it for your own: train.py needs DATA_CONFIG, SPLIT_KEYS, check_data_config(config),
-build_datasets(config) and collate_fn.
+build_datasets(config){{ ', collate_fn and augment(images, flip, shift)' if kind == 'image' else ' and collate_fn' }}.
 {%- if cookiecutter.dataset == 'synthetic' %}
 
 The synthetic dataset needs no files: it draws {{ 'labelled samples around one random centre per class' if classification else 'samples whose target is a smooth function of the input' }}
@@ -80,6 +80,8 @@ DATA_CONFIG = {
 {%- if kind == 'image' %}
     'image_channels': {{ cookiecutter.image_channels }},  # 1 grey, 3 RGB, 4 RGBA
     'image_size': {{ cookiecutter.image_size }},  # image height and width in pixels{{ ' (files are resized to it)' if cookiecutter.dataset == 'image_folder' else '' }}
+    'random_flip': False,  # mirror each training image left-right with probability 0.5 (augment() below)
+    'random_shift': 0,  # shift training images by up to this many pixels each way, at random (augment() below)
 {%- else %}
     'num_features': {{ cookiecutter.num_features }},  # input features per sample{{ ' (per frame)' if kind == 'sequence' else '' }}
 {%- endif %}
@@ -104,7 +106,11 @@ SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir')
 def check_data_config(config):
     """Reject sizes no data can have, in one line, before train.py writes anything."""
     check_minimums(config, {'n_samples': 2, 'num_features': 1, 'image_channels': 1, 'image_size': 8, 'max_frames': 1,
-                            'num_classes': 2})
+                            'num_classes': 2, 'random_shift': 0})
+{%- if kind == 'image' %}
+    if config['random_shift'] >= config['image_size']:  # reflect padding needs a shift smaller than the image
+        raise RunError(f"random_shift must be below image_size ({config['image_size']}), got {config['random_shift']}")
+{%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
 
@@ -734,6 +740,31 @@ def collate_fn(batch):
 
 
 collate_fn = None  # the DataLoader's default: stack samples into a batch
+{%- endif %}
+{%- if kind == 'image' %}
+
+
+def augment(images, flip, shift):
+    """A training batch (n, channels, height, width) with each image mirrored left-right at random (`flip`: half of
+    them) and shifted by up to `shift` pixels each way (a random crop of the image reflect-padded by `shift`).
+
+    train.py calls it on each training batch, on its device, once `random_flip` or `random_shift` is set; validation
+    and predict.py see the images as they are. It draws from the run's torch RNG, which checkpoints keep: resume
+    stays exact, with DataLoader workers too. Add your own augmentation here."""
+    n, _, height, width = images.shape
+    augmented = images
+    if flip:
+        mirrored = torch.rand(n, device=images.device) < 0.5
+        augmented = torch.where(mirrored.view(n, 1, 1, 1), augmented.flip(3), augmented)
+    if shift:
+        padded = F.pad(augmented, (shift, shift, shift, shift), mode='reflect')
+        top, left = torch.randint(0, 2 * shift + 1, (2, n, 1), device=images.device)
+        rows = top + torch.arange(height, device=images.device)  # (n, height): each image's window
+        cols = left + torch.arange(width, device=images.device)
+        batch = torch.arange(n, device=images.device).view(n, 1, 1)
+        window = padded[batch, :, rows.view(n, height, 1), cols.view(n, 1, width)]  # (n, height, width, channels)
+        augmented = torch.empty_like(images).copy_(window.permute(0, 3, 1, 2))  # in the input's memory format
+    return augmented
 {%- endif %}
 
 

@@ -1,4 +1,5 @@
 {%- set scales_data = cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' -%}
+{%- set images = cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' -%}
 """Train the model.
 
     python train.py                                  # defaults below
@@ -25,7 +26,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchinfo import summary
 from tqdm import tqdm
 
-from dataset import DATA_CONFIG, SPLIT_KEYS, build_datasets, check_data_config, collate_fn
+from dataset import DATA_CONFIG, SPLIT_KEYS, {{ 'augment, ' if images else '' }}build_datasets, check_data_config, collate_fn
 from model import MODEL_CONFIG, SHAPE_KEYS, build_model, check_model_config
 from plot import save_curves
 from runfiles import METRIC_NAME, RunError, one_line_errors
@@ -165,6 +166,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- else %}
     memory_format = torch.preserve_format
 {%- endif %}
+{%- if images %}
+    augmenting = config['random_flip'] or config['random_shift'] > 0  # training batches only (dataset.augment)
+{%- endif %}
 
     # values to track
     start_epoch, step, samples_done, epoch_totals = 0, 0, 0, (0.0, 0.0, 0)
@@ -297,6 +301,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             bad_step, stopping, micro, read_due = None, False, 0, False
             for batch in bar:
                 *inputs, target = to_device(batch, device, memory_format)
+{%- if images %}
+                if augmenting:
+                    inputs[0] = augment(inputs[0], config['random_flip'], config['random_shift'])
+{%- endif %}
                 n = target.shape[0]
                 if micro == 0:  # samples in this optimizer step: the loss is their mean, however split
                     group = min(config['batch_size'] * accum, n_train - samples_done)

@@ -122,6 +122,41 @@ def test_too_few_samples_for_a_split_is_a_clear_error(datasets):
     (train_set, _), _ = datasets
     with pytest.raises(RunError, match='too few'):
         split(torch.utils.data.Subset(train_set, [0]), 0.2, 0)
+{%- if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' %}
+
+
+def test_augment_mirrors_or_keeps_each_image_and_shifts_it_by_at_most_shift_pixels():
+    from dataset import augment
+
+    images = torch.randn(64, 3, 8, 8)
+    torch.manual_seed(0)
+    assert augment(images, False, 0) is images  # nothing asked: the batch as it is
+    flipped = augment(images, True, 0)
+    kept, mirrored = ((flipped == expected).flatten(1).all(1) for expected in (images, images.flip(3)))
+    assert (kept | mirrored).all() and 16 < int(mirrored.sum()) < 48  # each image one or the other; about half mirrored
+    shift = 2
+    shifted = augment(images, False, shift)
+    padded = torch.nn.functional.pad(images, (shift,) * 4, mode='reflect')
+    offsets = []
+    for image, source in zip(shifted, padded):  # each image is a window of its reflect-padded self
+        offsets += [(top, left) for top in range(2 * shift + 1) for left in range(2 * shift + 1)
+                    if torch.equal(image, source[:, top:top + 8, left:left + 8])]
+    assert len(offsets) == len(images) and len(set(offsets)) > 15  # one each, drawn per image (25 possible)
+    assert augment(images, True, shift).shape == images.shape
+
+
+def test_augment_draws_from_the_torch_rng_and_keeps_the_memory_format():
+    from dataset import augment
+
+    images = torch.randn(16, 3, 8, 8).contiguous(memory_format=torch.channels_last)  # the CNN's on CUDA
+    torch.manual_seed(1)
+    first = augment(images, True, 3)
+    torch.manual_seed(1)
+    assert torch.equal(augment(images, True, 3), first)  # the run's seed (and a checkpoint's RNG state) decide it
+    assert not torch.equal(augment(images, True, 3), first)
+    assert first.is_contiguous(memory_format=torch.channels_last)
+    assert augment(images.contiguous(), True, 3).is_contiguous()
+{%- endif %}
 {%- if cookiecutter.dataset == 'synthetic' and cookiecutter.model == 'cnn' %}
 
 

@@ -47,7 +47,12 @@ from utils import (
 )
 
 N_EPOCH = 4
+{%- if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' %}
+# training batches flipped and shifted at random: a resume must draw them as the straight run did
+LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, '--random_flip', 'true', '--random_shift', 2, *EXACT_ON_THIS_DEVICE]
+{%- else %}
 LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
+{%- endif %}
 
 
 @pytest.fixture(scope='module')

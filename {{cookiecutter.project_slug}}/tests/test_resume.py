@@ -62,6 +62,21 @@ def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args):
     assert 'overrides: n_epoch=4' in note
 
 
+{% if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' -%}
+def test_resume_with_random_flips_and_shifts_in_loader_workers_is_bitwise_equal(workdir, data_args):
+    # the draws are the main process's, from the RNG state a checkpoint keeps, not the workers'
+    augmenting = ['--random_flip', 'true', '--random_shift', 2, '--num_workers', 1, *EXACT]
+    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, 3, augmenting)
+    plain, *_ = straight_run(workdir / 'plain', data_args, 3, ['--num_workers', 1, *EXACT])
+    assert not all(torch.equal(weights[key], plain[key]) for key in weights)  # the augmentation trained on other pixels
+    assert run(data_args + ['--n_epoch', 1] + augmenting) == 0
+    logs, ckpts = only_run(workdir)
+    assert run(['--resume', logs.name, '--n_epoch', 3]) == 0
+    assert_same_weights(load(ckpts / 'latest_checkpoint.pt')['model'], weights)
+    assert (epoch_lines(logs / 'train.log'), epoch_lines(logs / 'val.log')) == (train_lines, val_lines)
+
+
+{% endif -%}
 def test_resume_accepts_a_checkpoint_file_or_folder(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)

@@ -15,8 +15,9 @@ from torch import nn
 
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
-{%- if cookiecutter.task == 'regression' %}
-from dataset import build_datasets
+{%- set dataset_imports = ['augment'] * (cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder') + ['build_datasets'] * (cookiecutter.task == 'regression') %}
+{%- if dataset_imports %}
+from dataset import {{ dataset_imports | join(', ') }}
 {%- endif %}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
@@ -54,6 +55,26 @@ def test_the_loss_goes_down(workdir, data_args):
     assert losses[-1] < losses[0]
 
 
+{% if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' -%}
+def test_random_flips_and_shifts_apply_to_each_training_batch_and_nothing_else(workdir, data_args, monkeypatch):
+    calls = []
+
+    def recording_augment(images, flip, shift):
+        calls.append((images.shape[0], flip, shift))
+        return augment(images, flip, shift)
+    monkeypatch.setattr(train, 'augment', recording_augment)
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    assert calls == []  # off by default: the batches as they are
+    assert run(data_args + ['--n_epoch', 2, '--random_flip', 'true', '--random_shift', 3, '--run_name', 'augmented']) == 0
+    n_train = load(workdir / 'checkpoints' / 'augmented' / 'latest_checkpoint.pt')['data']['train']
+    batch_sizes = [min(16, n_train - start) for start in range(0, n_train, 16)]
+    assert calls == [(n, True, 3) for n in batch_sizes * 2]  # every training batch, no validation one
+    calls.clear()
+    assert run(data_args + ['--n_epoch', 1, '--random_shift', 1, '--run_name', 'shifted']) == 0
+    assert {call[1:] for call in calls} == {(False, 1)}
+
+
+{% endif -%}
 def test_best_checkpoint_is_the_epoch_with_the_lowest_valid_loss(workdir, data_args):
     # a high lr makes the valid loss go up and down; save_every is 100, so best must not wait for it
     assert run(data_args + ['--n_epoch', 5, '--lr', 3e-2, '--warmup_steps', 0]) == 0
@@ -513,6 +534,8 @@ def test_an_empty_value_is_taken_for_a_key_whose_default_is_empty(tmp_path):
 {%- endif %}
 {%- if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' %}
     (['--image_size', '4'], 'image_size must be at least 8, got 4'),
+    (['--random_shift', '-1'], 'random_shift must be at least 0, got -1'),
+    (['--random_shift', '32', '--image_size', '32'], 'random_shift must be below image_size (32), got 32'),
 {%- else %}
     (['--num_features', '0'], 'num_features must be at least 1, got 0'),
 {%- endif %}
