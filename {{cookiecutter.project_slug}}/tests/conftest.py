@@ -30,6 +30,8 @@ os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 EXACT_ON_THIS_DEVICE = ['--deterministic', 'true'] if torch.cuda.is_available() else []
 
 FAST = ['--batch_size', '16', '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']
+# an image project's random flips and shifts of training batches (off by default); none elsewhere
+AUGMENT = ['--random_flip', 'true', '--random_shift', '2'] if 'random_shift' in DATA_CONFIG else []
 {%- if cookiecutter.model == 'cnn' %}
 SMALL_MODEL = ['--base_channels', '8']
 {%- elif cookiecutter.model == 'transformer' %}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import utils
-from conftest import PROJECT, epoch_lines, only_run, run_as_group, run_torchrun, script_file
+from conftest import AUGMENT, PROJECT, epoch_lines, only_run, run_as_group, run_torchrun, script_file
 from runfiles import RunError
 from utils import (
     AgreementPace,
@@ -153,7 +153,7 @@ def wait_until_gone(pid, seconds):
 def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_factory):
     streams = tmp_path_factory.mktemp('torchrun_logs')  # each rank's stdout and stderr, also shown (--tee 3)
     result = run_torchrun(['--log-dir', streams, '--tee', '3', PROJECT / 'train.py', '--n_epoch', '2',
-                           '--save_minutes', '1e-9'{{ ", '--random_flip', 'true', '--random_shift', '2'" if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}] + data_args, workdir,
+                           '--save_minutes', '1e-9', *AUGMENT] + data_args, workdir,
                           # a rank that crashes prints its Python stack; rank 0's bars draw at once, not a minute in
                           env={'PYTHONFAULTHANDLER': '1', 'TQDM_DELAY': '0'})
     stderr = {path.parent.name: path.read_text() for path in streams.rglob('stderr.log')}

@@ -20,6 +20,7 @@ import torch
 
 import train
 from conftest import (
+    AUGMENT,
     EXACT_ON_THIS_DEVICE,
     PROJECT,
     epoch_lines,
@@ -47,12 +48,8 @@ from utils import (
 )
 
 N_EPOCH = 4
-{%- if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' %}
-# training batches flipped and shifted at random: a resume must draw them as the straight run did
-LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, '--random_flip', 'true', '--random_shift', 2, *EXACT_ON_THIS_DEVICE]
-{%- else %}
-LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *EXACT_ON_THIS_DEVICE]
-{%- endif %}
+# with an image project's random flips and shifts: a resume must draw them as the straight run did
+LONG = ['--n_epoch', N_EPOCH, '--log_interval', 1, *AUGMENT, *EXACT_ON_THIS_DEVICE]
 
 
 @pytest.fixture(scope='module')

@@ -20,7 +20,7 @@ import runfiles
 import runs
 import train
 import utils
-from conftest import EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
+from conftest import {{ 'AUGMENT, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}EXACT_ON_THIS_DEVICE, epoch_lines, load, only_run, run, run_in, snapshot
 from dataset import build_datasets
 from runfiles import RunError, read_metrics_rows, read_note
 from test_train import WIDTH, ConstantModel
@@ -65,7 +65,7 @@ def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args):
 {% if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' -%}
 def test_resume_with_random_flips_and_shifts_in_loader_workers_is_bitwise_equal(workdir, data_args):
     # the draws are the main process's, from the RNG state a checkpoint keeps, not the workers'
-    augmenting = ['--random_flip', 'true', '--random_shift', 2, '--num_workers', 1, *EXACT]
+    augmenting = [*AUGMENT, '--num_workers', 1, *EXACT]
     weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, 3, augmenting)
     plain, *_ = straight_run(workdir / 'plain', data_args, 3, ['--num_workers', 1, *EXACT])
     assert not all(torch.equal(weights[key], plain[key]) for key in weights)  # the augmentation trained on other pixels
