@@ -745,8 +745,8 @@ collate_fn = None  # the DataLoader's default: stack samples into a batch
 
 
 def augment(images, flip, shift):
-    """A training batch (n, channels, height, width) with each image mirrored left-right at random (`flip`: half of
-    them) and shifted by up to `shift` pixels each way (a random crop of the image reflect-padded by `shift`).
+    """A training batch (n, channels, height, width) with each image mirrored left-right with probability 0.5 (`flip`)
+    and shifted by up to `shift` pixels each way (a random crop of the image reflect-padded by `shift`).
 
     train.py calls it on each training batch, on its device, once `random_flip` or `random_shift` is set; validation
     and predict.py see the images as they are. It draws from the run's torch RNG, which checkpoints keep: resume
