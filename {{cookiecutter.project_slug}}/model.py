@@ -2,7 +2,7 @@
 build_model(config)."""
 {%- set output_key = "config['num_classes']" if cookiecutter.task == 'classification' else '1' %}
 {%- set output_keys = "'num_classes', " if cookiecutter.task == 'classification' else '' %}
-{%- set scales_features = cookiecutter.dataset in ['csv', 'sequence'] %}
+{%- set scales_features = cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] %}
 {%- set scales_targets = cookiecutter.task == 'regression' %}
 
 {% if cookiecutter.model == 'transformer' -%}
@@ -67,8 +67,8 @@ def fit_mean_and_std(mean, std, values):
     it is only shifted). float32 is accurate enough here (about 5e-8 relative on 2M rows): no float64 copy."""
     with torch.no_grad():
         values_std, values_mean = torch.std_mean(values.float(), dim=0, correction=0)
-        mean.copy_(values_mean)
-        std.copy_(torch.where(values_std > 0, values_std, 1.0))
+        mean.copy_(values_mean.view_as(mean))
+        std.copy_(torch.where(values_std > 0, values_std, 1.0).view_as(std))
 {%- endif %}
 {%- macro scaling_buffers(name, size, values, first=True) %}
         # Scaling of {{ values }}: the training split's mean and std (fit_{{ name }}_scaling).
@@ -78,12 +78,14 @@ def fit_mean_and_std(mean, std, values):
         self.register_buffer('{{ name }}_mean', torch.zeros({{ size }}))
         self.register_buffer('{{ name }}_std', torch.ones({{ size }}))
 {%- endmacro %}
-{%- macro fit_method(name, values, docstring) %}
+{%- macro fit_method(name, values, docstring, columns='') %}
 
     def fit_{{ name }}_scaling(self, {{ values }}):
         """{{ docstring }}"""
-        fit_mean_and_std(self.{{ name }}_mean, self.{{ name }}_std, {{ values }})
+        fit_mean_and_std(self.{{ name }}_mean, self.{{ name }}_std, {{ columns or values }})
 {%- endmacro %}
+{%- set image_buffers = scaling_buffers('feature', 'image_channels, 1, 1', 'each channel') %}
+{%- set image_method = fit_method('feature', 'images', "Scale each channel to mean 0 and std 1 inside the model, from a batch of training images (train.py).", 'images.movedim(1, -1).reshape(-1, images.shape[1])') %}
 {%- set target_buffers = scaling_buffers('target', 'num_outputs', 'the target, learnt near 0 and 1', first=not scales_features) %}
 {%- set target_method = fit_method('target', 'targets', "Scale the target to mean 0 and std 1 inside the model, from the training split's targets (train.py).") %}
 {%- set to_target_units = ' * self.target_std + self.target_mean' if cookiecutter.task == 'regression' else '' %}
@@ -96,6 +98,11 @@ class MLP(nn.Module):
     output is scaled back to the target's units."""
 {%- elif cookiecutter.dataset == 'csv' %}
     """Standardize the features, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head."""
+{%- elif cookiecutter.dataset == 'image_folder' and cookiecutter.task == 'regression' %}
+    """Standardize each channel, flatten, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head whose
+    output is scaled back to the target's units."""
+{%- elif cookiecutter.dataset == 'image_folder' %}
+    """Standardize each channel, flatten, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head."""
 {%- elif cookiecutter.task == 'regression' %}
     """Flatten, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head whose output is scaled back
     to the target's units."""
@@ -103,7 +110,7 @@ class MLP(nn.Module):
     """Flatten, then `n_layers` hidden Linear-GELU-Dropout blocks, then a linear head."""
 {%- endif %}
 
-    def __init__(self, in_features, hidden_dim, n_layers, num_outputs, dropout):
+    def __init__(self, in_features, hidden_dim, n_layers, num_outputs, dropout{{ ', image_channels' if cookiecutter.dataset == 'image_folder' }}):
         super().__init__()
         layers = [nn.Flatten()]
         width = in_features
@@ -112,13 +119,13 @@ class MLP(nn.Module):
             width = hidden_dim
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
-{%- if scales_features %}{{ scaling_buffers('feature', 'in_features', 'each feature') }}{% endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}{{ image_buffers }}{% elif scales_features %}{{ scaling_buffers('feature', 'in_features', 'each feature') }}{% endif %}
 {%- if scales_targets %}{{ target_buffers }}{% endif %}
-{%- if scales_features %}{{ fit_method('feature', 'inputs', "Scale each column to mean 0 and std 1 inside the model, from the training split's inputs (train.py).") }}{% endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}{{ image_method }}{% elif scales_features %}{{ fit_method('feature', 'inputs', "Scale each column to mean 0 and std 1 inside the model, from the training split's inputs (train.py).") }}{% endif %}
 {%- if scales_targets %}{{ target_method }}{% endif %}
 
     def forward(self, x):
-{%- if cookiecutter.dataset == 'csv' %}
+{%- if scales_features %}
         return self.net((x - self.feature_mean) / self.feature_std){{ to_target_units }}
 {%- else %}
         return self.net(x){{ to_target_units }}
@@ -131,7 +138,12 @@ def build_model(config):
 {%- else %}
     in_features = config['num_features']
 {%- endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}
+    return MLP(in_features, config['hidden_dim'], config['n_layers'], {{ output_key }}, config['dropout'],
+               config['image_channels'])
+{%- else %}
     return MLP(in_features, config['hidden_dim'], config['n_layers'], {{ output_key }}, config['dropout'])
+{%- endif %}
 {%- elif cookiecutter.model == 'cnn' %}
 
 
@@ -145,7 +157,10 @@ def conv_block(in_channels, out_channels):
 
 
 class SmallCNN(nn.Module):
-{%- if cookiecutter.task == 'regression' %}
+{%- if scales_features %}
+    """Standardize each channel, then three conv blocks (C, 2C, 4C channels, each halving the size), global
+    average pooling, linear head{{ " whose output is scaled back to the target's units" if scales_targets }}."""
+{%- elif scales_targets %}
     """Three conv blocks (C, 2C, 4C channels, each halving the size), global average pooling, linear head whose
     output is scaled back to the target's units."""
 {%- else %}
@@ -157,9 +172,15 @@ class SmallCNN(nn.Module):
         c = base_channels
         self.features = nn.Sequential(conv_block(image_channels, c), conv_block(c, 2 * c), conv_block(2 * c, 4 * c))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * c, num_outputs))
-{%- if scales_targets %}{{ target_buffers }}{{ target_method }}{% endif %}
+{%- if scales_features %}{{ image_buffers }}{% endif %}
+{%- if scales_targets %}{{ target_buffers }}{% endif %}
+{%- if scales_features %}{{ image_method }}{% endif %}
+{%- if scales_targets %}{{ target_method }}{% endif %}
 
     def forward(self, x):
+{%- if scales_features %}
+        x = (x - self.feature_mean) / self.feature_std
+{%- endif %}
         return self.head(self.features(x)){{ to_target_units }}
 
 

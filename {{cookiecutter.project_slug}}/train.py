@@ -1,4 +1,4 @@
-{%- set scales_data = cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' -%}
+{%- set scales_data = cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] or cookiecutter.task == 'regression' -%}
 {%- set images = cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' -%}
 """Train the model.
 

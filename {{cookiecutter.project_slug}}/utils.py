@@ -1,4 +1,5 @@
-{%- set scales_data = cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' -%}
+{%- set scales_data = cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] or cookiecutter.task == 'regression' -%}
+{%- set samples_data = cookiecutter.dataset in ['sequence', 'image_folder'] or cookiecutter.task == 'regression' -%}
 """Small helpers for train.py: seeding, loggers, run folders, checkpoints, CLI, signals."""
 
 import argparse
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader{{ ', Subset' if cookiecutter.dataset == 'sequence' or cookiecutter.task == 'regression' }}
+from torch.utils.data import DataLoader{{ ', Subset' if samples_data }}
 
 from runfiles import (
     HEARTBEAT_FILE,
@@ -1497,10 +1498,11 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     values instead. Returns the names of those tensors."""
     own, resized = model.state_dict(), []
 {%- if scales_data %}
-    scaling = [key for key in ('feature_mean', 'feature_std', 'target_mean', 'target_std') if key in own]
-    if scaling and not any(key in state_dict for key in scaling):  # saved before model.py's scaling: trained unscaled
-        state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else
-                                       torch.ones_like(own[key]) for key in scaling}}
+    # a pair of scaling buffers that a checkpoint saved before model.py had them lacks: that part trained unscaled
+    unscaled = [f'{name}_{stat}' for name in ('feature', 'target') for stat in ('mean', 'std')
+                if f'{name}_mean' in own and f'{name}_mean' not in state_dict and f'{name}_std' not in state_dict]
+    state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else torch.ones_like(own[key])
+                                   for key in unscaled}}
 {%- endif %}
     if keep_resized:
         resized = [key for key, value in state_dict.items() if key in own and own[key].shape != value.shape]
@@ -1555,9 +1557,10 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
     """With `fit`, set the model's scaling (model.py's fit_*_scaling methods) from the training split. Returns a
     warning when the model (your own) lacks such a method: that part of the data then trains in its own units."""
     missing = []
-{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+{%- if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] %}
+{%- set values, what = {'csv': ('inputs', 'features'), 'sequence': ('frames', 'features'), 'image_folder': ('images', 'pixels')}[cookiecutter.dataset] %}
     if not callable(getattr(model, 'fit_feature_scaling', None)):
-        missing.append(('fit_feature_scaling({{ 'inputs' if cookiecutter.dataset == 'csv' else 'frames' }})', 'features'))
+        missing.append(('fit_feature_scaling({{ values }})', '{{ what }}'))
 {%- if cookiecutter.dataset == 'csv' %}
     elif fit:  # every training sample in one batch (the CSV reader holds them in memory); no draw from the run's RNG
         loader = DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn, generator=torch.Generator())
@@ -1565,7 +1568,7 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
         model.fit_feature_scaling(inputs)
 {%- else %}
     elif fit:
-        model.fit_feature_scaling(training_frames(train_set, collate_fn))
+        model.fit_feature_scaling(training_{{ values }}(train_set, collate_fn))
 {%- endif %}
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
@@ -1581,7 +1584,7 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
     return (f'warning: {type(model).__name__} has no {methods}, so it trains on unscaled {data}, each in its own '
             f'units; copy {them} from model.py to standardize them')
 {%- endif %}
-{%- if cookiecutter.dataset == 'sequence' or cookiecutter.task == 'regression' %}
+{%- if samples_data %}
 
 
 def sampled_batches(train_set, collate_fn, most):
@@ -1597,6 +1600,16 @@ def sampled_batches(train_set, collate_fn, most):
 def training_frames(train_set, collate_fn, most=1024):
     """The real frames (no padding) of up to `most` training sequences, as one (frames, num_features) tensor."""
     return torch.cat([frames[~padding_mask] for frames, padding_mask, _ in sampled_batches(train_set, collate_fn, most)])
+{%- endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}
+
+
+def training_images(train_set, collate_fn, most=512):
+    """Up to `most` training images drawn at random, as one (n, channels, height, width) tensor; of images larger
+    than 32x32, a grid of about 32x32 of their pixels (a channel's mean and std need no more, and memory stays small)."""
+    batches = [images for images, _ in sampled_batches(train_set, collate_fn, most)]
+    stride = max(1, batches[0].shape[-1] // 32)
+    return torch.cat([images[..., ::stride, ::stride] for images in batches])
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
 

@@ -126,7 +126,7 @@ def test_a_file_as_dataset_dir_is_a_clear_error(tmp_path, config):
     with pytest.raises(RunError, match='notes.txt'):
 {%- endif %}
         build_datasets({**config, 'dataset_dir': str(tmp_path / 'notes.txt')})
-{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+{%- if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] %}
 
 
 def check_predict_answers_as_the_checkpoint(checkpoint_path, data, output, *inputs):
@@ -468,6 +468,59 @@ def two_class_images(folder, config, n_samples=4):
 
 def read_images(folder, config):
     return ImageFolderDataset({**config, **TWO_CLASSES}, folder)
+
+
+def dim_copy(source, target, levels):
+    """The images under `source` written under `target` with each channel's 0..255 squeezed into levels[channel]
+    (first, last): a dim, low-contrast image, as a camera's few levels read."""
+    for path in source.rglob('*.png'):
+        image = Image.open(path)
+        bands = [band.point(lambda v, low=low, high=high: low + v * (high - low) // 255)
+                 for band, (low, high) in zip(image.split(), levels)]
+        (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+        Image.merge(image.mode, bands).save(target / path.relative_to(source))
+
+
+def test_the_model_keeps_the_training_splits_channel_scaling_for_predict_and_init_from(workdir, config):
+    # dim images, each channel in a narrow band of levels: train.py fits the model's scaling of each channel to the
+    # training split (not the validation images); the checkpoint keeps it, so predict.py on one image and a run
+    # --init_from use it as is
+    from conftest import load, tiny_data_args
+
+    shared = [str(arg) for arg in tiny_data_args(workdir / 'example')] + ['--n_epoch', '1']  # its example images
+    dim_copy(workdir / 'example' / 'data', workdir / 'data', [(10, 40), (120, 130), (200, 255), (0, 255)])
+    dim_copy(workdir / 'example' / 'data', workdir / 'other', [(0, 255)] * 4)
+    assert train.main(shared + ['--dataset_dir', 'data', '--run_name', 'first']) == 0
+    weights = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')['model']
+    assert 'has no fit_' not in (workdir / 'loggers' / 'first' / 'train.log').read_text()  # no warning: the model fits
+    train_set, valid_set = build_datasets({**config, 'dataset_dir': 'data'})
+    images = torch.stack([train_set[i][0] for i in range(len(train_set))]).double()
+    channels = images.transpose(0, 1).flatten(1)
+    assert torch.allclose(weights['feature_mean'].flatten().double(), channels.mean(1), rtol=1e-5)
+    assert torch.allclose(weights['feature_std'].flatten().double(), channels.std(1, correction=0), rtol=1e-5)
+    assert weights['feature_std'].max() < 0.3  # the bands are narrow: the scaling widens them
+
+    one = train_set.dataset.files[train_set.indices[0]]
+    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', one,
+                                            workdir / 'p.csv', train_set[0][0].unsqueeze(0))
+
+    assert train.main(shared + ['--dataset_dir', 'other', '--run_name', 'second', '--init_from', 'first']) == 0
+    continued = load(workdir / 'checkpoints' / 'second' / 'best_checkpoint.pt')['model']
+    assert all(torch.equal(continued[key], weights[key]) for key in ('feature_mean', 'feature_std'))
+
+
+def test_the_channel_scaling_reads_a_grid_of_pixels_of_a_few_training_images():
+    from utils import training_images
+
+    # image i holds i + y * 1000 at row y, so the grid and the images drawn show
+    rows = torch.arange(64.0).view(1, 64, 1).expand(2, 64, 64) * 1000
+    images = [(rows + i, torch.tensor(0)) for i in range(600)]
+    read = training_images(images, None, most=100)
+    assert read.shape == (100, 2, 32, 32)  # 64x64 images: every second row and column
+    assert read[0, 0, :, 0].tolist() == [row * 1000 + read[0, 0, 0, 0].item() for row in range(0, 64, 2)]
+    drawn = read[:, 0, 0, 0].tolist()
+    assert len(set(drawn)) == 100 and max(drawn) - min(drawn) > 400  # 100 images, drawn across the data
+    assert training_images(images[:8], None).shape == (8, 2, 32, 32)  # every one, when there are fewer
 
 
 @pytest.mark.parametrize('damage', ['not an image', 'truncated'])

@@ -1,3 +1,4 @@
+{%- set scales_features = cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] -%}
 import torch
 
 from dataset import collate_fn, synthetic_samples
@@ -34,8 +35,8 @@ def test_every_parameter_gets_a_gradient(config):
 
 def test_shape_keys_are_config_keys(config):
     assert set(SHAPE_KEYS) <= set(config)
-{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
 {%- set real_values = 'inputs[0][~inputs[1]]' if cookiecutter.dataset == 'sequence' else 'inputs[0]' %}
+{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
 def test_the_units_of_the_features_do_not_change_what_the_model_computes(config):
@@ -54,6 +55,28 @@ def test_the_units_of_the_features_do_not_change_what_the_model_computes(config)
         expected, output = plain(*inputs), in_units(inputs[0] * units, *inputs[1:])
     assert torch.isfinite(expected).all()
     assert torch.allclose(output, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+{%- elif cookiecutter.dataset == 'image_folder' %}
+
+
+def test_the_pixel_levels_do_not_change_what_the_model_computes(config):
+    # fitted to training images, the model standardizes each channel itself: images whose channels fill a narrow
+    # band (a 12-bit camera's levels in a 16-bit file read near black) compute what full-range ones do
+    images, _ = example_batch(config, n=16)
+    channels = config['image_channels']
+    scale = torch.logspace(-2, 0, channels).view(channels, 1, 1)
+    shift = torch.linspace(-0.95, 0.5, channels).view(channels, 1, 1)
+    models = []
+    for fitted_to in (images, images * scale + shift):
+        torch.manual_seed(0)
+        models.append(build_model(config).eval())
+        models[-1].fit_feature_scaling(fitted_to)
+    plain, narrow = models
+    with torch.no_grad():
+        expected, output = plain(images), narrow(images * scale + shift)
+    assert torch.isfinite(expected).all()
+    assert torch.allclose(output, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    channel_means = (images * scale + shift).mean(dim=(0, 2, 3))
+    assert torch.allclose(narrow.feature_mean.flatten(), channel_means, atol=1e-6)  # one mean per channel
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
 
@@ -74,7 +97,7 @@ def test_the_targets_units_do_not_change_what_the_model_learns(config):
     assert torch.allclose(in_units.target_mean, targets.mean(0) * 1e4 + 5e4)
     assert torch.allclose(in_units.target_std, targets.std(0, correction=0) * 1e4)
 {%- endif %}
-{%- if cookiecutter.dataset in ['csv', 'sequence'] or cookiecutter.task == 'regression' %}
+{%- if scales_features or cookiecutter.task == 'regression' %}
 
 
 def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
@@ -86,7 +109,7 @@ def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
         torch.manual_seed(seed)
         model = build_model(config)
         *inputs, targets = example_batch(config, n=8, seed=seed)
-{%- if cookiecutter.dataset in ['csv', 'sequence'] %}
+{%- if scales_features %}
         model.fit_feature_scaling({{ real_values }} * 100 + 5)
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
@@ -96,12 +119,20 @@ def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
 
     saved = fitted(0).state_dict()
     scaling = [key for key in saved if key in ('feature_mean', 'feature_std', 'target_mean', 'target_std')]
-    assert len(scaling) == {{ 4 if cookiecutter.dataset in ['csv', 'sequence'] and cookiecutter.task == 'regression' else 2 }}
+    assert len(scaling) == {{ 4 if scales_features and cookiecutter.task == 'regression' else 2 }}
     model = fitted(1)
     load_model_state(model, {key: value for key, value in saved.items() if key not in scaling}, 'old.pt')
     state = model.state_dict()
     assert all(torch.equal(state[key], saved[key]) for key in saved if key not in scaling)
     assert all(torch.equal(state[key], torch.full_like(saved[key], float(key.endswith('_std')))) for key in scaling)
+{%- if scales_features and cookiecutter.task == 'regression' %}
+    # one saved before the features were scaled, but with the targets' scaling: that loads as saved
+    load_model_state(model, {key: value for key, value in saved.items() if not key.startswith('feature_')}, 'older.pt')
+    state = model.state_dict()
+    assert torch.equal(state['feature_mean'], torch.zeros_like(saved['feature_mean']))
+    assert torch.equal(state['feature_std'], torch.ones_like(saved['feature_std']))
+    assert torch.equal(state['target_mean'], saved['target_mean']) and torch.equal(state['target_std'], saved['target_std'])
+{%- endif %}
     load_model_state(model, saved, 'new.pt')  # one with its scaling loads it as saved
     assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
 {%- endif %}
