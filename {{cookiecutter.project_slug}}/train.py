@@ -594,7 +594,8 @@ def main(argv=None):
         fresh_layers = load_model_state(unwrap(model), init_weights, config['init_from'], keep_resized=new_classes)
 {%- if scales_data %}
     # a new model's scaling: the training split's mean and std (resume and --init_from loaded theirs just above)
-    scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn, fit=checkpoint is None and init_weights is None)
+    scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn, fit=checkpoint is None and init_weights is None,
+                                  num_workers=config['num_workers'])
 {%- endif %}
 
     # 3.10 loggers (rank 0 only): note.log holds the model, its summary and every hyperparameter

@@ -1553,9 +1553,10 @@ def metric_per_sample(output, target):
 {%- if scales_data %}
 
 
-def fit_scaling(model, train_set, collate_fn, fit=True):
-    """With `fit`, set the model's scaling (model.py's fit_*_scaling methods) from the training split. Returns a
-    warning when the model (your own) lacks such a method: that part of the data then trains in its own units."""
+def fit_scaling(model, train_set, collate_fn, fit=True, num_workers=0):
+    """With `fit`, set the model's scaling (model.py's fit_*_scaling methods) from the training split, read by
+    `num_workers` DataLoader workers. Returns a warning when the model (your own) lacks such a method: that part of
+    the data then trains in its own units."""
     missing = []
 {%- if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] %}
 {%- set values, what = {'csv': ('inputs', 'features'), 'sequence': ('frames', 'features'), 'image_folder': ('images', 'pixels')}[cookiecutter.dataset] %}
@@ -1568,14 +1569,14 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
         model.fit_feature_scaling(inputs)
 {%- else %}
     elif fit:
-        model.fit_feature_scaling(training_{{ values }}(train_set, collate_fn))
+        model.fit_feature_scaling(training_{{ values }}(train_set, collate_fn, num_workers=num_workers))
 {%- endif %}
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
     if not callable(getattr(model, 'fit_target_scaling', None)):
         missing.append(('fit_target_scaling(targets)', 'targets'))
     elif fit:
-        model.fit_target_scaling(training_targets(train_set, collate_fn))
+        model.fit_target_scaling(training_targets(train_set, collate_fn, num_workers=num_workers))
 {%- endif %}
     if not missing:
         return None
@@ -1587,41 +1588,43 @@ def fit_scaling(model, train_set, collate_fn, fit=True):
 {%- if samples_data %}
 
 
-def sampled_batches(train_set, collate_fn, most):
-    """Batches of up to `most` training samples drawn at random (all of them, when there are fewer), without a draw
-    from the run's RNG: a mean and a std for scaling need not be exact, and reading every file at each start would
-    be slow."""
+def sampled_batches(train_set, collate_fn, most, num_workers=0):
+    """Batches of up to `most` training samples drawn at random (all of them, when there are fewer), read by
+    `num_workers` workers, without a draw from the run's RNG: a mean and a std for scaling need not be exact, and
+    reading every file at each start would be slow."""
     picked = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:most].tolist()
-    return DataLoader(Subset(train_set, picked), batch_size=256, collate_fn=collate_fn, generator=torch.Generator())
+    return StopSafeDataLoader(Subset(train_set, picked), batch_size=64, collate_fn=collate_fn, num_workers=num_workers,
+                              generator=torch.Generator())
 {%- endif %}
 {%- if cookiecutter.dataset == 'sequence' %}
 
 
-def training_frames(train_set, collate_fn, most=1024):
+def training_frames(train_set, collate_fn, most=1024, num_workers=0):
     """The real frames (no padding) of up to `most` training sequences, as one (frames, num_features) tensor."""
-    return torch.cat([frames[~padding_mask] for frames, padding_mask, _ in sampled_batches(train_set, collate_fn, most)])
+    batches = sampled_batches(train_set, collate_fn, most, num_workers)
+    return torch.cat([frames[~padding_mask] for frames, padding_mask, _ in batches])
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
 
 
-def training_images(train_set, collate_fn, most=512):
+def training_images(train_set, collate_fn, most=512, num_workers=0):
     """Up to `most` training images drawn at random, as one (n, channels, height, width) tensor; of images larger
     than 32x32, a grid of about 32x32 of their pixels (a channel's mean and std need no more, and memory stays small)."""
-    batches = [images for images, _ in sampled_batches(train_set, collate_fn, most)]
+    batches = [images for images, _ in sampled_batches(train_set, collate_fn, most, num_workers)]
     stride = max(1, batches[0].shape[-1] // 32)
     return torch.cat([images[..., ::stride, ::stride] for images in batches])
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
 
 
-def training_targets(train_set, collate_fn, most=4096):
+def training_targets(train_set, collate_fn, most=4096, num_workers=0):
     """The training split's targets, from the dataset's `targets` tensor when it has one (no input is loaded);
     else from up to `most` of its samples (sampled_batches)."""
     dataset = train_set.dataset if isinstance(train_set, Subset) else train_set  # random_split's Subset, or itself
     targets = getattr(dataset, 'targets', None)
     if isinstance(targets, torch.Tensor) and len(targets) == len(dataset):
         return targets if dataset is train_set else targets[train_set.indices]
-    return torch.cat([batch[-1] for batch in sampled_batches(train_set, collate_fn, most)])
+    return torch.cat([batch[-1] for batch in sampled_batches(train_set, collate_fn, most, num_workers)])
 {%- endif %}
 
 

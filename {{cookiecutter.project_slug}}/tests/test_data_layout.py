@@ -453,6 +453,7 @@ def test_the_feature_scaling_reads_the_real_frames_of_a_few_training_sequences()
     assert frames.shape[1] == 3 and 0 not in values
     assert len(set(values)) == 40 and max(values) - min(values) > 150  # 40 sequences, drawn across the data
     assert all(values.count(v) == (int(v) - 1) % 5 + 1 for v in set(values))  # each with all its real frames
+    assert torch.equal(training_frames(sequences, collate_fn, most=40, num_workers=2), frames)  # as train.py's workers
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 
@@ -488,9 +489,9 @@ def test_the_model_keeps_the_training_splits_channel_scaling_for_predict_and_ini
     from conftest import load, tiny_data_args
 
     shared = [str(arg) for arg in tiny_data_args(workdir / 'example')] + ['--n_epoch', '1']  # its example images
-    dim_copy(workdir / 'example' / 'data', workdir / 'data', [(10, 40), (120, 130), (200, 255), (0, 255)])
+    dim_copy(workdir / 'example' / 'data', workdir / 'data', [(10, 40), (120, 130), (200, 255), (60, 90)])
     dim_copy(workdir / 'example' / 'data', workdir / 'other', [(0, 255)] * 4)
-    assert train.main(shared + ['--dataset_dir', 'data', '--run_name', 'first']) == 0
+    assert train.main(shared + ['--dataset_dir', 'data', '--run_name', 'first', '--num_workers', '1']) == 0
     weights = load(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt')['model']
     assert 'has no fit_' not in (workdir / 'loggers' / 'first' / 'train.log').read_text()  # no warning: the model fits
     train_set, valid_set = build_datasets({**config, 'dataset_dir': 'data'})
@@ -521,6 +522,7 @@ def test_the_channel_scaling_reads_a_grid_of_pixels_of_a_few_training_images():
     drawn = read[:, 0, 0, 0].tolist()
     assert len(set(drawn)) == 100 and max(drawn) - min(drawn) > 400  # 100 images, drawn across the data
     assert training_images(images[:8], None).shape == (8, 2, 32, 32)  # every one, when there are fewer
+    assert torch.equal(training_images(images, None, most=100, num_workers=2), read)  # as train.py's workers read
 
 
 @pytest.mark.parametrize('damage', ['not an image', 'truncated'])

@@ -221,6 +221,7 @@ def test_targets_read_from_the_samples_are_a_random_few_of_a_large_split():
     assert len(targets) == len(set(targets.flatten().tolist())) == 50
     assert set(targets.flatten().tolist()) <= set(samples[split.indices].flatten().tolist())
     assert float(targets.max() - targets.min()) > 500  # not the first 50
+    assert torch.equal(training_targets(without_targets(split), None, most=50, num_workers=2), targets)  # train.py's
     assert torch.equal(training_targets(without_targets(split), None), samples[split.indices][torch.randperm(
         900, generator=torch.Generator().manual_seed(0))])  # fewer than 4096: every one
 {%- endif %}
