@@ -1559,7 +1559,7 @@ def fit_scaling(model, train_set, collate_fn, fit=True, num_workers=0):
     the data then trains in its own units."""
     missing = []
 {%- if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] %}
-{%- set values, what = {'csv': ('inputs', 'features'), 'sequence': ('frames', 'features'), 'image_folder': ('images', 'pixels')}[cookiecutter.dataset] %}
+{%- set values, what = {'csv': ('inputs', 'features'), 'sequence': ('frames', 'features'), 'image_folder': ('images', 'image channels')}[cookiecutter.dataset] %}
     if not callable(getattr(model, 'fit_feature_scaling', None)):
         missing.append(('fit_feature_scaling({{ values }})', '{{ what }}'))
 {%- if cookiecutter.dataset == 'csv' %}

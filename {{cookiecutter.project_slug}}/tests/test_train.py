@@ -132,7 +132,7 @@ def test_a_model_output_the_loss_does_not_expect_stops_before_training(workdir, 
 
 {%- if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] or cookiecutter.task == 'regression' %}
 {%- set unscaled = {'csv': ('fit_feature_scaling(inputs)', 'features'), 'sequence': ('fit_feature_scaling(frames)', 'features'),
-                    'image_folder': ('fit_feature_scaling(images)', 'pixels'), 'regression': ('fit_target_scaling(targets)', 'targets')} %}
+                    'image_folder': ('fit_feature_scaling(images)', 'image channels'), 'regression': ('fit_target_scaling(targets)', 'targets')} %}
 {%- set missing = [unscaled[cookiecutter.dataset]] if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] else [] %}
 {%- set missing = missing + [unscaled['regression']] if cookiecutter.task == 'regression' else missing %}
 
