@@ -84,10 +84,21 @@ def fit_mean_and_std(mean, std, values):
         """{{ docstring }}"""
         fit_mean_and_std(self.{{ name }}_mean, self.{{ name }}_std, {{ columns or values }})
 {%- endmacro %}
-{%- set image_buffers = scaling_buffers('feature', 'image_channels, 1, 1', 'each channel') %}
-{%- set image_method = fit_method('feature', 'images', "Scale each channel to mean 0 and std 1 inside the model, from a batch of training images (train.py).", 'images.movedim(1, -1).reshape(-1, images.shape[1])') %}
+{%- if cookiecutter.dataset == 'image_folder' %}
+{%- set feature_buffers = scaling_buffers('feature', 'image_channels, 1, 1', 'each channel') %}
+{%- set feature_method = fit_method('feature', 'images', "Scale each channel to mean 0 and std 1 inside the model, from a batch of training images (train.py).", 'images.movedim(1, -1).reshape(-1, images.shape[1])') %}
+{%- elif cookiecutter.dataset == 'sequence' %}
+{%- set feature_buffers = scaling_buffers('feature', 'feature_dim', 'each feature, over real frames') %}
+{%- set feature_method = fit_method('feature', 'frames', "Scale each feature to mean 0 and std 1 inside the model, from training sequences' real frames (train.py).") %}
+{%- else %}
+{%- set feature_buffers = scaling_buffers('feature', 'in_features', 'each feature') %}
+{%- set feature_method = fit_method('feature', 'inputs', "Scale each column to mean 0 and std 1 inside the model, from the training split's inputs (train.py).") %}
+{%- endif %}
 {%- set target_buffers = scaling_buffers('target', 'num_outputs', 'the target, learnt near 0 and 1', first=not scales_features) %}
 {%- set target_method = fit_method('target', 'targets', "Scale the target to mean 0 and std 1 inside the model, from the training split's targets (train.py).") %}
+{#- each model's scaling buffers, then its fit methods: the same members in every model that scales #}
+{%- set scaling_members = (feature_buffers if scales_features else '') ~ (target_buffers if scales_targets else '')
+                          ~ (feature_method if scales_features else '') ~ (target_method if scales_targets else '') %}
 {%- set to_target_units = ' * self.target_std + self.target_mean' if cookiecutter.task == 'regression' else '' %}
 {%- if cookiecutter.model == 'mlp' %}
 
@@ -119,10 +130,7 @@ class MLP(nn.Module):
             width = hidden_dim
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
-{%- if cookiecutter.dataset == 'image_folder' %}{{ image_buffers }}{% elif scales_features %}{{ scaling_buffers('feature', 'in_features', 'each feature') }}{% endif %}
-{%- if scales_targets %}{{ target_buffers }}{% endif %}
-{%- if cookiecutter.dataset == 'image_folder' %}{{ image_method }}{% elif scales_features %}{{ fit_method('feature', 'inputs', "Scale each column to mean 0 and std 1 inside the model, from the training split's inputs (train.py).") }}{% endif %}
-{%- if scales_targets %}{{ target_method }}{% endif %}
+{{- scaling_members }}
 
     def forward(self, x):
 {%- if scales_features %}
@@ -172,10 +180,7 @@ class SmallCNN(nn.Module):
         c = base_channels
         self.features = nn.Sequential(conv_block(image_channels, c), conv_block(c, 2 * c), conv_block(2 * c, 4 * c))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * c, num_outputs))
-{%- if scales_features %}{{ image_buffers }}{% endif %}
-{%- if scales_targets %}{{ target_buffers }}{% endif %}
-{%- if scales_features %}{{ image_method }}{% endif %}
-{%- if scales_targets %}{{ target_method }}{% endif %}
+{{- scaling_members }}
 
     def forward(self, x):
 {%- if scales_features %}
@@ -220,10 +225,7 @@ class TransformerEncoderModel(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_outputs)
-{%- if scales_features %}{{ scaling_buffers('feature', 'feature_dim', 'each feature, over real frames') }}{% endif %}
-{%- if scales_targets %}{{ target_buffers }}{% endif %}
-{%- if scales_features %}{{ fit_method('feature', 'frames', "Scale each feature to mean 0 and std 1 inside the model, from training sequences' real frames (train.py).") }}{% endif %}
-{%- if scales_targets %}{{ target_method }}{% endif %}
+{{- scaling_members }}
 
     def forward(self, frames, padding_mask):
 {%- if scales_features %}
