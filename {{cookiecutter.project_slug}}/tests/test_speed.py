@@ -248,6 +248,21 @@ def test_meter_totals_do_not_depend_on_when_it_is_read():
     assert math.isclose(straight[0], loss_sum, rel_tol=1e-9) and math.isclose(straight[1], metric_sum, rel_tol=1e-9)
     assert straight[2] == 16 * 9 + 5
 
+{%- if cookiecutter.task == 'classification' %}
+
+
+def test_accuracy_counts_a_tie_for_the_first_of_the_equal_classes():
+    """The meter's metric takes max's indices for speed; they must pick the class argmax picks."""
+    output = torch.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, math.nan, 5.0], [4.0, 1.0, 4.0]])
+    target = torch.tensor([1, 0, 1, 2])
+    assert metric_per_sample(output, target).tolist() == [1.0, 1.0, 1.0, 0.0]
+    levels = torch.randint(0, 3, (500, 10), generator=torch.Generator().manual_seed(0)).float()  # ties everywhere
+    target = torch.randint(0, 10, (500,), generator=torch.Generator().manual_seed(1))
+    for dtype in (torch.float32, torch.bfloat16):
+        expected = (levels.to(dtype).argmax(dim=1) == target).float()
+        assert torch.equal(metric_per_sample(levels.to(dtype), target), expected)
+{%- endif %}
+
 
 def test_meter_reports_the_first_nonfinite_step():
     batches = meter_batches([4] * 6)
