@@ -22,7 +22,8 @@ Layout under config['dataset_dir']:
 {%- endif %}
 Images in subfolders of those folders count too.
 Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
-EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size.
+EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size x image_size:
+the whole image, stretched (resize 'stretch'), or its largest centred square (resize 'center_crop').
 16-bit and 32-bit float greyscale images, and 16-bit colour PNGs and TIFFs, keep all their levels: 0..65535
 and 0..1 are black to white.
 {%- else %}
@@ -80,6 +81,9 @@ DATA_CONFIG = {
 {%- if kind == 'image' %}
     'image_channels': {{ cookiecutter.image_channels }},  # 1 grey, 3 RGB, 4 RGBA
     'image_size': {{ cookiecutter.image_size }},  # image height and width in pixels{{ ' (files are resized to it)' if cookiecutter.dataset == 'image_folder' else '' }}
+{%- if cookiecutter.dataset == 'image_folder' %}
+    'resize': 'stretch',  # 'stretch' each whole image to a square, or 'center_crop' its largest centred square first
+{%- endif %}
     'random_flip': False,  # mirror each training image left-right with probability 0.5 (augment() below)
     'random_shift': 0,  # shift training images by up to this many pixels each way, at random (augment() below)
 {%- else %}
@@ -110,6 +114,10 @@ def check_data_config(config):
 {%- if kind == 'image' %}
     if config['random_shift'] >= config['image_size']:  # reflect padding needs a shift smaller than the image
         raise RunError(f"random_shift must be below image_size ({config['image_size']}), got {config['random_shift']}")
+{%- endif %}
+{%- if cookiecutter.dataset == 'image_folder' %}
+    if config['resize'] not in RESIZE_CHOICES:
+        raise RunError(f"resize must be {' or '.join(RESIZE_CHOICES)}, got '{config['resize']}'")
 {%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
@@ -409,6 +417,7 @@ class CsvDataset(Dataset):
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
+RESIZE_CHOICES = ('stretch', 'center_crop')
 FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and float greyscale images
 EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
 BITS_PER_SAMPLE, PLANAR_CONFIGURATION, EXTRA_SAMPLES = 258, 284, 338  # TIFF tags
@@ -586,6 +595,15 @@ class ImageFolderDataset(Dataset):
         self.classes = None
 {%- endif %}
         self.mode, self.size = PIL_MODES[config['image_channels']], config['image_size']
+        self.center_crop = config.get('resize') == 'center_crop'  # absent: a checkpoint from before the key, stretched
+
+    def crop_box(self, width, height):
+        """The centred square (left, top, right, bottom) that resize 'center_crop' keeps; None: keep it all."""
+        if not self.center_crop or width == height:
+            return None
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return left, top, left + side, top + side
 
     def __len__(self):
         return len(self.files)
@@ -604,7 +622,10 @@ class ImageFolderDataset(Dataset):
                 else:
                     if image.mode == 'LAB':  # Pillow converts CIELab to RGB only
                         image = image.convert('RGB')
-                    image = image.convert(self.mode).resize((self.size, self.size), Image.Resampling.BILINEAR)
+                    image = image.convert(self.mode)
+                    if box := self.crop_box(image.width, image.height):
+                        image = image.crop(box)
+                    image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
                     pixels = pixel_values(image, torch.uint8).float() / 127.5 - 1
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
             raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
@@ -627,6 +648,9 @@ class ImageFolderDataset(Dataset):
             kind = 'float' if full_scale == 1 else 'integer'
             raise RunError(f"image '{path}' holds {kind} pixels from {low:g} to {high:g}, not within 0..{full_scale:g} "
                            "(black to white); rescale it, or edit ImageFolderDataset's fine_greyscale in dataset.py")
+        box = self.crop_box(width, height)
+        if box:
+            image = image.crop(box)
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         grey = pixel_values(image, torch.float32).view(self.size, self.size, 1)
         grey = grey / (full_scale / 2) - 1
@@ -635,6 +659,8 @@ class ImageFolderDataset(Dataset):
         alpha = torch.ones_like(grey)  # opaque
         if isinstance(key, int):
             opaque = (values != key).float().view(1, 1, height, width)
+            if box:
+                opaque = opaque[..., box[1]:box[3], box[0]:box[2]]
             alpha = F.interpolate(opaque, size=(self.size, self.size), mode='bilinear', antialias=True).view_as(grey) * 2 - 1
         return torch.cat([grey] * 3 + [alpha] * (self.mode == 'RGBA'), dim=2)
 
@@ -643,6 +669,8 @@ class ImageFolderDataset(Dataset):
 
         Converted to image_channels as Pillow converts 8-bit images: its luma weights for greyscale, alpha
         dropped for RGB, an opaque one added for RGBA."""
+        if box := self.crop_box(levels.shape[1], levels.shape[0]):
+            levels = levels[box[1]:box[3], box[0]:box[2]]
         image = levels.permute(2, 0, 1).unsqueeze(0) / 32767.5 - 1
         image = F.interpolate(image, size=(self.size, self.size), mode='bilinear', antialias=True)[0]  # as BILINEAR
         if self.mode == 'L':

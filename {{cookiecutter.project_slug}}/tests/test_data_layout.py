@@ -754,6 +754,73 @@ def test_a_16_bit_colour_image_is_resized_as_pillow_resizes(tmp_path, config):
         torch.testing.assert_close(resized, expected / 32767.5 - 1, rtol=0, atol=1e-5)
 
 
+def write_uneven_image(path, stored, height, width, box, generator):
+    """A random image of height x width at `path`, and its `box` (left, top, right, bottom) cropped at `path`'s
+    name with '_square' added: 8-bit RGB, 16-bit RGB, or 16-bit grey with a transparent level (its left half)."""
+    square = path.with_name(f'{path.stem}_square{path.suffix}')
+    left, top, right, bottom = box
+    if stored == '8-bit':
+        levels = torch.randint(0, 256, (height, width, 3), generator=generator)
+        image = Image.frombytes('RGB', (width, height), bytes(levels.flatten().tolist()))
+        image.save(path)
+        image.crop(box).save(square)
+        return square
+    levels = torch.randint(0, 65536, (height, width, 3 if stored == '16-bit colour' else 1), generator=generator)
+    transparent = None
+    if stored == '16-bit grey':
+        levels[:, :width // 2] = transparent = 7
+        transparent = (transparent,)
+    write_16_bit_png(path, levels, transparent=transparent)
+    write_16_bit_png(square, levels[top:bottom, left:right], transparent=transparent)
+    return square
+
+
+@pytest.mark.parametrize('stored', ['8-bit', '16-bit colour', '16-bit grey'])
+@pytest.mark.parametrize('shape', ['wide', 'tall'])
+def test_resize_center_crop_reads_the_centred_square_of_an_image(tmp_path, config, stored, shape):
+    first = two_class_images(tmp_path / 'data', config).files[0]
+    size = DATA_CONFIG['image_size']
+    height, width = (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
+    side = size + 3
+    left, top = (width - side) // 2, (height - side) // 2  # an odd margin: one pixel more on the right or bottom
+    image = first.with_name('uneven.png')
+    square = write_uneven_image(image, stored, height, width, (left, top, left + side, top + side),
+                                torch.Generator().manual_seed(4))
+    channels = {'8-bit': 3, '16-bit colour': 3, '16-bit grey': 4}[stored]  # grey as RGBA: its transparency too
+    stretched = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
+    cropped = read_images(tmp_path / 'data', {**config, 'image_channels': channels, 'resize': 'center_crop'})
+    pixels = cropped[cropped.files.index(image)][0]
+    assert pixels.shape == (channels, size, size)
+    assert torch.equal(pixels, stretched[stretched.files.index(square)][0])  # the centre square, resized
+    assert torch.equal(cropped[cropped.files.index(square)][0], stretched[stretched.files.index(square)][0])
+    assert not torch.allclose(pixels, stretched[stretched.files.index(image)][0], atol=0.1)  # the whole, squeezed
+    if stored == '16-bit grey':
+        assert pixels[3].min() == -1 and pixels[3].max() == 1  # part of the transparent half is in the square
+    older = {key: value for key, value in config.items() if key != 'resize'}  # a checkpoint from before the key
+    assert torch.equal(read_images(tmp_path / 'data', {**older, 'image_channels': channels})[
+        stretched.files.index(image)][0], stretched[stretched.files.index(image)][0])
+
+
+def test_predict_reads_images_as_the_run_resized_them(workdir, config):
+    from conftest import tiny_data_args
+
+    shared = [str(arg) for arg in tiny_data_args(workdir)] + ['--n_epoch', '1']
+    for path in sorted((workdir / 'data').rglob('*.png'))[::7]:  # some wide photos among the square ones
+        with Image.open(path) as image:
+            wide = Image.new(image.mode, (image.width * 2, image.height))
+            wide.paste(image, (image.width // 2, 0))
+        wide.save(path)
+    assert train.main(shared + ['--resize', 'center_crop', '--run_name', 'cropped']) == 0
+    photo = sorted((workdir / 'data').rglob('*.png'))[7]
+    dataset = ImageFolderDataset({**config, 'resize': 'center_crop'}, workdir / 'data')
+    pixels, _ = dataset[dataset.files.index(photo)]
+    with Image.open(photo) as image:
+        assert image.width == 2 * image.height
+    assert not torch.equal(pixels, ImageFolderDataset(config, workdir / 'data')[dataset.files.index(photo)][0])
+    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'cropped' / 'best_checkpoint.pt', photo,
+                                            workdir / 'p.csv', pixels.unsqueeze(0))
+
+
 @pytest.mark.parametrize('mode, values, found', [
     ('F', [0.0, 1.5], 'float pixels from 0 to 1.5, not within 0..1'),  # 0..255 saved as float, say
     ('F', [-0.25, 1.0], 'float pixels from -0.25 to 1, not within 0..1'),
