@@ -23,7 +23,8 @@ Layout under config['dataset_dir']:
 Images in subfolders of those folders count too.
 Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
 EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size x image_size:
-the whole image, stretched (resize 'stretch'), or its largest centred square (resize 'center_crop').
+the whole image, stretched (resize 'stretch'), its largest centred square (resize 'center_crop'), or the whole
+image with its shape kept, in the middle of a black square (resize 'pad').
 16-bit and 32-bit float greyscale images, and 16-bit colour PNGs and TIFFs, keep all their levels: 0..65535
 and 0..1 are black to white.
 {%- else %}
@@ -82,7 +83,7 @@ DATA_CONFIG = {
     'image_channels': {{ cookiecutter.image_channels }},  # 1 grey, 3 RGB, 4 RGBA
     'image_size': {{ cookiecutter.image_size }},  # image height and width in pixels{{ ' (files are resized to it)' if cookiecutter.dataset == 'image_folder' else '' }}
 {%- if cookiecutter.dataset == 'image_folder' %}
-    'resize': 'stretch',  # 'stretch' each whole image to a square, or 'center_crop' its largest centred square first
+    'resize': 'stretch',  # 'stretch' each image to a square, 'center_crop' its centred square, or 'pad' it to one
 {%- endif %}
     'random_flip': False,  # mirror each training image left-right with probability 0.5 (augment() below)
     'random_shift': 0,  # shift training images by up to this many pixels each way, at random (augment() below)
@@ -117,7 +118,7 @@ def check_data_config(config):
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
     if config['resize'] not in RESIZE_CHOICES:
-        raise RunError(f"resize must be {' or '.join(RESIZE_CHOICES)}, got '{config['resize']}'")
+        raise RunError(f"resize must be stretch, center_crop or pad, got '{config['resize']}'")
 {%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
@@ -417,7 +418,7 @@ class CsvDataset(Dataset):
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
-RESIZE_CHOICES = ('stretch', 'center_crop')
+RESIZE_CHOICES = ('stretch', 'center_crop', 'pad')
 FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and float greyscale images
 EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
 BITS_PER_SAMPLE, PLANAR_CONFIGURATION, EXTRA_SAMPLES = 258, 284, 338  # TIFF tags
@@ -595,15 +596,34 @@ class ImageFolderDataset(Dataset):
         self.classes = None
 {%- endif %}
         self.mode, self.size = PIL_MODES[config['image_channels']], config['image_size']
-        self.center_crop = config.get('resize') == 'center_crop'  # absent: a checkpoint from before the key, stretched
+        self.resize = config.get('resize', 'stretch')  # absent: a checkpoint from before the key
 
     def crop_box(self, width, height):
         """The centred square (left, top, right, bottom) that resize 'center_crop' keeps; None: keep it all."""
-        if not self.center_crop or width == height:
+        if self.resize != 'center_crop' or width == height:
             return None
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
         return left, top, left + side, top + side
+
+    def resized_size(self, width, height):
+        """(width, height) to resize the image (or its crop) to: the square, or under resize 'pad' the image's own
+        shape with its longer side at image_size."""
+        if self.resize != 'pad' or width == height:
+            return self.size, self.size
+        scale = self.size / max(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def padded(self, pixels):
+        """(height, width, channels) pixels in the middle of an image_size square of -1: black, and transparent
+        under RGBA (as Pillow's blank RGBA image)."""
+        height, width, channels = pixels.shape
+        if height == width == self.size:
+            return pixels
+        square = pixels.new_full((self.size, self.size, channels), -1.0)
+        top, left = (self.size - height) // 2, (self.size - width) // 2
+        square[top:top + height, left:left + width] = pixels
+        return square
 
     def __len__(self):
         return len(self.files)
@@ -625,18 +645,18 @@ class ImageFolderDataset(Dataset):
                     image = image.convert(self.mode)
                     if box := self.crop_box(image.width, image.height):
                         image = image.crop(box)
-                    image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
-                    pixels = pixel_values(image, torch.uint8).float() / 127.5 - 1
+                    image = image.resize(self.resized_size(image.width, image.height), Image.Resampling.BILINEAR)
+                    pixels = (pixel_values(image, torch.uint8).float() / 127.5 - 1).view(image.height, image.width, -1)
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
             raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
         except Image.DecompressionBombError as err:  # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS
             raise RunError(f"image '{self.files[index]}' is too large to read ({err}); shrink it once (training reads it "
                            f"at {self.size}x{self.size}), or set Image.MAX_IMAGE_PIXELS = None in dataset.py if you "
                            "trust your files") from None
-        return pixels.view(self.size, self.size, -1).permute(2, 0, 1), self.targets[index]
+        return self.padded(pixels).permute(2, 0, 1), self.targets[index]
 
     def fine_greyscale(self, image, path):
-        """A 16-bit or 32-bit float greyscale image, resized, in [-1, 1] with all its levels: (size, size, channels).
+        """A 16-bit or 32-bit float greyscale image, resized, in [-1, 1] with all its levels: (height, width, channels).
         As RGBA, a PNG's transparent grey level (its tRNS key) has alpha -1, as Pillow gives 8-bit images."""
         full_scale = FULL_SCALE[image.mode[0]]
         key = image.info.get('transparency')
@@ -651,8 +671,8 @@ class ImageFolderDataset(Dataset):
         box = self.crop_box(width, height)
         if box:
             image = image.crop(box)
-        image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        grey = pixel_values(image, torch.float32).view(self.size, self.size, 1)
+        image = image.resize(self.resized_size(image.width, image.height), Image.Resampling.BILINEAR)
+        grey = pixel_values(image, torch.float32).view(image.height, image.width, 1)
         grey = grey / (full_scale / 2) - 1
         if self.mode == 'L':
             return grey
@@ -661,18 +681,19 @@ class ImageFolderDataset(Dataset):
             opaque = (values != key).float().view(1, 1, height, width)
             if box:
                 opaque = opaque[..., box[1]:box[3], box[0]:box[2]]
-            alpha = F.interpolate(opaque, size=(self.size, self.size), mode='bilinear', antialias=True).view_as(grey) * 2 - 1
+            alpha = F.interpolate(opaque, size=grey.shape[:2], mode='bilinear', antialias=True).view_as(grey) * 2 - 1
         return torch.cat([grey] * 3 + [alpha] * (self.mode == 'RGBA'), dim=2)
 
     def fine_colour(self, levels):
-        """A 16-bit colour image's levels (see sixteen_bit_colour), resized, in [-1, 1]: (size, size, channels).
+        """A 16-bit colour image's levels (see sixteen_bit_colour), resized, in [-1, 1]: (height, width, channels).
 
         Converted to image_channels as Pillow converts 8-bit images: its luma weights for greyscale, alpha
         dropped for RGB, an opaque one added for RGBA."""
         if box := self.crop_box(levels.shape[1], levels.shape[0]):
             levels = levels[box[1]:box[3], box[0]:box[2]]
+        width, height = self.resized_size(levels.shape[1], levels.shape[0])
         image = levels.permute(2, 0, 1).unsqueeze(0) / 32767.5 - 1
-        image = F.interpolate(image, size=(self.size, self.size), mode='bilinear', antialias=True)[0]  # as BILINEAR
+        image = F.interpolate(image, size=(height, width), mode='bilinear', antialias=True)[0]  # as Pillow's BILINEAR
         if self.mode == 'L':
             image = torch.tensordot(torch.tensor([0.299, 0.587, 0.114]), image[:3], dims=1).unsqueeze(0)
         elif self.mode == 'RGB':

@@ -754,25 +754,36 @@ def test_a_16_bit_colour_image_is_resized_as_pillow_resizes(tmp_path, config):
         torch.testing.assert_close(resized, expected / 32767.5 - 1, rtol=0, atol=1e-5)
 
 
-def write_uneven_image(path, stored, height, width, box, generator):
-    """A random image of height x width at `path`, and its `box` (left, top, right, bottom) cropped at `path`'s
-    name with '_square' added: 8-bit RGB, 16-bit RGB, or 16-bit grey with a transparent level (its left half)."""
+def write_uneven_image(path, stored, height, width, box=None):
+    """A random height x width image at `path`: 8-bit RGB, 16-bit RGB, or 16-bit grey whose left half is its
+    transparent level (7). Also writes its `box` (left, top, right, bottom), if given, at `path`'s name with
+    '_square' added. Returns the image's levels (height, width, channels)."""
+    generator = torch.Generator().manual_seed(height * width)
     square = path.with_name(f'{path.stem}_square{path.suffix}')
-    left, top, right, bottom = box
     if stored == '8-bit':
         levels = torch.randint(0, 256, (height, width, 3), generator=generator)
         image = Image.frombytes('RGB', (width, height), bytes(levels.flatten().tolist()))
         image.save(path)
-        image.crop(box).save(square)
-        return square
+        if box:
+            image.crop(box).save(square)
+        return levels
     levels = torch.randint(0, 65536, (height, width, 3 if stored == '16-bit colour' else 1), generator=generator)
     transparent = None
     if stored == '16-bit grey':
-        levels[:, :width // 2] = transparent = 7
-        transparent = (transparent,)
+        levels[:, :width // 2] = 7
+        transparent = (7,)
     write_16_bit_png(path, levels, transparent=transparent)
-    write_16_bit_png(square, levels[top:bottom, left:right], transparent=transparent)
-    return square
+    if box:
+        left, top, right, bottom = box
+        write_16_bit_png(square, levels[top:bottom, left:right], transparent=transparent)
+    return levels
+
+
+def resized_like_pillow(plane, width, height):
+    """A (height, width) plane resized to width x height as Pillow's BILINEAR resizes a float image."""
+    data = struct.pack(f'={plane.numel()}f', *plane.flatten().float().tolist())
+    image = Image.frombytes('F', plane.shape[::-1], data).resize((width, height), Image.Resampling.BILINEAR)
+    return torch.tensor(struct.unpack(f'={width * height}f', image.tobytes())).view(height, width)
 
 
 @pytest.mark.parametrize('stored', ['8-bit', '16-bit colour', '16-bit grey'])
@@ -783,9 +794,8 @@ def test_resize_center_crop_reads_the_centred_square_of_an_image(tmp_path, confi
     height, width = (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
     side = size + 3
     left, top = (width - side) // 2, (height - side) // 2  # an odd margin: one pixel more on the right or bottom
-    image = first.with_name('uneven.png')
-    square = write_uneven_image(image, stored, height, width, (left, top, left + side, top + side),
-                                torch.Generator().manual_seed(4))
+    image, square = first.with_name('uneven.png'), first.with_name('uneven_square.png')
+    write_uneven_image(image, stored, height, width, box=(left, top, left + side, top + side))
     channels = {'8-bit': 3, '16-bit colour': 3, '16-bit grey': 4}[stored]  # grey as RGBA: its transparency too
     stretched = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
     cropped = read_images(tmp_path / 'data', {**config, 'image_channels': channels, 'resize': 'center_crop'})
@@ -801,7 +811,46 @@ def test_resize_center_crop_reads_the_centred_square_of_an_image(tmp_path, confi
         stretched.files.index(image)][0], stretched[stretched.files.index(image)][0])
 
 
-def test_predict_reads_images_as_the_run_resized_them(workdir, config):
+@pytest.mark.parametrize('stored', ['8-bit', '16-bit colour', '16-bit grey'])
+@pytest.mark.parametrize('shape', ['wide', 'tall'])
+def test_resize_pad_keeps_the_whole_image_and_its_shape_in_a_black_square(tmp_path, config, stored, shape):
+    first = two_class_images(tmp_path / 'data', config).files[0]
+    size = DATA_CONFIG['image_size']
+    height, width = (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
+    image = first.with_name('uneven.png')
+    levels = write_uneven_image(image, stored, height, width)
+    channels = {'8-bit': 3, '16-bit colour': 3, '16-bit grey': 4}[stored]  # grey as RGBA: its transparency too
+    dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels, 'resize': 'pad'})
+    pixels, _ = dataset[dataset.files.index(image)]
+    assert pixels.shape == (channels, size, size)
+    scale = size / max(height, width)  # the longer side fills the square
+    inner_width, inner_height = round(width * scale), round(height * scale)
+    assert min(inner_width, inner_height) < size - 8  # a margin to pad
+    top, left = (size - inner_height) // 2, (size - inner_width) // 2
+    inner = pixels[:, top:top + inner_height, left:left + inner_width]
+    if stored == '8-bit':
+        with Image.open(image) as read:
+            resized = read.resize((inner_width, inner_height), Image.Resampling.BILINEAR)
+        expected = torch.tensor(list(resized.tobytes())).view(inner_height, inner_width, 3).permute(2, 0, 1) / 127.5 - 1
+        assert torch.equal(inner, expected)
+    else:
+        planes = [resized_like_pillow(plane.float(), inner_width, inner_height) / 32767.5 - 1
+                  for plane in levels.unbind(2)]
+        if stored == '16-bit grey':
+            opaque = resized_like_pillow((levels[..., 0] != 7).float(), inner_width, inner_height)
+            planes = planes * 3 + [opaque * 2 - 1]
+        torch.testing.assert_close(inner, torch.stack(planes), rtol=0, atol=1e-5)
+    margin = torch.ones(size, size, dtype=torch.bool)
+    margin[top:top + inner_height, left:left + inner_width] = False
+    assert torch.equal(pixels[:, margin], torch.full((channels, int(margin.sum())), -1.0))  # black; transparent too
+    with Image.open(first) as square:
+        assert square.width == square.height  # a square image is read as it is stretched
+    stretched = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
+    assert torch.equal(dataset[dataset.files.index(first)][0], stretched[stretched.files.index(first)][0])
+
+
+@pytest.mark.parametrize('resize', ['center_crop', 'pad'])
+def test_predict_reads_images_as_the_run_resized_them(workdir, config, resize):
     from conftest import tiny_data_args
 
     shared = [str(arg) for arg in tiny_data_args(workdir)] + ['--n_epoch', '1']
@@ -810,14 +859,14 @@ def test_predict_reads_images_as_the_run_resized_them(workdir, config):
             wide = Image.new(image.mode, (image.width * 2, image.height))
             wide.paste(image, (image.width // 2, 0))
         wide.save(path)
-    assert train.main(shared + ['--resize', 'center_crop', '--run_name', 'cropped']) == 0
+    assert train.main(shared + ['--resize', resize, '--run_name', resize]) == 0
     photo = sorted((workdir / 'data').rglob('*.png'))[7]
-    dataset = ImageFolderDataset({**config, 'resize': 'center_crop'}, workdir / 'data')
+    dataset = ImageFolderDataset({**config, 'resize': resize}, workdir / 'data')
     pixels, _ = dataset[dataset.files.index(photo)]
     with Image.open(photo) as image:
         assert image.width == 2 * image.height
     assert not torch.equal(pixels, ImageFolderDataset(config, workdir / 'data')[dataset.files.index(photo)][0])
-    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'cropped' / 'best_checkpoint.pt', photo,
+    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / resize / 'best_checkpoint.pt', photo,
                                             workdir / 'p.csv', pixels.unsqueeze(0))
 
 

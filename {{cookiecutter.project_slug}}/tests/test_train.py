@@ -538,7 +538,7 @@ def test_an_empty_value_is_taken_for_a_key_whose_default_is_empty(tmp_path):
     (['--random_shift', '-1'], 'random_shift must be at least 0, got -1'),
     (['--random_shift', '32', '--image_size', '32'], 'random_shift must be below image_size (32), got 32'),
 {%- if cookiecutter.dataset == 'image_folder' %}
-    (['--resize', 'crop'], "resize must be stretch or center_crop, got 'crop'"),
+    (['--resize', 'crop'], "resize must be stretch, center_crop or pad, got 'crop'"),
 {%- endif %}
 {%- else %}
     (['--num_features', '0'], 'num_features must be at least 1, got 0'),
