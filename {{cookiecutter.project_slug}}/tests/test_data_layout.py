@@ -754,6 +754,17 @@ def test_a_16_bit_colour_image_is_resized_as_pillow_resizes(tmp_path, config):
         torch.testing.assert_close(resized, expected / 32767.5 - 1, rtol=0, atol=1e-5)
 
 
+# how each test image is stored (one per reader in dataset.py), and the channels it is read as: grey as RGBA, so
+# that its transparency is read too
+UNEVEN_STORED = {'8-bit': 3, '16-bit colour': 3, '16-bit grey': 4}
+
+
+def uneven_shape(shape):
+    """(height, width) of a 'wide' or 'tall' test image: odd sizes, so that margins split unevenly."""
+    size = DATA_CONFIG['image_size']
+    return (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
+
+
 def write_uneven_image(path, stored, height, width, box=None):
     """A random height x width image at `path`: 8-bit RGB, 16-bit RGB, or 16-bit grey whose left half is its
     transparent level (7). Also writes its `box` (left, top, right, bottom), if given, at `path`'s name with
@@ -786,17 +797,17 @@ def resized_like_pillow(plane, width, height):
     return torch.tensor(struct.unpack(f'={width * height}f', image.tobytes())).view(height, width)
 
 
-@pytest.mark.parametrize('stored', ['8-bit', '16-bit colour', '16-bit grey'])
+@pytest.mark.parametrize('stored', UNEVEN_STORED)
 @pytest.mark.parametrize('shape', ['wide', 'tall'])
 def test_resize_center_crop_reads_the_centred_square_of_an_image(tmp_path, config, stored, shape):
     first = two_class_images(tmp_path / 'data', config).files[0]
     size = DATA_CONFIG['image_size']
-    height, width = (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
+    height, width = uneven_shape(shape)
     side = size + 3
     left, top = (width - side) // 2, (height - side) // 2  # an odd margin: one pixel more on the right or bottom
     image, square = first.with_name('uneven.png'), first.with_name('uneven_square.png')
     write_uneven_image(image, stored, height, width, box=(left, top, left + side, top + side))
-    channels = {'8-bit': 3, '16-bit colour': 3, '16-bit grey': 4}[stored]  # grey as RGBA: its transparency too
+    channels = UNEVEN_STORED[stored]
     stretched = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
     cropped = read_images(tmp_path / 'data', {**config, 'image_channels': channels, 'resize': 'center_crop'})
     pixels = cropped[cropped.files.index(image)][0]
@@ -811,15 +822,15 @@ def test_resize_center_crop_reads_the_centred_square_of_an_image(tmp_path, confi
         stretched.files.index(image)][0], stretched[stretched.files.index(image)][0])
 
 
-@pytest.mark.parametrize('stored', ['8-bit', '16-bit colour', '16-bit grey'])
+@pytest.mark.parametrize('stored', UNEVEN_STORED)
 @pytest.mark.parametrize('shape', ['wide', 'tall'])
 def test_resize_pad_keeps_the_whole_image_and_its_shape_in_a_black_square(tmp_path, config, stored, shape):
     first = two_class_images(tmp_path / 'data', config).files[0]
     size = DATA_CONFIG['image_size']
-    height, width = (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
+    height, width = uneven_shape(shape)
     image = first.with_name('uneven.png')
     levels = write_uneven_image(image, stored, height, width)
-    channels = {'8-bit': 3, '16-bit colour': 3, '16-bit grey': 4}[stored]  # grey as RGBA: its transparency too
+    channels = UNEVEN_STORED[stored]
     dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels, 'resize': 'pad'})
     pixels, _ = dataset[dataset.files.index(image)]
     assert pixels.shape == (channels, size, size)
