@@ -759,35 +759,33 @@ def test_a_16_bit_colour_image_is_resized_as_pillow_resizes(tmp_path, config):
 UNEVEN_STORED = {'8-bit': 3, '16-bit colour': 3, '16-bit grey': 4}
 
 
-def uneven_shape(shape):
-    """(height, width) of a 'wide' or 'tall' test image: odd sizes, so that margins split unevenly."""
+def uneven_image(folder, config, stored, shape):
+    """Example images in `folder`, and among them 'uneven.png': a random image, 'wide' or 'tall', of odd sizes so
+    that margins split unevenly, stored as 8-bit RGB, 16-bit RGB, or 16-bit grey whose left half is its transparent
+    level (7). Its centred square (the odd pixel of margin right or bottom) is written beside it as
+    'uneven_square.png'. Returns the first example image's path, the uneven image's and its levels (height, width,
+    channels)."""
+    first = two_class_images(folder, config).files[0]
     size = DATA_CONFIG['image_size']
-    return (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
-
-
-def write_uneven_image(path, stored, height, width, box=None):
-    """A random height x width image at `path`: 8-bit RGB, 16-bit RGB, or 16-bit grey whose left half is its
-    transparent level (7). Also writes its `box` (left, top, right, bottom), if given, at `path`'s name with
-    '_square' added. Returns the image's levels (height, width, channels)."""
+    height, width = (size + 3, 3 * size + 2) if shape == 'wide' else (3 * size + 1, size + 3)
+    side = size + 3
+    left, top = (width - side) // 2, (height - side) // 2
+    path, square = first.with_name('uneven.png'), first.with_name('uneven_square.png')
     generator = torch.Generator().manual_seed(height * width)
-    square = path.with_name(f'{path.stem}_square{path.suffix}')
     if stored == '8-bit':
         levels = torch.randint(0, 256, (height, width, 3), generator=generator)
         image = Image.frombytes('RGB', (width, height), bytes(levels.flatten().tolist()))
         image.save(path)
-        if box:
-            image.crop(box).save(square)
-        return levels
+        image.crop((left, top, left + side, top + side)).save(square)
+        return first, path, levels
     levels = torch.randint(0, 65536, (height, width, 3 if stored == '16-bit colour' else 1), generator=generator)
     transparent = None
     if stored == '16-bit grey':
         levels[:, :width // 2] = 7
         transparent = (7,)
     write_16_bit_png(path, levels, transparent=transparent)
-    if box:
-        left, top, right, bottom = box
-        write_16_bit_png(square, levels[top:bottom, left:right], transparent=transparent)
-    return levels
+    write_16_bit_png(square, levels[top:top + side, left:left + side], transparent=transparent)
+    return first, path, levels
 
 
 def resized_like_pillow(plane, width, height):
@@ -800,14 +798,9 @@ def resized_like_pillow(plane, width, height):
 @pytest.mark.parametrize('stored', UNEVEN_STORED)
 @pytest.mark.parametrize('shape', ['wide', 'tall'])
 def test_resize_center_crop_reads_the_centred_square_of_an_image(tmp_path, config, stored, shape):
-    first = two_class_images(tmp_path / 'data', config).files[0]
-    size = DATA_CONFIG['image_size']
-    height, width = uneven_shape(shape)
-    side = size + 3
-    left, top = (width - side) // 2, (height - side) // 2  # an odd margin: one pixel more on the right or bottom
-    image, square = first.with_name('uneven.png'), first.with_name('uneven_square.png')
-    write_uneven_image(image, stored, height, width, box=(left, top, left + side, top + side))
-    channels = UNEVEN_STORED[stored]
+    _, image, _ = uneven_image(tmp_path / 'data', config, stored, shape)
+    square = image.with_name('uneven_square.png')
+    size, channels = DATA_CONFIG['image_size'], UNEVEN_STORED[stored]
     stretched = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
     cropped = read_images(tmp_path / 'data', {**config, 'image_channels': channels, 'resize': 'center_crop'})
     pixels = cropped[cropped.files.index(image)][0]
@@ -825,12 +818,9 @@ def test_resize_center_crop_reads_the_centred_square_of_an_image(tmp_path, confi
 @pytest.mark.parametrize('stored', UNEVEN_STORED)
 @pytest.mark.parametrize('shape', ['wide', 'tall'])
 def test_resize_pad_keeps_the_whole_image_and_its_shape_in_a_black_square(tmp_path, config, stored, shape):
-    first = two_class_images(tmp_path / 'data', config).files[0]
-    size = DATA_CONFIG['image_size']
-    height, width = uneven_shape(shape)
-    image = first.with_name('uneven.png')
-    levels = write_uneven_image(image, stored, height, width)
-    channels = UNEVEN_STORED[stored]
+    first, image, levels = uneven_image(tmp_path / 'data', config, stored, shape)
+    size, channels = DATA_CONFIG['image_size'], UNEVEN_STORED[stored]
+    height, width = levels.shape[:2]
     dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels, 'resize': 'pad'})
     pixels, _ = dataset[dataset.files.index(image)]
     assert pixels.shape == (channels, size, size)
