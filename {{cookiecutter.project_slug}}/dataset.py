@@ -118,7 +118,8 @@ def check_data_config(config):
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
     if config['resize'] not in RESIZE_CHOICES:
-        raise RunError(f"resize must be stretch, center_crop or pad, got '{config['resize']}'")
+        *others, last = RESIZE_CHOICES
+        raise RunError(f"resize must be {', '.join(others)} or {last}, got '{config['resize']}'")
 {%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
