@@ -597,7 +597,7 @@ class ImageFolderDataset(Dataset):
         self.classes = None
 {%- endif %}
         self.mode, self.size = PIL_MODES[config['image_channels']], config['image_size']
-        self.resize = config.get('resize', 'stretch')  # absent: a checkpoint from before the key
+        self.resize = config['resize']
 
     def crop_box(self, width, height):
         """The centred square (left, top, right, bottom) that resize 'center_crop' keeps; None: keep it all."""

@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dataset import build_predict_dataset, collate_fn
-from model import build_model
+from dataset import DATA_CONFIG, build_predict_dataset, collate_fn
+from model import MODEL_CONFIG, build_model
 from runfiles import (
     METRIC_NAME,
     CommandParser,
@@ -109,7 +109,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
         raise RunError(f"checkpoint '{checkpoint_path}' does not exist{project_folder_note(checkpoint_path)}; train first, "
                        'or pass --checkpoint')
     checkpoint = load_checkpoint(checkpoint_path)
-    config, classes = checkpoint['config'], checkpoint.get('classes')
+    # a key added to DATA_CONFIG or MODEL_CONFIG after the run was saved takes its default, as on resume
+    config, classes = {**DATA_CONFIG, **MODEL_CONFIG, **checkpoint['config']}, checkpoint.get('classes')
     model = build_model(config)
     load_model_state(model, checkpoint['model'], checkpoint_path)
     device = local_device()
