@@ -34,6 +34,9 @@ from utils import (
     CHECKPOINT_FORMAT_VERSION,
     AgreementPace,
     CheckpointWriter,
+{%- if cookiecutter.task == 'classification' %}
+    ClassWeightedCrossEntropy,
+{%- endif %}
     EpochMeter,
     EpochSampler,
     Interrupted,
@@ -46,6 +49,9 @@ from utils import (
     all_seed,
     append_metrics,
     autocast_for,
+{%- if cookiecutter.task == 'classification' %}
+    balanced_class_weights,
+{%- endif %}
     bar_options,
     branch_reason,
     broadcast,
@@ -60,6 +66,9 @@ from utils import (
     check_writable,
     checkpoint_position,
     claim_run_dirs,
+{%- if cookiecutter.task == 'classification' %}
+    class_weights_text,
+{%- endif %}
     classes_of,
     copy_metrics,
     create_logger,
@@ -137,6 +146,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     # loss, optimizer, scheduler (stepped once per optimizer step)
 {%- if cookiecutter.task == 'classification' %}
     criterion = nn.CrossEntropyLoss()
+    class_weights = None  # --class_weights balanced: counted on the training split, so the same again on resume
+    if config['class_weights'] == 'balanced':
+        class_weights = balanced_class_weights(train_loader, config['num_classes'])
+        criterion = ClassWeightedCrossEntropy(class_weights.to(device))
+        note_logger.info(f'class weights (balanced): {class_weights_text(class_weights, classes_of(train_loader.dataset))}')
 {%- else %}
     criterion = nn.MSELoss()
 {%- endif %}
@@ -213,6 +227,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'world_size': world_size,
             'data': data,
             'classes': classes_of(train_loader.dataset),  # label names, for predict.py
+{%- if cookiecutter.task == 'classification' %}
+            'class_weights': None if class_weights is None else class_weights.tolist(),  # predict.py's test loss
+{%- endif %}
         }
 
     def save(paths, epoch, samples_done, epoch_totals):
@@ -485,6 +502,9 @@ def main(argv=None):
         'deterministic': False,  # True: deterministic algorithms, no cudnn.benchmark (slower on GPU)
         'tensorboard': False,  # also write scalars and the model graph to loggers/<timestamp>/tb
         'init_from': '',  # a new run starts from these weights: a run's timestamp (its best checkpoint) or a file
+{%- if cookiecutter.task == 'classification' %}
+        'class_weights': 'none',  # 'balanced': every class adds as much to the loss, however few its samples
+{%- endif %}
 {%- if cookiecutter.model == 'cnn' %}
         'channels_last': False,  # channels-last memory format on CUDA (faster convolutions with amp)
 {%- endif %}

@@ -1,5 +1,4 @@
 {%- set scales_data = cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] or cookiecutter.task == 'regression' -%}
-{%- set samples_data = cookiecutter.dataset in ['sequence', 'image_folder'] or cookiecutter.task == 'regression' -%}
 """Small helpers for train.py: seeding, loggers, run folders, checkpoints, CLI, signals."""
 
 import argparse
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader{{ ', Subset' if samples_data }}
+from torch.utils.data import DataLoader, Subset
 
 from runfiles import (
     HEARTBEAT_FILE,
@@ -696,6 +695,10 @@ def check_config(config):
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
     if config['amp'] not in ('none', *AMP_DTYPES):
         raise RunError(f"amp must be none, bf16 or fp16, got '{config['amp']}'")
+{%- if cookiecutter.task == 'classification' %}
+    if config['class_weights'] not in CLASS_WEIGHTS:
+        raise RunError(f"class_weights must be {' or '.join(CLASS_WEIGHTS)}, got '{config['class_weights']}'")
+{%- endif %}
 
 
 def check_minimums(config, minimums):
@@ -1430,6 +1433,45 @@ def unused_classes_warning(train_set, num_classes):
             'classes are only missing from this data')
 
 
+CLASS_WEIGHTS = ('none', 'balanced')
+
+
+def balanced_class_weights(train_loader, num_classes):
+    """Each class's weight n / (k * n_c), for the training split's n samples in k classes, n_c of them in class c
+    (scikit-learn's 'balanced'): every class adds as much to the loss, however few its samples, and the weights
+    average 1 over the training samples, so the loss keeps its scale. A class with no training sample gets 1.
+    The labels come from the dataset's `targets` tensor, or else from reading every training sample once, by the
+    loader's number of workers."""
+    train_set = train_loader.dataset
+    targets = training_targets(train_set, train_loader.collate_fn, most=len(train_set), num_workers=train_loader.num_workers)
+    counts = torch.bincount(targets.flatten().long(), minlength=num_classes)[:num_classes].double()
+    present = counts > 0
+    weights = torch.ones(num_classes, dtype=torch.float64)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.float()
+
+
+def class_weights_text(weights, classes=None):
+    """'cat: 0.625, dog: 2.5' (or '0: 0.625, 1: 2.5' for integer labels), for note.log."""
+    names = list(classes or []) + [str(i) for i in range(len(classes or []), len(weights))]
+    return ', '.join(f'{name}: {weight:.4g}' for name, weight in zip(names, weights.tolist()))
+
+
+class ClassWeightedCrossEntropy(torch.nn.Module):
+    """Cross-entropy with a weight per class, averaged over the samples. nn.CrossEntropyLoss(weight=...) divides
+    by the batch's sum of weights instead, so a batch's loss would depend on which classes it happens to hold,
+    and micro-batches (grad_accum_steps) and DDP's ranks would not add up to their whole batch."""
+
+    def __init__(self, weight, reduction='mean'):
+        super().__init__()
+        self.register_buffer('weight', weight)
+        self.reduction = reduction
+
+    def forward(self, output, target):
+        losses = torch.nn.functional.cross_entropy(output, target, reduction='none') * self.weight[target]
+        return losses.sum() if self.reduction == 'sum' else losses.mean()
+
+
 {% endif -%}
 def inputs_sha256(inputs):
     """A hash of in-memory inputs, a tensor or a list of tensors (variable-length sequences): each one's
@@ -1587,7 +1629,6 @@ def fit_scaling(model, train_set, collate_fn, fit=True, num_workers=0):
     return (f'warning: {type(model).__name__} has no {methods}, so it trains on unscaled {data}, each in its own '
             f'units; copy {them} from model.py to standardize them')
 {%- endif %}
-{%- if samples_data %}
 
 
 def sampled_batches(train_set, collate_fn, most, num_workers=0):
@@ -1597,7 +1638,6 @@ def sampled_batches(train_set, collate_fn, most, num_workers=0):
     picked = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:most].tolist()
     return StopSafeDataLoader(Subset(train_set, picked), batch_size=64, collate_fn=collate_fn, num_workers=num_workers,
                               generator=torch.Generator())
-{%- endif %}
 {%- if cookiecutter.dataset == 'sequence' %}
 
 
@@ -1616,7 +1656,6 @@ def training_images(train_set, collate_fn, most=512, num_workers=0):
     stride = max(1, batches[0].shape[-1] // 32)
     return torch.cat([images[..., ::stride, ::stride] for images in batches])
 {%- endif %}
-{%- if cookiecutter.task == 'regression' %}
 
 
 def training_targets(train_set, collate_fn, most=4096, num_workers=0):
@@ -1627,7 +1666,6 @@ def training_targets(train_set, collate_fn, most=4096, num_workers=0):
     if isinstance(targets, torch.Tensor) and len(targets) == len(dataset):
         return targets if dataset is train_set else targets[train_set.indices]
     return torch.cat([batch[-1] for batch in sampled_batches(train_set, collate_fn, most, num_workers)])
-{%- endif %}
 
 
 def check_one_sample(model, loader, device, config):

@@ -42,9 +42,10 @@ def straight_run(root, data_args, n_epoch, extra=()):
     return checkpoint['model'], train_lines, val_lines
 
 
-def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args):
-    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, 4, EXACT)
-    assert run(data_args + ['--n_epoch', 2] + EXACT) == 0
+@pytest.mark.parametrize('extra', [[]{{ ", ['--class_weights', 'balanced']" if cookiecutter.task == 'classification' }}])
+def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args, extra):
+    weights, train_lines, val_lines = straight_run(workdir / 'straight', data_args, 4, EXACT + extra)
+    assert run(data_args + ['--n_epoch', 2] + EXACT + extra) == 0
     logs, ckpts = only_run(workdir)
     assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
     assert only_run(workdir) == (logs, ckpts)  # the same folders, no new run

@@ -12,16 +12,29 @@ import sys
 import pytest
 import torch
 from torch import nn
+{%- if cookiecutter.task == 'classification' %}
+from torch.utils.data import Subset
+{%- endif %}
 
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
-{%- set dataset_imports = ['augment'] * (cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder') + ['build_datasets'] * (cookiecutter.task == 'regression') %}
-{%- if dataset_imports %}
-from dataset import {{ dataset_imports | join(', ') }}
-{%- endif %}
+from dataset import {{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
-from utils import OLDEST_TORCH, all_seed, parse_args, setup_device{{ ', training_targets' if cookiecutter.task == 'regression' }}
+from utils import (
+    OLDEST_TORCH,
+{%- if cookiecutter.task == 'classification' %}
+    ClassWeightedCrossEntropy,
+{%- endif %}
+    all_seed,
+{%- if cookiecutter.task == 'classification' %}
+    balanced_class_weights,
+    load_model_state,
+{%- endif %}
+    parse_args,
+    setup_device,
+    training_targets,
+)
 
 
 @pytest.mark.draws_curves
@@ -545,6 +558,7 @@ def test_an_empty_value_is_taken_for_a_key_whose_default_is_empty(tmp_path):
 {%- endif %}
 {%- if cookiecutter.task == 'classification' %}
     (['--num_classes', '1'], 'num_classes must be at least 2, got 1'),
+    (['--class_weights', 'inverse'], "class_weights must be none or balanced, got 'inverse'"),
 {%- endif %}
 {%- if cookiecutter.dataset == 'synthetic' %}
     (['--n_samples', '1'], 'n_samples must be at least 2, got 1'),
@@ -696,3 +710,99 @@ def test_warmup_then_cosine_schedule():
     multiplier = warmup_cosine(10, 110)
     assert multiplier(0) == pytest.approx(0.1) and multiplier(9) == pytest.approx(1.0)
     assert multiplier(60) == pytest.approx(0.5) and multiplier(110) == pytest.approx(0.0)
+{%- if cookiecutter.task == 'classification' %}
+
+
+def test_balanced_class_weights_count_the_training_split_and_average_1_over_it():
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)  # class 3 has no sample
+    dataset = torch.utils.data.TensorDataset(torch.zeros(100, 1), labels)
+    dataset.targets = labels
+    split = Subset(dataset, list(range(0, 100, 2)) + [1])  # 31 of class 0, 15 of 1, 5 of 2
+    weights = balanced_class_weights(torch.utils.data.DataLoader(split), num_classes=4)
+    assert torch.allclose(weights, torch.tensor([51 / (3 * 31), 51 / (3 * 15), 51 / (3 * 5), 1.0]))
+    assert torch.isclose(weights[labels[split.indices]].mean(), torch.tensor(1.0))  # the loss keeps its scale
+    # a dataset of your own without a targets tensor: every training sample's label is read instead
+    del dataset.targets
+    assert torch.equal(balanced_class_weights(torch.utils.data.DataLoader(split), num_classes=4), weights)
+
+
+def test_the_class_weighted_loss_is_the_weighted_mean_over_samples_and_splits_into_micro_batches():
+    output, target = torch.randn(12, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0] * 3)
+    weight = torch.tensor([0.5, 2.0, 4.0])
+    per_sample = nn.functional.cross_entropy(output, target, reduction='none')
+    loss = ClassWeightedCrossEntropy(weight)
+    assert torch.isclose(loss(output, target), (weight[target] * per_sample).mean())
+    assert torch.isclose(ClassWeightedCrossEntropy(weight, reduction='sum')(output, target), (weight[target] * per_sample).sum())
+    assert torch.isclose(ClassWeightedCrossEntropy(torch.ones(3))(output, target), nn.CrossEntropyLoss()(output, target))
+    # halves of the batch, each weighted by its share of samples, add up to the whole (grad_accum_steps, DDP);
+    # nn.CrossEntropyLoss(weight=...), which divides by each half's sum of weights, does not
+    first, second = target.tolist().index(2), 6
+    halves = [(slice(0, second), second / 12), (slice(second, 12), 6 / 12)]
+    assert first < second and torch.isclose(sum(loss(output[s], target[s]) * share for s, share in halves), loss(output, target))
+    torch_loss = nn.CrossEntropyLoss(weight=weight)
+    assert not torch.isclose(sum(torch_loss(output[s], target[s]) * share for s, share in halves[:1]) + torch_loss(
+        output[6:9], target[6:9]) * 0.25 + torch_loss(output[9:], target[9:]) * 0.25, torch_loss(output, target))
+    assert loss(output.double(), target).dtype == torch.float64 and loss(output.bfloat16(), target).isfinite()
+
+
+def class_0_common(build_datasets):
+    """build_datasets (train.py's) keeping every class-0 training sample and a quarter of the others: class 0 is
+    several times as common as any other class in training. Validation keeps every class."""
+    def build(config):
+        train_set, valid_set = build_datasets(config)
+        targets = training_targets(train_set, None).tolist()
+        kept = [index for k, (index, target) in enumerate(zip(train_set.indices, targets)) if target == 0 or k % 4 == 0]
+        return Subset(train_set.dataset, kept), valid_set
+
+    return build
+
+
+class PriorModel(nn.Module):
+    """Learns only how often each class comes, whatever the input: its answer is the class prior it is trained to."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(config['num_classes']))
+
+    def forward(self, x, *rest):
+        return self.bias.expand(x.shape[0], -1)
+
+
+def valid_probabilities(checkpoint):
+    """The best model's softmax over the validation split, and the split's targets."""
+    model = PriorModel(checkpoint['config'])
+    load_model_state(model, checkpoint['model'], 'best_checkpoint.pt')
+    _, valid_set = build_datasets(checkpoint['config'])
+    *inputs, target = next(iter(torch.utils.data.DataLoader(valid_set, len(valid_set), collate_fn=collate_fn)))
+    with torch.no_grad():
+        return model(*inputs).double().softmax(dim=1), target
+
+
+def test_balanced_class_weights_weigh_training_and_validation_and_lift_the_rare_classes(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_datasets', class_0_common(build_datasets))
+    monkeypatch.setattr(train, 'build_model', PriorModel)
+    class_0_share = {}
+    for class_weights in ['none', 'balanced']:
+        root = workdir / class_weights
+        root.mkdir()
+        monkeypatch.chdir(root)
+        assert run(data_args + ['--n_epoch', 8, '--lr', 0.1, '--class_weights', class_weights]) == 0
+        logs, ckpts = only_run(root)
+        best = load(ckpts / 'best_checkpoint.pt')
+        probabilities, target = valid_probabilities(best)
+        class_0_share[class_weights] = float(valid_probabilities(load(ckpts / 'latest_checkpoint.pt'))[0][:, 0].mean())
+        train_set, _ = class_0_common(build_datasets)(best['config'])
+        weights = balanced_class_weights(torch.utils.data.DataLoader(train_set), TEST_DATA_CONFIG['num_classes'])
+        if class_weights == 'none':
+            assert best['class_weights'] is None and 'class weights' not in (logs / 'note.log').read_text()
+            weights = torch.ones_like(weights)
+        else:
+            assert best['class_weights'] == weights.tolist() and weights[0] < 0.5 < 1.5 < weights[1:].max()
+            assert 'class weights (balanced): ' in (logs / 'note.log').read_text()
+        # the valid loss that chose the best checkpoint is the weighted one
+        expected = (weights.double()[target] * -probabilities[torch.arange(len(target)), target].log()).mean()
+        assert best['best_loss'] == pytest.approx(float(expected), rel=1e-4)
+    # trained plainly, the model learns that class 0 is common; balanced, that every class counts the same (the
+    # last epoch's model: validation has every class as often, so the best one is one that learnt less of either)
+    assert class_0_share['none'] > 0.2 and class_0_share['balanced'] < 0.6 * class_0_share['none']
+{%- endif %}
