@@ -34,9 +34,6 @@ from runfiles import (
     project_folder_note,
 )
 from utils import (
-{%- if cookiecutter.task == 'classification' %}
-    ClassWeightedCrossEntropy,
-{%- endif %}
     bar_options,
     check_minimums,
     check_not_a_device_option,
@@ -122,8 +119,6 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 {%- if cookiecutter.task == 'classification' %}
     criterion = torch.nn.CrossEntropyLoss(reduction='sum')
-    if checkpoint.get('class_weights'):  # --class_weights balanced: the test loss weighs classes as validation's did
-        criterion = ClassWeightedCrossEntropy(torch.tensor(checkpoint['class_weights'], device=device), reduction='sum')
     names = classes or [str(i) for i in range(config['num_classes'])]
     names = names + [f'output_{i}' for i in range(len(names), config['num_classes'])]  # older runs: fewer names than outputs
     header = ['id', 'prediction'] + [f'prob_{name}' for name in names]

@@ -146,8 +146,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     # loss, optimizer, scheduler (stepped once per optimizer step)
 {%- if cookiecutter.task == 'classification' %}
     criterion = nn.CrossEntropyLoss()
-    class_weights = None  # --class_weights balanced: counted on the training split, so the same again on resume
-    if config['class_weights'] == 'balanced':
+    if config['class_weights'] == 'balanced':  # counted on the training split, so the same again on resume
         class_weights = balanced_class_weights(train_loader, config['num_classes'])
         criterion = ClassWeightedCrossEntropy(class_weights.to(device))
         note_logger.info(f'class weights (balanced): {class_weights_text(class_weights, classes_of(train_loader.dataset))}')
@@ -227,9 +226,6 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'world_size': world_size,
             'data': data,
             'classes': classes_of(train_loader.dataset),  # label names, for predict.py
-{%- if cookiecutter.task == 'classification' %}
-            'class_weights': None if class_weights is None else class_weights.tolist(),  # predict.py's test loss
-{%- endif %}
         }
 
     def save(paths, epoch, samples_done, epoch_totals):

@@ -1462,14 +1462,12 @@ class ClassWeightedCrossEntropy(torch.nn.Module):
     by the batch's sum of weights instead, so a batch's loss would depend on which classes it happens to hold,
     and micro-batches (grad_accum_steps) and DDP's ranks would not add up to their whole batch."""
 
-    def __init__(self, weight, reduction='mean'):
+    def __init__(self, weight):
         super().__init__()
         self.register_buffer('weight', weight)
-        self.reduction = reduction
 
     def forward(self, output, target):
-        losses = torch.nn.functional.cross_entropy(output, target, reduction='none') * self.weight[target]
-        return losses.sum() if self.reduction == 'sum' else losses.mean()
+        return (torch.nn.functional.cross_entropy(output, target, reduction='none') * self.weight[target]).mean()
 
 
 {% endif -%}

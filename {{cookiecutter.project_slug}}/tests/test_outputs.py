@@ -811,29 +811,6 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     same, = [row for row in table if row['id'] == file]
     assert loss is None and n == 1 and one['id'] == Path(file).name and same_prediction(one, same)
 {%- endif %}
-{%- if classification %}
-
-
-def test_predict_weighs_the_test_loss_with_the_checkpoints_class_weights(workdir, data_args):
-    assert run(data_args + ['--n_epoch', 1, '--class_weights', 'balanced']) == 0
-    _, ckpts = only_run(workdir)
-    checkpoint = load(ckpts / 'best_checkpoint.pt')
-    assert len(checkpoint['class_weights']) == TEST_DATA_CONFIG['num_classes']
-    weights = [0.5 + i for i in range(TEST_DATA_CONFIG['num_classes'])]  # far from balanced's, to tell them apart
-    torch.save({**checkpoint, 'class_weights': weights}, ckpts / 'weighted.pt')
-    torch.save({**checkpoint, 'class_weights': None}, ckpts / 'plain.pt')  # as a run without --class_weights
-    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
-    _, plain, _ = predict.predict(ckpts / 'plain.pt', data, workdir / 'plain.csv')
-    _, weighted, _ = predict.predict(ckpts / 'weighted.pt', data, workdir / 'weighted.csv')
-    config = {**predict.DATA_CONFIG, **predict.MODEL_CONFIG, **checkpoint['config']}
-    targets = predict.build_predict_dataset(config, data, classes=checkpoint['classes']).targets.flatten().tolist()
-    table = rows(workdir / 'weighted.csv')
-    names = [key for key in table[0] if key.startswith('prob_')]
-    losses = (-torch.tensor([float(row[names[t]]) for row, t in zip(table, targets)], dtype=torch.float64).log()).tolist()
-    assert plain == pytest.approx(sum(losses) / len(losses), rel=1e-3)
-    assert weighted == pytest.approx(sum(weights[t] * loss for t, loss in zip(targets, losses)) / len(losses), rel=1e-3)
-    assert abs(weighted - plain) > 0.1 * plain
-{%- endif %}
 
 
 def test_predict_errors_are_clear(workdir, data_args):
