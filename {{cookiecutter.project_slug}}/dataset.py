@@ -67,7 +67,7 @@ from torch.utils.data import Dataset, random_split
 {%- endif %}
 
 from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors{{ ', project_folder_note' if cookiecutter.dataset != 'synthetic' else '' }}
-from utils import check_minimums
+from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -117,9 +117,7 @@ def check_data_config(config):
         raise RunError(f"random_shift must be below image_size ({config['image_size']}), got {config['random_shift']}")
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
-    if config['resize'] not in RESIZE_CHOICES:
-        *others, last = RESIZE_CHOICES
-        raise RunError(f"resize must be {', '.join(others)} or {last}, got '{config['resize']}'")
+    check_choice(config, 'resize', RESIZE_CHOICES)
 {%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 

@@ -693,12 +693,17 @@ def check_config(config):
     for key in ['num_workers', 'warmup_steps', 'weight_decay', 'save_minutes']:
         if not config[key] >= 0:  # also refuses nan
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
-    if config['amp'] not in ('none', *AMP_DTYPES):
-        raise RunError(f"amp must be none, bf16 or fp16, got '{config['amp']}'")
+    check_choice(config, 'amp', ('none', *AMP_DTYPES))
 {%- if cookiecutter.task == 'classification' %}
-    if config['class_weights'] not in CLASS_WEIGHTS:
-        raise RunError(f"class_weights must be {' or '.join(CLASS_WEIGHTS)}, got '{config['class_weights']}'")
+    check_choice(config, 'class_weights', CLASS_WEIGHTS)
 {%- endif %}
+
+
+def check_choice(config, key, choices):
+    """Reject a value of `key` that is none of `choices`: "amp must be none, bf16 or fp16, got 'fp8'"."""
+    if config[key] not in choices:
+        *others, last = choices
+        raise RunError(f"{key} must be {', '.join(others)} or {last}, got '{config[key]}'")
 
 
 def check_minimums(config, minimums):
