@@ -1,7 +1,7 @@
 {%- set scales_features = cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] -%}
 import torch
 
-from dataset import collate_fn, synthetic_samples
+from dataset import DATA_CONFIG, collate_fn, synthetic_samples
 from model import SHAPE_KEYS, build_model
 
 
@@ -14,6 +14,7 @@ def example_batch(config, n=4, seed=0):
 
 
 def test_forward_gives_one_output_per_sample_of_the_answered_size(config):
+    config = {**config, **DATA_CONFIG}  # the sizes as baked (the other tests' TEST_DATA_CONFIG can be smaller)
     model = build_model(config)
     *inputs, target = example_batch(config)
     output = model(*inputs)

@@ -883,7 +883,7 @@ def test_predict_errors_are_clear(workdir, data_args):
         predict.predict(best, str(workdir / 'fewer'), workdir / 'p.csv')
 {%- if cookiecutter.task == 'classification' %}
     (workdir / 'more').mkdir()
-    k = DATA_CONFIG['num_classes']
+    k = TEST_DATA_CONFIG['num_classes']
     (workdir / 'more' / 'data.csv').write_text('\n'.join([header, *rows[:-1], rows[-1].rsplit(',', 1)[0] + f',{k}']) + '\n')
     with pytest.raises(RunError, match=rf'has labels outside 0\.\.{k - 1}; the model knows {k} classes$'):
         predict.predict(best, str(workdir / 'more'), workdir / 'p.csv')
