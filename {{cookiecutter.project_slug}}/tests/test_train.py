@@ -18,7 +18,7 @@ from torch.utils.data import Subset
 
 import train
 from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
-from dataset import {{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
+from dataset import {{ 'DATA_CONFIG, ' if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' }}{{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
 from utils import (
@@ -62,7 +62,14 @@ def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
 
 
 def test_the_loss_goes_down(workdir, data_args):
+{%- if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' %}
+    # Adam moves each weight by about lr a step, and the first layer sums every pixel of the flattened image:
+    # wider images need a smaller lr (at 224x224 RGB, 3e-3 and 1e-4 diverge; 3,072 pixels is 32x32 RGB)
+    pixels = DATA_CONFIG['image_channels'] * DATA_CONFIG['image_size'] ** 2
+    assert run(data_args + ['--n_epoch', 4, '--lr', 3e-3 * min(1, 3072 / pixels)]) == 0
+{%- else %}
     assert run(data_args + ['--n_epoch', 4, '--lr', 3e-3]) == 0
+{%- endif %}
     logs, _ = only_run(workdir)
     # the training loss: with few features the synthetic classes overlap, and the valid loss of 32 samples
     # can rise while the model learns (num_features=1: valid 0.618 -> 0.658, train 0.656 -> 0.529)
@@ -209,12 +216,14 @@ def last_valid_mae(root, argv, monkeypatch):
 
 def test_targets_far_from_0_and_1_train_as_well_as_ones_near_it(workdir, data_args, monkeypatch):
     # the model learns the targets at the training split's mean and std, and answers in their units: its valid
-    # MAE is 20 times the one on the same targets near 0 (unscaled, the model started near 0: an MAE of about 50)
-    argv = data_args + ['--n_epoch', 3, '--lr', 3e-3]
+    # MAE is 20 times the one on the same targets near 0 (unscaled, the model started near 0: an MAE of about 50).
+    # AdamW's steps do not change with the loss's scale, but clipping at a norm does, so it is off: the two runs
+    # then take the same steps (with it on, their paths part, by 35% in MAE for a transformer on 128 features)
+    argv = data_args + ['--n_epoch', 3, '--lr', 3e-3, '--clip_flag', 'false']
     near_0, _ = last_valid_mae(workdir / 'near_0', argv, monkeypatch)
     monkeypatch.setattr(train, 'build_datasets', in_other_units(train.build_datasets))
     in_the_tens, checkpoint = last_valid_mae(workdir / 'in_the_tens', argv, monkeypatch)
-    assert in_the_tens / 20 == pytest.approx(near_0, rel=0.25)
+    assert in_the_tens / 20 == pytest.approx(near_0, rel=1e-3)
     train_set, _ = in_other_units(build_datasets)(checkpoint['config'])
     targets = train_set.dataset.targets[train_set.indices].double()  # the validation targets are left out
     assert torch.allclose(checkpoint['model']['target_mean'].double(), targets.mean(0), rtol=1e-6)
