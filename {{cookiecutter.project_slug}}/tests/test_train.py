@@ -37,6 +37,16 @@ from utils import (
     setup_device,
     training_targets,
 )
+{%- if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' %}
+
+# an lr at which a few epochs learn. Adam moves each weight by about lr a step, and the MLP's first layer sums
+# every pixel of the flattened image: wider images need a smaller one (at 224x224 RGB, 3e-3 and 1e-4 diverge;
+# 3,072 pixels is 32x32 RGB)
+LEARNING_LR = 3e-3 * min(1, 3072 / (DATA_CONFIG['image_channels'] * DATA_CONFIG['image_size'] ** 2))
+{%- else %}
+
+LEARNING_LR = 3e-3  # an lr at which a few epochs learn
+{%- endif %}
 
 
 @pytest.mark.draws_curves
@@ -62,14 +72,7 @@ def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
 
 
 def test_the_loss_goes_down(workdir, data_args):
-{%- if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' %}
-    # Adam moves each weight by about lr a step, and the first layer sums every pixel of the flattened image:
-    # wider images need a smaller lr (at 224x224 RGB, 3e-3 and 1e-4 diverge; 3,072 pixels is 32x32 RGB)
-    pixels = DATA_CONFIG['image_channels'] * DATA_CONFIG['image_size'] ** 2
-    assert run(data_args + ['--n_epoch', 4, '--lr', 3e-3 * min(1, 3072 / pixels)]) == 0
-{%- else %}
-    assert run(data_args + ['--n_epoch', 4, '--lr', 3e-3]) == 0
-{%- endif %}
+    assert run(data_args + ['--n_epoch', 4, '--lr', LEARNING_LR]) == 0
     logs, _ = only_run(workdir)
     # the training loss: with few features the synthetic classes overlap, and the valid loss of 32 samples
     # can rise while the model learns (num_features=1: valid 0.618 -> 0.658, train 0.656 -> 0.529)
@@ -219,7 +222,7 @@ def test_targets_far_from_0_and_1_train_as_well_as_ones_near_it(workdir, data_ar
     # MAE is 20 times the one on the same targets near 0 (unscaled, the model started near 0: an MAE of about 50).
     # AdamW's steps do not change with the loss's scale, but clipping at a norm does, so it is off: the two runs
     # then take the same steps (with it on, their paths part, by 35% in MAE for a transformer on 128 features)
-    argv = data_args + ['--n_epoch', 3, '--lr', 3e-3, '--clip_flag', 'false']
+    argv = data_args + ['--n_epoch', 3, '--lr', LEARNING_LR, '--clip_flag', 'false']
     near_0, _ = last_valid_mae(workdir / 'near_0', argv, monkeypatch)
     monkeypatch.setattr(train, 'build_datasets', in_other_units(train.build_datasets))
     in_the_tens, checkpoint = last_valid_mae(workdir / 'in_the_tens', argv, monkeypatch)
