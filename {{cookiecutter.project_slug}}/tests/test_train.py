@@ -17,7 +17,7 @@ from torch.utils.data import Subset
 {%- endif %}
 
 import train
-from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
+from conftest import FAST, PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
 from dataset import {{ 'DATA_CONFIG, ' if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' }}{{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
@@ -92,7 +92,8 @@ def test_random_flips_and_shifts_apply_to_each_training_batch_and_nothing_else(w
     assert calls == []  # off by default: the batches as they are
     assert run(data_args + ['--n_epoch', 2, '--random_flip', 'true', '--random_shift', 3, '--run_name', 'augmented']) == 0
     n_train = load(workdir / 'checkpoints' / 'augmented' / 'latest_checkpoint.pt')['data']['train']
-    batch_sizes = [min(16, n_train - start) for start in range(0, n_train, 16)]
+    batch = int(FAST[FAST.index('--batch_size') + 1])  # data_args' batch size
+    batch_sizes = [min(batch, n_train - start) for start in range(0, n_train, batch)]
     assert calls == [(n, True, 3) for n in batch_sizes * 2]  # every training batch, no validation one
     calls.clear()
     assert run(data_args + ['--n_epoch', 1, '--random_shift', 1, '--run_name', 'shifted']) == 0
