@@ -17,7 +17,7 @@ from torch.utils.data import Subset
 {%- endif %}
 
 import train
-from conftest import FAST, PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
+from conftest import {{ 'FAST, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
 from dataset import {{ 'DATA_CONFIG, ' if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' }}{{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
