@@ -29,7 +29,8 @@ torch.set_num_threads(1)  # the same thread count in-process and in child proces
 os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 EXACT_ON_THIS_DEVICE = ['--deterministic', 'true'] if torch.cuda.is_available() else []
 
-FAST = ['--batch_size', '16', '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']
+TEST_BATCH_SIZE = 16
+FAST = ['--batch_size', str(TEST_BATCH_SIZE), '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']
 # an image project's random flips and shifts of training batches (off by default); none elsewhere
 AUGMENT = ['--random_flip', 'true', '--random_shift', '2'] if 'random_shift' in DATA_CONFIG else []
 {%- if cookiecutter.model == 'cnn' %}
@@ -44,13 +45,17 @@ SMALL_MODEL = ['--hidden_dim', '32']
 # The tests' 160 samples cannot hold every class of a large num_classes (a baked 200 or 1000): the runs would
 # warn of labels that stop short, a class could miss the training split, and an image project's example data
 # needs a folder per class. So the tests train on at most 10 classes (test_model checks the baked sizes).
-TEST_CLASSES = min(DATA_CONFIG['num_classes'], 10)
-TEST_DATA_CONFIG = {**DATA_CONFIG, 'num_classes': TEST_CLASSES}
-TEST_CLASS_ARGS = ['--num_classes', str(TEST_CLASSES)]
+TEST_SIZES = {'num_classes': min(DATA_CONFIG['num_classes'], 10)}
 {%- else %}
-TEST_DATA_CONFIG = DATA_CONFIG
-TEST_CLASS_ARGS = []
+TEST_SIZES = {}
 {%- endif %}
+{%- if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' %}
+# The tests' runs train on images of at most 32x32: at a baked 224x224 each run took several times as long
+# (test_model checks the baked image_size{{ ', and test_data_layout reads images at it' if cookiecutter.dataset == 'image_folder' }}).
+TEST_SIZES['image_size'] = min(DATA_CONFIG['image_size'], 32)
+{%- endif %}
+TEST_DATA_CONFIG = {**DATA_CONFIG, **TEST_SIZES}
+TEST_SIZE_ARGS = [arg for key, value in TEST_SIZES.items() for arg in (f'--{key}', str(value))]
 
 
 @pytest.fixture
@@ -102,12 +107,12 @@ def curves_without_drawing(request, monkeypatch):
 def tiny_data_args(folder):
     """Arguments that point train.py at a tiny dataset in this project's layout (files go in folder/data)."""
 {%- if cookiecutter.dataset == 'synthetic' %}
-    return ['--n_samples', '160'] + SMALL_MODEL + FAST + TEST_CLASS_ARGS
+    return ['--n_samples', '160'] + SMALL_MODEL + FAST + TEST_SIZE_ARGS
 {%- else %}
     from dataset import make_example
 
     make_example(folder / 'data', TEST_DATA_CONFIG, n_samples=160)
-    return ['--dataset_dir', str(folder / 'data')] + SMALL_MODEL + FAST + TEST_CLASS_ARGS
+    return ['--dataset_dir', str(folder / 'data')] + SMALL_MODEL + FAST + TEST_SIZE_ARGS
 {%- endif %}
 
 

@@ -457,6 +457,12 @@ def test_the_feature_scaling_reads_the_real_frames_of_a_few_training_sequences()
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 
+@pytest.fixture
+def config(config):
+    """This file's reads are at the baked image_size (the tests' training runs use at most 32x32, conftest)."""
+    return {**config, 'image_size': DATA_CONFIG['image_size']}
+
+
 # small examples: two class folders, and the num_classes that training needs for them (regression ignores it)
 TWO_CLASSES = {'num_classes': 2}
 
@@ -489,6 +495,7 @@ def test_the_model_keeps_the_training_splits_channel_scaling_for_predict_and_ini
     from conftest import load, tiny_data_args
 
     shared = [str(arg) for arg in tiny_data_args(workdir / 'example')] + ['--n_epoch', '1']  # its example images
+    shared += ['--image_size', str(config['image_size'])]  # the baked size: past 32x32 the fit reads a grid
     dim_copy(workdir / 'example' / 'data', workdir / 'data', [(10, 40), (120, 130), (200, 255), (60, 90)])
     dim_copy(workdir / 'example' / 'data', workdir / 'other', [(0, 255)] * 4)
     assert train.main(shared + ['--dataset_dir', 'data', '--run_name', 'first', '--num_workers', '1']) == 0
@@ -859,6 +866,7 @@ def test_predict_reads_images_as_the_run_resized_them(workdir, config, resize):
     from conftest import load, tiny_data_args
 
     shared = [str(arg) for arg in tiny_data_args(workdir)] + ['--n_epoch', '1']
+    shared += ['--image_size', str(config['image_size'])]  # resized to the baked size
     for path in sorted((workdir / 'data').rglob('*.png'))[::7]:  # some wide photos among the square ones
         with Image.open(path) as image:
             wide = Image.new(image.mode, (image.width * 2, image.height))

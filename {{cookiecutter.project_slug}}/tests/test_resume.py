@@ -734,9 +734,10 @@ def test_init_from_with_another_num_classes_starts_only_the_output_layer_fresh(w
     num_classes = load(source_ckpts / 'best_checkpoint.pt')['config']['num_classes']
     new_labels = ['--num_classes', num_classes + 3]
 {%- if cookiecutter.dataset != 'synthetic' %}
-    from dataset import DATA_CONFIG, make_example
+    from conftest import TEST_DATA_CONFIG
+    from dataset import make_example
 
-    make_example(workdir / 'new_labels', {**DATA_CONFIG, 'num_classes': num_classes + 3}, n_samples=160)
+    make_example(workdir / 'new_labels', {**TEST_DATA_CONFIG, 'num_classes': num_classes + 3}, n_samples=160)
     new_labels += ['--dataset_dir', workdir / 'new_labels']  # class names must fill num_classes (image folders)
 {%- endif %}
     starting_weights = record_starting_weights(monkeypatch)

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 import train
-from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, load, only_run, run, run_in
+from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' or kind == 'image' }}, epoch_lines, load, only_run, run, run_in
 from runfiles import RunError
 from test_resume import EXACT, assert_same_weights
 from utils import EpochMeter, metric_per_sample, set_determinism, to_device, unwrap
 {%- if kind == 'image' %}
 
-IN_FEATURES = train.DATA_CONFIG['image_channels'] * train.DATA_CONFIG['image_size'] ** 2
+IN_FEATURES = TEST_DATA_CONFIG['image_channels'] * TEST_DATA_CONFIG['image_size'] ** 2
 {%- else %}
 
 IN_FEATURES = train.DATA_CONFIG['num_features']

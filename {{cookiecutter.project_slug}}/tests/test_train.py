@@ -17,8 +17,8 @@ from torch.utils.data import Subset
 {%- endif %}
 
 import train
-from conftest import {{ 'FAST, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, epoch_lines, help_of, load, only_run, run, snapshot
-from dataset import {{ 'DATA_CONFIG, ' if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' }}{{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
+from conftest import PROJECT{{ ', TEST_BATCH_SIZE' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' or (cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder') }}, epoch_lines, help_of, load, only_run, run, snapshot
+from dataset import {{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
 from utils import (
@@ -41,8 +41,8 @@ from utils import (
 
 # an lr at which a few epochs learn. Adam moves each weight by about lr a step, and the MLP's first layer sums
 # every pixel of the flattened image: wider images need a smaller one (at 224x224 RGB, 3e-3 and 1e-4 diverge;
-# 3,072 pixels is 32x32 RGB)
-LEARNING_LR = 3e-3 * min(1, 3072 / (DATA_CONFIG['image_channels'] * DATA_CONFIG['image_size'] ** 2))
+# 3,072 pixels is 32x32 RGB; the tests' images are at most 32x32, with up to 4 channels)
+LEARNING_LR = 3e-3 * min(1, 3072 / (TEST_DATA_CONFIG['image_channels'] * TEST_DATA_CONFIG['image_size'] ** 2))
 {%- else %}
 
 LEARNING_LR = 3e-3  # an lr at which a few epochs learn
@@ -92,8 +92,7 @@ def test_random_flips_and_shifts_apply_to_each_training_batch_and_nothing_else(w
     assert calls == []  # off by default: the batches as they are
     assert run(data_args + ['--n_epoch', 2, '--random_flip', 'true', '--random_shift', 3, '--run_name', 'augmented']) == 0
     n_train = load(workdir / 'checkpoints' / 'augmented' / 'latest_checkpoint.pt')['data']['train']
-    batch = int(FAST[FAST.index('--batch_size') + 1])  # data_args' batch size
-    batch_sizes = [min(batch, n_train - start) for start in range(0, n_train, batch)]
+    batch_sizes = [min(TEST_BATCH_SIZE, n_train - start) for start in range(0, n_train, TEST_BATCH_SIZE)]
     assert calls == [(n, True, 3) for n in batch_sizes * 2]  # every training batch, no validation one
     calls.clear()
     assert run(data_args + ['--n_epoch', 1, '--random_shift', 1, '--run_name', 'shifted']) == 0
