@@ -213,7 +213,9 @@ def synthetic_samples(config, n, seed):
 {%- else %}
     inputs = [torch.randn(length, f, generator=g) + y for y, length in zip(targets, lengths)]
 {%- endif %}
-    return inputs, targets
+    # views of one tensor: a DataLoader worker that forkserver starts (Linux's default from Python 3.14) is
+    # handed a file descriptor per tensor storage, and fails past about 250 ("too many fds")
+    return list(torch.cat(inputs).split(lengths)), targets
 {%- endif %}
 {%- if classification and cookiecutter.dataset != 'synthetic' %}
 

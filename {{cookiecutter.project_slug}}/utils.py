@@ -1931,18 +1931,27 @@ class StopSafeDataLoader(DataLoader):
     def __iter__(self):
         if self.num_workers == 0:
             return super().__iter__()
-        if not hasattr(signal, 'pthread_sigmask'):  # Windows has no signal masks
-            iterator = super().__iter__()
-        else:
-            if (self.multiprocessing_context or multiprocessing).get_start_method() != 'fork':
-                resource_tracker.ensure_running()  # spawn and forkserver start it; its first start unblocks the signals
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # forked and spawned workers inherit it
-            try:
-                iterator = super().__iter__()  # starts the workers (the first time only, when they are persistent)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        try:
+            iterator = self._iterator_with_workers()
+        except ValueError as err:  # forkserver hands a worker one file descriptor per tensor storage, at most ~250
+            if str(err) != 'too many fds':
+                raise
+            raise RunError('the dataset holds too many separate tensors for a DataLoader worker started by forkserver '
+                           '(one file descriptor each, about 250 at most); keep its samples as views of one tensor '
+                           '(torch.cat(samples).split(lengths)) in dataset.py, or pass --num_workers 0') from None
         _iterators_with_workers.add(iterator)
         return iterator
+
+    def _iterator_with_workers(self):
+        if not hasattr(signal, 'pthread_sigmask'):  # Windows has no signal masks
+            return super().__iter__()
+        if (self.multiprocessing_context or multiprocessing).get_start_method() != 'fork':
+            resource_tracker.ensure_running()  # spawn and forkserver start it; its first start unblocks the signals
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # forked and spawned workers inherit it
+        try:
+            return super().__iter__()  # starts the workers (the first time only, when they are persistent)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def stop_loader_workers():

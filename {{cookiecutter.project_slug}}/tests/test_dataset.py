@@ -1,9 +1,10 @@
-{%- set classification = cookiecutter.task == 'classification' %}
-{%- if cookiecutter.dataset == 'synthetic' -%}
+{%- set classification = cookiecutter.task == 'classification' -%}
+import multiprocessing
+{%- if cookiecutter.dataset == 'synthetic' %}
 import subprocess
 import sys
+{%- endif %}
 
-{% endif -%}
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from dataset import SyntheticDataset, build_datasets, build_predict_dataset, col
 from dataset import DATA_CONFIG, build_datasets, build_predict_dataset, collate_fn, make_example, split
 {%- endif %}
 from runfiles import RunError
+from utils import StopSafeDataLoader
 
 
 @pytest.fixture
@@ -64,6 +66,20 @@ def test_batches_collate(datasets):
     lengths = torch.tensor([len(train_set[i][0]) for i in range(5)])
     assert torch.equal((~padding_mask).sum(1), lengths)
 {%- endif %}
+
+
+@pytest.mark.skipif('forkserver' not in multiprocessing.get_all_start_methods(), reason='no forkserver (Windows)')
+def test_the_training_data_loads_in_workers_that_forkserver_starts(datasets):
+    # Linux's default start method from Python 3.14: the worker gets the dataset pickled, with a file
+    # descriptor for each tensor storage in it, and fails past about 250
+    (train_set, _), config = datasets
+{%- if cookiecutter.dataset == 'synthetic' %}
+    train_set, _ = build_datasets({**config, 'n_samples': 600})  # more samples than that
+{%- endif %}
+    everything = {'batch_size': len(train_set), 'collate_fn': collate_fn}
+    in_workers = StopSafeDataLoader(train_set, num_workers=1, multiprocessing_context='forkserver', **everything)
+    in_process = torch.utils.data.DataLoader(train_set, **everything)
+    assert all(torch.equal(a, b) for a, b in zip(next(iter(in_workers)), next(iter(in_process)), strict=True))
 
 
 # sizes the thresholds below hold for, whatever this project's own (2 features of 50 classes would overlap)

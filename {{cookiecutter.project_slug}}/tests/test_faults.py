@@ -310,6 +310,18 @@ def test_a_worker_init_fn_of_your_own_runs_once_the_stop_signals_are_ignored(tmp
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()  # this process's mask is as it was
 
 
+@pytest.mark.skipif('forkserver' not in multiprocessing.get_all_start_methods(), reason='no forkserver (Windows)')
+def test_a_dataset_of_many_separate_tensors_is_a_clear_error_under_forkserver_and_views_of_one_tensor_load():
+    # forkserver is Linux's default start method from Python 3.14; it hands a worker one descriptor per storage
+    separate = [torch.full((2,), float(i)) for i in range(300)]
+    loader = StopSafeDataLoader(separate, batch_size=100, num_workers=1, multiprocessing_context='forkserver')
+    with pytest.raises(RunError, match=r'too many separate tensors .*forkserver.*split\(lengths\).*--num_workers 0$'):
+        iter(loader)
+    views = list(torch.cat(separate).split(2))
+    loader = StopSafeDataLoader(views, batch_size=100, num_workers=1, multiprocessing_context='forkserver')
+    assert torch.equal(torch.cat(list(loader)), torch.stack(separate))
+
+
 # a loader whose worker fails to read a sample, made outside main() (predict.py's, a user's own); the error is
 # kept (as an interactive session keeps the last one), so its traceback keeps the loader and its worker
 # processes alive until the interpreter exits
