@@ -192,9 +192,13 @@ def target_changed(change):
 {%- if cookiecutter.task == 'regression' %}
 
 
+def unchanged(sample):  # not a lambda: workers that forkserver starts (Python 3.14's default) get it pickled
+    return sample
+
+
 def without_targets(split):
     """The split as a dataset without a `targets` tensor: one of your own, say."""
-    return ChangedSamples(split, lambda sample: sample)
+    return ChangedSamples(split, unchanged)
 
 
 def in_other_units(build_datasets, wrap=False):
