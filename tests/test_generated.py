@@ -36,6 +36,22 @@ ANSWER_FREE = {
     'tests/test_faults.py': [SUBSET[0], SUBSET[3]],
 }
 ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
+# this project's whole suite runs with forkserver, Linux's default start method from Python 3.14, as every
+# process's default; the others run with fork, the default before
+FORKSERVER_SUITE = SUBSET[6]
+
+
+def forkserver_by_default(folder):
+    """An environment in which forkserver is every Python process's default start method (spawn, macOS's and
+    Windows', works alike): DataLoader workers get the dataset pickled, and import its classes, before any
+    worker_init_fn runs. A sitecustomize module in `folder` sets it, in train.py's subprocesses too."""
+    folder.mkdir(exist_ok=True)
+    (folder / 'sitecustomize.py').write_text("import multiprocessing\nmultiprocessing.set_start_method('forkserver')\n")
+    env = {**ENV, 'PYTHONPATH': str(folder)}
+    default = subprocess.run([sys.executable, '-c', 'import multiprocessing; print(multiprocessing.get_start_method())'],
+                             capture_output=True, text=True, env=env)
+    assert default.stdout == 'forkserver\n', default.stderr
+    return env
 
 
 @pytest.mark.slow
@@ -45,18 +61,19 @@ def test_generated_project_tests_pass(baked, tmp_path, task, model, dataset):
     runs and data must change no test, then its tests. In a copy: other tests check the baked files."""
     baked_project = baked(task, model, dataset)
     project = shutil.copytree(baked_project, tmp_path / baked_project.name)
+    env = forkserver_by_default(tmp_path / 'site') if (task, model, dataset) == FORKSERVER_SUITE else ENV
     if dataset != 'synthetic':
         made = subprocess.run([sys.executable, 'dataset.py', '--make-example', 'data/', '--n_samples', '40'], cwd=project,
-                              capture_output=True, text=True, env=ENV)
+                              capture_output=True, text=True, env=env)
         assert made.returncode == 0, made.stderr
     trained = subprocess.run([sys.executable, 'train.py', '--n_epoch', '1', '--warmup_steps', '4']
                              + ['--n_samples', '40'] * (dataset == 'synthetic'), cwd=project, capture_output=True,
-                             text=True, env=ENV)
+                             text=True, env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (project / 'loggers').is_dir() and (project / 'checkpoints').is_dir()
     skipped = [f'--ignore={path}' for path, projects in ANSWER_FREE.items() if (task, model, dataset) not in projects]
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *skipped], cwd=project,
-                            capture_output=True, text=True, env=ENV)
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert ' passed' in result.stdout.splitlines()[-1] and 'failed' not in result.stdout.splitlines()[-1]
 
@@ -155,15 +172,10 @@ def test_large_answers_pass_the_tests_they_failed(tmp_path, answers, files, sele
 
 @pytest.mark.slow
 def test_dataloader_workers_under_python_3_14s_start_method(baked, tmp_path):
-    """forkserver, Linux's default start method from Python 3.14 (spawn, macOS's and Windows', works alike):
-    DataLoader workers unpickle the dataset and import its classes, for seconds before any worker_init_fn
-    runs. A sitecustomize module makes it every Python process's default, train.py's subprocesses included."""
+    """forkserver_by_default for the DataLoader-worker tests of a project whose workers read files (FORKSERVER_SUITE's
+    data is in memory, and test_faults.py does not run there)."""
     project = baked('classification', 'transformer', 'sequence')  # files read, and padded, in the workers
-    (tmp_path / 'sitecustomize.py').write_text("import multiprocessing\nmultiprocessing.set_start_method('forkserver')\n")
-    env = {**ENV, 'PYTHONPATH': str(tmp_path)}
-    default = subprocess.run([sys.executable, '-c', 'import multiprocessing; print(multiprocessing.get_start_method())'],
-                             capture_output=True, text=True, env=env)
-    assert default.stdout == 'forkserver\n', default.stderr
+    env = forkserver_by_default(tmp_path / 'site')
     # the signal tests whose workers are made 'starting' set their own start method: they run in the suites
     # the feature-scaling reader's test hands its workers 300 sequences: as 600 tensors, forkserver failed it
     worker_tests = ('(dataloader_workers and not starting) or keep_the_process_from_exiting or worker_init_fn '
