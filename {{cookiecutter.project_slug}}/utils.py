@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import multiprocessing
+import multiprocessing.reduction
 import multiprocessing.util
 import os
 import pickle
@@ -1923,7 +1924,8 @@ class StopSafeDataLoader(DataLoader):
     start with the two signals blocked, since a spawned or forkserver worker (macOS, Windows; Linux from
     Python 3.14) imports torch and unpickles the dataset for seconds before any code of ours runs in it,
     and ignore them from their worker_init_fn on. A signal that comes while they start reaches the main
-    process once they have started. A `worker_init_fn` you pass runs after that, as usual."""
+    process once they have started. A `worker_init_fn` you pass runs after that, as usual. What such a worker
+    cannot be handed (a lambda in the dataset, too many separate tensors) is a one-line error that says what to do."""
 
     def __init__(self, *args, worker_init_fn=None, **kwargs):
         super().__init__(*args, worker_init_fn=functools.partial(_ignore_stop_signals, worker_init_fn), **kwargs)
@@ -1931,27 +1933,53 @@ class StopSafeDataLoader(DataLoader):
     def __iter__(self):
         if self.num_workers == 0:
             return super().__iter__()
+        start_method = (self.multiprocessing_context or multiprocessing).get_start_method()
         try:
-            iterator = self._iterator_with_workers()
-        except ValueError as err:  # forkserver hands a worker one file descriptor per tensor storage, at most ~250
-            if str(err) != 'too many fds':
+            with warnings.catch_warnings():  # torch's warning of a pickle error: the error below says more
+                warnings.filterwarnings('ignore', message='Got pickle error when attempting to start a worker')
+                iterator = self._iterator_with_workers(start_method)
+        except Exception as err:
+            if isinstance(err, ValueError) and str(err) == 'too many fds':  # forkserver: one file descriptor per storage
+                raise RunError('the dataset holds too many separate tensors for a DataLoader worker started by forkserver '
+                               '(one file descriptor each, about 250 at most); keep its samples as views of one tensor '
+                               '(torch.cat(samples).split(lengths)) in dataset.py, or pass --num_workers 0') from None
+            unpicklable = None if start_method == 'fork' else self._unpicklable()
+            if unpicklable is None:
                 raise
-            raise RunError('the dataset holds too many separate tensors for a DataLoader worker started by forkserver '
-                           '(one file descriptor each, about 250 at most); keep its samples as views of one tensor '
-                           '(torch.cat(samples).split(lengths)) in dataset.py, or pass --num_workers 0') from None
+            raise RunError(f"{unpicklable}; DataLoader workers started by {start_method} (spawn: macOS's and Windows' "
+                           "default; forkserver: Linux's from Python 3.14) get it pickled: in dataset.py use functions "
+                           'defined at the top level (not lambdas or functions inside functions) and open files in '
+                           '__getitem__, or pass --num_workers 0') from None
         _iterators_with_workers.add(iterator)
         return iterator
 
-    def _iterator_with_workers(self):
+    def _unpicklable(self):
+        """Which of what a worker is handed cannot be pickled, and why ('collate_fn cannot be pickled: ...'), or None."""
+        for name, value in (('the dataset', self.dataset), ('collate_fn', self.collate_fn),
+                            ('worker_init_fn', self.worker_init_fn)):
+            try:
+                _TensorsByReference(io.BytesIO()).dump(value)
+            except Exception as err:
+                return f'{name} cannot be pickled: {first_line(err)}'
+        return None
+
+    def _iterator_with_workers(self, start_method):
         if not hasattr(signal, 'pthread_sigmask'):  # Windows has no signal masks
             return super().__iter__()
-        if (self.multiprocessing_context or multiprocessing).get_start_method() != 'fork':
+        if start_method != 'fork':
             resource_tracker.ensure_running()  # spawn and forkserver start it; its first start unblocks the signals
         held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # forked and spawned workers inherit it
         try:
             return super().__iter__()  # starts the workers (the first time only, when they are persistent)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+class _TensorsByReference(multiprocessing.reduction.ForkingPickler):
+    """Pickles as a worker's start does, but tensors by reference: it only asks whether the rest can be pickled."""
+
+    def persistent_id(self, obj):
+        return id(obj) if isinstance(obj, (torch.Tensor, torch.UntypedStorage)) else None
 
 
 def stop_loader_workers():

@@ -322,6 +322,34 @@ def test_a_dataset_of_many_separate_tensors_is_a_clear_error_under_forkserver_an
     assert torch.equal(torch.cat(list(loader)), torch.stack(separate))
 
 
+class Transformed(torch.utils.data.Dataset):
+    """A dataset of your own whose samples go through `transform`."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return self.transform(torch.tensor(index))
+
+
+@pytest.mark.skipif('forkserver' not in multiprocessing.get_all_start_methods(), reason='no forkserver (Windows)')
+@pytest.mark.parametrize('dataset, collate_fn, named', [
+    (Transformed(lambda x: x * 2), None, 'the dataset'),
+    (list(range(8)), lambda batch: torch.tensor(batch), 'collate_fn'),
+], ids=['lambda-in-the-dataset', 'lambda-collate_fn'])
+def test_what_a_forkserver_worker_cannot_be_pickled_is_named_in_a_one_line_error(dataset, collate_fn, named, recwarn):
+    loader = StopSafeDataLoader(dataset, batch_size=4, num_workers=1, collate_fn=collate_fn,
+                                multiprocessing_context='forkserver')
+    with pytest.raises(RunError, match=rf'^{named} cannot be pickled: .*lambda.*; .*forkserver.*--num_workers 0$'):
+        iter(loader)
+    assert not [w for w in recwarn if 'pickle' in str(w.message)]  # torch's own warning would only repeat it
+    forked = StopSafeDataLoader(dataset, batch_size=4, num_workers=1, collate_fn=collate_fn, multiprocessing_context='fork')
+    assert len(list(forked)) == 2  # fork hands nothing over by pickling
+
+
 # a loader whose worker fails to read a sample, made outside main() (predict.py's, a user's own); the error is
 # kept (as an interactive session keeps the last one), so its traceback keeps the loader and its worker
 # processes alive until the interpreter exits
