@@ -446,8 +446,8 @@ def test_the_feature_scaling_reads_the_real_frames_of_a_few_training_sequences()
     from dataset import collate_fn
     from utils import training_frames
 
-    # sequence i: i % 5 + 1 frames, each holding i + 1 (so a padded 0 would show); views of two tensors, since
-    # workers that forkserver starts take a file descriptor per storage, and 600 fail
+    # sequence i: i % 5 + 1 frames, each holding i + 1 (so a padded 0 would show); views of two tensors, which
+    # forkserver workers can take (conftest's needs_forkserver), where 600 separate ones fail
     lengths = [i % 5 + 1 for i in range(300)]
     each = torch.cat([torch.full((n, 3), i + 1.0) for i, n in enumerate(lengths)]).split(lengths)
     sequences = list(zip(each, torch.zeros(300, 1)))
@@ -526,7 +526,7 @@ def test_the_channel_scaling_reads_a_grid_of_pixels_of_a_few_training_images():
 
     # image i holds i + y * 1000 at row y, so the grid and the images drawn show
     rows = torch.arange(64.0).view(1, 64, 1).expand(2, 64, 64) * 1000
-    # views of two tensors: workers that forkserver starts take a file descriptor per storage, and 1,200 fail
+    # views of two tensors, which forkserver workers can take (conftest's needs_forkserver), where 1,200 separate fail
     images = list(zip(rows + torch.arange(600.0).view(600, 1, 1, 1), torch.zeros(600, dtype=torch.long)))
     read = training_images(images, None, most=100)
     assert read.shape == (100, 2, 32, 32)  # 64x64 images: every second row and column

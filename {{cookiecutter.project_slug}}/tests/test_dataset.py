@@ -1,16 +1,13 @@
-{%- set classification = cookiecutter.task == 'classification' -%}
-import multiprocessing
-{%- if cookiecutter.dataset == 'synthetic' %}
+{%- set classification = cookiecutter.task == 'classification' %}
+{%- if cookiecutter.dataset == 'synthetic' -%}
 import subprocess
 import sys
-{%- endif %}
 
+{% endif -%}
 import pytest
 import torch
 
-{% if cookiecutter.dataset == 'synthetic' -%}
-from conftest import PROJECT
-{% endif -%}
+from conftest import {{ 'PROJECT, ' if cookiecutter.dataset == 'synthetic' }}needs_forkserver
 {% if cookiecutter.dataset == 'synthetic' -%}
 from dataset import SyntheticDataset, build_datasets, build_predict_dataset, collate_fn, split
 {%- else -%}
@@ -68,13 +65,11 @@ def test_batches_collate(datasets):
 {%- endif %}
 
 
-@pytest.mark.skipif('forkserver' not in multiprocessing.get_all_start_methods(), reason='no forkserver (Windows)')
+@needs_forkserver
 def test_the_training_data_loads_in_workers_that_forkserver_starts(datasets):
-    # Linux's default start method from Python 3.14: the worker gets the dataset pickled, with a file
-    # descriptor for each tensor storage in it, and fails past about 250
     (train_set, _), config = datasets
 {%- if cookiecutter.dataset == 'synthetic' %}
-    train_set, _ = build_datasets({**config, 'n_samples': 600})  # more samples than that
+    train_set, _ = build_datasets({**config, 'n_samples': 600})  # more samples than a worker takes tensors
 {%- endif %}
     everything = {'batch_size': len(train_set), 'collate_fn': collate_fn}
     in_workers = StopSafeDataLoader(train_set, num_workers=1, multiprocessing_context='forkserver', **everything)

@@ -26,6 +26,7 @@ from conftest import (
     epoch_lines,
     failing_in_a_worker,
     load,
+    needs_forkserver,
     only_run,
     run,
     run_as_group,
@@ -310,9 +311,8 @@ def test_a_worker_init_fn_of_your_own_runs_once_the_stop_signals_are_ignored(tmp
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()  # this process's mask is as it was
 
 
-@pytest.mark.skipif('forkserver' not in multiprocessing.get_all_start_methods(), reason='no forkserver (Windows)')
+@needs_forkserver
 def test_a_dataset_of_many_separate_tensors_is_a_clear_error_under_forkserver_and_views_of_one_tensor_load():
-    # forkserver is Linux's default start method from Python 3.14; it hands a worker one descriptor per storage
     separate = [torch.full((2,), float(i)) for i in range(300)]
     loader = StopSafeDataLoader(separate, batch_size=100, num_workers=1, multiprocessing_context='forkserver')
     with pytest.raises(RunError, match=r'too many separate tensors .*forkserver.*split\(lengths\).*--num_workers 0$'):
@@ -335,7 +335,7 @@ class Transformed(torch.utils.data.Dataset):
         return self.transform(torch.tensor(index))
 
 
-@pytest.mark.skipif('forkserver' not in multiprocessing.get_all_start_methods(), reason='no forkserver (Windows)')
+@needs_forkserver
 @pytest.mark.parametrize('dataset, collate_fn, named', [
     (Transformed(lambda x: x * 2), None, 'the dataset'),
     (list(range(8)), lambda batch: torch.tensor(batch), 'collate_fn'),
