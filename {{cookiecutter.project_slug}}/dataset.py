@@ -213,8 +213,8 @@ def synthetic_samples(config, n, seed):
 {%- else %}
     inputs = [torch.randn(length, f, generator=g) + y for y, length in zip(targets, lengths)]
 {%- endif %}
-    # views of one tensor: a DataLoader worker that forkserver starts (Linux's default from Python 3.14) is
-    # handed a file descriptor per tensor storage, and fails past about 250 ("too many fds")
+    # views of one tensor: a DataLoader worker that spawn or forkserver (Linux's default from Python 3.14)
+    # starts is handed a file descriptor per tensor storage, and forkserver fails past about 250
     return list(torch.cat(inputs).split(lengths)), targets
 {%- endif %}
 {%- if classification and cookiecutter.dataset != 'synthetic' %}

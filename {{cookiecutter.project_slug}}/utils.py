@@ -8,6 +8,7 @@ import contextlib
 import csv
 import ctypes
 import difflib
+import errno
 import functools
 import hashlib
 import io
@@ -60,6 +61,11 @@ from runfiles import (
     read_note,
     shown_status,
 )
+
+try:
+    import resource
+except ImportError:  # Windows, whose DataLoader workers are handed no file descriptors
+    resource = None
 
 CHECKPOINT_FORMAT_VERSION = 2  # 2: epoch_totals holds one share per rank
 
@@ -1910,6 +1916,8 @@ def warmup_cosine(warmup_steps, total_steps):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FORKSERVER_DESCRIPTORS = 240  # multiprocessing's forkserver hands a new process at most 256, a few of them its own
+DESCRIPTORS_KEPT_FREE = 64  # for the workers' queues and the files the run writes, when spawn hands tensors over
 
 
 _iterators_with_workers = weakref.WeakSet()  # StopSafeDataLoader's, for stop_loader_workers
@@ -1929,20 +1937,22 @@ class StopSafeDataLoader(DataLoader):
 
     def __init__(self, *args, worker_init_fn=None, **kwargs):
         super().__init__(*args, worker_init_fn=functools.partial(_ignore_stop_signals, worker_init_fn), **kwargs)
+        self._tensors_counted = False
 
     def __iter__(self):
         if self.num_workers == 0:
             return super().__iter__()
         start_method = (self.multiprocessing_context or multiprocessing).get_start_method()
+        if not self._tensors_counted:  # once: the workers of later epochs are handed the same, already shared
+            self._check_file_descriptors(start_method)
+            self._tensors_counted = True
         try:
             with warnings.catch_warnings():  # torch's warning of a pickle error: the error below says more
                 warnings.filterwarnings('ignore', message='Got pickle error when attempting to start a worker')
                 iterator = self._iterator_with_workers(start_method)
         except Exception as err:
-            if isinstance(err, ValueError) and str(err) == 'too many fds':  # forkserver: one file descriptor per storage
-                raise RunError('the dataset holds too many separate tensors for a DataLoader worker started by forkserver '
-                               '(one file descriptor each, about 250 at most); keep its samples as views of one tensor '
-                               '(torch.cat(samples).split(lengths)) in dataset.py, or pass --num_workers 0') from None
+            if start_method != 'fork' and _out_of_file_descriptors(err):
+                raise RunError(self._too_many_tensors(start_method)) from None
             unpicklable = None if start_method == 'fork' else self._unpicklable()
             if unpicklable is None:
                 raise
@@ -1953,12 +1963,46 @@ class StopSafeDataLoader(DataLoader):
         _iterators_with_workers.add(iterator)
         return iterator
 
+    def _check_file_descriptors(self, start_method):
+        """Refuse a dataset whose tensors a spawn or forkserver worker could not be handed, before any is shared: on
+        Linux each storage goes over as a file descriptor that stays open while the storage lives, and running out
+        would leave this process none to write its logs with."""
+        if start_method == 'fork' or torch.multiprocessing.get_sharing_strategy() != 'file_descriptor':
+            return
+        pickler = _TensorsByReference()
+        try:
+            pickler.dump(self.dataset)
+        except Exception:
+            return  # the workers' start fails on it, and __iter__ says why
+        if start_method == 'forkserver':
+            room = FORKSERVER_DESCRIPTORS
+        else:
+            room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - len(os.listdir('/dev/fd')) - DESCRIPTORS_KEPT_FREE
+        if pickler.unshared > room:
+            raise RunError(self._too_many_tensors(start_method, len(pickler.storages)))
+
+    def _too_many_tensors(self, start_method, count=None):
+        """The error for a dataset whose tensors a worker cannot be handed, one file descriptor per storage."""
+        if count is None:
+            pickler = _TensorsByReference()
+            with contextlib.suppress(Exception):
+                pickler.dump(self.dataset)
+                count = len(pickler.storages)
+        if start_method == 'forkserver':
+            limit, fixes = 'about 250 at most', ''
+        else:
+            limit = f'more than this process may open (ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})'
+            fixes = ', raise ulimit -n'
+        return (f"the dataset holds {count or 'too many'} separate tensors, and a DataLoader worker started by "
+                f'{start_method} is handed a file descriptor for each, {limit}; keep its samples as views of one tensor '
+                f'(torch.cat(samples).split(lengths)) in dataset.py{fixes}, or pass --num_workers 0')
+
     def _unpicklable(self):
         """Which of what a worker is handed cannot be pickled, and why ('collate_fn cannot be pickled: ...'), or None."""
         for name, value in (('the dataset', self.dataset), ('collate_fn', self.collate_fn),
                             ('worker_init_fn', self.worker_init_fn)):
             try:
-                _TensorsByReference(io.BytesIO()).dump(value)
+                _TensorsByReference().dump(value)
             except Exception as err:
                 return f'{name} cannot be pickled: {first_line(err)}'
         return None
@@ -1976,10 +2020,41 @@ class StopSafeDataLoader(DataLoader):
 
 
 class _TensorsByReference(multiprocessing.reduction.ForkingPickler):
-    """Pickles as a worker's start does, but tensors by reference: it only asks whether the rest can be pickled."""
+    """Pickles as a worker's start does, but tensors by reference: it only asks whether the rest can be pickled,
+    and counts the distinct storages (a worker is handed one file descriptor for each)."""
+
+    def __init__(self):
+        super().__init__(_Discarded())  # a dataset of NumPy arrays pickles them by value: keep no copy
+        self.storages, self.unshared = set(), 0
 
     def persistent_id(self, obj):
-        return id(obj) if isinstance(obj, (torch.Tensor, torch.UntypedStorage)) else None
+        if not isinstance(obj, (torch.Tensor, torch.UntypedStorage)):
+            return None
+        if isinstance(obj, torch.UntypedStorage) or obj.layout == torch.strided:
+            storage = obj if isinstance(obj, torch.UntypedStorage) else obj.untyped_storage()
+            key = (storage.device.type, storage.data_ptr())
+            if key not in self.storages:
+                self.storages.add(key)
+                self.unshared += storage.device.type == 'cpu' and not storage.is_shared()
+        return id(obj)
+
+
+class _Discarded(io.RawIOBase):
+    """A file that keeps nothing of what is written to it."""
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        return memoryview(data).nbytes
+
+
+def _out_of_file_descriptors(err):
+    """Whether a worker's start failed for want of file descriptors: forkserver sends at most about 250 at once
+    ('too many fds'); spawn keeps one open per storage, up to the process's limit (EMFILE, which torch reports in
+    the text of a RuntimeError)."""
+    return ((isinstance(err, ValueError) and str(err) == 'too many fds') or getattr(err, 'errno', None) == errno.EMFILE
+            or os.strerror(errno.EMFILE) in str(err))
 
 
 def stop_loader_workers():

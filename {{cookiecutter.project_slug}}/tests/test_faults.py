@@ -312,14 +312,44 @@ def test_a_worker_init_fn_of_your_own_runs_once_the_stop_signals_are_ignored(tmp
 
 
 @needs_forkserver
-def test_a_dataset_of_many_separate_tensors_is_a_clear_error_under_forkserver_and_views_of_one_tensor_load():
+@pytest.mark.parametrize('counted_first', [True, False], ids=['counted-before-sharing', 'forkserver-refuses'])
+def test_a_dataset_of_many_separate_tensors_is_a_clear_error_under_forkserver_and_views_of_one_tensor_load(
+        counted_first, monkeypatch):
+    if not counted_first:  # the error forkserver itself raises, should the count before it be too low
+        monkeypatch.setattr('utils.FORKSERVER_DESCRIPTORS', 10**6)
     separate = [torch.full((2,), float(i)) for i in range(300)]
     loader = StopSafeDataLoader(separate, batch_size=100, num_workers=1, multiprocessing_context='forkserver')
-    with pytest.raises(RunError, match=r'too many separate tensors .*forkserver.*split\(lengths\).*--num_workers 0$'):
+    with pytest.raises(RunError, match=r'^the dataset holds 300 separate tensors, .*forkserver.*about 250 at most; '
+                                       r'.*split\(lengths\).*--num_workers 0$'):
         iter(loader)
+    assert separate[0].is_shared() is not counted_first  # refused before any was moved to shared memory
     views = list(torch.cat(separate).split(2))
     loader = StopSafeDataLoader(views, batch_size=100, num_workers=1, multiprocessing_context='forkserver')
     assert torch.equal(torch.cat(list(loader)), torch.stack(separate))
+
+
+@pytest.mark.skipif(os.name != 'posix' or torch.multiprocessing.get_sharing_strategy() != 'file_descriptor',
+                    reason="spawn's workers get no file descriptors here (macOS, Windows)")
+def test_a_spawn_worker_handed_more_tensors_than_the_open_file_limit_is_a_clear_error_and_views_load():
+    import resource
+
+    values = torch.arange(800.0).view(400, 2)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir('/dev/fd')) + 150, hard))  # room for 150 more
+    try:
+        views = StopSafeDataLoader(list(values), batch_size=100, num_workers=1, multiprocessing_context='spawn')
+        assert torch.equal(torch.cat(list(views)), values)
+        separate = [row.clone() for row in values]
+        loader = StopSafeDataLoader(separate, batch_size=100, num_workers=1, multiprocessing_context='spawn')
+        open_before = len(os.listdir('/dev/fd'))
+        with pytest.raises(RunError, match=r'^the dataset holds 400 separate tensors, .*spawn.*more than this process '
+                                           r'may open \(ulimit -n \d+\); .*split\(lengths\).*ulimit -n, or pass '
+                                           r'--num_workers 0$'):
+            iter(loader)
+        # refused before sharing them: running out would have left the run no descriptor to log its end with
+        assert len(os.listdir('/dev/fd')) == open_before and not separate[0].is_shared()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 class Transformed(torch.utils.data.Dataset):
