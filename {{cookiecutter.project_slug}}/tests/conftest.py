@@ -29,10 +29,12 @@ torch.set_num_threads(1)  # the same thread count in-process and in child proces
 # and some convolution backward passes add in a varying order); cuBLAS reads this before its first use.
 os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 EXACT_ON_THIS_DEVICE = ['--deterministic', 'true'] if torch.cuda.is_available() else []
-# forkserver, Linux's default start method from Python 3.14, hands a DataLoader worker the dataset pickled,
-# with a file descriptor per tensor storage (about 250 at most)
+# forkserver, Linux's default start method from Python 3.14, hands a DataLoader worker the dataset pickled
 needs_forkserver = pytest.mark.skipif('forkserver' not in multiprocessing.get_all_start_methods(),
                                       reason='no forkserver (Windows)')
+# on Linux, with a file descriptor per tensor storage (forkserver: about 250 at most; spawn: up to ulimit -n)
+needs_descriptor_sharing = pytest.mark.skipif(torch.multiprocessing.get_sharing_strategy() != 'file_descriptor',
+                                              reason='tensors are shared by file name here (macOS, Windows)')
 
 TEST_BATCH_SIZE = 16
 FAST = ['--batch_size', str(TEST_BATCH_SIZE), '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']

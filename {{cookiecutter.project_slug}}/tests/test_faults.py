@@ -26,6 +26,7 @@ from conftest import (
     epoch_lines,
     failing_in_a_worker,
     load,
+    needs_descriptor_sharing,
     needs_forkserver,
     only_run,
     run,
@@ -312,6 +313,7 @@ def test_a_worker_init_fn_of_your_own_runs_once_the_stop_signals_are_ignored(tmp
 
 
 @needs_forkserver
+@needs_descriptor_sharing
 @pytest.mark.parametrize('counted_first', [True, False], ids=['counted-before-sharing', 'forkserver-refuses'])
 def test_a_dataset_of_many_separate_tensors_is_a_clear_error_under_forkserver_and_views_of_one_tensor_load(
         counted_first, monkeypatch):
@@ -328,8 +330,7 @@ def test_a_dataset_of_many_separate_tensors_is_a_clear_error_under_forkserver_an
     assert torch.equal(torch.cat(list(loader)), torch.stack(separate))
 
 
-@pytest.mark.skipif(os.name != 'posix' or torch.multiprocessing.get_sharing_strategy() != 'file_descriptor',
-                    reason="spawn's workers get no file descriptors here (macOS, Windows)")
+@needs_descriptor_sharing
 def test_a_spawn_worker_handed_more_tensors_than_the_open_file_limit_is_a_clear_error_and_views_load():
     import resource
 
