@@ -45,12 +45,48 @@ def forkserver_by_default(folder):
     """An environment in which forkserver is every Python process's default start method (spawn, macOS's and
     Windows', works alike): DataLoader workers get the dataset pickled, and import its classes, before any
     worker_init_fn runs. A sitecustomize module in `folder` sets it, in train.py's subprocesses too."""
+    return sitecustomized(folder, "import multiprocessing\nmultiprocessing.set_start_method('forkserver')\n",
+                          'import multiprocessing; print(multiprocessing.get_start_method())', 'forkserver')
+
+
+# macOS's defaults, on Linux: spawn, and torch sharing tensors with DataLoader workers by file name (the only way
+# it can there) instead of one file descriptor each; set once torch.multiprocessing is imported, not before
+AS_ON_MACOS = """import importlib.abc
+import importlib.util
+import multiprocessing
+import sys
+
+multiprocessing.set_start_method('spawn')
+
+
+class SharingByFileName(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != 'torch.multiprocessing':
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            module.set_sharing_strategy('file_system')
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, SharingByFileName())
+"""
+
+
+def sitecustomized(folder, code, check, expected):
+    """An environment whose Python processes, train.py's subprocesses too, all run `code` first (a sitecustomize
+    module in `folder`), checked by what `check` prints."""
     folder.mkdir(exist_ok=True)
-    (folder / 'sitecustomize.py').write_text("import multiprocessing\nmultiprocessing.set_start_method('forkserver')\n")
+    (folder / 'sitecustomize.py').write_text(code)
     env = {**ENV, 'PYTHONPATH': str(folder)}
-    default = subprocess.run([sys.executable, '-c', 'import multiprocessing; print(multiprocessing.get_start_method())'],
-                             capture_output=True, text=True, env=env)
-    assert default.stdout == 'forkserver\n', default.stderr
+    printed = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True, env=env)
+    assert printed.stdout == f'{expected}\n', printed.stderr
     return env
 
 
@@ -185,6 +221,22 @@ def test_dataloader_workers_under_python_3_14s_start_method(baked, tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert result.stdout.splitlines()[-1].startswith('10 passed, '), result.stdout[-1000:]  # all of them ran
+
+
+@pytest.mark.slow
+def test_dataloader_workers_as_on_macos(baked, tmp_path):
+    """The in-memory project's DataLoader-worker tests, and its dataset's, with macOS's defaults emulated (AS_ON_MACOS):
+    the tests of file descriptors per tensor must skip there, and the rest pass."""
+    project = baked('classification', 'mlp', 'synthetic')
+    env = sitecustomized(tmp_path / 'site', AS_ON_MACOS, 'import multiprocessing, torch; print(multiprocessing.'
+                         'get_start_method(), torch.multiprocessing.get_sharing_strategy())', 'spawn file_system')
+    worker_tests = ('(dataloader_workers and not starting) or keep_the_process_from_exiting or worker_init_fn '
+                    'or in_a_worker or keep_workers_alive or separate_tensors or spawn_worker or pickled or dataset')
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k', worker_tests,
+                             'tests/test_faults.py', 'tests/test_dataset.py', 'tests/test_speed.py'], cwd=project,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert re.search(r'^\d+ passed, 3 skipped', result.stdout.splitlines()[-1]), result.stdout[-1000:]
 
 
 @pytest.mark.slow
