@@ -347,8 +347,9 @@ def test_a_spawn_worker_handed_more_tensors_than_the_open_file_limit_is_a_clear_
                                            r'may open \(ulimit -n \d+\); .*split\(lengths\).*ulimit -n, or pass '
                                            r'--num_workers 0$'):
             iter(loader)
-        # refused before sharing them: running out would have left the run no descriptor to log its end with
-        assert len(os.listdir('/dev/fd')) == open_before and not separate[0].is_shared()
+        # refused before sharing them: running out would have left the run no descriptor to log its end with (the
+        # views' loader may still be closing its workers' pipes)
+        assert len(os.listdir('/dev/fd')) <= open_before and not separate[0].is_shared()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
