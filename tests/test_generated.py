@@ -206,21 +206,30 @@ def test_large_answers_pass_the_tests_they_failed(tmp_path, answers, files, sele
     assert re.search(rf'\b{n_selected} passed', result.stdout), result.stdout[-3000:]  # none of them renamed away
 
 
+# The DataLoader-worker tests of the generated suites; those whose workers are made 'starting' set their own start
+# method, and run in the suites.
+WORKER_TESTS = ('(dataloader_workers and not starting) or keep_the_process_from_exiting or worker_init_fn '
+                'or in_a_worker or keep_workers_alive')
+
+
+def worker_tests_summary(project, env, more, files):
+    """Run WORKER_TESTS and the tests that `more` selects in `files` of `project`; return pytest's summary line."""
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
+                             f'{WORKER_TESTS} or {more}', *files], cwd=project, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    return result.stdout.splitlines()[-1]
+
+
 @pytest.mark.slow
 def test_dataloader_workers_under_python_3_14s_start_method(baked, tmp_path):
     """forkserver_by_default for the DataLoader-worker tests of a project whose workers read files (FORKSERVER_SUITE's
     data is in memory, and test_faults.py does not run there)."""
     project = baked('classification', 'transformer', 'sequence')  # files read, and padded, in the workers
     env = forkserver_by_default(tmp_path / 'site')
-    # the signal tests whose workers are made 'starting' set their own start method: they run in the suites
     # the feature-scaling reader's test hands its workers 300 sequences: as 600 tensors, forkserver failed it
-    worker_tests = ('(dataloader_workers and not starting) or keep_the_process_from_exiting or worker_init_fn '
-                    'or in_a_worker or keep_workers_alive or reads_the_real_frames')
-    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k', worker_tests,
-                             'tests/test_faults.py', 'tests/test_data_layout.py', 'tests/test_speed.py'], cwd=project,
-                            capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert result.stdout.splitlines()[-1].startswith('10 passed, '), result.stdout[-1000:]  # all of them ran
+    summary = worker_tests_summary(project, env, 'reads_the_real_frames',
+                                   ['tests/test_faults.py', 'tests/test_data_layout.py', 'tests/test_speed.py'])
+    assert summary.startswith('10 passed, '), summary  # all of them ran
 
 
 @pytest.mark.slow
@@ -230,13 +239,9 @@ def test_dataloader_workers_as_on_macos(baked, tmp_path):
     project = baked('classification', 'mlp', 'synthetic')
     env = sitecustomized(tmp_path / 'site', AS_ON_MACOS, 'import multiprocessing, torch; print(multiprocessing.'
                          'get_start_method(), torch.multiprocessing.get_sharing_strategy())', 'spawn file_system')
-    worker_tests = ('(dataloader_workers and not starting) or keep_the_process_from_exiting or worker_init_fn '
-                    'or in_a_worker or keep_workers_alive or separate_tensors or spawn_worker or pickled or dataset')
-    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k', worker_tests,
-                             'tests/test_faults.py', 'tests/test_dataset.py', 'tests/test_speed.py'], cwd=project,
-                            capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert re.search(r'^\d+ passed, 3 skipped', result.stdout.splitlines()[-1]), result.stdout[-1000:]
+    summary = worker_tests_summary(project, env, 'separate_tensors or spawn_worker or pickled or dataset',
+                                   ['tests/test_faults.py', 'tests/test_dataset.py', 'tests/test_speed.py'])
+    assert re.search(r'^\d+ passed, 3 skipped', summary), summary
 
 
 @pytest.mark.slow
