@@ -1969,31 +1969,34 @@ class StopSafeDataLoader(DataLoader):
         would leave this process none to write its logs with."""
         if start_method == 'fork' or torch.multiprocessing.get_sharing_strategy() != 'file_descriptor':
             return
-        pickler = _TensorsByReference()
-        try:
-            pickler.dump(self.dataset)
-        except Exception:
+        counted = self._storages()
+        if counted is None:
             return  # the workers' start fails on it, and __iter__ says why
         if start_method == 'forkserver':
             room = FORKSERVER_DESCRIPTORS
         else:
             room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - len(os.listdir('/dev/fd')) - DESCRIPTORS_KEPT_FREE
-        if pickler.unshared > room:
-            raise RunError(self._too_many_tensors(start_method, len(pickler.storages)))
+        if counted[1] > room:
+            raise RunError(self._too_many_tensors(start_method))
 
-    def _too_many_tensors(self, start_method, count=None):
+    def _storages(self):
+        """(distinct tensor storages, those not yet shared) in the dataset, or None if it cannot be pickled."""
+        pickler = _TensorsByReference()
+        try:
+            pickler.dump(self.dataset)
+        except Exception:
+            return None
+        return len(pickler.storages), pickler.unshared
+
+    def _too_many_tensors(self, start_method):
         """The error for a dataset whose tensors a worker cannot be handed, one file descriptor per storage."""
-        if count is None:
-            pickler = _TensorsByReference()
-            with contextlib.suppress(Exception):
-                pickler.dump(self.dataset)
-                count = len(pickler.storages)
+        counted = self._storages()
         if start_method == 'forkserver':
             limit, fixes = 'about 250 at most', ''
         else:
             limit = f'more than this process may open (ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})'
             fixes = ', raise ulimit -n'
-        return (f"the dataset holds {count or 'too many'} separate tensors, and a DataLoader worker started by "
+        return (f"the dataset holds {counted[0] if counted else 'too many'} separate tensors, and a DataLoader worker started by "
                 f'{start_method} is handed a file descriptor for each, {limit}; keep its samples as views of one tensor '
                 f'(torch.cat(samples).split(lengths)) in dataset.py{fixes}, or pass --num_workers 0')
 
