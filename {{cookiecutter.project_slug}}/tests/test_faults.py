@@ -113,8 +113,9 @@ def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, da
     # a training step that takes ten minutes (a stuck data loader, say): Ctrl-C's stop waits for its end
     process = run_process(data_args + ['--n_epoch', 2], workdir, pause_per_batch=600)
     stderr = []
-    threading.Thread(target=lambda: stderr.extend(iter(lambda: process.stderr.buffer.read1(4096), b'')),
-                     daemon=True).start()
+    reader = threading.Thread(target=lambda: stderr.extend(iter(lambda: process.stderr.buffer.read1(4096), b'')),
+                              daemon=True)
+    reader.start()
 
     def wait_for(text):
         deadline = time.time() + 120
@@ -129,6 +130,10 @@ def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, da
         assert process.wait(timeout=30) == -signal.SIGQUIT
     finally:
         process.kill()  # a no-op once it has quit
+        process.wait()
+        reader.join(timeout=10)  # the pipe's end reached: then its files can close
+        process.stdout.close()
+        process.stderr.close()
     logs, ckpts = only_run(workdir)
     assert not any(ckpts.iterdir())  # nothing saved, nothing half-written
     assert summarize(logs)[0]['status'] == 'failed (process gone)'  # runs.py's view: no handler ran
@@ -509,15 +514,16 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
         for generation in range(1, 1000):
             save_checkpoint(dict(format_version=1, generation=generation, big=big), path)
     """)
-    process = subprocess.Popen([sys.executable, '-c', script, str(PROJECT), str(path)], stdout=subprocess.PIPE,
-                               text=True)
-    assert process.stdout.readline().strip() == 'first save done'
-    deadline = time.time() + 60
-    while not list(tmp_path.glob('.latest_checkpoint.pt.*.tmp')) and time.time() < deadline:
-        time.sleep(0.001)
-    assert list(tmp_path.glob('.latest_checkpoint.pt.*.tmp')), 'the child never started a save'
-    process.kill()
-    process.wait()
+    with subprocess.Popen([sys.executable, '-c', script, str(PROJECT), str(path)], stdout=subprocess.PIPE,
+                          text=True) as process:  # leaving the block waits for it and closes the pipe
+        try:
+            assert process.stdout.readline().strip() == 'first save done'
+            deadline = time.time() + 60
+            while not list(tmp_path.glob('.latest_checkpoint.pt.*.tmp')) and time.time() < deadline:
+                time.sleep(0.001)
+            assert list(tmp_path.glob('.latest_checkpoint.pt.*.tmp')), 'the child never started a save'
+        finally:
+            process.kill()
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint['format_version'] == 1 and 'generation' in checkpoint
     save_checkpoint(dict(format_version=1, generation='next'), path)  # the next save tidies up
