@@ -1951,7 +1951,7 @@ class StopSafeDataLoader(DataLoader):
                 warnings.filterwarnings('ignore', message='Got pickle error when attempting to start a worker')
                 iterator = self._iterator_with_workers(start_method)
         except Exception as err:
-            if start_method != 'fork' and _out_of_file_descriptors(err):
+            if _shares_by_descriptor(start_method) and _out_of_file_descriptors(err):
                 raise RunError(self._too_many_tensors(start_method)) from None
             unpicklable = None if start_method == 'fork' else self._unpicklable()
             if unpicklable is None:
@@ -1967,7 +1967,7 @@ class StopSafeDataLoader(DataLoader):
         """Refuse a dataset whose tensors a spawn or forkserver worker could not be handed, before any is shared: on
         Linux each storage goes over as a file descriptor that stays open while the storage lives, and running out
         would leave this process none to write its logs with."""
-        if start_method == 'fork' or torch.multiprocessing.get_sharing_strategy() != 'file_descriptor':
+        if not _shares_by_descriptor(start_method):
             return
         counted = self._storages()
         if counted is None:
@@ -2050,6 +2050,12 @@ class _Discarded(io.RawIOBase):
 
     def write(self, data):
         return memoryview(data).nbytes
+
+
+def _shares_by_descriptor(start_method):
+    """Whether workers started this way are handed each tensor storage as a file descriptor: spawn and forkserver
+    on Linux. Forked workers inherit the memory; macOS and Windows share by file name."""
+    return start_method != 'fork' and torch.multiprocessing.get_sharing_strategy() == 'file_descriptor'
 
 
 def _out_of_file_descriptors(err):

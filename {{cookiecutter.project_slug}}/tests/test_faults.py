@@ -359,6 +359,27 @@ def test_a_spawn_worker_handed_more_tensors_than_the_open_file_limit_is_a_clear_
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.parametrize('strategy', [pytest.param('file_descriptor', marks=needs_descriptor_sharing), 'file_system'])
+def test_a_worker_start_out_of_file_descriptors_blames_the_tensors_only_where_each_takes_one(strategy, monkeypatch):
+    def out_of_descriptors(self, start_method):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(StopSafeDataLoader, '_iterator_with_workers', out_of_descriptors)
+    saved = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy(strategy)  # file_system: the only one on macOS and Windows
+    try:
+        separate = [torch.zeros(2) for _ in range(8)]
+        loader = StopSafeDataLoader(separate, batch_size=4, num_workers=1, multiprocessing_context='spawn')
+        with pytest.raises(OSError if strategy == 'file_system' else RunError) as raised:
+            iter(loader)
+    finally:
+        torch.multiprocessing.set_sharing_strategy(saved)
+    if strategy == 'file_system':  # shared by name: the count of tensors is not the cause, so the error goes on
+        assert raised.value.errno == errno.EMFILE
+    else:
+        assert re.match(r'^the dataset holds 8 separate tensors, .*spawn.*ulimit -n \d+', str(raised.value))
+
+
 class Transformed(torch.utils.data.Dataset):
     """A dataset of your own whose samples go through `transform`."""
 
