@@ -234,7 +234,8 @@ def test_a_spreadsheet_export_is_read(tmp_path, config):
 @pytest.mark.parametrize('separator', [';', '\t'])
 def test_a_csv_with_another_separator_is_a_clear_error(tmp_path, config, separator):
     path = csv_file(tmp_path / 'data.csv', [good_row(), good_row(0)])
-    (tmp_path / 'data.csv').write_text(open(path).read().replace(',', separator))
+    data = tmp_path / 'data.csv'
+    data.write_text(data.read_text().replace(',', separator))
     for labels_required in (True, False):  # training and predict.py
         with pytest.raises(RunError) as error:
             CsvDataset(config, path, labels_required=labels_required)
