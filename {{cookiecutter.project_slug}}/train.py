@@ -40,6 +40,7 @@ from utils import (
     EpochMeter,
     EpochSampler,
     Interrupted,
+    MetricsFile,
     SaveTimer,
     ShardSampler,
     StepTaken,
@@ -47,7 +48,6 @@ from utils import (
     StopSafeDataLoader,
     agree_across_ranks,
     all_seed,
-    append_metrics,
     autocast_for,
 {%- if cookiecutter.task == 'classification' %}
     balanced_class_weights,
@@ -136,7 +136,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
     resume = f"resume with: {resume_command(config['checkpoints_dir'])}"
-    metrics_path = os.path.join(config['loggers_dir'], 'metrics.csv')
+    metrics = MetricsFile(os.path.join(config['loggers_dir'], 'metrics.csv'))  # a full disk: rows wait, training goes on
     tensorboard = None  # loggers stay silent off rank 0; tensorboard and metrics.csv are rank 0's too
     if config['tensorboard'] and is_master():
         *example_inputs, _ = next(iter(valid_loader))
@@ -425,7 +425,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                    'valid_loss': valid_loss, 'valid_metric': meter.metric, 'lr': lr,
                    'epoch_seconds': round(time.perf_counter() - epoch_start, 3)}
             if is_master():
-                append_metrics(metrics_path, row)
+                metrics.append(row)
             if tensorboard is not None:
                 for name in ('loss', 'metric'):
                     tensorboard.add_scalar(f'{name}/train', row[f'train_{name}'], epoch + 1)

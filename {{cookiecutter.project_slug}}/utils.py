@@ -999,13 +999,40 @@ def append_metrics(path, *rows):
     a full disk, the next starts on a line of its own: appended to the cut one, both would be lost."""
     text = io.StringIO()
     writer = csv.writer(text)
-    with open(path, 'a+b') as f:
-        if f.seek(0, os.SEEK_END) == 0:
+    with open(path, 'a+b', buffering=0) as f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
             writer.writerow(METRICS_COLUMNS)
         elif cut_short(f):
             text.write('\r\n')
         writer.writerows([row[column] for column in METRICS_COLUMNS] for row in rows)
-        f.write(text.getvalue().encode('utf-8'))
+        data = memoryview(text.getvalue().encode('utf-8'))
+        try:
+            while data:
+                data = data[f.write(data):]
+        except OSError:
+            f.truncate(end)  # all the rows or none: written again, they would not stand twice
+            raise
+
+
+class MetricsFile:
+    """metrics.csv, appended once per epoch. A row that cannot be written (a full disk, a quota) waits and goes in
+    with the next: training goes on, one warning line says so, and no row is lost once there is room."""
+
+    def __init__(self, path):
+        self.path, self.waiting, self.warned = path, [], False
+
+    def append(self, row):
+        self.waiting.append(row)
+        try:
+            append_metrics(self.path, *self.waiting)
+        except OSError as err:
+            if not self.warned:
+                self.warned = True
+                print(f'warning: {cannot_write(self.path, err)}; training goes on, and its rows go in with a later '
+                      "epoch's once there is room: free some space", file=sys.stderr, flush=True)
+            return
+        self.waiting = []
 
 
 def cut_short(f):
@@ -1091,11 +1118,34 @@ def create_logger(name, path, show_time=True):
     with open(path, 'a+b') as f:  # after a line cut short, a resumed run's first line starts a line of its own
         if cut_short(f):
             f.write(b'\n')
-    for handler, prefix in ((logging.FileHandler(path, mode='a', encoding='utf-8'), timed),
+    for handler, prefix in ((RunLogFile(path), timed),
                             (logging.StreamHandler(sys.stdout), timed + label)):
         handler.setFormatter(EscapingFormatter(prefix + '%(message)s', '%Y-%m-%d %H:%M:%S'))
         logger.addHandler(handler)
     return logger
+
+
+class RunLogFile(logging.FileHandler):
+    """A run's log file. A write that fails (a full disk, a quota) prints one warning line, not logging's traceback
+    for every line, and the run goes on: the lines still print on the console, and the file takes what it can
+    again once there is room."""
+
+    def __init__(self, path):
+        super().__init__(path, mode='a', encoding='utf-8')
+        self.path, self.warned = path, False
+
+    def handleError(self, record):
+        err = sys.exc_info()[1]
+        if not isinstance(err, OSError):
+            return super().handleError(record)
+        if not self.warned:
+            self.warned = True
+            print(f'warning: {cannot_write(self.path, err)}; training goes on, and its lines print here (the file '
+                  'may miss some): free some space', file=sys.stderr, flush=True)
+
+    def close(self):
+        with contextlib.suppress(OSError):  # the last lines could not be flushed either: said when they failed
+            super().close()
 
 
 class EscapingFormatter(logging.Formatter):
@@ -1158,7 +1208,12 @@ def save_checkpoint(state, *paths):
     tmps = [path.with_name(f'.{path.name}.{os.getpid()}.tmp') for path in paths]
     try:
         with open(tmps[0], 'wb') as f:
-            torch.save(state, f)
+            try:
+                torch.save(state, f)
+            except RuntimeError as err:  # torch's zip writer, closed after a failed write (a full disk), hides its OSError
+                if isinstance(err.__context__, OSError):
+                    raise err.__context__ from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         for tmp in tmps[1:]:
@@ -1209,15 +1264,21 @@ class CheckpointWriter:
             try:
                 future.result()
             except OSError as err:  # a full disk, a folder removed or made read-only during the run
-                names = ' and '.join(Path(path).name for path in paths)
-                raise RunError(f"cannot write {names} in '{Path(paths[0]).parent}' ({err.strerror or err}); "
-                               'the checkpoints already there are intact: fix that, then resume') from None
+                raise RunError(f'{cannot_write(paths, err)}; the checkpoints already there are intact: fix that, '
+                               'then resume') from None
 
     def close(self):
         try:
             self.wait()
         finally:
             self._pool.shutdown()
+
+
+def cannot_write(paths, err):
+    """'cannot write best_checkpoint.pt and latest_checkpoint.pt in 'checkpoints/<run>' (No space left on device)'."""
+    paths = [Path(path) for path in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    names = ' and '.join(path.name for path in paths)
+    return f"cannot write {names} in '{paths[0].parent}' ({err.strerror or err})"
 
 
 def _copy_to_cpu(value):

@@ -3,6 +3,7 @@
 import errno
 import functools
 import importlib.util
+import io
 import math
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 import train
+import utils
 from conftest import (
     AUGMENT,
     EXACT_ON_THIS_DEVICE,
@@ -35,11 +37,13 @@ from conftest import (
     script_file,
     tiny_data_args,
 )
-from runfiles import RunError
+from runfiles import METRICS_COLUMNS, RunError, read_metrics_rows
 from runs import summarize
 from test_resume import straight_run
 from utils import (
     Interrupted,
+    MetricsFile,
+    RunLogFile,
     SaveTimer,
     StopRequest,
     StopSafeDataLoader,
@@ -552,14 +556,26 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
     assert torch.load(path, weights_only=True)['generation'] == 'next'
 
 
+class FilledUp:
+    """A file on a disk that fills up after `room` more bytes."""
+
+    def __init__(self, file, room):
+        self.file, self.room = file, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(workdir, data_args, monkeypatch):
     real_save, saves = torch.save, []
 
-    def disk_full_after_the_first(*args, **kwargs):
+    def disk_full_after_the_first(state, file, **kwargs):
         saves.append(1)
-        if len(saves) > 1:
-            raise OSError(errno.ENOSPC, 'No space left on device')
-        return real_save(*args, **kwargs)
+        # the disk fills up mid-write: torch's writer then fails to close the file, a RuntimeError hiding the OSError
+        return real_save(state, file if len(saves) == 1 else FilledUp(file, 1000), **kwargs)
 
     monkeypatch.setattr(torch, 'save', disk_full_after_the_first)
     with pytest.raises(RunError) as error:
@@ -572,6 +588,73 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(
     assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 1
     assert not list(ckpts.glob('.*.tmp'))
     assert last_status(logs) == ('failed (RunError)', f'error: {message}')
+
+
+class FillingFile(io.FileIO):
+    """A file on a disk with `room` bytes left: a write gets what fits, and the next one ENOSPC."""
+
+    room = math.inf
+
+    def write(self, data):
+        if FillingFile.room < 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = super().write(bytes(data[:min(len(data), FillingFile.room)]))
+        FillingFile.room -= written
+        return written
+
+
+def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_there_is_room(tmp_path, monkeypatch,
+                                                                                          capsys):
+    monkeypatch.setattr('utils.open', lambda path, mode, buffering: FillingFile(path, mode), raising=False)
+    monkeypatch.setattr(FillingFile, 'room', math.inf)
+    path = tmp_path / 'metrics.csv'
+    metrics = MetricsFile(str(path))
+    rows = [{column: epoch for column in METRICS_COLUMNS} for epoch in range(1, 5)]
+    metrics.append(rows[0])
+    written = path.read_bytes()
+    FillingFile.room = 5  # row 2 is cut short by the full disk: taken back, so that it never stands twice
+    metrics.append(rows[1])
+    assert path.read_bytes() == written
+    metrics.append(rows[2])  # still full
+    assert path.read_bytes() == written
+    FillingFile.room = math.inf
+    metrics.append(rows[3])
+    lines = path.read_text().splitlines()
+    assert lines == [','.join(METRICS_COLUMNS)] + [','.join([str(epoch)] * len(METRICS_COLUMNS)) for epoch in range(1, 5)]
+    err = capsys.readouterr().err
+    assert err.count('warning: ') == 1 and err.startswith(f"warning: cannot write metrics.csv in '{tmp_path}' (No space "
+                                                          'left on device); training goes on')
+
+
+def test_a_disk_that_fills_up_for_a_while_costs_the_logs_nothing_and_training_goes_on(workdir, data_args,
+                                                                                        monkeypatch, capsys):
+    disk = {'full': False}
+    real_append, real_flush = utils.append_metrics, RunLogFile.flush
+
+    def append_metrics(path, *rows):  # metrics.csv is written once an epoch: epochs 2 and 3 find the disk full
+        disk['full'] = rows[-1]['epoch'] in (2, 3)
+        if disk['full']:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_append(path, *rows)
+
+    def flush(self):
+        if disk['full']:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_flush(self)
+
+    monkeypatch.setattr(utils, 'append_metrics', append_metrics)
+    monkeypatch.setattr(RunLogFile, 'flush', flush)
+    assert run(data_args + ['--n_epoch', 5]) == 0
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err and 'Logging error' not in err, err
+    logs, _ = only_run(workdir)
+    warned = sorted(line.split(';')[0] for line in err.splitlines() if line.startswith('warning: '))
+    assert warned == [f"warning: cannot write {name} in '{logs.relative_to(workdir)}' (No space left on device)"
+                      for name in ('metrics.csv', 'train.log', 'val.log')]  # once each
+    assert [row['epoch'] for row in read_metrics_rows(logs / 'metrics.csv')] == ['1', '2', '3', '4', '5']
+    assert [line.split()[1] for line in epoch_lines(logs / 'train.log')] == ['1', '2', '3', '4', '5']
+    assert [line.split()[1] for line in epoch_lines(logs / 'val.log')] == ['1', '2', '3', '4', '5']
+    assert last_status(logs)[0] == 'finished'
 
 
 def last_status(logs):
@@ -629,16 +712,16 @@ def test_an_error_between_steps_or_in_validation_saves_the_work_and_resume_is_bi
 
 def test_an_error_after_validation_saves_nothing(workdir, data_args, monkeypatch):
     # the epoch's checkpoint may already be on its way: an older state must not replace it
-    real_append, rows = train.append_metrics, []
+    real_append, rows = MetricsFile.append, []
 
-    def failing_on_the_second_row(*args):
+    def failing_on_the_second_row(self, row):
         rows.append(1)
         if len(rows) == 2:
-            raise OSError(errno.ENOSPC, 'No space left on device')
-        real_append(*args)
+            raise RuntimeError('a bug after validation')
+        real_append(self, row)
 
-    monkeypatch.setattr(train, 'append_metrics', failing_on_the_second_row)
-    with pytest.raises(OSError, match='No space left'):
+    monkeypatch.setattr(MetricsFile, 'append', failing_on_the_second_row)
+    with pytest.raises(RuntimeError, match='a bug after validation'):
         run(data_args + ['--n_epoch', 3])
     logs, ckpts = only_run(workdir)
     assert 'error at epoch' not in (logs / 'train.log').read_text()
