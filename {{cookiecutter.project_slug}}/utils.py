@@ -678,9 +678,14 @@ def read_config_file(path, config):
 def write_config_file(config, path):
     """The run's config as JSON, without its folders, so that `--config path` starts the same run anew."""
     values = {key: value for key, value in config.items() if key not in ('loggers_dir', 'checkpoints_dir')}
-    with open(path, 'x', encoding='utf-8') as f:
-        json.dump(values, f, indent=2)
-        f.write('\n')
+    try:
+        with open(path, 'x', encoding='utf-8') as f:
+            json.dump(values, f, indent=2)
+            f.write('\n')
+    except OSError as err:  # a full disk, a quota: nothing has trained yet
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise RunError(f'{cannot_write(path, err)}; free some space, then run the command again') from None
 
 
 def check_config(config):
@@ -1029,8 +1034,8 @@ class MetricsFile:
         except OSError as err:
             if not self.warned:
                 self.warned = True
-                print(f'warning: {cannot_write(self.path, err)}; training goes on, and its rows go in with a later '
-                      "epoch's once there is room: free some space", file=sys.stderr, flush=True)
+                print(f"warning: {cannot_write(self.path, err)}; its rows wait and go in with a later epoch's once "
+                      'there is room: free some space', file=sys.stderr, flush=True)
             return
         self.waiting = []
 
@@ -1051,7 +1056,10 @@ def copy_metrics(source, destination, last_epoch):
         rows = [row for row in read_metrics_rows(source) if int(row['epoch']) <= last_epoch]
     except (OSError, ValueError):  # ValueError: a missing column, or bytes that are not UTF-8
         return
-    append_metrics(destination, *[{column: row.get(column, '') for column in METRICS_COLUMNS} for row in rows])
+    try:
+        append_metrics(destination, *[{column: row.get(column, '') for column in METRICS_COLUMNS} for row in rows])
+    except OSError as err:  # a full disk, a quota: nothing has trained yet
+        raise RunError(f'{cannot_write(destination, err)}; free some space, then run the command again') from None
 
 
 def provenance(device, world_size, project=None):
@@ -1140,8 +1148,8 @@ class RunLogFile(logging.FileHandler):
             return super().handleError(record)
         if not self.warned:
             self.warned = True
-            print(f'warning: {cannot_write(self.path, err)}; training goes on, and its lines print here (the file '
-                  'may miss some): free some space', file=sys.stderr, flush=True)
+            print(f'warning: {cannot_write(self.path, err)}; its lines print here, and the file takes them once there '
+                  'is room (it may miss some): free some space', file=sys.stderr, flush=True)
 
     def close(self):
         with contextlib.suppress(OSError):  # the last lines could not be flushed either: said when they failed

@@ -569,6 +569,19 @@ class FilledUp:
         return self.file.write(data)
 
 
+def test_a_disk_full_at_the_start_is_one_line_and_leaves_no_half_written_config(workdir, data_args, monkeypatch):
+    def disk_full(*args, **kwargs):  # config.json is the first file a new run writes that is more than a line
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(utils.json, 'dump', disk_full)
+    with pytest.raises(RunError) as error:
+        run(data_args + ['--n_epoch', 1])
+    logs, ckpts = only_run(workdir)
+    assert str(error.value) == (f"cannot write config.json in '{logs.relative_to(workdir)}' (No space left on device); "
+                                'free some space, then run the command again')
+    assert not (logs / 'config.json').exists() and not any(ckpts.iterdir())
+
+
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(workdir, data_args, monkeypatch):
     real_save, saves = torch.save, []
 
@@ -623,7 +636,7 @@ def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_ther
     assert lines == [','.join(METRICS_COLUMNS)] + [','.join([str(epoch)] * len(METRICS_COLUMNS)) for epoch in range(1, 5)]
     err = capsys.readouterr().err
     assert err.count('warning: ') == 1 and err.startswith(f"warning: cannot write metrics.csv in '{tmp_path}' (No space "
-                                                          'left on device); training goes on')
+                                                          'left on device); its rows wait')
 
 
 def test_a_disk_that_fills_up_for_a_while_costs_the_logs_nothing_and_training_goes_on(workdir, data_args,
