@@ -35,8 +35,15 @@ def one_line_errors():
     try:
         yield
     except RunError as err:
-        print(f'error: {err}', file=sys.stderr)
+        to_stderr(f'error: {err}')
         sys.exit(err.code)
+
+
+def to_stderr(line):
+    """Print a line to stderr; where it cannot be written (a batch job's output file on a full disk, a closed pipe),
+    the command goes on without it."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def escaped(text):

@@ -60,6 +60,7 @@ from runfiles import (
     read_metrics_rows,
     read_note,
     shown_status,
+    to_stderr,
 )
 
 try:
@@ -97,7 +98,7 @@ def exit_on_stop():
     try:
         yield
     except Terminated:
-        print('SIGTERM received: stopped', file=sys.stderr)
+        to_stderr('SIGTERM received: stopped')
         exit_process(Terminated.exit_code)
     except Interrupted as stopped:  # train.log and the console already say how the run ended
         exit_process(stopped.exit_code)
@@ -270,8 +271,9 @@ def exit_torchrun_worker(exit_code):
     """
     logging.shutdown()
     multiprocessing.util._run_finalizers()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a batch job's output file on a full disk: nothing more to say there
+            stream.flush()
     os._exit(exit_code)
 
 
@@ -1034,8 +1036,8 @@ class MetricsFile:
         except OSError as err:
             if not self.warned:
                 self.warned = True
-                print(f"warning: {cannot_write(self.path, err)}; its rows wait and go in with a later epoch's once "
-                      'there is room: free some space', file=sys.stderr, flush=True)
+                to_stderr(f"warning: {cannot_write(self.path, err)}; its rows wait and go in with a later epoch's "
+                          'once there is room: free some space')
             return
         self.waiting = []
 
@@ -1127,10 +1129,19 @@ def create_logger(name, path, show_time=True):
         if cut_short(f):
             f.write(b'\n')
     for handler, prefix in ((RunLogFile(path), timed),
-                            (logging.StreamHandler(sys.stdout), timed + label)):
+                            (ConsoleLog(sys.stdout), timed + label)):
         handler.setFormatter(EscapingFormatter(prefix + '%(message)s', '%Y-%m-%d %H:%M:%S'))
         logger.addHandler(handler)
     return logger
+
+
+class ConsoleLog(logging.StreamHandler):
+    """The console's copy of the log lines. One that cannot be written (a batch job's output file on a full disk, a
+    closed pipe) is dropped, not a traceback: the run goes on, and its log files keep the line."""
+
+    def handleError(self, record):
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
 
 
 class RunLogFile(logging.FileHandler):
@@ -1148,8 +1159,8 @@ class RunLogFile(logging.FileHandler):
             return super().handleError(record)
         if not self.warned:
             self.warned = True
-            print(f'warning: {cannot_write(self.path, err)}; its lines print here, and the file takes them once there '
-                  'is room (it may miss some): free some space', file=sys.stderr, flush=True)
+            to_stderr(f'warning: {cannot_write(self.path, err)}; its lines print here, and the file takes them once '
+                      'there is room (it may miss some): free some space')
 
     def close(self):
         with contextlib.suppress(OSError):  # the last lines could not be flushed either: said when they failed
@@ -1195,10 +1206,12 @@ class BarLines:
         # is drawn a line down and then moves the cursor back up ('\x1b[A'), which a file keeps as a code
         line = text.replace('\r', '').replace('\x1b[A', '').rstrip()
         if line:  # the blank that clears a closed bar (leave=False) is no line
-            self.stream.write(line + '\n')
+            with contextlib.suppress(OSError):  # a batch job's output on a full disk: the run goes on without it
+                self.stream.write(line + '\n')
 
     def flush(self):
-        self.stream.flush()
+        with contextlib.suppress(OSError):
+            self.stream.flush()
 
 
 # -----------------------------------------------------------------------------
@@ -2196,8 +2209,8 @@ class StopRequest:
             at_a_terminal = (signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT
                              and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL)  # not ignored (nohup, &)
             force = '; Ctrl-\\ quits at once, without saving' if at_a_terminal else ''
-            print(f'\n{signal.Signals(signum).name} received: finishing this step (or validation batch), then '
-                  f'saving{force}', file=sys.stderr)
+            to_stderr(f'\n{signal.Signals(signum).name} received: finishing this step (or validation batch), then '
+                      f'saving{force}')
 
     @property
     def requested(self):

@@ -582,6 +582,26 @@ def test_a_disk_full_at_the_start_is_one_line_and_leaves_no_half_written_config(
     assert not (logs / 'config.json').exists() and not any(ckpts.iterdir())
 
 
+@pytest.mark.skipif(not os.path.exists('/dev/full'), reason='no /dev/full to write to (Linux has one)')
+@pytest.mark.parametrize('stderr_full', [True, False], ids=['stdout-and-stderr', 'stdout'])
+def test_a_console_that_cannot_be_written_leaves_the_run_to_finish(workdir, data_args, stderr_full):
+    # a batch job's output file on a disk that fills up (or over its quota): every bar, log line and exit flush fails
+    def train_py(*args):
+        with open('/dev/full', 'w') as full:
+            return subprocess.run([sys.executable, str(PROJECT / 'train.py'), *map(str, args)], cwd=workdir, stdout=full,
+                                  stderr=full if stderr_full else subprocess.PIPE, text=True,
+                                  env={**os.environ, 'TQDM_DELAY': '0', 'TQDM_MININTERVAL': '0'})  # bars drawn at once
+
+    result = train_py(*data_args, '--n_epoch', 2)
+    assert result.returncode == 0, result.stderr  # not 1: a progress bar's write failed the run
+    assert stderr_full or ('Traceback' not in result.stderr and 'Logging error' not in result.stderr), result.stderr
+    logs, ckpts = only_run(workdir)
+    assert last_status(logs)[0] == 'finished'
+    assert [row['epoch'] for row in read_metrics_rows(logs / 'metrics.csv')] == ['1', '2']
+    assert (ckpts / 'latest_checkpoint.pt').exists()
+    assert train_py(*data_args, '--n_epoch', 0).returncode == 2  # bad input: its error line is lost, not its exit code
+
+
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(workdir, data_args, monkeypatch):
     real_save, saves = torch.save, []
 
