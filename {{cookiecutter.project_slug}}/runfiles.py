@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import csv
 import difflib
+import errno
 import json
 import os
 import re
@@ -268,8 +269,13 @@ def new_file(output, binary=False, doing='predicting'):
     except OSError as err:
         raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
     try:
-        with f:
-            yield f
+        try:
+            with f:
+                yield f
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise RunError(f"cannot write '{output}' ({err.strerror}); free space, or pass another --output") from None
         try:
             os.link(partial, output)  # unlike a rename, never replaces a file that appeared at `output` meanwhile
         except FileExistsError:

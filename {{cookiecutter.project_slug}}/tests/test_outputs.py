@@ -27,6 +27,7 @@ from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'cla
 from dataset import DATA_CONFIG
 {%- endif %}
 from runfiles import METRICS_COLUMNS, RunError, read_metrics_rows
+from test_faults import FillingFile
 from test_train import WIDTH, ConstantModel
 from utils import provenance
 
@@ -922,6 +923,22 @@ def test_predict_leaves_no_half_written_file(workdir, data_args, monkeypatch):
 
     with pytest.raises(RunError, match='the data does not fit the model'):
         predict_with_a_hook(workdir, data_args, monkeypatch, fail_on_the_second_batch)
+    assert not (workdir / 'p.csv').exists() and not list(workdir.glob('.p.csv.*'))
+
+
+def test_predict_on_a_full_disk_is_one_line_and_leaves_no_half_written_file(workdir, data_args, monkeypatch):
+    real_open = open
+
+    def on_a_filling_disk(path, mode='r', **kwargs):  # the table's file, on a disk with room for 100 more bytes
+        if mode != 'x':
+            return real_open(path, mode, **kwargs)
+        return io.TextIOWrapper(io.BufferedWriter(FillingFile(path, 'x')), **kwargs)
+
+    monkeypatch.setattr(FillingFile, 'room', 100)
+    monkeypatch.setattr(runfiles, 'open', on_a_filling_disk, raising=False)
+    with pytest.raises(RunError, match=r"^cannot write '.*p\.csv' \(No space left on device\); free space, or pass "
+                                       r'another --output$'):
+        predict_with_a_hook(workdir, data_args, monkeypatch, lambda batch: None)
     assert not (workdir / 'p.csv').exists() and not list(workdir.glob('.p.csv.*'))
 
 
