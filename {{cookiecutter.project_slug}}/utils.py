@@ -935,7 +935,8 @@ def failure_noted():
     once its note.log is open becomes the run's last status there, so that runs.py shows it; the error
     goes on as before. Before note.log opens (a bad dataset, a bug in model.py), the new run's folders
     (and loggers/ and checkpoints/ if it made them) are removed again if they are still empty, so failed
-    attempts leave no empty runs behind. Either way the run's heartbeat stops (this process no longer writes
+    attempts leave no empty runs behind; so is a new run none of whose log lines reached its files (a full disk).
+    Either way the run's heartbeat stops (this process no longer writes
     it) and its DataLoader workers end. An earlier run's loggers in this process are closed first, so that
     nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
@@ -952,7 +953,10 @@ def failure_noted():
                       if isinstance(handler, logging.FileHandler)]  # not the console: it shows the error already
         for handler in note_files:
             note_failure(handler, err)
-        if not note_files:
+        with contextlib.suppress(OSError):  # note.log removed meanwhile, say
+            if note_files and _claimed_run_dirs and os.path.getsize(note_files[0].baseFilename) == 0:
+                remove_unwritten_logs(_claimed_run_dirs[0])  # a full disk: none of the new run's lines reached its files
+        if not note_files or not os.path.exists(note_files[0].baseFilename):
             remove_if_empty(*_claimed_run_dirs)
         raise
     finally:
@@ -974,6 +978,17 @@ def on_error(callback):
         if replacement is not None:
             raise replacement from err
         raise
+
+
+def remove_unwritten_logs(loggers_dir):
+    """Close the run's loggers and remove its empty log files, so that a start whose lines all failed to be
+    written (a full disk) leaves no run behind, as one that failed before note.log opened."""
+    for name in ('train', 'val', 'note'):
+        close_logger(logging.getLogger(name))
+        path = os.path.join(loggers_dir, f'{name}.log')
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) == 0:
+                os.remove(path)
 
 
 def note_failure(handler, err):

@@ -569,17 +569,40 @@ class FilledUp:
         return self.file.write(data)
 
 
-def test_a_disk_full_at_the_start_is_one_line_and_leaves_no_half_written_config(workdir, data_args, monkeypatch):
+class FillingFile(io.FileIO):
+    """A file on a disk with `room` bytes left: a write gets what fits, and the next one ENOSPC."""
+
+    room = math.inf
+
+    def write(self, data):
+        if FillingFile.room < 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = super().write(bytes(data[:min(len(data), FillingFile.room)]))
+        FillingFile.room -= written
+        return written
+
+
+@pytest.mark.parametrize('logs_written', [True, False], ids=['config.json-alone', 'nothing'])
+def test_a_disk_full_at_the_start_is_one_line_and_leaves_no_half_written_run(workdir, data_args, monkeypatch,
+                                                                             logs_written):
     def disk_full(*args, **kwargs):  # config.json is the first file a new run writes that is more than a line
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(utils.json, 'dump', disk_full)
+    if not logs_written:  # the disk already full as the logs open: none of their lines reach the files
+        monkeypatch.setattr(FillingFile, 'room', 0)
+        monkeypatch.setattr(RunLogFile, '_open', lambda self: io.TextIOWrapper(
+            io.BufferedWriter(FillingFile(self.baseFilename, 'a')), encoding='utf-8'))
     with pytest.raises(RunError) as error:
         run(data_args + ['--n_epoch', 1])
-    logs, ckpts = only_run(workdir)
-    assert str(error.value) == (f"cannot write config.json in '{logs.relative_to(workdir)}' (No space left on device); "
-                                'free some space, then run the command again')
-    assert not (logs / 'config.json').exists() and not any(ckpts.iterdir())
+    assert re.fullmatch(r"cannot write config\.json in 'loggers/[0-9_]+' \(No space left on device\); free some "
+                        r'space, then run the command again', str(error.value))
+    if logs_written:  # the run's note.log says how it ended
+        logs, ckpts = only_run(workdir)
+        assert not (logs / 'config.json').exists() and not any(ckpts.iterdir())
+        assert last_status(logs)[0] == 'failed (RunError)'
+    else:  # nothing of it on disk: no run left behind, as for a start that fails before its logs open
+        assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
 @pytest.mark.skipif(not os.path.exists('/dev/full'), reason='no /dev/full to write to (Linux has one)')
@@ -621,19 +644,6 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(
     assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 1
     assert not list(ckpts.glob('.*.tmp'))
     assert last_status(logs) == ('failed (RunError)', f'error: {message}')
-
-
-class FillingFile(io.FileIO):
-    """A file on a disk with `room` bytes left: a write gets what fits, and the next one ENOSPC."""
-
-    room = math.inf
-
-    def write(self, data):
-        if FillingFile.room < 1:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        written = super().write(bytes(data[:min(len(data), FillingFile.room)]))
-        FillingFile.room -= written
-        return written
 
 
 def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_there_is_room(tmp_path, monkeypatch,
