@@ -680,11 +680,15 @@ def read_config_file(path, config):
 def write_config_file(config, path):
     """The run's config as JSON, without its folders, so that `--config path` starts the same run anew."""
     values = {key: value for key, value in config.items() if key not in ('loggers_dir', 'checkpoints_dir')}
+    created = False
     try:
         with open(path, 'x', encoding='utf-8') as f:
+            created = True
             json.dump(values, f, indent=2)
             f.write('\n')
     except OSError as err:  # a full disk, a quota: nothing has trained yet
+        if not created:  # a file already there (never, in a run's fresh folder) is not this run's to remove
+            raise
         with contextlib.suppress(OSError):
             os.remove(path)
         raise RunError(f'{cannot_write(path, err)}; free some space, then run the command again') from None

@@ -50,6 +50,7 @@ from utils import (
     claim_run_dirs,
     exit_on_stop,
     save_checkpoint,
+    write_config_file,
     write_traceback,
 )
 
@@ -603,6 +604,10 @@ def test_a_disk_full_at_the_start_is_one_line_and_leaves_no_half_written_run(wor
         assert last_status(logs)[0] == 'failed (RunError)'
     else:  # nothing of it on disk: no run left behind, as for a start that fails before its logs open
         assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+    (workdir / 'config.json').write_text('theirs')
+    with pytest.raises(FileExistsError):  # a file it did not make is never removed
+        write_config_file({'seed': 1}, workdir / 'config.json')
+    assert (workdir / 'config.json').read_text() == 'theirs'
 
 
 @pytest.mark.skipif(not os.path.exists('/dev/full'), reason='no /dev/full to write to (Linux has one)')
