@@ -691,7 +691,7 @@ def write_config_file(config, path):
             raise
         with contextlib.suppress(OSError):
             os.remove(path)
-        raise RunError(f'{cannot_write(path, err)}; free some space, then run the command again') from None
+        raise RunError(f'{cannot_write(path, err)}; {fix_for(err)}, then run the command again') from None
 
 
 def check_config(config):
@@ -1056,7 +1056,7 @@ class MetricsFile:
             if not self.warned:
                 self.warned = True
                 to_stderr(f"warning: {cannot_write(self.path, err)}; its rows wait and go in with a later epoch's "
-                          'once there is room: free some space')
+                          f'once it can be written again: {fix_for(err)}')
             return
         self.waiting = []
 
@@ -1080,7 +1080,7 @@ def copy_metrics(source, destination, last_epoch):
     try:
         append_metrics(destination, *[{column: row.get(column, '') for column in METRICS_COLUMNS} for row in rows])
     except OSError as err:  # a full disk, a quota: nothing has trained yet
-        raise RunError(f'{cannot_write(destination, err)}; free some space, then run the command again') from None
+        raise RunError(f'{cannot_write(destination, err)}; {fix_for(err)}, then run the command again') from None
 
 
 def provenance(device, world_size, project=None):
@@ -1179,7 +1179,7 @@ class RunLogFile(logging.FileHandler):
         if not self.warned:
             self.warned = True
             to_stderr(f'warning: {cannot_write(self.path, err)}; its lines print here, and the file takes them once '
-                      'there is room (it may miss some): free some space')
+                      f'it can be written again (it may miss some): {fix_for(err)}')
 
     def close(self):
         with contextlib.suppress(OSError):  # the last lines could not be flushed either: said when they failed
@@ -1319,6 +1319,12 @@ def cannot_write(paths, err):
     paths = [Path(path) for path in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     names = ' and '.join(path.name for path in paths)
     return f"cannot write {names} in '{paths[0].parent}' ({err.strerror or err})"
+
+
+def fix_for(err):
+    """What to do about a write that failed: free space on a full disk or over a quota; else fix the cause (a folder
+    made read-only or removed during the run)."""
+    return 'free some space' if err.errno in (errno.ENOSPC, errno.EDQUOT) else 'fix that'
 
 
 def _copy_to_cpu(value):

@@ -674,6 +674,17 @@ def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_ther
                                                           'left on device); its rows wait')
 
 
+def test_a_metrics_file_that_cannot_be_written_for_another_reason_names_no_full_disk(tmp_path, monkeypatch, capsys):
+    def folder_made_read_only(path, *rows):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(utils, 'append_metrics', folder_made_read_only)
+    MetricsFile(str(tmp_path / 'metrics.csv')).append({column: 1 for column in METRICS_COLUMNS})
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: cannot write metrics.csv in '{tmp_path}' (Permission denied); its rows wait")
+    assert err.rstrip().endswith('fix that') and 'space' not in err
+
+
 def test_a_disk_that_fills_up_for_a_while_costs_the_logs_nothing_and_training_goes_on(workdir, data_args,
                                                                                         monkeypatch, capsys):
     disk = {'full': False}
