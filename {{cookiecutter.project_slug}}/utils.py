@@ -1156,10 +1156,18 @@ def create_logger(name, path, show_time=True):
 
 class ConsoleLog(logging.StreamHandler):
     """The console's copy of the log lines. One that cannot be written (a batch job's output file on a full disk, a
-    closed pipe) is dropped, not a traceback: the run goes on, and its log files keep the line."""
+    closed pipe) is dropped, not a traceback: the run goes on, and its log files keep the line. A character the
+    console's encoding lacks (torchinfo's box lines in a Windows code page or a Latin-1 locale) prints escaped."""
 
     def handleError(self, record):
-        if not isinstance(sys.exc_info()[1], OSError):
+        err = sys.exc_info()[1]
+        if isinstance(err, UnicodeEncodeError):
+            encoding = getattr(self.stream, 'encoding', None) or 'ascii'
+            with contextlib.suppress(OSError):
+                line = self.format(record) + self.terminator
+                self.stream.write(line.encode(encoding, 'backslashreplace').decode(encoding))
+                self.flush()
+        elif not isinstance(err, OSError):
             super().handleError(record)
 
 

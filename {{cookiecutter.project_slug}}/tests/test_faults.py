@@ -875,7 +875,7 @@ def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdi
 def test_a_traceback_after_one_cut_short_starts_on_a_line_of_its_own(tmp_path):
     kept = tmp_path / 'traceback.txt'
     kept.write_bytes(b'2026-01-01 00:00:00\nTraceback (most recent call last):\n  File "tra')  # a crash mid-write
-    undecodable = os.fsdecode(b'bad\xff.png')  # a file name's byte that is not UTF-8: a surrogate in the message
+    undecodable = b'bad\xff.png'.decode('utf-8', 'surrogateescape')  # a file name's byte that is not UTF-8
     try:
         raise OSError(f"cannot read '{undecodable}'")
     except OSError as err:

@@ -22,7 +22,18 @@ import runfiles
 import runs
 import train
 import utils
-from conftest import PROJECT{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' }}, load, only_run, run, run_as_command, snapshot
+from conftest import (
+    PROJECT,
+    SHOWN_E9,
+{%- if cookiecutter.task == 'classification' %}
+    TEST_DATA_CONFIG,
+{%- endif %}
+    load,
+    only_run,
+    run,
+    run_as_command,
+    snapshot,
+)
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG
 {%- endif %}
@@ -33,7 +44,7 @@ from utils import provenance
 
 
 def rows(path):
-    with open(path, newline='') as f:
+    with open(path, newline='', encoding='utf-8') as f:
         return list(csv.DictReader(f))
 
 
@@ -281,6 +292,19 @@ def test_the_console_shows_each_log_line_and_names_the_log_of_a_timed_one(workdi
     assert note[-1].startswith('status: finished') and note[-1] in console  # untimed, as in the file
 
 
+def test_a_console_that_lacks_a_character_prints_it_escaped_and_the_log_keeps_it(tmp_path, monkeypatch, capsys):
+    # a console in a Windows code page, or a batch job's output in a Latin-1 locale: no box lines in it
+    console = io.TextIOWrapper(io.BytesIO(), encoding='cp1252', errors='strict', write_through=True)
+    monkeypatch.setattr(sys, 'stdout', console)
+    logger = utils.create_logger('note', tmp_path / 'note.log', show_time=False)
+    logger.info('\u251c\u2500Linear: 1-1 caf\xe9')
+    logger.info('next')
+    utils.close_logger(logger)
+    assert console.buffer.getvalue() == b'\\u251c\\u2500Linear: 1-1 caf\xe9\nnext\n'
+    assert (tmp_path / 'note.log').read_text(encoding='utf-8') == '\u251c\u2500Linear: 1-1 caf\xe9\nnext\n'
+    assert 'Logging error' not in capsys.readouterr().err
+
+
 def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args, recwarn):
     pytest.importorskip('tensorboard')
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -332,9 +356,9 @@ def test_note_log_keeps_every_line_when_a_value_is_not_utf_8(workdir, data_args,
     logs, _ = only_run(workdir)
     note = (logs / 'note.log').read_text(encoding='utf-8')
     assert '\nconfig:\n' in note and '    lr: 0.002\n' in note and '\nprovenance:\n' in note
-    assert "--config 'caf\\udce9.json'" in note  # escaped, as Python writes the surrogate
+    assert f"--config 'caf{SHOWN_E9}.json'" in note  # escaped, as Python writes the surrogate
     out, err = capsys.readouterr()
-    assert "--config 'caf\\udce9.json'" in out and 'Logging error' not in err  # the console's lines too
+    assert f"--config 'caf{SHOWN_E9}.json'" in out and 'Logging error' not in err  # the console's lines too
 
 
 def test_provenance_names_the_slurm_job_under_slurm(monkeypatch):
@@ -449,17 +473,17 @@ def test_runs_and_plot_print_and_draw_a_run_name_that_is_not_utf_8_escaped(tmp_p
         hand_made_run(tmp_path / 'loggers' / name, {'lr': losses[0]}, losses)
     monkeypatch.chdir(tmp_path)
     code, stdout, stderr = run_as_command('runs.py', [], monkeypatch, capsys)
-    assert code == 0 and sorted(line.split()[0] for line in stdout.splitlines()[1:]) == ['caf\\udce9', 'th\\udce9'], stderr
+    shown = [f'caf{SHOWN_E9}', f'th{SHOWN_E9}']
+    assert code == 0 and sorted(line.split()[0] for line in stdout.splitlines()[1:]) == shown, stderr
     code, stdout, stderr = run_as_command('plot.py', [names[0]], monkeypatch, capsys)
-    shown = 'caf\\udce9'  # as Python escapes the surrogate
-    assert (code, stdout) == (0, f"wrote {os.path.join('loggers', shown, 'curves.png')}\n"), stderr
-    assert drawn_figures[-1]._suptitle.get_text().startswith(f'run {shown}: best valid loss 0.8 ')
+    assert (code, stdout) == (0, f"wrote {os.path.join('loggers', shown[0], 'curves.png')}\n"), stderr
+    assert drawn_figures[-1]._suptitle.get_text().startswith(f'run {shown[0]}: best valid loss 0.8 ')
     assert (tmp_path / 'loggers' / names[0] / 'curves.png').read_bytes().startswith(b'\x89PNG')
     code, stdout, stderr = run_as_command('plot.py', names, monkeypatch, capsys)
     assert (code, stdout) == (0, 'wrote comparison.png\n'), stderr
     labels = [line.get_label() for line in drawn_figures[-1].axes[0].get_lines() if not line.get_label().startswith('_')]
-    assert labels == ['caf\\udce9 (lr=0.9)', 'th\\udce9 (lr=0.7)']
-    assert drawn_figures[-1]._suptitle.get_text() == '2 runs: lowest valid loss 0.5 (th\\udce9, epoch 2)'
+    assert labels == [f'{shown[0]} (lr=0.9)', f'{shown[1]} (lr=0.7)']
+    assert drawn_figures[-1]._suptitle.get_text() == f'2 runs: lowest valid loss 0.5 ({shown[1]}, epoch 2)'
     assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
 
 
@@ -692,12 +716,12 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypat
     _, ckpts = only_run(workdir)
     data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
     n, _, _ = predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p.tsv')
-    with open(workdir / 'p.tsv', newline='') as f:
+    with open(workdir / 'p.tsv', newline='', encoding='utf-8') as f:
         table = list(csv.reader(f, delimiter='\t'))
     assert table[0][:2] == ['id', 'prediction'] and len(table) == n + 1
     assert all(len(row) == len(table[0]) for row in table)
 {%- if classification %}
-    with open(workdir / 'p_confusion.tsv', newline='') as f:
+    with open(workdir / 'p_confusion.tsv', newline='', encoding='utf-8') as f:
         assert next(csv.reader(f, delimiter='\t'))[0] == 'true \\ predicted'
 {%- endif %}
     for name in ('p.parquet', 'p.json'):
@@ -709,7 +733,7 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypat
     name = os.fsdecode(b'r\xe9sultat.csv')
     code, stdout, stderr = run_as_command('predict.py', ['--checkpoint', str(ckpts / 'best_checkpoint.pt'), '--output',
                                                          name{{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', data" }}], monkeypatch, capsys)
-    assert code == 0 and f'wrote {n} predictions to r\\udce9sultat.csv\n' in stdout, stderr
+    assert code == 0 and f'wrote {n} predictions to r{SHOWN_E9}sultat.csv\n' in stdout, stderr
     assert len(rows(workdir / name)) == n
 
 
@@ -753,7 +777,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
 {%- if classification %}
     probabilities = [[float(v) for k, v in r.items() if k.startswith('prob_')] for r in table]
     assert all(len(p) == TEST_DATA_CONFIG['num_classes'] and abs(sum(p) - 1) < 1e-4 for p in probabilities)
-    with open(workdir / 'predictions_confusion.csv', newline='') as f:
+    with open(workdir / 'predictions_confusion.csv', newline='', encoding='utf-8') as f:
         confusion = list(csv.reader(f))
     names = [key[len('prob_'):] for key in table[0] if key.startswith('prob_')]
     assert confusion[0] == ['true \\ predicted', *names, 'samples', 'recall']
@@ -791,7 +815,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     (flat / os.fsdecode(b'\xe9t\xe9.png')).write_bytes(image.read_bytes())  # a Latin-1 name: not UTF-8
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat), workdir / 'p2.csv')
     assert loss is None and n == 6 and len(rows(workdir / 'p2.csv')) == 6
-    assert '\\udce9t\\udce9.png' in [row['id'] for row in rows(workdir / 'p2.csv')]  # escaped: the table is UTF-8
+    assert f'{SHOWN_E9}t{SHOWN_E9}.png' in [row['id'] for row in rows(workdir / 'p2.csv')]  # escaped: the table is UTF-8
     assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat / image.name), workdir / 'one.csv')  # one file
     one, = rows(workdir / 'one.csv')

@@ -104,7 +104,7 @@ def test_best_checkpoint_is_the_epoch_with_the_lowest_valid_loss(workdir, data_a
     # a high lr makes the valid loss go up and down; save_every is 100, so best must not wait for it
     assert run(data_args + ['--n_epoch', 5, '--lr', 3e-2, '--warmup_steps', 0]) == 0
     logs, ckpts = only_run(workdir)
-    with open(logs / 'metrics.csv', newline='') as f:  # full precision: val.log's 6 decimals can tie
+    with open(logs / 'metrics.csv', newline='', encoding='utf-8') as f:  # full precision: val.log's 6 decimals can tie
         losses = [float(row['valid_loss']) for row in csv.DictReader(f)]
     best_epoch = losses.index(min(losses)) + 1  # the first of equal losses: only a lower one replaces it
     best = load(ckpts / 'best_checkpoint.pt')
@@ -217,7 +217,7 @@ def last_valid_mae(root, argv, monkeypatch):
     assert run(argv) == 0
     logs, ckpts = only_run(root)
     assert 'has no fit_' not in (logs / 'train.log').read_text()
-    with open(logs / 'metrics.csv', newline='') as f:
+    with open(logs / 'metrics.csv', newline='', encoding='utf-8') as f:
         return float(list(csv.DictReader(f))[-1]['valid_metric']), load(ckpts / 'best_checkpoint.pt')
 
 
