@@ -23,6 +23,7 @@ from runfiles import (
     check_not_a_checkpoints_folder,
     differing_keys,
     escaped,
+    fix_for,
     new_file,
     newest_run,
     one_line_errors,
@@ -118,8 +119,8 @@ def plot_run(folder):
     try:
         figure.savefig(path, dpi=100)
     except OSError as err:  # a full disk or a read-only folder must not fail the run that just finished
-        raise RunError(f"cannot write '{path}' ({err.strerror or err}); free space or fix the folder's "
-                       f'permissions, then python plot.py {folder.name}') from None
+        raise RunError(f"cannot write '{path}' ({err.strerror or err}); {fix_for(err)}, then python plot.py "
+                       f'{folder.name}') from None
     finally:
         plt.close(figure)
     return path
@@ -193,8 +194,8 @@ def compare_runs(folders, output):
     try:
         with new_file(output, binary=True, doing='drawing') as f:
             figure.savefig(f, format=image_format, dpi=100)
-    except OSError as err:  # a full disk, say
-        raise RunError(f"cannot write '{output}' ({err.strerror or err}); free space, or pass another "
+    except OSError as err:  # new_file names a full disk; this is another failure (a read error, a file too large)
+        raise RunError(f"cannot write '{output}' ({err.strerror or err}); {fix_for(err)}, or pass another "
                        '--output') from None
     finally:
         plt.close(figure)

@@ -53,6 +53,12 @@ def escaped(text):
     return text.encode('utf-8', 'backslashreplace').decode('utf-8')
 
 
+def fix_for(err):
+    """What to do about a write that failed: free space on a full disk or over a quota; else fix the cause (a folder
+    made read-only or removed, a file in the way)."""
+    return 'free some space' if err.errno in (errno.ENOSPC, errno.EDQUOT) else 'fix that'
+
+
 PROJECT_FOLDER = Path(__file__).resolve().parent
 
 

@@ -54,6 +54,7 @@ from runfiles import (
     checkpoints_folder_of,
     empty_value,
     escaped,
+    fix_for,
     parse_attempt,
     project_folder_note,
     read_heartbeat,
@@ -1327,12 +1328,6 @@ def cannot_write(paths, err):
     paths = [Path(path) for path in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     names = ' and '.join(path.name for path in paths)
     return f"cannot write {names} in '{paths[0].parent}' ({err.strerror or err})"
-
-
-def fix_for(err):
-    """What to do about a write that failed: free space on a full disk or over a quota; else fix the cause (a folder
-    made read-only or removed during the run)."""
-    return 'free some space' if err.errno in (errno.ENOSPC, errno.EDQUOT) else 'fix that'
 
 
 def _copy_to_cpu(value):

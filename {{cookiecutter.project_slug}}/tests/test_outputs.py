@@ -175,8 +175,8 @@ def test_curves_that_cannot_be_written_are_a_one_line_message_not_a_failed_run(w
     logs, _ = only_run(workdir)
     assert (logs / 'curves.png' / 'kept.txt').read_text() == 'mine'
     last = (logs / 'train.log').read_text().splitlines()[-1]
-    assert last.endswith(f"no curves.png: cannot write 'loggers/{logs.name}/curves.png' (Is a directory); free space "
-                         f"or fix the folder's permissions, then python plot.py {logs.name}")
+    assert last.endswith(f"no curves.png: cannot write 'loggers/{logs.name}/curves.png' (Is a directory); fix that, "
+                         f'then python plot.py {logs.name}')
 
 
 def test_a_plotting_bug_is_a_log_line_and_the_run_still_succeeds(workdir, data_args, monkeypatch):
@@ -695,7 +695,8 @@ def test_a_comparison_never_replaces_a_file_that_appears_while_drawing(tmp_path,
     assert (tmp_path / 'cmp.png').read_text() == 'theirs' and not list(tmp_path.glob('.cmp.png.*'))
 
 
-def test_a_comparison_that_cannot_be_written_is_a_one_line_error_leaving_no_file(tmp_path, monkeypatch):
+@pytest.mark.draws_curves
+def test_a_comparison_or_curves_that_cannot_be_written_are_a_one_line_error_leaving_no_file(tmp_path, monkeypatch):
     pytest.importorskip('matplotlib')
     from matplotlib.figure import Figure
 
@@ -709,6 +710,20 @@ def test_a_comparison_that_cannot_be_written_is_a_one_line_error_leaving_no_file
     with pytest.raises(RunError, match=r"cannot write '.*cmp\.png' \(No space left on device\); free space, or pass"):
         plot.compare_runs([tmp_path / 'a', tmp_path / 'b'], tmp_path / 'cmp.png')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'b']
+
+    def failing_disk(figure, *args, **kwargs):
+        raise OSError(5, 'Input/output error')
+
+    monkeypatch.setattr(Figure, 'savefig', failing_disk)  # not a full disk: freeing space is no advice
+    with pytest.raises(RunError, match=r"cannot write '.*cmp\.png' \(Input/output error\); fix that, or pass "):
+        plot.compare_runs([tmp_path / 'a', tmp_path / 'b'], tmp_path / 'cmp.png')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'b']
+    with pytest.raises(RunError, match=r"^cannot write '.*a/curves\.png' \(Input/output error\); fix that, then python "
+                                       r'plot\.py a$'):
+        plot.plot_run(tmp_path / 'a')
+    monkeypatch.setattr(Figure, 'savefig', full_disk)
+    with pytest.raises(RunError, match=r"\(No space left on device\); free some space, then python plot\.py a$"):
+        plot.plot_run(tmp_path / 'a')
 
 
 def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypatch, capsys):
