@@ -37,9 +37,9 @@ needs_descriptor_sharing = pytest.mark.skipif(torch.multiprocessing.get_sharing_
                                               reason='tensors are shared by file name here (macOS, Windows)')
 
 # A file name's byte 0xE9 (Latin-1 'e acute', not UTF-8) as the logs, tables and console show it: where file names
-# are UTF-8 (Linux's usual locales, macOS), escaped, as Python writes the surrogate it reads the byte as; in a Latin-1
-# or Windows code page locale, the letter the byte means there.
-SHOWN_E9 = '\\udce9' if sys.getfilesystemencoding() == 'utf-8' else os.fsdecode(b'\xe9')
+# are UTF-8 (Linux's usual locales, macOS) Python reads it as a surrogate, written escaped (\udce9); in a Latin-1
+# or Windows code page locale, as the letter it means there.
+SHOWN_E9 = os.fsdecode(b'\xe9').encode('utf-8', 'backslashreplace').decode('utf-8')
 
 TEST_BATCH_SIZE = 16
 FAST = ['--batch_size', str(TEST_BATCH_SIZE), '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']
