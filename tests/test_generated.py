@@ -244,6 +244,36 @@ def test_dataloader_workers_as_on_macos(baked, tmp_path):
     assert re.search(r'^\d+ passed, 3 skipped', summary), summary
 
 
+def windows_code_page_locale(folder):
+    """An environment in a Latin-1 Windows code page (cp1252) locale, with Python's UTF-8 mode off: the console, and
+    open() without an encoding, use cp1252, as a Windows console redirected to a file or an old server's locale do,
+    and so do file names. The locale is compiled into `folder`; None where this machine cannot compile it."""
+    if not shutil.which('localedef'):
+        return None
+    compiled = subprocess.run(['localedef', '-i', 'en_US', '-f', 'CP1252', str(folder / 'en_US.CP1252')],
+                              capture_output=True, text=True)
+    env = {**ENV, 'LOCPATH': str(folder), 'LC_ALL': 'en_US.CP1252', 'PYTHONUTF8': '0'}
+    printed = subprocess.run([sys.executable, '-c', 'import locale, sys; print(locale.getpreferredencoding(False), '
+                              'sys.stdout.encoding)'], capture_output=True, text=True, env=env)
+    return env if compiled.returncode == 0 and printed.stdout == 'CP1252 cp1252\n' else None
+
+
+@pytest.mark.slow
+def test_names_tables_and_console_lines_in_a_windows_code_page_locale(baked, tmp_path):
+    """Where the console cannot show torchinfo's box lines (train.main() called from a script, its stdout strict),
+    a line prints escaped, not logging's traceback; tables read back as UTF-8; file names follow the locale."""
+    env = windows_code_page_locale(tmp_path)
+    if env is None:
+        pytest.skip('localedef cannot compile a cp1252 locale here (it needs glibc\'s locale sources)')
+    project = baked('regression', 'cnn', 'image_folder')  # file names in its tables; test_faults.py's signal tests
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
+                             'not_utf_8 or predict_writes or lacks_a_character or signal_to_the_process_group',
+                             'tests/test_outputs.py', 'tests/test_faults.py'], cwd=project, capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert re.search(r'^10 passed, \d+ deselected', result.stdout.splitlines()[-1]), result.stdout[-3000:]
+
+
 @pytest.mark.slow
 def test_default_bake_trains_and_accuracy_rises(baked, tmp_path):
     """The demo path: the default answers, synthetic data, a few epochs; accuracy must visibly rise."""
