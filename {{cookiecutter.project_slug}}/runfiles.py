@@ -47,6 +47,15 @@ def to_stderr(line):
         print(line, file=sys.stderr, flush=True)
 
 
+def to_stdout(line):
+    """Print a line, as the log lines print: a character the console cannot show (a run name's letters in a Windows
+    code page, a file name's byte that is not UTF-8) escaped, even where train.main() is called from a script whose
+    stdout would stop at it; where it cannot be written (a full disk, a closed pipe), the command goes on without it."""
+    encoding = getattr(sys.stdout, 'encoding', None) or 'utf-8'
+    with contextlib.suppress(OSError):
+        print(line.encode(encoding, 'backslashreplace').decode(encoding), flush=True)
+
+
 def escaped(text):
     """`text` with a file name's byte that is not UTF-8 (a surrogate in Python, '\\udce9') written escaped, as
     the log files write it: what encodes strictly (a log, a figure's title) cannot take the surrogate."""

@@ -62,6 +62,7 @@ from runfiles import (
     read_note,
     shown_status,
     to_stderr,
+    to_stdout,
 )
 
 try:
@@ -589,7 +590,7 @@ def set_aside(loggers_dir, checkpoints_dir, how_it_ended):
         moved.append(str(target))
     line = (f"started again: an earlier start saved no checkpoint ({how_it_ended}); its files are now in "
             f"{' and '.join(moved)}")
-    print(line)
+    to_stdout(line)
     return line
 
 
@@ -608,7 +609,7 @@ def kept_starts(loggers_dir, checkpoints_dir):
     if not kept:
         return None
     line = f"earlier starts of this run saved no checkpoint; their files are in {', '.join(kept)}"
-    print(line)
+    to_stdout(line)
     return line
 
 
@@ -884,8 +885,8 @@ def heartbeat_moves(folder, beat):
     another host still runs. Watching it, rather than judging its age, needs no clocks to agree, and a start right
     after a hard kill there (a requeue, a chained job) waits for it instead of failing."""
     path, seconds = Path(folder) / HEARTBEAT_FILE, HEARTBEAT_SECONDS * 1.5
-    print(f"{path} was touched {beat['age']:.0f} s ago on host {beat.get('host')}: waiting up to {seconds:.0f} s "
-          'to see whether its process still runs')
+    to_stdout(f"{path} was touched {beat['age']:.0f} s ago on host {beat.get('host')}: waiting up to {seconds:.0f} s "
+              'to see whether its process still runs')
     first, deadline = modified_ns(path), time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(HEARTBEAT_SECONDS / 30)

@@ -1,5 +1,6 @@
 """Resume continues the same run exactly: same folders, appended logs, restored scheduler, counters and RNG."""
 
+import io
 import json
 import os
 import pickle
@@ -361,6 +362,23 @@ def test_a_named_run_that_saved_nothing_starts_again_and_keeps_that_start(workdi
     assert [line for line in (workdir / 'loggers' / 'killed' / 'note.log').read_text().splitlines()
             if line in lines] == lines
     assert (workdir / 'checkpoints' / 'killed' / 'latest_checkpoint.pt').is_file()
+
+
+def test_a_named_runs_lines_print_escaped_where_the_console_lacks_its_letters(workdir, data_args, monkeypatch):
+    command = data_args + EXACT + ['--run_name', '\u4e2d', '--n_epoch', 1]  # a run named in Chinese
+    with monkeypatch.context() as patch:
+        patch.setattr(train, 'train', lambda *args: 1 / 0)  # start 1 fails once note.log is open
+        with pytest.raises(ZeroDivisionError):
+            run(command)
+    # train.main() called from a script, on a console in a Windows code page: its stdout stops at what it lacks
+    console = io.TextIOWrapper(io.BytesIO(), encoding='cp1252', errors='strict', write_through=True)
+    monkeypatch.setattr(sys, 'stdout', console)
+    assert run(command) == 0
+    line = ('started again: an earlier start saved no checkpoint (failed (ZeroDivisionError)); its files are now in '
+            'loggers/{}.attempt-1')
+    assert line.format('\\u4e2d') in console.buffer.getvalue().decode('cp1252').splitlines()
+    note = (workdir / 'loggers' / '\u4e2d' / 'note.log').read_text(encoding='utf-8')
+    assert line.format('\u4e2d') in note.splitlines() and note.splitlines()[-1].startswith('status: finished')
 
 
 def test_a_named_run_notes_its_starts_set_aside_even_when_the_start_that_set_them_aside_failed(workdir, data_args,
