@@ -303,6 +303,15 @@ def test_a_console_that_lacks_a_character_prints_it_escaped_and_the_log_keeps_it
     assert console.buffer.getvalue() == b'\\u251c\\u2500Linear: 1-1 caf\xe9\nnext\n'
     assert (tmp_path / 'note.log').read_text(encoding='utf-8') == '\u251c\u2500Linear: 1-1 caf\xe9\nnext\n'
     assert 'Logging error' not in capsys.readouterr().err
+    runfiles.to_stdout('run \u4e2d in caf\udce9')  # what train.py prints outside the logs: a run name, a file name
+    assert console.buffer.getvalue().endswith(b'next\nrun \\u4e2d in caf\\udce9\n')
+
+    class FullConsole(io.StringIO):  # a batch job's output file on a full disk: the run goes on without the line
+        def write(self, text):
+            raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(sys, 'stdout', FullConsole())
+    runfiles.to_stdout('run \u4e2d')
 
 
 def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_args, recwarn):
