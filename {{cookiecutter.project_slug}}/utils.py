@@ -1314,8 +1314,8 @@ class CheckpointWriter:
             try:
                 future.result()
             except OSError as err:  # a full disk, a folder removed or made read-only during the run
-                raise RunError(f'{cannot_write(paths, err)}; the checkpoints already there are intact: fix that, '
-                               'then resume') from None
+                raise RunError(f'{cannot_write(paths, err)}; the checkpoints already there are intact: '
+                               f'{fix_for(err)}, then resume') from None
 
     def close(self):
         try:

@@ -643,12 +643,24 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(
         run(data_args + ['--n_epoch', 4, '--lr', 3e-3])
     monkeypatch.undo()
     message = str(error.value)
-    assert message.startswith('cannot write ') and '(No space left on device); the checkpoints already there are intact' in message
+    assert message.startswith('cannot write ') and message.endswith(
+        '(No space left on device); the checkpoints already there are intact: free some space, then resume')
     assert '\n' not in message and len(saves) == 2
     logs, ckpts = only_run(workdir)
     assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 1
     assert not list(ckpts.glob('.*.tmp'))
     assert last_status(logs) == ('failed (RunError)', f'error: {message}')
+
+
+def test_a_checkpoint_write_that_fails_for_another_reason_than_space_says_to_fix_that(workdir, data_args,
+                                                                                      monkeypatch):
+    def folder_made_read_only(state, file, **kwargs):
+        raise PermissionError(errno.EACCES, 'Permission denied')
+
+    monkeypatch.setattr(torch, 'save', folder_made_read_only)
+    with pytest.raises(RunError, match=r'^cannot write .*\(Permission denied\); the checkpoints already there are '
+                                       r'intact: fix that, then resume$'):
+        run(data_args + ['--n_epoch', 1])
 
 
 def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_there_is_room(tmp_path, monkeypatch,
