@@ -427,10 +427,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             if is_master():
                 metrics.append(row)
             if tensorboard is not None:
-                for name in ('loss', 'metric'):
-                    tensorboard.add_scalar(f'{name}/train', row[f'train_{name}'], epoch + 1)
-                    tensorboard.add_scalar(f'{name}/valid', row[f'valid_{name}'], epoch + 1)
-                tensorboard.add_scalar('lr', lr, epoch + 1)
+                tensorboard.add(row)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
             # a signal that came after validation's last batch stops the run here; the save timer may have fallen due

@@ -1120,21 +1120,102 @@ def _git(folder, *args):
 
 
 def open_tensorboard(folder, model, example_inputs):
-    """A SummaryWriter in `folder` with the model graph, or None (and one log line) without tensorboard."""
+    """--tensorboard's writer (TensorboardScalars) in `folder`, with the model graph, or None (and one log line)
+    without tensorboard."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         logging.getLogger('train').info('tensorboard is not installed, so nothing goes to tb/: '
                                         'pip install tensorboard, or pass --tensorboard false')
         return None
-    writer = SummaryWriter(folder)
+    tensorboard = TensorboardScalars(folder, SummaryWriter)
+    if tensorboard.writer is None:
+        return tensorboard
     try:
         with warnings.catch_warnings():  # the trace is drawn once, for this input: whether it generalises is moot
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            writer.add_graph(model, example_inputs)
+            tensorboard.writer.add_graph(model, example_inputs)
     except Exception as err:  # tracing fails for some models; the scalars matter more
         logging.getLogger('train').info(f'tensorboard: no model graph ({first_line(err)})')
-    return writer
+    return tensorboard
+
+
+class TensorboardScalars:
+    """The epochs' losses, metrics and lr in tensorboard event files, written and flushed once per epoch. Where they
+    cannot be written (a full disk, a quota) training goes on and one warning line says so; they wait and go in
+    with a later epoch's, through a new event file (tensorboard reads every file in the folder), and the empty files
+    of tries that failed are removed. The epoch sent before a failure goes again too: tensorboard's writer thread
+    may fail just after a flush returned."""
+
+    def __init__(self, folder, summary_writer):
+        _quiet_tensorboard_thread_errors()
+        self.folder, self.summary_writer = folder, summary_writer
+        self.writer, self.waiting, self.sent, self.warned = None, [], [], False
+        self._open()
+
+    def _open(self):
+        self.files_before = self._files()
+        try:
+            self.writer = self.summary_writer(self.folder)
+        except OSError as err:
+            self._failed(err)
+
+    def add(self, row):
+        self.waiting.append(row)
+        if self.writer is None:
+            self._open()
+            if self.writer is None:
+                return
+        try:
+            for waiting in self.waiting:
+                for name in ('loss', 'metric'):
+                    self.writer.add_scalar(f'{name}/train', waiting[f'train_{name}'], waiting['epoch'])
+                    self.writer.add_scalar(f'{name}/valid', waiting[f'valid_{name}'], waiting['epoch'])
+                self.writer.add_scalar('lr', waiting['lr'], waiting['epoch'])
+            self.writer.flush()
+        except OSError as err:
+            self.waiting, self.sent = self.sent + self.waiting, []
+            self._failed(err)
+            return
+        self.sent, self.waiting = self.waiting, []
+
+    def _failed(self, err):
+        self.close()
+        for name in self._files() - self.files_before:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(os.path.join(self.folder, name)) == 0:
+                    os.remove(os.path.join(self.folder, name))
+        if not self.warned:
+            self.warned = True
+            to_stderr(f"warning: cannot write tensorboard's events in '{self.folder}' ({err.strerror or err}); the "
+                      f"scalars wait and go in with a later epoch's once they can be written again: {fix_for(err)}")
+
+    def _files(self):
+        try:
+            return set(os.listdir(self.folder))
+        except OSError:
+            return set()
+
+    def close(self):
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.close()
+
+
+def _quiet_tensorboard_thread_errors():
+    """tensorboard writes in a thread of its own, which prints its traceback as a write fails (a full disk) and ends;
+    TensorboardScalars says so in one line instead. Other threads' errors print as before."""
+    previous = threading.excepthook
+    if getattr(previous, 'quiets_tensorboard', False):
+        return
+
+    def excepthook(args):
+        if not (issubclass(args.exc_type, OSError) and type(args.thread).__module__.startswith('tensorboard.')):
+            previous(args)
+
+    excepthook.quiets_tensorboard = True
+    threading.excepthook = excepthook
 
 
 def create_logger(name, path, show_time=True):

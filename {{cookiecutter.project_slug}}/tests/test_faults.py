@@ -663,6 +663,86 @@ def test_a_checkpoint_write_that_fails_for_another_reason_than_space_says_to_fix
         run(data_args + ['--n_epoch', 1])
 
 
+def epoch_rows(n):
+    return [{'epoch': e, 'train_loss': 1 / e, 'valid_loss': 2 / e, 'train_metric': e / 10, 'valid_metric': e / 20,
+             'lr': e / 1000} for e in range(1, n + 1)]
+
+
+def test_tensorboard_scalars_that_find_the_disk_full_wait_and_go_in_when_there_is_room(tmp_path, monkeypatch, capsys):
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.summary.writer.record_writer import RecordWriter
+    from torch.utils.tensorboard import SummaryWriter
+
+    real_write, full = RecordWriter.write, [False]
+
+    def write(self, data):  # in tensorboard's writer thread, which a failed write ends
+        if full[0]:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_write(self, data)
+
+    monkeypatch.setattr(RecordWriter, 'write', write)
+    printed = []  # what a thread's uncaught error prints (its traceback)
+    monkeypatch.setattr(threading, 'excepthook', lambda args: printed.append(args.exc_type))
+    rows, scalars = epoch_rows(7), utils.TensorboardScalars(tmp_path / 'tb', SummaryWriter)
+    for epoch, row in enumerate(rows, 1):
+        full[0] = epoch in (3, 4, 5)  # the disk full for three epochs
+        scalars.add(row)
+    scalars.close()
+    err = capsys.readouterr().err
+    assert err.count("warning: cannot write tensorboard's events") == 1, err
+    assert printed == [] and 'Traceback' not in err, err  # the writer thread's traceback is left out
+    threading.excepthook(threading.ExceptHookArgs([ValueError, ValueError(), None, None]))
+    assert printed == [ValueError]  # another thread's error prints as before
+    accumulator = EventAccumulator(str(tmp_path / 'tb'))
+    accumulator.Reload()
+    for tag, key in (('loss/train', 'train_loss'), ('loss/valid', 'valid_loss'), ('metric/train', 'train_metric'),
+                     ('metric/valid', 'valid_metric'), ('lr', 'lr')):
+        steps = {event.step: event.value for event in accumulator.Scalars(tag)}
+        assert steps == {row['epoch']: pytest.approx(row[key]) for row in rows}, tag
+
+
+def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epoch(tmp_path, capsys):
+    full, dies_quietly = [True], [False]
+
+    class FullDiskWriter:  # as SummaryWriter over a quota: its event file is made, and stays empty
+        def __init__(self, folder):
+            folder.mkdir(exist_ok=True)
+            self.file = folder / f'events.out.tfevents.{len(list(folder.iterdir()))}'
+            self.file.touch()
+            self.scalars, self.dead = [], False
+
+        def add_scalar(self, tag, value, step):
+            if self.dead:  # its writer thread's error, found by the next call
+                raise OSError(errno.EDQUOT, 'Disk quota exceeded')
+            self.scalars.append((tag, value, step))
+
+        def flush(self):
+            if full[0]:
+                raise OSError(errno.EDQUOT, 'Disk quota exceeded')
+            if dies_quietly[0]:  # the thread fails just after the flush returned: this epoch is not written
+                self.dead, dies_quietly[0] = True, False
+                return
+            self.file.write_text(' '.join(str(step) for tag, _, step in self.scalars if tag == 'lr'))
+
+        def close(self):
+            pass
+
+    rows, scalars = epoch_rows(7), utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
+    for row in rows[:3]:
+        scalars.add(row)
+    assert list((tmp_path / 'tb').iterdir()) == []  # three tries, no file left
+    full[0] = False
+    scalars.add(rows[3])
+    dies_quietly[0] = True
+    for row in rows[4:]:
+        scalars.add(row)
+    assert [f.read_text() for f in sorted((tmp_path / 'tb').iterdir())] == ['1 2 3 4', '5 6 7']
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: cannot write tensorboard's events in '{tmp_path / 'tb'}' (Disk quota exceeded); the scalars wait "
+        "and go in with a later epoch's once they can be written again: free some space"]
+
+
 def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_there_is_room(tmp_path, monkeypatch,
                                                                                           capsys):
     monkeypatch.setattr('utils.open', lambda path, mode, buffering: FillingFile(path, mode), raising=False)
