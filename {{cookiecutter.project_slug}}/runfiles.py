@@ -51,15 +51,15 @@ def to_stdout(line):
     """Print a line, as the log lines print: a character the console cannot show (a run name's letters in a Windows
     code page, a file name's byte that is not UTF-8) escaped, even where train.main() is called from a script whose
     stdout would stop at it; where it cannot be written (a full disk, a closed pipe), the command goes on without it."""
-    encoding = getattr(sys.stdout, 'encoding', None) or 'utf-8'
     with contextlib.suppress(OSError):
-        print(line.encode(encoding, 'backslashreplace').decode(encoding), flush=True)
+        print(escaped(line, getattr(sys.stdout, 'encoding', None) or 'utf-8'), flush=True)
 
 
-def escaped(text):
-    """`text` with a file name's byte that is not UTF-8 (a surrogate in Python, '\\udce9') written escaped, as
-    the log files write it: what encodes strictly (a log, a figure's title) cannot take the surrogate."""
-    return text.encode('utf-8', 'backslashreplace').decode('utf-8')
+def escaped(text, encoding='utf-8'):
+    """`text` with what `encoding` cannot take written escaped: a file name's byte that is not UTF-8 (a surrogate in
+    Python, '\\udce9'), as the log files write it, or for a console in a Windows code page torchinfo's box lines
+    ('\\u251c'). What encodes strictly (a log, a figure's title, such a console) would stop at it."""
+    return text.encode(encoding, 'backslashreplace').decode(encoding)
 
 
 def fix_for(err):

@@ -552,6 +552,11 @@ def named_run(name, overrides):
     if not re.fullmatch(r'[\w.-]+', name) or name.startswith(('.', '-')):  # '-x' would read as an option later
         raise RunError(f"--run_name must be a folder name of letters, digits, '_', '-' and '.', not starting with "
                        f"'.' or '-', got '{name}'")
+    try:
+        name.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+    except UnicodeEncodeError:  # a Latin-1 or Windows code page locale's file names have no Chinese letters, say
+        raise RunError(f"--run_name '{name}' cannot be a folder name here: file names are in "
+                       f'{sys.getfilesystemencoding()}, which lacks some of its letters; choose another name') from None
     if parse_attempt(name):
         raise RunError(f"--run_name '{name}' is how a start of run '{parse_attempt(name)[0]}' that saved no checkpoint "
                        'is set aside (NAME.attempt-K); choose another name')
@@ -1245,10 +1250,9 @@ class ConsoleLog(logging.StreamHandler):
     def handleError(self, record):
         err = sys.exc_info()[1]
         if isinstance(err, UnicodeEncodeError):
-            encoding = getattr(self.stream, 'encoding', None) or 'ascii'
             with contextlib.suppress(OSError):
-                line = self.format(record) + self.terminator
-                self.stream.write(line.encode(encoding, 'backslashreplace').decode(encoding))
+                self.stream.write(escaped(self.format(record) + self.terminator,
+                                          getattr(self.stream, 'encoding', None) or 'ascii'))
                 self.flush()
         elif not isinstance(err, OSError):
             super().handleError(record)

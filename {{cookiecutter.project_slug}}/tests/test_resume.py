@@ -364,6 +364,8 @@ def test_a_named_run_that_saved_nothing_starts_again_and_keeps_that_start(workdi
     assert (workdir / 'checkpoints' / 'killed' / 'latest_checkpoint.pt').is_file()
 
 
+@pytest.mark.skipif(sys.getfilesystemencoding() != 'utf-8', reason="file names here lack the letters this test's "
+                    'console lacks (a Latin-1 or Windows code page locale)')
 def test_a_named_runs_lines_print_escaped_where_the_console_lacks_its_letters(workdir, data_args, monkeypatch):
     command = data_args + EXACT + ['--run_name', '\u4e2d', '--n_epoch', 1]  # a run named in Chinese
     with monkeypatch.context() as patch:
@@ -379,6 +381,14 @@ def test_a_named_runs_lines_print_escaped_where_the_console_lacks_its_letters(wo
     assert line.format('\\u4e2d') in console.buffer.getvalue().decode('cp1252').splitlines()
     note = (workdir / 'loggers' / '\u4e2d' / 'note.log').read_text(encoding='utf-8')
     assert line.format('\u4e2d') in note.splitlines() and note.splitlines()[-1].startswith('status: finished')
+
+
+def test_a_run_name_that_file_names_here_cannot_hold_is_one_line(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(sys, 'getfilesystemencoding', lambda: 'cp1252')  # a Windows code page locale's
+    with pytest.raises(RunError, match="^--run_name '\u4e2d' cannot be a folder name here: file names are in "
+                                       'cp1252, which lacks some of its letters; choose another name$'):
+        run(data_args + ['--run_name', '\u4e2d'])
+    assert not (workdir / 'loggers').exists()
 
 
 def test_a_named_run_notes_its_starts_set_aside_even_when_the_start_that_set_them_aside_failed(workdir, data_args,
