@@ -1048,22 +1048,33 @@ def append_metrics(path, *rows):
             raise
 
 
+class OneWarning:
+    """A warning line printed the first time only: a file that cannot be written says so once, not at every epoch
+    or line."""
+
+    def __init__(self):
+        self.given = False
+
+    def __call__(self, line):
+        if not self.given:
+            self.given = True
+            to_stderr(f'warning: {line}')
+
+
 class MetricsFile:
     """metrics.csv, appended once per epoch. A row that cannot be written (a full disk, a quota) waits and goes in
     with the next: training goes on, one warning line says so, and no row is lost once there is room."""
 
     def __init__(self, path):
-        self.path, self.waiting, self.warned = path, [], False
+        self.path, self.waiting, self.warn = path, [], OneWarning()
 
     def append(self, row):
         self.waiting.append(row)
         try:
             append_metrics(self.path, *self.waiting)
         except OSError as err:
-            if not self.warned:
-                self.warned = True
-                to_stderr(f"warning: {cannot_write(self.path, err)}; its rows wait and go in with a later epoch's "
-                          f'once it can be written again: {fix_for(err)}')
+            self.warn(f"{cannot_write(self.path, err)}; its rows wait and go in with a later epoch's once it can be "
+                      f'written again: {fix_for(err)}')
             return
         self.waiting = []
 
@@ -1155,7 +1166,7 @@ class TensorboardScalars:
     def __init__(self, folder, summary_writer):
         _quiet_tensorboard_thread_errors()
         self.folder, self.summary_writer = folder, summary_writer
-        self.writer, self.waiting, self.sent, self.warned = None, [], [], False
+        self.writer, self.waiting, self.sent, self.warn = None, [], [], OneWarning()
         self._open()
 
     def _open(self):
@@ -1186,14 +1197,12 @@ class TensorboardScalars:
 
     def _failed(self, err):
         self.close()
-        for name in self._files() - self.files_before:
+        for path in (os.path.join(self.folder, name) for name in self._files() - self.files_before):
             with contextlib.suppress(OSError):
-                if os.path.getsize(os.path.join(self.folder, name)) == 0:
-                    os.remove(os.path.join(self.folder, name))
-        if not self.warned:
-            self.warned = True
-            to_stderr(f"warning: cannot write tensorboard's events in '{self.folder}' ({err.strerror or err}); the "
-                      f"scalars wait and go in with a later epoch's once they can be written again: {fix_for(err)}")
+                if os.path.getsize(path) == 0:
+                    os.remove(path)
+        self.warn(f"cannot write tensorboard's events in '{self.folder}' ({err.strerror or err}); the scalars wait "
+                  f"and go in with a later epoch's once they can be written again: {fix_for(err)}")
 
     def _files(self):
         try:
@@ -1265,16 +1274,14 @@ class RunLogFile(logging.FileHandler):
 
     def __init__(self, path):
         super().__init__(path, mode='a', encoding='utf-8')
-        self.path, self.warned = path, False
+        self.path, self.warn = path, OneWarning()
 
     def handleError(self, record):
         err = sys.exc_info()[1]
         if not isinstance(err, OSError):
             return super().handleError(record)
-        if not self.warned:
-            self.warned = True
-            to_stderr(f'warning: {cannot_write(self.path, err)}; its lines print here, and the file takes them once '
-                      f'it can be written again (it may miss some): {fix_for(err)}')
+        self.warn(f'{cannot_write(self.path, err)}; its lines print here, and the file takes them once it can be '
+                  f'written again (it may miss some): {fix_for(err)}')
 
     def close(self):
         with contextlib.suppress(OSError):  # the last lines could not be flushed either: said when they failed
