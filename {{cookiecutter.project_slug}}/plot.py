@@ -27,6 +27,7 @@ from runfiles import (
     new_file,
     newest_run,
     one_line_errors,
+    print_output,
     project_folder_note,
     read_metrics_rows,
     read_note,
@@ -279,13 +280,13 @@ if __name__ == '__main__':
             raise RunError("--output names a comparison of two or more runs; one run's figure is its curves.png")
         try:
             if not comparing:
-                print(f'wrote {plot_run(folders[0])}')
+                print_output(f'wrote {plot_run(folders[0])}')
             else:
                 for file in files:
-                    print(f'left out {file}: a file, not a run folder')
+                    print_output(f'left out {file}: a file, not a run folder')
                 path, left_out = compare_runs(folders, 'comparison.png' if args.output is None else args.output)
                 for folder, why in left_out:
-                    print(f'left out {folder}: {why}')
-                print(f'wrote {path}')
+                    print_output(f'left out {folder}: {why}')
+                print_output(f'wrote {path}')
         except ImportError:
             raise RunError('matplotlib is not installed; pip install matplotlib') from None

@@ -31,6 +31,7 @@ from runfiles import (
     new_file,
     newest_run,
     one_line_errors,
+    print_output,
     project_folder_note,
 )
 from utils import (
@@ -189,10 +190,10 @@ if __name__ == '__main__':
         args = parser.parse_args()
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
                                   args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else '' }})
-    print(f"wrote {n} prediction{'s' * (n != 1)} to {args.output}")
-    if loss is not None and math.isfinite(loss):
-        print(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')
+        print_output(f"wrote {n} prediction{'s' * (n != 1)} to {args.output}")
+        if loss is not None and math.isfinite(loss):
+            print_output(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')
 {%- if cookiecutter.task == 'classification' %}
-    if loss is not None:
-        print(f'wrote the confusion matrix, with recall and precision per class, to {confusion_file(Path(args.output))}')
+        if loss is not None:
+            print_output(f'wrote the confusion matrix, with recall and precision per class, to {confusion_file(Path(args.output))}')
 {%- endif %}

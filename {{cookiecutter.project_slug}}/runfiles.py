@@ -55,6 +55,21 @@ def to_stdout(line):
         print(escaped(line, getattr(sys.stdout, 'encoding', None) or 'utf-8'), flush=True)
 
 
+def print_output(line):
+    """Print a line of what runs.py, plot.py and predict.py answer, escaped as `to_stdout` prints it. Where the reader
+    has gone (`python runs.py | head -3`) the rest is not wanted: the command ends as it would have, without the
+    traceback (or Python's exit code 120); where the output cannot be written (a full disk), a one-line error."""
+    try:
+        print(escaped(line, getattr(sys.stdout, 'encoding', None) or 'utf-8'), flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):  # later lines, and the flush at exit, go nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    except OSError as err:
+        raise RunError(f'cannot write to standard output ({err.strerror}); {fix_for(err)}') from None
+
+
 def escaped(text, encoding='utf-8'):
     """`text` with what `encoding` cannot take written escaped: a file name's byte that is not UTF-8 (a surrogate in
     Python, '\\udce9'), as the log files write it, or for a console in a Windows code page torchinfo's box lines

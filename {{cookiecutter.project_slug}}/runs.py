@@ -22,6 +22,7 @@ from runfiles import (
     holds_checkpoints_not_logs,
     one_line_errors,
     parse_attempt,
+    print_output,
     project_folder_note,
     read_heartbeat,
     read_metrics_rows,
@@ -107,4 +108,4 @@ if __name__ == '__main__':
         if runs and not any((run / 'note.log').exists() for run in runs) and any(map(holds_checkpoints_not_logs, runs)):
             raise RunError(f"'{args.loggers}' holds runs' checkpoints, not their logs; pass their loggers folder, "
                            'such as --loggers loggers')
-        print(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))
+        print_output(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))

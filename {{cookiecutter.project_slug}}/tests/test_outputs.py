@@ -537,6 +537,28 @@ def test_runs_and_plot_answer_without_importing_torch(tmp_path):
     assert (folder / 'curves.png').read_bytes().startswith(b'\x89PNG')
 
 
+@pytest.mark.skipif(not os.path.exists('/dev/full'), reason='no /dev/full to write to (Linux has one)')
+def test_runs_and_plot_say_when_their_output_cannot_be_written_and_stop_quietly_when_its_reader_has_gone(tmp_path):
+    pytest.importorskip('matplotlib')
+    folder = tmp_path / 'loggers' / '20260101_000000'
+    hand_made_run(folder, {'lr': 0.001}, [0.8, 0.75])
+    for command in (['runs.py'], ['plot.py', folder.name]):
+        def run_with(stdout, command=command):
+            return subprocess.run([sys.executable, str(PROJECT / command[0]), *command[1:]], cwd=tmp_path, stdout=stdout,
+                                  stderr=subprocess.PIPE, text=True, timeout=300)
+
+        with open('/dev/full', 'w') as full:  # `python runs.py > runs.txt` on a full disk: the table is lost
+            result = run_with(full)
+        assert (result.returncode, result.stderr) == (
+            2, 'error: cannot write to standard output (No space left on device); free some space\n'), command
+        read, write = os.pipe()
+        os.close(read)  # `python runs.py | head -1`: head has read its line and gone
+        with os.fdopen(write, 'w') as gone:
+            result = run_with(gone)
+        assert (result.returncode, result.stderr) == (0, ''), command  # not 1 (or 120) with a BrokenPipeError
+    assert (folder / 'curves.png').read_bytes().startswith(b'\x89PNG')
+
+
 def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_another(tmp_path, monkeypatch, capsys):
     # `python my_project/predict.py --run a` from the folder above looks for ./checkpoints, ./loggers (and a
     # --checkpoint or --config file) there
@@ -759,6 +781,23 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypat
                                                          name{{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', data" }}], monkeypatch, capsys)
     assert code == 0 and f'wrote {n} predictions to r{SHOWN_E9}sultat.csv\n' in stdout, stderr
     assert len(rows(workdir / name)) == n
+
+    class Unwritable(io.StringIO):  # stdout on a full disk; a pipe whose reader has gone (`| head -1`)
+        def __init__(self, error):
+            super().__init__()
+            self.error = error
+
+        def write(self, text):
+            raise self.error
+
+    for error, expected in ((OSError(28, 'No space left on device'),
+                             (2, 'error: cannot write to standard output (No space left on device); free some space\n')),
+                            (BrokenPipeError(32, 'Broken pipe'), (0, ''))):
+        monkeypatch.setattr(sys, 'stdout', Unwritable(error))
+        output = f'errno{error.errno}.csv'
+        assert run_as_command('predict.py', ['--checkpoint', str(ckpts / 'best_checkpoint.pt'), '--output', output{{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', data" }}],
+                              monkeypatch, capsys)[::2] == expected
+        assert len(rows(workdir / output)) == n  # written all the same
 
 
 def test_predict_runs_on_the_device_training_would_use(workdir, data_args, monkeypatch):
