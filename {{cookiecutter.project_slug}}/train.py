@@ -282,7 +282,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         return None
 
     def finish(status, exit_code):
-        """Record how the run ended (runs.py reads it), close tensorboard, return the exit code."""
+        """Close metrics.csv, record how the run ended (runs.py reads it), close tensorboard, return the exit code."""
+        metrics.close()  # rows still waiting for room get one more try
         note_logger.info(f"status: {status} at {time.strftime('%Y-%m-%d %H:%M:%S')}, epoch {epoch_done}, step {step}")
         if tensorboard is not None:
             tensorboard.close()

@@ -1063,13 +1063,16 @@ class OneWarning:
 
 class MetricsFile:
     """metrics.csv, appended once per epoch. A row that cannot be written (a full disk, a quota) waits and goes in
-    with the next: training goes on, one warning line says so, and no row is lost once there is room."""
+    with the next (or at close()): training goes on, one warning line says so, and no row is lost once there is room."""
 
     def __init__(self, path):
         self.path, self.waiting, self.warn = path, [], OneWarning()
 
     def append(self, row):
         self.waiting.append(row)
+        self._write()
+
+    def _write(self):
         try:
             append_metrics(self.path, *self.waiting)
         except OSError as err:
@@ -1077,6 +1080,17 @@ class MetricsFile:
                       f'written again: {fix_for(err)}')
             return
         self.waiting = []
+
+    def close(self):
+        """At the run's end, rows still waiting get one more try (the disk may have room again); the epochs of any
+        left are named."""
+        if self.waiting:
+            self._write()
+        if self.waiting:
+            first, last = self.waiting[0]['epoch'], self.waiting[-1]['epoch']
+            epochs = f'epoch {first}' if first == last else f'epochs {first}-{last}'
+            to_stderr(f"warning: {os.path.basename(self.path)} in '{os.path.dirname(self.path)}' lacks {epochs}, which "
+                      'could not be written before the run ended (the console printed their losses)')
 
 
 def cut_short(f):
@@ -1178,6 +1192,9 @@ class TensorboardScalars:
 
     def add(self, row):
         self.waiting.append(row)
+        self._send()
+
+    def _send(self):
         if self.writer is None:
             self._open()
             if self.writer is None:
@@ -1196,7 +1213,7 @@ class TensorboardScalars:
         self.sent, self.waiting = self.waiting, []
 
     def _failed(self, err):
-        self.close()
+        self._close_writer()
         for path in (os.path.join(self.folder, name) for name in self._files() - self.files_before):
             with contextlib.suppress(OSError):
                 if os.path.getsize(path) == 0:
@@ -1211,6 +1228,12 @@ class TensorboardScalars:
             return set()
 
     def close(self):
+        """At the run's end, scalars still waiting get one more try: the disk may have room again."""
+        if self.waiting:
+            self._send()
+        self._close_writer()
+
+    def _close_writer(self):
         writer, self.writer = self.writer, None
         if writer is not None:
             with contextlib.suppress(OSError):

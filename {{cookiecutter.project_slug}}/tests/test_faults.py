@@ -702,7 +702,7 @@ def test_tensorboard_scalars_that_find_the_disk_full_wait_and_go_in_when_there_i
         assert steps == {row['epoch']: pytest.approx(row[key]) for row in rows}, tag
 
 
-def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epoch(tmp_path, capsys):
+def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epoch_even_at_the_end(tmp_path, capsys):
     full, dies_quietly = [True], [False]
 
     class FullDiskWriter:  # as SummaryWriter over a quota: its event file is made, and stays empty
@@ -728,16 +728,23 @@ def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epo
         def close(self):
             pass
 
-    rows, scalars = epoch_rows(7), utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
+    rows, scalars = epoch_rows(9), utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
     for row in rows[:3]:
         scalars.add(row)
     assert list((tmp_path / 'tb').iterdir()) == []  # three tries, no file left
     full[0] = False
     scalars.add(rows[3])
     dies_quietly[0] = True
-    for row in rows[4:]:
+    for row in rows[4:7]:
         scalars.add(row)
     assert [f.read_text() for f in sorted((tmp_path / 'tb').iterdir())] == ['1 2 3 4', '5 6 7']
+    full[0] = True  # the last epochs find the disk full, and it has room again as the run ends: the batch sent last
+    # (5-7) goes again with them
+    for row in rows[7:]:
+        scalars.add(row)
+    full[0] = False
+    scalars.close()
+    assert [f.read_text() for f in sorted((tmp_path / 'tb').iterdir())] == ['1 2 3 4', '5 6 7', '5 6 7 8 9']
     assert capsys.readouterr().err.splitlines() == [
         f"warning: cannot write tensorboard's events in '{tmp_path / 'tb'}' (Disk quota exceeded); the scalars wait "
         "and go in with a later epoch's once they can be written again: free some space"]
@@ -764,6 +771,18 @@ def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_ther
     err = capsys.readouterr().err
     assert err.count('warning: ') == 1 and err.startswith(f"warning: cannot write metrics.csv in '{tmp_path}' (No space "
                                                           'left on device); its rows wait')
+    FillingFile.room = 0  # the last epoch finds the disk full, which has room again as the run ends
+    metrics.append({column: 5 for column in METRICS_COLUMNS})
+    FillingFile.room = math.inf
+    metrics.close()
+    assert path.read_text().splitlines()[-1] == ','.join(['5'] * len(METRICS_COLUMNS))
+    FillingFile.room = 0  # and a run that ends with the disk still full names the epochs its metrics.csv lacks
+    for epoch in (6, 7):
+        metrics.append({column: epoch for column in METRICS_COLUMNS})
+    metrics.close()
+    assert capsys.readouterr().err == (f"warning: metrics.csv in '{tmp_path}' lacks epochs 6-7, which could not be "
+                                       'written before the run ended (the console printed their losses)\n')
+    assert path.read_text().splitlines()[-1] == ','.join(['5'] * len(METRICS_COLUMNS))
 
 
 def test_a_metrics_file_that_cannot_be_written_for_another_reason_names_no_full_disk(tmp_path, monkeypatch, capsys):
@@ -779,11 +798,12 @@ def test_a_metrics_file_that_cannot_be_written_for_another_reason_names_no_full_
 
 def test_a_disk_that_fills_up_for_a_while_costs_the_logs_nothing_and_training_goes_on(workdir, data_args,
                                                                                         monkeypatch, capsys):
-    disk = {'full': False}
+    disk, tries = {'full': False}, []
     real_append, real_flush = utils.append_metrics, RunLogFile.flush
 
-    def append_metrics(path, *rows):  # metrics.csv is written once an epoch: epochs 2 and 3 find the disk full
-        disk['full'] = rows[-1]['epoch'] in (2, 3)
+    def append_metrics(path, *rows):  # metrics.csv is written once an epoch: epochs 2 and 3 find the disk full, and
+        tries.append(rows[-1]['epoch'])  # so does the last (5), which has room again as the run ends
+        disk['full'] = rows[-1]['epoch'] in (2, 3) or tries.count(5) == 1
         if disk['full']:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_append(path, *rows)
