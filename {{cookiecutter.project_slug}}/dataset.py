@@ -66,7 +66,7 @@ from torch.utils.data import Dataset, default_collate, random_split
 from torch.utils.data import Dataset, random_split
 {%- endif %}
 
-from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors{{ ', project_folder_note' if cookiecutter.dataset != 'synthetic' else '' }}
+from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors{{ ', print_output, project_folder_note' if cookiecutter.dataset != 'synthetic' else '' }}
 from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums
 
 DATA_CONFIG = {
@@ -925,8 +925,8 @@ if __name__ == '__main__':
     with one_line_errors():
         args = parser.parse_args()
         make_example(args.make_example, DATA_CONFIG, args.n_samples, args.seed)
-    print(f'wrote {args.n_samples} samples to {args.make_example}; train on them with: '
-          f'python train.py --dataset_dir {args.make_example}')
+        print_output(f'wrote {args.n_samples} samples to {args.make_example}; train on them with: '
+                     f'python train.py --dataset_dir {args.make_example}')
 {%- else %}
 
 

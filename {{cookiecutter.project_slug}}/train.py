@@ -29,7 +29,7 @@ from tqdm import tqdm
 from dataset import DATA_CONFIG, SPLIT_KEYS, {{ 'augment, ' if images else '' }}build_datasets, check_data_config, collate_fn
 from model import MODEL_CONFIG, SHAPE_KEYS, build_model, check_model_config
 from plot import save_curves
-from runfiles import METRIC_NAME, RunError, one_line_errors
+from runfiles import METRIC_NAME, RunError, one_line_errors, to_stdout
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
     AgreementPace,
@@ -546,7 +546,7 @@ def main(argv=None):
     nothing_left = nothing_to_train(checkpoint, config)
     if nothing_left:  # a requeued job whose run is done, say: exit 0, write nothing
         if is_master():
-            print(nothing_left)
+            to_stdout(nothing_left)
         return 0
     init_weights, fresh_layers = None, []
     if checkpoint is None and config['init_from']:

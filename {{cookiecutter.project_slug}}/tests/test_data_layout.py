@@ -2,6 +2,9 @@
 
 {% if cookiecutter.dataset == 'image_folder' -%}
 import math
+{% endif -%}
+import os
+{% if cookiecutter.dataset == 'image_folder' -%}
 import struct
 {% endif -%}
 import subprocess
@@ -51,6 +54,17 @@ def test_make_example_command_writes_data_that_trains_as_baked(tmp_path, config)
 {%- endif %}
     train_set, valid_set = build_datasets({**config, **DATA_CONFIG, 'dataset_dir': str(tmp_path / 'd')})
     assert len(train_set) + len(valid_set) == n_samples
+
+
+@pytest.mark.skipif(not os.path.exists('/dev/full'), reason='no /dev/full to write to (Linux has one)')
+def test_make_example_command_says_when_its_line_cannot_be_written(tmp_path):
+    with open('/dev/full', 'w') as full:  # its output on a full disk: the data is written, its one line is not
+        result = subprocess.run([sys.executable, str(PROJECT / 'dataset.py'), '--make-example', str(tmp_path / 'd'),
+                                 '--n_samples', str(max(8, DATA_CONFIG.get('num_classes', 0)))], stdout=full,
+                                stderr=subprocess.PIPE, text=True)
+    assert (result.returncode, result.stderr) == (
+        2, 'error: cannot write to standard output (No space left on device); free some space\n')
+    assert any((tmp_path / 'd').iterdir())
 
 
 @pytest.mark.parametrize('option, value, message', [
