@@ -56,9 +56,9 @@ def to_stdout(line):
 
 
 def print_output(line):
-    """Print a line of what runs.py, plot.py and predict.py answer, escaped as `to_stdout` prints it. Where the reader
-    has gone (`python runs.py | head -3`) the rest is not wanted: the command ends as it would have, without the
-    traceback (or Python's exit code 120); where the output cannot be written (a full disk), a one-line error."""
+    """Print a line of what runs.py, plot.py, predict.py and dataset.py answer, escaped as `to_stdout` prints it.
+    Where the reader has gone (`python runs.py | head -3`) the rest is not wanted: the command ends as it would
+    have, without a traceback; where the output cannot be written (a full disk), a one-line error."""
     try:
         print(escaped(line, getattr(sys.stdout, 'encoding', None) or 'utf-8'), flush=True)
     except BrokenPipeError:
