@@ -19,7 +19,6 @@ import torch
 ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1', 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1',
        'PYTHONFAULTHANDLER': '1'}
 SMALL = ['--hidden_dim', '32', '--warmup_steps', '5', '--batch_size', '16']
-TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2']
 
 # Evaluates a checkpoint's weights on the whole valid split in one process: what val.log must show.
 EVALUATE = """
@@ -38,6 +37,13 @@ print(len(valid_set), torch.nn.functional.cross_entropy(output, torch.stack(y)).
       (output.argmax(1) == torch.stack(y)).float().mean().item())
 """
 
+
+@pytest.fixture(scope='module')
+def torchrun(tmp_path_factory):
+    """torchrun's command line; its log folders (one a run) in a temporary folder instead of /tmp, where it would
+    leave them."""
+    logs = tmp_path_factory.mktemp('torchelastic')
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '--log-dir', str(logs)]
 
 def run(argv, cwd, timeout=600):
     """subprocess.run in a session of its own, whose whole process group a timeout kills: torchrun's ranks too,
@@ -76,9 +82,9 @@ def project(baked):
 
 
 @pytest.mark.slow
-def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(project, tmp_path):
+def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(project, torchrun, tmp_path):
     # 205 samples: 41 for validation, split 21 + 20 over the two ranks
-    result = run(TORCHRUN + [str(project / 'train.py'), '--n_epoch', '2', '--n_samples', '205'] + SMALL, tmp_path)
+    result = run(torchrun + [str(project / 'train.py'), '--n_epoch', '2', '--n_samples', '205'] + SMALL, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(tmp_path)
     assert sorted(p.name for p in logs.iterdir()) == ['config.json', 'curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
@@ -98,7 +104,7 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
     # the DDP run resumes in one process, and that run resumes under torchrun again
     resumed = run([sys.executable, str(project / 'train.py'), '--resume', logs.name, '--n_epoch', '3'], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    again = run(TORCHRUN + [str(project / 'train.py'), '--resume', logs.name, '--n_epoch', '4'], tmp_path)
+    again = run(torchrun + [str(project / 'train.py'), '--resume', logs.name, '--n_epoch', '4'], tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert only_run(tmp_path) == (logs, ckpts)
     assert [line[0] for line in epoch_lines(logs / 'train.log')] == ['1', '2', '3', '4']
@@ -107,7 +113,7 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
     # a copy of the checkpoint outside its run's folder goes on as a new run (rank 0 decides for all)
     shutil.copy(ckpts / 'latest_checkpoint.pt', tmp_path / 'copy.pt')
     source = sorted((p.name, p.stat().st_mtime_ns) for p in [*logs.iterdir(), *ckpts.iterdir()])
-    branched = run(TORCHRUN + [str(project / 'train.py'), '--resume', 'copy.pt', '--n_epoch', '5'], tmp_path)
+    branched = run(torchrun + [str(project / 'train.py'), '--resume', 'copy.pt', '--n_epoch', '5'], tmp_path)
     assert branched.returncode == 0, branched.stderr[-3000:]
     assert sorted((p.name, p.stat().st_mtime_ns) for p in [*logs.iterdir(), *ckpts.iterdir()]) == source
     branch_logs, = set((tmp_path / 'loggers').iterdir()) - {logs}
@@ -118,8 +124,8 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
 
 
 @pytest.mark.slow
-def test_a_named_run_under_torchrun_starts_resumes_and_ends_with_the_same_command(project, tmp_path):
-    command = TORCHRUN + [str(project / 'train.py'), '--run_name', 'job', '--n_samples', '160'] + SMALL
+def test_a_named_run_under_torchrun_starts_resumes_and_ends_with_the_same_command(project, torchrun, tmp_path):
+    command = torchrun + [str(project / 'train.py'), '--run_name', 'job', '--n_samples', '160'] + SMALL
     failed_start = tmp_path / 'loggers' / 'job' / 'note.log'  # a first start that failed before its first save
     failed_start.parent.mkdir(parents=True)
     failed_start.write_text('status: failed (ValueError) at 2026-01-01 12:00:00, epoch 0, step 0\n')
@@ -134,13 +140,13 @@ def test_a_named_run_under_torchrun_starts_resumes_and_ends_with_the_same_comman
 
 
 @pytest.mark.slow
-def test_two_processes_of_batch_b_take_the_same_first_step_as_one_of_batch_2b(project, tmp_path):
+def test_two_processes_of_batch_b_take_the_same_first_step_as_one_of_batch_2b(project, torchrun, tmp_path):
     # 40 samples: 32 for training, so one optimizer step either way; no dropout, so no randomness
     args = ['--n_epoch', '1', '--n_samples', '40', '--dropout', '0', '--hidden_dim', '32', '--warmup_steps', '0']
     (tmp_path / 'one').mkdir()
     (tmp_path / 'two').mkdir()
     one = run([sys.executable, str(project / 'train.py'), *args, '--batch_size', '32'], tmp_path / 'one')
-    two = run(TORCHRUN + [str(project / 'train.py'), *args, '--batch_size', '16'], tmp_path / 'two')
+    two = run(torchrun + [str(project / 'train.py'), *args, '--batch_size', '16'], tmp_path / 'two')
     assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-2000:]
     weights = [torch.load(only_run(tmp_path / name)[1] / 'latest_checkpoint.pt', weights_only=True)
                for name in ('one', 'two')]
@@ -161,10 +167,10 @@ sys.exit(train.main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, tmp_path):
+def test_sigterm_under_torchrun_saves_once_and_exits_cleanly(project, torchrun, tmp_path):
     script = tmp_path / 'slow_train.py'
     script.write_text(SLOW_TRAIN.format(project=str(project)))
-    process = subprocess.Popen(TORCHRUN + [str(script), '--n_epoch', '50', '--n_samples', '400'] + SMALL,
+    process = subprocess.Popen(torchrun + [str(script), '--n_epoch', '50', '--n_samples', '400'] + SMALL,
                                cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -209,18 +215,18 @@ sys.exit(train.main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never_stopped(project, tmp_path):
+def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never_stopped(project, torchrun, tmp_path):
     # 320 samples: 256 to train (8 steps of 16 a rank), 64 to validate (2 batches of 16 a rank)
     args = ['--n_epoch', '3', '--n_samples', '320'] + SMALL
     (tmp_path / 'straight').mkdir()
-    straight = run(TORCHRUN + [str(project / 'train.py'), *args], tmp_path / 'straight')
+    straight = run(torchrun + [str(project / 'train.py'), *args], tmp_path / 'straight')
     assert straight.returncode == 0, straight.stderr[-3000:]
     straight_logs, straight_ckpts = only_run(tmp_path / 'straight')
 
     script = tmp_path / 'signalled_rank.py'
     # 2 validation batches a rank an epoch: epoch 2's first; the rank stops its validation at the next batch
     script.write_text(SIGNALLED_RANK.format(project=str(project), in_validation=True, at=3, signal='SIGTERM'))
-    signalled = run(TORCHRUN + [str(script), *args], tmp_path)
+    signalled = run(torchrun + [str(script), *args], tmp_path)
     assert signalled.returncode != 0, signalled.stderr[-3000:]
     assert not re.search(r'(train|utils)\.py", line', signalled.stderr), signalled.stderr[-3000:]  # no rank crashed
     logs, ckpts = only_run(tmp_path)
@@ -231,7 +237,7 @@ def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never
     assert 'status: interrupted (SIGTERM)' in (logs / 'note.log').read_text()
     assert len(epoch_lines(logs / 'val.log')) == 1
 
-    resumed = run(TORCHRUN + [str(project / 'train.py'), '--resume', logs.name], tmp_path)
+    resumed = run(torchrun + [str(project / 'train.py'), '--resume', logs.name], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for name in ('train.log', 'val.log'):  # epoch 2's training line once, its validation done on resume
         assert epoch_lines(logs / name) == epoch_lines(straight_logs / name), name
@@ -241,25 +247,25 @@ def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never
 
 
 @pytest.mark.slow
-def test_a_rank_killed_mid_epoch_resumes_from_the_timed_save_as_if_never_stopped(project, tmp_path):
+def test_a_rank_killed_mid_epoch_resumes_from_the_timed_save_as_if_never_stopped(project, torchrun, tmp_path):
     # 160 samples: 128 to train, 64 a rank, 4 steps of 16 an epoch; save_minutes this small saves at every read
     args = ['--n_epoch', '3', '--n_samples', '160', '--log_interval', '1', '--save_minutes', '1e-9'] + SMALL
     (tmp_path / 'straight').mkdir()
-    straight = run(TORCHRUN + [str(project / 'train.py'), *args], tmp_path / 'straight')
+    straight = run(torchrun + [str(project / 'train.py'), *args], tmp_path / 'straight')
     assert straight.returncode == 0, straight.stderr[-3000:]
     straight_logs, straight_ckpts = only_run(tmp_path / 'straight')
 
     script = tmp_path / 'killed_rank.py'
     script.write_text(SIGNALLED_RANK.format(project=str(project), in_validation=False, at=7,  # epoch 2's third
                                             signal='SIGKILL'))  # no handler runs, and torchrun stops rank 0 too
-    killed = run(TORCHRUN + [str(script), *args], tmp_path)
+    killed = run(torchrun + [str(script), *args], tmp_path)
     assert killed.returncode != 0
     logs, ckpts = only_run(tmp_path)
     on_disk = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) in [(1, 5, 16), (1, 6, 32)], killed.stderr[-3000:]
     assert len(on_disk['epoch_totals']) == 2  # each rank's running sums of the epoch
 
-    resumed = run(TORCHRUN + [str(project / 'train.py'), '--resume', logs.name], tmp_path)
+    resumed = run(torchrun + [str(project / 'train.py'), '--resume', logs.name], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for name in ('train.log', 'val.log'):  # the same losses and metrics, epoch 2's training included
         assert epoch_lines(logs / name) == epoch_lines(straight_logs / name), name

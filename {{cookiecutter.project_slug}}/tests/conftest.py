@@ -283,8 +283,13 @@ def run_as_group(argv, cwd, env, timeout=300):
 
 
 def run_torchrun(args, cwd, env=None):
-    """`torchrun --standalone --nproc_per_node=2 args` on the CPU (gloo), through run_as_group."""
-    argv = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'] + [str(a) for a in args]
+    """`torchrun --standalone --nproc_per_node=2 args` on the CPU (gloo), through run_as_group. Without --log-dir,
+    torchrun makes a folder in /tmp for its logs and leaves it there: one in cwd's parent (a test's temporary
+    folders) instead."""
+    args = [str(a) for a in args]
+    if '--log-dir' not in args:
+        args = ['--log-dir', tempfile.mkdtemp(prefix='torchelastic_', dir=Path(cwd).parent)] + args
+    argv = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'] + args
     return run_as_group(argv, cwd, {**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': '', **(env or {})})
 
 
