@@ -52,7 +52,7 @@ def to_stdout(line):
     code page, a file name's byte that is not UTF-8) escaped, even where train.main() is called from a script whose
     stdout would stop at it; where it cannot be written (a full disk, a closed pipe), the command goes on without it."""
     with contextlib.suppress(OSError):
-        print(escaped(line, getattr(sys.stdout, 'encoding', None) or 'utf-8'), flush=True)
+        print_escaped(line)
 
 
 def print_output(line):
@@ -60,7 +60,7 @@ def print_output(line):
     Where the reader has gone (`python runs.py | head -3`) the rest is not wanted: the command ends as it would
     have, without a traceback; where the output cannot be written (a full disk), a one-line error."""
     try:
-        print(escaped(line, getattr(sys.stdout, 'encoding', None) or 'utf-8'), flush=True)
+        print_escaped(line)
     except BrokenPipeError:
         with contextlib.suppress(OSError, ValueError):  # later lines, and the flush at exit, go nowhere
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -68,6 +68,10 @@ def print_output(line):
             os.close(devnull)
     except OSError as err:
         raise RunError(f'cannot write to standard output ({err.strerror}); {fix_for(err)}') from None
+
+
+def print_escaped(line):
+    print(escaped(line, getattr(sys.stdout, 'encoding', None) or 'utf-8'), flush=True)
 
 
 def escaped(text, encoding='utf-8'):
