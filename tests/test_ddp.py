@@ -45,6 +45,7 @@ def torchrun(tmp_path_factory):
     logs = tmp_path_factory.mktemp('torchelastic')
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '--log-dir', str(logs)]
 
+
 def run(argv, cwd, timeout=600):
     """subprocess.run in a session of its own, whose whole process group a timeout kills: torchrun's ranks too,
     which would otherwise outlive a hung test."""

@@ -39,7 +39,7 @@ needs_descriptor_sharing = pytest.mark.skipif(torch.multiprocessing.get_sharing_
 # A file name's byte 0xE9 (Latin-1 'e acute', not UTF-8) as the logs, tables and console show it: where file names
 # are UTF-8 (Linux's usual locales, macOS) Python reads it as a surrogate, written escaped (\udce9); in a Latin-1
 # or Windows code page locale, as the letter it means there.
-SHOWN_E9 = os.fsdecode(b'\xe9').encode('utf-8', 'backslashreplace').decode('utf-8')
+SHOWN_E9 = runfiles.escaped(os.fsdecode(b'\xe9'))
 
 TEST_BATCH_SIZE = 16
 FAST = ['--batch_size', str(TEST_BATCH_SIZE), '--warmup_steps', '5', '--log_interval', '3', '--save_every', '100']

@@ -292,6 +292,17 @@ def test_the_console_shows_each_log_line_and_names_the_log_of_a_timed_one(workdi
     assert note[-1].startswith('status: finished') and note[-1] in console  # untimed, as in the file
 
 
+class Unwritable(io.StringIO):
+    """A console that raises `error` at every write: stdout on a full disk, or a pipe whose reader has gone."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def write(self, text):
+        raise self.error
+
+
 def test_a_console_that_lacks_a_character_prints_it_escaped_and_the_log_keeps_it(tmp_path, monkeypatch, capsys):
     # a console in a Windows code page, or a batch job's output in a Latin-1 locale: no box lines in it
     console = io.TextIOWrapper(io.BytesIO(), encoding='cp1252', errors='strict', write_through=True)
@@ -305,12 +316,8 @@ def test_a_console_that_lacks_a_character_prints_it_escaped_and_the_log_keeps_it
     assert 'Logging error' not in capsys.readouterr().err
     runfiles.to_stdout('run \u4e2d in caf\udce9')  # what train.py prints outside the logs: a run name, a file name
     assert console.buffer.getvalue().endswith(b'next\nrun \\u4e2d in caf\\udce9\n')
-
-    class FullConsole(io.StringIO):  # a batch job's output file on a full disk: the run goes on without the line
-        def write(self, text):
-            raise OSError(28, 'No space left on device')
-
-    monkeypatch.setattr(sys, 'stdout', FullConsole())
+    # a batch job's output file on a full disk: the run goes on without the line
+    monkeypatch.setattr(sys, 'stdout', Unwritable(OSError(28, 'No space left on device')))
     runfiles.to_stdout('run \u4e2d')
 
 
@@ -781,14 +788,6 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypat
                                                          name{{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', data" }}], monkeypatch, capsys)
     assert code == 0 and f'wrote {n} predictions to r{SHOWN_E9}sultat.csv\n' in stdout, stderr
     assert len(rows(workdir / name)) == n
-
-    class Unwritable(io.StringIO):  # stdout on a full disk; a pipe whose reader has gone (`| head -1`)
-        def __init__(self, error):
-            super().__init__()
-            self.error = error
-
-        def write(self, text):
-            raise self.error
 
     for error, expected in ((OSError(28, 'No space left on device'),
                              (2, 'error: cannot write to standard output (No space left on device); free some space\n')),
