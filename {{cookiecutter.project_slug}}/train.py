@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.lr_scheduler import LambdaLR
-from torchinfo import summary
+from torchinfo import Units, summary
 from tqdm import tqdm
 
 from dataset import DATA_CONFIG, SPLIT_KEYS, {{ 'augment, ' if images else '' }}build_datasets, check_data_config, collate_fn
@@ -621,6 +621,7 @@ def main(argv=None):
             *example_inputs, _ = next(iter(valid_loader))  # the summary runs one sample: shapes show batch 1
             model_summary = summary(unwrap(model), input_data=[x[:1].to(device) for x in example_inputs], mode='eval',
                                     verbose=0, device=device, col_names=('input_size', 'output_size', 'num_params'))
+            model_summary.formatting.macs_units = Units.NONE  # a count: torchinfo 1.8 misnames millions Units.MEGABYTES
             note_logger.info(f"run {os.path.basename(config['loggers_dir'])} on {device} x {world_size}"
                              f'\n\n{unwrap(model)}\n\n{model_summary}\n')
             for line in filter(None, restarted):

@@ -64,6 +64,7 @@ def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
     note = (logs / 'note.log').read_text()
     assert str(train.build_model(load(ckpts / 'latest_checkpoint.pt')['config'])) in note
     assert 'Total params' in note  # the torchinfo summary
+    assert re.search(r'^Total mult-adds: [1-9][\d,]*$', note, re.MULTILINE)  # not '(Units.MEGABYTES): 0.08'
     for key, value in load(ckpts / 'latest_checkpoint.pt')['config'].items():
         assert f'{key}: {value}' in note
     latest = load(ckpts / 'latest_checkpoint.pt')
