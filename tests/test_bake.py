@@ -55,6 +55,17 @@ def test_combination_bakes_clean(baked, task, model, dataset):
     assert compileall.compile_dir(str(project), quiet=1, force=True)
 
 
+def literal_keys(source, function, dict_name):
+    """The keys of every dict literal passed to `function` in `source`, and those of the dict assigned to `dict_name`."""
+    called, assigned = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == function:
+            called.update(ast.literal_eval(key) for arg in node.args if isinstance(arg, ast.Dict) for key in arg.keys)
+        elif isinstance(node, ast.Assign) and [getattr(t, 'id', None) for t in node.targets] == [dict_name]:
+            assigned.update(ast.literal_eval(key) for key in node.value.keys)
+    return called, assigned
+
+
 @pytest.mark.parametrize('task, model, dataset', COMBOS, ids=['-'.join(c) for c in COMBOS])
 def test_choices_reach_the_code(baked, task, model, dataset):
     project = baked(task, model, dataset)
@@ -69,6 +80,10 @@ def test_choices_reach_the_code(baked, task, model, dataset):
     assert {'mlp': 'class MLP', 'cnn': 'class SmallCNN', 'transformer': 'class TransformerEncoderModel'}[model] in model_py
     assert {'synthetic': 'class SyntheticDataset', 'csv': 'class CsvDataset', 'image_folder': 'class ImageFolderDataset',
             'sequence': 'class SequenceDataset'}[dataset] in dataset_py
+    # each file checks the minimums of its own config keys only: a key another choice has would puzzle its reader
+    for source, config_name in ((dataset_py, 'DATA_CONFIG'), (model_py, 'MODEL_CONFIG')):
+        checked, config_keys = literal_keys(source, 'check_minimums', config_name)
+        assert checked and checked <= config_keys, f'{config_name} lacks {sorted(checked - config_keys)}'
     requirements = (project / 'requirements.txt').read_text()
     assert ('pillow' in requirements) == (dataset == 'image_folder')
     assert 'torch>=' in requirements and 'torch==' not in requirements

@@ -1,5 +1,9 @@
 {%- set classification = cookiecutter.task == 'classification' %}
-{%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') -%}
+{%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') %}
+{%- set minimums = (["'n_samples': 2"] if cookiecutter.dataset == 'synthetic' else [])
+    + (["'image_channels': 1", "'image_size': 8"] if kind == 'image' else ["'num_features': 1"])
+    + (["'max_frames': 1"] if kind == 'sequence' else []) + (["'num_classes': 2"] if classification else [])
+    + (["'random_shift': 0"] if kind == 'image' else []) -%}
 """The data. Edit it for your own: train.py needs DATA_CONFIG, SPLIT_KEYS, check_data_config(config),
 build_datasets(config){{ ', collate_fn and augment(images, flip, shift)' if kind == 'image' else ' and collate_fn' }}.
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -110,8 +114,7 @@ SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir')
 
 def check_data_config(config):
     """Reject sizes no data can have, in one line, before train.py writes anything."""
-    check_minimums(config, {'n_samples': 2, 'num_features': 1, 'image_channels': 1, 'image_size': 8, 'max_frames': 1,
-                            'num_classes': 2, 'random_shift': 0})
+    check_minimums(config, {{ '{' ~ minimums | join(', ') ~ '}' }})
 {%- if kind == 'image' %}
     if config['random_shift'] >= config['image_size']:  # reflect padding needs a shift smaller than the image
         raise RunError(f"random_shift must be below image_size ({config['image_size']}), got {config['random_shift']}")
