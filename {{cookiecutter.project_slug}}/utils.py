@@ -1087,10 +1087,15 @@ class MetricsFile:
         if self.waiting:
             self._write()
         if self.waiting:
-            first, last = self.waiting[0]['epoch'], self.waiting[-1]['epoch']
-            epochs = f'epoch {first}' if first == last else f'epochs {first}-{last}'
-            to_stderr(f"warning: {os.path.basename(self.path)} in '{os.path.dirname(self.path)}' lacks {epochs}, which "
-                      'could not be written before the run ended (the console printed their losses)')
+            to_stderr(f"warning: {os.path.basename(self.path)} in '{os.path.dirname(self.path)}' lacks "
+                      f'{epoch_span(self.waiting)}, which could not be written before the run ended (the console printed '
+                      'their losses)')
+
+
+def epoch_span(rows):
+    """'epoch 6' or 'epochs 6-7': the epochs of consecutive rows."""
+    first, last = rows[0]['epoch'], rows[-1]['epoch']
+    return f'epoch {first}' if first == last else f'epochs {first}-{last}'
 
 
 def cut_short(f):
@@ -1228,10 +1233,14 @@ class TensorboardScalars:
             return set()
 
     def close(self):
-        """At the run's end, scalars still waiting get one more try: the disk may have room again."""
+        """At the run's end, scalars still waiting get one more try (the disk may have room again); the epochs of any
+        left are named."""
         if self.waiting:
             self._send()
         self._close_writer()
+        if self.waiting:
+            to_stderr(f"warning: tensorboard's events in '{self.folder}' lack {epoch_span(self.waiting)}, which could not "
+                      'be written before the run ended (the console printed their losses)')
 
     def _close_writer(self):
         writer, self.writer = self.writer, None

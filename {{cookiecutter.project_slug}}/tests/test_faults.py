@@ -728,7 +728,7 @@ def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epo
         def close(self):
             pass
 
-    rows, scalars = epoch_rows(9), utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
+    rows, scalars = epoch_rows(11), utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
     for row in rows[:3]:
         scalars.add(row)
     assert list((tmp_path / 'tb').iterdir()) == []  # three tries, no file left
@@ -740,7 +740,7 @@ def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epo
     assert [f.read_text() for f in sorted((tmp_path / 'tb').iterdir())] == ['1 2 3 4', '5 6 7']
     full[0] = True  # the last epochs find the disk full, and it has room again as the run ends: the batch sent last
     # (5-7) goes again with them
-    for row in rows[7:]:
+    for row in rows[7:9]:
         scalars.add(row)
     full[0] = False
     scalars.close()
@@ -748,6 +748,15 @@ def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epo
     assert capsys.readouterr().err.splitlines() == [
         f"warning: cannot write tensorboard's events in '{tmp_path / 'tb'}' (Disk quota exceeded); the scalars wait "
         "and go in with a later epoch's once they can be written again: free some space"]
+    full[0] = True  # a run (resumed here) that ends with the disk still full names the epochs tensorboard lacks
+    scalars = utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
+    for row in rows[9:]:
+        scalars.add(row)
+    scalars.close()
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        f"warning: tensorboard's events in '{tmp_path / 'tb'}' lack epochs 10-11, which could not be written before "
+        'the run ended (the console printed their losses)']
+    assert len(list((tmp_path / 'tb').iterdir())) == 3
 
 
 def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_there_is_room(tmp_path, monkeypatch,
