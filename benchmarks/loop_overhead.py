@@ -6,8 +6,8 @@
     python benchmarks/loop_overhead.py --workload tiny_mlp --variant mine=DIR  # and train() of a changed project
 
 It bakes the default project (classification, MLP, synthetic data) and a CNN one, and times, on the
-same model, data, DataLoader, optimizer (AdamW), clipping, warmup-cosine scheduler, validation and
-epochs:
+same model, data, DataLoader, optimizer (AdamW, with train()'s two weight decay groups), clipping,
+warmup-cosine scheduler, validation and epochs:
 
   train      the generated train(): progress bars, logs, best/latest checkpoints, as a user runs it
   bare       zero_grad, forward, loss, backward, clip, step, scheduler step; validation; nothing else
@@ -137,7 +137,7 @@ def run_bare(mods, config, loaders, model, device):
     utils = mods[3]
     train_loader, valid_loader = loaders
     criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
+    optimizer = torch.optim.AdamW(utils.optimizer_groups(model, config['weight_decay']), lr=config['lr'])
     steps = config['n_epoch'] * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
     autocast = utils.autocast_for(config['amp'], device)  # train()'s own: the same dtypes, a no-op for 'none'
@@ -201,7 +201,7 @@ def run_lightning(mods, config, loaders, model, device):
             train_loader.sampler.set_epoch(self.current_epoch)
 
         def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(self.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
+            optimizer = torch.optim.AdamW(utils.optimizer_groups(self.model, config['weight_decay']), lr=config['lr'])
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
             return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 

@@ -95,6 +95,7 @@ from utils import (
     nothing_to_train,
     on_error,
     open_tensorboard,
+    optimizer_groups,
     own_epoch_totals,
     parse_args,
     provenance,
@@ -153,7 +154,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- else %}
     criterion = nn.MSELoss()
 {%- endif %}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config['lr'], weight_decay=config['weight_decay'])
+    optimizer = torch.optim.AdamW(optimizer_groups(model, config['weight_decay'], checkpoint), lr=config['lr'])
     n_train = train_loader.sampler.num_samples  # this rank's share of an epoch
     data = data_fingerprint(train_loader.dataset, valid_loader.dataset)  # resume checks the data is unchanged
     accum = config['grad_accum_steps']  # micro-batches per optimizer step
@@ -190,8 +191,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         optimizer.load_state_dict(checkpoint['optimizer'])
         scheduler.load_state_dict(checkpoint['scheduler'])
         scheduler.base_lrs = [config['lr']] * len(optimizer.param_groups)  # a --lr override wins
-        for group in optimizer.param_groups:
-            group['weight_decay'] = config['weight_decay']
+        optimizer.param_groups[0]['weight_decay'] = config['weight_decay']  # as does a --weight_decay one
         start_epoch, step, samples_done = checkpoint['epoch'], checkpoint['step'], checkpoint['samples_done']
         epoch_totals = own_epoch_totals(checkpoint['epoch_totals'], rank, world_size)
         best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
@@ -480,7 +480,7 @@ def main(argv=None):
         'n_epoch': 250,  # epochs to train
         'batch_size': 128,  # samples per step, per process under DDP
         'lr': 1e-4,  # AdamW learning rate (the peak, after warmup)
-        'weight_decay': 5e-4,  # AdamW weight decay
+        'weight_decay': 5e-4,  # AdamW weight decay of weight matrices and kernels (not biases or norms)
         'early_stop': 50,  # stop after this many epochs without a lower valid loss (0: off)
         'num_workers': 0,  # DataLoader worker processes (persistent when > 0)
         'clip_flag': True,  # clip the gradient norm to clip_max_norm

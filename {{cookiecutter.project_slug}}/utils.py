@@ -70,7 +70,7 @@ try:
 except ImportError:  # Windows, whose DataLoader workers are handed no file descriptors
     resource = None
 
-CHECKPOINT_FORMAT_VERSION = 2  # 2: epoch_totals holds one share per rank
+CHECKPOINT_FORMAT_VERSION = 3  # 2: epoch_totals holds one share per rank; 3: two optimizer groups (optimizer_groups)
 
 
 class Terminated(KeyboardInterrupt):
@@ -2135,7 +2135,20 @@ def unwrap(model):
 
 
 # -----------------------------------------------------------------------------
-# learning rate, stopping
+# optimizer, learning rate, stopping
+
+
+def optimizer_groups(model, weight_decay, checkpoint=None):
+    """AdamW's parameter groups: weight matrices and kernels (2 or more dimensions) decay, biases and the weights of
+    norm layers do not, as in nanoGPT (decay would pull a norm's scale toward 0, against what it learns).
+
+    A checkpoint whose optimizer has one group (saved before format 3) goes on with one group decaying every
+    parameter, as it was trained: resume stays exact. Group 0 is the decaying one either way."""
+    params = list(model.parameters())
+    if checkpoint is not None and len(checkpoint['optimizer']['param_groups']) == 1:
+        return [{'params': params, 'weight_decay': weight_decay}]
+    return [{'params': [p for p in params if p.ndim >= 2], 'weight_decay': weight_decay},
+            {'params': [p for p in params if p.ndim < 2], 'weight_decay': 0.0}]
 
 
 def warmup_cosine(warmup_steps, total_steps):

@@ -642,13 +642,46 @@ def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_
     assert snapshot(workdir) == before
 
 
-def test_lr_override_on_resume_is_applied_and_recorded(workdir, data_args):
+def test_lr_and_weight_decay_overrides_on_resume_are_applied_and_recorded(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1, '--scheduler_flag', 'false']) == 0
-    logs, _ = only_run(workdir)
-    assert run(['--resume', logs.name, '--n_epoch', 2, '--lr', 5e-3]) == 0
+    logs, ckpts = only_run(workdir)
+    assert run(['--resume', logs.name, '--n_epoch', 2, '--lr', 5e-3, '--weight_decay', 0.02]) == 0
     assert epoch_lines(logs / 'train.log')[-1].endswith('lr 5.0000e-03')
-    assert 'lr=0.005' in (logs / 'note.log').read_text()
+    assert 'lr=0.005' in (logs / 'note.log').read_text() and 'weight_decay=0.02' in (logs / 'note.log').read_text()
     assert {key: runs.summarize(logs)[1][key] for key in ('lr', 'n_epoch')} == {'lr': '0.005', 'n_epoch': '2'}
+    groups = load(ckpts / 'latest_checkpoint.pt')['optimizer']['param_groups']
+    assert [group['weight_decay'] for group in groups] == [0.02, 0.0]  # biases and norms still do not decay
+
+
+def as_saved_before_format_3(checkpoint):
+    """`checkpoint` as the code before format 3 saved it: AdamW with one group, which decays every parameter."""
+    params = list(train.build_model(checkpoint['config']).parameters())
+    order = [i for i, p in enumerate(params) if p.ndim >= 2] + [i for i, p in enumerate(params) if p.ndim < 2]
+    optimizer, scheduler = checkpoint['optimizer'], checkpoint['scheduler']
+    group = {**optimizer['param_groups'][0], 'params': list(range(len(params)))}
+    optimizer = {'state': {order[i]: state for i, state in optimizer['state'].items()}, 'param_groups': [group]}
+    scheduler = {**scheduler, **{key: scheduler[key][:1] for key in ('base_lrs', '_last_lr', 'lr_lambdas')}}
+    return {**checkpoint, 'format_version': 2, 'optimizer': optimizer, 'scheduler': scheduler}
+
+
+def test_a_checkpoint_with_one_optimizer_group_resumes_with_it_exactly(workdir, data_args, monkeypatch):
+    # saved before format 3, a run goes on decaying every parameter, as it trained: resuming twice equals once
+    assert run(data_args + ['--n_epoch', 2] + EXACT) == 0
+    logs, ckpts = only_run(workdir)
+    save_checkpoint(as_saved_before_format_3(load(ckpts / 'latest_checkpoint.pt')), ckpts / 'latest_checkpoint.pt')
+    for folder in ('loggers', 'checkpoints'):
+        shutil.copytree(workdir / folder, workdir / 'once' / folder)
+    assert run(['--resume', logs.name, '--n_epoch', 3]) == 0
+    assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
+    monkeypatch.chdir(workdir / 'once')
+    assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
+    twice, once = (load(root / 'checkpoints' / ckpts.name / 'latest_checkpoint.pt') for root in (workdir, workdir / 'once'))
+    assert_same_weights(twice['model'], once['model'])
+    n_params = len(list(train.build_model(once['config']).parameters()))
+    for checkpoint in (twice, once):
+        assert checkpoint['epoch'] == 4
+        assert [(len(g['params']), g['weight_decay']) for g in checkpoint['optimizer']['param_groups']] == [
+            (n_params, checkpoint['config']['weight_decay'])]
 
 
 def test_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, config):

@@ -33,6 +33,7 @@ from utils import (
     classes_of,
     load_model_state,
 {%- endif %}
+    optimizer_groups,
     parse_args,
     setup_device,
     training_targets,
@@ -693,6 +694,26 @@ def test_clipping_and_scheduler_can_be_switched_off(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1, '--clip_flag', 'false', '--scheduler_flag', 'false', '--lr', 2e-3]) == 0
     logs, _ = only_run(workdir)
     assert epoch_lines(logs / 'train.log')[0].endswith('lr 2.0000e-03')
+
+
+def test_weight_decay_shrinks_weight_matrices_but_not_biases_or_norms(workdir, data_args):
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(optimizer_groups(model, 0.5), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # Adam's step is then 0: only the decay moves a parameter
+    optimizer.step()
+    for name, p in model.named_parameters():
+        assert torch.allclose(p, before[name] * (1 - 0.1 * 0.5) if p.ndim >= 2 else before[name]), name
+    # a run's optimizer: the weights of the project's model in the decaying group, its biases and norms in the other
+    assert run(data_args + ['--n_epoch', 1, '--weight_decay', 0.01]) == 0
+    _, ckpts = only_run(workdir)
+    checkpoint = load(ckpts / 'latest_checkpoint.pt')
+    params = list(build_model(checkpoint['config']).parameters())
+    groups = checkpoint['optimizer']['param_groups']
+    assert [group['weight_decay'] for group in groups] == [0.01, 0.0]
+    assert [len(group['params']) for group in groups] == [sum(p.ndim >= 2 for p in params), sum(p.ndim < 2 for p in params)]
+    assert len(groups[1]['params']) > 0
 
 
 def test_a_warmup_longer_than_the_run_is_a_warning(workdir, data_args):
