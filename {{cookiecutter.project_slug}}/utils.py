@@ -1234,13 +1234,13 @@ class TensorboardScalars:
 
     def close(self):
         """At the run's end, scalars still waiting get one more try (the disk may have room again); the epochs of any
-        left are named."""
+        left are named as ones the events may lack: the first of them may be the batch sent again after a failure."""
         if self.waiting:
             self._send()
         self._close_writer()
         if self.waiting:
-            to_stderr(f"warning: tensorboard's events in '{self.folder}' lack {epoch_span(self.waiting)}, which could not "
-                      'be written before the run ended (the console printed their losses)')
+            to_stderr(f"warning: tensorboard's events in '{self.folder}' may lack {epoch_span(self.waiting)}, which could "
+                      'not be written for certain before the run ended (the console printed their losses)')
 
     def _close_writer(self):
         writer, self.writer = self.writer, None
