@@ -110,6 +110,38 @@ def test_a_variant_baked_for_another_model_is_a_one_line_error(tmp_path):
     assert result.stderr.strip().endswith('a --variant must be baked with model=mlp')
 
 
+@pytest.mark.parametrize('workload', ['tiny_mlp', 'mid_cnn'])
+def test_train_and_the_bare_loop_do_the_same_math(baked, workload):
+    """The ratio measures bookkeeping only if both loops compute the same thing: from the same start, the same
+    weights bitwise (optimizer groups, clipping, schedule, batches and dropout alike)."""
+    model, overrides, _ = loop_overhead.QUICK[workload]
+    # a decay that shows within the warmup's few steps (at the defaults, lr x weight_decay rounds away in float32)
+    overrides = {**overrides, 'lr': 0.01, 'weight_decay': 0.5}
+    project = baked('classification', model, 'synthetic')
+    script = ('import sys, tempfile\n'
+              'from pathlib import Path\n'
+              'import torch\n'
+              f'sys.path.insert(0, {str(TEMPLATE / "benchmarks")!r})\n'
+              'import loop_overhead\n'
+              "mods = loop_overhead.import_project(Path('.'))\n"
+              'weights = {}\n'
+              "for name in ('train', 'bare'):\n"
+              '    with tempfile.TemporaryDirectory() as run_dir:\n'
+              f'        loaders, model, config, device = loop_overhead.prepare(mods, {overrides!r}, 2, Path(run_dir))\n'
+              '        start = {k: v.clone() for k, v in model.state_dict().items()}\n'
+              "        torch.manual_seed(config['seed'])\n"
+              '        loop_overhead.LOOPS[name](mods, config, loaders, model, device)\n'
+              '        weights[name] = model.state_dict()\n'
+              "moved = sum(not torch.equal(start[k], v) for k, v in weights['bare'].items())\n"
+              "differ = [k for k, v in weights['train'].items() if not torch.equal(v, weights['bare'][k])]\n"
+              'print(moved, len(start), differ)\n')
+    result = subprocess.run([sys.executable, '-c', script], cwd=project, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''})
+    assert result.returncode == 0, result.stderr[-3000:]
+    moved, total, differ = result.stdout.split(' ', 2)
+    assert int(moved) > 0 and differ.strip() == '[]', result.stdout  # trained, and to the same weights
+
+
 def test_the_benchmark_draws_the_bars_at_a_terminals_rate(baked):
     """Bars in a file redraw once a minute; the benchmark times train() as a user at a terminal sees it."""
     project = baked('classification', 'mlp', 'synthetic')
