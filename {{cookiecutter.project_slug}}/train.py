@@ -494,6 +494,7 @@ def main(argv=None):
         'amp': 'none',  # 'none', 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)
         'compile': False,  # torch.compile the model
         'deterministic': False,  # True: deterministic algorithms, no cudnn.benchmark (slower on GPU)
+        'matmul_precision': 'highest',  # float32 matmuls: 'high' lets CUDA use TF32 (faster, less exact), 'medium' bf16
         'tensorboard': False,  # also write scalars and the model graph to loggers/<timestamp>/tb
         'init_from': '',  # a new run starts from these weights: a run's timestamp (its best checkpoint) or a file
 {%- if cookiecutter.task == 'classification' %}
@@ -552,9 +553,10 @@ def main(argv=None):
     if checkpoint is None and config['init_from']:
         config['init_from'], init_weights, new_classes = load_init_weights(config['init_from'], config, SHAPE_KEYS)
 
-    # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
+    # 3.4 seed (and numerics); rank r seeds with seed + r (dropout differs per rank, data split does not)
     all_seed(config['seed'] + rank)
     set_determinism(config['deterministic'])
+    torch.set_float32_matmul_precision(config['matmul_precision'])
 
     # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
     if checkpoint is None or branched_from:

@@ -719,6 +719,7 @@ def check_config(config):
         if not config[key] >= 0:  # also refuses nan
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
     check_choice(config, 'amp', ('none', *AMP_DTYPES))
+    check_choice(config, 'matmul_precision', ('highest', 'high', 'medium'))
 {%- if cookiecutter.task == 'classification' %}
     check_choice(config, 'class_weights', CLASS_WEIGHTS)
 {%- endif %}

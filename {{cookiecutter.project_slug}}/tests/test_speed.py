@@ -144,6 +144,26 @@ def test_deterministic_switches_algorithms_and_cudnn_benchmark(workdir, data_arg
         set_determinism(False)
 
 
+def test_matmul_precision_holds_for_the_run_and_its_resume(workdir, data_args):
+    try:
+        assert run(data_args + ['--n_epoch', 1, '--matmul_precision', 'medium']) == 0
+        logs, _ = only_run(workdir)
+        assert '    matmul_precision: medium\n' in (logs / 'note.log').read_text(encoding='utf-8')
+        torch.set_float32_matmul_precision('highest')
+        assert run(['--resume', logs.name, '--n_epoch', 2]) == 0  # the run's own setting, not the default
+        assert torch.get_float32_matmul_precision() == 'medium'
+        assert run(['--resume', logs.name, '--n_epoch', 3, '--matmul_precision', 'highest']) == 0
+        assert torch.get_float32_matmul_precision() == 'highest'
+    finally:
+        torch.set_float32_matmul_precision('highest')
+
+
+def test_bad_matmul_precision_is_a_clear_error(workdir):
+    with pytest.raises(RunError, match="matmul_precision must be highest, high or medium, got 'tf32'"):
+        train.main(['--matmul_precision', 'tf32'])
+    assert not (workdir / 'loggers').exists()
+
+
 HOST_READS = ('item', 'tolist', 'numpy', 'cpu', '__float__', '__int__', '__bool__', '__format__')
 
 
