@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The CUDA paths, on a machine with a GPU, in one go (about 10 minutes on an H100):
+# The CUDA paths, on a machine with a GPU, in one go (about 10 minutes on an H100, before tf32_run):
 #   bench_amp_none, bench_amp_bf16   the benchmark, 3 repeats, no control loop (--no-control: device time)
 #   tests_cnn, tests_mlp             the generated CNN and MLP projects' own tests, run on the GPU
 #   fp16_compile_run                 a CNN run with fp16 + GradScaler, channels_last and torch.compile
 #                                    (inductor), then resumed for one more epoch
+#   tf32_run                         a wide MLP, 3 epochs with --matmul_precision highest, then high (TF32):
+#                                    each one's metrics.csv (epoch_seconds, and the losses both reach)
 # Each stage writes <out>/<stage>.txt and has its own time limit, so one that hangs costs only itself.
 #
 #   bash benchmarks/cuda_check.sh [out_dir [stage ...]]   # default: cuda_check_out, every stage;
@@ -12,7 +14,7 @@
 # Needs cookiecutter, torch with CUDA, tqdm and torchinfo; Lightning for the benchmark's third loop.
 # Set QUICK=1 for a smoke run of the script itself (small benchmark data; works on a CPU too).
 set -u
-STAGES="bench_amp_none tests_cnn bench_amp_bf16 fp16_compile_run tests_mlp"
+STAGES="bench_amp_none tests_cnn bench_amp_bf16 fp16_compile_run tests_mlp tf32_run"
 stages=("${@:2}")
 for name in "${stages[@]}"; do
     [[ " $STAGES " == *" $name "* ]] || { echo "error: unknown stage '$name'; the stages are: $STAGES" >&2; exit 2; }
@@ -68,4 +70,10 @@ stage fp16_compile_run 240 bash -c "cd $work/cnn/*/ && mkdir -p run && cd run &&
     $python -c \"import torch, glob; c = torch.load(glob.glob('checkpoints/*/latest_checkpoint.pt')[0], weights_only=True);
 print('epoch', c['epoch'], 'scaler', c['scaler'], 'keys', list(c['model'])[:2])\""
 stage tests_mlp 240 bash -c "cd $work/mlp/*/ && $python -m pytest -q -rfE $xdist -p no:cacheprovider"
+wide=(--n_samples 100000 --num_features 1024 --hidden_dim 4096 --n_layers 4 --batch_size 1024 --warmup_steps 100)
+[ -n "$quick" ] && wide=(--n_samples 2000 --num_features 32 --hidden_dim 64 --n_layers 2 --batch_size 256 --warmup_steps 10)
+stage tf32_run 240 bash -c "cd $work/mlp/*/ && for precision in highest high; do
+    $python train.py --n_epoch 3 ${wide[*]} --matmul_precision \$precision --loggers_dir tf32/\$precision/logs \
+        --checkpoints_dir tf32/\$precision/checkpoints > /dev/null || exit 1
+    echo matmul_precision \$precision; cat tf32/\$precision/logs/metrics.csv; done"
 rm -rf "$work"

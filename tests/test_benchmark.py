@@ -84,6 +84,20 @@ def test_cuda_check_runs_only_the_named_stages_and_logs_each(tmp_path):
     assert 'error: amp fp16 needs CUDA' in (tmp_path / 'fp16_compile_run.txt').read_text()
 
 
+def test_cuda_checks_tf32_stage_trains_once_at_each_precision(tmp_path):
+    """QUICK=1 shrinks the wide MLP, so the stage runs on a CPU too (where both precisions compute in float32)."""
+    result = subprocess.run(['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh'), str(tmp_path), 'tf32_run'],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'PYTHON': sys.executable, 'QUICK': '1'})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'summary.txt').read_text().startswith('== tf32_run: exit 0 in ')
+    log = (tmp_path / 'tf32_run.txt').read_text().splitlines()
+    blocks = [log.index(f'matmul_precision {precision}') for precision in ('highest', 'high')]
+    for start in blocks:  # each run's metrics.csv: the header, then its 3 epochs
+        assert log[start + 1].startswith('epoch,step,') and [line[:2] for line in log[start + 2:start + 5]] == \
+            ['1,', '2,', '3,'], log
+
+
 def test_cuda_check_refuses_an_unknown_stage_or_a_folder_with_logs_in_it(tmp_path):
     script = ['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh')]
     result = subprocess.run(script + [str(tmp_path / 'new'), 'tests_cnnn'], capture_output=True, text=True, timeout=60)
