@@ -553,10 +553,9 @@ def main(argv=None):
     if checkpoint is None and config['init_from']:
         config['init_from'], init_weights, new_classes = load_init_weights(config['init_from'], config, SHAPE_KEYS)
 
-    # 3.4 seed (and numerics); rank r seeds with seed + r (dropout differs per rank, data split does not)
+    # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
     all_seed(config['seed'] + rank)
     set_determinism(config['deterministic'])
-    torch.set_float32_matmul_precision(config['matmul_precision'])
 
     # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
     if checkpoint is None or branched_from:
@@ -587,7 +586,9 @@ def main(argv=None):
                                       generator=torch.Generator().manual_seed(config['seed']), **loader_args)
 
     # 3.8 model, run on one sample first: an output or target the loss does not expect trains wrongly,
-    # and parameters the output does not depend on never train (DDP has to be told of them)
+    # and parameters the output does not depend on never train (DDP has to be told of them).
+    # The matmul precision is set after 3.6, so that the data is made the same whatever it is (resume checks it)
+    torch.set_float32_matmul_precision(config['matmul_precision'])
     model = build_model(config).to(device)
     unused_parameters = check_one_sample(model, valid_loader, device, config)
 {%- if cookiecutter.model == 'cnn' %}
