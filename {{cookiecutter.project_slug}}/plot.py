@@ -6,17 +6,20 @@
     -> lr_sweep.pdf (default comparison.png; .svg, .pdf, .png ...; never over an existing file)
     python plot.py loggers/*                # every run that has finished an epoch
 
-Loss, metric and learning rate against epoch, train and valid together, the best epoch marked. A
+Loss, metric and learning rate against epoch, train and valid together, the best epoch marked, and the
+gradient norm before clipping when the run measured it (clip_flag true). A
 comparison gives each run a colour (valid solid, train dashed), labelled with the hyperparameters
 that differ between the runs, as runs.py lists them.
 Needs matplotlib (pip install matplotlib); train.py draws the curves at the end of every run.
 """
 
+import math
 from pathlib import Path
 
 from runfiles import (
     METRIC_NAME,
     METRICS_COLUMNS,
+    OPTIONAL_METRICS_COLUMNS,
     CommandParser,
     RunError,
     check_new_output,
@@ -43,11 +46,14 @@ class NoEpochs(RunError):
 
 def read_metrics(folder):
     """metrics.csv as {column: [values]}, one value per epoch (read_metrics_rows: after a resume from an
-    earlier point, the epochs trained again replace the ones logged before)."""
+    earlier point, the epochs trained again replace the ones logged before). An optional column's missing or
+    empty values (OPTIONAL_METRICS_COLUMNS: a run that did not measure it) are NaN."""
     path = Path(folder) / 'metrics.csv'
     try:
         rows = read_metrics_rows(path)
         metrics = {column: [float(row[column]) for row in rows] for column in METRICS_COLUMNS}
+        for column in OPTIONAL_METRICS_COLUMNS:
+            metrics[column] = [float(row[column]) if row.get(column) else math.nan for row in rows]
     except FileNotFoundError:
         raise NoEpochs(f"no metrics.csv in '{folder}': has the run finished an epoch?") from None
     except OSError as err:
@@ -101,7 +107,9 @@ def plot_run(folder):
     epochs = m['epoch']
     best = best_index(m)
     marker = '.' if len(epochs) <= 60 else None
-    figure, axes = plt.subplots(1, 3, figsize=PANELS_SIZE, constrained_layout=True)
+    norms = any(math.isfinite(norm) for norm in m['grad_norm'])  # clip_flag true measures it
+    width = PANELS_SIZE[0] * (3 + norms) / 3
+    figure, axes = plt.subplots(1, 3 + norms, figsize=(width, PANELS_SIZE[1]), constrained_layout=True)
     for ax, name, label in ((axes[0], 'loss', 'loss'), (axes[1], 'metric', METRIC_LABEL)):
         ax.plot(epochs, m[f'train_{name}'], marker=marker, label='train')
         ax.plot(epochs, m[f'valid_{name}'], marker=marker, label='valid')
@@ -112,6 +120,9 @@ def plot_run(folder):
     axes[2].plot(epochs, m['lr'], marker=marker, color='C2', label='learning rate (end of epoch)')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
+    if norms:  # a rising norm warns of instability before the loss shows it; NaN epochs (none finite) leave a gap
+        axes[3].plot(epochs, m['grad_norm'], marker=marker, color='C3', label='train (mean over steps)')
+        axes[3].set(xlabel='epoch', ylabel='gradient norm', title='gradient norm (before clipping)')
     whole_epochs(axes)
     for ax in axes:
         ax.legend()

@@ -321,6 +321,8 @@ def new_file(output, binary=False, doing='predicting'):
 
 
 METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')
+# after the columns every metrics.csv has; a file begun before they were logged lacks them, and so do its later rows
+OPTIONAL_METRICS_COLUMNS = ('grad_norm',)  # empty in a row when not measured (clip_flag false)
 
 
 def read_metrics_rows(path):
@@ -331,7 +333,8 @@ def read_metrics_rows(path):
     epoch does not follow the row before starts over from that epoch. The file keeps every row.
     A row cut short by a crash or a full disk while it was written (the last line without its line end,
     or a line with too few or too many fields or a value that is not a number) is skipped: the epoch it
-    was logging had no checkpoint yet, so the resumed run logs it again. A missing column is a ValueError."""
+    was logging had no checkpoint yet, so the resumed run logs it again. A missing column is a ValueError;
+    OPTIONAL_METRICS_COLUMNS may be missing, or empty in a row."""
     with open(path, newline='', encoding='utf-8') as f:
         text = f.read()
     lines = text[:text.rfind('\n') + 1].split('\n')[:-1]  # up to the last line end
@@ -360,7 +363,7 @@ def csv_fields(line):
 
 def whole_row(header, line):
     """A metrics.csv line as {column: value}, or None when it is not a whole row: a field missing or extra,
-    one that is not a number, or not CSV at all (a power cut's zeros)."""
+    one that is not a number (an optional column's may be empty), or not CSV at all (a power cut's zeros)."""
     fields = csv_fields(line)
     if fields is None or len(fields) != len(header):
         return None
@@ -369,6 +372,9 @@ def whole_row(header, line):
         int(row['epoch'])
         for column in METRICS_COLUMNS[1:]:
             float(row[column])
+        for column in OPTIONAL_METRICS_COLUMNS:
+            if row.get(column):
+                float(row[column])
     except ValueError:
         return None
     return row

@@ -32,6 +32,7 @@ from plot import save_curves
 from runfiles import METRIC_NAME, RunError, one_line_errors, to_stdout
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
+    EMPTY_TOTALS,
     AgreementPace,
     CheckpointWriter,
 {%- if cookiecutter.task == 'classification' %}
@@ -185,7 +186,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- endif %}
 
     # values to track
-    start_epoch, step, samples_done, epoch_totals = 0, 0, 0, (0.0, 0.0, 0)
+    start_epoch, step, samples_done, epoch_totals = 0, 0, 0, EMPTY_TOTALS
     best_loss, best_epoch, early_stop_count = math.inf, 0, 0
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint['optimizer'])
@@ -337,7 +338,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 micro = 0
                 if config['clip_flag']:
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
+                    meter.add_grad_norm(nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm']))
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
@@ -372,16 +373,18 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
-            samples_done, epoch_totals = 0, (0.0, 0.0, 0)
+            samples_done, epoch_totals = 0, EMPTY_TOTALS
             trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
             meter.all_reduce(device)
 
             # 2.2 training log
             lr = optimizer.param_groups[0]['lr']
             train_loss, train_metric = meter.loss, meter.metric
+            grad_norm = meter.grad_norm if config['clip_flag'] else None  # the mean before clipping, which measures it
             if not training_logged:
+                norm_text = '' if grad_norm is None else f' grad_norm {grad_norm:.6f}'
                 train_logger.info(f'epoch {epoch + 1} step {step} loss {train_loss:.6f} '
-                                  f'{METRIC_NAME} {train_metric:.6f} lr {lr:.4e}')
+                                  f'{METRIC_NAME} {train_metric:.6f} lr {lr:.4e}{norm_text}')
             if save_due:  # before validation: a hard kill during a long one would lose the training since the last save
                 save([latest_path], epoch, n_train, trained_totals)
                 train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} (before validation; '
@@ -424,7 +427,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             epoch_done = epoch + 1
             row = {'epoch': epoch + 1, 'step': step, 'train_loss': train_loss, 'train_metric': train_metric,
                    'valid_loss': valid_loss, 'valid_metric': meter.metric, 'lr': lr,
-                   'epoch_seconds': round(time.perf_counter() - epoch_start, 3)}
+                   'epoch_seconds': round(time.perf_counter() - epoch_start, 3), 'grad_norm': grad_norm}
             if is_master():
                 metrics.append(row)
             if tensorboard is not None:

@@ -47,11 +47,13 @@ from runfiles import (
     HEARTBEAT_FILE,
     HEARTBEAT_STALE_SECONDS,
     METRICS_COLUMNS,
+    OPTIONAL_METRICS_COLUMNS,
     CommandParser,
     RunError,
     alive,
     attempt_folder,
     checkpoints_folder_of,
+    csv_fields,
     empty_value,
     escaped,
     fix_for,
@@ -70,7 +72,8 @@ try:
 except ImportError:  # Windows, whose DataLoader workers are handed no file descriptors
     resource = None
 
-CHECKPOINT_FORMAT_VERSION = 3  # 2: epoch_totals holds one share per rank; 3: two optimizer groups (optimizer_groups)
+CHECKPOINT_FORMAT_VERSION = 4  # 2: epoch_totals holds one share per rank; 3: two optimizer groups (optimizer_groups);
+# 4: epoch_totals adds the gradient norm's sum and count
 
 
 class Terminated(KeyboardInterrupt):
@@ -412,13 +415,14 @@ def gather_from_ranks(value):
 
 
 def own_epoch_totals(saved, rank, world_size):
-    """This rank's share of a resumed epoch's running sums (loss, metric, count) from a checkpoint's
-    `epoch_totals`, which holds one share per rank (format 1: rank 0's only). With another number of
-    processes rank 0 takes them all and the others none: the all-reduce at the epoch's end adds the shares."""
-    shares = saved if isinstance(saved[0], list) else [saved]
+    """This rank's share of a resumed epoch's running sums (EpochMeter.totals(): loss, metric, count, gradient
+    norm, norm count) from a checkpoint's `epoch_totals`, which holds one share per rank (format 1: rank 0's only).
+    With another number of processes rank 0 takes them all and the others none: the all-reduce at the epoch's end
+    adds the shares. Before format 4 a share had no gradient-norm sums: the epoch's mean covers the steps after."""
+    shares = [[*share, *EMPTY_TOTALS[len(share):]] for share in (saved if isinstance(saved[0], list) else [saved])]
     if len(shares) == world_size:
         return shares[rank]
-    return [sum(column) for column in zip(*shares)] if rank == 0 else [0.0, 0.0, 0]
+    return [sum(column) for column in zip(*shares)] if rank == 0 else list(EMPTY_TOTALS)
 
 
 # -----------------------------------------------------------------------------
@@ -1030,16 +1034,20 @@ def remove_if_empty(*folders):
 
 def append_metrics(path, *rows):
     """Append epochs to metrics.csv (with a header if the file is new). After a row cut short by a crash or
-    a full disk, the next starts on a line of its own: appended to the cut one, both would be lost."""
+    a full disk, the next starts on a line of its own: appended to the cut one, both would be lost.
+    The rows follow the file's header: a file begun by older code (without grad_norm, say) stays readable."""
     text = io.StringIO()
     writer = csv.writer(text)
     with open(path, 'a+b', buffering=0) as f:
         end = f.seek(0, os.SEEK_END)
+        columns = METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS
         if end == 0:
-            writer.writerow(METRICS_COLUMNS)
-        elif cut_short(f):
-            text.write('\r\n')
-        writer.writerows([row[column] for column in METRICS_COLUMNS] for row in rows)
+            writer.writerow(columns)
+        else:
+            columns = metrics_header(f) or columns
+            if cut_short(f):
+                text.write('\r\n')
+        writer.writerows([row.get(column, '') for column in columns] for row in rows)
         data = memoryview(text.getvalue().encode('utf-8'))
         try:
             while data:
@@ -1099,6 +1107,13 @@ def epoch_span(rows):
     return f'epoch {first}' if first == last else f'epochs {first}-{last}'
 
 
+def metrics_header(f):
+    """The columns of a metrics.csv open with 'a+b', or None when its first line is not a header of ours."""
+    f.seek(0)
+    header = csv_fields(f.readline(64 * 1024).decode('utf-8', 'replace').rstrip('\r\n'))
+    return tuple(header) if header and set(METRICS_COLUMNS) <= set(header) else None
+
+
 def cut_short(f):
     """Whether a file open with 'a+b' ends inside a line: its last write was cut short (a crash, a full disk)."""
     end = f.seek(0, os.SEEK_END)
@@ -1116,7 +1131,7 @@ def copy_metrics(source, destination, last_epoch):
     except (OSError, ValueError):  # ValueError: a missing column, or bytes that are not UTF-8
         return
     try:
-        append_metrics(destination, *[{column: row.get(column, '') for column in METRICS_COLUMNS} for row in rows])
+        append_metrics(destination, *rows)
     except OSError as err:  # a full disk, a quota: nothing has trained yet
         raise RunError(f'{cannot_write(destination, err)}; {fix_for(err)}, then run the command again') from None
 
@@ -1211,6 +1226,8 @@ class TensorboardScalars:
                     self.writer.add_scalar(f'{name}/train', waiting[f'train_{name}'], waiting['epoch'])
                     self.writer.add_scalar(f'{name}/valid', waiting[f'valid_{name}'], waiting['epoch'])
                 self.writer.add_scalar('lr', waiting['lr'], waiting['epoch'])
+                if waiting.get('grad_norm') is not None:  # None: not measured (clip_flag false)
+                    self.writer.add_scalar('grad_norm/train', waiting['grad_norm'], waiting['epoch'])
             self.writer.flush()
         except OSError as err:
             self.waiting, self.sent = self.sent + self.waiting, []
@@ -2009,25 +2026,33 @@ def unused_parameters_warning(names, distributed):
             'use them in forward, or freeze them with requires_grad_(False) in model.py')
 
 
-class EpochMeter:
-    """Loss and metric totals over an epoch, read from the device once per `interval` steps, not per step.
+EMPTY_TOTALS = (0.0, 0.0, 0, 0.0, 0)  # an epoch's running sums before its first step: EpochMeter.totals()
 
-    add() only keeps the step's detached loss, output and target. flush() computes the metric for all
-    of them with a few batched ops and copies one small tensor to the host: the loop's only host-device
-    sync. Each step's metric is summed on its own (a running sum along the step's row), and the totals
-    are summed on the host in step order, so they do not depend on when flush() runs: a run resumed
+
+class EpochMeter:
+    """Loss, metric and gradient-norm totals over an epoch, read from the device once per `interval` steps, not per step.
+
+    add() only keeps the step's detached loss, output and target, add_grad_norm() the optimizer step's norm.
+    flush() computes the metric for all of them with a few batched ops and copies one small tensor to the host:
+    the loop's only host-device sync. Each step's metric is summed on its own (a running sum along the step's row),
+    and the totals are summed on the host in step order, so they do not depend on when flush() runs: a run resumed
     mid-epoch logs the same numbers as a straight one.
     """
 
-    def __init__(self, interval, totals=(0.0, 0.0, 0)):
+    def __init__(self, interval, totals=EMPTY_TOTALS):
         self.interval = interval
         self.pending = []  # (step, loss, output, target) not yet read
-        self.loss_sum, self.metric_sum, self.count = totals
+        self.grad_norms = []  # one per optimizer step, not yet read
+        self.loss_sum, self.metric_sum, self.count, self.grad_norm_sum, self.grad_norm_count = totals
 
     def add(self, step, loss, output, target):
         """Keep one batch; return True when `interval` batches wait to be read."""
         self.pending.append((step, loss, output, target))
         return len(self.pending) >= self.interval
+
+    def add_grad_norm(self, norm):
+        """Keep an optimizer step's gradient norm (before clipping), as clip_grad_norm_ returns it."""
+        self.grad_norms.append(norm)
 
     def flush(self):
         """Add the pending batches to the totals. Return the first step whose loss was NaN or Inf, else None."""
@@ -2042,7 +2067,8 @@ class EpochMeter:
             rows = per_sample[start:start + count * size].view(count, size)
             per_step.append(rows.cumsum(dim=1, dtype=torch.float64)[:, -1])
             start += count * size
-        values = torch.cat([torch.stack(losses), *per_step]).tolist()  # float64: the losses convert exactly
+        norms = [torch.stack(self.grad_norms)] if self.grad_norms else []
+        values = torch.cat([torch.stack(losses), *per_step, *norms]).tolist()  # float64: the losses convert exactly
         bad_step = None
         for step, loss, metric, n in zip(steps, values, values[len(steps):], sizes):
             if bad_step is None and not math.isfinite(loss):
@@ -2050,7 +2076,11 @@ class EpochMeter:
             self.loss_sum += loss * n
             self.metric_sum += metric
             self.count += n
-        self.pending = []
+        for norm in values[2 * len(steps):]:
+            if math.isfinite(norm):  # fp16: GradScaler skips a step whose gradients overflowed; so does the mean
+                self.grad_norm_sum += norm
+                self.grad_norm_count += 1
+        self.pending, self.grad_norms = [], []
         return bad_step
 
     @property
@@ -2061,13 +2091,19 @@ class EpochMeter:
     def metric(self):
         return self.metric_sum / max(1, self.count)
 
+    @property
+    def grad_norm(self):
+        """The mean gradient norm over the epoch's optimizer steps (NaN when none had a finite one)."""
+        return self.grad_norm_sum / self.grad_norm_count if self.grad_norm_count else math.nan
+
     def totals(self):
-        return [self.loss_sum, self.metric_sum, self.count]
+        return [self.loss_sum, self.metric_sum, self.count, self.grad_norm_sum, self.grad_norm_count]
 
     def all_reduce(self, device):
-        """Sum the totals over all DDP ranks, so that the logs cover every rank's samples."""
-        self.loss_sum, self.metric_sum, count = all_reduce_sum(self.totals(), device)
-        self.count = int(count)
+        """Sum the totals over all DDP ranks, so that the logs cover every rank's samples. The gradient norm is the
+        same on every rank (taken after DDP averaged the gradients), so its mean stays as it was."""
+        self.loss_sum, self.metric_sum, count, self.grad_norm_sum, grad_norm_count = all_reduce_sum(self.totals(), device)
+        self.count, self.grad_norm_count = int(count), int(grad_norm_count)
 
 
 # -----------------------------------------------------------------------------

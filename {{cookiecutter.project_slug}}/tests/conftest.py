@@ -301,7 +301,7 @@ def only_run(root):
     return logs[0], ckpts[0]
 
 
-EPOCH_LINE = re.compile(r'epoch (\d+) step (\d+) loss (\S+) (\w+) (\S+) lr (\S+)$')
+EPOCH_LINE = re.compile(r'epoch (\d+) step (\d+) loss (\S+) (\w+) (\S+) lr (\S+)( grad_norm \S+)?$')  # no norm: clip_flag false
 
 
 def epoch_lines(log_path):

@@ -73,11 +73,14 @@ def test_the_ranks_agree_every_few_seconds_of_slow_steps_and_at_most_every_log_i
 
 
 def test_a_resumed_epochs_running_sums_go_back_to_the_ranks_that_made_them():
-    shares = [[1.0, 0.5, 16], [3.0, 1.5, 16]]  # loss sum, metric sum, samples: one entry per rank
-    assert own_epoch_totals(shares, 1, 2) == [3.0, 1.5, 16]
-    assert own_epoch_totals(shares, 0, 1) == [4.0, 2.0, 32]  # another number of processes: rank 0 takes all
-    assert own_epoch_totals(shares, 2, 3) == [0.0, 0.0, 0]  # and the all-reduce adds the others' zeros
-    assert own_epoch_totals([1.0, 0.5, 16], 0, 1) == [1.0, 0.5, 16]  # format 1 held rank 0's sums only
+    # loss sum, metric sum, samples, gradient-norm sum, norms: one entry per rank
+    shares = [[1.0, 0.5, 16, 2.5, 2], [3.0, 1.5, 16, 2.5, 2]]
+    assert own_epoch_totals(shares, 1, 2) == [3.0, 1.5, 16, 2.5, 2]
+    assert own_epoch_totals(shares, 0, 1) == [4.0, 2.0, 32, 5.0, 4]  # another number of processes: rank 0 takes all
+    assert own_epoch_totals(shares, 2, 3) == [0.0, 0.0, 0, 0.0, 0]  # and the all-reduce adds the others' zeros
+    # before format 4 a share had no gradient-norm sums; format 1 held rank 0's sums only
+    assert own_epoch_totals([[1.0, 0.5, 16], [3.0, 1.5, 16]], 1, 2) == [3.0, 1.5, 16, 0.0, 0]
+    assert own_epoch_totals([1.0, 0.5, 16], 0, 1) == [1.0, 0.5, 16, 0.0, 0]
 
 
 def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
@@ -208,6 +211,37 @@ def test_under_torchrun_a_stop_is_agreed_within_seconds_of_slow_steps_not_at_the
     assert 5 <= step <= 12, step  # about 0.3 s of 0.1 s steps after the 5th (the first agreement came after one)
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert (checkpoint['step'], checkpoint['samples_done']) == (step, 2 * step)  # a rank's samples
+
+
+# Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>
+NORMS_RECORDED = """
+import os, runpy, sys, torch
+sys.path.insert(0, {project!r})
+clip = torch.nn.utils.clip_grad_norm_
+
+
+def recording(*args, **kwargs):
+    norm = clip(*args, **kwargs)
+    with open('norms.' + os.environ['RANK'], 'a') as f:
+        f.write(repr(norm.item()) + '\\n')
+    return norm
+
+
+torch.nn.utils.clip_grad_norm_ = recording
+runpy.run_path(os.path.join({project!r}, 'train.py'), run_name='__main__')
+"""
+
+
+def test_under_torchrun_grad_norm_is_the_averaged_gradients_norm_the_same_on_every_rank(workdir, data_args,
+                                                                                       tmp_path_factory):
+    script = script_file(tmp_path_factory, NORMS_RECORDED.format(project=str(PROJECT)))
+    result = run_torchrun([script] + data_args + ['--n_epoch', '1'], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    norms = [[float(norm) for norm in (workdir / f'norms.{rank}').read_text().split()] for rank in (0, 1)]
+    assert norms[0] and norms[0] == norms[1]  # taken after DDP averaged the gradients
+    logs, _ = only_run(workdir)
+    line, = epoch_lines(logs / 'train.log')
+    assert line.endswith(f' grad_norm {sum(norms[0]) / len(norms[0]):.6f}')  # the mean over steps, not over ranks too
 
 
 def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_ddp_until_exit(

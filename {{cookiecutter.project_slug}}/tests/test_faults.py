@@ -37,7 +37,7 @@ from conftest import (
     script_file,
     tiny_data_args,
 )
-from runfiles import METRICS_COLUMNS, RunError, read_metrics_rows
+from runfiles import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, RunError, read_metrics_rows
 from runs import summarize
 from test_resume import straight_run
 from utils import (
@@ -768,7 +768,8 @@ def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_ther
     monkeypatch.setattr(FillingFile, 'room', math.inf)
     path = tmp_path / 'metrics.csv'
     metrics = MetricsFile(str(path))
-    rows = [{column: epoch for column in METRICS_COLUMNS} for epoch in range(1, 5)]
+    columns = METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS
+    rows = [{column: epoch for column in columns} for epoch in range(1, 5)]
     metrics.append(rows[0])
     written = path.read_bytes()
     FillingFile.room = 5  # row 2 is cut short by the full disk: taken back, so that it never stands twice
@@ -779,22 +780,22 @@ def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_ther
     FillingFile.room = math.inf
     metrics.append(rows[3])
     lines = path.read_text().splitlines()
-    assert lines == [','.join(METRICS_COLUMNS)] + [','.join([str(epoch)] * len(METRICS_COLUMNS)) for epoch in range(1, 5)]
+    assert lines == [','.join(columns)] + [','.join([str(epoch)] * len(columns)) for epoch in range(1, 5)]
     err = capsys.readouterr().err
     assert err.count('warning: ') == 1 and err.startswith(f"warning: cannot write metrics.csv in '{tmp_path}' (No space "
                                                           'left on device); its rows wait')
     FillingFile.room = 0  # the last epoch finds the disk full, which has room again as the run ends
-    metrics.append({column: 5 for column in METRICS_COLUMNS})
+    metrics.append({column: 5 for column in columns})
     FillingFile.room = math.inf
     metrics.close()
-    assert path.read_text().splitlines()[-1] == ','.join(['5'] * len(METRICS_COLUMNS))
+    assert path.read_text().splitlines()[-1] == ','.join(['5'] * len(columns))
     FillingFile.room = 0  # and a run that ends with the disk still full names the epochs its metrics.csv lacks
     for epoch in (6, 7):
-        metrics.append({column: epoch for column in METRICS_COLUMNS})
+        metrics.append({column: epoch for column in columns})
     metrics.close()
     assert capsys.readouterr().err == (f"warning: metrics.csv in '{tmp_path}' lacks epochs 6-7, which could not be "
                                        'written before the run ended (the console printed their losses)\n')
-    assert path.read_text().splitlines()[-1] == ','.join(['5'] * len(METRICS_COLUMNS))
+    assert path.read_text().splitlines()[-1] == ','.join(['5'] * len(columns))
 
 
 def test_a_metrics_file_that_cannot_be_written_for_another_reason_names_no_full_disk(tmp_path, monkeypatch, capsys):

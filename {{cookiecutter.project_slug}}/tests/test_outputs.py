@@ -5,6 +5,7 @@ import builtins
 import csv
 import io
 import itertools
+import math
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from conftest import (
 {%- if cookiecutter.task == 'classification' %}
     TEST_DATA_CONFIG,
 {%- endif %}
+    epoch_lines,
     load,
     only_run,
     run,
@@ -37,7 +39,7 @@ from conftest import (
 {%- if cookiecutter.dataset == 'csv' %}
 from dataset import DATA_CONFIG
 {%- endif %}
-from runfiles import METRICS_COLUMNS, RunError, read_metrics_rows
+from runfiles import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, RunError, read_metrics_rows
 from test_faults import FillingFile
 from test_train import WIDTH, ConstantModel
 from utils import provenance
@@ -65,7 +67,7 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     logs, _ = only_run(workdir)
     assert run(['--resume', logs.name, '--n_epoch', 3]) == 0
     table = rows(logs / 'metrics.csv')
-    assert list(table[0]) == list(METRICS_COLUMNS)
+    assert list(table[0]) == list(METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS)
     assert [r['epoch'] for r in table] == ['1', '2', '3']
     assert all(float(r['epoch_seconds']) > 0 for r in table) and float(table[0]['lr']) > 0
     val = (logs / 'val.log').read_text()
@@ -101,7 +103,7 @@ def test_a_row_cut_short_by_a_crash_is_skipped_and_the_resumed_run_logs_that_epo
     assert summary['epochs'] == '2' and 'damaged' not in summary['status']
     assert run(['--resume', logs.name, '--n_epoch', 3]) == 0  # epoch 3 had no checkpoint: trained and logged again
     lines = (logs / 'metrics.csv').read_text().splitlines()
-    assert lines[-2] == '3,24,0.4' and lines[-1].count(',') == len(METRICS_COLUMNS) - 1
+    assert lines[-2] == '3,24,0.4' and lines[-1].count(',') == len(METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS) - 1
     table = read_metrics_rows(logs / 'metrics.csv')
     assert [row['epoch'] for row in table] == ['1', '2', '3'] and plot.read_metrics(logs)['epoch'] == [1, 2, 3]
     val_lines = (logs / 'val.log').read_text().splitlines()
@@ -134,6 +136,64 @@ def test_metrics_rows_start_over_where_a_resumed_run_went_back(tmp_path):
         f'\n{e},{5 * e},1,0.5,{i},0.6,1e-4,1' for i, e in enumerate(epochs)) + '\n')
     kept = read_metrics_rows(tmp_path / 'metrics.csv')
     assert [(row['epoch'], row['valid_loss']) for row in kept] == [('1', '0'), ('2', '7'), ('3', '8')]
+
+
+def test_an_optional_columns_value_may_be_empty_but_nothing_else(tmp_path):
+    path = tmp_path / 'metrics.csv'
+    path.write_text(','.join(METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS) + '\r\n' + ''.join(
+        f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1,{norm}\r\n' for e, norm in ((1, '0.5'), (2, ''), (3, 'x'))))
+    assert [(row['epoch'], row['grad_norm']) for row in read_metrics_rows(path)] == [('1', '0.5'), ('2', '')]
+    assert plot.read_metrics(tmp_path)['grad_norm'][0] == 0.5 and math.isnan(plot.read_metrics(tmp_path)['grad_norm'][1])
+
+
+@pytest.mark.draws_curves
+def test_grad_norm_is_each_epochs_mean_norm_before_clipping(workdir, data_args, monkeypatch, drawn_figures):
+    norms, clip = [], torch.nn.utils.clip_grad_norm_
+
+    def recording(*args, **kwargs):
+        norm = clip(*args, **kwargs)
+        norms.append(norm.item())
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', recording)
+    assert run(data_args + ['--n_epoch', 2, '--clip_max_norm', 0.01]) == 0
+    logs, _ = only_run(workdir)
+    table = rows(logs / 'metrics.csv')
+    steps = [0] + [int(row['step']) for row in table]
+    means = [sum(norms[start:end]) / (end - start) for start, end in zip(steps, steps[1:])]
+    assert len(norms) == steps[-1] and min(norms) > 0.01  # one per optimizer step, each taken before clipping
+    assert [float(row['grad_norm']) for row in table] == pytest.approx(means, rel=1e-12)
+    assert [line.split(' grad_norm ')[1] for line in epoch_lines(logs / 'train.log')] == [f'{m:.6f}' for m in means]
+    figure = drawn_figures[-1]  # curves.png's
+    assert [ax.get_title() for ax in figure.axes][-1] == 'gradient norm (before clipping)'
+    assert list(figure.axes[-1].get_lines()[0].get_ydata()) == pytest.approx(means, rel=1e-12)
+
+
+@pytest.mark.draws_curves
+def test_without_clipping_no_grad_norm_is_measured_and_the_curves_leave_its_panel_out(workdir, data_args,
+                                                                                     drawn_figures):
+    assert run(data_args + ['--n_epoch', 2, '--clip_flag', 'false']) == 0
+    logs, _ = only_run(workdir)
+    assert [row['grad_norm'] for row in rows(logs / 'metrics.csv')] == ['', '']
+    lines = epoch_lines(logs / 'train.log')
+    assert len(lines) == 2 and not any('grad_norm' in line for line in lines)
+    assert [ax.get_title() for ax in drawn_figures[-1].axes] == ['loss', plot.METRIC_LABEL, 'learning rate']
+
+
+def test_a_metrics_csv_begun_without_grad_norm_keeps_its_columns_when_a_resume_appends(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    with open(logs / 'metrics.csv', newline='', encoding='utf-8') as f:
+        begun = [line[:len(METRICS_COLUMNS)] for line in csv.reader(f)]
+    with open(logs / 'metrics.csv', 'w', newline='', encoding='utf-8') as f:
+        csv.writer(f).writerows(begun)  # as the code before grad_norm wrote it
+    assert run(['--resume', logs.name, '--n_epoch', 2]) == 0
+    lines = (logs / 'metrics.csv').read_text().splitlines()
+    assert lines[:2] == [','.join(line) for line in begun] and lines[2].count(',') == len(METRICS_COLUMNS) - 1
+    assert [row['epoch'] for row in read_metrics_rows(logs / 'metrics.csv')] == ['1', '2']
+    metrics = plot.read_metrics(logs)
+    assert metrics['epoch'] == [1, 2] and all(math.isnan(norm) for norm in metrics['grad_norm'])
+    assert runs.summarize(logs)[0]['epochs'] == '2'
 
 
 def test_note_config_takes_each_resumes_overrides(tmp_path):
@@ -339,7 +399,7 @@ def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_a
 {%- endif %}
     metrics = rows(logs / 'metrics.csv')
     for tag, column in [('loss/train', 'train_loss'), ('loss/valid', 'valid_loss'), ('metric/valid', 'valid_metric'),
-                        ('lr', 'lr')]:
+                        ('lr', 'lr'), ('grad_norm/train', 'grad_norm')]:
         scalars = events.Scalars(tag)
         assert [e.step for e in scalars] == [1, 2], tag
         assert [e.value for e in scalars] == pytest.approx([float(r[column]) for r in metrics], rel=1e-5), tag

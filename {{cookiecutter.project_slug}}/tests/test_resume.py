@@ -646,7 +646,7 @@ def test_lr_and_weight_decay_overrides_on_resume_are_applied_and_recorded(workdi
     assert run(data_args + ['--n_epoch', 1, '--scheduler_flag', 'false']) == 0
     logs, ckpts = only_run(workdir)
     assert run(['--resume', logs.name, '--n_epoch', 2, '--lr', 5e-3, '--weight_decay', 0.02]) == 0
-    assert epoch_lines(logs / 'train.log')[-1].endswith('lr 5.0000e-03')
+    assert ' lr 5.0000e-03 grad_norm ' in epoch_lines(logs / 'train.log')[-1]
     assert 'lr=0.005' in (logs / 'note.log').read_text() and 'weight_decay=0.02' in (logs / 'note.log').read_text()
     assert {key: runs.summarize(logs)[1][key] for key in ('lr', 'n_epoch')} == {'lr': '0.005', 'n_epoch': '2'}
     groups = load(ckpts / 'latest_checkpoint.pt')['optimizer']['param_groups']

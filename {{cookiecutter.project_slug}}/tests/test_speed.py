@@ -256,6 +256,7 @@ def meter_totals(batches, read_after):
     meter = EpochMeter(interval=len(batches) + 1)
     for step, loss, output, target in batches:
         meter.add(step, loss, output, target)
+        meter.add_grad_norm(loss / 3)  # one optimizer step per batch
         if step in read_after:
             meter.flush()
     meter.flush()
@@ -272,6 +273,21 @@ def test_meter_totals_do_not_depend_on_when_it_is_read():
     metric_sum = sum(metric_per_sample(output, target).double().sum().item() for _, _, output, target in batches)
     assert math.isclose(straight[0], loss_sum, rel_tol=1e-9) and math.isclose(straight[1], metric_sum, rel_tol=1e-9)
     assert straight[2] == 16 * 9 + 5
+    assert math.isclose(straight[3], sum((loss / 3).item() for _, loss, _, _ in batches), rel_tol=1e-9)
+    assert straight[4] == len(batches)
+
+
+def test_meter_mean_grad_norm_leaves_out_steps_whose_norm_overflowed():
+    # fp16: GradScaler skips the step of an inf or NaN gradient; the mean is over the steps taken
+    meter = EpochMeter(interval=100)
+    for batch, norm in zip(meter_batches([4] * 4), [1.0, math.inf, 3.0, math.nan]):
+        meter.add(*batch)
+        meter.add_grad_norm(torch.tensor(norm))
+        if norm == math.inf:
+            meter.flush()
+    assert meter.flush() is None
+    assert meter.grad_norm == 2.0 and meter.totals()[3:] == [4.0, 2]
+    assert math.isnan(EpochMeter(interval=1).grad_norm)  # no step with a finite norm: NaN, not 0
 
 {%- if cookiecutter.task == 'classification' %}
 
