@@ -559,6 +559,7 @@ def main(argv=None):
     # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
     all_seed(config['seed'] + rank)
     set_determinism(config['deterministic'])
+    torch.set_float32_matmul_precision('highest')  # for the data (3.8 sets the run's), whatever an earlier main() left
 
     # 3.5 makedirs (rank 0): a new run or a branch gets fresh folders; resume continues in the run's own
     if checkpoint is None or branched_from:

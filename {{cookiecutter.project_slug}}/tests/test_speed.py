@@ -144,19 +144,23 @@ def test_deterministic_switches_algorithms_and_cudnn_benchmark(workdir, data_arg
         set_determinism(False)
 
 
-def test_matmul_precision_holds_for_the_run_and_its_resume(workdir, data_args):
+def test_matmul_precision_holds_for_the_run_and_its_resume_and_the_data_is_made_at_full_precision(workdir, data_args,
+                                                                                                    monkeypatch):
+    made_at, build = [], train.build_datasets
+    monkeypatch.setattr(train, 'build_datasets', lambda config: made_at.append(torch.get_float32_matmul_precision())
+                        or build(config))
     try:
         assert run(data_args + ['--n_epoch', 1, '--matmul_precision', 'medium']) == 0
         logs, _ = only_run(workdir)
         assert '    matmul_precision: medium\n' in (logs / 'note.log').read_text(encoding='utf-8')
-        torch.set_float32_matmul_precision('highest')  # as a new process starts
         assert run(['--resume', logs.name, '--n_epoch', 2]) == 0  # the run's own setting, not the default
         assert torch.get_float32_matmul_precision() == 'medium'
-        torch.set_float32_matmul_precision('highest')
-        # data made with matrix products (the CNN's synthetic images) is made before the setting applies: the
-        # same data, so resume with another setting passes its data check
+        # data made with matrix products (the CNN's synthetic images) is made before the setting applies, and at
+        # 'highest' even after an earlier main() in this process set another: the same data, so resume with
+        # another setting passes its data check
         assert run(['--resume', logs.name, '--n_epoch', 3, '--matmul_precision', 'highest']) == 0
         assert torch.get_float32_matmul_precision() == 'highest'
+        assert made_at == ['highest'] * 3
     finally:
         torch.set_float32_matmul_precision('highest')
 
