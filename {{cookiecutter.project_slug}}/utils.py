@@ -74,6 +74,7 @@ except ImportError:  # Windows, whose DataLoader workers are handed no file desc
 
 CHECKPOINT_FORMAT_VERSION = 4  # 2: epoch_totals holds one share per rank; 3: two optimizer groups (optimizer_groups);
 # 4: epoch_totals adds the gradient norm's sum and count
+EMPTY_TOTALS = (0.0, 0.0, 0, 0.0, 0)  # an epoch's running sums before its first step: EpochMeter.totals()
 
 
 class Terminated(KeyboardInterrupt):
@@ -2024,9 +2025,6 @@ def unused_parameters_warning(names, distributed):
     ddp = '; DDP looks for unused parameters at every step (find_unused_parameters), which costs time' * distributed
     return (f'warning: the model output does not depend on {shown} (in training mode), so they do not train{ddp}; '
             'use them in forward, or freeze them with requires_grad_(False) in model.py')
-
-
-EMPTY_TOTALS = (0.0, 0.0, 0, 0.0, 0)  # an epoch's running sums before its first step: EpochMeter.totals()
 
 
 class EpochMeter:
