@@ -7,9 +7,9 @@
     python plot.py loggers/*                # every run that has finished an epoch
 
 Loss, metric and learning rate against epoch, train and valid together, the best epoch marked, and the
-gradient norm before clipping when the run measured it (clip_flag true). A
-comparison gives each run a colour (valid solid, train dashed), labelled with the hyperparameters
-that differ between the runs, as runs.py lists them.
+gradient norm before clipping when the run measured it (clip_flag true). A comparison gives each run a
+colour (valid solid, train dashed), labelled with the hyperparameters that differ between the runs, as
+runs.py lists them; its gradient-norm panel is there when any of the runs measured one.
 Needs matplotlib (pip install matplotlib); train.py draws the curves at the end of every run.
 """
 
@@ -179,10 +179,12 @@ def compare_runs(folders, output):
         raise RunError('a comparison needs two runs that have finished an epoch; of these, '
                        + (f"only '{runs[0][0].name}' has" if runs else 'none has'))
     folders, metrics = zip(*runs)
+    norms = any(math.isfinite(norm) for m in metrics for norm in m['grad_norm'])  # a run with clip_flag true
     plt = pyplot()
-    figure = plt.figure(figsize=PANELS_SIZE, constrained_layout=True)
-    grid = figure.add_gridspec(2, 3, height_ratios=[PANELS_SIZE[1], 1])  # the panels, and the runs' legend under them
-    axes = [figure.add_subplot(grid[0, i]) for i in range(3)]
+    panels_size = (PANELS_SIZE[0] * (3 + norms) / 3, PANELS_SIZE[1])
+    figure = plt.figure(figsize=panels_size, constrained_layout=True)
+    grid = figure.add_gridspec(2, 3 + norms, height_ratios=[PANELS_SIZE[1], 1])  # the panels, the legend under them
+    axes = [figure.add_subplot(grid[0, i]) for i in range(3 + norms)]
     n = len(folders)  # matplotlib's ten colours, or for more runs as many shades of viridis, one per run
     colours = [f'C{i}' for i in range(n)] if n <= 10 else [plt.get_cmap('viridis')(i / (n - 1)) for i in range(n)]
     for folder, m, label, colour in zip(folders, metrics, run_labels(folders), colours):
@@ -192,13 +194,17 @@ def compare_runs(folders, output):
             ax.plot(epochs, m[f'train_{name}'], color=colour, linestyle='--', linewidth=1, alpha=0.7)
             ax.plot(epochs[best], m[f'valid_{name}'][best], 'o', color=colour, markersize=8, fillstyle='none')
         axes[2].plot(epochs, m['lr'], color=colour)
+        if norms:  # a run without clipping measured none: no line of its own
+            axes[3].plot(epochs, m['grad_norm'], color=colour)
     for ax, label in ((axes[0], 'loss'), (axes[1], METRIC_LABEL)):
         ax.set(xlabel='epoch', ylabel=label, title=f'{label} (valid solid, train dashed, o: best epoch)')
     log_scale_for_wide_losses(axes[0], [loss for m in metrics for loss in m['train_loss'] + m['valid_loss']])
     axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
+    if norms:
+        axes[3].set(xlabel='epoch', ylabel='gradient norm', title='gradient norm (train, before clipping)')
     whole_epochs(axes)
-    legend_below(figure, grid, *axes[0].get_legend_handles_labels())
+    legend_below(figure, grid, *axes[0].get_legend_handles_labels(), panels_size)
     lowest = min(range(n), key=lambda i: min(metrics[i]['valid_loss']))  # the first of equals
     m, best = metrics[lowest], best_index(metrics[lowest])
     figure.suptitle(f"{n} runs: lowest valid loss {m['valid_loss'][best]:.4g} ({escaped(folders[lowest].name)}, "
@@ -226,7 +232,7 @@ def drawn_format(output):
     return output.suffix[1:].lower()
 
 
-def legend_below(figure, grid, handles, labels, most_columns=5):
+def legend_below(figure, grid, handles, labels, panels_size, most_columns=5):
     """The runs' legend in the grid's second row, clear of every curve however many runs there are: as
     many columns as fit the figure's width, and the figure made taller by its rows (and wider, for labels
     longer than it is wide)."""
@@ -239,8 +245,8 @@ def legend_below(figure, grid, handles, labels, most_columns=5):
         if size.width <= 0.95 * figure.bbox.width:
             break
     height = size.height / figure.dpi + 0.1
-    figure.set_size_inches(max(PANELS_SIZE[0], size.width / figure.dpi + 0.5), PANELS_SIZE[1] + height)
-    grid.set_height_ratios([PANELS_SIZE[1], height])
+    figure.set_size_inches(max(panels_size[0], size.width / figure.dpi + 0.5), panels_size[1] + height)
+    grid.set_height_ratios([panels_size[1], height])
 
 
 def save_curves(folder):

@@ -563,15 +563,20 @@ def test_runs_and_plot_print_and_draw_a_run_name_that_is_not_utf_8_escaped(tmp_p
     assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
 
 
-def hand_made_run(folder, config, valid_losses, valid_metrics=None):
-    """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given)."""
+def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=None):
+    """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given;
+    with grad_norms, the column of that name too, as a run with clip_flag true writes it)."""
     folder.mkdir(parents=True)
     (folder / 'note.log').write_text('config:\n' + ''.join(f'    {k}: {v}\n' for k, v in config.items())
                                      + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
     metrics = valid_metrics or [0.6] * len(valid_losses)
+    rows = [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, 1.0] for e, (loss, metric) in enumerate(zip(valid_losses, metrics), 1)]
+    header = METRICS_COLUMNS
+    if grad_norms is not None:
+        header += OPTIONAL_METRICS_COLUMNS
+        rows = [row + [norm] for row, norm in zip(rows, grad_norms, strict=True)]
     with open(folder / 'metrics.csv', 'w', newline='') as f:
-        csv.writer(f).writerows([METRICS_COLUMNS] + [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, 1.0]
-                                                     for e, (loss, metric) in enumerate(zip(valid_losses, metrics), 1)])
+        csv.writer(f).writerows([header] + rows)
 
 
 @pytest.fixture
@@ -687,6 +692,25 @@ def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, d
     assert not list(tmp_path.glob('.sweep.png.*'))  # the temporary file became sweep.png
 
 
+def test_a_comparison_draws_the_gradient_norms_of_the_runs_that_measured_them(tmp_path, drawn_figures):
+    hand_made_run(tmp_path / 'clipped', {'clip_flag': True}, [0.9, 0.8, 0.7], grad_norms=[2.5, 1.5, 1.25])
+    hand_made_run(tmp_path / 'empty', {'clip_flag': False}, [0.9, 0.8], grad_norms=['', ''])  # as train.py writes it
+    hand_made_run(tmp_path / 'older', {'clip_flag': False}, [0.6, 0.5])  # begun before the column existed
+    plot.compare_runs([tmp_path / 'clipped', tmp_path / 'empty', tmp_path / 'older'], tmp_path / 'cmp.png')
+    figure = drawn_figures[0]
+    *panels, key = figure.axes
+    assert [panel.get_title() for panel in panels[2:]] == ['learning rate', 'gradient norm (train, before clipping)']
+    colours = {line.get_label(): line.get_color() for line in panels[0].get_lines() if not line.get_label().startswith('_')}
+    drawn = [(line.get_color(), list(line.get_ydata())) for line in panels[3].get_lines()
+             if any(math.isfinite(norm) for norm in line.get_ydata())]
+    assert drawn == [(colours['clipped (clip_flag=True)'], [2.5, 1.5, 1.25])]  # in the run's own colour
+    assert figure.get_figwidth() == pytest.approx(plot.PANELS_SIZE[0] * 4 / 3)  # the panels keep their width
+    plot.compare_runs([tmp_path / 'empty', tmp_path / 'older'], tmp_path / 'none.png')  # no run measured one
+    *panels, key = drawn_figures[1].axes
+    assert [panel.get_title() for panel in panels[2:]] == ['learning rate']
+    assert drawn_figures[1].get_figwidth() == pytest.approx(plot.PANELS_SIZE[0])
+
+
 @pytest.mark.parametrize('n_runs', [3, 12])
 def test_each_compared_run_has_a_colour_of_its_own(tmp_path, drawn_figures, n_runs):
     for i in range(n_runs):
@@ -705,7 +729,7 @@ def test_a_comparisons_legend_sits_under_the_panels_clear_of_every_curve(tmp_pat
     for i in range(n_runs):  # labels as long as they get: four differing hyperparameters and '2 more'
         hand_made_run(tmp_path / f'20260101_1200{i:02d}', {'lr': 10.0 ** -i, 'batch_size': 2 ** i, 'seed': i,
                       'weight_decay': i / 1e4, 'augment': f'flip{i}'.rjust(value_length, '+'),
-                      'clip_flag': i % 2 == 0}, [0.9, 0.8, 0.7])
+                      'clip_flag': i % 2 == 0}, [0.9, 0.8, 0.7], grad_norms=[3.0, 2.0, 1.0] if i % 2 == 0 else None)
     plot.compare_runs(sorted(tmp_path.iterdir()), tmp_path / 'cmp.png')
     figure = drawn_figures[0]
     canvas = FigureCanvasAgg(figure)  # closed figures lose theirs
@@ -715,7 +739,9 @@ def test_a_comparisons_legend_sits_under_the_panels_clear_of_every_curve(tmp_pat
     assert len(legends) == 1 and len(legends[0].get_texts()) == n_runs
     key = legends[0].get_window_extent(renderer)
     assert figure.bbox.x0 <= key.x0 and key.x1 <= figure.bbox.x1 and figure.bbox.y0 <= key.y0  # nothing cut off
-    for panel in figure.axes[:3]:  # loss, metric, learning rate: their curves, ticks and titles
+    panels = figure.axes[:-1]  # loss, metric, learning rate, gradient norm: their curves, ticks and titles
+    assert len(panels) == 4
+    for panel in panels:
         assert not key.overlaps(panel.get_tightbbox(renderer)), panel.get_title()
 
 
