@@ -594,7 +594,7 @@ def main(argv=None):
     # The matmul precision is set after 3.6, so that the data is made the same whatever it is (resume checks it)
     torch.set_float32_matmul_precision(config['matmul_precision'])
     model = build_model(config).to(device)
-    unused_parameters = check_one_sample(model, valid_loader, device, config)
+    unused_parameters = check_one_sample(model, valid_loader, device, config, len(train_loader.sampler))
 {%- if cookiecutter.model == 'cnn' %}
     if config['channels_last'] and device.type == 'cuda':
         model = model.to(memory_format=torch.channels_last)

@@ -1932,13 +1932,16 @@ def training_targets(train_set, collate_fn, most=4096, num_workers=0):
     return torch.cat([batch[-1] for batch in sampled_batches(train_set, collate_fn, most, num_workers)])
 
 
-def check_one_sample(model, loader, device, config):
+def check_one_sample(model, loader, device, config, train_samples):
     """Run one sample through the model before training; return the names of the trainable parameters
     that its output does not depend on in training mode (they never train, and DDP needs to be told of them).
+    `train_samples`: the training samples this process takes per epoch, in batches of config['batch_size'].
 
     An output or a target the loss does not expect can train without an error, but wrongly: MSELoss
     broadcasts a (batch,) output or target against the other's (batch, 1), and cross-entropy takes a
-    class too many without a word. A model with nothing to train fails only at the first backward."""
+    class too many without a word. A model with nothing to train fails only at the first backward, and
+    one that cannot train on a batch of one sample (BatchNorm of one value per channel) at the end of the
+    first epoch whose last batch holds one, and again at every resume."""
     sample = loader.dataset[0]
     if not isinstance(sample, (tuple, list)) or len(sample) < 2:  # a dict, say (Hugging Face's datasets)
         raise RunError(f"the dataset's samples are {type(sample).__name__}, but train() needs a tuple "
@@ -1985,21 +1988,38 @@ def check_one_sample(model, loader, device, config):
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1, 1) "
                        f'{output.dtype}: one number per sample, shaped (1,); fix __getitem__ in dataset.py')
 {%- endif %}
-    return parameters_without_gradient(model, loader.collate_fn([sample, sample]), device, expected)
+    unused = parameters_without_gradient(model, loader.collate_fn([sample, sample]), device, expected)
+    if train_samples == 1 or config['batch_size'] == 1 or train_samples % config['batch_size'] == 1:
+        check_batch_of_one(model, loader.collate_fn([sample]), device, train_samples, config['batch_size'])
+    return unused
+
+
+@contextlib.contextmanager
+def trial_in_training_mode(model):
+    """model.train() for a check's forward that leaves no trace: the mode, the RNGs (dropout) and the buffers
+    (BatchNorm's running statistics) are put back afterwards."""
+    buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
+    rng_state, training = get_rng_state(), model.training
+    model.train()
+    try:
+        yield
+    finally:
+        model.train(training)
+        set_rng_state(rng_state)
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
 
 
 def parameters_without_gradient(model, batch, device, expected):
     """The trainable parameters that a training-mode forward's output does not depend on, by name.
 
     Training mode, since that is what DDP sees: a layer used only under `if self.training` (an auxiliary
-    head) trains, and one used only in eval mode does not. The forward leaves no trace: the RNGs (dropout)
-    and the buffers (BatchNorm's running statistics) are put back, and no `.grad` is touched. The batch holds
-    one sample twice, since BatchNorm refuses a batch of one in training mode."""
+    head) trains, and one used only in eval mode does not. The forward leaves no trace (trial_in_training_mode),
+    and no `.grad` is touched. The batch holds one sample twice, since BatchNorm refuses a batch of one in
+    training mode (check_batch_of_one tries one where training will take one)."""
     *inputs, _ = batch
-    buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
-    rng_state, training = get_rng_state(), model.training
-    model.train()
-    try:
+    with trial_in_training_mode(model):
         output = model(*[x.to(device) for x in inputs])
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         if shape != (len(inputs[0]), *expected[1:]):
@@ -2010,13 +2030,29 @@ def parameters_without_gradient(model, batch, device, expected):
                            'it), so training would change nothing; unfreeze some parameters in model.py')
         trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         grads = torch.autograd.grad(output.float().sum(), [p for _, p in trainable], allow_unused=True)
-    finally:
-        model.train(training)
-        set_rng_state(rng_state)
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
     return [name for (name, _), grad in zip(trainable, grads) if grad is None]
+
+
+def check_batch_of_one(model, batch, device, train_samples, batch_size):
+    """Raise RunError, naming batch sizes that avoid it, when the model fails a training-mode forward of one
+    sample (`batch`), which training will take: one process's `train_samples` in batches of `batch_size`
+    leave one over, or are one each. The check's forward of two samples passed, so the one is the cause."""
+    *inputs, _ = batch
+    try:
+        with torch.no_grad(), trial_in_training_mode(model):
+            model(*[x.to(device) for x in inputs])
+    except Exception as err:
+        per_process = ' per process' if is_distributed() else ''
+        if train_samples == 1:
+            where, fix = f'the training split holds one sample{per_process}', 'train on more samples'
+        else:
+            where = ('every training batch holds one (batch_size 1)' if batch_size == 1 else "each epoch's last "
+                     f'training batch would hold one ({train_samples} training samples{per_process} in batches of {batch_size})')
+            below = [size for size in range(batch_size - 1, 1, -1) if train_samples % size != 1][:1]
+            above = next(size for size in itertools.count(batch_size + 1) if train_samples % size != 1)
+            fix = f"use --batch_size {' or '.join(map(str, below + [above]))}"
+        raise RunError(f'the model cannot train on a batch of one sample ({first_line(err)}), and {where}; {fix}, '
+                       'or make model.py train on a batch of one') from err
 
 
 def unused_parameters_warning(names, distributed):

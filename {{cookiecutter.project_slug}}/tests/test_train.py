@@ -17,7 +17,7 @@ from torch.utils.data import Subset
 {%- endif %}
 
 import train
-from conftest import PROJECT{{ ', TEST_BATCH_SIZE' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' or (cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder') }}, epoch_lines, help_of, load, only_run, run, snapshot
+from conftest import PROJECT, TEST_BATCH_SIZE{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' or (cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder') }}, epoch_lines, help_of, load, only_run, run, snapshot
 from dataset import {{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
@@ -436,11 +436,113 @@ def test_the_gradient_check_runs_in_training_mode_and_leaves_no_trace(workdir, d
     loader = torch.utils.data.DataLoader(train.build_datasets(config)[1], collate_fn=train.collate_fn)
     model = ModeDependentModel(config, extra_in)
     before, buffers = get_rng_state(), {k: v.clone() for k, v in model.state_dict().items()}
-    assert check_one_sample(model, loader, torch.device('cpu'), config) == ['extra.weight', 'extra.bias'] * (extra_in == 'eval')
+    assert check_one_sample(model, loader, torch.device('cpu'), config, 64) == ['extra.weight', 'extra.bias'] * (extra_in == 'eval')
     after = get_rng_state()
     assert torch.equal(before['torch'], after['torch']) and before['python'][1].equal(after['python'][1])
     assert all(torch.equal(value, buffers[key]) for key, value in model.state_dict().items())  # BatchNorm's statistics
     assert model.training and all(p.grad is None for p in model.parameters())
+
+
+class BatchNormedModel(nn.Module):
+    """The project's model with BatchNorm1d on its output: in training mode it refuses a batch of one sample."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.body, self.norm = build_model(config), nn.BatchNorm1d(WIDTH)
+
+    def forward(self, *inputs):
+        return self.norm(self.body(*inputs))
+
+
+def first_training_samples(n):
+    """build_datasets, with the first n samples of its training split."""
+    def build(config):
+        train_set, valid_set = build_datasets(config)
+        return [Subset(train_set, range(n)), valid_set]
+
+    return build
+
+
+def test_a_model_that_cannot_train_on_one_sample_stops_before_anything_is_written_when_a_batch_would_hold_one(
+        workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_datasets', first_training_samples(2 * TEST_BATCH_SIZE + 1))
+    monkeypatch.setattr(train, 'build_model', BatchNormedModel)
+    # before, the first epoch's last step failed (and every resume at the same step)
+    with pytest.raises(RunError, match=re.escape('the model cannot train on a batch of one sample (Expected more than 1 '
+                                                 'value per channel when training') + r'.*' + re.escape(
+            f"and each epoch's last training batch would hold one ({2 * TEST_BATCH_SIZE + 1} training samples in "
+            f'batches of {TEST_BATCH_SIZE}); use --batch_size {TEST_BATCH_SIZE - 1} or {TEST_BATCH_SIZE + 1}, or make '
+            'model.py train on a batch of one') + '$'):
+        run(data_args + ['--n_epoch', 1])
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+    with pytest.raises(RunError, match=re.escape('and every training batch holds one (batch_size 1); use --batch_size '
+                                                 '3, or make model.py train on a batch of one') + '$'):
+        run(data_args + ['--n_epoch', 1, '--batch_size', 1])  # 33 samples: 2 leaves one over too
+    assert run(data_args + ['--n_epoch', 1, '--batch_size', TEST_BATCH_SIZE - 1]) == 0  # a size it names
+    monkeypatch.setattr(train, 'build_model', build_model)  # trains on a batch of one: no error
+    assert run(data_args + ['--n_epoch', 1]) == 0
+
+
+class Probed(nn.Module):
+    """The project's model with dropout, and a buffer that a training-mode forward changes; records each
+    forward's batch size and mode."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.body, self.drop, self.calls = build_model(config), nn.Dropout(0.5), []
+        self.register_buffer('seen', torch.zeros(()))
+
+    def forward(self, *inputs):
+        self.calls.append((len(inputs[0]), self.training))
+        if self.training:
+            self.seen += len(inputs[0])
+        return self.drop(self.body(*inputs))
+
+
+@pytest.mark.parametrize('train_samples, batch_size, tried', [(33, 16, True), (32, 16, False), (7, 1, True),
+                                                              (1, 16, True), (17, 8, True), (18, 8, False)])
+def test_a_batch_of_one_is_tried_only_when_training_takes_one_and_leaves_no_trace(workdir, data_args, monkeypatch,
+                                                                                   train_samples, batch_size, tried):
+    from utils import check_one_sample, get_rng_state
+
+    passed = {}  # what main() hands the check, and then no training
+    monkeypatch.setattr(train, 'check_one_sample', lambda *args: passed.update(args=args) or sys.exit(3))
+    with pytest.raises(SystemExit):
+        run(data_args)
+    _, loader, device, config, _ = passed['args']
+    model = Probed(config)
+    before, buffers = get_rng_state(), {k: v.clone() for k, v in model.state_dict().items()}
+    assert check_one_sample(model, loader, device, {**config, 'batch_size': batch_size}, train_samples) == []
+    assert model.calls == [(1, False), (2, True)] + [(1, True)] * tried
+    after = get_rng_state()
+    assert torch.equal(before['torch'], after['torch']) and before['python'][1].equal(after['python'][1])
+    assert all(torch.equal(value, buffers[key]) for key, value in model.state_dict().items())
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize('train_samples, batch_size, distributed, where, fix', [
+    (17, 8, True, "each epoch's last training batch would hold one (17 training samples per process in batches of 8)",
+     'use --batch_size 7 or 9'),
+    (10, 3, False, "each epoch's last training batch would hold one (10 training samples in batches of 3)",
+     'use --batch_size 2 or 4'),
+    (7, 2, False, "each epoch's last training batch would hold one (7 training samples in batches of 2)",
+     'use --batch_size 4'),  # none smaller than 2; 3 leaves one over too
+    (1, 16, True, 'the training split holds one sample per process', 'train on more samples'),
+])
+def test_a_batch_of_one_names_the_batch_sizes_that_avoid_it(workdir, data_args, monkeypatch, train_samples, batch_size,
+                                                              distributed, where, fix):
+    import utils
+
+    passed = {}
+    monkeypatch.setattr(train, 'check_one_sample', lambda *args: passed.update(args=args) or sys.exit(3))
+    with pytest.raises(SystemExit):
+        run(data_args)
+    _, loader, device, config, _ = passed['args']
+    monkeypatch.setattr(utils, 'is_distributed', lambda: distributed)
+    with pytest.raises(RunError) as error:
+        utils.check_one_sample(BatchNormedModel(config), loader, device, {**config, 'batch_size': batch_size},
+                               train_samples)
+    assert str(error.value).endswith(f'and {where}; {fix}, or make model.py train on a batch of one')
 
 
 class TupleInTrainingModel(nn.Module):
