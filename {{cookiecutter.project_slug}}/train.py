@@ -143,7 +143,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     if config['tensorboard'] and is_master():
         *example_inputs, _ = next(iter(valid_loader))
         tensorboard = open_tensorboard(os.path.join(config['loggers_dir'], 'tb'), raw_model,
-                                       [x.to(device) for x in example_inputs])
+                                       [x.to(device) for x in example_inputs], checkpoint['epoch'] + 1 if checkpoint else 1)
 
     # loss, optimizer, scheduler (stepped once per optimizer step)
 {%- if cookiecutter.task == 'classification' %}

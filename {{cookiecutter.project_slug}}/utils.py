@@ -1171,16 +1171,16 @@ def _git(folder, *args):
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def open_tensorboard(folder, model, example_inputs):
+def open_tensorboard(folder, model, example_inputs, first_epoch):
     """--tensorboard's writer (TensorboardScalars) in `folder`, with the model graph, or None (and one log line)
-    without tensorboard."""
+    without tensorboard. `first_epoch`: the epoch this start logs first (1, or the one after a resume's checkpoint)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         logging.getLogger('train').info('tensorboard is not installed, so nothing goes to tb/: '
                                         'pip install tensorboard, or pass --tensorboard false')
         return None
-    tensorboard = TensorboardScalars(folder, SummaryWriter)
+    tensorboard = TensorboardScalars(folder, SummaryWriter, first_epoch)
     if tensorboard.writer is None:
         return tensorboard
     try:
@@ -1197,18 +1197,22 @@ class TensorboardScalars:
     cannot be written (a full disk, a quota) training goes on and one warning line says so; they wait and go in
     with a later epoch's, through a new event file (tensorboard reads every file in the folder), and the empty files
     of tries that failed are removed. The epoch sent before a failure goes again too: tensorboard's writer thread
-    may fail just after a flush returned."""
+    may fail just after a flush returned.
 
-    def __init__(self, folder, summary_writer):
+    A resume after a hard kill trains again the epochs logged since its checkpoint: the writers mark a restart at
+    `first_epoch` (purge_step) until one has written, so that tensorboard shows only the new values from there (it
+    takes the first such mark in a folder for the run's start, so a new run marks one too)."""
+
+    def __init__(self, folder, summary_writer, first_epoch):
         _quiet_tensorboard_thread_errors()
-        self.folder, self.summary_writer = folder, summary_writer
+        self.folder, self.summary_writer, self.purge_step = folder, summary_writer, first_epoch
         self.writer, self.waiting, self.sent, self.warn = None, [], [], OneWarning()
         self._open()
 
     def _open(self):
         self.files_before = self._files()
         try:
-            self.writer = self.summary_writer(self.folder)
+            self.writer = self.summary_writer(self.folder, purge_step=self.purge_step)
         except OSError as err:
             self._failed(err)
 
@@ -1235,6 +1239,7 @@ class TensorboardScalars:
             self._failed(err)
             return
         self.sent, self.waiting = self.waiting, []
+        self.purge_step = None  # written: a writer opened after a later failure must not hide this run's own epochs
 
     def _failed(self, err):
         self._close_writer()

@@ -684,7 +684,7 @@ def test_tensorboard_scalars_that_find_the_disk_full_wait_and_go_in_when_there_i
     monkeypatch.setattr(RecordWriter, 'write', write)
     printed = []  # what a thread's uncaught error prints (its traceback)
     monkeypatch.setattr(threading, 'excepthook', lambda args: printed.append(args.exc_type))
-    rows, scalars = epoch_rows(7), utils.TensorboardScalars(tmp_path / 'tb', SummaryWriter)
+    rows, scalars = epoch_rows(7), utils.TensorboardScalars(tmp_path / 'tb', SummaryWriter, 1)
     for epoch, row in enumerate(rows, 1):
         full[0] = epoch in (3, 4, 5)  # the disk full for three epochs
         scalars.add(row)
@@ -703,10 +703,11 @@ def test_tensorboard_scalars_that_find_the_disk_full_wait_and_go_in_when_there_i
 
 
 def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epoch_even_at_the_end(tmp_path, capsys):
-    full, dies_quietly = [True], [False]
+    full, dies_quietly, restarts = [True], [False], []
 
     class FullDiskWriter:  # as SummaryWriter over a quota: its event file is made, and stays empty
-        def __init__(self, folder):
+        def __init__(self, folder, purge_step):
+            restarts.append(purge_step)
             folder.mkdir(exist_ok=True)
             self.file = folder / f'events.out.tfevents.{len(list(folder.iterdir()))}'
             self.file.touch()
@@ -728,10 +729,11 @@ def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epo
         def close(self):
             pass
 
-    rows, scalars = epoch_rows(11), utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
+    rows, scalars = epoch_rows(11), utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter, 1)
     for row in rows[:3]:
         scalars.add(row)
     assert list((tmp_path / 'tb').iterdir()) == []  # three tries, no file left
+    assert restarts == [1, 1, 1]  # each try marks the run's start, until one writes
     full[0] = False
     scalars.add(rows[3])
     dies_quietly[0] = True
@@ -745,12 +747,14 @@ def test_tensorboard_on_a_full_disk_leaves_no_empty_event_files_and_loses_no_epo
     full[0] = False
     scalars.close()
     assert [f.read_text() for f in sorted((tmp_path / 'tb').iterdir())] == ['1 2 3 4', '5 6 7', '5 6 7 8 9']
+    assert restarts[:4] == [1] * 4 and set(restarts[4:]) == {None}  # after a write, no writer hides this run's epochs
     assert capsys.readouterr().err.splitlines() == [
         f"warning: cannot write tensorboard's events in '{tmp_path / 'tb'}' (Disk quota exceeded); the scalars wait "
         "and go in with a later epoch's once they can be written again: free some space"]
     full[0] = True  # a run (resumed here) that ends with the disk still full names the epochs tensorboard may lack:
     # those not written, and the batch before them, sent again (epoch 10: its flush returned, its thread may have died)
-    scalars = utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter)
+    scalars = utils.TensorboardScalars(tmp_path / 'tb', FullDiskWriter, 10)
+    assert restarts[-1] == 10
     full[0] = False
     scalars.add(rows[9])
     full[0] = True

@@ -405,6 +405,31 @@ def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_a
         assert [e.value for e in scalars] == pytest.approx([float(r[column]) for r in metrics], rel=1e-5), tag
 
 
+def test_tensorboard_shows_each_epoch_once_after_a_resume_trains_logged_epochs_again(workdir, data_args):
+    """A hard kill after epoch 4, whose last save was at epoch 2: the resume trains epochs 3 and 4 again (here with
+    another lr). Tensorboard's own reader (the one `tensorboard --load_fast false` and Windows use) showed both."""
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    args = data_args + ['--tensorboard', 'true']
+    assert run(args + ['--n_epoch', 2]) == 0
+    logs, ckpts = only_run(workdir)
+    shutil.copy(ckpts / 'latest_checkpoint.pt', workdir / 'epoch2.pt')
+    assert run(['--resume', ckpts.name, '--n_epoch', 4]) == 0
+    os.replace(workdir / 'epoch2.pt', ckpts / 'latest_checkpoint.pt')  # as if the run was killed after epoch 4
+    assert run(['--resume', ckpts.name, '--n_epoch', 4, '--lr', 0.002]) == 0
+    metrics = read_metrics_rows(logs / 'metrics.csv')  # the epochs trained again replace those logged before
+    assert [row['epoch'] for row in metrics] == ['1', '2', '3', '4']
+    events = EventAccumulator(str(logs / 'tb'))
+    events.Reload()
+    for tag, column in [('loss/train', 'train_loss'), ('loss/valid', 'valid_loss'), ('lr', 'lr')]:
+        scalars = events.Tensors(tag)
+        assert [e.step for e in scalars] == [1, 2, 3, 4], tag
+        assert [float(make_ndarray(e.tensor_proto)) for e in scalars] == pytest.approx(
+            [float(row[column]) for row in metrics], rel=1e-5), tag
+
+
 def test_without_tensorboard_the_run_finishes_with_a_clear_line(workdir, data_args, monkeypatch):
     without(monkeypatch, 'torch.utils.tensorboard')
     assert run(data_args + ['--n_epoch', 1, '--tensorboard', 'true']) == 0
