@@ -266,12 +266,13 @@ def test_names_tables_and_console_lines_in_a_windows_code_page_locale(baked, tmp
     if env is None:
         pytest.skip('localedef cannot compile a cp1252 locale here (it needs glibc\'s locale sources)')
     project = baked('regression', 'cnn', 'image_folder')  # file names in its tables; test_faults.py's signal tests
+    # (those whose workers are 'starting' print what train-SIGINT does, and take twice as long)
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
-                             'not_utf_8 or predict_writes or lacks_a_character or signal_to_the_process_group',
-                             'tests/test_outputs.py', 'tests/test_faults.py'], cwd=project, capture_output=True,
-                            text=True, env=env)
+                             'not_utf_8 or predict_writes or lacks_a_character or (signal_to_the_process_group and '
+                             'not starting)', 'tests/test_outputs.py', 'tests/test_faults.py'], cwd=project,
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert re.search(r'^10 passed, \d+ deselected', result.stdout.splitlines()[-1]), result.stdout[-3000:]
+    assert re.search(r'^8 passed, \d+ deselected', result.stdout.splitlines()[-1]), result.stdout[-3000:]
 
 
 @pytest.mark.slow
