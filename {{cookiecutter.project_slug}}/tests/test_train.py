@@ -12,9 +12,7 @@ import sys
 import pytest
 import torch
 from torch import nn
-{%- if cookiecutter.task == 'classification' %}
 from torch.utils.data import Subset
-{%- endif %}
 
 import train
 from conftest import PROJECT, TEST_BATCH_SIZE{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' or (cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder') }}, epoch_lines, help_of, load, only_run, run, snapshot
