@@ -9,7 +9,7 @@
 
 Writes predictions.csv: id, prediction{{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
 When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}{{ ', and writes predictions_confusion.csv: the
-confusion matrix with recall and precision per class' if cookiecutter.task == 'classification' else '' }}.
+confusion matrix with recall and precision per class, drawn in predictions_confusion.png' if cookiecutter.task == 'classification' else '' }}.
 """
 
 import csv
@@ -23,6 +23,9 @@ from tqdm import tqdm
 
 from dataset import DATA_CONFIG, build_predict_dataset, collate_fn
 from model import MODEL_CONFIG, build_model
+{%- if cookiecutter.task == 'classification' %}
+from plot import pyplot
+{%- endif %}
 from runfiles import (
     METRIC_NAME,
     CommandParser,
@@ -85,6 +88,58 @@ def confusion_rows(confusion, names):
     rows.append(['predicted', *predicted_counts, sum(true_counts), ''])
     rows.append(['precision', *(share(c, p) for c, p in zip(correct, predicted_counts)), '', ''])
     return rows
+
+
+CONFUSION_MOST_CLASSES = 40  # a larger matrix's cells and names are too small to read: its table holds them all
+
+
+def confusion_figure_file(output):
+    """predictions.csv -> predictions_confusion.png"""
+    return output.with_name(f'{output.stem}_confusion.png')
+
+
+def draw_confusion(table):
+    """Draw the confusion table that predict() wrote (`table`) as a .png of the same name: each cell coloured by its
+    share of the true class's samples, so the diagonal shows each class's recall whatever the class sizes, and the
+    counts written in while they fit. Returns a line to print, never an error: the predictions are written already."""
+    output = table.with_suffix('.png')
+    with open(table, newline='', encoding='utf-8') as f:
+        rows = list(csv.reader(f, delimiter=table_delimiter(table)))
+    names = rows[0][1:-2]
+    if len(names) > CONFUSION_MOST_CLASSES:
+        return f'no figure of it: {len(names)} classes are more than a figure can show legibly ({CONFUSION_MOST_CLASSES})'
+    counts = [[int(count) for count in row[1:len(names) + 1]] for row in rows[1:len(names) + 1]]
+    try:
+        plt = pyplot()
+    except ImportError:
+        return 'no figure of it: matplotlib is not installed (pip install matplotlib)'
+    n = len(names)
+    shares = [[count / sum(row) if sum(row) else 0.0 for count in row] for row in counts]
+    side = min(2.5 + 0.45 * n, 16)  # inches
+    figure, ax = plt.subplots(figsize=(side + 1.2, side), constrained_layout=True)
+    try:
+        image = ax.imshow(shares, cmap='Blues', vmin=0, vmax=1)
+        figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class's samples")
+        if n <= 20:  # the counts fit in their cells
+            for i, row in enumerate(counts):
+                for j, count in enumerate(row):
+                    ax.text(j, i, count, ha='center', va='center', fontsize='small',
+                            color='white' if shares[i][j] > 0.6 else 'black')
+        labels = [name.replace('$', r'\$') for name in names]  # a '$' would start matplotlib's math text
+        ax.set_xticks(range(n), labels, rotation=90 if max(map(len, names)) > 3 else 0)
+        ax.set_yticks(range(n), labels)
+        ax.set(xlabel='predicted class', ylabel='true class')
+        total, correct = sum(map(sum, counts)), sum(counts[i][i] for i in range(n))
+        ax.set_title(f'{table.name}: {total} samples, accuracy {correct / total:.4f}')
+        with new_file(output, binary=True, doing='drawing') as f:
+            figure.savefig(f, format='png', dpi=100)
+    except RunError as err:  # a full disk, or a file that appeared there meanwhile
+        return f'no figure of it: {err}'
+    except Exception as err:  # a drawing bug must not hide that the predictions are written
+        return f'no figure of it: drawing failed ({type(err).__name__}: {err})'
+    finally:
+        plt.close(figure)
+    return f'drew it in {output}'
 {%- endif %}
 
 
@@ -125,8 +180,10 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     header = ['id', 'prediction'] + [f'prob_{name}' for name in names]
     confusion = torch.zeros(len(names), len(names), dtype=torch.long)
     confusion_path = confusion_file(output)
-    if dataset.has_labels and confusion_path.exists():
-        raise RunError(f"'{confusion_path}' already exists (the confusion matrix of labelled data goes there); "
+    drawn_path = confusion_figure_file(output) if len(names) <= CONFUSION_MOST_CLASSES else None
+    taken = [path for path in (confusion_path, drawn_path) if path and path.exists()] if dataset.has_labels else []
+    if taken:
+        raise RunError(f"'{taken[0]}' already exists (the confusion matrix of labelled data goes there); "
                        'pass another --output, or move it away')
 {%- else %}
     criterion = torch.nn.MSELoss(reduction='sum')
@@ -196,4 +253,5 @@ if __name__ == '__main__':
 {%- if cookiecutter.task == 'classification' %}
         if loss is not None:
             print_output(f'wrote the confusion matrix, with recall and precision per class, to {confusion_file(Path(args.output))}')
+            print_output(draw_confusion(confusion_file(Path(args.output))))
 {%- endif %}

@@ -910,6 +910,52 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypat
         assert len(rows(workdir / output)) == n  # written all the same
 
 
+{%- if classification %}
+
+
+def test_predict_draws_the_confusion_matrix_beside_its_table_and_never_over_a_file(workdir, data_args, monkeypatch,
+                                                                                 capsys, drawn_figures):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    _, ckpts = only_run(workdir)
+    args = ['--checkpoint', str(ckpts / 'best_checkpoint.pt'){{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', str(workdir / 'data')" }}]
+    code, stdout, stderr = run_as_command('predict.py', args, monkeypatch, capsys)
+    assert code == 0, stderr
+    assert stdout.splitlines()[-2:] == ['wrote the confusion matrix, with recall and precision per class, to '
+                                        'predictions_confusion.csv', 'drew it in predictions_confusion.png']
+    assert (workdir / 'predictions_confusion.png').read_bytes().startswith(b'\x89PNG')
+    with open(workdir / 'predictions_confusion.csv', newline='', encoding='utf-8') as f:
+        table = list(csv.reader(f))
+    names = table[0][1:-2]
+    counts = [[int(v) for v in row[1:len(names) + 1]] for row in table[1:len(names) + 1]]
+    ax, _ = drawn_figures[0].axes  # the matrix and its colour bar
+    shares = [[c / sum(row) if sum(row) else 0.0 for c in row] for row in counts]  # each true class's row sums to 1
+    assert ax.images[0].get_array().ravel().tolist() == pytest.approx([share for row in shares for share in row])
+    assert [text.get_text() for text in ax.texts] == [str(c) for row in counts for c in row]
+    assert [label.get_text() for label in ax.get_yticklabels()] == names
+    n, correct = sum(map(sum, counts)), sum(counts[i][i] for i in range(len(names)))
+    assert ax.get_title() == f'predictions_confusion.csv: {n} samples, accuracy {correct / n:.4f}'
+    (workdir / 'p_confusion.png').write_bytes(b'theirs')  # refused before anything is written
+    assert run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys) == (
+        2, '', "error: 'p_confusion.png' already exists (the confusion matrix of labelled data goes there); pass "
+               'another --output, or move it away\n')
+    assert not (workdir / 'p.csv').exists() and (workdir / 'p_confusion.png').read_bytes() == b'theirs'
+    without(monkeypatch, 'matplotlib')
+    code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'q.csv'], monkeypatch, capsys)
+    assert code == 0 and stdout.splitlines()[-1] == 'no figure of it: matplotlib is not installed (pip install matplotlib)'
+    assert (workdir / 'q_confusion.csv').exists() and not (workdir / 'q_confusion.png').exists()
+
+
+def test_a_confusion_matrix_too_large_to_read_stays_a_table(tmp_path):
+    names = [f'c{i}' for i in range(predict.CONFUSION_MOST_CLASSES + 1)]
+    table = tmp_path / 'p_confusion.tsv'
+    with open(table, 'w', newline='', encoding='utf-8') as f:
+        csv.writer(f, delimiter='\t').writerows(predict.confusion_rows(torch.eye(len(names), dtype=torch.long), names))
+    assert predict.draw_confusion(table) == (f'no figure of it: {len(names)} classes are more than a figure can show '
+                                             f'legibly ({len(names) - 1})')
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['p_confusion.tsv']
+{%- endif %}
+
+
 def test_predict_runs_on_the_device_training_would_use(workdir, data_args, monkeypatch):
     # cuda, then mps, then cpu: predict.py once went from cuda straight to cpu, so a Mac predicted on its CPU
     assert run(data_args + ['--n_epoch', 1]) == 0
