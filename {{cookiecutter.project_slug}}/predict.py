@@ -7,7 +7,7 @@
     python predict.py --checkpoint path/to/latest_checkpoint.pt --data new_data/ --output out.csv
 {%- endif %}
 
-Writes predictions.csv: id, prediction{{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
+Writes predictions.csv: id, prediction, label (when the data has labels){{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
 When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}{{ ', and writes predictions_confusion.csv: the
 confusion matrix with recall and precision per class, drawn in predictions_confusion.png' if cookiecutter.task == 'classification' else '' }}.
 """
@@ -177,7 +177,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     criterion = torch.nn.CrossEntropyLoss(reduction='sum')
     names = classes or [str(i) for i in range(config['num_classes'])]
     names = names + [f'output_{i}' for i in range(len(names), config['num_classes'])]  # older runs: fewer names than outputs
-    header = ['id', 'prediction'] + [f'prob_{name}' for name in names]
+    header = ['id', 'prediction'] + ['label'] * dataset.has_labels + [f'prob_{name}' for name in names]
     confusion = torch.zeros(len(names), len(names), dtype=torch.long)
     confusion_path = confusion_file(output)
     drawn_path = confusion_figure_file(output) if len(names) <= CONFUSION_MOST_CLASSES else None
@@ -187,7 +187,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
                        'pass another --output, or move it away')
 {%- else %}
     criterion = torch.nn.MSELoss(reduction='sum')
-    header = ['id', 'prediction']
+    header = ['id', 'prediction'] + ['label'] * dataset.has_labels
 {%- endif %}
     loss_sum = metric_sum = 0.0
     ids = iter(dataset.ids)
@@ -203,12 +203,14 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
             target = target.to(device)
 {%- if cookiecutter.task == 'classification' %}
             probabilities = result.softmax(dim=1).tolist()
-            for p in probabilities:
+            labels = [[names[label]] for label in target.tolist()] if dataset.has_labels else [[]] * len(probabilities)
+            for p, label in zip(probabilities, labels):
                 best = max(range(len(p)), key=p.__getitem__)
-                writer.writerow([next(ids), names[best]] + [f'{v:.6f}' for v in p])
+                writer.writerow([next(ids), names[best], *label] + [f'{v:.6f}' for v in p])
 {%- else %}
-            for value in result[:, 0].tolist():
-                writer.writerow([next(ids), f'{value:.6g}'])
+            labels = [[f'{value:.6g}'] for value in target[:, 0].tolist()] if dataset.has_labels else [[]] * len(result)
+            for value, label in zip(result[:, 0].tolist(), labels):
+                writer.writerow([next(ids), f'{value:.6g}', *label])
 {%- endif %}
             if dataset.has_labels:
                 loss_sum += criterion(result, target).item()

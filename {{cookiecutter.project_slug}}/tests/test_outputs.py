@@ -992,8 +992,9 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     n, loss, metric = predict.predict(predict.find_checkpoint(logs.name, None), data, workdir / 'predictions.csv')
     table = rows(workdir / 'predictions.csv')
     assert len(table) == n > 0 and loss is not None and 0 <= metric
-    assert list(table[0])[:2] == ['id', 'prediction']
+    assert list(table[0])[:3] == ['id', 'prediction', 'label']  # labelled data: each sample's label beside its prediction
 {%- if classification %}
+    assert sum(r['prediction'] == r['label'] for r in table) / n == pytest.approx(metric, abs=1e-9)  # the accuracy
     probabilities = [[float(v) for k, v in r.items() if k.startswith('prob_')] for r in table]
     assert all(len(p) == TEST_DATA_CONFIG['num_classes'] and abs(sum(p) - 1) < 1e-4 for p in probabilities)
     with open(workdir / 'predictions_confusion.csv', newline='', encoding='utf-8') as f:
@@ -1002,6 +1003,8 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     assert confusion[0] == ['true \\ predicted', *names, 'samples', 'recall']
     assert [row[0] for row in confusion[1:]] == [*names, 'predicted', 'precision']
     counts = [[int(v) for v in row[1:len(names) + 1]] for row in confusion[1:len(names) + 1]]
+    assert counts == [[sum((r['label'], r['prediction']) == (true, guess) for r in table) for guess in names]
+                      for true in names]
     predicted = [sum(r['prediction'] == name for r in table) for name in names]
     assert [sum(column) for column in zip(*counts)] == predicted == [int(v) for v in confusion[-2][1:len(names) + 1]]
     correct = [counts[i][i] for i in range(len(names))]
@@ -1009,6 +1012,12 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     for i, row in enumerate(confusion[1:len(names) + 1]):
         assert int(row[-2]) == sum(counts[i]) and row[-1] == (f'{correct[i] / sum(counts[i]):.6f}' if sum(counts[i]) else '')
     assert confusion[-1][1:len(names) + 1] == [f'{c / p:.6f}' if p else '' for c, p in zip(correct, predicted)]
+{%- else %}
+    pairs = [(float(r['prediction']), float(r['label'])) for r in table]
+    rounding = 1e-5 * max(abs(value) for pair in pairs for value in pair)  # written to 6 significant digits
+    assert sum(abs(guess - label) for guess, label in pairs) / n == pytest.approx(metric, abs=rounding)  # the MAE
+{%- endif %}
+{%- if classification %}
     (workdir / 'p3_confusion.csv').write_text('theirs')
     with pytest.raises(RunError, match=r"p3_confusion\.csv' already exists \(the confusion matrix of labelled data"):
         predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p3.csv')
@@ -1024,6 +1033,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     unlabelled.write_text('\n'.join(lines) + '\n')
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(unlabelled), workdir / 'p2.csv')
     assert loss is None and len(rows(workdir / 'p2.csv')) == n == len(lines) - 1
+    assert 'label' not in rows(workdir / 'p2.csv')[0]  # no labels, no column of them
     assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
@@ -1033,7 +1043,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
         (flat / image.name).write_bytes(image.read_bytes())
     (flat / os.fsdecode(b'\xe9t\xe9.png')).write_bytes(image.read_bytes())  # a Latin-1 name: not UTF-8
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat), workdir / 'p2.csv')
-    assert loss is None and n == 6 and len(rows(workdir / 'p2.csv')) == 6
+    assert loss is None and n == 6 and len(rows(workdir / 'p2.csv')) == 6 and 'label' not in rows(workdir / 'p2.csv')[0]
     assert f'{SHOWN_E9}t{SHOWN_E9}.png' in [row['id'] for row in rows(workdir / 'p2.csv')]  # escaped: the table is UTF-8
     assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat / image.name), workdir / 'one.csv')  # one file
@@ -1047,7 +1057,7 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     shutil.copytree(workdir / 'data' / 'frames', unlabelled / 'frames')
     (unlabelled / 'index.csv').write_text('\n'.join(['file'] + [row.split(',')[0] for row in index[1:6]]))
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(unlabelled), workdir / 'p2.csv')
-    assert loss is None and n == 5
+    assert loss is None and n == 5 and 'label' not in rows(workdir / 'p2.csv')[0]
     assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
     file = index[1].split(',')[0]
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(workdir / 'data' / file), workdir / 'one.csv')  # one
