@@ -1009,7 +1009,8 @@ def remove_unwritten_logs(loggers_dir):
 
 
 def note_failure(handler, err):
-    """Append how the run stopped, unless note.log already records an end (train() returned)."""
+    """Append how the run stopped, unless note.log already records an end (train() returned), with the error's
+    first line, and its whole traceback in traceback.txt unless it is a RunError (bad input, said in full)."""
     try:
         _, _, status = read_note(Path(handler.baseFilename).parent)
     except (OSError, UnicodeDecodeError):
@@ -1020,9 +1021,19 @@ def note_failure(handler, err):
     if isinstance(err, KeyboardInterrupt):
         signal_name = 'SIGTERM' if isinstance(err, Terminated) else 'SIGINT'
         message = f'status: interrupted ({signal_name}) at {when}, before training'
-    else:
-        message = f'status: failed ({type(err).__name__}) at {when}\nerror: {first_line(err)}'
+    else:  # a bug's whole traceback stays with the run (a console closed since, say); a RunError is all in its line
+        details = '' if isinstance(err, RunError) else write_traceback(err, shown_path(os.path.dirname(handler.baseFilename)))
+        message = f'status: failed ({type(err).__name__}) at {when}\nerror: {first_line(err)}{details}'
     handler.handle(logging.makeLogRecord({'msg': message}))
+
+
+def shown_path(path):
+    """`path` relative to the working folder, as the run's other messages name its files, unless it lies elsewhere."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # Windows: another drive
+        return path
+    return path if relative.startswith('..') else relative
 
 
 def remove_if_empty(*folders):
@@ -1832,8 +1843,8 @@ def first_line(err):
 
 
 def write_traceback(err, folder):
-    """Keep the error's whole traceback in folder/traceback.txt, where an interrupted run shows one line of it
-    (appended, after the time: a resumed run may stop so again; on a line of its own after one cut short by a
+    """Keep the error's whole traceback in folder/traceback.txt, where a failed or interrupted run shows one line of
+    it (appended, after the time: a resumed run may stop so again; on a line of its own after one cut short by a
     crash). Returns the clause that says where it is ('' if it could not be written: the run is stopping anyway)."""
     path = os.path.join(folder, 'traceback.txt')
     text = f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n{''.join(traceback.format_exception(err))}\n"

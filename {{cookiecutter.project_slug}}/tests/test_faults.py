@@ -650,6 +650,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(
     assert load(ckpts / 'best_checkpoint.pt')['epoch'] == 1
     assert not list(ckpts.glob('.*.tmp'))
     assert last_status(logs) == ('failed (RunError)', f'error: {message}')
+    assert not (logs / 'traceback.txt').exists()  # bad input's one line says it all
 
 
 def test_a_checkpoint_write_that_fails_for_another_reason_than_space_says_to_fix_that(workdir, data_args,
@@ -865,7 +866,10 @@ def test_a_crash_while_training_is_the_runs_last_status(workdir, data_args, monk
     with pytest.raises(RuntimeError, match='boom'):  # the error itself, with its traceback, still reaches the user
         run(data_args + ['--n_epoch', 2])
     logs, ckpts = only_run(workdir)
-    assert last_status(logs) == ('failed (RuntimeError)', 'error: boom')
+    path = os.path.relpath(logs / 'traceback.txt')  # and its whole traceback, should the console have gone since
+    assert last_status(logs) == ('failed (RuntimeError)', f'error: boom; the whole error in {path}')
+    written = (logs / 'traceback.txt').read_text()
+    assert written.endswith('RuntimeError: boom\nsecond line\n\n') and 'in crash_on_the_fourth_step' in written
     # inside a step (the backward pass is done, the update is not): no state to save that a resume could trust
     assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
 
