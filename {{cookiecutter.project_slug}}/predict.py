@@ -9,7 +9,7 @@
 
 Writes predictions.csv: id, prediction, label (when the data has labels){{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
 When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}{{ ', and writes predictions_confusion.csv: the
-confusion matrix with recall and precision per class, drawn in predictions_confusion.png' if cookiecutter.task == 'classification' else '' }}.
+confusion matrix with recall and precision per class, drawn in predictions_confusion.png' if cookiecutter.task == 'classification' else ', and draws the predictions against their labels in predictions_scatter.png' }}.
 """
 
 import csv
@@ -23,9 +23,7 @@ from tqdm import tqdm
 
 from dataset import DATA_CONFIG, build_predict_dataset, collate_fn
 from model import MODEL_CONFIG, build_model
-{%- if cookiecutter.task == 'classification' %}
 from plot import pyplot
-{%- endif %}
 from runfiles import (
     METRIC_NAME,
     CommandParser,
@@ -140,6 +138,50 @@ def draw_confusion(table):
     finally:
         plt.close(figure)
     return f'drew it in {output}'
+{%- else %}
+
+
+SCATTER_MOST_POINTS = 20000  # more would hide each other and slow the drawing: an even share of them is drawn
+
+
+def scatter_figure_file(output):
+    """predictions.csv -> predictions_scatter.png"""
+    return output.with_name(f'{output.stem}_scatter.png')
+
+
+def draw_scatter(table):
+    """Draw each prediction in predict()'s table (`table`) against its label, with the line where they are equal,
+    in <name>_scatter.png. Returns a line to print, never an error: the predictions are written already."""
+    output = scatter_figure_file(table)
+    with open(table, newline='', encoding='utf-8') as f:
+        pairs = [(float(row['label']), float(row['prediction'])) for row in csv.DictReader(f, delimiter=table_delimiter(table))]
+    every = math.ceil(len(pairs) / SCATTER_MOST_POINTS)
+    labels, predictions = zip(*pairs[::every])
+    try:
+        plt = pyplot()
+    except ImportError:
+        return 'no figure of them: matplotlib is not installed (pip install matplotlib)'
+    figure, ax = plt.subplots(figsize=(6.4, 6), constrained_layout=True)
+    try:
+        low, high = min(labels + predictions), max(labels + predictions)
+        ax.plot([low, high], [low, high], color='grey', linestyle='--', linewidth=1, label='prediction = label')
+        ax.scatter(labels, predictions, s=8, alpha=0.5 if len(labels) > 500 else 0.9,
+                   label='a sample' if every == 1 else f'one sample in {every}')
+        ax.set(xlabel='label', ylabel='prediction')
+        ax.set_aspect('equal', adjustable='datalim')  # the same scale on both axes: errors look as large as they are
+        mae = sum(abs(prediction - label) for label, prediction in pairs) / len(pairs)
+        ax.set_title(f'{table.name}: {len(pairs)} samples, mean absolute error {mae:.4g}')
+        ax.legend()
+        ax.grid(alpha=0.3)
+        with new_file(output, binary=True, doing='drawing') as f:
+            figure.savefig(f, format='png', dpi=100)
+    except RunError as err:  # a full disk, or a file that appeared there meanwhile
+        return f'no figure of them: {err}'
+    except Exception as err:  # a drawing bug must not hide that the predictions are written
+        return f'no figure of them: drawing failed ({type(err).__name__}: {err})'
+    finally:
+        plt.close(figure)
+    return f'drew them against their labels in {output}'
 {%- endif %}
 
 
@@ -188,6 +230,9 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
 {%- else %}
     criterion = torch.nn.MSELoss(reduction='sum')
     header = ['id', 'prediction'] + ['label'] * dataset.has_labels
+    if dataset.has_labels and scatter_figure_file(output).exists():
+        raise RunError(f"'{scatter_figure_file(output)}' already exists (the predictions against their labels are drawn "
+                       'there); pass another --output, or move it away')
 {%- endif %}
     loss_sum = metric_sum = 0.0
     ids = iter(dataset.ids)
@@ -256,4 +301,7 @@ if __name__ == '__main__':
         if loss is not None:
             print_output(f'wrote the confusion matrix, with recall and precision per class, to {confusion_file(Path(args.output))}')
             print_output(draw_confusion(confusion_file(Path(args.output))))
+{%- else %}
+        if loss is not None:
+            print_output(draw_scatter(Path(args.output)))
 {%- endif %}

@@ -953,6 +953,44 @@ def test_a_confusion_matrix_too_large_to_read_stays_a_table(tmp_path):
     assert predict.draw_confusion(table) == (f'no figure of it: {len(names)} classes are more than a figure can show '
                                              f'legibly ({len(names) - 1})')
     assert sorted(path.name for path in tmp_path.iterdir()) == ['p_confusion.tsv']
+{%- else %}
+
+
+def test_predict_draws_the_predictions_against_their_labels_and_never_over_a_file(workdir, data_args, monkeypatch,
+                                                                                capsys, drawn_figures):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    _, ckpts = only_run(workdir)
+    args = ['--checkpoint', str(ckpts / 'best_checkpoint.pt'){{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', str(workdir / 'data')" }}]
+    code, stdout, stderr = run_as_command('predict.py', args, monkeypatch, capsys)
+    assert code == 0, stderr
+    assert stdout.splitlines()[-1] == 'drew them against their labels in predictions_scatter.png'
+    assert (workdir / 'predictions_scatter.png').read_bytes().startswith(b'\x89PNG')
+    pairs = [[float(row['label']), float(row['prediction'])] for row in rows(workdir / 'predictions.csv')]
+    (ax,) = drawn_figures[0].axes
+    assert ax.collections[0].get_offsets().tolist() == pairs  # every sample, at (label, prediction)
+    mae = sum(abs(prediction - label) for label, prediction in pairs) / len(pairs)
+    assert ax.get_title() == f'predictions.csv: {len(pairs)} samples, mean absolute error {mae:.4g}'
+    (workdir / 'p_scatter.png').write_bytes(b'theirs')  # refused before anything is written
+    assert run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys) == (
+        2, '', "error: 'p_scatter.png' already exists (the predictions against their labels are drawn there); pass "
+               'another --output, or move it away\n')
+    assert not (workdir / 'p.csv').exists() and (workdir / 'p_scatter.png').read_bytes() == b'theirs'
+    without(monkeypatch, 'matplotlib')
+    code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'q.csv'], monkeypatch, capsys)
+    assert code == 0 and stdout.splitlines()[-1] == 'no figure of them: matplotlib is not installed (pip install matplotlib)'
+    assert (workdir / 'q.csv').exists() and not (workdir / 'q_scatter.png').exists()
+
+
+def test_a_scatter_of_many_predictions_draws_an_even_share_of_them(tmp_path, monkeypatch, drawn_figures):
+    monkeypatch.setattr(predict, 'SCATTER_MOST_POINTS', 10)
+    table = tmp_path / 'p.tsv'
+    with open(table, 'w', newline='', encoding='utf-8') as f:
+        csv.writer(f, delimiter='\t').writerows([['id', 'prediction', 'label']] + [[i, i + 0.5, i] for i in range(25)])
+    assert predict.draw_scatter(table) == f"drew them against their labels in {tmp_path / 'p_scatter.png'}"
+    (ax,) = drawn_figures[0].axes
+    assert ax.collections[0].get_offsets().tolist() == [[i, i + 0.5] for i in range(0, 25, 3)]  # one in 3
+    assert ax.get_title() == 'p.tsv: 25 samples, mean absolute error 0.5'  # of them all
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ['prediction = label', 'one sample in 3']
 {%- endif %}
 
 
