@@ -107,15 +107,10 @@ def draw_confusion(table):
     if len(names) > CONFUSION_MOST_CLASSES:
         return f'no figure of it: {len(names)} classes are more than a figure can show legibly ({CONFUSION_MOST_CLASSES})'
     counts = [[int(count) for count in row[1:len(names) + 1]] for row in rows[1:len(names) + 1]]
-    try:
-        plt = pyplot()
-    except ImportError:
-        return 'no figure of it: matplotlib is not installed (pip install matplotlib)'
     n = len(names)
     shares = [[count / sum(row) if sum(row) else 0.0 for count in row] for row in counts]
-    side = min(2.5 + 0.45 * n, 16)  # inches
-    figure, ax = plt.subplots(figsize=(side + 1.2, side), constrained_layout=True)
-    try:
+
+    def draw(figure, ax):
         image = ax.imshow(shares, cmap='Blues', vmin=0, vmax=1)
         figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class's samples")
         if n <= 20:  # the counts fit in their cells
@@ -129,15 +124,10 @@ def draw_confusion(table):
         ax.set(xlabel='predicted class', ylabel='true class')
         total, correct = sum(map(sum, counts)), sum(counts[i][i] for i in range(n))
         ax.set_title(f'{table.name}: {total} samples, accuracy {correct / total:.4f}')
-        with new_file(output, binary=True, doing='drawing') as f:
-            figure.savefig(f, format='png', dpi=100)
-    except RunError as err:  # a full disk, or a file that appeared there meanwhile
-        return f'no figure of it: {err}'
-    except Exception as err:  # a drawing bug must not hide that the predictions are written
-        return f'no figure of it: drawing failed ({type(err).__name__}: {err})'
-    finally:
-        plt.close(figure)
-    return f'drew it in {output}'
+
+    side = min(2.5 + 0.45 * n, 16)  # inches
+    why_not = draw_figure(output, (side + 1.2, side), draw)
+    return f'no figure of it: {why_not}' if why_not else f'drew it in {output}'
 {%- else %}
 
 
@@ -157,12 +147,8 @@ def draw_scatter(table):
         pairs = [(float(row['label']), float(row['prediction'])) for row in csv.DictReader(f, delimiter=table_delimiter(table))]
     every = math.ceil(len(pairs) / SCATTER_MOST_POINTS)
     labels, predictions = zip(*pairs[::every])
-    try:
-        plt = pyplot()
-    except ImportError:
-        return 'no figure of them: matplotlib is not installed (pip install matplotlib)'
-    figure, ax = plt.subplots(figsize=(6.4, 6), constrained_layout=True)
-    try:
+
+    def draw(figure, ax):
         low, high = min(labels + predictions), max(labels + predictions)
         ax.plot([low, high], [low, high], color='grey', linestyle='--', linewidth=1, label='prediction = label')
         ax.scatter(labels, predictions, s=8, alpha=0.5 if len(labels) > 500 else 0.9,
@@ -173,16 +159,31 @@ def draw_scatter(table):
         ax.set_title(f'{table.name}: {len(pairs)} samples, mean absolute error {mae:.4g}')
         ax.legend()
         ax.grid(alpha=0.3)
+
+    why_not = draw_figure(output, (6.4, 6), draw)
+    return f'no figure of them: {why_not}' if why_not else f'drew them against their labels in {output}'
+{%- endif %}
+
+
+def draw_figure(output, size, draw):
+    """Make a figure of `size` inches, let draw(figure, ax) fill it, and write it to `output`, a new PNG. Returns None,
+    or why there is no figure: never an error, since the predictions it shows are written already."""
+    try:
+        plt = pyplot()
+    except ImportError:
+        return 'matplotlib is not installed (pip install matplotlib)'
+    figure, ax = plt.subplots(figsize=size, constrained_layout=True)
+    try:
+        draw(figure, ax)
         with new_file(output, binary=True, doing='drawing') as f:
             figure.savefig(f, format='png', dpi=100)
     except RunError as err:  # a full disk, or a file that appeared there meanwhile
-        return f'no figure of them: {err}'
+        return str(err)
     except Exception as err:  # a drawing bug must not hide that the predictions are written
-        return f'no figure of them: drawing failed ({type(err).__name__}: {err})'
+        return f'drawing failed ({type(err).__name__}: {err})'
     finally:
         plt.close(figure)
-    return f'drew them against their labels in {output}'
-{%- endif %}
+    return None
 
 
 DELIMITERS = {'.csv': ',', '.txt': ',', '': ',', '.tsv': '\t'}  # by the output's suffix
