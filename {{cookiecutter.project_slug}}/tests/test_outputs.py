@@ -910,16 +910,33 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypat
         assert len(rows(workdir / output)) == n  # written all the same
 
 
-{%- if classification %}
-
-
-def test_predict_draws_the_confusion_matrix_beside_its_table_and_never_over_a_file(workdir, data_args, monkeypatch,
-                                                                                 capsys, drawn_figures):
+def predicted_after_a_run(workdir, data_args, monkeypatch, capsys):
+    """A one-epoch run, then `python predict.py` on its best checkpoint{{ '' if cookiecutter.dataset == 'synthetic' else ' and the data' }}: (its arguments, what it printed)."""
     assert run(data_args + ['--n_epoch', 1]) == 0
     _, ckpts = only_run(workdir)
     args = ['--checkpoint', str(ckpts / 'best_checkpoint.pt'){{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', str(workdir / 'data')" }}]
     code, stdout, stderr = run_as_command('predict.py', args, monkeypatch, capsys)
     assert code == 0, stderr
+    return args, stdout
+
+
+def figure_is_refused_when_there_and_optional(workdir, args, kind, what_goes_there, no_figure, monkeypatch, capsys):
+    """predict.py's figure `p_<kind>.png` already there: an error before anything is written. Without matplotlib:
+    the predictions, and a line that says so."""
+    (workdir / f'p_{kind}.png').write_bytes(b'theirs')
+    assert run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys) == (
+        2, '', f"error: 'p_{kind}.png' already exists ({what_goes_there}); pass another --output, or move it away\n")
+    assert not (workdir / 'p.csv').exists() and (workdir / f'p_{kind}.png').read_bytes() == b'theirs'
+    without(monkeypatch, 'matplotlib')
+    code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'q.csv'], monkeypatch, capsys)
+    assert code == 0 and stdout.splitlines()[-1] == f'{no_figure}: matplotlib is not installed (pip install matplotlib)'
+    assert (workdir / 'q.csv').exists() and not (workdir / f'q_{kind}.png').exists()
+{%- if classification %}
+
+
+def test_predict_draws_the_confusion_matrix_beside_its_table_and_never_over_a_file(workdir, data_args, monkeypatch,
+                                                                                 capsys, drawn_figures):
+    args, stdout = predicted_after_a_run(workdir, data_args, monkeypatch, capsys)
     assert stdout.splitlines()[-2:] == ['wrote the confusion matrix, with recall and precision per class, to '
                                         'predictions_confusion.csv', 'drew it in predictions_confusion.png']
     assert (workdir / 'predictions_confusion.png').read_bytes().startswith(b'\x89PNG')
@@ -934,15 +951,9 @@ def test_predict_draws_the_confusion_matrix_beside_its_table_and_never_over_a_fi
     assert [label.get_text() for label in ax.get_yticklabels()] == names
     n, correct = sum(map(sum, counts)), sum(counts[i][i] for i in range(len(names)))
     assert ax.get_title() == f'predictions_confusion.csv: {n} samples, accuracy {correct / n:.4f}'
-    (workdir / 'p_confusion.png').write_bytes(b'theirs')  # refused before anything is written
-    assert run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys) == (
-        2, '', "error: 'p_confusion.png' already exists (the confusion matrix of labelled data goes there); pass "
-               'another --output, or move it away\n')
-    assert not (workdir / 'p.csv').exists() and (workdir / 'p_confusion.png').read_bytes() == b'theirs'
-    without(monkeypatch, 'matplotlib')
-    code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'q.csv'], monkeypatch, capsys)
-    assert code == 0 and stdout.splitlines()[-1] == 'no figure of it: matplotlib is not installed (pip install matplotlib)'
-    assert (workdir / 'q_confusion.csv').exists() and not (workdir / 'q_confusion.png').exists()
+    figure_is_refused_when_there_and_optional(workdir, args, 'confusion', 'the confusion matrix of labelled data goes '
+                                              'there', 'no figure of it', monkeypatch, capsys)
+    assert (workdir / 'q_confusion.csv').exists()
 
 
 def test_a_confusion_matrix_too_large_to_read_stays_a_table(tmp_path):
@@ -958,11 +969,7 @@ def test_a_confusion_matrix_too_large_to_read_stays_a_table(tmp_path):
 
 def test_predict_draws_the_predictions_against_their_labels_and_never_over_a_file(workdir, data_args, monkeypatch,
                                                                                 capsys, drawn_figures):
-    assert run(data_args + ['--n_epoch', 1]) == 0
-    _, ckpts = only_run(workdir)
-    args = ['--checkpoint', str(ckpts / 'best_checkpoint.pt'){{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', str(workdir / 'data')" }}]
-    code, stdout, stderr = run_as_command('predict.py', args, monkeypatch, capsys)
-    assert code == 0, stderr
+    args, stdout = predicted_after_a_run(workdir, data_args, monkeypatch, capsys)
     assert stdout.splitlines()[-1] == 'drew them against their labels in predictions_scatter.png'
     assert (workdir / 'predictions_scatter.png').read_bytes().startswith(b'\x89PNG')
     pairs = [[float(row['label']), float(row['prediction'])] for row in rows(workdir / 'predictions.csv')]
@@ -970,15 +977,8 @@ def test_predict_draws_the_predictions_against_their_labels_and_never_over_a_fil
     assert ax.collections[0].get_offsets().tolist() == pairs  # every sample, at (label, prediction)
     mae = sum(abs(prediction - label) for label, prediction in pairs) / len(pairs)
     assert ax.get_title() == f'predictions.csv: {len(pairs)} samples, mean absolute error {mae:.4g}'
-    (workdir / 'p_scatter.png').write_bytes(b'theirs')  # refused before anything is written
-    assert run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys) == (
-        2, '', "error: 'p_scatter.png' already exists (the predictions against their labels are drawn there); pass "
-               'another --output, or move it away\n')
-    assert not (workdir / 'p.csv').exists() and (workdir / 'p_scatter.png').read_bytes() == b'theirs'
-    without(monkeypatch, 'matplotlib')
-    code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'q.csv'], monkeypatch, capsys)
-    assert code == 0 and stdout.splitlines()[-1] == 'no figure of them: matplotlib is not installed (pip install matplotlib)'
-    assert (workdir / 'q.csv').exists() and not (workdir / 'q_scatter.png').exists()
+    figure_is_refused_when_there_and_optional(workdir, args, 'scatter', 'the predictions against their labels are drawn '
+                                              'there', 'no figure of them', monkeypatch, capsys)
 
 
 def test_a_scatter_of_many_predictions_draws_an_even_share_of_them(tmp_path, monkeypatch, drawn_figures):

@@ -497,17 +497,23 @@ class Probed(nn.Module):
         return self.drop(self.body(*inputs))
 
 
+def what_main_checks(data_args, monkeypatch):
+    """The validation loader, device and config that main() hands check_one_sample; then no training."""
+    passed = {}
+    monkeypatch.setattr(train, 'check_one_sample', lambda *args: passed.update(args=args) or sys.exit(3))
+    with pytest.raises(SystemExit):
+        run(data_args)
+    _, loader, device, config, _ = passed['args']
+    return loader, device, config
+
+
 @pytest.mark.parametrize('train_samples, batch_size, tried', [(33, 16, True), (32, 16, False), (7, 1, True),
                                                               (1, 16, True), (17, 8, True), (18, 8, False)])
 def test_a_batch_of_one_is_tried_only_when_training_takes_one_and_leaves_no_trace(workdir, data_args, monkeypatch,
                                                                                    train_samples, batch_size, tried):
     from utils import check_one_sample, get_rng_state
 
-    passed = {}  # what main() hands the check, and then no training
-    monkeypatch.setattr(train, 'check_one_sample', lambda *args: passed.update(args=args) or sys.exit(3))
-    with pytest.raises(SystemExit):
-        run(data_args)
-    _, loader, device, config, _ = passed['args']
+    loader, device, config = what_main_checks(data_args, monkeypatch)
     model = Probed(config)
     before, buffers = get_rng_state(), {k: v.clone() for k, v in model.state_dict().items()}
     assert check_one_sample(model, loader, device, {**config, 'batch_size': batch_size}, train_samples) == []
@@ -531,11 +537,7 @@ def test_a_batch_of_one_names_the_batch_sizes_that_avoid_it(workdir, data_args, 
                                                               distributed, where, fix):
     import utils
 
-    passed = {}
-    monkeypatch.setattr(train, 'check_one_sample', lambda *args: passed.update(args=args) or sys.exit(3))
-    with pytest.raises(SystemExit):
-        run(data_args)
-    _, loader, device, config, _ = passed['args']
+    loader, device, config = what_main_checks(data_args, monkeypatch)
     monkeypatch.setattr(utils, 'is_distributed', lambda: distributed)
     with pytest.raises(RunError) as error:
         utils.check_one_sample(BatchNormedModel(config), loader, device, {**config, 'batch_size': batch_size},
