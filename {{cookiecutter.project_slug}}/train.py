@@ -59,6 +59,9 @@ from utils import (
     carry_best,
     check_config,
     check_device_config,
+{%- if cookiecutter.task == 'classification' %}
+    check_label_range,
+{%- endif %}
     check_new_run_dirs,
     check_not_running,
     check_one_sample,
@@ -580,6 +583,9 @@ def main(argv=None):
 
     # 3.6 dataset
     train_set, valid_set = build_datasets(config)
+{%- if cookiecutter.task == 'classification' %}
+    check_label_range(train_set, valid_set, config['num_classes'])  # a label the loss cannot take fails mid-run
+{%- endif %}
 
     # 3.7 dataloader: a plain DataLoader whose workers leave a Ctrl-C or SIGTERM (it reaches them too) to this process
     loader_args = {'batch_size': config['batch_size'], 'num_workers': config['num_workers'], 'collate_fn': collate_fn,

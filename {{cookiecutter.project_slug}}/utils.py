@@ -1715,6 +1715,40 @@ def unused_classes_warning(train_set, num_classes):
             'classes are only missing from this data')
 
 
+def check_label_range(train_set, valid_set, num_classes):
+    """Raise RunError when a dataset's `targets` tensor holds a label outside 0..num_classes-1, before anything is
+    written: the loss would fail on it mid-run (on CUDA as a device-side assert that names no label). The
+    project's readers check their labels as they read them; this catches a dataset of your own."""
+    datasets = [_dataset_behind(train_set), _dataset_behind(valid_set)]
+    for dataset in datasets[:1] if datasets[0] is datasets[1] else datasets:
+        targets = getattr(dataset, 'targets', None)
+        if isinstance(targets, torch.Tensor) and targets.numel() and not targets.is_floating_point():
+            error = label_range_error(int(targets.min()), int(targets.max()), num_classes)
+            if error:
+                raise error
+
+
+def label_range_error(lowest, highest, num_classes, one_sample=False):
+    """The RunError for labels lowest..highest that are not all class indices 0..num_classes-1, or None.
+    `one_sample`: the label of the sample check_one_sample tries (then lowest == highest)."""
+    k = num_classes
+    if 0 <= lowest and highest < k:
+        return None
+    if one_sample:
+        found, enough = f'a validation sample has label {lowest}', f'--num_classes {highest + 1} or more'
+    elif lowest == 1 and highest == k:
+        return RunError(f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 from each label "
+                        f'in dataset.py (or pass --num_classes {k + 1} if class 0 exists)')
+    else:
+        found = f"the dataset's labels {'include' if lowest < 0 else 'go up to'} {lowest if lowest < 0 else highest}"
+        enough = f'--num_classes {highest + 1}'
+    if lowest < 0:
+        return RunError(f'{found}, but class indices start at 0 (0..{k - 1} with num_classes {k}); '
+                        'fix the labels in dataset.py')
+    return RunError(f'{found}, but num_classes is {k} (class indices 0..{k - 1}); pass {enough}, '
+                    'or fix the labels in dataset.py')
+
+
 CLASS_WEIGHTS = ('none', 'balanced')
 
 
@@ -1999,6 +2033,9 @@ def check_one_sample(model, loader, device, config, train_samples):
     if found != f'(1,) {torch.long}':
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1,) "
                        f'{torch.long}: a class index per sample; fix __getitem__ in dataset.py')
+    error = label_range_error(int(target[0]), int(target[0]), config['num_classes'], one_sample=True)
+    if error:  # a dataset without a `targets` tensor (check_label_range) is checked here on one sample
+        raise error
 {%- else %}
     if found != f'(1, 1) {output.dtype}':  # the model's dtype: MSELoss cannot mix float32 and float64
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1, 1) "

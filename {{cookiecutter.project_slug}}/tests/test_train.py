@@ -277,6 +277,64 @@ def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_a
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()  # 3.8: no run folders left
 
 
+{%- if cookiecutter.task == 'classification' %}
+
+
+class Relabelled(torch.utils.data.Dataset):
+    """A dataset of your own: `split`'s samples with each label moved by `shift`, and with `with_targets`, all
+    its labels in a `targets` tensor too, as torchvision's datasets have them."""
+
+    def __init__(self, split, shift, with_targets):
+        self.split, self.shift = split, shift
+        if with_targets:
+            self.targets = torch.stack([split[i][-1] for i in range(len(split))]) + shift
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, index):
+        *inputs, target = self.split[index]
+        return (*inputs, target + self.shift)
+
+
+@pytest.mark.parametrize('shift, with_targets, message', [
+    (lambda k: 1, True, lambda k, first: f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 "
+                                         f'from each label in dataset.py (or pass --num_classes {k + 1} if class 0 exists)'),
+    (lambda k: k, True, lambda k, first: f"the dataset's labels go up to {2 * k - 1}, but num_classes is {k} (class "
+                                         f'indices 0..{k - 1}); pass --num_classes {2 * k}, or fix the labels in dataset.py'),
+    (lambda k: -1, True, lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} with "
+                                          'num_classes {}); fix the labels in dataset.py'.format(k - 1, k)),
+    # without a `targets` tensor, the sample check_one_sample tries: the first validation sample
+    (lambda k: k, False, lambda k, first: f'a validation sample has label {first + k}, but num_classes is {k} (class '
+                                          f'indices 0..{k - 1}); pass --num_classes {first + k + 1} or more, or fix the '
+                                          'labels in dataset.py'),
+])
+def test_labels_outside_the_class_indices_stop_before_anything_is_written(workdir, data_args, monkeypatch, shift,
+                                                                          with_targets, message):
+    # before, the loss failed mid-run ("Target 10 is out of bounds", on CUDA a device-side assert)
+    splits = {}
+
+    def build(config):
+        splits['k'] = k = config['num_classes']
+        splits['plain'] = build_datasets(config)
+        return [Relabelled(split, shift(k), with_targets) for split in splits['plain']]
+
+    monkeypatch.setattr(train, 'build_datasets', build)
+    with pytest.raises(RunError) as raised:
+        run(data_args + ['--n_epoch', 1])
+    k, (train_split, valid_split) = splits['k'], splits['plain']
+    assert set(Relabelled(train_split, 0, True).targets.tolist()) == set(range(k))  # the messages assume every class
+    assert str(raised.value) == message(k, int(valid_split[0][-1]))
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+def test_labels_inside_the_class_indices_train_from_a_dataset_of_your_own(workdir, data_args, monkeypatch):
+    monkeypatch.setattr(train, 'build_datasets',
+                        lambda config: [Relabelled(split, 0, True) for split in build_datasets(config)])
+    assert run(data_args + ['--n_epoch', 1]) == 0
+{%- endif %}
+
+
 def as_dict(sample):
     return {'inputs': sample[:-1], 'target': sample[-1]}  # as Hugging Face's datasets return samples
 
