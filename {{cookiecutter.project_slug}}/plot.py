@@ -126,7 +126,7 @@ def plot_run(folder):
     whole_epochs(axes)
     for ax in axes:
         ax.legend()
-    figure.suptitle(f"run {escaped(folder.name)}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
+    figure.suptitle(f"run {figure_text(folder.name)}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
     path = folder / 'curves.png'
     try:
         figure.savefig(path, dpi=100)
@@ -136,6 +136,13 @@ def plot_run(folder):
     finally:
         plt.close(figure)
     return path
+
+
+def figure_text(text):
+    """`text` as a figure should show it: a byte that is not UTF-8 (in a folder's name) escaped as the logs write it,
+    since matplotlib cannot draw it, and each '$' escaped, since two of them would start matplotlib's math text,
+    which misdraws the rest or fails the whole figure ('x$_$')."""
+    return escaped(text).replace('$', r'\$')
 
 
 def run_labels(folders, most=4):
@@ -152,8 +159,7 @@ def run_labels(folders, most=4):
         shown = [f'{key}={config[key]}' for key in keys if key in config]
         if len(shown) > most:
             shown = shown[:most] + [f'{len(shown) - most} more']
-        name = escaped(folder.name)  # a byte that is not UTF-8 in a folder's name: matplotlib cannot draw it
-        labels.append(f"{name} ({', '.join(shown)})" if shown else name)
+        labels.append(figure_text(f"{folder.name} ({', '.join(shown)})" if shown else folder.name))
     return labels
 
 
@@ -207,7 +213,7 @@ def compare_runs(folders, output):
     legend_below(figure, grid, *axes[0].get_legend_handles_labels(), panels_size)
     lowest = min(range(n), key=lambda i: min(metrics[i]['valid_loss']))  # the first of equals
     m, best = metrics[lowest], best_index(metrics[lowest])
-    figure.suptitle(f"{n} runs: lowest valid loss {m['valid_loss'][best]:.4g} ({escaped(folders[lowest].name)}, "
+    figure.suptitle(f"{n} runs: lowest valid loss {m['valid_loss'][best]:.4g} ({figure_text(folders[lowest].name)}, "
                     f"epoch {m['epoch'][best]:g})")
     try:
         with new_file(output, binary=True, doing='drawing') as f:

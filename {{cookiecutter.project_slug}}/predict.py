@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from dataset import DATA_CONFIG, build_predict_dataset, collate_fn
 from model import MODEL_CONFIG, build_model
-from plot import pyplot
+from plot import figure_text, pyplot
 from runfiles import (
     METRIC_NAME,
     CommandParser,
@@ -118,12 +118,12 @@ def draw_confusion(table):
                 for j, count in enumerate(row):
                     ax.text(j, i, count, ha='center', va='center', fontsize='small',
                             color='white' if shares[i][j] > 0.6 else 'black')
-        labels = [name.replace('$', r'\$') for name in names]  # a '$' would start matplotlib's math text
+        labels = [figure_text(name) for name in names]
         ax.set_xticks(range(n), labels, rotation=90 if max(map(len, names)) > 3 else 0)
         ax.set_yticks(range(n), labels)
         ax.set(xlabel='predicted class', ylabel='true class')
         total, correct = sum(map(sum, counts)), sum(counts[i][i] for i in range(n))
-        ax.set_title(f'{table.name}: {total} samples, accuracy {correct / total:.4f}')
+        ax.set_title(f'{figure_text(table.name)}: {total} samples, accuracy {correct / total:.4f}')
 
     side = min(2.5 + 0.45 * n, 16)  # inches
     why_not = draw_figure(output, (side + 1.2, side), draw)
@@ -156,7 +156,7 @@ def draw_scatter(table):
         ax.set(xlabel='label', ylabel='prediction')
         ax.set_aspect('equal', adjustable='datalim')  # the same scale on both axes: errors look as large as they are
         mae = sum(abs(prediction - label) for label, prediction in pairs) / len(pairs)
-        ax.set_title(f'{table.name}: {len(pairs)} samples, mean absolute error {mae:.4g}')
+        ax.set_title(f'{figure_text(table.name)}: {len(pairs)} samples, mean absolute error {mae:.4g}')
         ax.legend()
         ax.grid(alpha=0.3)
 

@@ -588,6 +588,23 @@ def test_runs_and_plot_print_and_draw_a_run_name_that_is_not_utf_8_escaped(tmp_p
     assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
 
 
+def test_plot_draws_a_dollar_sign_in_a_run_name_or_a_value_as_it_is(tmp_path, monkeypatch, capsys, drawn_figures):
+    # two of them would start matplotlib's math text, and 'x$_$y' failed the whole figure
+    names = ['x$_$y', 'z']
+    hand_made_run(tmp_path / 'loggers' / names[0], {'data': 'a$^$b.csv'}, [0.9, 0.8])
+    hand_made_run(tmp_path / 'loggers' / names[1], {'data': 'c.csv'}, [0.7, 0.5])
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_as_command('plot.py', [names[0]], monkeypatch, capsys)
+    assert (code, stdout) == (0, f"wrote {os.path.join('loggers', names[0], 'curves.png')}\n"), stderr
+    assert drawn_figures[-1]._suptitle.get_text().startswith(r'run x\$_\$y: best valid loss 0.8 ')
+    code, stdout, stderr = run_as_command('plot.py', names, monkeypatch, capsys)
+    assert (code, stdout) == (0, 'wrote comparison.png\n'), stderr
+    labels = [line.get_label() for line in drawn_figures[-1].axes[0].get_lines() if not line.get_label().startswith('_')]
+    assert labels == [r'x\$_\$y (data=a\$^\$b.csv)', 'z (data=c.csv)']  # drawn as 'x$_$y (data=a$^$b.csv)'
+    assert drawn_figures[-1]._suptitle.get_text() == '2 runs: lowest valid loss 0.5 (z, epoch 2)'
+    assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
+
+
 def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=None):
     """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given;
     with grad_norms, the column of that name too, as a run with clip_flag true writes it)."""
