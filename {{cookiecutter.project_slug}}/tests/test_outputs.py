@@ -41,7 +41,7 @@ from dataset import DATA_CONFIG
 {%- endif %}
 from runfiles import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, RunError, read_metrics_rows
 from test_faults import FillingFile
-from test_train import WIDTH, ConstantModel
+from test_train import WIDTH, ConstantModel{{ ', Relabelled' if classification }}
 from utils import provenance
 
 
@@ -949,6 +949,31 @@ def figure_is_refused_when_there_and_optional(workdir, args, kind, what_goes_the
     assert code == 0 and stdout.splitlines()[-1] == f'{no_figure}: matplotlib is not installed (pip install matplotlib)'
     assert (workdir / 'q.csv').exists() and not (workdir / f'q_{kind}.png').exists()
 {%- if classification %}
+
+
+@pytest.mark.parametrize('shift', [lambda k: k, lambda k: -k])
+def test_predict_refuses_labels_outside_the_models_classes_and_writes_nothing(workdir, data_args, monkeypatch, capsys,
+                                                                              shift):
+    # a dataset of your own: before, a label k failed part-way with a traceback (a negative one, after being
+    # named as a class counted from the end)
+    import dataset
+
+    args, _ = predicted_after_a_run(workdir, data_args, monkeypatch, capsys)
+    build = dataset.build_predict_dataset
+    k = load(Path(args[1]))['config']['num_classes']
+
+    def relabelled(config, *given, **named):
+        data = build(config, *given, **named)
+        changed = Relabelled(data, shift(k), with_targets=False)
+        changed.ids, changed.has_labels = data.ids, data.has_labels
+        return changed
+
+    monkeypatch.setattr(dataset, 'build_predict_dataset', relabelled)
+    code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys)
+    label = re.fullmatch(rf'error: the data has label (-?\d+), outside the classes 0\.\.{k - 1} the model knows; '
+                         r'fix the labels in dataset.py\n', stderr)
+    assert code == 2 and label and not 0 <= int(label[1]) < k, stderr
+    assert not list(workdir.glob('p.*')) and not list(workdir.glob('p_*'))
 
 
 def test_predict_draws_the_confusion_matrix_beside_its_table_and_never_over_a_file(workdir, data_args, monkeypatch,
