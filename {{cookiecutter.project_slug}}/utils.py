@@ -2009,14 +2009,16 @@ def check_one_sample(model, loader, device, config, train_samples):
     model.eval()  # no dropout: the check draws no random numbers
     try:
         output = model(*[x.to(device) for x in inputs])
-    except RuntimeError as err:  # float64 inputs (NumPy's default) into float32 weights, say
+    except RuntimeError as err:  # float64 inputs (NumPy's default) into float32 weights, or an image's uint8 bytes
         weights = {p.dtype for p in model.parameters() if p.is_floating_point()}
-        odd = sorted({str(x.dtype) for x in inputs if x.is_floating_point() and x.dtype not in weights})
+        odd = sorted({str(x.dtype) for x in inputs
+                      if x.is_floating_point() and x.dtype not in weights or x.dtype == torch.uint8})
         if len(weights) != 1 or not odd:
             raise
         weight = str(next(iter(weights)))
+        scaled = ' (bytes 0..255 of an image: x.float() / 255)' if str(torch.uint8) in odd else ''
         raise RunError(f"the model fails on the dataset's {', '.join(odd)} inputs ({first_line(err)}): its weights "
-                       f'are {weight}; return {weight} inputs from __getitem__ in dataset.py') from err
+                       f'are {weight}; return {weight} inputs{scaled} from __getitem__ in dataset.py') from err
     finally:
         model.train(training)
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__

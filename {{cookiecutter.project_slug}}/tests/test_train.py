@@ -368,14 +368,19 @@ def first_input_changed(change):
     (lambda x: x.tolist(), "the dataset's inputs batch as list, but model(*inputs) needs tensors; return each input "
                            'as a tensor (torch.as_tensor(x)) from __getitem__ in dataset.py'),
     (lambda x: x.double(), "the model fails on the dataset's torch.float64 inputs ("),  # NumPy's default float
+{%- if cookiecutter.dataset == 'synthetic' %}
+    # an image's bytes (a model that scales its inputs, (x - mean) / std, takes them as they are)
+    (lambda x: x.to(torch.uint8), "the model fails on the dataset's torch.uint8 inputs ("),
+{%- endif %}
 ])
 def test_inputs_the_model_cannot_take_stop_before_anything_is_written(workdir, data_args, monkeypatch, change, message):
     monkeypatch.setattr(train, 'collate_fn', first_input_changed(change))
     with pytest.raises(RunError) as error:
         run(data_args + ['--n_epoch', 1])
     assert str(error.value).startswith(message) and '\n' not in str(error.value)
-    if 'float64' in message:
-        assert str(error.value).endswith('): its weights are torch.float32; return torch.float32 inputs from '
+    scaled = ' (bytes 0..255 of an image: x.float() / 255)' if 'uint8' in message else ''
+    if 'model fails' in message:
+        assert str(error.value).endswith(f'): its weights are torch.float32; return torch.float32 inputs{scaled} from '
                                          '__getitem__ in dataset.py')
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
