@@ -282,7 +282,7 @@ def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_a
 
 class Relabelled(torch.utils.data.Dataset):
     """A dataset of your own: `split`'s samples with each label moved by `shift`, and with `with_targets`, all
-    its labels in a `targets` tensor too, as torchvision's datasets have them."""
+    its labels in a `targets` tensor too, as torchvision's MNIST has them."""
 
     def __init__(self, split, shift, with_targets):
         self.split, self.shift = split, shift
