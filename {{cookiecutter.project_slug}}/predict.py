@@ -248,8 +248,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
                                "check its shape against the checkpoint's config") from None
             target = target.to(device)
 {%- if cookiecutter.task == 'classification' %}
-            outside = target[(target < 0) | (target >= len(names))] if dataset.has_labels else target[:0]
-            if len(outside):  # a dataset of your own (the project's readers check their labels): names[-1] would pass
+            outside = target[(target < 0) | (target >= len(names))]  # data of your own: the readers check theirs
+            if dataset.has_labels and len(outside):  # names[-1] would pass, and the loss fail part-way
                 raise RunError(f'the data has label {int(outside[0])}, outside the classes 0..{len(names) - 1} the '
                                'model knows; fix the labels in dataset.py')
             probabilities = result.softmax(dim=1).tolist()

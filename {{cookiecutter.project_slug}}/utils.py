@@ -1734,18 +1734,16 @@ def label_range_error(lowest, highest, num_classes, one_sample=False):
     k = num_classes
     if 0 <= lowest and highest < k:
         return None
-    if one_sample:
-        found, enough = f'a validation sample has label {lowest}', f'--num_classes {highest + 1} or more'
-    elif lowest == 1 and highest == k:
-        return RunError(f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 from each label "
-                        f'in dataset.py (or pass --num_classes {k + 1} if class 0 exists)')
-    else:
-        found = f"the dataset's labels {'include' if lowest < 0 else 'go up to'} {lowest if lowest < 0 else highest}"
-        enough = f'--num_classes {highest + 1}'
     if lowest < 0:
+        found = f'a validation sample has label {lowest}' if one_sample else f"the dataset's labels include {lowest}"
         return RunError(f'{found}, but class indices start at 0 (0..{k - 1} with num_classes {k}); '
                         'fix the labels in dataset.py')
-    return RunError(f'{found}, but num_classes is {k} (class indices 0..{k - 1}); pass {enough}, '
+    if lowest == 1 and highest == k and not one_sample:
+        return RunError(f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 from each label "
+                        f'in dataset.py (or pass --num_classes {k + 1} if class 0 exists)')
+    found = f'a validation sample has label {highest}' if one_sample else f"the dataset's labels go up to {highest}"
+    enough = f"{highest + 1}{' or more' if one_sample else ''}"  # one sample's label says little of the others
+    return RunError(f'{found}, but num_classes is {k} (class indices 0..{k - 1}); pass --num_classes {enough}, '
                     'or fix the labels in dataset.py')
 
 
