@@ -1758,7 +1758,11 @@ def balanced_class_weights(train_loader, num_classes):
     loader's number of workers."""
     train_set = train_loader.dataset
     targets = training_targets(train_set, train_loader.collate_fn, most=len(train_set), num_workers=train_loader.num_workers)
-    counts = torch.bincount(targets.flatten().long(), minlength=num_classes)[:num_classes].double()
+    targets = targets.flatten().long()
+    error = label_range_error(int(targets.min()), int(targets.max()), num_classes)
+    if error:  # read from the samples (a dataset without a `targets` tensor), every label is checked after all
+        raise error
+    counts = torch.bincount(targets, minlength=num_classes).double()
     present = counts > 0
     weights = torch.ones(num_classes, dtype=torch.float64)
     weights[present] = counts.sum() / (present.sum() * counts[present])

@@ -328,6 +328,19 @@ def test_labels_outside_the_class_indices_stop_before_anything_is_written(workdi
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
+def test_balanced_class_weights_check_every_label_they_read(workdir, data_args, monkeypatch):
+    # a dataset without a `targets` tensor, whose tried sample (validation's first) is a class: --class_weights
+    # balanced reads every training label, so none is out of range (before, a negative one failed bincount)
+    def build(config):
+        train_split, valid_split = build_datasets(config)
+        return [Relabelled(train_split, -1, with_targets=False), valid_split]
+
+    monkeypatch.setattr(train, 'build_datasets', build)
+    with pytest.raises(RunError, match=re.escape("the dataset's labels include -1, but class indices start at 0 (0..")):
+        run(data_args + ['--n_epoch', 1, '--class_weights', 'balanced'])
+    assert 'failed (RunError)' in (only_run(workdir)[0] / 'note.log').read_text()  # found in train(), after 3.10
+
+
 def test_labels_inside_the_class_indices_train_from_a_dataset_of_your_own(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_datasets',
                         lambda config: [Relabelled(split, 0, True) for split in build_datasets(config)])
