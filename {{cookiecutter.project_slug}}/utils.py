@@ -1719,10 +1719,9 @@ def check_label_range(train_set, valid_set, num_classes):
     """Raise RunError when a dataset's `targets` tensor holds a label outside 0..num_classes-1, before anything is
     written: the loss would fail on it mid-run (on CUDA as a device-side assert that names no label). The
     project's readers check their labels as they read them; this catches a dataset of your own."""
-    datasets = [_dataset_behind(train_set), _dataset_behind(valid_set)]
-    for dataset in datasets[:1] if datasets[0] is datasets[1] else datasets:
-        targets = getattr(dataset, 'targets', None)
-        if isinstance(targets, torch.Tensor) and targets.numel() and not targets.is_floating_point():
+    for split in (train_set, valid_set):
+        targets = split_targets(split)  # the split's own: a Subset that keeps some classes of a dataset is fine
+        if targets is not None and targets.numel() and not targets.is_floating_point():
             error = label_range_error(int(targets.min()), int(targets.max()), num_classes)
             if error:
                 raise error
@@ -1977,11 +1976,20 @@ def training_images(train_set, collate_fn, most=512, num_workers=0):
 def training_targets(train_set, collate_fn, most=4096, num_workers=0):
     """The training split's targets, from the dataset's `targets` tensor when it has one (no input is loaded);
     else from up to `most` of its samples (sampled_batches)."""
-    dataset = train_set.dataset if isinstance(train_set, Subset) else train_set  # random_split's Subset, or itself
-    targets = getattr(dataset, 'targets', None)
-    if isinstance(targets, torch.Tensor) and len(targets) == len(dataset):
-        return targets if dataset is train_set else targets[train_set.indices]
+    targets = split_targets(train_set)
+    if targets is not None:
+        return targets
     return torch.cat([batch[-1] for batch in sampled_batches(train_set, collate_fn, most, num_workers)])
+
+
+def split_targets(split):
+    """A split's targets from its dataset's `targets` tensor, without loading any input (the split is random_split's
+    Subset of the dataset, or the dataset itself); None when the dataset has no such tensor."""
+    dataset = split.dataset if isinstance(split, Subset) else split
+    targets = getattr(dataset, 'targets', None)
+    if not isinstance(targets, torch.Tensor) or targets.dim() == 0 or len(targets) != len(dataset):
+        return None
+    return targets if dataset is split else targets[split.indices]
 
 
 def check_one_sample(model, loader, device, config, train_samples):

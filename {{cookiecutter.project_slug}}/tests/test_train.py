@@ -328,6 +328,18 @@ def test_labels_outside_the_class_indices_stop_before_anything_is_written(workdi
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
+def test_the_label_check_reads_the_labels_of_each_split_only():
+    from utils import check_label_range
+
+    labels = torch.tensor([0, 1, 2, 3, 7, 9])
+    dataset = torch.utils.data.TensorDataset(torch.zeros(6, 1), labels)
+    dataset.targets = labels
+    check_label_range(Subset(dataset, [0, 1, 2]), Subset(dataset, [3]), num_classes=4)  # MNIST's digits 0-3, say
+    with pytest.raises(RunError, match=re.escape("the dataset's labels go up to 7, but num_classes is 4 (class indices "
+                                                 '0..3); pass --num_classes 8, or fix the labels in dataset.py') + '$'):
+        check_label_range(Subset(dataset, [0, 1, 2]), Subset(dataset, [3, 4]), num_classes=4)
+
+
 def test_balanced_class_weights_check_every_label_they_read(workdir, data_args, monkeypatch):
     # a dataset without a `targets` tensor, whose tried sample (validation's first) is a class: --class_weights
     # balanced reads every training label, so none is out of range (before, a negative one failed bincount)
