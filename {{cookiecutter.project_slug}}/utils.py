@@ -1722,28 +1722,26 @@ def check_label_range(train_set, valid_set, num_classes):
     for split in (train_set, valid_set):
         targets = split_targets(split)  # the split's own: a Subset that keeps some classes of a dataset is fine
         if targets is not None and targets.numel() and not targets.is_floating_point():
-            error = label_range_error(int(targets.min()), int(targets.max()), num_classes)
-            if error:
-                raise error
+            check_labels(targets, num_classes)
 
 
-def label_range_error(lowest, highest, num_classes, one_sample=False):
-    """The RunError for labels lowest..highest that are not all class indices 0..num_classes-1, or None.
-    `one_sample`: the label of the sample check_one_sample tries (then lowest == highest)."""
-    k = num_classes
+def check_labels(labels, num_classes, one_sample=False):
+    """Raise RunError, naming the fix, unless every label in the (non-empty) tensor `labels` is a class index
+    0..num_classes-1. `one_sample`: `labels` is the label of the sample check_one_sample tries."""
+    k, lowest, highest = num_classes, int(labels.min()), int(labels.max())
     if 0 <= lowest and highest < k:
-        return None
+        return
     if lowest < 0:
         found = f'a validation sample has label {lowest}' if one_sample else f"the dataset's labels include {lowest}"
-        return RunError(f'{found}, but class indices start at 0 (0..{k - 1} with num_classes {k}); '
-                        'fix the labels in dataset.py')
+        raise RunError(f'{found}, but class indices start at 0 (0..{k - 1} with num_classes {k}); '
+                       'fix the labels in dataset.py')
     if lowest == 1 and highest == k and not one_sample:
-        return RunError(f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 from each label "
-                        f'in dataset.py (or pass --num_classes {k + 1} if class 0 exists)')
+        raise RunError(f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 from each label "
+                       f'in dataset.py (or pass --num_classes {k + 1} if class 0 exists)')
     found = f'a validation sample has label {highest}' if one_sample else f"the dataset's labels go up to {highest}"
     enough = f"{highest + 1}{' or more' if one_sample else ''}"  # one sample's label says little of the others
-    return RunError(f'{found}, but num_classes is {k} (class indices 0..{k - 1}); pass --num_classes {enough}, '
-                    'or fix the labels in dataset.py')
+    raise RunError(f'{found}, but num_classes is {k} (class indices 0..{k - 1}); pass --num_classes {enough}, '
+                   'or fix the labels in dataset.py')
 
 
 CLASS_WEIGHTS = ('none', 'balanced')
@@ -1758,9 +1756,7 @@ def balanced_class_weights(train_loader, num_classes):
     train_set = train_loader.dataset
     targets = training_targets(train_set, train_loader.collate_fn, most=len(train_set), num_workers=train_loader.num_workers)
     targets = targets.flatten().long()
-    error = label_range_error(int(targets.min()), int(targets.max()), num_classes)
-    if error:  # read from the samples (a dataset without a `targets` tensor), every label is checked after all
-        raise error
+    check_labels(targets, num_classes)  # read from the samples (a dataset without `targets`), each is checked after all
     counts = torch.bincount(targets, minlength=num_classes).double()
     present = counts > 0
     weights = torch.ones(num_classes, dtype=torch.float64)
@@ -2045,9 +2041,7 @@ def check_one_sample(model, loader, device, config, train_samples):
     if found != f'(1,) {torch.long}':
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1,) "
                        f'{torch.long}: a class index per sample; fix __getitem__ in dataset.py')
-    error = label_range_error(int(target[0]), int(target[0]), config['num_classes'], one_sample=True)
-    if error:  # a dataset without a `targets` tensor (check_label_range) is checked here on one sample
-        raise error
+    check_labels(target, config['num_classes'], one_sample=True)  # a dataset without `targets`: one sample at least
 {%- else %}
     if found != f'(1, 1) {output.dtype}':  # the model's dtype: MSELoss cannot mix float32 and float64
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1, 1) "

@@ -280,21 +280,14 @@ def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_a
 {%- if cookiecutter.task == 'classification' %}
 
 
-class Relabelled(torch.utils.data.Dataset):
+class Relabelled(ChangedSamples):
     """A dataset of your own: `split`'s samples with each label moved by `shift`, and with `with_targets`, all
     its labels in a `targets` tensor too, as torchvision's MNIST has them."""
 
     def __init__(self, split, shift, with_targets):
-        self.split, self.shift = split, shift
+        super().__init__(split, target_changed(lambda target: target + shift))
         if with_targets:
             self.targets = torch.stack([split[i][-1] for i in range(len(split))]) + shift
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, index):
-        *inputs, target = self.split[index]
-        return (*inputs, target + self.shift)
 
 
 @pytest.mark.parametrize('shift, with_targets, message', [
