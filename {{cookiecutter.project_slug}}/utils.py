@@ -1704,8 +1704,8 @@ def unused_classes_warning(train_set, num_classes):
     """A warning when integer labels stop short of num_classes (the answer's default, kept by mistake, say):
     the outputs above the highest label are never right. Class names must fill num_classes already."""
     dataset = _dataset_behind(train_set)
-    targets = getattr(dataset, 'targets', None)
-    if getattr(dataset, 'classes', None) or not isinstance(targets, torch.Tensor) or not len(targets):
+    targets = dataset_targets(dataset)
+    if getattr(dataset, 'classes', None) or targets is None or not len(targets) or targets.is_floating_point():
         return None
     highest = int(targets.max())
     if highest + 1 >= num_classes:
@@ -1716,7 +1716,7 @@ def unused_classes_warning(train_set, num_classes):
 
 
 def check_label_range(train_set, valid_set, num_classes):
-    """Raise RunError when a dataset's `targets` tensor holds a label outside 0..num_classes-1, before anything is
+    """Raise RunError when a dataset's `targets` hold a label outside 0..num_classes-1, before anything is
     written: the loss would fail on it mid-run (on CUDA as a device-side assert that names no label). The
     project's readers check their labels as they read them; this catches a dataset of your own."""
     for split in (train_set, valid_set):
@@ -1751,8 +1751,8 @@ def balanced_class_weights(train_loader, num_classes):
     """Each class's weight n / (k * n_c), for the training split's n samples in k classes, n_c of them in class c
     (scikit-learn's 'balanced'): every class adds as much to the loss, however few its samples, and the weights
     average 1 over the training samples, so the loss keeps its scale. A class with no training sample gets 1.
-    The labels come from the dataset's `targets` tensor, or else from reading every training sample once, by the
-    loader's number of workers."""
+    The labels come from the dataset's `targets` (a tensor or a list), or else from reading every training sample
+    once, by the loader's number of workers."""
     train_set = train_loader.dataset
     targets = training_targets(train_set, train_loader.collate_fn, most=len(train_set), num_workers=train_loader.num_workers)
     targets = targets.flatten().long()
@@ -1970,7 +1970,7 @@ def training_images(train_set, collate_fn, most=512, num_workers=0):
 
 
 def training_targets(train_set, collate_fn, most=4096, num_workers=0):
-    """The training split's targets, from the dataset's `targets` tensor when it has one (no input is loaded);
+    """The training split's targets, from the dataset's `targets` when it has them (no input is loaded);
     else from up to `most` of its samples (sampled_batches)."""
     targets = split_targets(train_set)
     if targets is not None:
@@ -1979,13 +1979,25 @@ def training_targets(train_set, collate_fn, most=4096, num_workers=0):
 
 
 def split_targets(split):
-    """A split's targets from its dataset's `targets` tensor, without loading any input (the split is random_split's
-    Subset of the dataset, or the dataset itself); None when the dataset has no such tensor."""
+    """A split's targets from its dataset's `targets` (dataset_targets), without loading any input (the split is
+    random_split's Subset of the dataset, or the dataset itself); None when the dataset has no such targets."""
     dataset = split.dataset if isinstance(split, Subset) else split
+    targets = dataset_targets(dataset)
+    return targets if targets is None or dataset is split else targets[split.indices]
+
+
+def dataset_targets(dataset):
+    """The dataset's `targets`, one per sample, as a tensor: a tensor, or a list or NumPy array of numbers (as
+    torchvision's CIFAR and ImageFolder keep their labels); None for anything else (no `targets`, or strings)."""
     targets = getattr(dataset, 'targets', None)
+    if isinstance(targets, (list, tuple)) or hasattr(targets, '__array__') and not isinstance(targets, torch.Tensor):
+        try:
+            targets = torch.as_tensor(targets)
+        except (TypeError, ValueError, RuntimeError):  # strings, or None, in the list
+            return None
     if not isinstance(targets, torch.Tensor) or targets.dim() == 0 or len(targets) != len(dataset):
         return None
-    return targets if dataset is split else targets[split.indices]
+    return targets
 
 
 def check_one_sample(model, loader, device, config, train_samples):

@@ -964,7 +964,7 @@ def test_predict_refuses_labels_outside_the_models_classes_and_writes_nothing(wo
 
     def relabelled(config, *given, **named):
         data = build(config, *given, **named)
-        changed = Relabelled(data, shift(k), with_targets=False)
+        changed = Relabelled(data, shift(k), targets_kept_as=None)
         changed.ids, changed.has_labels = data.ids, data.has_labels
         return changed
 

@@ -255,6 +255,26 @@ def test_targets_read_from_the_samples_are_a_random_few_of_a_large_split():
     assert torch.equal(training_targets(without_targets(split), None, most=50, num_workers=2), targets)  # train.py's
     assert torch.equal(training_targets(without_targets(split), None), samples[split.indices][torch.randperm(
         900, generator=torch.Generator().manual_seed(0))])  # fewer than 4096: every one
+
+
+class TargetsOnly(torch.utils.data.Dataset):
+    """A dataset of your own whose samples must not be read: it keeps its targets in `targets`, in a list, say."""
+
+    def __init__(self, targets):
+        self.targets = targets
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        raise AssertionError('a sample was read')
+
+
+def test_targets_kept_in_a_list_are_read_without_reading_a_sample():
+    # as torchvision keeps labels; before, only a tensor was read, and every sample was loaded for its target
+    targets = [[20.5], [31.0], [42.25], [50.0]]
+    assert torch.equal(training_targets(Subset(TargetsOnly(targets), [3, 1]), None), torch.tensor([[50.0], [31.0]]))
+    assert torch.equal(training_targets(TargetsOnly(torch.tensor(targets).numpy()), None), torch.tensor(targets))
 {%- endif %}
 
 
@@ -281,42 +301,46 @@ def test_a_target_the_loss_does_not_expect_stops_before_training(workdir, data_a
 
 
 class Relabelled(ChangedSamples):
-    """A dataset of your own: `split`'s samples with each label moved by `shift`, and with `with_targets`, all
-    its labels in a `targets` tensor too, as torchvision's MNIST has them."""
+    """A dataset of your own: `split`'s samples with each label moved by `shift`, and all its labels in `targets`
+    too, kept as `targets_kept_as` says: 'tensor' (as torchvision's MNIST has them), 'list' (as its CIFAR has them)
+    or None (no `targets`)."""
 
-    def __init__(self, split, shift, with_targets):
+    def __init__(self, split, shift, targets_kept_as):
         super().__init__(split, target_changed(lambda target: target + shift))
-        if with_targets:
-            self.targets = torch.stack([split[i][-1] for i in range(len(split))]) + shift
+        if targets_kept_as:
+            targets = torch.stack([split[i][-1] for i in range(len(split))]) + shift
+            self.targets = targets.tolist() if targets_kept_as == 'list' else targets
 
 
-@pytest.mark.parametrize('shift, with_targets, message', [
-    (lambda k: 1, True, lambda k, first: f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 "
+@pytest.mark.parametrize('shift, targets_kept_as, message', [
+    (lambda k: 1, 'tensor', lambda k, first: f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 "
                                          f'from each label in dataset.py (or pass --num_classes {k + 1} if class 0 exists)'),
-    (lambda k: k, True, lambda k, first: f"the dataset's labels go up to {2 * k - 1}, but num_classes is {k} (class "
+    (lambda k: k, 'tensor', lambda k, first: f"the dataset's labels go up to {2 * k - 1}, but num_classes is {k} (class "
                                          f'indices 0..{k - 1}); pass --num_classes {2 * k}, or fix the labels in dataset.py'),
-    (lambda k: -1, True, lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} with "
+    (lambda k: -1, 'tensor', lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} with "
                                           'num_classes {}); fix the labels in dataset.py'.format(k - 1, k)),
-    # without a `targets` tensor, the sample check_one_sample tries: the first validation sample
-    (lambda k: k, False, lambda k, first: f'a validation sample has label {first + k}, but num_classes is {k} (class '
+    (lambda k: -1, 'list', lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} with "
+                                           'num_classes {}); fix the labels in dataset.py'.format(k - 1, k)),
+    # without `targets`, the sample check_one_sample tries: the first validation sample
+    (lambda k: k, None, lambda k, first: f'a validation sample has label {first + k}, but num_classes is {k} (class '
                                           f'indices 0..{k - 1}); pass --num_classes {first + k + 1} or more, or fix the '
                                           'labels in dataset.py'),
 ])
 def test_labels_outside_the_class_indices_stop_before_anything_is_written(workdir, data_args, monkeypatch, shift,
-                                                                          with_targets, message):
+                                                                          targets_kept_as, message):
     # before, the loss failed mid-run ("Target 10 is out of bounds", on CUDA a device-side assert)
     splits = {}
 
     def build(config):
         splits['k'] = k = config['num_classes']
         splits['plain'] = build_datasets(config)
-        return [Relabelled(split, shift(k), with_targets) for split in splits['plain']]
+        return [Relabelled(split, shift(k), targets_kept_as) for split in splits['plain']]
 
     monkeypatch.setattr(train, 'build_datasets', build)
     with pytest.raises(RunError) as raised:
         run(data_args + ['--n_epoch', 1])
     k, (train_split, valid_split) = splits['k'], splits['plain']
-    assert set(Relabelled(train_split, 0, True).targets.tolist()) == set(range(k))  # the messages assume every class
+    assert set(Relabelled(train_split, 0, 'tensor').targets.tolist()) == set(range(k))  # the messages assume every class
     assert str(raised.value) == message(k, int(valid_split[0][-1]))
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
@@ -333,12 +357,30 @@ def test_the_label_check_reads_the_labels_of_each_split_only():
         check_label_range(Subset(dataset, [0, 1, 2]), Subset(dataset, [3, 4]), num_classes=4)
 
 
+@pytest.mark.parametrize('kept_as', [torch.Tensor.tolist, torch.Tensor.numpy], ids=['list', 'numpy'])
+def test_the_label_checks_read_targets_kept_in_a_list_or_an_array(kept_as):
+    # torchvision's CIFAR and ImageFolder keep their labels in a list; before, only a tensor was read
+    from utils import check_label_range, unused_classes_warning
+
+    labels = torch.tensor([0, 1, 2, 7])
+    dataset = torch.utils.data.TensorDataset(torch.zeros(4, 1), labels)
+    dataset.targets = kept_as(labels)
+    with pytest.raises(RunError, match=re.escape("the dataset's labels go up to 7, but num_classes is 4 (class indices "
+                                                 '0..3); pass --num_classes 8, or fix the labels in dataset.py') + '$'):
+        check_label_range(Subset(dataset, [0, 1]), Subset(dataset, [2, 3]), num_classes=4)
+    assert unused_classes_warning(Subset(dataset, [0, 1]), num_classes=10).startswith(
+        'warning: the labels go up to 7, but num_classes is 10, so outputs 8..9 are never a right answer')
+    dataset.targets = ['cat', 'dog', 'cat', 'bird']  # names, not class indices: nothing to check
+    check_label_range(Subset(dataset, [0, 1]), Subset(dataset, [2, 3]), num_classes=4)
+    assert unused_classes_warning(Subset(dataset, [0, 1]), num_classes=10) is None
+
+
 def test_balanced_class_weights_check_every_label_they_read(workdir, data_args, monkeypatch):
     # a dataset without a `targets` tensor, whose tried sample (validation's first) is a class: --class_weights
     # balanced reads every training label, so none is out of range (before, a negative one failed bincount)
     def build(config):
         train_split, valid_split = build_datasets(config)
-        return [Relabelled(train_split, -1, with_targets=False), valid_split]
+        return [Relabelled(train_split, -1, targets_kept_as=None), valid_split]
 
     monkeypatch.setattr(train, 'build_datasets', build)
     with pytest.raises(RunError, match=re.escape("the dataset's labels include -1, but class indices start at 0 (0..")):
@@ -348,7 +390,7 @@ def test_balanced_class_weights_check_every_label_they_read(workdir, data_args, 
 
 def test_labels_inside_the_class_indices_train_from_a_dataset_of_your_own(workdir, data_args, monkeypatch):
     monkeypatch.setattr(train, 'build_datasets',
-                        lambda config: [Relabelled(split, 0, True) for split in build_datasets(config)])
+                        lambda config: [Relabelled(split, 0, 'list') for split in build_datasets(config)])
     assert run(data_args + ['--n_epoch', 1]) == 0
 {%- endif %}
 
