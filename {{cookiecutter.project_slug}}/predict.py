@@ -197,6 +197,22 @@ def table_delimiter(output):
     return DELIMITERS[output.suffix.lower()]
 
 
+def check_label_batch(target, result):
+    """Raise RunError unless a batch's labels are what the loss and the table need. Data of your own: train.py
+    checks its data's first sample, but a reader used for prediction only may return other labels."""
+    found = f'{tuple(target.shape)} {target.dtype}' if isinstance(target, torch.Tensor) else type(target).__name__
+{%- if cookiecutter.task == 'classification' %}
+    needed = f'({len(result)},) {torch.long}'
+    if found != needed:
+        raise RunError(f"the data's labels batch as {found}, but the loss needs {needed}: a class index per sample; "
+                       'fix __getitem__ in dataset.py')
+{%- else %}
+    if not isinstance(target, torch.Tensor) or target.shape != result.shape:
+        raise RunError(f"the data's labels batch as {found}, but the loss needs {tuple(result.shape)}: one number per "
+                       'sample, shaped (1,); fix __getitem__ in dataset.py')
+{%- endif %}
+
+
 def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256, n_samples=256):
     """Write the predictions to `output`, a CSV table (TSV for .tsv); return (number of samples, test loss,
     test metric) or Nones."""
@@ -246,6 +262,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
             except RuntimeError as err:
                 raise RunError(f'the data does not fit the model ({str(err).splitlines()[0]}); '
                                "check its shape against the checkpoint's config") from None
+            if dataset.has_labels:
+                check_label_batch(target, result)
             target = target.to(device)
 {%- if cookiecutter.task == 'classification' %}
             outside = target[(target < 0) | (target >= len(names))]  # data of your own: the readers check theirs

@@ -41,7 +41,7 @@ from dataset import DATA_CONFIG
 {%- endif %}
 from runfiles import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, RunError, read_metrics_rows
 from test_faults import FillingFile
-from test_train import WIDTH, ConstantModel{{ ', Relabelled' if classification }}
+from test_train import WIDTH, ChangedSamples, ConstantModel, target_changed
 from utils import provenance
 
 
@@ -948,6 +948,44 @@ def figure_is_refused_when_there_and_optional(workdir, args, kind, what_goes_the
     code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'q.csv'], monkeypatch, capsys)
     assert code == 0 and stdout.splitlines()[-1] == f'{no_figure}: matplotlib is not installed (pip install matplotlib)'
     assert (workdir / 'q.csv').exists() and not (workdir / f'q_{kind}.png').exists()
+
+
+def predict_on_data_of_your_own(monkeypatch, change):
+    """predict.py reads build_predict_dataset's samples passed through `change` (a reader of your own, say)."""
+    import dataset
+
+    build = dataset.build_predict_dataset
+
+    def changed_data(config, *given, **named):
+        data = build(config, *given, **named)
+        changed = ChangedSamples(data, change)
+        changed.ids, changed.has_labels = data.ids, data.has_labels
+        return changed
+
+    monkeypatch.setattr(dataset, 'build_predict_dataset', changed_data)
+
+
+{% if classification -%}
+@pytest.mark.parametrize('change, found', [(lambda target: target.float(), r'\((\d+),\) torch.float32'),
+                                           (lambda target: target.view(1), r'\((\d+), 1\) torch.int64')])
+{%- else -%}
+@pytest.mark.parametrize('change, found', [(lambda target: target[0], r'\((\d+),\) torch.float32'),
+                                           (lambda target: target.repeat(2), r'\((\d+), 2\) torch.float32')])
+{%- endif %}
+def test_predict_refuses_labels_that_do_not_batch_as_the_loss_needs_and_writes_nothing(workdir, data_args, monkeypatch,
+                                                                                       capsys, change, found):
+    # a reader of your own for prediction (train.py checks its training data's): before, a traceback part-way
+    args, _ = predicted_after_a_run(workdir, data_args, monkeypatch, capsys)
+    predict_on_data_of_your_own(monkeypatch, target_changed(change))
+    code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys)
+{%- if classification %}
+    needed = r'\(\1,\) torch.int64: a class index per sample'
+{%- else %}
+    needed = r'\(\1, 1\): one number per sample, shaped \(1,\)'
+{%- endif %}
+    assert code == 2 and re.fullmatch(rf"error: the data's labels batch as {found}, but the loss needs {needed}; fix "
+                                      r'__getitem__ in dataset.py\n', stderr), stderr
+    assert not list(workdir.glob('p.*')) and not list(workdir.glob('p_*'))
 {%- if classification %}
 
 
@@ -956,19 +994,9 @@ def test_predict_refuses_labels_outside_the_models_classes_and_writes_nothing(wo
                                                                               shift):
     # a dataset of your own: before, a label k failed part-way with a traceback (a negative one, after being
     # named as a class counted from the end)
-    import dataset
-
     args, _ = predicted_after_a_run(workdir, data_args, monkeypatch, capsys)
-    build = dataset.build_predict_dataset
     k = load(Path(args[1]))['config']['num_classes']
-
-    def relabelled(config, *given, **named):
-        data = build(config, *given, **named)
-        changed = Relabelled(data, shift(k), targets_kept_as=None)
-        changed.ids, changed.has_labels = data.ids, data.has_labels
-        return changed
-
-    monkeypatch.setattr(dataset, 'build_predict_dataset', relabelled)
+    predict_on_data_of_your_own(monkeypatch, target_changed(lambda target: target + shift(k)))
     code, stdout, stderr = run_as_command('predict.py', args + ['--output', 'p.csv'], monkeypatch, capsys)
     label = re.fullmatch(rf'error: the data has label (-?\d+), outside the classes 0\.\.{k - 1} the model knows; '
                          r'fix the labels in dataset.py\n', stderr)
