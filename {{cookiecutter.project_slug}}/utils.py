@@ -1800,19 +1800,19 @@ def inputs_sha256(inputs):
 
 def data_fingerprint(train_set, valid_set):
     """What a checkpoint records of its data: the split's sizes and a hash of the samples' ids (file paths;
-    row numbers add nothing to the sizes) and labels, so that resume notices samples added, removed,
-    renamed or relabelled since; and a hash of the inputs when the dataset holds them in memory as `inputs`,
+    row numbers add nothing to the sizes) and labels (`targets`, dataset_targets), so that resume notices
+    samples added, removed, renamed or relabelled since; and a hash of the inputs when the dataset holds them in memory as `inputs`,
     a tensor or a list of them (CSV, synthetic), so that an edited value is noticed too. Files are not read
     for it: that would mean reading every file at each start."""
     dataset = _dataset_behind(train_set)
     digest = hashlib.sha256()
-    ids, targets = getattr(dataset, 'ids', None), getattr(dataset, 'targets', None)
+    ids, targets = getattr(dataset, 'ids', None), dataset_targets(dataset)
     if ids is not None and not isinstance(ids, range):
         digest.update('\n'.join(map(str, ids)).encode())
-    if isinstance(targets, torch.Tensor):
+    if targets is not None:
         values = targets.flatten().tolist()  # struct, not repr: 1M float labels hash in 0.1 s, not 1.3 s
         digest.update(struct.pack(f"<{len(values)}{'d' if targets.is_floating_point() else 'q'}", *values))
-    known = ids is not None or isinstance(targets, torch.Tensor)
+    known = ids is not None or targets is not None
     return {'train': len(train_set), 'valid': len(valid_set),
             'samples_sha256': digest.hexdigest()[:16] if known else None,
             'inputs_sha256': inputs_sha256(getattr(dataset, 'inputs', None))}
@@ -1833,7 +1833,7 @@ def check_same_data(checkpoint, train_set, valid_set, path):
         return
     now = data_fingerprint(train_set, valid_set)
     changes = [f'{part} samples {saved[part]} -> {now[part]}' for part in ('train', 'valid') if saved[part] != now[part]]
-    if not changes and saved['samples_sha256'] != now['samples_sha256']:
+    if not changes and saved['samples_sha256'] not in (None, now['samples_sha256']):  # None: not known when saved
         changes.append('as many samples, but other files or labels')
     elif not changes and saved.get('inputs_sha256', now['inputs_sha256']) != now['inputs_sha256']:  # absent: older
         changes.append(OTHER_INPUTS)

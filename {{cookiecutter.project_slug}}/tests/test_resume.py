@@ -718,6 +718,23 @@ def test_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, config)
 {%- else %}
     assert saved['data']['inputs_sha256'] is None  # files are not read for the fingerprint
 {%- endif %}
+
+
+def test_resume_notices_labels_kept_in_a_list_that_changed():
+    # a dataset of your own that keeps its labels in a list, as torchvision does: before, only a tensor was hashed
+    labels = [0, 1, 2, 1] * 10
+    dataset = torch.utils.data.TensorDataset(torch.zeros(40, 1), torch.tensor(labels))
+    dataset.targets = list(labels)
+    train_set, valid_set = torch.utils.data.Subset(dataset, range(32)), torch.utils.data.Subset(dataset, range(32, 40))
+    saved = {'data': data_fingerprint(train_set, valid_set)}
+    dataset.targets = torch.tensor(labels)
+    assert data_fingerprint(train_set, valid_set) == saved['data']  # the labels, however they are kept
+    dataset.targets[5] = 0
+    with pytest.raises(RunError, match=re.escape("the data changed since 'x.pt' was saved (as many samples, but other "
+                                                 'files or labels), so the split and the labels would differ')):
+        check_same_data(saved, train_set, valid_set, 'x.pt')
+    # saved by code that did not read a list: nothing known of the labels, so it resumes as it did
+    check_same_data({'data': {**saved['data'], 'samples_sha256': None}}, train_set, valid_set, 'x.pt')
 {%- if cookiecutter.dataset != 'synthetic' %}
 
 
