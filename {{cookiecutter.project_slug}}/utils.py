@@ -1800,13 +1800,15 @@ def inputs_sha256(inputs):
 
 def data_fingerprint(train_set, valid_set):
     """What a checkpoint records of its data: the split's sizes and a hash of the samples' ids (file paths;
-    row numbers add nothing to the sizes) and labels (`targets`, dataset_targets), so that resume notices
-    samples added, removed, renamed or relabelled since; and a hash of the inputs when the dataset holds them in memory as `inputs`,
-    a tensor or a list of them (CSV, synthetic), so that an edited value is noticed too. Files are not read
-    for it: that would mean reading every file at each start."""
+    row numbers add nothing to the sizes) and labels (`targets`, a tensor or a list), so that resume notices
+    samples added, removed, renamed or relabelled since; and a hash of the inputs when the dataset holds them in
+    memory as `inputs`, a tensor or a list of them (CSV, synthetic), so that an edited value is noticed too.
+    Files are not read for it: that would mean reading every file at each start."""
     dataset = _dataset_behind(train_set)
     digest = hashlib.sha256()
-    ids, targets = getattr(dataset, 'ids', None), dataset_targets(dataset)
+    ids, targets = getattr(dataset, 'ids', None), getattr(dataset, 'targets', None)
+    if not isinstance(targets, torch.Tensor):  # a tensor is hashed as it is, as checkpoints saved before hashed it
+        targets = dataset_targets(dataset)
     if ids is not None and not isinstance(ids, range):
         digest.update('\n'.join(map(str, ids)).encode())
     if targets is not None:
