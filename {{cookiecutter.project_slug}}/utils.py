@@ -1191,6 +1191,9 @@ def open_tensorboard(folder, model, example_inputs, first_epoch):
         logging.getLogger('train').info('tensorboard is not installed, so nothing goes to tb/: '
                                         'pip install tensorboard, or pass --tensorboard false')
         return None
+    hangs = old_tensorboard_warning()
+    if hangs:
+        logging.getLogger('train').info(hangs)
     tensorboard = TensorboardScalars(folder, SummaryWriter, first_epoch)
     if tensorboard.writer is None:
         return tensorboard
@@ -1201,6 +1204,18 @@ def open_tensorboard(folder, model, example_inputs, first_epoch):
     except Exception as err:  # tracing fails for some models; the scalars matter more
         logging.getLogger('train').info(f'tensorboard: no model graph ({first_line(err)})')
     return tensorboard
+
+
+def old_tensorboard_warning():
+    """A warning when tensorboard is older than 2.12: its writer thread ends on a failed write (a full disk) without
+    a word, and the next flush then waits for it for ever, so the run would hang where TensorboardScalars waits."""
+    import tensorboard
+
+    version = tensorboard.__version__
+    if tuple(int(part) for part in re.findall(r'\d+', version)[:2]) >= (2, 12):
+        return None
+    return (f"warning: tensorboard {version}'s writer hangs the run if the disk fills up (fixed in 2.12); "
+            "pip install -U 'tensorboard>=2.12'")
 
 
 class TensorboardScalars:

@@ -430,6 +430,19 @@ def test_tensorboard_shows_each_epoch_once_after_a_resume_trains_logged_epochs_a
             [float(row[column]) for row in metrics], rel=1e-5), tag
 
 
+@pytest.mark.parametrize('version, warned', [('2.11.2', True), ('2.12.0', False), ('2.20.0a20250101', False)])
+def test_a_tensorboard_that_hangs_on_a_full_disk_is_a_warning(workdir, data_args, monkeypatch, version, warned):
+    # before 2.12 its writer thread ends on a failed write without a word, and the next flush waits for it for ever
+    tensorboard = pytest.importorskip('tensorboard')
+    monkeypatch.setattr(tensorboard, '__version__', version)
+    assert run(data_args + ['--n_epoch', 1, '--tensorboard', 'true']) == 0
+    logs, _ = only_run(workdir)
+    line = (f"warning: tensorboard {version}'s writer hangs the run if the disk fills up (fixed in 2.12); pip install "
+            "-U 'tensorboard>=2.12'")
+    assert (line in (logs / 'train.log').read_text()) == warned
+    assert list((logs / 'tb').glob('events.out.tfevents.*'))  # the scalars are written all the same
+
+
 def test_without_tensorboard_the_run_finishes_with_a_clear_line(workdir, data_args, monkeypatch):
     without(monkeypatch, 'torch.utils.tensorboard')
     assert run(data_args + ['--n_epoch', 1, '--tensorboard', 'true']) == 0
