@@ -1191,9 +1191,9 @@ def open_tensorboard(folder, model, example_inputs, first_epoch):
         logging.getLogger('train').info('tensorboard is not installed, so nothing goes to tb/: '
                                         'pip install tensorboard, or pass --tensorboard false')
         return None
-    hangs = old_tensorboard_warning()
-    if hangs:
-        logging.getLogger('train').info(hangs)
+    warning = old_tensorboard_warning()
+    if warning:
+        logging.getLogger('train').info(warning)
     tensorboard = TensorboardScalars(folder, SummaryWriter, first_epoch)
     if tensorboard.writer is None:
         return tensorboard
