@@ -313,18 +313,20 @@ class Relabelled(ChangedSamples):
 
 
 @pytest.mark.parametrize('shift, targets_kept_as, message', [
-    (lambda k: 1, 'tensor', lambda k, first: f"the dataset's labels run 1..{k}, but class indices start at 0; subtract 1 "
-                                         f'from each label in dataset.py (or pass --num_classes {k + 1} if class 0 exists)'),
-    (lambda k: k, 'tensor', lambda k, first: f"the dataset's labels go up to {2 * k - 1}, but num_classes is {k} (class "
-                                         f'indices 0..{k - 1}); pass --num_classes {2 * k}, or fix the labels in dataset.py'),
-    (lambda k: -1, 'tensor', lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} with "
-                                          'num_classes {}); fix the labels in dataset.py'.format(k - 1, k)),
-    (lambda k: -1, 'list', lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} with "
-                                           'num_classes {}); fix the labels in dataset.py'.format(k - 1, k)),
+    (lambda k: 1, 'tensor', lambda k, first: f"the dataset's labels run 1..{k}, but class indices start at 0; "
+                                             f'subtract 1 from each label in dataset.py (or pass --num_classes {k + 1} '
+                                             'if class 0 exists)'),
+    (lambda k: k, 'tensor', lambda k, first: f"the dataset's labels go up to {2 * k - 1}, but num_classes is {k} "
+                                             f'(class indices 0..{k - 1}); pass --num_classes {2 * k}, or fix the '
+                                             'labels in dataset.py'),
+    (lambda k: -1, 'tensor', lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} "
+                                              'with num_classes {}); fix the labels in dataset.py'.format(k - 1, k)),
+    (lambda k: -1, 'list', lambda k, first: "the dataset's labels include -1, but class indices start at 0 (0..{} "
+                                            'with num_classes {}); fix the labels in dataset.py'.format(k - 1, k)),
     # without `targets`, the sample check_one_sample tries: the first validation sample
     (lambda k: k, None, lambda k, first: f'a validation sample has label {first + k}, but num_classes is {k} (class '
-                                          f'indices 0..{k - 1}); pass --num_classes {first + k + 1} or more, or fix the '
-                                          'labels in dataset.py'),
+                                         f'indices 0..{k - 1}); pass --num_classes {first + k + 1} or more, or fix the '
+                                         'labels in dataset.py'),
 ])
 def test_labels_outside_the_class_indices_stop_before_anything_is_written(workdir, data_args, monkeypatch, shift,
                                                                           targets_kept_as, message):
@@ -340,7 +342,7 @@ def test_labels_outside_the_class_indices_stop_before_anything_is_written(workdi
     with pytest.raises(RunError) as raised:
         run(data_args + ['--n_epoch', 1])
     k, (train_split, valid_split) = splits['k'], splits['plain']
-    assert set(Relabelled(train_split, 0, 'tensor').targets.tolist()) == set(range(k))  # the messages assume every class
+    assert set(Relabelled(train_split, 0, 'tensor').targets.tolist()) == set(range(k))  # as the messages assume
     assert str(raised.value) == message(k, int(valid_split[0][-1]))
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
