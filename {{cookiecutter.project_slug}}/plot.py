@@ -72,13 +72,23 @@ def best_index(metrics):
 
 
 def pyplot():
-    """matplotlib.pyplot, drawing to files only (no display needed). Raises ImportError without matplotlib."""
+    """matplotlib.pyplot, drawing to files only (no display needed). Raises ImportError without a matplotlib that
+    imports (matplotlib_problem says which)."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def matplotlib_problem(err):
+    """(why, fix) for the ImportError that using matplotlib raised: it is not installed, or it is and fails to
+    import (one built for NumPy 1, next to NumPy 2, say), which a newer matplotlib fixes."""
+    if isinstance(err, ModuleNotFoundError) and (err.name or '').split('.')[0] == 'matplotlib':
+        return 'matplotlib is not installed', 'pip install matplotlib'
+    cause = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return f'matplotlib fails to import ({cause.strip()})', 'pip install --upgrade matplotlib'
 
 
 def whole_epochs(axes):
@@ -259,9 +269,9 @@ def save_curves(folder):
     """plot_run() for the end of a run: a one-line message, never an exception."""
     try:
         return f'saved {plot_run(folder)}'
-    except ImportError:
-        return (f'no curves.png: matplotlib is not installed; pip install matplotlib, '
-                f'then python plot.py {Path(folder).name}')
+    except ImportError as err:
+        why, fix = matplotlib_problem(err)
+        return f'no curves.png: {why}; {fix}, then python plot.py {Path(folder).name}'
     except RunError as err:
         return f'no curves.png: {err}'
     except Exception as err:  # a plotting bug must not fail a run that has finished (or leave DDP ranks waiting)
@@ -311,5 +321,5 @@ if __name__ == '__main__':
                 for folder, why in left_out:
                     print_output(f'left out {folder}: {why}')
                 print_output(f'wrote {path}')
-        except ImportError:
-            raise RunError('matplotlib is not installed; pip install matplotlib') from None
+        except ImportError as err:
+            raise RunError('{}; {}'.format(*matplotlib_problem(err))) from None

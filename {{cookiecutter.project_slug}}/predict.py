@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from dataset import DATA_CONFIG, build_predict_dataset, collate_fn
 from model import MODEL_CONFIG, build_model
-from plot import figure_text, pyplot
+from plot import figure_text, matplotlib_problem, pyplot
 from runfiles import (
     METRIC_NAME,
     CommandParser,
@@ -170,8 +170,8 @@ def draw_figure(output, size, draw):
     or why there is no figure: never an error, since the predictions it shows are written already."""
     try:
         plt = pyplot()
-    except ImportError:
-        return 'matplotlib is not installed (pip install matplotlib)'
+    except ImportError as err:
+        return '{} ({})'.format(*matplotlib_problem(err))
     figure, ax = plt.subplots(figsize=size, constrained_layout=True)
     try:
         draw(figure, ax)

@@ -50,13 +50,13 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-def without(monkeypatch, package):
-    """Make `import package` fail, as if it were not installed."""
+def without(monkeypatch, package, error=None):
+    """Make `import package` fail, as if it were not installed (or with `error`: installed, but failing to import)."""
     real_import = builtins.__import__
 
     def fake_import(name, *args, **kwargs):
         if name == package or name.startswith(package + '.'):
-            raise ImportError(f'No module named {package!r}')
+            raise error or ModuleNotFoundError(f'No module named {package!r}', name=package)
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, '__import__', fake_import)
@@ -288,6 +288,17 @@ def test_without_matplotlib_the_run_finishes_and_says_how_to_get_curves(workdir,
     logs, _ = only_run(workdir)
     assert not (logs / 'curves.png').exists()
     assert f'pip install matplotlib, then python plot.py {logs.name}' in (logs / 'train.log').read_text()
+
+
+def test_a_matplotlib_that_fails_to_import_is_named_so_not_as_missing(workdir, data_args, monkeypatch, capsys):
+    # one built for NumPy 1 next to NumPy 2 (matplotlib 3.5, say): before, "matplotlib is not installed"
+    without(monkeypatch, 'matplotlib', ImportError('\nnumpy.core.multiarray failed to import\n'))
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    problem = 'matplotlib fails to import (numpy.core.multiarray failed to import); pip install --upgrade matplotlib'
+    assert f'no curves.png: {problem}, then python plot.py {logs.name}' in (logs / 'train.log').read_text()
+    capsys.readouterr()  # the run's own output
+    assert run_as_command('plot.py', [logs.name], monkeypatch, capsys) == (2, '', f'error: {problem}\n')
 
 
 def test_bars_in_a_file_are_lines_a_minute_apart_and_at_a_terminal_as_tqdm_draws_them(workdir, data_args, monkeypatch,
