@@ -26,6 +26,7 @@ from runfiles import (
     check_not_a_checkpoints_folder,
     differing_keys,
     escaped,
+    first_line,
     fix_for,
     new_file,
     newest_run,
@@ -87,8 +88,7 @@ def matplotlib_problem(err):
     import (one built for NumPy 1, next to NumPy 2, say), which a newer matplotlib fixes."""
     if isinstance(err, ModuleNotFoundError) and (err.name or '').split('.')[0] == 'matplotlib':
         return 'matplotlib is not installed', 'pip install matplotlib'
-    cause = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-    return f'matplotlib fails to import ({cause.strip()})', 'pip install --upgrade matplotlib'
+    return f'matplotlib fails to import ({first_line(err)})', 'pip install --upgrade matplotlib'
 
 
 def whole_epochs(axes):

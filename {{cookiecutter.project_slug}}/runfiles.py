@@ -87,6 +87,12 @@ def fix_for(err):
     return 'free some space' if err.errno in (errno.ENOSPC, errno.EDQUOT) else 'fix that'
 
 
+def first_line(err):
+    """The first line of an exception's message (its type's name when it has none), for a one-line error."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
 PROJECT_FOLDER = Path(__file__).resolve().parent
 
 

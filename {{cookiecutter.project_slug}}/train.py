@@ -29,7 +29,7 @@ from tqdm import tqdm
 from dataset import DATA_CONFIG, SPLIT_KEYS, {{ 'augment, ' if images else '' }}build_datasets, check_data_config, collate_fn
 from model import MODEL_CONFIG, SHAPE_KEYS, build_model, check_model_config
 from plot import save_curves
-from runfiles import METRIC_NAME, RunError, one_line_errors, to_stdout
+from runfiles import METRIC_NAME, RunError, first_line, one_line_errors, to_stdout
 from utils import (
     CHECKPOINT_FORMAT_VERSION,
     EMPTY_TOTALS,
@@ -81,7 +81,6 @@ from utils import (
     exit_on_stop,
     exit_process,
     failure_noted,
-    first_line,
 {%- if scales_data %}
     fit_scaling,
 {%- endif %}

@@ -56,6 +56,7 @@ from runfiles import (
     csv_fields,
     empty_value,
     escaped,
+    first_line,
     fix_for,
     parse_attempt,
     project_folder_note,
@@ -1883,11 +1884,6 @@ def load_model_state(model, state_dict, path, keep_resized=False):
         raise RunError(f"checkpoint '{path}' does not fit this model ({first_line(err).rstrip(':.')}); "
                        'it was saved from another architecture or size') from None
     return resized
-
-
-def first_line(err):
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def write_traceback(err, folder):
