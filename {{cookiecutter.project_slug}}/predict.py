@@ -37,6 +37,7 @@ from runfiles import (
 )
 from utils import (
     bar_options,
+    batched_as,
     check_minimums,
     check_not_a_device_option,
     load_checkpoint,
@@ -200,7 +201,7 @@ def table_delimiter(output):
 def check_label_batch(target, result):
     """Raise RunError unless a batch's labels are what the loss and the table need. Data of your own: train.py
     checks its data's first sample, but a reader used for prediction only may return other labels."""
-    found = f'{tuple(target.shape)} {target.dtype}' if isinstance(target, torch.Tensor) else type(target).__name__
+    found = batched_as(target)
 {%- if cookiecutter.task == 'classification' %}
     needed = f'({len(result)},) {torch.long}'
     if found != needed:

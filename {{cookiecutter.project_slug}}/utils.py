@@ -2013,6 +2013,11 @@ def dataset_targets(dataset):
     return targets
 
 
+def batched_as(target):
+    """'(shape) dtype' of a batch's target, or its type's name when it is no tensor: what a one-line error shows."""
+    return f'{tuple(target.shape)} {target.dtype}' if isinstance(target, torch.Tensor) else type(target).__name__
+
+
 def check_one_sample(model, loader, device, config, train_samples):
     """Run one sample through the model before training; return the names of the trainable parameters
     that its output does not depend on in training mode (they never train, and DDP needs to be told of them).
@@ -2061,7 +2066,7 @@ def check_one_sample(model, loader, device, config, train_samples):
     if shape != expected:
         raise RunError(f'the model returns {shape} for one sample, but the loss needs {expected}: {meaning}; '
                        'fix its forward in model.py')
-    found = f'{tuple(target.shape)} {target.dtype}' if isinstance(target, torch.Tensor) else type(target).__name__
+    found = batched_as(target)
 {%- if cookiecutter.task == 'classification' %}
     if found != f'(1,) {torch.long}':
         raise RunError(f"the dataset's target for one sample batches as {found}, but the loss needs (1,) "
