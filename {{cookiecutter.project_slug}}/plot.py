@@ -26,8 +26,8 @@ from runfiles import (
     check_not_a_checkpoints_folder,
     differing_keys,
     escaped,
-    first_line,
     fix_for,
+    import_problem,
     new_file,
     newest_run,
     one_line_errors,
@@ -74,21 +74,13 @@ def best_index(metrics):
 
 def pyplot():
     """matplotlib.pyplot, drawing to files only (no display needed). Raises ImportError without a matplotlib that
-    imports (matplotlib_problem says which)."""
+    imports (import_problem(err, 'matplotlib') says which)."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def matplotlib_problem(err):
-    """(why, fix) for the ImportError that using matplotlib raised: it is not installed, or it is and fails to
-    import (one built for NumPy 1, next to NumPy 2, say), which a newer matplotlib fixes."""
-    if isinstance(err, ModuleNotFoundError) and (err.name or '').split('.')[0] == 'matplotlib':
-        return 'matplotlib is not installed', 'pip install matplotlib'
-    return f'matplotlib fails to import ({first_line(err)})', 'pip install --upgrade matplotlib'
 
 
 def whole_epochs(axes):
@@ -270,7 +262,7 @@ def save_curves(folder):
     try:
         return f'saved {plot_run(folder)}'
     except ImportError as err:
-        why, fix = matplotlib_problem(err)
+        why, fix = import_problem(err, 'matplotlib')
         return f'no curves.png: {why}; {fix}, then python plot.py {Path(folder).name}'
     except RunError as err:
         return f'no curves.png: {err}'
@@ -322,4 +314,4 @@ if __name__ == '__main__':
                     print_output(f'left out {folder}: {why}')
                 print_output(f'wrote {path}')
         except ImportError as err:
-            raise RunError('{}; {}'.format(*matplotlib_problem(err))) from None
+            raise RunError('{}; {}'.format(*import_problem(err, 'matplotlib'))) from None

@@ -23,12 +23,13 @@ from tqdm import tqdm
 
 from dataset import DATA_CONFIG, build_predict_dataset, collate_fn
 from model import MODEL_CONFIG, build_model
-from plot import figure_text, matplotlib_problem, pyplot
+from plot import figure_text, pyplot
 from runfiles import (
     METRIC_NAME,
     CommandParser,
     RunError,
     check_new_output,
+    import_problem,
     new_file,
     newest_run,
     one_line_errors,
@@ -172,7 +173,7 @@ def draw_figure(output, size, draw):
     try:
         plt = pyplot()
     except ImportError as err:
-        return '{} ({})'.format(*matplotlib_problem(err))
+        return '{} ({})'.format(*import_problem(err, 'matplotlib'))
     figure, ax = plt.subplots(figsize=size, constrained_layout=True)
     try:
         draw(figure, ax)

@@ -93,6 +93,14 @@ def first_line(err):
     return text[0] if text else type(err).__name__
 
 
+def import_problem(err, package):
+    """(why, fix) for the exception that importing `package` raised: it is not installed, or it is and fails to
+    import (one built for another NumPy or protobuf, say), which a newer release of it fixes."""
+    if isinstance(err, ModuleNotFoundError) and (err.name or '').split('.')[0] == package:
+        return f'{package} is not installed', f'pip install {package}'
+    return f'{package} fails to import ({first_line(err)})', f'pip install --upgrade {package}'
+
+
 PROJECT_FOLDER = Path(__file__).resolve().parent
 
 

@@ -58,6 +58,7 @@ from runfiles import (
     escaped,
     first_line,
     fix_for,
+    import_problem,
     parse_attempt,
     project_folder_note,
     read_heartbeat,
@@ -1188,9 +1189,9 @@ def open_tensorboard(folder, model, example_inputs, first_epoch):
     without tensorboard. `first_epoch`: the epoch this start logs first (1, or the one after a resume's checkpoint)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        logging.getLogger('train').info('tensorboard is not installed, so nothing goes to tb/: '
-                                        'pip install tensorboard, or pass --tensorboard false')
+    except Exception as err:  # not only ImportError: a tensorboard built for another protobuf raises TypeError
+        why, fix = import_problem(err, 'tensorboard')
+        logging.getLogger('train').info(f'{why}, so nothing goes to tb/: {fix}, or pass --tensorboard false')
         return None
     warning = old_tensorboard_warning()
     if warning:

@@ -454,11 +454,21 @@ def test_a_tensorboard_that_hangs_on_a_full_disk_is_a_warning(workdir, data_args
     assert list((logs / 'tb').glob('events.out.tfevents.*'))  # the scalars are written all the same
 
 
-def test_without_tensorboard_the_run_finishes_with_a_clear_line(workdir, data_args, monkeypatch):
-    without(monkeypatch, 'torch.utils.tensorboard')
+@pytest.mark.parametrize('error, problem', [
+    # what torch.utils.tensorboard raises without the package: its `import tensorboard` fails
+    (ModuleNotFoundError("No module named 'tensorboard'", name='tensorboard'),
+     'tensorboard is not installed, so nothing goes to tb/: pip install tensorboard'),
+    # one built for another protobuf: before, this TypeError ended the run with a traceback
+    (TypeError('Descriptors cannot be created directly.\nIf this call came from a _pb2.py file, ...'),
+     'tensorboard fails to import (Descriptors cannot be created directly.), so nothing goes to tb/: '
+     'pip install --upgrade tensorboard'),
+], ids=['missing', 'failing'])
+def test_without_a_working_tensorboard_the_run_finishes_with_a_clear_line(workdir, data_args, monkeypatch, error,
+                                                                          problem):
+    without(monkeypatch, 'torch.utils.tensorboard', error)
     assert run(data_args + ['--n_epoch', 1, '--tensorboard', 'true']) == 0
     logs, _ = only_run(workdir)
-    assert 'tensorboard is not installed' in (logs / 'train.log').read_text()
+    assert f'{problem}, or pass --tensorboard false' in (logs / 'train.log').read_text()
     assert not (logs / 'tb').exists()
 
 
