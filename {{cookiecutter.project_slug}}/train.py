@@ -94,6 +94,7 @@ from utils import (
     load_checkpoint,
     load_init_weights,
     load_model_state,
+    model_memory_errors,
     named_run,
     nothing_to_train,
     on_error,
@@ -598,7 +599,8 @@ def main(argv=None):
     # and parameters the output does not depend on never train (DDP has to be told of them).
     # The matmul precision is set after 3.6, so that the data is made the same whatever it is (resume checks it)
     torch.set_float32_matmul_precision(config['matmul_precision'])
-    model = build_model(config).to(device)
+    with model_memory_errors(device, SHAPE_KEYS):  # a typo'd size: one line, not the allocator's traceback
+        model = build_model(config).to(device)
     unused_parameters = check_one_sample(model, valid_loader, device, config, len(train_loader.sampler))
 {%- if cookiecutter.model == 'cnn' %}
     if config['channels_last'] and device.type == 'cuda':

@@ -2019,6 +2019,25 @@ def batched_as(target):
     return f'{tuple(target.shape)} {target.dtype}' if isinstance(target, torch.Tensor) else type(target).__name__
 
 
+@contextlib.contextmanager
+def model_memory_errors(device, size_keys):
+    """An allocation that fails while the model is built and moved to `device` is a one-line error naming the sizes
+    to make smaller (`size_keys`: model.py's SHAPE_KEYS), instead of the allocator's traceback: a typo'd width
+    asks for terabytes."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        bytes_asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
+        if bytes_asked:  # the CPU allocator's own words are long: their number, in GB
+            failed = f'an allocation of {int(bytes_asked[1]) / 1e9:,.1f} GB failed'
+        elif isinstance(err, MemoryError) or 'out of memory' in str(err):
+            failed = first_line(err)
+        else:
+            raise
+        raise RunError(f"the model does not fit in {device.type}'s memory ({failed}); pass smaller sizes among "
+                       f"{', '.join(size_keys)}, or build a smaller model in model.py") from None
+
+
 def check_one_sample(model, loader, device, config, train_samples):
     """Run one sample through the model before training; return the names of the trainable parameters
     that its output does not depend on in training mode (they never train, and DDP needs to be told of them).

@@ -15,7 +15,20 @@ from torch import nn
 from torch.utils.data import Subset
 
 import train
-from conftest import PROJECT, TEST_BATCH_SIZE{{ ', TEST_DATA_CONFIG' if cookiecutter.task == 'classification' or (cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder') }}, epoch_lines, help_of, load, only_run, run, snapshot
+from conftest import (
+    PROJECT,
+    SMALL_MODEL,
+    TEST_BATCH_SIZE,
+{%- if cookiecutter.task == 'classification' or (cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder') %}
+    TEST_DATA_CONFIG,
+{%- endif %}
+    epoch_lines,
+    help_of,
+    load,
+    only_run,
+    run,
+    snapshot,
+)
 from dataset import {{ 'augment, ' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' }}build_datasets{{ ', collate_fn' if cookiecutter.task == 'classification' }}
 from model import build_model
 from runfiles import METRIC_NAME, RunError
@@ -31,6 +44,7 @@ from utils import (
     classes_of,
     load_model_state,
 {%- endif %}
+    model_memory_errors,
     optimizer_groups,
     parse_args,
     setup_device,
@@ -690,6 +704,30 @@ def test_a_model_that_returns_another_shape_in_training_mode_stops_before_anythi
                        + '$'):
         run(data_args + ['--n_epoch', 1])
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+def test_a_model_too_large_for_memory_is_a_one_line_error_before_anything_is_written(workdir, data_args):
+    width_option = SMALL_MODEL[0]  # a typo'd width (10**12): before, the allocator's traceback
+    with pytest.raises(RunError, match=r"^the model does not fit in cpu's memory \(an allocation of [\d,.]+ GB failed\); "
+                                       rf"pass smaller sizes among .*{width_option[2:]}.*, or build a smaller model"):
+        run(data_args + ['--n_epoch', 1, width_option, 10**12])
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
+
+
+@pytest.mark.parametrize('error, failed', [
+    (torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 3.64 TiB. GPU 0 has a total capacity of 79 '
+                                 'GiB\nof which ...'), 'CUDA out of memory. Tried to allocate 3.64 TiB. GPU 0 has a '
+                                                        'total capacity of 79 GiB'),
+    (MemoryError(), 'MemoryError'),  # Python's own, from a model that builds a huge list, say
+    (RuntimeError('mat1 and mat2 shapes cannot be multiplied'), None),  # not a memory error: raised as it is
+])
+def test_only_an_allocation_that_fails_while_the_model_is_built_is_named_a_memory_error(error, failed):
+    with pytest.raises(RunError if failed else type(error)) as raised, model_memory_errors(torch.device('cuda'),
+                                                                                            ('width', 'depth')):
+        raise error
+    expected = (f"the model does not fit in cuda's memory ({failed}); pass smaller sizes among width, depth, or "
+                'build a smaller model in model.py') if failed else str(error)
+    assert str(raised.value) == expected
 
 
 def test_early_stop_triggers_after_early_stop_epochs_without_improvement(workdir, data_args, monkeypatch):
