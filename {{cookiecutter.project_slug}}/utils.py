@@ -2019,6 +2019,17 @@ def batched_as(target):
     return f'{tuple(target.shape)} {target.dtype}' if isinstance(target, torch.Tensor) else type(target).__name__
 
 
+def allocation_failure(err):
+    """What an allocation that failed says, in a few words (CUDA's out of memory, the CPU allocator's or Python's
+    MemoryError), or None for another error."""
+    bytes_asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
+    if bytes_asked:  # the CPU allocator's own words are long: their number, in GB
+        return f'an allocation of {int(bytes_asked[1]) / 1e9:,.1f} GB failed'
+    if isinstance(err, MemoryError) or isinstance(err, RuntimeError) and 'out of memory' in str(err):
+        return first_line(err)  # torch.cuda.OutOfMemoryError is a RuntimeError
+    return None
+
+
 @contextlib.contextmanager
 def model_memory_errors(device, size_keys):
     """An allocation that fails while the model is built and moved to `device` is a one-line error naming the sizes
@@ -2026,16 +2037,28 @@ def model_memory_errors(device, size_keys):
     asks for terabytes."""
     try:
         yield
-    except (MemoryError, RuntimeError) as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
-        bytes_asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
-        if bytes_asked:  # the CPU allocator's own words are long: their number, in GB
-            failed = f'an allocation of {int(bytes_asked[1]) / 1e9:,.1f} GB failed'
-        elif isinstance(err, MemoryError) or 'out of memory' in str(err):
-            failed = first_line(err)
-        else:
+    except (MemoryError, RuntimeError) as err:
+        failed = allocation_failure(err)
+        if failed is None:
             raise
         raise RunError(f"the model does not fit in {device.type}'s memory ({failed}); pass smaller sizes among "
                        f"{', '.join(size_keys)}, or build a smaller model in model.py") from None
+
+
+def out_of_memory_fix(err, config, command):
+    """For an allocation that failed mid-run, why and what to run: `command` (the resume, or None where there is
+    nothing to resume) with smaller batches and as many more of them per optimizer step, so that each step sees the
+    same samples (batch_size divided by its smallest factor); None for another error."""
+    failed = allocation_failure(err)
+    if failed is None:
+        return None
+    batch_size = config['batch_size']
+    if batch_size == 1:
+        return f'out of memory at batch_size 1 ({failed}); build a smaller model in model.py'
+    factor = next(f for f in range(2, batch_size + 1) if batch_size % f == 0)
+    options = f"--batch_size {batch_size // factor} --grad_accum_steps {config['grad_accum_steps'] * factor}"
+    how = f'{command} {options}' if command else f'start a new run with {options}'
+    return f'out of memory ({failed}); in smaller batches, as many samples per optimizer step: {how}'
 
 
 def check_one_sample(model, loader, device, config, train_samples):

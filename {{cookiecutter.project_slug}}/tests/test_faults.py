@@ -25,6 +25,7 @@ from conftest import (
     AUGMENT,
     EXACT_ON_THIS_DEVICE,
     PROJECT,
+    TEST_BATCH_SIZE,
     epoch_lines,
     failing_in_a_worker,
     load,
@@ -900,6 +901,62 @@ def test_an_error_between_steps_or_in_validation_saves_the_work_and_resume_is_bi
     assert epoch_lines(logs / 'val.log') == val_lines[:1]
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
     assert f'(epoch 1, step {saved_at[1]}, {saved_at[2]} samples of epoch 2 trained)' in (logs / 'note.log').read_text()
+
+
+CUDA_OUT_OF_MEMORY = torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total '
+                                                 'capacity of 79.19 GiB of which 1.06 GiB is free.\nIncluding ...')
+MEMORY_FIX = ('out of memory (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB '
+              'of which 1.06 GiB is free.); in smaller batches, as many samples per optimizer step: ')
+
+
+def test_out_of_memory_between_steps_names_the_smaller_batches_to_resume_with(workdir, data_args, monkeypatch):
+    def out_of_memory():
+        raise CUDA_OUT_OF_MEMORY
+
+    with monkeypatch.context() as patch, pytest.raises(torch.cuda.OutOfMemoryError):
+        at_batch(patch, 15, out_of_memory)  # epoch 2's fifth batch: its first 4 steps are saved
+        run(data_args + LONG)
+    logs, ckpts = only_run(workdir)
+    options = ['--batch_size', str(TEST_BATCH_SIZE // 2), '--grad_accum_steps', '2']
+    assert (f'error at epoch 2: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step 12; {MEMORY_FIX}'
+            f"python train.py --resume {logs.name} {' '.join(options)}") in (logs / 'train.log').read_text()
+    assert run(['--resume', logs.name, *options]) == 0  # the command it names goes on to the end
+    saved = load(ckpts / 'latest_checkpoint.pt')
+    assert saved['epoch'] == N_EPOCH and (saved['config']['batch_size'], saved['config']['grad_accum_steps']) == (
+        TEST_BATCH_SIZE // 2, 2)
+
+
+@pytest.mark.parametrize('resumed', [False, True])
+def test_out_of_memory_with_nothing_new_saved_still_names_the_smaller_batches(workdir, data_args, monkeypatch,
+                                                                             resumed):
+    if resumed:
+        assert run(data_args + ['--n_epoch', 1]) == 0
+    logs = only_run(workdir)[0] if resumed else None
+
+    def out_of_memory(*args, **kwargs):  # in the backward of the run's first step: nothing of it can be saved
+        raise CUDA_OUT_OF_MEMORY
+
+    monkeypatch.setattr(torch.Tensor, 'backward', out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run(['--resume', logs.name, '--n_epoch', 2] if resumed else data_args + ['--n_epoch', 1])
+    logs = logs or only_run(workdir)[0]
+    epoch = 2 if resumed else 1
+    how = f'python train.py --resume {logs.name}' if resumed else 'start a new run with'
+    assert (f'error at epoch {epoch}: {MEMORY_FIX}{how} --batch_size {TEST_BATCH_SIZE // 2} --grad_accum_steps 2'
+            in (logs / 'train.log').read_text())
+
+
+@pytest.mark.parametrize('batch_size, grad_accum_steps, fix', [
+    (12, 3, 'python train.py --resume x --batch_size 6 --grad_accum_steps 6'),
+    (9, 1, 'python train.py --resume x --batch_size 3 --grad_accum_steps 3'),  # 9 samples a step, as before
+    (1, 1, None),
+])
+def test_out_of_memory_fix_keeps_the_samples_per_optimizer_step(batch_size, grad_accum_steps, fix):
+    config = {'batch_size': batch_size, 'grad_accum_steps': grad_accum_steps}
+    line = utils.out_of_memory_fix(MemoryError(), config, 'python train.py --resume x')
+    assert line == (f'out of memory (MemoryError); in smaller batches, as many samples per optimizer step: {fix}' if fix
+                    else 'out of memory at batch_size 1 (MemoryError); build a smaller model in model.py')
+    assert utils.out_of_memory_fix(RuntimeError('mat1 and mat2 shapes cannot be multiplied'), config, 'x') is None
 
 
 def test_an_error_after_validation_saves_nothing(workdir, data_args, monkeypatch):
