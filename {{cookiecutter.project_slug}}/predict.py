@@ -37,6 +37,7 @@ from runfiles import (
     project_folder_note,
 )
 from utils import (
+    allocation_failure,
     bar_options,
     batched_as,
     check_minimums,
@@ -262,6 +263,10 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
             try:
                 result = model(*[x.to(device) for x in inputs])
             except RuntimeError as err:
+                failed = allocation_failure(err)  # CUDA's out of memory is a RuntimeError too
+                if failed:
+                    raise RunError(f'out of memory in a batch of {len(inputs[0])} samples ({failed}); pass a smaller '
+                                   '--batch_size') from None
                 raise RunError(f'the data does not fit the model ({str(err).splitlines()[0]}); '
                                "check its shape against the checkpoint's config") from None
             if dataset.has_labels:

@@ -1311,12 +1311,20 @@ def predict_with_a_hook(workdir, data_args, monkeypatch, hook):
     predict.predict(ckpts / 'best_checkpoint.pt', data, workdir / 'p.csv', batch_size=2)
 
 
-def test_predict_leaves_no_half_written_file(workdir, data_args, monkeypatch):
+@pytest.mark.parametrize('error, message', [
+    (RuntimeError('shape mismatch'), "the data does not fit the model (shape mismatch); check its shape against the "
+                                     "checkpoint's config"),
+    # before, named a shape mismatch too
+    (torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB.\nIncluding ...'),
+     'out of memory in a batch of 2 samples (CUDA out of memory. Tried to allocate 2.00 GiB.); pass a smaller '
+     '--batch_size'),
+], ids=['shape', 'memory'])
+def test_predict_leaves_no_half_written_file(workdir, data_args, monkeypatch, error, message):
     def fail_on_the_second_batch(batch):
         if batch == 2:
-            raise RuntimeError('shape mismatch')
+            raise error
 
-    with pytest.raises(RunError, match='the data does not fit the model'):
+    with pytest.raises(RunError, match=f'^{re.escape(message)}$'):
         predict_with_a_hook(workdir, data_args, monkeypatch, fail_on_the_second_batch)
     assert not (workdir / 'p.csv').exists() and not list(workdir.glob('.p.csv.*'))
 
