@@ -6,6 +6,8 @@
 #                                    (inductor), then resumed for one more epoch
 #   tf32_run                         a wide MLP, 3 epochs with --matmul_precision highest, then high (TF32):
 #                                    each one's metrics.csv (epoch_seconds, and the losses both reach)
+#   oom_run                          a CNN too wide to build (one line), then batches too large for the GPU:
+#                                    train.log's out-of-memory line, which names smaller batches
 # Each stage writes <out>/<stage>.txt and has its own time limit, so one that hangs costs only itself.
 #
 #   bash benchmarks/cuda_check.sh [out_dir [stage ...]]   # default: cuda_check_out, every stage;
@@ -14,7 +16,7 @@
 # Needs cookiecutter, torch with CUDA, tqdm and torchinfo; Lightning for the benchmark's third loop.
 # Set QUICK=1 for a smoke run of the script itself (small benchmark data; works on a CPU too).
 set -u
-STAGES="bench_amp_none tests_cnn bench_amp_bf16 fp16_compile_run tests_mlp tf32_run"
+STAGES="bench_amp_none tests_cnn bench_amp_bf16 fp16_compile_run tests_mlp tf32_run oom_run"
 stages=("${@:2}")
 for name in "${stages[@]}"; do
     [[ " $STAGES " == *" $name "* ]] || { echo "error: unknown stage '$name'; the stages are: $STAGES" >&2; exit 2; }
@@ -76,4 +78,11 @@ stage tf32_run 240 bash -c "cd $work/mlp/*/ && for precision in highest high; do
     $python train.py --n_epoch 3 ${wide[*]} --matmul_precision \$precision --loggers_dir tf32/\$precision/logs \
         --checkpoints_dir tf32/\$precision/checkpoints > /dev/null || exit 1
     echo matmul_precision \$precision; cat tf32/\$precision/logs/metrics.csv; done"
+# 2048 images of 512x512, 64 base channels: the first convolution's output alone is 137 GB, its BatchNorm's as
+# much again. On a CPU (QUICK) only the first part runs
+huge=(--n_samples 2600 --image_size 512 --base_channels 64 --batch_size 2048 --warmup_steps 10)
+stage oom_run 240 bash -c "cd $work/cnn/*/ && mkdir -p oom && cd oom &&
+    { $python ../train.py --n_epoch 1 --base_channels 1000000000000; echo exit \$?; } &&
+    if [ -z '$quick' ]; then $python ../train.py --n_epoch 1 ${huge[*]} 2>&1 | tail -n 2; echo exit \${PIPESTATUS[0]};
+        grep -h 'error at' loggers/*/train.log; fi"
 rm -rf "$work"

@@ -98,6 +98,17 @@ def test_cuda_checks_tf32_stage_trains_once_at_each_precision(tmp_path):
             ['1,', '2,', '3,'], log
 
 
+def test_cuda_checks_oom_stage_shows_the_one_line_error_of_a_model_too_large(tmp_path):
+    """QUICK=1 leaves out the batches too large for a GPU (on a CPU they would allocate tens of GB)."""
+    result = subprocess.run(['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh'), str(tmp_path), 'oom_run'],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'PYTHON': sys.executable, 'QUICK': '1'})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'summary.txt').read_text().startswith('== oom_run: exit 0 in ')
+    log = (tmp_path / 'oom_run.txt').read_text().splitlines()
+    assert log[-2].startswith('error: the model does not fit in memory (an allocation of ') and log[-1] == 'exit 2', log
+
+
 def test_cuda_check_refuses_an_unknown_stage_or_a_folder_with_logs_in_it(tmp_path):
     script = ['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh')]
     result = subprocess.run(script + [str(tmp_path / 'new'), 'tests_cnnn'], capture_output=True, text=True, timeout=60)

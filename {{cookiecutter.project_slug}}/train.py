@@ -605,7 +605,7 @@ def main(argv=None):
     # and parameters the output does not depend on never train (DDP has to be told of them).
     # The matmul precision is set after 3.6, so that the data is made the same whatever it is (resume checks it)
     torch.set_float32_matmul_precision(config['matmul_precision'])
-    with model_memory_errors(device, SHAPE_KEYS):  # a typo'd size: one line, not the allocator's traceback
+    with model_memory_errors(SHAPE_KEYS):  # a typo'd size: one line, not the allocator's traceback
         model = build_model(config).to(device)
     unused_parameters = check_one_sample(model, valid_loader, device, config, len(train_loader.sampler))
 {%- if cookiecutter.model == 'cnn' %}

@@ -2025,24 +2025,24 @@ def allocation_failure(err):
     bytes_asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
     if bytes_asked:  # the CPU allocator's own words are long: their number, in GB
         return f'an allocation of {int(bytes_asked[1]) / 1e9:,.1f} GB failed'
-    if isinstance(err, MemoryError) or isinstance(err, RuntimeError) and 'out of memory' in str(err):
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and 'out of memory' in str(err)):
         return first_line(err)  # torch.cuda.OutOfMemoryError is a RuntimeError
     return None
 
 
 @contextlib.contextmanager
-def model_memory_errors(device, size_keys):
-    """An allocation that fails while the model is built and moved to `device` is a one-line error naming the sizes
-    to make smaller (`size_keys`: model.py's SHAPE_KEYS), instead of the allocator's traceback: a typo'd width
-    asks for terabytes."""
+def model_memory_errors(size_keys):
+    """An allocation that fails while the model is built (in host memory) and moved to its device is a one-line
+    error naming the sizes to make smaller (`size_keys`: model.py's SHAPE_KEYS), instead of the allocator's
+    traceback: a typo'd width asks for terabytes. The allocator's words say which memory ran out."""
     try:
         yield
     except (MemoryError, RuntimeError) as err:
         failed = allocation_failure(err)
         if failed is None:
             raise
-        raise RunError(f"the model does not fit in {device.type}'s memory ({failed}); pass smaller sizes among "
-                       f"{', '.join(size_keys)}, or build a smaller model in model.py") from None
+        raise RunError(f"the model does not fit in memory ({failed}); pass smaller sizes among {', '.join(size_keys)}, "
+                       'or build a smaller model in model.py') from None
 
 
 def out_of_memory_fix(err, config, command):

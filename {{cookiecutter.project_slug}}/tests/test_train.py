@@ -708,7 +708,7 @@ def test_a_model_that_returns_another_shape_in_training_mode_stops_before_anythi
 
 def test_a_model_too_large_for_memory_is_a_one_line_error_before_anything_is_written(workdir, data_args):
     width_option = SMALL_MODEL[0]  # a typo'd width (10**12): before, the allocator's traceback
-    with pytest.raises(RunError, match=r"^the model does not fit in cpu's memory \(an allocation of [\d,.]+ GB failed\); "
+    with pytest.raises(RunError, match=r"^the model does not fit in memory \(an allocation of [\d,.]+ GB failed\); "
                                        rf"pass smaller sizes among .*{width_option[2:]}.*, or build a smaller model"):
         run(data_args + ['--n_epoch', 1, width_option, 10**12])
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
@@ -722,11 +722,10 @@ def test_a_model_too_large_for_memory_is_a_one_line_error_before_anything_is_wri
     (RuntimeError('mat1 and mat2 shapes cannot be multiplied'), None),  # not a memory error: raised as it is
 ])
 def test_only_an_allocation_that_fails_while_the_model_is_built_is_named_a_memory_error(error, failed):
-    with pytest.raises(RunError if failed else type(error)) as raised, model_memory_errors(torch.device('cuda'),
-                                                                                            ('width', 'depth')):
+    with pytest.raises(RunError if failed else type(error)) as raised, model_memory_errors(('width', 'depth')):
         raise error
-    expected = (f"the model does not fit in cuda's memory ({failed}); pass smaller sizes among width, depth, or "
-                'build a smaller model in model.py') if failed else str(error)
+    expected = (f'the model does not fit in memory ({failed}); pass smaller sizes among width, depth, or build a '
+                'smaller model in model.py') if failed else str(error)
     assert str(raised.value) == expected
 
 
