@@ -3,6 +3,7 @@ errors, and the CUDA check script's stage selection."""
 
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import time
@@ -73,25 +74,29 @@ def test_benchmark_refuses_what_this_machine_cannot_run(args, message):
     assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr
 
 
+def run_cuda_check_stage(out, stage, quick=False):
+    """cuda_check.sh's one stage on the CPU (QUICK=1: its small sizes); returns the stage's exit code, as its summary
+    line says, and its log's lines."""
+    env = {**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'PYTHON': sys.executable, **({'QUICK': '1'} if quick else {})}
+    result = subprocess.run(['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh'), str(out), stage],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    summary = re.fullmatch(rf'== {stage}: exit (\d+) in \d+ s\n', (out / 'summary.txt').read_text())
+    assert summary, (out / 'summary.txt').read_text()
+    return int(summary[1]), (out / f'{stage}.txt').read_text().splitlines()
+
+
 def test_cuda_check_runs_only_the_named_stages_and_logs_each(tmp_path):
     """On a CPU the fp16 stage must fail with train.py's one-line error; no benchmark stage may run."""
-    result = subprocess.run(['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh'), str(tmp_path), 'fp16_compile_run'],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'PYTHON': sys.executable})
-    assert result.returncode == 0, result.stderr
+    code, log = run_cuda_check_stage(tmp_path, 'fp16_compile_run')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['env.txt', 'fp16_compile_run.txt', 'summary.txt']
-    assert (tmp_path / 'summary.txt').read_text().startswith('== fp16_compile_run: exit 2 in ')
-    assert 'error: amp fp16 needs CUDA' in (tmp_path / 'fp16_compile_run.txt').read_text()
+    assert code == 2 and any(line.startswith('error: amp fp16 needs CUDA') for line in log), log
 
 
 def test_cuda_checks_tf32_stage_trains_once_at_each_precision(tmp_path):
     """QUICK=1 shrinks the wide MLP, so the stage runs on a CPU too (where both precisions compute in float32)."""
-    result = subprocess.run(['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh'), str(tmp_path), 'tf32_run'],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'PYTHON': sys.executable, 'QUICK': '1'})
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / 'summary.txt').read_text().startswith('== tf32_run: exit 0 in ')
-    log = (tmp_path / 'tf32_run.txt').read_text().splitlines()
+    code, log = run_cuda_check_stage(tmp_path, 'tf32_run', quick=True)
+    assert code == 0, log
     blocks = [log.index(f'matmul_precision {precision}') for precision in ('highest', 'high')]
     for start in blocks:  # each run's metrics.csv: the header, then its 3 epochs
         assert log[start + 1].startswith('epoch,step,') and [line[:2] for line in log[start + 2:start + 5]] == \
@@ -100,13 +105,8 @@ def test_cuda_checks_tf32_stage_trains_once_at_each_precision(tmp_path):
 
 def test_cuda_checks_oom_stage_shows_the_one_line_error_of_a_model_too_large(tmp_path):
     """QUICK=1 leaves out the batches too large for a GPU (on a CPU they would allocate tens of GB)."""
-    result = subprocess.run(['bash', str(TEMPLATE / 'benchmarks' / 'cuda_check.sh'), str(tmp_path), 'oom_run'],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': '', 'PYTHON': sys.executable, 'QUICK': '1'})
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / 'summary.txt').read_text().startswith('== oom_run: exit 0 in ')
-    log = (tmp_path / 'oom_run.txt').read_text().splitlines()
-    assert log[-2].startswith('error: the model does not fit in memory (an allocation of ') and log[-1] == 'exit 2', log
+    code, log = run_cuda_check_stage(tmp_path, 'oom_run', quick=True)
+    assert code == 0 and log[-2].startswith('error: the model does not fit in memory (an allocation of ') and log[-1] == 'exit 2', log
 
 
 def test_cuda_check_refuses_an_unknown_stage_or_a_folder_with_logs_in_it(tmp_path):
