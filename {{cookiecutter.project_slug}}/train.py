@@ -78,6 +78,7 @@ from utils import (
     create_logger,
     data_fingerprint,
     epochs_text,
+    error_fix,
     exit_on_stop,
     exit_process,
     failure_noted,
@@ -100,7 +101,6 @@ from utils import (
     on_error,
     open_tensorboard,
     optimizer_groups,
-    out_of_memory_fix,
     own_epoch_totals,
     parse_args,
     provenance,
@@ -265,8 +265,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         return where
 
     def save_after_error(err):
-        """An error mid-epoch (a bad batch, out of memory) keeps the steps done; the error goes on. Out of memory
-        names the smaller batches to go on with.
+        """An error mid-epoch (a bad batch, out of memory) keeps the steps done; the error goes on. Errors it
+        knows name their fix (error_fix: out of memory, the smaller batches to go on with).
 
         After Ctrl-C or SIGTERM, an error is the signal's doing: the terminal (or batch system) signals the
         whole process group, and a child process that dies of it (torch.compile's C++ compiler, say) fails
@@ -283,12 +283,12 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             finish(f'interrupted ({stop.name})', stop.exit_code)
             return Interrupted(stop.exit_code)
         resumable = where is not None or os.path.exists(latest_path)
-        memory_fix = out_of_memory_fix(err, config, resume_command(config['checkpoints_dir']) if resumable else None)
+        fix = error_fix(err, config, resume_command(config['checkpoints_dir']) if resumable else None)
         if where is not None:
             train_logger.info(f'error at epoch {epoch + 1}{where}: saved {latest_path} at step {step}; '
-                              f"{memory_fix or f'fix the cause, then {resume}'}")
-        elif memory_fix:  # nothing new saved: the run goes on from its last save, if any
-            train_logger.info(f'error at epoch {epoch + 1}: {memory_fix}')
+                              f"{fix or f'fix the cause, then {resume}'}")
+        elif fix:  # nothing new saved: the run goes on from its last save, if any
+            train_logger.info(f'error at epoch {epoch + 1}: {fix}')
         return None
 
     def finish(status, exit_code):

@@ -2061,6 +2061,22 @@ def out_of_memory_fix(err, config, command):
     return f'out of memory ({failed}); in smaller batches, as many samples per optimizer step: {how}'
 
 
+def error_fix(err, config, command):
+    """What train.log names in place of "fix the cause" after an error mid-run that it knows, with `command` (the
+    resume, or None where there is nothing to resume from): smaller batches for out of memory{{ '' if cookiecutter.task == 'regression' else ", and the labels
+    for a class index outside num_classes (a dataset without `targets`, which step 3.6 cannot check)" }}; else None."""
+{%- if cookiecutter.task == 'classification' %}
+    label = re.fullmatch(r'Target (-?\d+) is out of bounds\.?', first_line(err)) if isinstance(err, IndexError) else None
+    if label:  # the CPU's cross-entropy; CUDA's is a device-side assert that names no label
+        k, value = config['num_classes'], int(label[1])
+        new_run = f' (or start a new run with --num_classes {value + 1})' if value >= k else ''
+        then = f'then resume with: {command}' if command else 'then start the run again'
+        return (f"a sample has label {value}, outside the classes 0..{k - 1} (the loss's {first_line(err)!r}): fix the "
+                f'labels in dataset.py{new_run}, {then}; a dataset with `targets` has them all checked at the start')
+{%- endif %}
+    return out_of_memory_fix(err, config, command)
+
+
 def check_one_sample(model, loader, device, config, train_samples):
     """Run one sample through the model before training; return the names of the trainable parameters
     that its output does not depend on in training mode (they never train, and DDP needs to be told of them).

@@ -361,6 +361,40 @@ def test_labels_outside_the_class_indices_stop_before_anything_is_written(workdi
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
+class OneLabelChanged(ChangedSamples):
+    """A dataset of your own without `targets`: `dataset`'s samples, with sample `index` labelled `label`."""
+
+    def __init__(self, dataset, index, label):
+        super().__init__(dataset, target_changed(lambda target: torch.tensor(label)))
+        self.index = index
+
+    def __getitem__(self, index):
+        return super().__getitem__(index) if index == self.index else self.dataset[index]
+
+
+def test_a_label_outside_the_classes_mid_run_names_the_labels_and_the_resume(workdir, data_args, monkeypatch):
+    # without `targets` only the first validation sample's label is checked at the start; before, a later one
+    # outside the classes stopped the run with "fix the cause" and the loss's "Target 10 is out of bounds"
+    def with_a_bad_label(config):
+        train_split, valid_split = build_datasets(config)
+        return train_split, OneLabelChanged(valid_split, len(valid_split) - 1, config['num_classes'])
+
+    monkeypatch.setattr(train, 'build_datasets', with_a_bad_label)
+    with pytest.raises(IndexError):
+        run(data_args + ['--n_epoch', 2])
+    logs, ckpts = only_run(workdir)
+    k = load(ckpts / 'latest_checkpoint.pt')['config']['num_classes']
+    log = (logs / 'train.log').read_text()
+    assert re.search(rf'error at epoch 1 in validation: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step '
+                     rf"\d+; a sample has label {k}, outside the classes 0\.\.{k - 1} \(the loss's 'Target {k} is out "
+                     rf"of bounds\.'\): fix the labels in dataset.py \(or start a new run with --num_classes {k + 1}\), "
+                     rf'then resume with: python train.py --resume {logs.name}; a dataset with `targets` has them all '
+                     'checked at the start\n', log), log
+    monkeypatch.setattr(train, 'build_datasets', build_datasets)  # the labels fixed: the named resume goes on
+    assert run(['--resume', logs.name]) == 0
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
+
+
 def test_the_label_check_reads_the_labels_of_each_split_only():
     from utils import check_label_range
 
