@@ -141,7 +141,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
-    resume = f"resume with: {resume_command(config['checkpoints_dir'])}"
+    resume_cmd = resume_command(config['checkpoints_dir'])
+    resume = f'resume with: {resume_cmd}'
     metrics = MetricsFile(os.path.join(config['loggers_dir'], 'metrics.csv'))  # a full disk: rows wait, training goes on
     tensorboard = None  # loggers stay silent off rank 0; tensorboard and metrics.csv are rank 0's too
     if config['tensorboard'] and is_master():
@@ -283,7 +284,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             finish(f'interrupted ({stop.name})', stop.exit_code)
             return Interrupted(stop.exit_code)
         resumable = where is not None or os.path.exists(latest_path)
-        fix = error_fix(err, config, resume_command(config['checkpoints_dir']) if resumable else None)
+        fix = error_fix(err, config, resume_cmd if resumable else None)
         if where is not None:
             train_logger.info(f'error at epoch {epoch + 1}{where}: saved {latest_path} at step {step}; '
                               f"{fix or f'fix the cause, then {resume}'}")
