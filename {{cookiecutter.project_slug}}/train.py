@@ -141,7 +141,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     best_path = os.path.join(config['checkpoints_dir'], 'best_checkpoint.pt')
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
-    resume_cmd = resume_command(config['checkpoints_dir'])
+    resume_cmd = resume_command(config['checkpoints_dir'], world_size=world_size)
     resume = f'resume with: {resume_cmd}'
     metrics = MetricsFile(os.path.join(config['loggers_dir'], 'metrics.csv'))  # a full disk: rows wait, training goes on
     tensorboard = None  # loggers stay silent off rank 0; tensorboard and metrics.csv are rank 0's too

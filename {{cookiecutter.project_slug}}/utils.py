@@ -1545,12 +1545,25 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
                    f"or timestamp under '{checkpoints_root}'{project_folder_note(*candidates)}")
 
 
-def resume_command(checkpoints_dir, checkpoints_root='./checkpoints'):
+def resume_command(checkpoints_dir, checkpoints_root='./checkpoints', world_size=1):
     """The command that resumes the run saved in checkpoints_dir, as a stopped run's last line shows it: by its
-    timestamp (or --run_name) when it is under checkpoints_root, else by its folder (a --checkpoints_dir elsewhere)."""
+    timestamp (or --run_name) when it is under checkpoints_root, else by its folder (a --checkpoints_dir elsewhere);
+    launched as this run was (launch_command), since the same number of processes resumes it exactly."""
     folder = Path(checkpoints_dir)
     under_root = (Path(checkpoints_root) / folder.name).resolve() == folder.resolve()
-    return f'python train.py --resume {shlex.quote(folder.name if under_root else str(folder))}'
+    return f'{launch_command(world_size)} --resume {shlex.quote(folder.name if under_root else str(folder))}'
+
+
+def launch_command(world_size):
+    """`python train.py`, or under torchrun the torchrun command with as many processes: on one machine
+    (torchrun's LOCAL_WORLD_SIZE is the whole world) a complete one; on several, the rendezvous options
+    (endpoint, id) are left for the user to repeat, as they are not known to the workers."""
+    if world_size == 1:
+        return 'python train.py'
+    per_node = int(os.environ.get('LOCAL_WORLD_SIZE', world_size))
+    if per_node >= world_size:
+        return f'torchrun --standalone --nproc_per_node={world_size} train.py'
+    return f'torchrun --nnodes={world_size // per_node} --nproc_per_node={per_node} <rendezvous options> train.py'
 
 
 def branch_reason(path, checkpoint, loggers_dir):

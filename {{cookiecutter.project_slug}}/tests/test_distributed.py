@@ -211,6 +211,23 @@ def test_under_torchrun_a_stop_is_agreed_within_seconds_of_slow_steps_not_at_the
     assert 5 <= step <= 12, step  # about 0.3 s of 0.1 s steps after the 5th (the first agreement came after one)
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert (checkpoint['step'], checkpoint['samples_done']) == (step, 2 * step)  # a rank's samples
+    # the line names torchrun with as many processes, which resumes the run exactly; that command goes to the end
+    command = re.search(r'; resume with: (.*)$', train_log, re.MULTILINE).group(1)
+    assert command == f'torchrun --standalone --nproc_per_node=2 train.py --resume {logs.name}', command
+    result = run_torchrun([PROJECT / 'train.py', '--resume', logs.name], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f'(epoch 0, step {step}, {2 * step} samples per process of epoch 1 trained)' in (logs / 'train.log').read_text()
+    assert len(epoch_lines(logs / 'val.log')) == 1
+
+
+def test_the_resume_command_names_the_launch_with_as_many_processes(monkeypatch):
+    monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
+    assert utils.launch_command(1) == 'python train.py'
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')
+    assert utils.launch_command(4) == 'torchrun --standalone --nproc_per_node=4 train.py'
+    assert utils.launch_command(16) == 'torchrun --nnodes=4 --nproc_per_node=4 <rendezvous options> train.py'
+    assert utils.resume_command('checkpoints/run 1', world_size=4) == \
+        "torchrun --standalone --nproc_per_node=4 train.py --resume 'run 1'"
 
 
 # Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>
