@@ -46,6 +46,7 @@ from utils import (
     load_model_state,
     local_device,
     metric_per_sample,
+    model_memory_errors,
     resolve_checkpoint,
 )
 
@@ -229,10 +230,11 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     checkpoint = load_checkpoint(checkpoint_path)
     # a key added to DATA_CONFIG or MODEL_CONFIG after the run was saved takes its default, as on resume
     config, classes = {**DATA_CONFIG, **MODEL_CONFIG, **checkpoint['config']}, checkpoint.get('classes')
-    model = build_model(config)
-    load_model_state(model, checkpoint['model'], checkpoint_path)
     device = local_device()
-    model.to(device).eval()
+    with model_memory_errors(fix="its sizes are the checkpoint's: predict on a machine with more memory"):
+        model = build_model(config)
+        load_model_state(model, checkpoint['model'], checkpoint_path)
+        model.to(device).eval()
     dataset = build_predict_dataset(config, data, classes=classes, n_samples=n_samples)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 {%- if cookiecutter.task == 'classification' %}

@@ -2044,18 +2044,18 @@ def allocation_failure(err):
 
 
 @contextlib.contextmanager
-def model_memory_errors(size_keys):
+def model_memory_errors(size_keys=(), fix=None):
     """An allocation that fails while the model is built (in host memory) and moved to its device is a one-line
-    error naming the sizes to make smaller (`size_keys`: model.py's SHAPE_KEYS), instead of the allocator's
-    traceback: a typo'd width asks for terabytes. The allocator's words say which memory ran out."""
+    error naming the sizes to make smaller (`size_keys`: model.py's SHAPE_KEYS), or `fix`, instead of the
+    allocator's traceback: a typo'd width asks for terabytes. The allocator's words say which memory ran out."""
     try:
         yield
     except (MemoryError, RuntimeError) as err:
         failed = allocation_failure(err)
         if failed is None:
             raise
-        raise RunError(f"the model does not fit in memory ({failed}); pass smaller sizes among {', '.join(size_keys)}, "
-                       'or build a smaller model in model.py') from None
+        fix = fix or f"pass smaller sizes among {', '.join(size_keys)}, or build a smaller model in model.py"
+        raise RunError(f'the model does not fit in memory ({failed}); {fix}') from None
 
 
 def out_of_memory_fix(err, config, command):

@@ -26,6 +26,7 @@ import utils
 from conftest import (
     PROJECT,
     SHOWN_E9,
+    SMALL_MODEL,
 {%- if cookiecutter.task == 'classification' %}
     TEST_DATA_CONFIG,
 {%- endif %}
@@ -1327,6 +1328,19 @@ def test_predict_leaves_no_half_written_file(workdir, data_args, monkeypatch, er
     with pytest.raises(RunError, match=f'^{re.escape(message)}$'):
         predict_with_a_hook(workdir, data_args, monkeypatch, fail_on_the_second_batch)
     assert not (workdir / 'p.csv').exists() and not list(workdir.glob('.p.csv.*'))
+
+
+def test_predict_with_a_model_too_large_for_memory_is_a_one_line_error_with_nothing_written(workdir, data_args):
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    _, ckpts = only_run(workdir)
+    checkpoint = torch.load(ckpts / 'best_checkpoint.pt', weights_only=True)
+    checkpoint['config'][SMALL_MODEL[0][2:]] = 10**12  # as if trained on a machine with far more memory
+    torch.save(checkpoint, workdir / 'huge.pt')
+    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    with pytest.raises(RunError, match=r"^the model does not fit in memory \(an allocation of [\d,.]+ GB failed\); "
+                                       r"its sizes are the checkpoint's: predict on a machine with more memory$"):
+        predict.predict(workdir / 'huge.pt', data, workdir / 'p.csv')
+    assert not (workdir / 'p.csv').exists()
 
 
 def test_predict_on_a_full_disk_is_one_line_and_leaves_no_half_written_file(workdir, data_args, monkeypatch):
