@@ -283,6 +283,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                                   f'({type(err).__name__}: {first_line(err)}{details}); {kept}')
             finish(f'interrupted ({stop.name})', stop.exit_code)
             return Interrupted(stop.exit_code)
+        if not is_master():  # rank 0 then fails in a collective, "closed by peer": the cause is this rank's
+            write_traceback(err, config['loggers_dir'], rank)
         resumable = where is not None or os.path.exists(latest_path)
         fix = error_fix(err, config, resume_cmd if resumable else None)
         if where is not None:

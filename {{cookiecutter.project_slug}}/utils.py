@@ -1900,12 +1900,14 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     return resized
 
 
-def write_traceback(err, folder):
+def write_traceback(err, folder, rank=0):
     """Keep the error's whole traceback in folder/traceback.txt, where a failed or interrupted run shows one line of
     it (appended, after the time: a resumed run may stop so again; on a line of its own after one cut short by a
-    crash). Returns the clause that says where it is ('' if it could not be written: the run is stopping anyway)."""
+    crash). Under DDP a rank other than 0 names itself after the time. Returns the clause that says where it is
+    ('' if it could not be written: the run is stopping anyway; or the folder is on another machine)."""
     path = os.path.join(folder, 'traceback.txt')
-    text = f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n{''.join(traceback.format_exception(err))}\n"
+    header = time.strftime('%Y-%m-%d %H:%M:%S') + (f' rank {rank}' if rank else '')
+    text = f"{header}\n{''.join(traceback.format_exception(err))}\n"
     try:
         with open(path, 'a+b') as f:  # backslashreplace: a file name's undecodable bytes (surrogates) are no new error
             f.write(('\n' * cut_short(f) + text).encode('utf-8', 'backslashreplace'))

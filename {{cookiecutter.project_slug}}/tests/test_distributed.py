@@ -230,6 +230,39 @@ def test_the_resume_command_names_the_launch_with_as_many_processes(monkeypatch)
         "torchrun --standalone --nproc_per_node=4 train.py --resume 'run 1'"
 
 
+# Rank 1 alone fails at its 5th training batch
+RANK_ONE_FAILS = """
+import os, runpy, sys
+sys.path.insert(0, {project!r})
+import utils
+add, batches = utils.EpochMeter.add, []
+
+
+def failing_add(self, *args):
+    batches.append(None)
+    if len(batches) == 5 and os.environ['RANK'] == '1':
+        raise ValueError('the cause, on rank 1')
+    return add(self, *args)
+
+
+utils.EpochMeter.add = failing_add
+runpy.run_path(os.path.join({project!r}, 'train.py'), run_name='__main__')
+"""
+
+
+def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_traceback_file(workdir, data_args, tmp_path_factory):
+    # rank 0 writes the logs, and fails with its peer ("Connection closed by peer"): before, the cause was in
+    # rank 1's console output only
+    script = script_file(tmp_path_factory, RANK_ONE_FAILS.format(project=str(PROJECT)))
+    result = run_torchrun([script] + data_args + ['--n_epoch', '1', '--batch_size', '2'], workdir)
+    assert result.returncode != 0, result.stdout[-3000:]
+    logs, _ = only_run(workdir)
+    tracebacks = (logs / 'traceback.txt').read_text()
+    assert re.search(r'^\S+ \S+ rank 1\nTraceback \(most recent call last\):\n.*^ValueError: the cause, on rank 1$',
+                     tracebacks, re.MULTILINE | re.DOTALL), tracebacks[-3000:]
+    assert 'status: failed' in (logs / 'note.log').read_text()
+
+
 # Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>
 NORMS_RECORDED = """
 import os, runpy, sys, torch
