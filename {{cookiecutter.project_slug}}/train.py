@@ -3,7 +3,7 @@
 """Train the model.
 
     python train.py                                  # defaults below
-    python train.py --lr 3e-4 --n_epoch 10           # override any config key
+    python train.py --lr 3e-4 --warmup_steps 100     # override any config key
     python train.py --resume 20260101_120000         # continue that run exactly
     python train.py --run_name exp1                  # a run in loggers/exp1; the same command continues it
 
