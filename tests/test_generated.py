@@ -296,6 +296,19 @@ def test_the_readme_quick_start_trains_and_accuracy_rises(baked, tmp_path, datas
 
 
 @pytest.mark.slow
+def test_compile_on_a_machine_without_a_cxx_compiler_is_one_line_before_anything_is_written(baked, tmp_path):
+    """The real torch.compile, with no compiler on PATH: the generated tests can only fake its error."""
+    project = baked('classification', 'mlp', 'synthetic')
+    result = subprocess.run([sys.executable, str(project / 'train.py'), '--n_epoch', '1', '--n_samples', '64',
+                             '--compile', 'true'], cwd=tmp_path, capture_output=True, text=True,
+                            env={**ENV, 'PATH': str(tmp_path / 'nothing'), 'CXX': '', 'CC': ''})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert re.fullmatch(r'error: --compile true: torch\.compile fails on this machine \(InvalidCxxCompiler: .+\); '
+                        r'install a C\+\+ compiler \(g\+\+ or clang\), or pass --compile false\n', result.stderr), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_benchmark_quick_run_prints_its_ratios():
     """CI only checks that the benchmark runs and ends with one parseable line per workload.
     (--no-control here saves CI a loop per workload; the next test runs the control.)"""

@@ -57,6 +57,7 @@ from utils import (
     branch_reason,
     broadcast,
     carry_best,
+    check_compile,
     check_config,
     check_device_config,
 {%- if cookiecutter.task == 'classification' %}
@@ -616,6 +617,7 @@ def main(argv=None):
         model = model.to(memory_format=torch.channels_last)
 {%- endif %}
     if config['compile']:
+        check_compile(device)  # no compiler, say: one line now, not a traceback at the first step
         model = torch.compile(model)
     if is_distributed():
         model = DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,

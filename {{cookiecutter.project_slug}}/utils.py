@@ -2092,6 +2092,21 @@ def error_fix(err, config, command):
     return out_of_memory_fix(err, config, command)
 
 
+def check_compile(device):
+    """--compile true: compile and run a one-line function first, so that a machine that lacks what torch.compile
+    needs (a C++ compiler for the CPU, a C compiler for CUDA's Triton; a Python newer than this torch's compiler)
+    is a one-line error before the run starts, not a traceback at its first step. A second or two."""
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(2, device=device))
+    except Exception as err:
+        while getattr(err, 'inner_exception', None) or err.__cause__:  # torch wraps the compiler's own error
+            err = getattr(err, 'inner_exception', None) or err.__cause__
+        cause = f'{type(err).__name__}: {first_line(err)}'
+        fix = ('install a C++ compiler (g++ or clang), or pass --compile false' if 'compiler' in cause.lower() else
+               'pass --compile false')
+        raise RunError(f'--compile true: torch.compile fails on this machine ({cause}); {fix}') from None
+
+
 def check_one_sample(model, loader, device, config, train_samples):
     """Run one sample through the model before training; return the names of the trainable parameters
     that its output does not depend on in training mode (they never train, and DDP needs to be told of them).

@@ -4,6 +4,7 @@ and the running sums that are read once per log_interval."""
 
 import functools
 import math
+import re
 import sys
 
 import pytest
@@ -129,6 +130,42 @@ def test_compiled_runs_save_plain_keys_that_resume_without_compile(workdir, data
     assert set(load(ckpts / 'latest_checkpoint.pt')['model']) == plain
     assert run(['--resume', logs.name, '--n_epoch', 2, '--compile', 'false']) == 0
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
+
+
+class InvalidCxxCompiler(Exception):
+    """As torch._inductor.exc's: no C++ compiler to build the CPU's kernels with."""
+
+
+def compile_that_fails(error):
+    """A torch.compile whose compiled functions raise `error` when called, as the backend's failures come."""
+    def compile_(function, **options):
+        def compiled(*args):
+            raise error
+        return compiled
+    return compile_
+
+
+def backend_failure(cause):
+    """How torch 2.3 to 2.15 wrap the backend's own error (BackendCompilerFailed's inner_exception)."""
+    err = RuntimeError(f"backend='inductor' raised:\n{type(cause).__name__}: {cause}\n\nSet TORCHDYNAMO_VERBOSE=1 ...")
+    err.inner_exception = cause
+    return err
+
+
+@pytest.mark.parametrize('error, message', [
+    (backend_failure(InvalidCxxCompiler("No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')")),
+     "InvalidCxxCompiler: No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')); install a "
+     'C++ compiler (g++ or clang), or pass --compile false'),
+    (RuntimeError('Dynamo is not supported on Python 3.12+'),  # an older torch on a newer Python
+     'RuntimeError: Dynamo is not supported on Python 3.12+); pass --compile false'),
+], ids=['no-compiler', 'python'])
+def test_a_machine_where_torch_compile_fails_is_one_line_before_anything_is_written(workdir, data_args, monkeypatch,
+                                                                                    error, message):
+    # before, the run started and its first step failed with the compiler's traceback
+    monkeypatch.setattr(train.torch, 'compile', compile_that_fails(error))
+    with pytest.raises(RunError, match=re.escape(f'--compile true: torch.compile fails on this machine ({message}') + '$'):
+        run(data_args + ['--n_epoch', 1, '--compile', 'true'])
+    assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
 
 def test_unwrap_returns_the_plain_module():
