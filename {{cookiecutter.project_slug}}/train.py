@@ -96,6 +96,7 @@ from utils import (
     load_checkpoint,
     load_init_weights,
     load_model_state,
+    log_rank_error,
     model_memory_errors,
     named_run,
     nothing_to_train,
@@ -284,9 +285,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                                   f'({type(err).__name__}: {first_line(err)}{details}); {kept}')
             finish(f'interrupted ({stop.name})', stop.exit_code)
             return Interrupted(stop.exit_code)
-        if not is_master():  # rank 0 then fails in a collective, "closed by peer": the cause is this rank's
-            write_traceback(err, config['loggers_dir'], rank)
         resumable = where is not None or os.path.exists(latest_path)
+        if not is_master():  # rank 0 then fails in a collective ("closed by peer"): the cause is this rank's
+            log_rank_error(err, rank, epoch, config, resume_cmd if resumable else None)
+            return None
         fix = error_fix(err, config, resume_cmd if resumable else None)
         if where is not None:
             train_logger.info(f'error at epoch {epoch + 1}{where}: saved {latest_path} at step {step}; '

@@ -1900,6 +1900,22 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     return resized
 
 
+def log_rank_error(err, rank, epoch, config, resume_cmd):
+    """Under DDP, an error on a rank other than 0, which writes no logs: rank 0 then fails in a collective
+    ("Connection closed by peer"), so this rank keeps its own error in the run's traceback.txt and a line in
+    train.log, with its fix (error_fix: out of memory names the smaller batches) and how to go on (`resume_cmd`,
+    None where nothing was saved). The line is one write in append mode, as rank 0's own lines, so that
+    neither splits the other's; nothing is written where the folder is not (on another machine)."""
+    kept = write_traceback(err, config['loggers_dir'], rank).removeprefix('; ')
+    then = f'resume with: {resume_cmd}' if resume_cmd else 'start the run again'
+    fix = error_fix(err, config, resume_cmd) or f'{type(err).__name__}: {first_line(err)}; fix the cause, then {then}'
+    line = f"error on rank {rank} at epoch {epoch + 1}{f' ({kept})' if kept else ''}: {fix}"
+    path = os.path.join(config['loggers_dir'], 'train.log')
+    if os.path.isfile(path):
+        with contextlib.suppress(OSError), open(path, 'ab') as f:
+            f.write(escaped(f"{time.strftime('%Y-%m-%d %H:%M:%S')} | {line}\n").encode('utf-8'))
+
+
 def write_traceback(err, folder, rank=0):
     """Keep the error's whole traceback in folder/traceback.txt, where a failed or interrupted run shows one line of
     it (appended, after the time: a resumed run may stop so again; on a line of its own after one cut short by a

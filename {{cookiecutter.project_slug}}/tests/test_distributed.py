@@ -230,7 +230,7 @@ def test_the_resume_command_names_the_launch_with_as_many_processes(monkeypatch)
         "torchrun --standalone --nproc_per_node=4 train.py --resume 'run 1'"
 
 
-# Rank 1 alone fails at its 5th training batch
+# Rank 1 alone fails at its 5th training batch, with {error}
 RANK_ONE_FAILS = """
 import os, runpy, sys
 sys.path.insert(0, {project!r})
@@ -241,7 +241,7 @@ add, batches = utils.EpochMeter.add, []
 def failing_add(self, *args):
     batches.append(None)
     if len(batches) == 5 and os.environ['RANK'] == '1':
-        raise ValueError('the cause, on rank 1')
+        raise {error}
     return add(self, *args)
 
 
@@ -250,16 +250,24 @@ runpy.run_path(os.path.join({project!r}, 'train.py'), run_name='__main__')
 """
 
 
-def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_traceback_file(workdir, data_args, tmp_path_factory):
+@pytest.mark.parametrize('error, said', [
+    ("ValueError('the cause, on rank 1')", 'ValueError: the cause, on rank 1; fix the cause, then start the run again'),
+    # out of memory names the smaller batches, as in one process
+    ('MemoryError()', 'out of memory (MemoryError); in smaller batches, as many samples per optimizer step: start a '
+                      'new run with --batch_size 1 --grad_accum_steps 2'),
+], ids=['bug', 'memory'])
+def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data_args, tmp_path_factory, error, said):
     # rank 0 writes the logs, and fails with its peer ("Connection closed by peer"): before, the cause was in
-    # rank 1's console output only
-    script = script_file(tmp_path_factory, RANK_ONE_FAILS.format(project=str(PROJECT)))
+    # rank 1's console output only. Nothing was saved yet (an error under DDP saves nothing): start again.
+    script = script_file(tmp_path_factory, RANK_ONE_FAILS.format(project=str(PROJECT), error=error))
     result = run_torchrun([script] + data_args + ['--n_epoch', '1', '--batch_size', '2'], workdir)
     assert result.returncode != 0, result.stdout[-3000:]
     logs, _ = only_run(workdir)
     tracebacks = (logs / 'traceback.txt').read_text()
-    assert re.search(r'^\S+ \S+ rank 1\nTraceback \(most recent call last\):\n.*^ValueError: the cause, on rank 1$',
+    assert re.search(rf'^\S+ \S+ rank 1\nTraceback \(most recent call last\):\n.*^{error.split("(")[0]}\b',
                      tracebacks, re.MULTILINE | re.DOTALL), tracebacks[-3000:]
+    line = f'error on rank 1 at epoch 1 (the whole error in loggers/{logs.name}/traceback.txt): {said}'
+    assert f' | {line}\n' in (logs / 'train.log').read_text(), (logs / 'train.log').read_text()[-2000:]
     assert 'status: failed' in (logs / 'note.log').read_text()
 
 
