@@ -1905,7 +1905,10 @@ def log_rank_error(err, rank, epoch, config, resume_cmd):
     ("Connection closed by peer"), so this rank keeps its own error in the run's traceback.txt and a line in
     train.log, with its fix (error_fix: out of memory names the smaller batches) and how to go on (`resume_cmd`,
     None where nothing was saved). The line is one write in append mode, as rank 0's own lines, so that
-    neither splits the other's; nothing is written where the folder is not (on another machine)."""
+    neither splits the other's; nothing is written where the folder is not (on another machine). Nothing either
+    for an error that only says another rank failed (when rank 0 failed first): that one names its own cause."""
+    if isinstance(err, dist.DistError) or re.search(r'gloo|NCCL|(closed|reset) by peer', str(err)):
+        return
     kept = write_traceback(err, config['loggers_dir'], rank).removeprefix('; ')
     then = f'resume with: {resume_cmd}' if resume_cmd else 'start the run again'
     fix = error_fix(err, config, resume_cmd) or f'{type(err).__name__}: {first_line(err)}; fix the cause, then {then}'

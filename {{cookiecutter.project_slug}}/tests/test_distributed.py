@@ -230,8 +230,8 @@ def test_the_resume_command_names_the_launch_with_as_many_processes(monkeypatch)
         "torchrun --standalone --nproc_per_node=4 train.py --resume 'run 1'"
 
 
-# Rank 1 alone fails at its 5th training batch, with {error}
-RANK_ONE_FAILS = """
+# Rank {rank} alone fails at its 5th training batch, with {error}
+ONE_RANK_FAILS = """
 import os, runpy, sys
 sys.path.insert(0, {project!r})
 import utils
@@ -240,7 +240,7 @@ add, batches = utils.EpochMeter.add, []
 
 def failing_add(self, *args):
     batches.append(None)
-    if len(batches) == 5 and os.environ['RANK'] == '1':
+    if len(batches) == 5 and os.environ['RANK'] == '{rank}':
         raise {error}
     return add(self, *args)
 
@@ -259,7 +259,7 @@ runpy.run_path(os.path.join({project!r}, 'train.py'), run_name='__main__')
 def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data_args, tmp_path_factory, error, said):
     # rank 0 writes the logs, and fails with its peer ("Connection closed by peer"): before, the cause was in
     # rank 1's console output only. Nothing was saved yet (an error under DDP saves nothing): start again.
-    script = script_file(tmp_path_factory, RANK_ONE_FAILS.format(project=str(PROJECT), error=error))
+    script = script_file(tmp_path_factory, ONE_RANK_FAILS.format(project=str(PROJECT), rank=1, error=error))
     result = run_torchrun([script] + data_args + ['--n_epoch', '1', '--batch_size', '2'], workdir)
     assert result.returncode != 0, result.stdout[-3000:]
     logs, _ = only_run(workdir)
@@ -269,6 +269,18 @@ def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data
     line = f'error on rank 1 at epoch 1 (the whole error in loggers/{logs.name}/traceback.txt): {said}'
     assert f' | {line}\n' in (logs / 'train.log').read_text(), (logs / 'train.log').read_text()[-2000:]
     assert 'status: failed' in (logs / 'note.log').read_text()
+
+
+def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes(workdir, data_args, tmp_path_factory):
+    script = script_file(tmp_path_factory, ONE_RANK_FAILS.format(project=str(PROJECT), rank=0,
+                                                                 error="ValueError('the cause, on rank 0')"))
+    result = run_torchrun([script] + data_args + ['--n_epoch', '1', '--batch_size', '2'], workdir)
+    assert result.returncode != 0, result.stdout[-3000:]
+    logs, _ = only_run(workdir)
+    assert 'error on rank' not in (logs / 'train.log').read_text()  # rank 1's "Connection closed by peer"
+    tracebacks = (logs / 'traceback.txt').read_text()
+    assert 'ValueError: the cause, on rank 0' in tracebacks and ' rank 1\n' not in tracebacks, tracebacks[-3000:]
+    assert 'error: the cause, on rank 0' in (logs / 'note.log').read_text()
 
 
 # Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>
