@@ -1025,7 +1025,8 @@ def note_failure(handler, err):
         message = f'status: interrupted ({signal_name}) at {when}, before training'
     else:  # a bug's whole traceback stays with the run (a console closed since, say); a RunError is all in its line
         details = '' if isinstance(err, RunError) else write_traceback(err, shown_path(os.path.dirname(handler.baseFilename)))
-        message = f'status: failed ({type(err).__name__}) at {when}\nerror: {first_line(err)}{details}'
+        cause = 'another rank' if another_rank_failed(err) else type(err).__name__  # that rank's line is in train.log
+        message = f'status: failed ({cause}) at {when}\nerror: {first_line(err)}{details}'
     handler.handle(logging.makeLogRecord({'msg': message}))
 
 
@@ -1900,6 +1901,13 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     return resized
 
 
+def another_rank_failed(err):
+    """Whether an error under DDP only says that another rank failed: gloo's "Connection closed by peer" in a
+    collective, a torch.distributed error. That rank names its own cause (log_rank_error)."""
+    return is_distributed() and (isinstance(err, dist.DistError) or
+                                 re.search(r'gloo|NCCL|(closed|reset) by peer', str(err)) is not None)
+
+
 def log_rank_error(err, rank, epoch, config, resume_cmd):
     """Under DDP, an error on a rank other than 0, which writes no logs: rank 0 then fails in a collective
     ("Connection closed by peer"), so this rank keeps its own error in the run's traceback.txt and a line in
@@ -1907,7 +1915,7 @@ def log_rank_error(err, rank, epoch, config, resume_cmd):
     None where nothing was saved). The line is one write in append mode, as rank 0's own lines, so that
     neither splits the other's; nothing is written where the folder is not (on another machine). Nothing either
     for an error that only says another rank failed (when rank 0 failed first): that one names its own cause."""
-    if isinstance(err, dist.DistError) or re.search(r'gloo|NCCL|(closed|reset) by peer', str(err)):
+    if another_rank_failed(err):
         return
     kept = write_traceback(err, config['loggers_dir'], rank).removeprefix('; ')
     then = f'resume with: {resume_cmd}' if resume_cmd else 'start the run again'

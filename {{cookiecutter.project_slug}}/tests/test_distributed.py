@@ -268,7 +268,7 @@ def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data
                      tracebacks, re.MULTILINE | re.DOTALL), tracebacks[-3000:]
     line = f'error on rank 1 at epoch 1 (the whole error in loggers/{logs.name}/traceback.txt): {said}'
     assert f' | {line}\n' in (logs / 'train.log').read_text(), (logs / 'train.log').read_text()[-2000:]
-    assert 'status: failed' in (logs / 'note.log').read_text()
+    assert 'status: failed (another rank) at ' in (logs / 'note.log').read_text()  # runs.py: not rank 0's RuntimeError
 
 
 def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes(workdir, data_args, tmp_path_factory):
@@ -280,6 +280,7 @@ def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes
     assert 'error on rank' not in (logs / 'train.log').read_text()  # rank 1's "Connection closed by peer"
     tracebacks = (logs / 'traceback.txt').read_text()
     assert 'ValueError: the cause, on rank 0' in tracebacks and ' rank 1\n' not in tracebacks, tracebacks[-3000:]
+    assert 'status: failed (ValueError) at ' in (logs / 'note.log').read_text()
     assert 'error: the cause, on rank 0' in (logs / 'note.log').read_text()
 
 
