@@ -80,6 +80,7 @@ from utils import (
     data_fingerprint,
     epochs_text,
     error_fix,
+    errors_to_torchrun,
     exit_on_stop,
     exit_process,
     failure_noted,
@@ -697,6 +698,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    with one_line_errors(), exit_on_stop():
+    with one_line_errors(), exit_on_stop(), errors_to_torchrun():
         exit_code = main()
     exit_process(exit_code)  # under torchrun with os._exit: a gloo thread left running can abort Python's shutdown

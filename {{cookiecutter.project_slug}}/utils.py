@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 from torch.utils.data import DataLoader, Subset
 
 from runfiles import (
@@ -1906,6 +1907,36 @@ def another_rank_failed(err):
     collective, a torch.distributed error. That rank names its own cause (log_rank_error)."""
     return is_distributed() and (isinstance(err, dist.DistError) or
                                  re.search(r'gloo|NCCL|(closed|reset) by peer', str(err)) is not None)
+
+
+class TorchrunErrorFile(ErrorHandler):
+    """The error that ends a torchrun worker, in the file torchrun names for it (TORCHELASTIC_ERROR_FILE), as torch's
+    `record` writes it: torchrun's closing summary then shows it with its traceback, instead of "error_file: <N/A>"
+    and a link, and names the rank that failed first (to the second; a tie goes to the lower rank) as the root
+    cause. A RunError is its one line. An error that only says another rank failed writes nothing, so that it
+    is not taken for a cause: torchrun dates that rank's failure when it sees the process end."""
+
+    def record_exception(self, e):
+        if another_rank_failed(e) or not os.environ.get('TORCHELASTIC_ERROR_FILE'):
+            return
+        with contextlib.suppress(OSError):  # the run's own error matters more than this file
+            if not isinstance(e, RunError):
+                return super().record_exception(e)
+            line = f'error: {e}'  # as one_line_errors prints it, in ErrorHandler's layout
+            with open(os.environ['TORCHELASTIC_ERROR_FILE'], 'w') as f:
+                json.dump({'message': {'message': line, 'extraInfo': {'py_callstack': line,
+                                                                      'timestamp': str(int(time.time()))}}}, f)
+
+
+@contextlib.contextmanager
+def errors_to_torchrun():
+    """train.py's entry point, inside exit_on_stop (a stop is no Exception, and writes nothing): see TorchrunErrorFile.
+    torch's `record` decorator would also turn faulthandler on, and return None for main()'s SystemExit(0)."""
+    try:
+        yield
+    except Exception as err:
+        TorchrunErrorFile().record_exception(err)
+        raise
 
 
 def log_rank_error(err, rank, epoch, config, resume_cmd):

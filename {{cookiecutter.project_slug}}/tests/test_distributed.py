@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 import utils
 from conftest import AUGMENT, PROJECT, epoch_lines, only_run, run_as_group, run_torchrun, script_file
@@ -230,6 +231,33 @@ def test_the_resume_command_names_the_launch_with_as_many_processes(monkeypatch)
         "torchrun --standalone --nproc_per_node=4 train.py --resume 'run 1'"
 
 
+def test_a_torchrun_workers_error_is_in_torchruns_summary_a_run_error_as_its_one_line(monkeypatch, tmp_path):
+    error_file = tmp_path / 'error.json'
+    monkeypatch.delenv('TORCHELASTIC_ERROR_FILE', raising=False)
+    with pytest.raises(RunError), utils.errors_to_torchrun():  # not under torchrun: nothing to write
+        raise RunError('batch_size must be at least 1, got 0')
+    monkeypatch.setenv('TORCHELASTIC_ERROR_FILE', str(error_file))
+    with pytest.raises(KeyboardInterrupt), utils.errors_to_torchrun():  # a stop is no failure
+        raise KeyboardInterrupt
+    assert not error_file.exists()
+    with pytest.raises(RunError), utils.errors_to_torchrun():
+        raise RunError('batch_size must be at least 1, got 0')
+    failure = ProcessFailure(local_rank=0, pid=1, exitcode=2, error_file=str(error_file))  # as torchrun reads it
+    assert abs(failure.timestamp - time.time()) < 60
+    summary = ChildFailedError('train.py', {0: failure}).format_msg()
+    assert '  traceback : error: batch_size must be at least 1, got 0\n' in summary, summary
+
+
+def torchrun_failures(stderr):
+    """From torchrun's closing summary: the root cause's rank, and {rank: (error_file, traceback)} for each failure
+    (the traceback torchrun shows, without its indentation)."""
+    summary = stderr[stderr.rindex(' FAILED\n'):]
+    failures = re.findall(r'rank +: (\d+) \(local_rank: \d+\)\n.*?error_file: (.*?)\n +traceback : (.*?)\n(?=\[\d+\]:|[-=]{10})',
+                          summary, re.DOTALL)
+    root = re.search(r'Root Cause.*?rank +: (\d+)', summary, re.DOTALL).group(1)
+    return int(root), {int(rank): (error_file, re.sub(r'\n  ', '\n', text)) for rank, error_file, text in failures}
+
+
 # Rank {rank} alone fails at its 5th training batch, with {error}
 ONE_RANK_FAILS = """
 import os, runpy, sys
@@ -250,13 +278,15 @@ runpy.run_path(os.path.join({project!r}, 'train.py'), run_name='__main__')
 """
 
 
-@pytest.mark.parametrize('error, said', [
-    ("ValueError('the cause, on rank 1')", 'ValueError: the cause, on rank 1; fix the cause, then start the run again'),
+@pytest.mark.parametrize('error, said, shown', [
+    ("ValueError('the cause, on rank 1')", 'ValueError: the cause, on rank 1; fix the cause, then start the run again',
+     'ValueError: the cause, on rank 1'),
     # out of memory names the smaller batches, as in one process
     ('MemoryError()', 'out of memory (MemoryError); in smaller batches, as many samples per optimizer step: start a '
-                      'new run with --batch_size 1 --grad_accum_steps 2'),
+                      'new run with --batch_size 1 --grad_accum_steps 2', 'MemoryError'),
 ], ids=['bug', 'memory'])
-def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data_args, tmp_path_factory, error, said):
+def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data_args, tmp_path_factory, error, said,
+                                                                   shown):
     # rank 0 writes the logs, and fails with its peer ("Connection closed by peer"): before, the cause was in
     # rank 1's console output only. Nothing was saved yet (an error under DDP saves nothing): start again.
     script = script_file(tmp_path_factory, ONE_RANK_FAILS.format(project=str(PROJECT), rank=1, error=error))
@@ -269,6 +299,12 @@ def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data
     line = f'error on rank 1 at epoch 1 (the whole error in loggers/{logs.name}/traceback.txt): {said}'
     assert f' | {line}\n' in (logs / 'train.log').read_text(), (logs / 'train.log').read_text()[-2000:]
     assert 'status: failed (another rank) at ' in (logs / 'note.log').read_text()  # runs.py: not rank 0's RuntimeError
+    # torchrun's summary shows rank 1's traceback (before: "error_file: <N/A>" and a link), and nothing for rank 0's
+    # peer error; which of the two it calls the root cause is to the second, a tie going to rank 0
+    _, failures = torchrun_failures(result.stderr)
+    assert failures[1][1].startswith('Traceback (most recent call last):\n'), result.stderr[-3000:]
+    assert failures[1][1].rstrip().endswith(f'\n{shown}'), result.stderr[-3000:]
+    assert failures.get(0, ('<N/A>',))[0] == '<N/A>', result.stderr[-3000:]
 
 
 def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes(workdir, data_args, tmp_path_factory):
@@ -282,6 +318,9 @@ def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes
     assert 'ValueError: the cause, on rank 0' in tracebacks and ' rank 1\n' not in tracebacks, tracebacks[-3000:]
     assert 'status: failed (ValueError) at ' in (logs / 'note.log').read_text()
     assert 'error: the cause, on rank 0' in (logs / 'note.log').read_text()
+    root, failures = torchrun_failures(result.stderr)  # rank 1's peer error is not the root cause, nor shown
+    assert root == 0 and failures[0][1].rstrip().endswith('\nValueError: the cause, on rank 0'), result.stderr[-3000:]
+    assert failures.get(1, ('<N/A>',))[0] == '<N/A>', result.stderr[-3000:]
 
 
 # Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>
