@@ -1911,13 +1911,13 @@ def another_rank_failed(err):
 
 class TorchrunErrorFile(ErrorHandler):
     """The error that ends a torchrun worker, in the file torchrun names for it (TORCHELASTIC_ERROR_FILE), as torch's
-    `record` writes it: torchrun's closing summary then shows it with its traceback, instead of "error_file: <N/A>"
-    and a link, and names the rank that failed first (to the second; a tie goes to the lower rank) as the root
-    cause. A RunError is its one line. An error that only says another rank failed writes nothing, so that it
-    is not taken for a cause: torchrun dates that rank's failure when it sees the process end."""
+    `record` writes it: torchrun's closing summary then shows each failed rank's traceback, a RunError as its one
+    line, instead of "error_file: <N/A>" and a link. It names the rank that failed first as the root cause, to
+    the second: a tie goes to the lower rank, which may be one that only says another rank failed ("Connection
+    closed by peer"), with the cause's rank listed above it."""
 
     def record_exception(self, e):
-        if another_rank_failed(e) or not os.environ.get('TORCHELASTIC_ERROR_FILE'):
+        if not os.environ.get('TORCHELASTIC_ERROR_FILE'):
             return
         with contextlib.suppress(OSError):  # the run's own error matters more than this file
             if not isinstance(e, RunError):

@@ -299,12 +299,11 @@ def test_an_error_on_another_rank_than_0_is_kept_in_the_runs_files(workdir, data
     line = f'error on rank 1 at epoch 1 (the whole error in loggers/{logs.name}/traceback.txt): {said}'
     assert f' | {line}\n' in (logs / 'train.log').read_text(), (logs / 'train.log').read_text()[-2000:]
     assert 'status: failed (another rank) at ' in (logs / 'note.log').read_text()  # runs.py: not rank 0's RuntimeError
-    # torchrun's summary shows rank 1's traceback (before: "error_file: <N/A>" and a link), and nothing for rank 0's
-    # peer error; which of the two it calls the root cause is to the second, a tie going to rank 0
+    # torchrun's summary shows rank 1's traceback (before: "error_file: <N/A>" and a link); which of the two ranks
+    # it calls the root cause is to the second, a tie going to rank 0 (its peer error, or torchrun's SIGTERM)
     _, failures = torchrun_failures(result.stderr)
     assert failures[1][1].startswith('Traceback (most recent call last):\n'), result.stderr[-3000:]
     assert failures[1][1].rstrip().endswith(f'\n{shown}'), result.stderr[-3000:]
-    assert failures.get(0, ('<N/A>',))[0] == '<N/A>', result.stderr[-3000:]
 
 
 def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes(workdir, data_args, tmp_path_factory):
@@ -318,9 +317,8 @@ def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes
     assert 'ValueError: the cause, on rank 0' in tracebacks and ' rank 1\n' not in tracebacks, tracebacks[-3000:]
     assert 'status: failed (ValueError) at ' in (logs / 'note.log').read_text()
     assert 'error: the cause, on rank 0' in (logs / 'note.log').read_text()
-    root, failures = torchrun_failures(result.stderr)  # rank 1's peer error is not the root cause, nor shown
+    root, failures = torchrun_failures(result.stderr)  # rank 1's peer error came later: not the root cause
     assert root == 0 and failures[0][1].rstrip().endswith('\nValueError: the cause, on rank 0'), result.stderr[-3000:]
-    assert failures.get(1, ('<N/A>',))[0] == '<N/A>', result.stderr[-3000:]
 
 
 # Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>
