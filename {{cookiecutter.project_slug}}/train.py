@@ -114,6 +114,7 @@ from utils import (
     set_determinism,
     set_rng_state,
     setup_device,
+    slurm_tasks_warning,
     start_heartbeat,
     to_device,
 {%- if cookiecutter.task == 'classification' %}
@@ -682,6 +683,9 @@ def main(argv=None):
         note_logger.info('status: running')
         if unused_parameters:
             logging.getLogger('train').info(unused_parameters_warning(unused_parameters, is_distributed()))
+        slurm_tasks = slurm_tasks_warning()  # srun started copies of this command: each is a run of its own
+        if slurm_tasks:
+            logging.getLogger('train').info(slurm_tasks)
 {%- if scales_data %}
         if scaling_warning:
             logging.getLogger('train').info(scaling_warning)

@@ -265,6 +265,18 @@ def local_device():
     return torch.device('cpu')
 
 
+def slurm_tasks_warning():
+    """A warning when srun started this step as several tasks without torchrun (`srun python train.py` under
+    `--ntasks-per-node=8`): each task that runs train.py is a run of its own, not a rank of one DDP run. Not an
+    error: a shell in an interactive `srun -n 4 --pty bash` has the same variables and may run train.py alone."""
+    tasks = os.environ.get('SLURM_STEP_NUM_TASKS', '')
+    if 'RANK' in os.environ or not tasks.isdigit() or int(tasks) < 2:
+        return None
+    return (f'warning: SLURM runs this job step as {tasks} tasks (SLURM_STEP_NUM_TASKS), and each that starts '
+            f'train.py trains a run of its own, not one DDP run over {tasks} processes; for DDP start one task '
+            'per node that runs torchrun (README.md: Multi-GPU and multi-node)')
+
+
 def exit_torchrun_worker(exit_code):
     """End a torchrun worker whose work is done and whose files are closed, skipping Python's shutdown.
 

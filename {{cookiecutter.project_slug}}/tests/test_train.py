@@ -48,6 +48,7 @@ from utils import (
     optimizer_groups,
     parse_args,
     setup_device,
+    slurm_tasks_warning,
     training_targets,
 )
 {%- if cookiecutter.model == 'mlp' and cookiecutter.dataset == 'image_folder' %}
@@ -572,6 +573,20 @@ def test_parameters_the_output_does_not_use_are_named_in_a_warning(workdir, data
 def test_a_model_whose_output_uses_every_parameter_gets_no_warning(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1]) == 0
     assert 'does not depend on' not in (only_run(workdir)[0] / 'train.log').read_text()
+
+
+def test_srun_starting_several_tasks_without_torchrun_is_a_warning_in_each_run(workdir, data_args, monkeypatch):
+    monkeypatch.delenv('RANK', raising=False)
+    monkeypatch.setenv('SLURM_STEP_NUM_TASKS', '4')  # `srun python train.py` in a job of 4 tasks
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    assert ('| warning: SLURM runs this job step as 4 tasks (SLURM_STEP_NUM_TASKS), and each that starts train.py '
+            'trains a run of its own, not one DDP run over 4 processes; for DDP start one task per node that runs '
+            'torchrun (README.md: Multi-GPU and multi-node)\n') in (only_run(workdir)[0] / 'train.log').read_text()
+    monkeypatch.setenv('SLURM_STEP_NUM_TASKS', '1')
+    assert slurm_tasks_warning() is None
+    monkeypatch.setenv('SLURM_STEP_NUM_TASKS', '2')
+    monkeypatch.setenv('RANK', '0')  # `srun torchrun ...`: torchrun's ranks
+    assert slurm_tasks_warning() is None
 
 
 class ModeDependentModel(nn.Module):
