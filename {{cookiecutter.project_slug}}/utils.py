@@ -112,6 +112,35 @@ def exit_on_stop():
         exit_process(stopped.exit_code)
 
 
+@contextlib.contextmanager
+def errors_to_torchrun():
+    """train.py's entry point, inside exit_on_stop (a stop is no Exception, and writes nothing). Under torchrun, the
+    error that ends this worker goes into the file torchrun names for it, as torch's `record` decorator writes it
+    (which would also turn faulthandler on, and return None for main()'s SystemExit(0)): torchrun's closing summary
+    then shows each failed rank's traceback, a RunError as its one line, instead of "error_file: <N/A>" and a link.
+    It names the rank that failed first as the root cause, to the second: a tie goes to the lower rank, which may be
+    one that only says another rank failed ("Connection closed by peer"), with the cause listed above it."""
+    try:
+        yield
+    except Exception as err:
+        if os.environ.get('TORCHELASTIC_ERROR_FILE'):
+            with contextlib.suppress(OSError):  # the run's own error matters more than this file
+                write_torchrun_error(err)
+        raise
+
+
+def write_torchrun_error(err):
+    """`err` in torchrun's error file (TORCHELASTIC_ERROR_FILE), in the layout of torch's ErrorHandler, which writes
+    all but a RunError (with traceback.format_exc(): called while `err` is handled)."""
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler  # torchrun's workers only
+
+    if not isinstance(err, RunError):
+        return ErrorHandler().record_exception(err)
+    line = f'error: {err}'  # as one_line_errors prints it
+    with open(os.environ['TORCHELASTIC_ERROR_FILE'], 'w') as f:
+        json.dump({'message': {'message': line, 'extraInfo': {'py_callstack': line, 'timestamp': str(int(time.time()))}}}, f)
+
+
 def in_this_process_only(handler):
     """A signal handler that does nothing in processes forked from this one: a DataLoader worker inherits
     the handlers until its worker_init_fn runs (StopSafeDataLoader), and the stop is this process's."""
@@ -1918,35 +1947,6 @@ def another_rank_failed(err):
     collective, a torch.distributed error. That rank names its own cause (log_rank_error)."""
     return is_distributed() and (isinstance(err, dist.DistError) or
                                  re.search(r'gloo|NCCL|(closed|reset) by peer', str(err)) is not None)
-
-
-@contextlib.contextmanager
-def errors_to_torchrun():
-    """train.py's entry point, inside exit_on_stop (a stop is no Exception, and writes nothing). Under torchrun, the
-    error that ends this worker goes into the file torchrun names for it, as torch's `record` decorator writes it
-    (which would also turn faulthandler on, and return None for main()'s SystemExit(0)): torchrun's closing summary
-    then shows each failed rank's traceback, a RunError as its one line, instead of "error_file: <N/A>" and a link.
-    It names the rank that failed first as the root cause, to the second: a tie goes to the lower rank, which may be
-    one that only says another rank failed ("Connection closed by peer"), with the cause listed above it."""
-    try:
-        yield
-    except Exception as err:
-        if os.environ.get('TORCHELASTIC_ERROR_FILE'):
-            with contextlib.suppress(OSError):  # the run's own error matters more than this file
-                write_torchrun_error(err)
-        raise
-
-
-def write_torchrun_error(err):
-    """`err` in torchrun's error file (TORCHELASTIC_ERROR_FILE), in the layout of torch's ErrorHandler, which writes
-    all but a RunError (with traceback.format_exc(): called while `err` is handled)."""
-    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler  # torchrun's workers only
-
-    if not isinstance(err, RunError):
-        return ErrorHandler().record_exception(err)
-    line = f'error: {err}'  # as one_line_errors prints it
-    with open(os.environ['TORCHELASTIC_ERROR_FILE'], 'w') as f:
-        json.dump({'message': {'message': line, 'extraInfo': {'py_callstack': line, 'timestamp': str(int(time.time()))}}}, f)
 
 
 def log_rank_error(err, rank, epoch, config, resume_cmd):
