@@ -134,11 +134,12 @@ def write_torchrun_error(err):
     all but a RunError (with traceback.format_exc(): called while `err` is handled)."""
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler  # torchrun's workers only
 
-    if not isinstance(err, RunError):
-        return ErrorHandler().record_exception(err)
-    line = f'error: {err}'  # as one_line_errors prints it
-    with open(os.environ['TORCHELASTIC_ERROR_FILE'], 'w') as f:
-        json.dump({'message': {'message': line, 'extraInfo': {'py_callstack': line, 'timestamp': str(int(time.time()))}}}, f)
+    if isinstance(err, RunError):
+        line = f'error: {err}'  # as one_line_errors prints it
+        with open(os.environ['TORCHELASTIC_ERROR_FILE'], 'w') as f:
+            json.dump({'message': {'message': line, 'extraInfo': {'py_callstack': line, 'timestamp': str(int(time.time()))}}}, f)
+    else:
+        ErrorHandler().record_exception(err)
 
 
 def in_this_process_only(handler):
