@@ -91,6 +91,7 @@ from utils import (
     get_rng_state,
     is_distributed,
     is_master,
+    keep_crash_tracebacks,
     keep_ddp_wrapper,
     keep_later_best,
     kept_starts,
@@ -114,6 +115,7 @@ from utils import (
     set_determinism,
     set_rng_state,
     setup_device,
+    show_crash_stacks,
     slurm_tasks_warning,
     start_heartbeat,
     to_device,
@@ -592,8 +594,9 @@ def main(argv=None):
     elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])
         check_not_running(config['loggers_dir'])
-    if is_master():  # until main() ends: a start elsewhere (another host, say) can tell this run is being written
-        start_heartbeat(config['loggers_dir'])
+    if is_master():  # until main() ends: a start elsewhere (another host, say) can tell this run is being written,
+        start_heartbeat(config['loggers_dir'])  # and a crash in native code leaves its stack in traceback.txt
+        keep_crash_tracebacks(config['loggers_dir'])
 
     # 3.6 dataset
     train_set, valid_set = build_datasets(config)
@@ -702,6 +705,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    show_crash_stacks()  # a crash in native code (a segfault) shows each thread's Python stack, from 3.5 in traceback.txt
     with one_line_errors(), exit_on_stop(), errors_to_torchrun():
         exit_code = main()
     exit_process(exit_code)  # under torchrun with os._exit: a gloo thread left running can abort Python's shutdown

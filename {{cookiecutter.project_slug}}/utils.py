@@ -9,6 +9,7 @@ import csv
 import ctypes
 import difflib
 import errno
+import faulthandler
 import functools
 import hashlib
 import io
@@ -116,8 +117,9 @@ def exit_on_stop():
 def errors_to_torchrun():
     """train.py's entry point, inside exit_on_stop (a stop is no Exception, and writes nothing). Under torchrun, the
     error that ends this worker goes into the file torchrun names for it, as torch's `record` decorator writes it
-    (which would also turn faulthandler on, and return None for main()'s SystemExit(0)): torchrun's closing summary
-    then shows each failed rank's traceback, a RunError as its one line, instead of "error_file: <N/A>" and a link.
+    (which also turns faulthandler on, as show_crash_stacks does, but returns None for main()'s SystemExit(0)):
+    torchrun's closing summary then shows each failed rank's traceback, a RunError as its one line, instead of
+    "error_file: <N/A>" and a link.
     It names the rank that failed first as the root cause, to the second: a tie goes to the lower rank, which may be
     one that only says another rank failed ("Connection closed by peer"), with the cause listed above it."""
     try:
@@ -884,7 +886,7 @@ def check_writable(*folders):
 
 HEARTBEAT_SECONDS = 30  # how often that process touches it
 HEARTBEAT_JOIN_SECONDS = 5  # how long main()'s end waits for a touch stuck on a file system that hangs
-_heartbeats = []  # this main()'s Heartbeat; failure_noted stops it
+_run_watches = []  # this main()'s Heartbeat and CrashTracebacks; failure_noted stops them
 
 
 class Heartbeat:
@@ -922,12 +924,57 @@ class Heartbeat:
 
 def start_heartbeat(loggers_dir):
     """From 3.5 until main() ends, loggers/<run>/.heartbeat tells other starts that this process writes the run."""
-    _heartbeats.append(Heartbeat(loggers_dir))
+    _run_watches.append(Heartbeat(loggers_dir))
 
 
-def stop_heartbeats():
-    while _heartbeats:
-        _heartbeats.pop().stop()
+class CrashTracebacks:
+    """faulthandler writes a crash that no Python code outlives (a segfault or an abort in native code: an extension,
+    a driver, a library in a DataLoader worker) into the run's traceback.txt, where an error's traceback goes: each
+    thread's Python stack, under faulthandler's own first line ("Fatal Python error: Segmentation fault"). stop()
+    puts faulthandler back on the console if it was on (show_crash_stacks, at train.py's entry point), and removes a
+    traceback.txt that this start made and that stayed empty."""
+
+    def __init__(self, loggers_dir):
+        self.path = Path(loggers_dir) / 'traceback.txt'
+        self.was_enabled = faulthandler.is_enabled()
+        self.made = not self.path.exists()
+        try:  # unbuffered appends: the dump lands after any traceback written before it
+            self.file = open(self.path, 'ab', buffering=0)
+        except OSError:  # the crash goes to the console then, as before 3.5
+            self.file = None
+        else:
+            faulthandler.enable(file=self.file, all_threads=True)
+
+    def stop(self):
+        if self.file is None:
+            return
+        faulthandler.disable()
+        if self.was_enabled:
+            show_crash_stacks()
+        self.file.close()
+        with contextlib.suppress(OSError):
+            if self.made and self.path.stat().st_size == 0:
+                self.path.unlink()
+
+
+def show_crash_stacks():
+    """faulthandler on the console: a crash in native code (a segfault) shows each thread's Python stack. On the
+    process's own stderr (file descriptor 2), which outlives a sys.stderr replaced by a stream of its own (a
+    notebook's, or a test's capture, whose file is closed later)."""
+    for stream in (sys.__stderr__, sys.stderr):
+        with contextlib.suppress(Exception):
+            faulthandler.enable(file=stream, all_threads=True)
+            return
+
+
+def keep_crash_tracebacks(loggers_dir):
+    """From 3.5 until main() ends, a crash of this process appends its stack to loggers/<run>/traceback.txt."""
+    _run_watches.append(CrashTracebacks(loggers_dir))
+
+
+def stop_run_watches():
+    while _run_watches:
+        _run_watches.pop().stop()
 
 
 def this_slurm_job(beat):
@@ -997,7 +1044,7 @@ def failure_noted():
     goes on as before. Before note.log opens (a bad dataset, a bug in model.py), the new run's folders
     (and loggers/ and checkpoints/ if it made them) are removed again if they are still empty, so failed
     attempts leave no empty runs behind; so is a new run none of whose log lines reached its files (a full disk).
-    Either way the run's heartbeat stops (this process no longer writes
+    Either way the run's heartbeat and crash tracebacks stop (this process no longer writes
     it) and its DataLoader workers end. An earlier run's loggers in this process are closed first, so that
     nothing lands in that run's files."""
     for name in ('train', 'val', 'note'):
@@ -1009,7 +1056,7 @@ def failure_noted():
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
-        stop_heartbeats()
+        stop_run_watches()
         note_files = [handler for handler in logging.getLogger('note').handlers  # none before 3.10, none off rank 0
                       if isinstance(handler, logging.FileHandler)]  # not the console: it shows the error already
         for handler in note_files:
@@ -1021,7 +1068,7 @@ def failure_noted():
             remove_if_empty(*_claimed_run_dirs)
         raise
     finally:
-        stop_heartbeats()
+        stop_run_watches()
         stop_loader_workers()
         _claimed_run_dirs.clear()
         if in_main_thread:

@@ -507,6 +507,67 @@ def test_a_hard_kill_mid_epoch_resumes_from_the_timed_save_bitwise_equal(workdir
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
 
 
+# train.py whose Nth training batch crashes in native code (it reads address 0), as a bug in an extension would
+CRASHED_TRAIN = """
+import ctypes, glob, sys, time
+sys.path.insert(0, sys.argv[1])
+import train
+add, batches = train.EpochMeter.add, []
+
+
+def add_or_crash(self, *args):
+    batches.append(None)
+    if len(batches) == int(sys.argv[2]):
+        deadline = time.time() + 30  # the background writer's save of the last epoch, to resume from
+        while not glob.glob('checkpoints/*/latest_checkpoint.pt') and time.time() < deadline:
+            time.sleep(0.05)
+        ctypes.string_at(0)
+    return add(self, *args)
+
+
+train.EpochMeter.add = add_or_crash
+sys.exit(train.main(sys.argv[3:]))
+"""
+
+
+def test_a_crash_in_native_code_leaves_each_threads_stack_in_traceback_txt_and_a_resume_keeps_it(workdir, data_args):
+    argv = data_args + ['--n_epoch', 3, '--save_every', 1]
+    crashed = subprocess.run([sys.executable, '-c', CRASHED_TRAIN, str(PROJECT), '11'] + [str(a) for a in argv],
+                             cwd=workdir, capture_output=True, text=True, timeout=300)  # epoch 2's third batch
+    assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
+    logs, ckpts = only_run(workdir)
+    dump = (logs / 'traceback.txt').read_text()
+    assert dump.startswith('Fatal Python error: Segmentation fault'), dump
+    assert re.search(r'^Current thread .*\n  File ".*ctypes.*", line \d+ in string_at\n(  File .*\n)*'
+                     r'  File ".*train\.py", line \d+ in train\n', dump, re.M), dump  # the crashed thread's stack
+    assert re.search(r'File ".*utils\.py", line \d+ in beat\n', dump), dump  # and the other threads'
+    assert 'Fatal Python error' not in crashed.stderr
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 1  # epoch 1's save: as after a hard kill, resume goes on
+    assert run(['--resume', logs.name]) == 0
+    assert [line.split()[1] for line in epoch_lines(logs / 'val.log')] == ['1', '2', '3']
+    assert (logs / 'traceback.txt').read_text() == dump  # a start without a crash neither adds to it nor removes it
+
+
+# `python train.py ...` whose set-up (3.2, before the run has folders) crashes in native code
+CRASHED_SETUP = """
+import ctypes, runpy, sys
+sys.path.insert(0, sys.argv[1])
+import utils
+utils.setup_device = lambda: ctypes.string_at(0)
+sys.argv = [sys.argv[1] + '/train.py', *sys.argv[2:]]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_a_crash_before_the_run_has_folders_shows_each_threads_stack_on_the_console(workdir, data_args):
+    crashed = subprocess.run([sys.executable, '-c', CRASHED_SETUP, str(PROJECT)] + [str(a) for a in data_args],
+                             cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
+    assert crashed.stderr.startswith('Fatal Python error: Segmentation fault'), crashed.stderr[-3000:]
+    assert re.search(r'File ".*train\.py", line \d+ in main\n', crashed.stderr), crashed.stderr[-3000:]
+    assert not (workdir / 'loggers').exists()
+
+
 def test_the_save_timer_is_due_after_its_minutes_and_never_with_zero():
     assert SaveTimer(1e-9).due() and not SaveTimer(0).due() and not SaveTimer(30).due()
     timer = SaveTimer(0.5 / 60)

@@ -73,6 +73,7 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert all(float(r['epoch_seconds']) > 0 for r in table) and float(table[0]['lr']) > 0
     val = (logs / 'val.log').read_text()
     assert f"loss {float(table[-1]['valid_loss']):.6f}" in val
+    assert not (logs / 'traceback.txt').exists()  # opened for a crash's stack, removed when none came
 
 
 def test_epochs_trained_again_after_a_resume_from_an_earlier_point_replace_the_logged_ones(workdir, data_args):
