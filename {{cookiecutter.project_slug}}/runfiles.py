@@ -282,15 +282,39 @@ def read_heartbeat(folder):
     return {**owner, 'age': age} if isinstance(owner, dict) else None
 
 
-def shown_status(status, provenance, beat=None):
+def shown_status(status, provenance, beat=None, folder=None):
     """A note.log status as runs.py lists it: without its time, and 'running' checked against the process, or on
-    another host against its heartbeat (read_heartbeat) when there is one."""
+    another host against its heartbeat (read_heartbeat) when there is one; a process gone in a crash that the run's
+    folder holds the stack of is 'failed (Segmentation fault)', say."""
     if status == 'running':
         state = alive(provenance)
         if state is None and beat and beat.get('host') == provenance.get('host'):
             state = beat['age'] < HEARTBEAT_STALE_SECONDS
-        return {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
+        crash = last_crash(folder) if state is False and folder is not None else None
+        return f'failed ({crash})' if crash else {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
     return status.split(' at ')[0]
+
+
+FATAL_ERROR = re.compile(r'^Fatal Python error: (.+)$', re.M)  # faulthandler's first line
+TRACEBACK_HEADER = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( rank \d+)?$', re.M)  # utils.write_traceback's
+
+
+def last_crash(folder):
+    """What faulthandler says crashed the run's last start ('Segmentation fault'), or None: traceback.txt ends with its
+    stack, written after the start's .heartbeat was last touched (a crash leaves it; a later start writes its own)."""
+    try:
+        beat = (Path(folder) / HEARTBEAT_FILE).stat().st_mtime_ns
+        with open(Path(folder) / 'traceback.txt', 'rb') as f:
+            if os.fstat(f.fileno()).st_mtime_ns < beat:
+                return None
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))  # a stack per thread: a few KB
+            tail = f.read().decode('utf-8', 'replace')
+    except OSError:
+        return None
+    fatal = [*FATAL_ERROR.finditer(tail)]
+    if not fatal or TRACEBACK_HEADER.search(tail, fatal[-1].end()):  # an error's traceback came after it
+        return None
+    return fatal[-1].group(1)
 
 
 # -----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def summarize(folder):
         return {**row, 'status': 'corrupt (no readable note.log)'}, {}
     if status is None:
         return {**row, 'status': 'partial (no status in note.log)'}, config
-    row['status'] = shown_status(status, provenance, read_heartbeat(folder))
+    row['status'] = shown_status(status, provenance, read_heartbeat(folder), folder)
     try:
         epochs = read_metrics_rows(folder / 'metrics.csv')
         best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None

@@ -594,9 +594,8 @@ def main(argv=None):
     elif is_master():
         check_writable(config['loggers_dir'], config['checkpoints_dir'])
         check_not_running(config['loggers_dir'])
-    if is_master():  # until main() ends: a start elsewhere (another host, say) can tell this run is being written,
-        start_heartbeat(config['loggers_dir'])  # and a crash in native code leaves its stack in traceback.txt
-        keep_crash_tracebacks(config['loggers_dir'])
+    if is_master():  # until main() ends: a start elsewhere (another host, say) can tell this run is being written
+        start_heartbeat(config['loggers_dir'])
 
     # 3.6 dataset
     train_set, valid_set = build_datasets(config)
@@ -649,6 +648,7 @@ def main(argv=None):
         create_logger('train', os.path.join(config['loggers_dir'], 'train.log'), show_time=True)
         create_logger('val', os.path.join(config['loggers_dir'], 'val.log'), show_time=True)
         note_logger = create_logger('note', os.path.join(config['loggers_dir'], 'note.log'), show_time=False)
+        keep_crash_tracebacks(config['loggers_dir'])  # a crash in native code: each thread's stack in traceback.txt
         if checkpoint is None or branched_from:
             *example_inputs, _ = next(iter(valid_loader))  # the summary runs one sample: shapes show batch 1
             model_summary = summary(unwrap(model), input_data=[x[:1].to(device) for x in example_inputs], mode='eval',
@@ -705,7 +705,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    show_crash_stacks()  # a crash in native code (a segfault) shows each thread's Python stack, from 3.5 in traceback.txt
+    show_crash_stacks()  # a crash in native code (a segfault) shows each thread's Python stack; from 3.10 in traceback.txt
     with one_line_errors(), exit_on_stop(), errors_to_torchrun():
         exit_code = main()
     exit_process(exit_code)  # under torchrun with os._exit: a gloo thread left running can abort Python's shutdown

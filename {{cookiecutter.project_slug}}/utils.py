@@ -684,7 +684,7 @@ def how_it_ended(folder):
         if this_slurm_job(beat):
             return f'running on host {host} until this SLURM job was requeued'
         return f"running on host {host} until its heartbeat stopped {beat['age']:.0f} s ago"
-    return shown_status(status, provenance)
+    return shown_status(status, provenance, folder=folder)
 
 
 def saved_step(path):
@@ -931,16 +931,15 @@ class CrashTracebacks:
     """faulthandler writes a crash that no Python code outlives (a segfault or an abort in native code: an extension,
     a driver, a library in a DataLoader worker) into the run's traceback.txt, where an error's traceback goes: each
     thread's Python stack, under faulthandler's own first line ("Fatal Python error: Segmentation fault"). stop()
-    puts faulthandler back on the console if it was on (show_crash_stacks, at train.py's entry point), and removes a
-    traceback.txt that this start made and that stayed empty."""
+    puts faulthandler back on the console if it was on (show_crash_stacks, at train.py's entry point), and removes
+    traceback.txt if it is empty (opened by this start, or by one killed since it opened it)."""
 
     def __init__(self, loggers_dir):
         self.path = Path(loggers_dir) / 'traceback.txt'
         self.was_enabled = faulthandler.is_enabled()
-        self.made = not self.path.exists()
-        try:  # unbuffered appends: the dump lands after any traceback written before it
-            self.file = open(self.path, 'ab', buffering=0)
-        except OSError:  # the crash goes to the console then, as before 3.5
+        try:
+            self.file = open(self.path, 'ab')
+        except OSError:  # the crash goes to the console then, as before 3.10
             self.file = None
         else:
             faulthandler.enable(file=self.file, all_threads=True)
@@ -953,7 +952,7 @@ class CrashTracebacks:
             show_crash_stacks()
         self.file.close()
         with contextlib.suppress(OSError):
-            if self.made and self.path.stat().st_size == 0:
+            if self.path.stat().st_size == 0:
                 self.path.unlink()
 
 
@@ -968,7 +967,8 @@ def show_crash_stacks():
 
 
 def keep_crash_tracebacks(loggers_dir):
-    """From 3.5 until main() ends, a crash of this process appends its stack to loggers/<run>/traceback.txt."""
+    """From 3.10 (as an error's traceback) until main() ends, a crash of this process appends each thread's stack to
+    loggers/<run>/traceback.txt. Not before: a folder that 3.6-3.9 leave empty stays one (runs.py, --run_name)."""
     _run_watches.append(CrashTracebacks(loggers_dir))
 
 

@@ -38,7 +38,7 @@ from conftest import (
     script_file,
     tiny_data_args,
 )
-from runfiles import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, RunError, read_metrics_rows
+from runfiles import HEARTBEAT_FILE, METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, RunError, last_crash, read_metrics_rows
 from runs import summarize
 from test_resume import straight_run
 from utils import (
@@ -504,7 +504,9 @@ def test_a_hard_kill_mid_epoch_resumes_from_the_timed_save_bitwise_equal(workdir
     on_disk = load(ckpts / 'latest_checkpoint.pt')  # the last save may still have been in the writer's hands
     assert (on_disk['epoch'], on_disk['step']) in [(2, 19), (2, 20)], (on_disk['epoch'], on_disk['step'])
     assert on_disk['samples_done'] == (on_disk['step'] - 16) * 16  # 8 batches of 16 an epoch
+    assert (logs / 'traceback.txt').read_bytes() == b''  # opened for a crash's stack, which never came
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
+    assert not (logs / 'traceback.txt').exists()  # the next start removes it as it ends
 
 
 # train.py whose Nth training batch crashes in native code (it reads address 0), as a bug in an extension would
@@ -542,30 +544,54 @@ def test_a_crash_in_native_code_leaves_each_threads_stack_in_traceback_txt_and_a
                      r'  File ".*train\.py", line \d+ in train\n', dump, re.M), dump  # the crashed thread's stack
     assert re.search(r'File ".*utils\.py", line \d+ in beat\n', dump), dump  # and the other threads'
     assert 'Fatal Python error' not in crashed.stderr
+    assert summarize(logs)[0]['status'] == 'failed (Segmentation fault)'  # runs.py's view
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 1  # epoch 1's save: as after a hard kill, resume goes on
     assert run(['--resume', logs.name]) == 0
     assert [line.split()[1] for line in epoch_lines(logs / 'val.log')] == ['1', '2', '3']
     assert (logs / 'traceback.txt').read_text() == dump  # a start without a crash neither adds to it nor removes it
+    assert summarize(logs)[0]['status'] == 'finished'
 
 
-# `python train.py ...` whose set-up (3.2, before the run has folders) crashes in native code
+def test_runs_py_names_a_crash_only_when_its_stack_ends_traceback_txt_after_the_last_starts_heartbeat(tmp_path):
+    stack = 'Fatal Python error: Aborted\n\nCurrent thread 0x00007f (most recent call first):\n  File "train.py", line 1\n'
+    beat, tracebacks = tmp_path / HEARTBEAT_FILE, tmp_path / 'traceback.txt'
+    beat.write_text('{}')
+    tracebacks.write_text(stack)
+    os.utime(beat, ns=(1_000, 1_000))
+    os.utime(tracebacks, ns=(2_000, 2_000))
+    assert last_crash(tmp_path) == 'Aborted'
+    os.utime(beat, ns=(3_000, 3_000))  # a later start's heartbeat: that start was killed, not crashed
+    assert last_crash(tmp_path) is None
+    write_traceback(ValueError('bad batch'), tmp_path)  # an error after the crash
+    os.utime(tracebacks, ns=(4_000, 4_000))
+    assert last_crash(tmp_path) is None
+    with open(tracebacks, 'a') as f:
+        f.write(stack.replace('Aborted', 'Segmentation fault'))
+    os.utime(tracebacks, ns=(5_000, 5_000))
+    assert last_crash(tmp_path) == 'Segmentation fault'
+    beat.unlink()  # a run from before heartbeats, or ended cleanly since: no crash to tell
+    assert last_crash(tmp_path) is None
+
+
+# `python train.py ...` that crashes in native code while it builds the datasets (3.6: its logs are not open yet)
 CRASHED_SETUP = """
 import ctypes, runpy, sys
 sys.path.insert(0, sys.argv[1])
-import utils
-utils.setup_device = lambda: ctypes.string_at(0)
+import dataset
+dataset.build_datasets = lambda config: ctypes.string_at(0)
 sys.argv = [sys.argv[1] + '/train.py', *sys.argv[2:]]
 runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
-def test_a_crash_before_the_run_has_folders_shows_each_threads_stack_on_the_console(workdir, data_args):
+def test_a_crash_before_the_runs_logs_open_shows_each_threads_stack_on_the_console_only(workdir, data_args):
     crashed = subprocess.run([sys.executable, '-c', CRASHED_SETUP, str(PROJECT)] + [str(a) for a in data_args],
                              cwd=workdir, capture_output=True, text=True, timeout=300)
     assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
     assert crashed.stderr.startswith('Fatal Python error: Segmentation fault'), crashed.stderr[-3000:]
     assert re.search(r'File ".*train\.py", line \d+ in main\n', crashed.stderr), crashed.stderr[-3000:]
-    assert not (workdir / 'loggers').exists()
+    logs, _ = only_run(workdir)
+    assert summarize(logs)[0]['status'] == 'empty (starting, or stopped before its logs)'  # as after a hard kill
 
 
 def test_the_save_timer_is_due_after_its_minutes_and_never_with_zero():
