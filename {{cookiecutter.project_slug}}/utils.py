@@ -957,12 +957,16 @@ class CrashTracebacks:
 
 
 def show_crash_stacks():
-    """faulthandler on the console: a crash in native code (a segfault) shows each thread's Python stack. On the
-    process's own stderr (file descriptor 2), which outlives a sys.stderr replaced by a stream of its own (a
-    notebook's, or a test's capture, whose file is closed later)."""
+    """faulthandler on the console: a crash in native code (a segfault) shows each thread's Python stack, and so does
+    Ctrl-\\ (SIGQUIT, where it keeps its default action: at a terminal) before it quits, which tells where a step
+    that keeps a stop from coming is stuck. On the process's own stderr (file descriptor 2), which outlives a
+    sys.stderr replaced by a stream of its own (a notebook's, or a test's capture, whose file is closed later)."""
+    quits = hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # not ignored (nohup, &)
     for stream in (sys.__stderr__, sys.stderr):
         with contextlib.suppress(Exception):
             faulthandler.enable(file=stream, all_threads=True)
+            if quits:  # chain: then SIGQUIT's default action, quitting at once
+                faulthandler.register(signal.SIGQUIT, file=stream, all_threads=True, chain=True)
             return
 
 
@@ -2716,7 +2720,8 @@ class StopRequest:
     """Turns Ctrl-C and SIGTERM into a flag that the loop reads after each optimizer step and validation batch.
 
     The handler never raises, so a second Ctrl-C during a save cannot interrupt it. A step that never ends
-    (a stuck data loader) would keep the save from coming: Ctrl-\\ (SIGQUIT, left to its default) quits then.
+    (a stuck data loader) would keep the save from coming: Ctrl-\\ (SIGQUIT, left to its default) quits then,
+    showing each thread's stack (show_crash_stacks).
     """
 
     def __init__(self):
@@ -2739,7 +2744,7 @@ class StopRequest:
             self.signum = signum
             at_a_terminal = (signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT
                              and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL)  # not ignored (nohup, &)
-            force = '; Ctrl-\\ quits at once, without saving' if at_a_terminal else ''
+            force = '; Ctrl-\\ quits at once, without saving, and shows where it is' if at_a_terminal else ''
             to_stderr(f'\n{signal.Signals(signum).name} received: finishing this step (or validation batch), then '
                       f'saving{force}')
 

@@ -158,6 +158,7 @@ sys.path.insert(0, sys.argv[1])
 import train
 add = train.EpochMeter.add
 train.EpochMeter.add = lambda self, *args: time.sleep(float(sys.argv[2])) or add(self, *args)
+train.show_crash_stacks()  # as train.py's entry point
 sys.exit(train.main(sys.argv[3:]))
 """
 

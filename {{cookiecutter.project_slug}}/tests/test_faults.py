@@ -131,9 +131,13 @@ def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, da
     try:
         wait_for(b'epoch 1/2 train')  # in train()'s loop, with the signal handlers in place
         process.send_signal(signal.SIGINT)
-        wait_for(b'then saving; Ctrl-\\ quits at once, without saving')
+        wait_for(b'then saving; Ctrl-\\ quits at once, without saving, and shows where it is')
         process.send_signal(signal.SIGQUIT)
         assert process.wait(timeout=30) == -signal.SIGQUIT
+        reader.join(timeout=10)
+        # where it was stuck: in the pause, called from train()'s loop
+        assert re.search(rb'^(Current thread|Thread) .*\n  File "<string>", line \d+ in <lambda>\n  File ".*train\.py", '
+                         rb'line \d+ in train\n', b''.join(stderr), re.M), b''.join(stderr)[-3000:]
     finally:
         process.kill()  # a no-op once it has quit
         process.wait()
