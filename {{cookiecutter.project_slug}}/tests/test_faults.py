@@ -556,6 +556,14 @@ def test_a_crash_in_native_code_leaves_each_threads_stack_in_traceback_txt_and_a
     assert summarize(logs)[0]['status'] == 'finished'
 
 
+def test_a_crash_in_predict_py_shows_each_threads_stack_on_the_console(workdir):
+    (workdir / 'model.pt').touch()
+    crashed = crashed_command(workdir, 'utils', 'load_checkpoint', 'predict.py', ['--checkpoint', 'model.pt'])
+    assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
+    assert crashed.stderr.startswith('Fatal Python error: Segmentation fault'), crashed.stderr[-3000:]
+    assert re.search(r'File ".*predict\.py", line \d+ in predict\n', crashed.stderr), crashed.stderr[-3000:]
+
+
 def test_runs_py_names_a_crash_only_when_its_stack_ends_traceback_txt_after_the_last_starts_heartbeat(tmp_path):
     stack = 'Fatal Python error: Aborted\n\nCurrent thread 0x00007f (most recent call first):\n  File "train.py", line 1\n'
     beat, tracebacks = tmp_path / HEARTBEAT_FILE, tmp_path / 'traceback.txt'
@@ -577,20 +585,24 @@ def test_runs_py_names_a_crash_only_when_its_stack_ends_traceback_txt_after_the_
     assert last_crash(tmp_path) is None
 
 
-# `python train.py ...` that crashes in native code while it builds the datasets (3.6: its logs are not open yet)
-CRASHED_SETUP = """
-import ctypes, runpy, sys
-sys.path.insert(0, sys.argv[1])
-import dataset
-dataset.build_datasets = lambda config: ctypes.string_at(0)
-sys.argv = [sys.argv[1] + '/train.py', *sys.argv[2:]]
+# `python <script> args` whose <module>.<function> crashes in native code (it reads address 0)
+CRASHED_COMMAND = """
+import ctypes, importlib, runpy, sys
+project, module, function, script, *args = sys.argv[1:]
+sys.path.insert(0, project)
+setattr(importlib.import_module(module), function, lambda *args, **kwargs: ctypes.string_at(0))
+sys.argv = [f'{project}/{script}', *args]
 runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
+def crashed_command(workdir, module, function, script, args):
+    return subprocess.run([sys.executable, '-c', CRASHED_COMMAND, str(PROJECT), module, function, script]
+                          + [str(a) for a in args], cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
 def test_a_crash_before_the_runs_logs_open_shows_each_threads_stack_on_the_console_only(workdir, data_args):
-    crashed = subprocess.run([sys.executable, '-c', CRASHED_SETUP, str(PROJECT)] + [str(a) for a in data_args],
-                             cwd=workdir, capture_output=True, text=True, timeout=300)
+    crashed = crashed_command(workdir, 'dataset', 'build_datasets', 'train.py', data_args)  # 3.6: no logs yet
     assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
     assert crashed.stderr.startswith('Fatal Python error: Segmentation fault'), crashed.stderr[-3000:]
     assert re.search(r'File ".*train\.py", line \d+ in main\n', crashed.stderr), crashed.stderr[-3000:]
