@@ -1060,6 +1060,8 @@ def failure_noted():
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
+        if in_main_thread:  # a SIGTERM must not cut the record short: torchrun sends one as soon as a rank ends
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (another's death fails this one in a collective)
         stop_run_watches()
         note_files = [handler for handler in logging.getLogger('note').handlers  # none before 3.10, none off rank 0
                       if isinstance(handler, logging.FileHandler)]  # not the console: it shows the error already

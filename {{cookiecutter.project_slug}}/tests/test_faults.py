@@ -978,6 +978,26 @@ def test_a_crash_while_training_is_the_runs_last_status(workdir, data_args, monk
     assert not any(ckpts.iterdir()) and 'saved' not in (logs / 'train.log').read_text()
 
 
+def test_a_sigterm_while_the_failure_is_noted_does_not_cut_the_record_short(workdir, data_args, monkeypatch,
+                                                                            signal_handlers_restored):
+    # under torchrun: another rank's death fails this one in a collective, and torchrun's SIGTERM follows at once
+    real_note_failure = utils.note_failure
+
+    def sigterm_first(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_note_failure(*args)
+
+    def peer_gone():
+        raise RuntimeError('Connection closed by peer')
+
+    monkeypatch.setattr(utils, 'note_failure', sigterm_first)
+    at_batch(monkeypatch, 3, peer_gone)
+    with pytest.raises(BaseException) as raised:  # not SIGTERM's KeyboardInterrupt, which would stop pytest
+        run(data_args + ['--n_epoch', 1])
+    assert raised.type is RuntimeError, raised.value
+    assert last_status(only_run(workdir)[0])[0] == 'failed (RuntimeError)'
+
+
 # 8 training and 2 validation batches an epoch: batch 15 is epoch 2's fifth training batch, 19 its first
 # validation batch. A bad batch fails before its forward pass, so no random number was drawn for it.
 @pytest.mark.parametrize('bad_batch, saved_at, where', [
