@@ -2698,9 +2698,12 @@ def stop_loader_workers():
 
 def _ignore_stop_signals(worker_init_fn, worker_id):
     """StopSafeDataLoader's worker_init_fn: ignore the stop signals, drop any that came while the worker started
-    (setting SIG_IGN discards a pending signal), then unblock them and run the user's worker_init_fn."""
+    (setting SIG_IGN discards a pending signal), then unblock them and run the user's worker_init_fn. A forked
+    worker also leaves Ctrl-\\ to its default: the main process alone shows its stack (several at once interleave)."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, 'SIGQUIT'):
+        faulthandler.unregister(signal.SIGQUIT)
     if hasattr(signal, 'pthread_sigmask'):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if worker_init_fn is not None:

@@ -165,11 +165,13 @@ sys.exit(train.main(sys.argv[3:]))
 
 def as_at_a_terminal():
     """In the child: SIGQUIT (Ctrl-\\) at its default, as at a terminal (a shell's background job, CI's say,
-    inherits it ignored), and no core file when it comes. POSIX only, as SIGQUIT is."""
+    inherits it ignored), no core file when it comes, and a process group of its own, as a terminal's job has
+    (Ctrl-C and Ctrl-\\ reach the whole group: os.killpg). POSIX only, as SIGQUIT is."""
     import resource
 
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.setpgrp()
 
 
 def run_process(argv, cwd, pause_per_batch=0.0):

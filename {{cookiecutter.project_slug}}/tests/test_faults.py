@@ -1,5 +1,6 @@
 """Interruptions and faults: Ctrl-C and SIGTERM save and resume exactly, saves are atomic, runs never collide."""
 
+import contextlib
 import errno
 import functools
 import importlib.util
@@ -117,7 +118,7 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, str
 
 def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, data_args):
     # a training step that takes ten minutes (a stuck data loader, say): Ctrl-C's stop waits for its end
-    process = run_process(data_args + ['--n_epoch', 2], workdir, pause_per_batch=600)
+    process = run_process(data_args + ['--n_epoch', 2, '--num_workers', 2], workdir, pause_per_batch=600)
     stderr = []
     reader = threading.Thread(target=lambda: stderr.extend(iter(lambda: process.stderr.buffer.read1(4096), b'')),
                               daemon=True)
@@ -132,14 +133,16 @@ def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, da
         wait_for(b'epoch 1/2 train')  # in train()'s loop, with the signal handlers in place
         process.send_signal(signal.SIGINT)
         wait_for(b'then saving; Ctrl-\\ quits at once, without saving, and shows where it is')
-        process.send_signal(signal.SIGQUIT)
+        os.killpg(process.pid, signal.SIGQUIT)  # as Ctrl-\\ does: to the DataLoader workers too
         assert process.wait(timeout=30) == -signal.SIGQUIT
         reader.join(timeout=10)
+        assert b''.join(stderr).count(b'Current thread 0x') == 1, b''.join(stderr)[-3000:]  # the workers show none
         # where it was stuck: in the pause, called from train()'s loop
         assert re.search(rb'^(Current thread|Thread) .*\n  File "<string>", line \d+ in <lambda>\n  File ".*train\.py", '
                          rb'line \d+ in train\n', b''.join(stderr), re.M), b''.join(stderr)[-3000:]
     finally:
-        process.kill()  # a no-op once it has quit
+        with contextlib.suppress(ProcessLookupError):  # the group is gone once it has quit
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         reader.join(timeout=10)  # the pipe's end reached: then its files can close
         process.stdout.close()
