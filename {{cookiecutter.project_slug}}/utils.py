@@ -959,9 +959,11 @@ class CrashTracebacks:
 def show_crash_stacks():
     """faulthandler on the console: a crash in native code (a segfault) shows each thread's Python stack, and so does
     Ctrl-\\ (SIGQUIT, where it keeps its default action: at a terminal) before it quits, which tells where a step
-    that keeps a stop from coming is stuck. On the process's own stderr (file descriptor 2), which outlives a
-    sys.stderr replaced by a stream of its own (a notebook's, or a test's capture, whose file is closed later)."""
-    quits = hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # not ignored (nohup, &)
+    that keeps a stop from coming is stuck; under torchrun, local rank 0's alone (Ctrl-\\ reaches every rank, and
+    several stacks at once interleave on a console). On the process's own stderr (file descriptor 2), which outlives
+    a sys.stderr replaced by a stream of its own (a notebook's, or a test's capture, whose file is closed later)."""
+    quits = (hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # not ignored (nohup, &)
+             and os.environ.get('LOCAL_RANK', '0') == '0')
     for stream in (sys.__stderr__, sys.stderr):
         with contextlib.suppress(Exception):
             faulthandler.enable(file=stream, all_threads=True)

@@ -27,6 +27,7 @@ from conftest import (
     EXACT_ON_THIS_DEVICE,
     PROJECT,
     TEST_BATCH_SIZE,
+    as_at_a_terminal,
     epoch_lines,
     failing_in_a_worker,
     load,
@@ -150,6 +151,28 @@ def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, da
     logs, ckpts = only_run(workdir)
     assert not any(ckpts.iterdir())  # nothing saved, nothing half-written
     assert summarize(logs)[0]['status'] == 'failed (process gone)'  # runs.py's view: no handler ran
+
+
+# train.py's entry point, then Ctrl-\ to itself (at its default, as at a terminal)
+CTRL_BACKSLASH = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+import utils
+utils.show_crash_stacks()
+os.kill(os.getpid(), signal.SIGQUIT)
+time.sleep(10)
+"""
+
+
+@pytest.mark.parametrize('local_rank, shown', [(None, True), ('0', True), ('1', False)])
+def test_ctrl_backslash_shows_the_stack_of_one_process_per_console(local_rank, shown):
+    env = {key: value for key, value in os.environ.items() if key != 'LOCAL_RANK'}
+    quitted = subprocess.run([sys.executable, '-c', CTRL_BACKSLASH, str(PROJECT)], capture_output=True, text=True,
+                             timeout=60, env=env if local_rank is None else {**env, 'LOCAL_RANK': local_rank},
+                             preexec_fn=as_at_a_terminal)
+    assert quitted.returncode == -signal.SIGQUIT
+    stack = re.search(r'^Current thread .*\n  File "<string>", line \d+ in <module>', quitted.stderr, re.M)
+    assert bool(stack) == shown, quitted.stderr
 
 
 @pytest.mark.parametrize('quit_ignored', [False, True])
