@@ -306,7 +306,7 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
 
 
 if __name__ == '__main__':
-    show_crash_stacks()  # a crash in native code (a segfault), or Ctrl-\\, shows each thread's Python stack
+    show_crash_stacks()  # a crash in native code (a segfault), or Ctrl-\, shows each thread's Python stack
     parser = CommandParser(description='Predict with a trained checkpoint; write predictions.csv.')
     parser.add_argument('--run', help="a run's timestamp or checkpoints folder: uses its best_checkpoint.pt")
     parser.add_argument('--checkpoint', help='a checkpoint file (instead of --run)')

@@ -962,14 +962,18 @@ def show_crash_stacks():
     that keeps a stop from coming is stuck; under torchrun, local rank 0's alone (Ctrl-\\ reaches every rank, and
     several stacks at once interleave on a console). On the process's own stderr (file descriptor 2), which outlives
     a sys.stderr replaced by a stream of its own (a notebook's, or a test's capture, whose file is closed later)."""
-    quits = (hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # not ignored (nohup, &)
-             and os.environ.get('LOCAL_RANK', '0') == '0')
+    quits = ctrl_backslash_quits() and os.environ.get('LOCAL_RANK', '0') == '0'
     for stream in (sys.__stderr__, sys.stderr):
         with contextlib.suppress(Exception):
             faulthandler.enable(file=stream, all_threads=True)
             if quits:  # chain: then SIGQUIT's default action, quitting at once
                 faulthandler.register(signal.SIGQUIT, file=stream, all_threads=True, chain=True)
             return
+
+
+def ctrl_backslash_quits():
+    """Whether Ctrl-\\ (SIGQUIT) keeps its default action, quitting at once: at a terminal, not ignored (nohup, &)."""
+    return hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # Windows has none
 
 
 def keep_crash_tracebacks(loggers_dir):
@@ -2749,9 +2753,8 @@ class StopRequest:
     def _handle(self, signum, frame):
         if self.signum is None:
             self.signum = signum
-            at_a_terminal = (signum == signal.SIGINT and hasattr(signal, 'SIGQUIT')  # Windows has no SIGQUIT
-                             and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL)  # not ignored (nohup, &)
-            force = '; Ctrl-\\ quits at once, without saving, and shows where it is' if at_a_terminal else ''
+            force = ('; Ctrl-\\ quits at once, without saving, and shows where it is'
+                     if signum == signal.SIGINT and ctrl_backslash_quits() else '')
             to_stderr(f'\n{signal.Signals(signum).name} received: finishing this step (or validation batch), then '
                       f'saving{force}')
 
