@@ -138,9 +138,8 @@ def test_ctrl_backslash_quits_a_stop_that_cannot_come_without_saving(workdir, da
         assert process.wait(timeout=30) == -signal.SIGQUIT
         reader.join(timeout=10)
         assert b''.join(stderr).count(b'Current thread 0x') == 1, b''.join(stderr)[-3000:]  # the workers show none
-        # where it was stuck: in the pause, called from train()'s loop
-        assert re.search(rb'^(Current thread|Thread) .*\n  File "<string>", line \d+ in <lambda>\n  File ".*train\.py", '
-                         rb'line \d+ in train\n', b''.join(stderr), re.M), b''.join(stderr)[-3000:]
+        # where it is: in train()'s loop (in the pause, or still in the step it was in when Ctrl-C came)
+        assert re.search(rb'File ".*train\.py", line \d+ in train\n', b''.join(stderr)), b''.join(stderr)[-3000:]
     finally:
         with contextlib.suppress(ProcessLookupError):  # the group is gone once it has quit
             os.killpg(process.pid, signal.SIGKILL)
