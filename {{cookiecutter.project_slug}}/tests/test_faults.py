@@ -581,14 +581,6 @@ def test_a_crash_in_native_code_leaves_each_threads_stack_in_traceback_txt_and_a
     assert summarize(logs)[0]['status'] == 'finished'
 
 
-def test_a_crash_in_predict_py_shows_each_threads_stack_on_the_console(workdir):
-    (workdir / 'model.pt').touch()
-    crashed = crashed_command(workdir, 'utils', 'load_checkpoint', 'predict.py', ['--checkpoint', 'model.pt'])
-    assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
-    assert crashed.stderr.startswith('Fatal Python error: Segmentation fault'), crashed.stderr[-3000:]
-    assert re.search(r'File ".*predict\.py", line \d+ in predict\n', crashed.stderr), crashed.stderr[-3000:]
-
-
 def test_runs_py_names_a_crash_only_when_its_stack_ends_traceback_txt_after_the_last_starts_heartbeat(tmp_path):
     stack = 'Fatal Python error: Aborted\n\nCurrent thread 0x00007f (most recent call first):\n  File "train.py", line 1\n'
     beat, tracebacks = tmp_path / HEARTBEAT_FILE, tmp_path / 'traceback.txt'
@@ -633,6 +625,14 @@ def test_a_crash_before_the_runs_logs_open_shows_each_threads_stack_on_the_conso
     assert re.search(r'File ".*train\.py", line \d+ in main\n', crashed.stderr), crashed.stderr[-3000:]
     logs, _ = only_run(workdir)
     assert summarize(logs)[0]['status'] == 'empty (starting, or stopped before its logs)'  # as after a hard kill
+
+
+def test_a_crash_in_predict_py_shows_each_threads_stack_on_the_console(workdir):
+    (workdir / 'model.pt').touch()
+    crashed = crashed_command(workdir, 'utils', 'load_checkpoint', 'predict.py', ['--checkpoint', 'model.pt'])
+    assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
+    assert crashed.stderr.startswith('Fatal Python error: Segmentation fault'), crashed.stderr[-3000:]
+    assert re.search(r'File ".*predict\.py", line \d+ in predict\n', crashed.stderr), crashed.stderr[-3000:]
 
 
 def test_the_save_timer_is_due_after_its_minutes_and_never_with_zero():
