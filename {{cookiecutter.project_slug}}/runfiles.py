@@ -268,6 +268,7 @@ def alive(provenance):
 
 
 HEARTBEAT_FILE = '.heartbeat'  # in loggers/<run> while a process writes the run (from 3.5 on)
+TRACEBACK_FILE = 'traceback.txt'  # in loggers/<run>: a failed run's whole error, a crash's stacks (utils.py)
 HEARTBEAT_STALE_SECONDS = 120  # untouched this long (this host's clock): gone, not watched (utils.heartbeat_moves)
 
 
@@ -304,7 +305,7 @@ def last_crash(folder):
     stack, written after the start's .heartbeat was last touched (a crash leaves it; a later start writes its own)."""
     try:
         beat = (Path(folder) / HEARTBEAT_FILE).stat().st_mtime_ns
-        with open(Path(folder) / 'traceback.txt', 'rb') as f:
+        with open(Path(folder) / TRACEBACK_FILE, 'rb') as f:
             if os.fstat(f.fileno()).st_mtime_ns < beat:
                 return None
             f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))  # a stack per thread: a few KB

@@ -49,6 +49,7 @@ from runfiles import (
     HEARTBEAT_STALE_SECONDS,
     METRICS_COLUMNS,
     OPTIONAL_METRICS_COLUMNS,
+    TRACEBACK_FILE,
     CommandParser,
     RunError,
     alive,
@@ -935,7 +936,7 @@ class CrashTracebacks:
     traceback.txt if it is empty (opened by this start, or by one killed since it opened it)."""
 
     def __init__(self, loggers_dir):
-        self.path = Path(loggers_dir) / 'traceback.txt'
+        self.path = Path(loggers_dir) / TRACEBACK_FILE
         self.was_enabled = faulthandler.is_enabled()
         try:
             self.file = open(self.path, 'ab')
@@ -2033,7 +2034,7 @@ def write_traceback(err, folder, rank=0):
     it (appended, after the time: a resumed run may stop so again; on a line of its own after one cut short by a
     crash). Under DDP a rank other than 0 names itself after the time. Returns the clause that says where it is
     ('' if it could not be written: the run is stopping anyway; or the folder is on another machine)."""
-    path = os.path.join(folder, 'traceback.txt')
+    path = os.path.join(folder, TRACEBACK_FILE)
     header = time.strftime('%Y-%m-%d %H:%M:%S') + (f' rank {rank}' if rank else '')
     text = f"{header}\n{''.join(traceback.format_exception(err))}\n"
     try:
