@@ -292,7 +292,9 @@ def shown_status(status, provenance, beat=None, folder=None):
         if state is None and beat and beat.get('host') == provenance.get('host'):
             state = beat['age'] < HEARTBEAT_STALE_SECONDS
         crash = last_crash(folder) if state is False and folder is not None else None
-        return f'failed ({crash})' if crash else {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
+        if crash:
+            return f'failed ({crash})'
+        return {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
     return status.split(' at ')[0]
 
 
