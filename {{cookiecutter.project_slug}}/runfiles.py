@@ -300,6 +300,7 @@ def shown_status(status, provenance, beat=None, folder=None):
 
 FATAL_ERROR = re.compile(r'^Fatal Python error: (.+)$', re.M)  # faulthandler's first line
 TRACEBACK_HEADER = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( rank \d+)?$', re.M)  # utils.write_traceback's
+STALL_HEADER = re.compile(r'^Timeout \([\d:.]+\)!$', re.M)  # faulthandler's, above a stall's stacks (utils.StallWatch)
 
 
 def last_crash(folder):
@@ -315,8 +316,8 @@ def last_crash(folder):
     except OSError:
         return None
     fatal = [*FATAL_ERROR.finditer(tail)]
-    if not fatal or TRACEBACK_HEADER.search(tail, fatal[-1].end()):  # an error's traceback came after it
-        return None
+    if not fatal or any(header.search(tail, fatal[-1].end()) for header in (TRACEBACK_HEADER, STALL_HEADER)):
+        return None  # an error's traceback came after it, or a later start's stall
     return fatal[-1].group(1)
 
 

@@ -44,6 +44,7 @@ from utils import (
     MetricsFile,
     SaveTimer,
     ShardSampler,
+    StallWatch,
     StepTaken,
     StopRequest,
     StopSafeDataLoader,
@@ -319,14 +320,15 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         train_logger.info(nothing_left)
         return finish('early-stopped' if early_stop_count >= patience else 'finished', 0)
 
-    with StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer, on_error(save_after_error):
+    with (StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer,
+          StallWatch(config['stall_minutes']) as stall_watch, on_error(save_after_error)):
         for epoch in range(start_epoch, config['n_epoch']):
             # 2.1 training
             epoch_start = time.perf_counter()
             model.train()
             training_logged = samples_done == n_train  # resumed after an error in this epoch's validation
             train_loader.sampler.set_epoch(epoch, start=samples_done)
-            meter = EpochMeter(config['log_interval'], epoch_totals)
+            meter = EpochMeter(config['log_interval'], epoch_totals, on_read=stall_watch.on_read)
             pace.start(step)
             samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
             bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
@@ -415,7 +417,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             model.eval()
             validation_stopped = False
             with torch.inference_mode(), autocast:
-                meter = EpochMeter(config['log_interval'])
+                meter = EpochMeter(config['log_interval'], on_read=stall_watch.on_read)
                 for batch in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master(),
                                   **bar_options()):
                     if stop.requested:
@@ -511,6 +513,7 @@ def main(argv=None):
         'warmup_steps': 1000,  # optimizer steps of linear warmup, with scheduler_flag
         'save_every': 5,  # epochs between latest_checkpoint.pt saves
         'save_minutes': 30.0,  # also save latest_checkpoint.pt once it is this many minutes old, mid-epoch (0: off)
+        'stall_minutes': 30.0,  # no batch read for this long: each thread's stack into traceback.txt, a warning (0: off)
         'log_interval': 20,  # batches between reads of the running loss (and progress bar updates)
         'grad_accum_steps': 1,  # micro-batches of batch_size per optimizer step
         'amp': 'none',  # 'none', 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)

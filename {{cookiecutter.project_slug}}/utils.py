@@ -767,7 +767,7 @@ def check_config(config):
         raise RunError(f"valid_ratio must be between 0 and 1, got {config['valid_ratio']}")
     if not 0 <= config['seed'] < 2**32:
         raise RunError(f"seed must be between 0 and {2**32 - 1}, got {config['seed']}")
-    for key in ['num_workers', 'warmup_steps', 'weight_decay', 'save_minutes']:
+    for key in ['num_workers', 'warmup_steps', 'weight_decay', 'save_minutes', 'stall_minutes']:
         if not config[key] >= 0:  # also refuses nan
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
     check_choice(config, 'amp', ('none', *AMP_DTYPES))
@@ -975,6 +975,78 @@ def show_crash_stacks():
 def ctrl_backslash_quits():
     """Whether Ctrl-\\ (SIGQUIT) keeps its default action, quitting at once: at a terminal, not ignored (nohup, &)."""
     return hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # Windows has none
+
+
+STALL_REARM_SECONDS = 60  # StallWatch re-arms faulthandler's timer at most this often (a tenth of stall_minutes if less)
+
+
+class StallWatch:
+    """A run that stops moving (a DataLoader worker stuck in a read, a file system that hangs, a deadlock, a collective
+    that waits for a rank) raises no error and ends nothing: it only stops printing. When no batch has been read
+    (the meter's reads, every log_interval batches: on_read) for `minutes`, faulthandler writes each thread's Python
+    stack where a crash's go (crash_stacks_file), under its own first line, `Timeout (0:30:06)!`, from a thread of
+    its own that needs no GIL (a stuck C call may hold it). A Python thread then adds a warning to train.log, and a
+    line once batches are read again: the run goes on, since a step may only be slow. One dump per stall.
+
+    The timer is re-armed at most every rearm_seconds, so a read costs a clock read; it fires `minutes` to
+    `minutes` + rearm_seconds after the last read. `minutes` 0: off."""
+
+    def __init__(self, minutes):
+        self.seconds = minutes * 60
+        self.rearm_seconds = min(STALL_REARM_SECONDS, self.seconds / 10)
+        self.file, self.where = crash_stacks_file() if self.seconds else (None, None)
+        self.armed_at, self.last_read, self.reported = -math.inf, time.monotonic(), False
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.watch, name='stall watch', daemon=True)
+        if self.file is not None:
+            self.on_read()
+            self.thread.start()
+
+    def on_read(self):
+        """A batch was read: the run moves."""
+        if self.file is None:
+            return
+        now = time.monotonic()
+        last, self.last_read = self.last_read, now
+        if self.reported:
+            self.reported = False
+            logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} without one')
+        if now - self.armed_at >= self.rearm_seconds:
+            faulthandler.dump_traceback_later(self.seconds + self.rearm_seconds, file=self.file)
+            self.armed_at = now
+
+    def watch(self):
+        while not self.stopped.wait(self.rearm_seconds):
+            now = time.monotonic()
+            if not self.reported and now - self.armed_at > self.seconds + self.rearm_seconds:
+                self.reported = True
+                since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
+                logging.getLogger('train').info(
+                    f'warning: no batch read for {duration_text(now - self.last_read)} (since {since}): each '
+                    f"thread's Python stack is now in {self.where}; the run goes on (if it is stuck, end it and "
+                    f'resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.file is not None:
+            faulthandler.cancel_dump_traceback_later()
+            self.stopped.set()
+            self.thread.join(timeout=HEARTBEAT_JOIN_SECONDS)  # its log line may be stuck on the file system that hangs
+
+
+def crash_stacks_file():
+    """Where faulthandler writes a crash's stacks now, and its name: this run's traceback.txt (rank 0, from 3.10 on:
+    keep_crash_tracebacks), else the console (file descriptor 2, as show_crash_stacks), or (None, None)."""
+    for watch in _run_watches:
+        if isinstance(watch, CrashTracebacks) and watch.file is not None:
+            return watch.file, str(watch.path)
+    for stream in (sys.__stderr__, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.fileno()
+            return stream, 'the console'
+    return None, None
 
 
 def keep_crash_tracebacks(loggers_dir):
@@ -1774,6 +1846,11 @@ def epochs_text(n):
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
+def duration_text(seconds):
+    """'42 s' under a minute, else '31.5 minutes'."""
+    return f'{seconds:.0f} s' if seconds < 60 else f'{seconds / 60:.1f} minutes'
+
+
 def samples_text(n, world_size):
     """'N samples', with ' per process' under DDP, where counts are each rank's share."""
     return f"{n} samples{' per process' if world_size > 1 else ''}"
@@ -2377,11 +2454,11 @@ class EpochMeter:
     flush() computes the metric for all of them with a few batched ops and copies one small tensor to the host:
     the loop's only host-device sync. Each step's metric is summed on its own (a running sum along the step's row),
     and the totals are summed on the host in step order, so they do not depend on when flush() runs: a run resumed
-    mid-epoch logs the same numbers as a straight one.
+    mid-epoch logs the same numbers as a straight one. Each read calls on_read (StallWatch.on_read: the run moves).
     """
 
-    def __init__(self, interval, totals=EMPTY_TOTALS):
-        self.interval = interval
+    def __init__(self, interval, totals=EMPTY_TOTALS, on_read=lambda: None):
+        self.interval, self.on_read = interval, on_read
         self.pending = []  # (step, loss, output, target) not yet read
         self.grad_norms = []  # one per optimizer step, not yet read
         self.loss_sum, self.metric_sum, self.count, self.grad_norm_sum, self.grad_norm_count = totals
@@ -2397,6 +2474,7 @@ class EpochMeter:
 
     def flush(self):
         """Add the pending batches to the totals. Return the first step whose loss was NaN or Inf, else None."""
+        self.on_read()
         if not self.pending:
             return None
         steps, losses, outputs, targets = zip(*self.pending)

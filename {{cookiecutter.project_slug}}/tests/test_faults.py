@@ -51,6 +51,7 @@ from utils import (
     StopRequest,
     StopSafeDataLoader,
     claim_run_dirs,
+    duration_text,
     exit_on_stop,
     save_checkpoint,
     write_config_file,
@@ -598,6 +599,10 @@ def test_runs_py_names_a_crash_only_when_its_stack_ends_traceback_txt_after_the_
         f.write(stack.replace('Aborted', 'Segmentation fault'))
     os.utime(tracebacks, ns=(5_000, 5_000))
     assert last_crash(tmp_path) == 'Segmentation fault'
+    with open(tracebacks, 'a') as f:  # a later start's stall (StallWatch): that start was not the crashed one
+        f.write('Timeout (0:31:00)!\nThread 0x00007f (most recent call first):\n  File "train.py", line 1\n')
+    os.utime(tracebacks, ns=(6_000, 6_000))
+    assert last_crash(tmp_path) is None
     beat.unlink()  # a run from before heartbeats, or ended cleanly since: no crash to tell
     assert last_crash(tmp_path) is None
 
@@ -633,6 +638,35 @@ def test_a_crash_in_predict_py_shows_each_threads_stack_on_the_console(workdir):
     assert crashed.returncode == -signal.SIGSEGV, crashed.stderr[-3000:]
     assert crashed.stderr.startswith('Fatal Python error: Segmentation fault'), crashed.stderr[-3000:]
     assert re.search(r'File ".*predict\.py", line \d+ in predict\n', crashed.stderr), crashed.stderr[-3000:]
+
+
+@pytest.mark.parametrize('stall_minutes', [0.02, 0])
+def test_a_stall_leaves_each_threads_stack_in_traceback_txt_and_a_warning_and_the_run_goes_on(workdir, data_args,
+                                                                                            monkeypatch, stall_minutes):
+    at_batch(monkeypatch, 3, lambda: time.sleep(4))  # epoch 1's third training batch: 4 s without a read
+    assert run(data_args + ['--n_epoch', 1, '--log_interval', 1, '--stall_minutes', stall_minutes]) == 0
+    logs, _ = only_run(workdir)
+    train_log = (logs / 'train.log').read_text()
+    assert summarize(logs)[0]['status'] == 'finished'  # a stall ends nothing
+    assert not any(thread.name == 'stall watch' for thread in threading.enumerate())
+    if not stall_minutes:  # off
+        assert not (logs / 'traceback.txt').exists() and 'no batch read' not in train_log
+        return
+    dump = (logs / 'traceback.txt').read_text()
+    assert re.match(r'Timeout \(0:00:01\.32\d*\)!\n', dump), dump  # 1.2 s and the re-arming's tenth
+    assert re.search(r'File ".*test_faults\.py", line \d+ in <lambda>\n(  File .*\n)*'
+                     r'  File ".*train\.py", line \d+ in train\n', dump), dump  # where the main thread waits
+    assert re.search(r'File ".*utils\.py", line \d+ in beat\n', dump), dump  # and the other threads
+    path = os.path.join('loggers', logs.name, 'traceback.txt')
+    warned = re.search(r'warning: no batch read for \d s \(since \d\d:\d\d:\d\d\): each thread.s '
+                       rf'Python stack is now in {re.escape(path)}; the run goes on .*--stall_minutes 0.02 sets when', train_log)
+    read_again = re.search(r'batches are read again, after (\d+) s without one', train_log)
+    assert warned and read_again and warned.start() < read_again.start(), train_log
+    assert int(read_again.group(1)) >= 4
+
+
+def test_a_stall_is_told_in_seconds_under_a_minute_and_in_minutes_above():
+    assert (duration_text(42.4), duration_text(59.6), duration_text(1890)) == ('42 s', '60 s', '31.5 minutes')
 
 
 def test_the_save_timer_is_due_after_its_minutes_and_never_with_zero():
