@@ -286,7 +286,8 @@ def read_heartbeat(folder):
 def shown_status(status, provenance, beat=None, folder=None):
     """A note.log status as runs.py lists it: without its time, and 'running' checked against the process, or on
     another host against its heartbeat (read_heartbeat) when there is one; a process gone in a crash that the run's
-    folder holds the stack of is 'failed (Segmentation fault)', say."""
+    folder holds the stack of is 'failed (Segmentation fault)', say, and a running one that StallWatch found stuck
+    'running (no batch read since 14:02:11)'."""
     if status == 'running':
         state = alive(provenance)
         if state is None and beat and beat.get('host') == provenance.get('host'):
@@ -294,8 +295,28 @@ def shown_status(status, provenance, beat=None, folder=None):
         crash = last_crash(folder) if state is False and folder is not None else None
         if crash:
             return f'failed ({crash})'
+        since = stalled_since(folder) if state and folder is not None else None
+        if since:
+            return f'running (no batch read since {since})'
         return {True: 'running', False: 'failed (process gone)', None: 'running?'}[state]
     return status.split(' at ')[0]
+
+
+STALL_WARNING = 'warning: no batch read for'  # utils.StallWatch's train.log line, '... (since 14:02:11): ...'
+STALLED_SINCE = re.compile(re.escape(STALL_WARNING) + r' .*? \(since (\d\d:\d\d:\d\d)\)')
+
+
+def stalled_since(folder):
+    """The time of day since which the run has read no batch, when train.log's last line is StallWatch's warning
+    (a line that batches are read again follows it, if they are), else None."""
+    try:
+        with open(Path(folder) / 'train.log', 'rb') as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))  # the warning is a few hundred bytes
+            lines = f.read().decode('utf-8', 'replace').splitlines()
+    except OSError:
+        return None
+    match = STALLED_SINCE.search(lines[-1]) if lines else None
+    return match.group(1) if match else None
 
 
 FATAL_ERROR = re.compile(r'^Fatal Python error: (.+)$', re.M)  # faulthandler's first line

@@ -49,6 +49,7 @@ from runfiles import (
     HEARTBEAT_STALE_SECONDS,
     METRICS_COLUMNS,
     OPTIONAL_METRICS_COLUMNS,
+    STALL_WARNING,
     TRACEBACK_FILE,
     CommandParser,
     RunError,
@@ -985,8 +986,9 @@ class StallWatch:
     that waits for a rank) raises no error and ends nothing: it only stops printing. When no batch has been read
     (the meter's reads, every log_interval batches: on_read) for `minutes`, faulthandler writes each thread's Python
     stack where a crash's go (crash_stacks_file), under its own first line, `Timeout (0:30:06)!`, from a thread of
-    its own that needs no GIL (a stuck C call may hold it). A Python thread then adds a warning to train.log, and a
-    line once batches are read again: the run goes on, since a step may only be slow. One dump per stall.
+    its own that needs no GIL (a stuck C call may hold it). A Python thread then adds a warning to train.log (runs.py
+    shows the run as stalled while it is the last line), and a line once batches are read again: the run goes on,
+    since a step may only be slow. One dump per stall.
 
     The timer is re-armed at most every rearm_seconds, so a read costs a clock read; it fires `minutes` to
     `minutes` + rearm_seconds after the last read. `minutes` 0: off."""
@@ -1022,7 +1024,7 @@ class StallWatch:
                 self.reported = True
                 since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
                 logging.getLogger('train').info(
-                    f'warning: no batch read for {duration_text(now - self.last_read)} (since {since}): each '
+                    f'{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each '
                     f"thread's Python stack is now in {self.where}; the run goes on (if it is stuck, end it and "
                     f'resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
 

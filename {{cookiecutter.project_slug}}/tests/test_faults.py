@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -40,7 +41,16 @@ from conftest import (
     script_file,
     tiny_data_args,
 )
-from runfiles import HEARTBEAT_FILE, METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, RunError, last_crash, read_metrics_rows
+from runfiles import (
+    HEARTBEAT_FILE,
+    METRICS_COLUMNS,
+    OPTIONAL_METRICS_COLUMNS,
+    RunError,
+    last_crash,
+    read_metrics_rows,
+    shown_status,
+    stalled_since,
+)
 from runs import summarize
 from test_resume import straight_run
 from utils import (
@@ -658,11 +668,31 @@ def test_a_stall_leaves_each_threads_stack_in_traceback_txt_and_a_warning_and_th
                      r'  File ".*train\.py", line \d+ in train\n', dump), dump  # where the main thread waits
     assert re.search(r'File ".*utils\.py", line \d+ in beat\n', dump), dump  # and the other threads
     path = os.path.join('loggers', logs.name, 'traceback.txt')
-    warned = re.search(r'warning: no batch read for \d s \(since \d\d:\d\d:\d\d\): each thread.s '
+    warned = re.search(r'warning: no batch read for \d s \(since (\d\d:\d\d:\d\d)\): each thread.s '
                        rf'Python stack is now in {re.escape(path)}; the run goes on .*--stall_minutes 0.02 sets when', train_log)
     read_again = re.search(r'batches are read again, after (\d+) s without one', train_log)
     assert warned and read_again and warned.start() < read_again.start(), train_log
     assert int(read_again.group(1)) >= 4
+    (logs / 'train.log').write_text(train_log[:train_log.index('\n', warned.start()) + 1])  # as while it stalled
+    assert stalled_since(logs) == warned.group(1)  # runs.py reads the line train.py writes
+
+
+def test_runs_py_shows_a_live_run_whose_train_log_ends_with_the_stall_warning_as_stalled(tmp_path):
+    (tmp_path / 'train.log').write_text('2026-12-05 14:00:09 | epoch 1 step 8 loss 2.3\n2026-12-05 14:32:12 | warning: '
+                                        "no batch read for 31.0 minutes (since 14:01:12): each thread's Python stack\n")
+    # a process whose command line names train.py stands for the run's
+    waiting = 'import time; print("started", flush=True); time.sleep(60)'
+    with subprocess.Popen([sys.executable, '-c', waiting, 'train.py'], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout.readline() == 'started\n'  # exec'd: its command line is no longer this process's
+            provenance = {'host': socket.gethostname(), 'pid': process.pid}
+            assert shown_status('running', provenance, folder=tmp_path) == 'running (no batch read since 14:01:12)'
+            with open(tmp_path / 'train.log', 'a') as f:
+                f.write('2026-12-05 14:40:00 | batches are read again, after 39.0 minutes without one\n')
+            assert shown_status('running', provenance, folder=tmp_path) == 'running'
+        finally:
+            process.kill()
+    assert shown_status('running', provenance, folder=tmp_path) == 'failed (process gone)'
 
 
 def test_a_stall_is_told_in_seconds_under_a_minute_and_in_minutes_above():
