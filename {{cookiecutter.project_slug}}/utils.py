@@ -985,22 +985,33 @@ class StallWatch:
     """A run that stops moving (a DataLoader worker stuck in a read, a file system that hangs, a deadlock, a collective
     that waits for a rank) raises no error and ends nothing: it only stops printing. When no batch has been read
     (the meter's reads, every log_interval batches: on_read) for `minutes`, faulthandler writes each thread's Python
-    stack where a crash's go (crash_stacks_file), under its own first line, `Timeout (0:30:06)!`, from a thread of
+    stack where a crash's go (crash_stacks_file), under its own first line, `Timeout (0:31:00)!`, from a thread of
     its own that needs no GIL (a stuck C call may hold it). A Python thread then adds a warning to train.log (runs.py
     shows the run as stalled while it is the last line), and a line once batches are read again: the run goes on,
     since a step may only be slow. One dump per stall.
 
     The timer is re-armed at most every rearm_seconds, so a read costs a clock read; it fires `minutes` to
-    `minutes` + rearm_seconds after the last read. `minutes` 0: off."""
+    `minutes` + rearm_seconds after the last read. It is stopped around each os.fork() (a DataLoader worker's start)
+    and set again for the time left: a child forked while it runs would hang at its exit, waiting for a timer thread
+    that only the parent has (CPython 3.10-3.13). `minutes` 0: off."""
+
+    active = None  # the one armed now: the fork hooks are the process's
+    fork_hooks = False
 
     def __init__(self, minutes):
         self.seconds = minutes * 60
         self.rearm_seconds = min(STALL_REARM_SECONDS, self.seconds / 10)
+        self.timeout = self.seconds + self.rearm_seconds
         self.file, self.where = crash_stacks_file() if self.seconds else (None, None)
-        self.armed_at, self.last_read, self.reported = -math.inf, time.monotonic(), False
+        self.armed_at, self.last_read, self.reported, self.left = -math.inf, time.monotonic(), False, None
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.watch, name='stall watch', daemon=True)
         if self.file is not None:
+            if not StallWatch.fork_hooks and hasattr(os, 'register_at_fork'):  # Windows has no fork
+                os.register_at_fork(before=StallWatch.before_fork, after_in_parent=StallWatch.after_fork,
+                                    after_in_child=StallWatch.in_child)
+                StallWatch.fork_hooks = True
+            StallWatch.active = self
             self.on_read()
             self.thread.start()
 
@@ -1014,13 +1025,34 @@ class StallWatch:
             self.reported = False
             logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} without one')
         if now - self.armed_at >= self.rearm_seconds:
-            faulthandler.dump_traceback_later(self.seconds + self.rearm_seconds, file=self.file)
+            faulthandler.dump_traceback_later(self.timeout, file=self.file)
             self.armed_at = now
+
+    @staticmethod
+    def before_fork():
+        watch = StallWatch.active
+        if watch is not None:
+            watch.left = watch.armed_at + watch.timeout - time.monotonic()  # 0 or less: it has fired
+            faulthandler.cancel_dump_traceback_later()
+
+    @staticmethod
+    def after_fork():
+        watch = StallWatch.active
+        if watch is None or watch.left is None:
+            return
+        if watch.left > 0:  # set again for the time left
+            faulthandler.dump_traceback_later(max(watch.armed_at + watch.timeout - time.monotonic(), 0.001),
+                                              file=watch.file)
+        watch.left = None
+
+    @staticmethod
+    def in_child():
+        StallWatch.active = None  # the timer is the parent's
 
     def watch(self):
         while not self.stopped.wait(self.rearm_seconds):
             now = time.monotonic()
-            if not self.reported and now - self.armed_at > self.seconds + self.rearm_seconds:
+            if not self.reported and now - self.armed_at > self.timeout:
                 self.reported = True
                 since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
                 logging.getLogger('train').info(
@@ -1033,6 +1065,7 @@ class StallWatch:
 
     def __exit__(self, *exc_info):
         if self.file is not None:
+            StallWatch.active = None
             faulthandler.cancel_dump_traceback_later()
             self.stopped.set()
             self.thread.join(timeout=HEARTBEAT_JOIN_SECONDS)  # its log line may be stuck on the file system that hangs

@@ -677,6 +677,28 @@ def test_a_stall_leaves_each_threads_stack_in_traceback_txt_and_a_warning_and_th
     assert stalled_since(logs) == warned.group(1)  # runs.py reads the line train.py writes
 
 
+# a child forked while the stall watch's timer runs, that exits as a Python program does (sys.exit: Python's shutdown)
+FORKED_WHILE_ARMED = """
+import os, sys, time, warnings
+sys.path.insert(0, sys.argv[1])
+import utils
+warnings.simplefilter('ignore', DeprecationWarning)  # Python 3.12+: fork() in a process with threads
+with utils.StallWatch(0.01):  # 0.6 s, and a tenth more
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(7)
+    print('child', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+    time.sleep(1.5)  # the timer, set again after the fork, fires
+"""
+
+
+def test_a_child_forked_while_the_stall_watch_runs_exits_and_the_watch_still_fires():
+    forked = subprocess.run([sys.executable, '-c', FORKED_WHILE_ARMED, str(PROJECT)], capture_output=True, text=True,
+                            timeout=30)  # without the fork hooks the child waits for the parent's timer thread: forever
+    assert forked.returncode == 0 and forked.stdout == 'child 7\n', forked
+    assert re.match(r'Timeout \(0:00:00\.\d+\)!\nThread ', forked.stderr), forked.stderr
+
+
 def test_runs_py_shows_a_live_run_whose_train_log_ends_with_the_stall_warning_as_stalled(tmp_path):
     (tmp_path / 'train.log').write_text('2026-12-05 14:00:09 | epoch 1 step 8 loss 2.3\n2026-12-05 14:32:12 | warning: '
                                         "no batch read for 31.0 minutes (since 14:01:12): each thread's Python stack\n")
