@@ -868,6 +868,8 @@ def test_an_empty_value_is_taken_for_a_key_whose_default_is_empty(tmp_path):
                                                                  'overlap'),
     (['--num_workers', '-1'], 'num_workers must be 0 or more, got -1'),
     (['--save_minutes', '-1'], 'save_minutes must be 0 or more, got -1.0'),
+    (['--stall_minutes', 'nan'], 'stall_minutes must be a finite number, got nan'),
+    (['--stall_minutes', '-0.5'], 'stall_minutes must be 0 or more, got -0.5'),
     (['--dropout', '1'], 'dropout must be at least 0 and below 1, got 1.0'),
 {%- if cookiecutter.model == 'mlp' %}
     (['--hidden_dim', '0'], 'hidden_dim must be at least 1, got 0'),
