@@ -965,12 +965,22 @@ def show_crash_stacks():
     several stacks at once interleave on a console). On the process's own stderr (file descriptor 2), which outlives
     a sys.stderr replaced by a stream of its own (a notebook's, or a test's capture, whose file is closed later)."""
     quits = ctrl_backslash_quits() and os.environ.get('LOCAL_RANK', '0') == '0'
+    stream = console_for_faulthandler()
+    if stream is None:
+        return
+    with contextlib.suppress(Exception):  # a console that cannot take it: no stacks, and the run goes on
+        faulthandler.enable(file=stream, all_threads=True)
+        if quits:  # chain: then SIGQUIT's default action, quitting at once
+            faulthandler.register(signal.SIGQUIT, file=stream, all_threads=True, chain=True)
+
+
+def console_for_faulthandler():
+    """The process's own stderr (file descriptor 2) if it has one, else sys.stderr if it has a descriptor, else None."""
     for stream in (sys.__stderr__, sys.stderr):
         with contextlib.suppress(Exception):
-            faulthandler.enable(file=stream, all_threads=True)
-            if quits:  # chain: then SIGQUIT's default action, quitting at once
-                faulthandler.register(signal.SIGQUIT, file=stream, all_threads=True, chain=True)
-            return
+            stream.fileno()
+            return stream
+    return None
 
 
 def ctrl_backslash_quits():
@@ -1003,7 +1013,7 @@ class StallWatch:
         self.rearm_seconds = min(STALL_REARM_SECONDS, self.seconds / 10)
         self.timeout = self.seconds + self.rearm_seconds
         self.file, self.where = crash_stacks_file() if self.seconds else (None, None)
-        self.armed_at, self.last_read, self.reported, self.left = -math.inf, time.monotonic(), False, None
+        self.armed_at, self.last_read, self.reported, self.paused = -math.inf, time.monotonic(), False, False
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.watch, name='stall watch', daemon=True)
         if self.file is not None:
@@ -1032,18 +1042,16 @@ class StallWatch:
     def before_fork():
         watch = StallWatch.active
         if watch is not None:
-            watch.left = watch.armed_at + watch.timeout - time.monotonic()  # 0 or less: it has fired
+            watch.paused = time.monotonic() < watch.armed_at + watch.timeout  # else it has fired: one dump per stall
             faulthandler.cancel_dump_traceback_later()
 
     @staticmethod
     def after_fork():
         watch = StallWatch.active
-        if watch is None or watch.left is None:
-            return
-        if watch.left > 0:  # set again for the time left
+        if watch is not None and watch.paused:  # set again for the time left
             faulthandler.dump_traceback_later(max(watch.armed_at + watch.timeout - time.monotonic(), 0.001),
                                               file=watch.file)
-        watch.left = None
+            watch.paused = False
 
     @staticmethod
     def in_child():
@@ -1077,11 +1085,8 @@ def crash_stacks_file():
     for watch in _run_watches:
         if isinstance(watch, CrashTracebacks) and watch.file is not None:
             return watch.file, str(watch.path)
-    for stream in (sys.__stderr__, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.fileno()
-            return stream, 'the console'
-    return None, None
+    stream = console_for_faulthandler()
+    return (stream, 'the console') if stream is not None else (None, None)
 
 
 def keep_crash_tracebacks(loggers_dir):
