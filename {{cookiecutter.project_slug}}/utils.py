@@ -325,7 +325,7 @@ def exit_torchrun_worker(exit_code):
     """
     logging.shutdown()
     multiprocessing.util._run_finalizers()
-    for stream in (sys.stdout, sys.stderr):
+    for stream in filter(None, (sys.stdout, sys.stderr)):  # None: started without it (`2>&-`)
         with contextlib.suppress(OSError):  # a batch job's output file on a full disk: nothing more to say there
             stream.flush()
     os._exit(exit_code)
@@ -1605,8 +1605,9 @@ def bar_options():
     """At a terminal, tqdm's own bars, redrawn in place ten times a second. When the bars go to a file
     (`python train.py > run.log 2>&1`, a batch job): a line of progress a minute, and none for a loop that
     ends within its first minute, so that the log reads as lines, not as megabytes of redraws. A TQDM_<KEY>
-    variable in the environment (TQDM_MININTERVAL, TQDM_DELAY) still sets its key, as tqdm documents."""
-    if sys.stderr.isatty():
+    variable in the environment (TQDM_MININTERVAL, TQDM_DELAY) still sets its key, as tqdm documents. Without a
+    stderr at all (started with `2>&-`, or pythonw on Windows: sys.stderr is None), nowhere."""
+    if sys.stderr is not None and sys.stderr.isatty():
         return {}
     in_a_file = {'mininterval': 60.0, 'maxinterval': 60.0, 'delay': 60.0}  # maxinterval: tqdm's monitor thread
     return {'file': BarLines(sys.stderr),
@@ -1615,7 +1616,7 @@ def bar_options():
 
 class BarLines:
     """What tqdm writes, as lines: tqdm starts each redraw with '\\r' to draw over the last one, which a
-    file keeps as one endless line (^M in `less`)."""
+    file keeps as one endless line (^M in `less`). A stream of None (no stderr) takes nothing."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -1625,13 +1626,14 @@ class BarLines:
         # a redraw is padded with spaces to cover a longer last one; a bar below the first (position=1, nested)
         # is drawn a line down and then moves the cursor back up ('\x1b[A'), which a file keeps as a code
         line = text.replace('\r', '').replace('\x1b[A', '').rstrip()
-        if line:  # the blank that clears a closed bar (leave=False) is no line
+        if line and self.stream is not None:  # the blank that clears a closed bar (leave=False) is no line
             with contextlib.suppress(OSError):  # a batch job's output on a full disk: the run goes on without it
                 self.stream.write(line + '\n')
 
     def flush(self):
-        with contextlib.suppress(OSError):
-            self.stream.flush()
+        if self.stream is not None:
+            with contextlib.suppress(OSError):
+                self.stream.flush()
 
 
 # -----------------------------------------------------------------------------

@@ -845,6 +845,22 @@ def test_a_console_that_cannot_be_written_leaves_the_run_to_finish(workdir, data
     assert train_py(*data_args, '--n_epoch', 0).returncode == 2  # bad input: its error line is lost, not its exit code
 
 
+@pytest.mark.skipif(os.name != 'posix', reason='closes file descriptor 2 between fork and exec')
+def test_a_run_started_without_stderr_finishes_and_so_does_predict(workdir, data_args):
+    # `python train.py 2>&-` (pythonw on Windows alike): sys.stderr is None, and the bars have nowhere to go
+    def without_stderr(script, *args):
+        return subprocess.run([sys.executable, str(PROJECT / script), *map(str, args)], cwd=workdir, text=True,
+                              stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2),
+                              env={**os.environ, 'TQDM_DELAY': '0', 'TQDM_MININTERVAL': '0'})  # bars drawn at once
+
+    trained = without_stderr('train.py', *data_args, '--n_epoch', 1)
+    assert trained.returncode == 0, trained.stdout[-3000:]
+    logs, ckpts = only_run(workdir)
+    assert last_status(logs)[0] == 'finished' and 'finished 1 epoch' in trained.stdout
+    predicted = without_stderr('predict.py', '--checkpoint', ckpts / 'best_checkpoint.pt', '--output', 'predictions.csv')
+    assert predicted.returncode == 0 and (workdir / 'predictions.csv').exists(), predicted.stdout[-3000:]
+
+
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_earlier_checkpoint(workdir, data_args, monkeypatch):
     real_save, saves = torch.save, []
 
