@@ -692,6 +692,7 @@ with utils.StallWatch(0.01):  # 0.6 s, and a tenth more
 """
 
 
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='no os.fork (Windows)')
 def test_a_child_forked_while_the_stall_watch_runs_exits_and_the_watch_still_fires():
     forked = subprocess.run([sys.executable, '-c', FORKED_WHILE_ARMED, str(PROJECT)], capture_output=True, text=True,
                             timeout=30)  # without the fork hooks the child waits for the parent's timer thread: forever
