@@ -139,8 +139,11 @@ def test_a_variant_baked_for_another_model_is_a_one_line_error(tmp_path):
 def test_train_and_the_bare_loop_do_the_same_math(baked, workload):
     """The ratios measure bookkeeping only if the loops compute the same thing: from the same start, train() and
     the bare loop reach the same weights bitwise (optimizer groups, clipping, schedule, batches and dropout alike).
-    Lightning clips over the optimizer's parameters, group by group, so its gradient norm sums in another order:
-    the same weights to float32 rounding."""
+    Lightning's loop rounds differently (its clipping sums the gradient norm group by group), and AdamW magnifies a
+    rounding difference in a small gradient (it divides by the gradient's running scale), by how much depends on
+    the CPU's kernels: so it is held to the bare loop's path within a thousandth of how far training moved the
+    weights (measured for the CNN on 2026-12-05: 1e-5, and 1.3e-4 with oneDNN limited to AVX2, where the largest
+    single difference, 1.8e-4, was above this test's earlier bound of 1e-6 for any weight)."""
     model, overrides, _ = loop_overhead.QUICK[workload]
     # a decay that shows within the warmup's few steps (at the defaults, lr x weight_decay rounds away in float32)
     overrides = {**overrides, 'lr': 0.01, 'weight_decay': 0.5}
@@ -161,15 +164,19 @@ def test_train_and_the_bare_loop_do_the_same_math(baked, workload):
               '        weights[name] = model.state_dict()\n'
               "moved = sum(not torch.equal(start[k], v) for k, v in weights['bare'].items())\n"
               "differ = [k for k, v in weights['train'].items() if not torch.equal(v, weights['bare'][k])]\n"
-              "apart = max((v - weights['bare'][k]).abs().max().item() for k, v in weights['lightning'].items())\n"
+              "floats = [k for k, v in start.items() if v.is_floating_point()]\n"
+              "flat = {name: torch.cat([w[k].flatten().double() for k in floats]) for name, w in weights.items()}\n"
+              "initial = torch.cat([start[k].flatten().double() for k in floats])\n"
+              "apart = ((flat['lightning'] - flat['bare']).norm() / (flat['bare'] - initial).norm()).item()\n"
               'print(moved, len(start), apart, differ)\n')
     result = subprocess.run([sys.executable, '-c', script], cwd=project, capture_output=True, text=True, timeout=300,
                             env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''})
     assert result.returncode == 0, result.stderr[-3000:]
     moved, total, apart, differ = result.stdout.strip().splitlines()[-1].split(' ', 3)
     assert int(moved) > 0 and differ == '[]', result.stdout  # trained, and to the same weights
-    # a step moves a weight by about lr (0.01); a different schedule, clipping or batch order moves it by as much
-    assert float(apart) < 1e-6, f'Lightning ends {apart} away from the bare loop'
+    # measured for the CNN: an lr 2% off ends 1.8e-3 apart, no weight decay 3.1e-3, another schedule or batch order
+    # further still
+    assert float(apart) < 1e-3, f"Lightning ends {apart} of the bare loop's path away from it"
 
 
 def test_the_benchmark_draws_the_bars_at_a_terminals_rate(baked):
