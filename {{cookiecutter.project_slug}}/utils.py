@@ -972,6 +972,19 @@ def show_crash_stacks():
         faulthandler.enable(file=stream, all_threads=True)
         if quits:  # chain: then SIGQUIT's default action, quitting at once
             faulthandler.register(signal.SIGQUIT, file=stream, all_threads=True, chain=True)
+            if hasattr(os, 'register_at_fork') and not _forked_children_quit_quietly:
+                # a forked DataLoader worker from its first instruction, not from its worker_init_fn: a Ctrl-\
+                # that comes while the workers start would show their stacks too (.ci/newest saw two, once)
+                os.register_at_fork(after_in_child=_quit_quietly)
+                _forked_children_quit_quietly.append(True)
+
+
+_forked_children_quit_quietly = []  # os.register_at_fork has no way to unregister: once per process
+
+
+def _quit_quietly():
+    with contextlib.suppress(Exception):
+        faulthandler.unregister(signal.SIGQUIT)
 
 
 def console_for_faulthandler():
