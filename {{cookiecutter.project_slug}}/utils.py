@@ -972,19 +972,6 @@ def show_crash_stacks():
         faulthandler.enable(file=stream, all_threads=True)
         if quits:  # chain: then SIGQUIT's default action, quitting at once
             faulthandler.register(signal.SIGQUIT, file=stream, all_threads=True, chain=True)
-            if hasattr(os, 'register_at_fork') and not _forked_children_quit_quietly:
-                # a forked DataLoader worker from its first instruction, not from its worker_init_fn: a Ctrl-\
-                # that comes while the workers start would show their stacks too (.ci/newest saw two, once)
-                os.register_at_fork(after_in_child=_quit_quietly)
-                _forked_children_quit_quietly.append(True)
-
-
-_forked_children_quit_quietly = []  # os.register_at_fork has no way to unregister: once per process
-
-
-def _quit_quietly():
-    with contextlib.suppress(Exception):
-        faulthandler.unregister(signal.SIGQUIT)
 
 
 def console_for_faulthandler():
@@ -1018,8 +1005,7 @@ class StallWatch:
     and set again for the time left: a child forked while it runs would hang at its exit, waiting for a timer thread
     that only the parent has (CPython 3.10-3.13). `minutes` 0: off."""
 
-    active = None  # the one armed now: the fork hooks are the process's
-    fork_hooks = False
+    active = None  # the one armed now: the fork hooks (below the class) are the process's
 
     def __init__(self, minutes):
         self.seconds = minutes * 60
@@ -1030,10 +1016,6 @@ class StallWatch:
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.watch, name='stall watch', daemon=True)
         if self.file is not None:
-            if not StallWatch.fork_hooks and hasattr(os, 'register_at_fork'):  # Windows has no fork
-                os.register_at_fork(before=StallWatch.before_fork, after_in_parent=StallWatch.after_fork,
-                                    after_in_child=StallWatch.in_child)
-                StallWatch.fork_hooks = True
             StallWatch.active = self
             self.on_read()
             self.thread.start()
@@ -1066,10 +1048,6 @@ class StallWatch:
                                               file=watch.file)
             watch.paused = False
 
-    @staticmethod
-    def in_child():
-        StallWatch.active = None  # the timer is the parent's
-
     def watch(self):
         while not self.stopped.wait(self.rearm_seconds):
             now = time.monotonic()
@@ -1090,6 +1068,20 @@ class StallWatch:
             faulthandler.cancel_dump_traceback_later()
             self.stopped.set()
             self.thread.join(timeout=HEARTBEAT_JOIN_SECONDS)  # its log line may be stuck on the file system that hangs
+
+
+def _in_forked_child():
+    """A forked child (a DataLoader worker) from its first instruction: the parent's stall timer is not its own, and
+    Ctrl-\\ quits it without a stack (only the main process shows one; unregistering in the worker_init_fn came too
+    late for a Ctrl-\\ while the workers start: .ci/newest saw two stacks, once)."""
+    StallWatch.active = None
+    with contextlib.suppress(Exception):
+        faulthandler.unregister(signal.SIGQUIT)
+
+
+if hasattr(os, 'register_at_fork'):  # Windows has no fork
+    os.register_at_fork(before=StallWatch.before_fork, after_in_parent=StallWatch.after_fork,
+                        after_in_child=_in_forked_child)
 
 
 def crash_stacks_file():
