@@ -989,6 +989,10 @@ def ctrl_backslash_quits():
 
 
 STALL_REARM_SECONDS = 60  # StallWatch re-arms faulthandler's timer at most this often (a tenth of stall_minutes if less)
+# asks a DataLoader worker for its stacks: ignored by default, so a child that did not ask for it (one of your own) is
+# unaffected; Windows has none
+WORKER_STACKS_SIGNAL = getattr(signal, 'SIGURG', None)
+WORKER_STACKS_SECONDS = 0.25  # between one dump and the next worker's, so that they follow one another
 
 
 class StallWatch:
@@ -996,9 +1000,10 @@ class StallWatch:
     that waits for a rank) raises no error and ends nothing: it only stops printing. When no batch has been read
     (the meter's reads, every log_interval batches: on_read) for `minutes`, faulthandler writes each thread's Python
     stack where a crash's go (crash_stacks_file), under its own first line, `Timeout (0:31:00)!`, from a thread of
-    its own that needs no GIL (a stuck C call may hold it). A Python thread then adds a warning to train.log (runs.py
-    shows the run as stalled while it is the last line), and a line once batches are read again: the run goes on,
-    since a step may only be slow. One dump per stall.
+    its own that needs no GIL (a stuck C call may hold it). A Python thread then has each DataLoader worker append
+    its own stacks (the main process only shows that it waits for a batch; dump_worker_stacks), adds a warning to
+    train.log (runs.py shows the run as stalled while it is the last line), and a line once batches are read again:
+    the run goes on, since a step may only be slow. One dump per stall.
 
     The timer is re-armed at most every rearm_seconds, so a read costs a clock read; it fires `minutes` to
     `minutes` + rearm_seconds after the last read. It is stopped around each os.fork() (a DataLoader worker's start)
@@ -1011,7 +1016,7 @@ class StallWatch:
         self.seconds = minutes * 60
         self.rearm_seconds = min(STALL_REARM_SECONDS, self.seconds / 10)
         self.timeout = self.seconds + self.rearm_seconds
-        self.file, self.where = crash_stacks_file() if self.seconds else (None, None)
+        self.file, self.path = crash_stacks_file() if self.seconds else (None, None)
         self.armed_at, self.last_read, self.reported, self.paused = -math.inf, time.monotonic(), False, False
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.watch, name='stall watch', daemon=True)
@@ -1054,10 +1059,31 @@ class StallWatch:
             if not self.reported and now - self.armed_at > self.timeout:
                 self.reported = True
                 since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
+                workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
                 logging.getLogger('train').info(
-                    f'{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each '
-                    f"thread's Python stack is now in {self.where}; the run goes on (if it is stuck, end it and "
-                    f'resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
+                    f"{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each thread's Python "
+                    f"stack{workers} is now in {self.path or 'the console'}; the run goes on (if it is stuck, end it "
+                    f'and resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
+
+    def dump_worker_stacks(self):
+        """Have each live DataLoader worker whose stacks go where this watch's go (_start_worker: those started from
+        3.10 on, on rank 0) append each of its threads' Python stacks under a line that names it, one worker after the
+        other; return how many were asked."""
+        asked = 0
+        for index, pid, stacks_to in loader_workers():
+            if stacks_to != (self.path or ''):
+                continue
+            time.sleep(WORKER_STACKS_SECONDS)  # after the dump before it (faulthandler's timer, first) is written
+            started = catches_signal(pid, WORKER_STACKS_SIGNAL)
+            try:
+                os.write(self.file.fileno(), f'\nDataLoader worker {index} (pid {pid})'
+                         f"{':' if started else ': still starting (no code of ours has run in it yet), no stack'}\n".encode())
+                if started:
+                    os.kill(pid, WORKER_STACKS_SIGNAL)
+            except OSError:  # gone meanwhile, or the file cannot take it
+                continue
+            asked += started
+        return asked
 
     def __enter__(self):
         return self
@@ -1085,13 +1111,12 @@ if hasattr(os, 'register_at_fork'):  # Windows has no fork
 
 
 def crash_stacks_file():
-    """Where faulthandler writes a crash's stacks now, and its name: this run's traceback.txt (rank 0, from 3.10 on:
-    keep_crash_tracebacks), else the console (file descriptor 2, as show_crash_stacks), or (None, None)."""
+    """Where faulthandler writes a crash's stacks now, and that file's path: this run's traceback.txt (rank 0, from 3.10
+    on: keep_crash_tracebacks), else the console (file descriptor 2, as show_crash_stacks; path None), or (None, None)."""
     for watch in _run_watches:
         if isinstance(watch, CrashTracebacks) and watch.file is not None:
             return watch.file, str(watch.path)
-    stream = console_for_faulthandler()
-    return (stream, 'the console') if stream is not None else (None, None)
+    return console_for_faulthandler(), None
 
 
 def keep_crash_tracebacks(loggers_dir):
@@ -2687,8 +2712,8 @@ class StopSafeDataLoader(DataLoader):
     cannot be handed (a lambda in the dataset, too many separate tensors) is a one-line error that says what to do."""
 
     def __init__(self, *args, worker_init_fn=None, **kwargs):
-        super().__init__(*args, worker_init_fn=functools.partial(_ignore_stop_signals, worker_init_fn), **kwargs)
-        self._tensors_counted = False
+        super().__init__(*args, worker_init_fn=functools.partial(_start_worker, worker_init_fn, None), **kwargs)
+        self._your_worker_init_fn, self._tensors_counted = worker_init_fn, False
 
     def __iter__(self):
         if self.num_workers == 0:
@@ -2697,6 +2722,8 @@ class StopSafeDataLoader(DataLoader):
         if not self._tensors_counted:  # once: the workers of later epochs are handed the same, already shared
             self._check_file_descriptors(start_method)
             self._tensors_counted = True
+        stacks_to = worker_stacks_target()
+        self.worker_init_fn = functools.partial(_start_worker, self._your_worker_init_fn, stacks_to)
         try:
             with warnings.catch_warnings():  # torch's warning of a pickle error: the error below says more
                 warnings.filterwarnings('ignore', message='Got pickle error when attempting to start a worker')
@@ -2711,6 +2738,8 @@ class StopSafeDataLoader(DataLoader):
                            "default; forkserver: Linux's from Python 3.14) get it pickled: in dataset.py use functions "
                            'defined at the top level (not lambdas or functions inside functions) and open files in '
                            '__getitem__, or pass --num_workers 0') from None
+        if not hasattr(iterator, 'stacks_to'):  # persistent workers: the iterator (and its workers) of the first epoch
+            iterator.stacks_to = stacks_to
         _iterators_with_workers.add(iterator)
         return iterator
 
@@ -2828,18 +2857,51 @@ def stop_loader_workers():
     _iterators_with_workers.clear()
 
 
-def _ignore_stop_signals(worker_init_fn, worker_id):
+def _start_worker(worker_init_fn, stacks_to, worker_id):
     """StopSafeDataLoader's worker_init_fn: ignore the stop signals, drop any that came while the worker started
     (setting SIG_IGN discards a pending signal), then unblock them and run the user's worker_init_fn. A forked
-    worker also leaves Ctrl-\\ to its default: the main process alone shows its stack (several at once interleave)."""
+    worker also leaves Ctrl-\\ to its default: the main process alone shows its stack (several at once interleave).
+    WORKER_STACKS_SIGNAL (from a stall watch: StallWatch.dump_worker_stacks) has faulthandler write each of the
+    worker's threads' stacks where a crash's go in the main process as it starts the worker (stacks_to: a path, ''
+    the console, None nowhere), from C: a worker stuck in a C call shows them too."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, 'SIGQUIT'):
         faulthandler.unregister(signal.SIGQUIT)
+    if stacks_to is not None:
+        with contextlib.suppress(Exception):  # no stacks from this worker, and it works on
+            faulthandler.register(WORKER_STACKS_SIGNAL, file=open(stacks_to, 'ab') if stacks_to else
+                                  console_for_faulthandler(), all_threads=True)
     if hasattr(signal, 'pthread_sigmask'):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if worker_init_fn is not None:
         worker_init_fn(worker_id)
+
+
+def catches_signal(pid, signum):
+    """Whether process `pid` has a handler for `signum`, from Linux's /proc; True where it cannot be told (macOS)."""
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            caught = next(line for line in f if line.startswith('SigCgt:'))
+    except (OSError, StopIteration):
+        return True
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
+
+
+def worker_stacks_target():
+    """Where a DataLoader worker starting now writes its stacks when asked (_start_worker)."""
+    return None if WORKER_STACKS_SIGNAL is None else crash_stacks_file()[1] or ''
+
+
+def loader_workers():
+    """(index, process id, where its stacks go) of each live worker of the StopSafeDataLoader iterators that main()
+    started, in the order they started."""
+    workers = []
+    with contextlib.suppress(RuntimeError):  # the set changed meanwhile (a loader's iterator made, or freed)
+        for iterator in list(_iterators_with_workers):
+            workers += [(index, worker.pid, getattr(iterator, 'stacks_to', None))
+                        for index, worker in enumerate(getattr(iterator, '_workers', ())) if worker.is_alive()]
+    return sorted(workers, key=lambda worker: worker[1])
 
 
 @atexit.register  # after multiprocessing's own exit handler (import torch imports it), so it runs before that one

@@ -677,6 +677,81 @@ def test_a_stall_leaves_each_threads_stack_in_traceback_txt_and_a_warning_and_th
     assert stalled_since(logs) == warned.group(1)  # runs.py reads the line train.py writes
 
 
+# train.py whose training DataLoader worker sleeps in slow_read: 'reading', at its fourth batch's first sample (the
+# batches before it read, so the worker has started), or 'starting', as it unpickles the dataset (spawn and forkserver
+# workers do, before any code of ours runs in them); the main process waits for a batch, without a read, for 4 s
+SLOW_IN_A_WORKER = """
+import multiprocessing, sys, time, torch
+sys.path.insert(0, sys.argv[1])
+import train
+
+
+def slow_read():
+    time.sleep(4)
+
+
+class SlowInAWorker(torch.utils.data.Dataset):
+    def __init__(self, dataset, batch_size, when):
+        self.dataset, self.batch_size, self.when, self.reads = dataset, batch_size, when, 0
+    def __len__(self):
+        return len(self.dataset)
+    def __getitem__(self, index):
+        self.reads += 1  # in the worker's copy
+        if self.when == 'reading' and self.reads == 3 * self.batch_size + 1:
+            slow_read()
+        return self.dataset[index]
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.when == 'starting':
+            slow_read()
+
+
+if __name__ == '__main__':
+    if sys.argv[2] != 'default':
+        multiprocessing.set_start_method(sys.argv[2], force=True)
+    build_datasets = train.build_datasets
+
+    def slow_training_set(config):
+        train_set, valid_set = build_datasets(config)
+        return SlowInAWorker(train_set, config['batch_size'], sys.argv[3]), valid_set
+
+    train.build_datasets = slow_training_set
+    sys.exit(train.main(sys.argv[4:]))
+"""
+
+
+@pytest.mark.parametrize('start_method, when', [
+    ('default', 'reading'),
+    pytest.param('forkserver', 'reading', marks=needs_forkserver),
+    pytest.param('forkserver', 'starting', marks=needs_forkserver),
+])
+def test_a_stall_in_a_dataloader_worker_leaves_that_workers_stack_in_traceback_txt(workdir, tmp_path_factory, data_args,
+                                                                                 start_method, when):
+    script = script_file(tmp_path_factory, SLOW_IN_A_WORKER)
+    result = run_as_group([sys.executable, script, str(PROJECT), start_method, when]
+                          + [str(a) for a in data_args + ['--n_epoch', 1, '--log_interval', 1, '--num_workers', 1,
+                                                          '--stall_minutes', 0.02]],
+                          workdir, {**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs, _ = only_run(workdir)
+    dump = (logs / 'traceback.txt').read_text()
+    # the last stall's (a worker's slow start, under load, may have been one before it): the main process's stacks
+    # first, waiting for a batch, then each worker's under a line that names it: the validation loader's (started
+    # at 3.10, before train(), waiting for work) and the training loader's, in the function it is stuck in
+    assert dump.startswith('Timeout ('), dump
+    main, *workers = dump[dump.rindex('Timeout ('):].split('\nDataLoader worker ')
+    assert re.search(r'File ".*dataloader\.py", line \d+ in _get_data\n', main), dump
+    assert len(workers) == len({worker.split('\n')[0] for worker in workers}) == 2, dump
+    if when == 'starting':
+        assert any(re.match(r'0 \(pid \d+\): still starting \(no code of ours has run in it yet\), no stack\n$', worker)
+                   for worker in workers), dump
+        assert sum(re.match(r'0 \(pid \d+\):\n(Current thread|Thread) 0x', worker) is not None for worker in workers) == 1
+    else:
+        assert all(re.match(r'0 \(pid \d+\):\n(Current thread|Thread) 0x', worker) for worker in workers), dump
+        assert any(re.search(r'File ".*script\.py", line \d+ in slow_read\n', worker) for worker in workers), dump
+    assert "each thread's Python stack and each DataLoader worker's is now in" in (logs / 'train.log').read_text()
+
+
 # a child forked while the stall watch's timer runs, that exits as a Python program does (sys.exit: Python's shutdown)
 FORKED_WHILE_ARMED = """
 import os, sys, time, warnings
