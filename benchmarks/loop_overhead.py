@@ -130,7 +130,7 @@ def run_train(mods, config, loaders, model, device):
 
 def run_bare(mods, config, loaders, model, device):
     """The loop anyone would write, with the same math as train(): AMP as configured (fp16 with a
-    GradScaler), clipping, the warmup-cosine scheduler stepped per batch, validation."""
+    GradScaler), clipping (with clip_flag, as train()), the warmup-cosine scheduler stepped per batch, validation."""
     import torch
     from torch import nn
 
@@ -151,12 +151,14 @@ def run_bare(mods, config, loaders, model, device):
                 loss = criterion(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
             if scaler is None:
                 loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
+                if config['clip_flag']:
+                    nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
                 optimizer.step()
             else:
                 scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
+                if config['clip_flag']:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
                 scaler.step(optimizer)
                 scaler.update()
             scheduler.step()
@@ -208,7 +210,7 @@ def run_lightning(mods, config, loaders, model, device):
     precision = {'none': '32-true', 'bf16': 'bf16-mixed', 'fp16': '16-mixed'}[config['amp']]
     trainer = L.Trainer(max_epochs=config['n_epoch'], accelerator=device.type, devices=1, logger=False,
                         precision=precision, enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
-                        num_sanity_val_steps=0, gradient_clip_val=config['clip_max_norm'],
+                        num_sanity_val_steps=0, gradient_clip_val=config['clip_max_norm'] if config['clip_flag'] else None,
                         use_distributed_sampler=False)
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.fit(Module(), train_loader, valid_loader)
