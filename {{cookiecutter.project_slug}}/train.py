@@ -38,6 +38,7 @@ from utils import (
 {%- if cookiecutter.task == 'classification' %}
     ClassWeightedCrossEntropy,
 {%- endif %}
+    DataWait,
     EpochMeter,
     EpochSampler,
     Interrupted,
@@ -331,7 +332,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             meter = EpochMeter(config['log_interval'], epoch_totals, on_read=stall_watch.on_read)
             pace.start(step)
             samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
-            bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
+            data_wait = DataWait(train_loader)  # how long the loop waits for its batches (metrics.csv)
+            bar = tqdm(data_wait, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
                        initial=math.ceil(samples_done / config['batch_size']),
                        total=math.ceil(n_train / config['batch_size']), disable=not is_master(), **bar_options())
             bad_step, stopping, micro, read_due = None, False, 0, False
@@ -448,7 +450,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             epoch_done = epoch + 1
             row = {'epoch': epoch + 1, 'step': step, 'train_loss': train_loss, 'train_metric': train_metric,
                    'valid_loss': valid_loss, 'valid_metric': meter.metric, 'lr': lr,
-                   'epoch_seconds': round(time.perf_counter() - epoch_start, 3), 'grad_norm': grad_norm}
+                   'epoch_seconds': round(time.perf_counter() - epoch_start, 3), 'grad_norm': grad_norm,
+                   'data_seconds': round(data_wait.seconds, 3)}
             if is_master():
                 metrics.append(row)
             if tensorboard is not None:

@@ -2519,6 +2519,25 @@ def unused_parameters_warning(names, distributed):
             'use them in forward, or freeze them with requires_grad_(False) in model.py')
 
 
+class DataWait:
+    """Iterates a DataLoader and sums the seconds spent waiting for its batches (metrics.csv's data_seconds): with
+    num_workers 0, reading them in this process; with workers, the time they fell behind. Two clock reads a batch."""
+
+    def __init__(self, loader):
+        self.loader, self.seconds = loader, 0.0
+
+    def __iter__(self):
+        batches, clock = iter(self.loader), time.perf_counter
+        while True:
+            start = clock()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            self.seconds += clock() - start
+            yield batch
+
+
 class EpochMeter:
     """Loss, metric and gradient-norm totals over an epoch, read from the device once per `interval` steps, not per step.
 

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,45 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert list(table[0]) == list(METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS)
     assert [r['epoch'] for r in table] == ['1', '2', '3']
     assert all(float(r['epoch_seconds']) > 0 for r in table) and float(table[0]['lr']) > 0
+    assert all(0 <= float(r['data_seconds']) < float(r['epoch_seconds']) for r in table), table
     val = (logs / 'val.log').read_text()
     assert f"loss {float(table[-1]['valid_loss']):.6f}" in val
     assert not (logs / 'traceback.txt').exists()  # opened for a crash's stack, removed when none came
+
+
+class SlowToRead(torch.utils.data.Dataset):
+    """A dataset whose every sample takes `seconds` to read."""
+
+    def __init__(self, dataset, seconds):
+        self.dataset, self.seconds = dataset, seconds
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        time.sleep(self.seconds)
+        return self.dataset[index]
+
+
+def test_data_seconds_in_metrics_csv_is_the_trainings_wait_for_its_batches(workdir, data_args, monkeypatch):
+    build_datasets, to_device, samples = train.build_datasets, train.to_device, []
+
+    def slow_training_set(config):
+        train_set, valid_set = build_datasets(config)
+        samples.append(len(train_set))
+        return SlowToRead(train_set, 0.005), valid_set
+
+    def slow_step(*args, **kwargs):  # in the loop, after the batch came: not a wait for it
+        time.sleep(0.1)
+        return to_device(*args, **kwargs)
+
+    monkeypatch.setattr(train, 'build_datasets', slow_training_set)
+    monkeypatch.setattr(train, 'to_device', slow_step)
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    logs, _ = only_run(workdir)
+    [row] = rows(logs / 'metrics.csv')
+    read = 0.005 * samples[0]  # each sample read in this process (num_workers 0)
+    assert read <= float(row['data_seconds']) < read + 0.04 * int(row['step']), row  # steps: 0.1 s each
 
 
 def test_epochs_trained_again_after_a_resume_from_an_earlier_point_replace_the_logged_ones(workdir, data_args):
@@ -143,7 +180,7 @@ def test_metrics_rows_start_over_where_a_resumed_run_went_back(tmp_path):
 def test_an_optional_columns_value_may_be_empty_but_nothing_else(tmp_path):
     path = tmp_path / 'metrics.csv'
     path.write_text(','.join(METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS) + '\r\n' + ''.join(
-        f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1,{norm}\r\n' for e, norm in ((1, '0.5'), (2, ''), (3, 'x'))))
+        f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1,{norm},0.2\r\n' for e, norm in ((1, '0.5'), (2, ''), (3, 'x'))))
     assert [(row['epoch'], row['grad_norm']) for row in read_metrics_rows(path)] == [('1', '0.5'), ('2', '')]
     assert plot.read_metrics(tmp_path)['grad_norm'][0] == 0.5 and math.isnan(plot.read_metrics(tmp_path)['grad_norm'][1])
 
@@ -643,7 +680,7 @@ def test_plot_draws_a_dollar_sign_in_a_run_name_or_a_value_as_it_is(tmp_path, mo
 
 def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=None):
     """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given;
-    with grad_norms, the column of that name too, as a run with clip_flag true writes it)."""
+    with grad_norms, the optional columns too, as train.py writes them: grad_norm, and data_seconds 0.1)."""
     folder.mkdir(parents=True)
     (folder / 'note.log').write_text('config:\n' + ''.join(f'    {k}: {v}\n' for k, v in config.items())
                                      + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
@@ -652,7 +689,7 @@ def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=N
     header = METRICS_COLUMNS
     if grad_norms is not None:
         header += OPTIONAL_METRICS_COLUMNS
-        rows = [row + [norm] for row, norm in zip(rows, grad_norms, strict=True)]
+        rows = [row + [norm, 0.1] for row, norm in zip(rows, grad_norms, strict=True)]
     with open(folder / 'metrics.csv', 'w', newline='') as f:
         csv.writer(f).writerows([header] + rows)
 
