@@ -1067,16 +1067,16 @@ class StallWatch:
 
     def dump_worker_stacks(self):
         """Have each live DataLoader worker whose stacks go where this watch's go (_start_worker: those started from
-        3.10 on, on rank 0) append each of its threads' Python stacks under a line that names it, one worker after the
-        other; return how many were asked."""
-        asked = 0
+        3.10 on, on rank 0) append each of its threads' Python stacks under a line that names it (and its rank, under
+        torchrun: other ranks' go to the console), one worker after the other; return how many were asked."""
+        asked, rank = 0, f"rank {dist.get_rank()}'s " if is_distributed() else ''
         for index, pid, stacks_to in loader_workers():
             if stacks_to != (self.path or ''):
                 continue
             time.sleep(WORKER_STACKS_SECONDS)  # after the dump before it (faulthandler's timer, first) is written
             started = catches_signal(pid, WORKER_STACKS_SIGNAL)
             try:
-                os.write(self.file.fileno(), f'\nDataLoader worker {index} (pid {pid})'
+                os.write(self.file.fileno(), f'\n{rank}DataLoader worker {index} (pid {pid})'
                          f"{':' if started else ': still starting (no code of ours has run in it yet), no stack'}\n".encode())
                 if started:
                     os.kill(pid, WORKER_STACKS_SIGNAL)

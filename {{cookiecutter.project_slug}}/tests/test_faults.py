@@ -752,6 +752,23 @@ def test_a_stall_in_a_dataloader_worker_leaves_that_workers_stack_in_traceback_t
     assert "each thread's Python stack and each DataLoader worker's is now in" in (logs / 'train.log').read_text()
 
 
+@pytest.mark.skipif('fork' not in multiprocessing.get_all_start_methods(), reason='no fork (Windows)')
+def test_a_stall_watch_asks_each_dataloader_worker_for_its_stacks_under_a_line_naming_its_rank(monkeypatch, capfd):
+    loader = StopSafeDataLoader(list(range(8)), batch_size=4, num_workers=1, persistent_workers=True,
+                                multiprocessing_context='fork')  # its console is this test's captured stderr
+    batches = iter(loader)
+    assert next(batches).tolist() == [0, 1, 2, 3]  # the worker runs
+    pid = batches._workers[0].pid
+    monkeypatch.setattr(utils, 'is_distributed', lambda: True)  # as under torchrun
+    monkeypatch.setattr(utils.dist, 'get_rank', lambda: 1)
+    with utils.StallWatch(10) as watch:  # not due: asked by hand, where a stall would ask
+        assert watch.path is None and watch.dump_worker_stacks() >= 1
+        time.sleep(0.5)
+    assert re.search(rf"\nrank 1's DataLoader worker 0 \(pid {pid}\):\n(Current thread|Thread) 0x(.*\n)*?"
+                     r'  File ".*worker\.py", line \d+ in _worker_loop\n', capfd.readouterr().err)
+    assert next(batches).tolist() == [4, 5, 6, 7]  # it goes on
+
+
 # a child forked while the stall watch's timer runs, that exits as a Python program does (sys.exit: Python's shutdown)
 FORKED_WHILE_ARMED = """
 import os, sys, time, warnings
