@@ -696,9 +696,10 @@ class SlowInAWorker(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.dataset)
     def __getitem__(self, index):
-        self.reads += 1  # in the worker's copy
-        if self.when == 'reading' and self.reads == 3 * self.batch_size + 1:
-            slow_read()
+        if torch.utils.data.get_worker_info() is not None:  # not the main process's reads (a check of the labels)
+            self.reads += 1  # in the worker's copy
+            if self.when == 'reading' and self.reads == 3 * self.batch_size + 1:
+                slow_read()
         return self.dataset[index]
     def __setstate__(self, state):
         self.__dict__.update(state)
