@@ -78,27 +78,17 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert not (logs / 'traceback.txt').exists()  # opened for a crash's stack, removed when none came
 
 
-class SlowToRead(torch.utils.data.Dataset):
-    """A dataset whose every sample takes `seconds` to read."""
-
-    def __init__(self, dataset, seconds):
-        self.dataset, self.seconds = dataset, seconds
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        time.sleep(self.seconds)
-        return self.dataset[index]
-
-
 def test_data_seconds_in_metrics_csv_is_the_trainings_wait_for_its_batches(workdir, data_args, monkeypatch):
     build_datasets, to_device, samples = train.build_datasets, train.to_device, []
 
     def slow_training_set(config):
         train_set, valid_set = build_datasets(config)
         samples.append(len(train_set))
-        return SlowToRead(train_set, 0.005), valid_set
+        return ChangedSamples(train_set, read_slowly), valid_set
+
+    def read_slowly(sample):
+        time.sleep(0.005)
+        return sample
 
     def slow_step(*args, **kwargs):  # in the loop, after the batch came: not a wait for it
         time.sleep(0.1)
