@@ -4,12 +4,14 @@
     python runs.py --sort valid_loss     # any column; --reverse flips the order
 
 Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed), epochs done,
-the best valid loss and metric and their epoch, then the hyperparameters that differ between runs.
+the best valid loss and metric and their epoch, the seconds an epoch takes and the share of it spent waiting for
+training batches (medians over the epochs), then the hyperparameters that differ between runs.
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
 import difflib
 import math
+import statistics
 from pathlib import Path
 
 from runfiles import (
@@ -30,7 +32,7 @@ from runfiles import (
     shown_status,
 )
 
-FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch']
+FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch', 's_per_epoch', 'data_wait']
 
 
 def summarize(folder):
@@ -47,6 +49,7 @@ def summarize(folder):
     try:
         epochs = read_metrics_rows(folder / 'metrics.csv')
         best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None
+        row.update(epoch_timing(epochs))
     except FileNotFoundError:
         epochs, best = [], None
     except (OSError, ValueError):  # ValueError: a missing column, or bytes that are not UTF-8
@@ -57,6 +60,20 @@ def summarize(folder):
         row.update({'valid_loss': f"{float(best['valid_loss']):.4f}",
                     f'valid_{METRIC_NAME}': f"{float(best['valid_metric']):.4f}", 'best_epoch': best['epoch']})
     return row, config
+
+
+def epoch_timing(epochs):
+    """s_per_epoch and data_wait of metrics.csv's rows: the median epoch's seconds, and the median share of an epoch
+    that its training spent waiting for batches (data_seconds; blank for rows from before that column). Medians,
+    so that the first epoch (the workers' start, compiling) and an epoch resumed mid-way do not decide them."""
+    if not epochs:
+        return {}
+    timing = {'s_per_epoch': f"{statistics.median(float(r['epoch_seconds']) for r in epochs):.2f}"}
+    shares = [float(r['data_seconds']) / float(r['epoch_seconds']) for r in epochs
+              if r.get('data_seconds') and float(r['epoch_seconds']) > 0]
+    if shares:
+        timing['data_wait'] = f'{100 * statistics.median(shares):.0f}%'
+    return timing
 
 
 def is_empty(folder):
@@ -82,7 +99,7 @@ def table(root, sort='run', reverse=False):
         if sort == 'run':  # NAME.attempt-K right after NAME, in the order they started
             return parse_attempt(value) or (value, math.inf)
         try:
-            return (0, float(value), '')
+            return (0, float(str(value).removesuffix('%')), '')
         except ValueError:
             return (1, 0.0, str(value))
 

@@ -668,18 +668,23 @@ def test_plot_draws_a_dollar_sign_in_a_run_name_or_a_value_as_it_is(tmp_path, mo
     assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
 
 
-def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=None):
+def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=None, seconds=None):
     """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given;
-    with grad_norms, the optional columns too, as train.py writes them: grad_norm, and data_seconds 0.1)."""
+    epoch_seconds 1.0 unless `seconds` gives (epoch_seconds, data_seconds) pairs; with grad_norms or `seconds`,
+    the optional columns too, as train.py writes them: grad_norm (empty without grad_norms), and data_seconds
+    (0.1 unless given))."""
     folder.mkdir(parents=True)
     (folder / 'note.log').write_text('config:\n' + ''.join(f'    {k}: {v}\n' for k, v in config.items())
                                      + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
     metrics = valid_metrics or [0.6] * len(valid_losses)
-    rows = [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, 1.0] for e, (loss, metric) in enumerate(zip(valid_losses, metrics), 1)]
+    epoch_seconds, data_seconds = zip(*seconds) if seconds else ([1.0] * len(valid_losses), [0.1] * len(valid_losses))
+    rows = [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, epoch_s]
+            for e, (loss, metric, epoch_s) in enumerate(zip(valid_losses, metrics, epoch_seconds, strict=True), 1)]
     header = METRICS_COLUMNS
-    if grad_norms is not None:
+    if grad_norms is not None or seconds:
         header += OPTIONAL_METRICS_COLUMNS
-        rows = [row + [norm, 0.1] for row, norm in zip(rows, grad_norms, strict=True)]
+        norms = grad_norms if grad_norms is not None else [''] * len(rows)
+        rows = [row + [norm, data_s] for row, norm, data_s in zip(rows, norms, data_seconds, strict=True)]
     with open(folder / 'metrics.csv', 'w', newline='') as f:
         csv.writer(f).writerows([header] + rows)
 
@@ -694,6 +699,29 @@ def drawn_figures(monkeypatch):
     close = plt.close
     monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
     return figures
+
+
+def test_runs_table_gives_each_runs_median_epoch_seconds_and_its_share_waiting_for_batches(tmp_path):
+    """Medians over the epochs: a first epoch slowed by the workers' start does not decide them. A run from before
+    data_seconds has no data_wait."""
+    loggers = tmp_path / 'loggers'
+    hand_made_run(loggers / 'slow_data', {'num_workers': 0}, [0.9, 0.8, 0.7], seconds=[(9.0, 6.0), (2.0, 0.5), (2.2, 0.6)])
+    hand_made_run(loggers / 'workers', {'num_workers': 4}, [0.9, 0.8, 0.7], seconds=[(5.0, 4.0), (1.5, 0.135), (1.4, 0.126)])
+    hand_made_run(loggers / 'older', {'num_workers': 0}, [0.9, 0.8])
+    metrics = loggers / 'older' / 'metrics.csv'
+    metrics.write_text(metrics.read_text().replace('1.0\n', '1.25\n', 1))  # epoch_seconds 1.25 and 1.0
+    timing = {name: runs.summarize(loggers / name)[0] for name in ('slow_data', 'workers', 'older')}
+    assert {name: (row['s_per_epoch'], row.get('data_wait')) for name, row in timing.items()} == {
+        'slow_data': ('2.20', '27%'),  # shares 0.67, 0.25, 0.27
+        'workers': ('1.50', '9%'),  # 0.8, 0.09, 0.09
+        'older': ('1.12', None),
+    }
+    text = runs.table(loggers, sort='data_wait')
+    header, *lines = text.splitlines()
+    assert header.split()[6:9] == ['s_per_epoch', 'data_wait', 'num_workers']
+    assert [line.split()[0] for line in lines] == ['workers', 'slow_data', 'older']  # by number, not as text ('27%' < '9%')
+    assert [line.split()[0] for line in runs.table(loggers, sort='s_per_epoch').splitlines()[1:]] == [
+        'older', 'workers', 'slow_data']
 
 
 def test_runs_and_plot_answer_without_importing_torch(tmp_path):
