@@ -50,6 +50,7 @@ from utils import (
     StopRequest,
     StopSafeDataLoader,
     agree_across_ranks,
+    all_reduce_numbers,
     all_seed,
     autocast_for,
 {%- if cookiecutter.task == 'classification' %}
@@ -399,6 +400,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             samples_done, epoch_totals = 0, EMPTY_TOTALS
             trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
             meter.all_reduce(device)
+            data_seconds, = all_reduce_numbers([data_wait.seconds], device, op='max')  # a slow rank's wait holds up all
 
             # 2.2 training log
             lr = optimizer.param_groups[0]['lr']
@@ -451,7 +453,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             row = {'epoch': epoch + 1, 'step': step, 'train_loss': train_loss, 'train_metric': train_metric,
                    'valid_loss': valid_loss, 'valid_metric': meter.metric, 'lr': lr,
                    'epoch_seconds': round(time.perf_counter() - epoch_start, 3), 'grad_norm': grad_norm,
-                   'data_seconds': round(data_wait.seconds, 3)}
+                   'data_seconds': round(data_seconds, 3)}
             if is_master():
                 metrics.append(row)
             if tensorboard is not None:

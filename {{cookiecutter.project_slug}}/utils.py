@@ -375,12 +375,12 @@ def broadcast(value):
     return box[0]
 
 
-def all_reduce_sum(values, device):
-    """Element-wise sums of a list of numbers over all ranks."""
+def all_reduce_numbers(values, device, op='sum'):
+    """Element-wise sums (op 'sum') or maxima ('max') of a list of numbers over all ranks."""
     if not is_distributed():
         return list(values)
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
+    dist.all_reduce(tensor, op={'sum': dist.ReduceOp.SUM, 'max': dist.ReduceOp.MAX}[op])
     return tensor.tolist()
 
 
@@ -2612,7 +2612,7 @@ class EpochMeter:
     def all_reduce(self, device):
         """Sum the totals over all DDP ranks, so that the logs cover every rank's samples. The gradient norm is the
         same on every rank (taken after DDP averaged the gradients), so its mean stays as it was."""
-        self.loss_sum, self.metric_sum, count, self.grad_norm_sum, grad_norm_count = all_reduce_sum(self.totals(), device)
+        self.loss_sum, self.metric_sum, count, self.grad_norm_sum, grad_norm_count = all_reduce_numbers(self.totals(), device)
         self.count, self.grad_norm_count = int(count), int(grad_norm_count)
 
 

@@ -14,7 +14,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, P
 
 import utils
 from conftest import AUGMENT, PROJECT, epoch_lines, only_run, run_as_group, run_torchrun, script_file
-from runfiles import RunError
+from runfiles import RunError, read_metrics_rows
 from utils import (
     AgreementPace,
     EpochSampler,
@@ -321,11 +321,24 @@ def test_when_rank_0_fails_first_the_others_peer_errors_are_not_logged_as_causes
     assert root == 0 and failures[0][1].rstrip().endswith('\nValueError: the cause, on rank 0'), result.stderr[-3000:]
 
 
-# Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>
+# Each rank writes the norm clip_grad_norm_ returns at every optimizer step to norms.<rank>; rank 1 takes
+# BATCH_DELAY seconds longer to get each batch (training's and validation's)
+BATCH_DELAY = 0.2
 NORMS_RECORDED = """
-import os, runpy, sys, torch
+import os, runpy, sys, time, torch
+from torch.utils.data import dataloader
 sys.path.insert(0, {project!r})
 clip = torch.nn.utils.clip_grad_norm_
+next_batch = dataloader._BaseDataLoaderIter.__next__
+
+
+def slow_next(self):
+    time.sleep({delay})
+    return next_batch(self)
+
+
+if os.environ['RANK'] == '1':
+    dataloader._BaseDataLoaderIter.__next__ = slow_next
 
 
 def recording(*args, **kwargs):
@@ -340,9 +353,9 @@ runpy.run_path(os.path.join({project!r}, 'train.py'), run_name='__main__')
 """
 
 
-def test_under_torchrun_grad_norm_is_the_averaged_gradients_norm_the_same_on_every_rank(workdir, data_args,
-                                                                                       tmp_path_factory):
-    script = script_file(tmp_path_factory, NORMS_RECORDED.format(project=str(PROJECT)))
+def test_under_torchrun_grad_norm_is_the_averaged_gradients_norm_and_data_seconds_the_slowest_ranks_wait(
+        workdir, data_args, tmp_path_factory):
+    script = script_file(tmp_path_factory, NORMS_RECORDED.format(project=str(PROJECT), delay=BATCH_DELAY))
     result = run_torchrun([script] + data_args + ['--n_epoch', '1'], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     norms = [[float(norm) for norm in (workdir / f'norms.{rank}').read_text().split()] for rank in (0, 1)]
@@ -350,6 +363,9 @@ def test_under_torchrun_grad_norm_is_the_averaged_gradients_norm_the_same_on_eve
     logs, _ = only_run(workdir)
     line, = epoch_lines(logs / 'train.log')
     assert line.endswith(f' grad_norm {sum(norms[0]) / len(norms[0]):.6f}')  # the mean over steps, not over ranks too
+    # rank 0 waits for rank 1 in the gradients' all-reduce, which is its step's time, not a wait for data
+    row, = read_metrics_rows(logs / 'metrics.csv')
+    assert BATCH_DELAY * len(norms[1]) <= float(row['data_seconds']) < float(row['epoch_seconds'])
 
 
 def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_ddp_until_exit(
