@@ -385,7 +385,7 @@ def new_file(output, binary=False, doing='predicting'):
 
 METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')
 # after the columns every metrics.csv has; a file begun before they were logged lacks them, and so do its later rows
-# grad_norm is empty in a row when not measured (clip_flag false); data_seconds: the training's wait for batches
+# grad_norm is empty in a row when not measured (clip_flag false); data_seconds: the epoch's wait for batches
 OPTIONAL_METRICS_COLUMNS = ('grad_norm', 'data_seconds')
 
 

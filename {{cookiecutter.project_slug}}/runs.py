@@ -5,7 +5,7 @@
 
 Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed), epochs done,
 the best valid loss and metric and their epoch, the seconds an epoch takes and the share of it spent waiting for
-training batches (medians over the epochs), then the hyperparameters that differ between runs.
+batches (medians over the epochs), then the hyperparameters that differ between runs.
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
@@ -64,8 +64,8 @@ def summarize(folder):
 
 def epoch_timing(epochs):
     """s_per_epoch and data_wait of metrics.csv's rows: the median epoch's seconds, and the median share of an epoch
-    that its training spent waiting for batches (data_seconds; blank for rows from before that column). Medians,
-    so that the first epoch (the workers' start, compiling) and an epoch resumed mid-way do not decide them."""
+    spent waiting for batches (data_seconds; none for rows from before that column). Medians, so that the first
+    epoch (the workers' start, compiling) and an epoch resumed mid-way do not decide them."""
     if not epochs:
         return {}
     timing = {'s_per_epoch': f"{statistics.median(float(r['epoch_seconds']) for r in epochs):.2f}"}

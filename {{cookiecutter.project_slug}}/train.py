@@ -333,7 +333,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             meter = EpochMeter(config['log_interval'], epoch_totals, on_read=stall_watch.on_read)
             pace.start(step)
             samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
-            data_wait = DataWait(train_loader)  # how long the loop waits for its batches (metrics.csv)
+            data_wait = DataWait(train_loader)  # how long the loops wait for their batches (metrics.csv)
             bar = tqdm(data_wait, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
                        initial=math.ceil(samples_done / config['batch_size']),
                        total=math.ceil(n_train / config['batch_size']), disable=not is_master(), **bar_options())
@@ -400,7 +400,6 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             samples_done, epoch_totals = 0, EMPTY_TOTALS
             trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
             meter.all_reduce(device)
-            data_seconds, = all_reduce_numbers([data_wait.seconds], device, op='max')  # a slow rank's wait holds up all
 
             # 2.2 training log
             lr = optimizer.param_groups[0]['lr']
@@ -422,7 +421,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             validation_stopped = False
             with torch.inference_mode(), autocast:
                 meter = EpochMeter(config['log_interval'], on_read=stall_watch.on_read)
-                for batch in tqdm(valid_loader, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master(),
+                valid_wait = DataWait(valid_loader)
+                for batch in tqdm(valid_wait, desc=f'epoch {epoch + 1} valid', leave=False, disable=not is_master(),
                                   **bar_options()):
                     if stop.requested:
                         validation_stopped = True
@@ -440,6 +440,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                                   f'at step {step} (the epoch trained; resume validates it again); {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
             meter.all_reduce(device)  # every rank now holds the loss over the whole valid set
+            # the slowest rank's: a rank that waits for its data holds up the others in the next collective
+            data_seconds, = all_reduce_numbers([data_wait.seconds + valid_wait.seconds], device, op='max')
             valid_loss, trained_totals = meter.loss, None
             validation_seconds = time.monotonic() - validation_start
 

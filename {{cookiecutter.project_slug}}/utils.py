@@ -2526,6 +2526,9 @@ class DataWait:
     def __init__(self, loader):
         self.loader, self.seconds = loader, 0.0
 
+    def __len__(self):  # a progress bar's total
+        return len(self.loader)
+
     def __iter__(self):
         batches, clock = iter(self.loader), time.perf_counter
         while True:

@@ -78,29 +78,37 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert not (logs / 'traceback.txt').exists()  # opened for a crash's stack, removed when none came
 
 
-def test_data_seconds_in_metrics_csv_is_the_trainings_wait_for_its_batches(workdir, data_args, monkeypatch):
-    build_datasets, to_device, samples = train.build_datasets, train.to_device, []
+def test_data_seconds_in_metrics_csv_is_the_epochs_wait_for_its_batches(workdir, data_args, monkeypatch):
+    build_datasets, to_device, real_train = train.build_datasets, train.to_device, train.train
+    reads, batches, reads_in_train = [], [], []
 
-    def slow_training_set(config):
-        train_set, valid_set = build_datasets(config)
-        samples.append(len(train_set))
-        return ChangedSamples(train_set, read_slowly), valid_set
+    def slow_datasets(config):
+        return [ChangedSamples(split, read_slowly) for split in build_datasets(config)]
 
     def read_slowly(sample):
+        reads.append(sample)
         time.sleep(0.005)
         return sample
 
-    def slow_step(*args, **kwargs):  # in the loop, after the batch came: not a wait for it
+    def slow_step(*args, **kwargs):  # training's and validation's, after the batch came: not a wait for it
+        batches.append(args)
         time.sleep(0.1)
         return to_device(*args, **kwargs)
 
-    monkeypatch.setattr(train, 'build_datasets', slow_training_set)
+    def counting_train(*args):  # not the reads before (3.10's model summary reads a batch)
+        before = len(reads)
+        code = real_train(*args)
+        reads_in_train.append(len(reads) - before)
+        return code
+
+    monkeypatch.setattr(train, 'build_datasets', slow_datasets)
     monkeypatch.setattr(train, 'to_device', slow_step)
+    monkeypatch.setattr(train, 'train', counting_train)
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)
     [row] = rows(logs / 'metrics.csv')
-    read = 0.005 * samples[0]  # each sample read in this process (num_workers 0)
-    assert read <= float(row['data_seconds']) < read + 0.04 * int(row['step']), row  # steps: 0.1 s each
+    read = 0.005 * reads_in_train[0]  # each training and validation sample, read in this process (num_workers 0)
+    assert read <= float(row['data_seconds']) < read + 0.04 * len(batches), (read, row)  # batches: 0.1 s each
 
 
 def test_epochs_trained_again_after_a_resume_from_an_earlier_point_replace_the_logged_ones(workdir, data_args):
@@ -352,6 +360,8 @@ def test_bars_in_a_file_are_lines_a_minute_apart_and_at_a_terminal_as_tqdm_draws
     lines = [line for line in in_a_file.split('\n') if 'epoch 1/1 train' in line]
     assert len(lines) >= 5 and '\r' not in in_a_file, in_a_file
     assert all(re.fullmatch(r'epoch 1/1 train: +\d+%\|.*\]', line) for line in lines), lines
+    valid = [line for line in in_a_file.split('\n') if 'epoch 1 valid' in line]  # with its total, so a percentage
+    assert valid and all(re.fullmatch(r'epoch 1 valid: +\d+%\|.*\]', line) for line in valid), in_a_file
     assert not [line for line in in_a_file.split('\n') if line and not line.strip()], in_a_file  # no blank clearing
 
 
