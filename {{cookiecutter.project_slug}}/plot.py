@@ -5,14 +5,18 @@
     python plot.py 20260101_120000 exp1 exp2 --output lr_sweep.pdf
     -> lr_sweep.pdf (default comparison.png; .svg, .pdf, .png ...; never over an existing file)
     python plot.py loggers/*                # every run that has finished an epoch
+    python plot.py amp_run fp32_run --x time  # compared against training time, not epochs
 
 Loss, metric and learning rate against epoch, train and valid together, the best epoch marked, and the
 gradient norm before clipping when the run measured it (clip_flag true). A comparison gives each run a
 colour (valid solid, train dashed), labelled with the hyperparameters that differ between the runs, as
-runs.py lists them; its gradient-norm panel is there when any of the runs measured one.
+runs.py lists them; its gradient-norm panel is there when any of the runs measured one. With --x time its curves
+are against the time each run took to get there (the running sum of metrics.csv's epoch_seconds), so runs of
+different speeds (amp, batch size, num_workers) show which reaches a loss first.
 Needs matplotlib (pip install matplotlib); train.py draws the curves at the end of every run.
 """
 
+import itertools
 import math
 from pathlib import Path
 
@@ -38,6 +42,7 @@ from runfiles import (
 )
 
 PANELS_SIZE = (15, 4.6)  # inches: three panels side by side
+TIME_UNITS = (('seconds', 1), ('minutes', 60), ('hours', 3600))
 METRIC_LABEL = {'acc': 'accuracy', 'mae': 'mean absolute error'}[METRIC_NAME]
 
 
@@ -165,10 +170,21 @@ def run_labels(folders, most=4):
     return labels
 
 
-def compare_runs(folders, output):
+def elapsed(metrics):
+    """Each run's time at the end of each of its epochs (the running sum of its epoch_seconds: training and
+    validation, not start-up or the time between a stop and its resume), in the unit that suits the longest run,
+    and that unit's name."""
+    times = [list(itertools.accumulate(m['epoch_seconds'])) for m in metrics]
+    longest = max(run[-1] for run in times)
+    unit, seconds = next(((unit, seconds) for unit, seconds in TIME_UNITS if longest <= 120 * seconds), TIME_UNITS[-1])
+    return [[t / seconds for t in run] for run in times], unit
+
+
+def compare_runs(folders, output, against='epoch'):
     """Write one figure of several runs' curves to `output`, a new file in the format its suffix names (.png
     if none); return its path and the runs left out, as (folder, why) pairs: runs that have not finished an
-    epoch (`plot.py loggers/*` takes in runs just started) or whose metrics.csv cannot be read. Raises
+    epoch (`plot.py loggers/*` takes in runs just started) or whose metrics.csv cannot be read. The curves
+    are against epochs, or with against='time' against each run's time so far (elapsed). Raises
     ImportError without matplotlib, RunError for an output that exists or is no image format, or fewer than
     two runs to draw."""
     output, runs, left_out = Path(output), [], []
@@ -187,6 +203,11 @@ def compare_runs(folders, output):
         raise RunError('a comparison needs two runs that have finished an epoch; of these, '
                        + (f"only '{runs[0][0].name}' has" if runs else 'none has'))
     folders, metrics = zip(*runs)
+    if against == 'time':
+        xs, unit = elapsed(metrics)
+        x_label = f'time ({unit}: training and validation)'
+    else:
+        xs, x_label = [m['epoch'] for m in metrics], 'epoch'
     norms = any(math.isfinite(norm) for m in metrics for norm in m['grad_norm'])  # a run with clip_flag true
     plt = pyplot()
     panels_size = (PANELS_SIZE[0] * (3 + norms) / 3, PANELS_SIZE[1])
@@ -195,23 +216,27 @@ def compare_runs(folders, output):
     axes = [figure.add_subplot(grid[0, i]) for i in range(3 + norms)]
     n = len(folders)  # matplotlib's ten colours, or for more runs as many shades of viridis, one per run
     colours = [f'C{i}' for i in range(n)] if n <= 10 else [plt.get_cmap('viridis')(i / (n - 1)) for i in range(n)]
-    for folder, m, label, colour in zip(folders, metrics, run_labels(folders), colours):
-        epochs, best = m['epoch'], best_index(m)
+    for folder, m, x, label, colour in zip(folders, metrics, xs, run_labels(folders), colours):
+        best = best_index(m)
         for ax, name in ((axes[0], 'loss'), (axes[1], 'metric')):
-            ax.plot(epochs, m[f'valid_{name}'], color=colour, label=label)
-            ax.plot(epochs, m[f'train_{name}'], color=colour, linestyle='--', linewidth=1, alpha=0.7)
-            ax.plot(epochs[best], m[f'valid_{name}'][best], 'o', color=colour, markersize=8, fillstyle='none')
-        axes[2].plot(epochs, m['lr'], color=colour)
+            ax.plot(x, m[f'valid_{name}'], color=colour, label=label)
+            ax.plot(x, m[f'train_{name}'], color=colour, linestyle='--', linewidth=1, alpha=0.7)
+            ax.plot(x[best], m[f'valid_{name}'][best], 'o', color=colour, markersize=8, fillstyle='none')
+        axes[2].plot(x, m['lr'], color=colour)
         if norms:  # a run without clipping measured none: no line of its own
-            axes[3].plot(epochs, m['grad_norm'], color=colour)
+            axes[3].plot(x, m['grad_norm'], color=colour)
     for ax, label in ((axes[0], 'loss'), (axes[1], METRIC_LABEL)):
-        ax.set(xlabel='epoch', ylabel=label, title=f'{label} (valid solid, train dashed, o: best epoch)')
+        ax.set(xlabel=x_label, ylabel=label, title=f'{label} (valid solid, train dashed, o: best epoch)')
     log_scale_for_wide_losses(axes[0], [loss for m in metrics for loss in m['train_loss'] + m['valid_loss']])
-    axes[2].set(xlabel='epoch', ylabel='learning rate', title='learning rate')
+    axes[2].set(xlabel=x_label, ylabel='learning rate', title='learning rate')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
     if norms:
-        axes[3].set(xlabel='epoch', ylabel='gradient norm', title='gradient norm (train, before clipping)')
-    whole_epochs(axes)
+        axes[3].set(xlabel=x_label, ylabel='gradient norm', title='gradient norm (train, before clipping)')
+    if against == 'time':
+        for ax in axes:
+            ax.grid(alpha=0.3)
+    else:
+        whole_epochs(axes)
     legend_below(figure, grid, *axes[0].get_legend_handles_labels(), panels_size)
     lowest = min(range(n), key=lambda i: min(metrics[i]['valid_loss']))  # the first of equals
     m, best = metrics[lowest], best_index(metrics[lowest])
@@ -286,6 +311,8 @@ if __name__ == '__main__':
                         'two or more: one figure that compares them')
     parser.add_argument('--output', help='the comparison figure (default: comparison.png; its suffix names the format: '
                         '.png, .svg, .pdf ...); never replaces a file')
+    parser.add_argument('--x', choices=('epoch', 'time'), default='epoch',
+                        help="a comparison's horizontal axis: epochs (default), or each run's time so far")
     with one_line_errors():
         args = parser.parse_args()
         if not args.run:
@@ -303,13 +330,16 @@ if __name__ == '__main__':
             raise RunError(f"run '{repeated[0]}' is given twice; name each run once")
         if not comparing and args.output is not None:
             raise RunError("--output names a comparison of two or more runs; one run's figure is its curves.png")
+        if not comparing and args.x != 'epoch':
+            raise RunError(f"--x {args.x} is for a comparison of two or more runs (one run's curves.png is against "
+                           'epochs); name more runs, or leave --x out')
         try:
             if not comparing:
                 print_output(f'wrote {plot_run(folders[0])}')
             else:
                 for file in files:
                     print_output(f'left out {file}: a file, not a run folder')
-                path, left_out = compare_runs(folders, 'comparison.png' if args.output is None else args.output)
+                path, left_out = compare_runs(folders, 'comparison.png' if args.output is None else args.output, args.x)
                 for folder, why in left_out:
                     print_output(f'left out {folder}: {why}')
                 print_output(f'wrote {path}')

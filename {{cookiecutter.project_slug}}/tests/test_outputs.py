@@ -835,6 +835,30 @@ def test_plot_compares_runs_in_one_figure_labelled_with_what_differs(tmp_path, d
     assert not list(tmp_path.glob('.sweep.png.*'))  # the temporary file became sweep.png
 
 
+def test_a_comparison_against_time_puts_each_epoch_where_its_run_reached_it(tmp_path, drawn_figures, monkeypatch,
+                                                                          capsys):
+    loggers = tmp_path / 'loggers'
+    hand_made_run(loggers / 'fast', {'amp': 'bf16'}, [0.9, 0.8, 0.7], seconds=[(30.0, 1.0), (20.0, 1.0), (20.0, 1.0)])
+    hand_made_run(loggers / 'slow', {'amp': 'none'}, [0.85, 0.6, 0.65], seconds=[(60.0, 1.0)] * 3)
+    monkeypatch.chdir(tmp_path)
+    assert run_as_command('plot.py', ['fast', 'slow', '--x', 'time'], monkeypatch, capsys) == (
+        0, 'wrote comparison.png\n', '')
+    *panels, key = drawn_figures[0].axes
+    assert {panel.get_xlabel() for panel in panels} == {'time (minutes: training and validation)'}  # 3 minutes at most
+    drawn = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in panels[0].get_lines()}
+    assert drawn['fast (amp=bf16)'] == (pytest.approx([0.5, 50 / 60, 70 / 60]), [0.9, 0.8, 0.7])
+    assert drawn['slow (amp=none)'] == ([1.0, 2.0, 3.0], [0.85, 0.6, 0.65])
+    best_marks = [list(line.get_xdata()) for line in panels[0].get_lines() if line.get_marker() == 'o']
+    assert best_marks == [pytest.approx([70 / 60]), [2.0]]  # each run's best epoch, at its own time
+    assert plot.elapsed([{'epoch_seconds': [3600.0, 5400.0]}]) == ([[1.0, 2.5]], 'hours')
+    assert plot.elapsed([{'epoch_seconds': [50.0, 70.0]}, {'epoch_seconds': [1.5]}]) == ([[50.0, 120.0], [1.5]], 'seconds')
+    assert run_as_command('plot.py', ['fast', '--x', 'time'], monkeypatch, capsys) == (2, '', (
+        "error: --x time is for a comparison of two or more runs (one run's curves.png is against epochs); name more "
+        'runs, or leave --x out\n'))
+    assert run_as_command('plot.py', ['fast', 'slow', '--output', 'by_epoch.png'], monkeypatch, capsys)[0] == 0
+    assert drawn_figures[-1].axes[0].get_xlabel() == 'epoch'
+
+
 def test_a_comparison_draws_the_gradient_norms_of_the_runs_that_measured_them(tmp_path, drawn_figures):
     hand_made_run(tmp_path / 'clipped', {'clip_flag': True}, [0.9, 0.8, 0.7], grad_norms=[2.5, 1.5, 1.25])
     hand_made_run(tmp_path / 'empty', {'clip_flag': False}, [0.9, 0.8], grad_norms=['', ''])  # as train.py writes it
