@@ -65,7 +65,7 @@ def summarize(folder):
 def epoch_timing(epochs):
     """s_per_epoch and data_wait of metrics.csv's rows: the median epoch's seconds, and the median share of an epoch
     spent waiting for batches (data_seconds; none for rows from before that column). Medians, so that the first
-    epoch (the workers' start, compiling) and an epoch resumed mid-way do not decide them."""
+    epoch (the workers' start, compiling) and one resumed from an older checkpoint do not decide them."""
     if not epochs:
         return {}
     timing = {'s_per_epoch': f"{statistics.median(float(r['epoch_seconds']) for r in epochs):.2f}"}

@@ -201,6 +201,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
     # values to track
     start_epoch, step, samples_done, epoch_totals = 0, 0, 0, EMPTY_TOTALS
+    seconds_done = (0.0, 0.0)  # a stopped epoch's seconds and wait for batches so far: its metrics.csv row counts them
     best_loss, best_epoch, early_stop_count = math.inf, 0, 0
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint['optimizer'])
@@ -209,6 +210,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         optimizer.param_groups[0]['weight_decay'] = config['weight_decay']  # as does a --weight_decay one
         start_epoch, step, samples_done = checkpoint['epoch'], checkpoint['step'], checkpoint['samples_done']
         epoch_totals = own_epoch_totals(checkpoint['epoch_totals'], rank, world_size)
+        seconds_done = tuple(checkpoint.get('seconds_done', seconds_done))  # none in checkpoints from before it
         best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
         early_stop_count = checkpoint['early_stop_count']
         if checkpoint['scaler']:  # empty when saved without fp16; the scaler then starts fresh
@@ -232,6 +234,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'step': step,  # optimizer steps taken
             'samples_done': samples_done,  # samples of epoch `epoch` already trained on (mid-epoch stop)
             'epoch_totals': gather_from_ranks(list(epoch_totals)),  # each rank's running sums of this epoch
+            'seconds_done': (time.perf_counter() - epoch_start, data_wait.seconds) if samples_done else (0.0, 0.0),
             'best_loss': best_loss,
             'best_epoch': best_epoch,
             'early_stop_count': early_stop_count,
@@ -326,14 +329,14 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
           StallWatch(config['stall_minutes']) as stall_watch, on_error(save_after_error)):
         for epoch in range(start_epoch, config['n_epoch']):
             # 2.1 training
-            epoch_start = time.perf_counter()
+            epoch_start = time.perf_counter() - seconds_done[0]
             model.train()
             training_logged = samples_done == n_train  # resumed after an error in this epoch's validation
             train_loader.sampler.set_epoch(epoch, start=samples_done)
             meter = EpochMeter(config['log_interval'], epoch_totals, on_read=stall_watch.on_read)
             pace.start(step)
             samples_at_last_step = samples_done  # an error between steps saves up to here (save_after_error)
-            data_wait = DataWait(train_loader)  # how long the loops wait for their batches (metrics.csv)
+            data_wait = DataWait(train_loader, seconds_done[1])  # how long the loops wait for batches (metrics.csv)
             bar = tqdm(data_wait, desc=f"epoch {epoch + 1}/{config['n_epoch']} train", leave=False,
                        initial=math.ceil(samples_done / config['batch_size']),
                        total=math.ceil(n_train / config['batch_size']), disable=not is_master(), **bar_options())
@@ -397,7 +400,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
-            samples_done, epoch_totals = 0, EMPTY_TOTALS
+            samples_done, epoch_totals, seconds_done = 0, EMPTY_TOTALS, (0.0, 0.0)
             trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
             meter.all_reduce(device)
 

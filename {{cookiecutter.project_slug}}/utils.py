@@ -2523,8 +2523,8 @@ class DataWait:
     """Iterates a DataLoader and sums the seconds spent waiting for its batches (metrics.csv's data_seconds): with
     num_workers 0, reading them in this process; with workers, the time they fell behind. Two clock reads a batch."""
 
-    def __init__(self, loader):
-        self.loader, self.seconds = loader, 0.0
+    def __init__(self, loader, seconds=0.0):
+        self.loader, self.seconds = loader, seconds
 
     def __len__(self):  # a progress bar's total
         return len(self.loader)

@@ -251,6 +251,34 @@ def test_a_signal_during_validation_stops_it_at_once_and_resume_is_bitwise_equal
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
 
 
+def test_an_epoch_stopped_mid_way_keeps_its_seconds_so_far_in_its_metrics_row(workdir, straight, monkeypatch,
+                                                                            signal_handlers_restored):
+    """Until the stop, each batch takes 0.05 s to come (training's and validation's); after the resume, none does.
+    The resumed epoch's epoch_seconds and data_seconds count both parts, as if it had not stopped."""
+    data_args, _ = straight
+    next_batch = torch.utils.data.dataloader._BaseDataLoaderIter.__next__
+
+    def slow_next(self):
+        time.sleep(0.05)
+        return next_batch(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.utils.data.dataloader._BaseDataLoaderIter, '__next__', slow_next)
+        at_batch(patch, 14, lambda: os.kill(os.getpid(), signal.SIGINT))  # epoch 2's 4th training batch
+        assert run(data_args + LONG) == 130
+    logs, ckpts = only_run(workdir)
+    saved = load(ckpts / 'latest_checkpoint.pt')
+    assert (saved['epoch'], saved['samples_done']) == (1, 64)
+    epoch_seconds, data_seconds = saved['seconds_done']
+    assert 4 * 0.05 <= data_seconds < epoch_seconds  # epoch 2's four batches so far
+    assert run(['--resume', logs.name]) == 0
+    rows = read_metrics_rows(logs / 'metrics.csv')
+    assert [row['epoch'] for row in rows] == ['1', '2', '3', '4']
+    assert float(rows[1]['data_seconds']) >= data_seconds and float(rows[1]['epoch_seconds']) >= epoch_seconds
+    assert float(rows[2]['data_seconds']) < 4 * 0.05  # an epoch that did not stop carries nothing over
+    assert load(ckpts / 'latest_checkpoint.pt')['seconds_done'] == (0.0, 0.0)  # saved at an epoch's end
+
+
 def test_the_resume_command_of_a_stopped_run_resumes_it_wherever_its_folders_are(workdir, straight, monkeypatch,
                                                                                   signal_handlers_restored):
     # a --checkpoints_dir outside ./checkpoints is not found by its name: the command names the folder
