@@ -81,6 +81,7 @@ from utils import (
     copy_metrics,
     create_logger,
     data_fingerprint,
+    data_wait_hint,
     epochs_text,
     error_fix,
     errors_to_torchrun,
@@ -463,6 +464,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 metrics.append(row)
             if tensorboard is not None:
                 tensorboard.add(row)
+            data_hint = data_wait_hint(row, config['num_workers']) if epoch == start_epoch + 1 else None  # once a start;
+            if data_hint:  # not at its first epoch, which includes the workers' start
+                train_logger.info(data_hint)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
             # a signal that came after validation's last batch stops the run here; the save timer may have fallen due

@@ -2541,6 +2541,32 @@ class DataWait:
             yield batch
 
 
+DATA_WAIT_HINT_SHARE = 0.25  # of an epoch spent waiting for batches, above which train.log says what would help
+
+
+def usable_cores():
+    """The CPU cores this process may run on (a batch job's share, not the whole machine's where the OS tells)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+
+def data_wait_hint(row, num_workers):
+    """A train.log line for a metrics.csv row whose epoch waited for its batches more than DATA_WAIT_HINT_SHARE of
+    its time, naming what would help (more DataLoader workers while this process's share of the cores has room
+    for them, else a cheaper __getitem__); None otherwise."""
+    if row['epoch_seconds'] <= 0 or row['data_seconds'] / row['epoch_seconds'] <= DATA_WAIT_HINT_SHARE:
+        return None
+    cores = max(1, usable_cores() // int(os.environ.get('LOCAL_WORLD_SIZE', 1)))  # torchrun: shared by its ranks
+    said = (f"hint: epoch {row['epoch']} waited for its batches {row['data_seconds'] / row['epoch_seconds']:.0%} of "
+            f"its {row['epoch_seconds']:.1f} s (data_seconds in metrics.csv)")
+    cheaper = "make the dataset's __getitem__ cheaper (decode smaller images, cache decoded samples)"
+    if cores > 1 and num_workers < min(cores, 4):
+        return (f'{said}; --num_workers {min(cores, 4)} (now {num_workers}; {cores} cores for this process) would read '
+                f'them while the model trains, or {cheaper}')
+    if num_workers == 0:
+        return f"{said}; with one core for this process, DataLoader workers would take the training's: {cheaper}"
+    return f'{said}; {num_workers} DataLoader workers do not keep up on {cores} cores: {cheaper}'
+
+
 class EpochMeter:
     """Loss, metric and gradient-norm totals over an epoch, read from the device once per `interval` steps, not per step.
 

@@ -111,6 +111,47 @@ def test_data_seconds_in_metrics_csv_is_the_epochs_wait_for_its_batches(workdir,
     assert read <= float(row['data_seconds']) < read + 0.04 * len(batches), (read, row)  # batches: 0.1 s each
 
 
+SAID = 'hint: epoch 2 waited for its batches 50% of its 4.0 s (data_seconds in metrics.csv); '
+CHEAPER = "make the dataset's __getitem__ cheaper (decode smaller images, cache decoded samples)"
+
+
+@pytest.mark.parametrize('data_seconds, workers, cores, hint', [
+    (1.0, 0, 8, None),  # a quarter of the epoch: not above DATA_WAIT_HINT_SHARE
+    (2.0, 0, 8, f'{SAID}--num_workers 4 (now 0; 8 cores for this process) would read them while the model trains, '
+                f'or {CHEAPER}'),
+    (2.0, 1, 2, f'{SAID}--num_workers 2 (now 1; 2 cores for this process) would read them while the model trains, '
+                f'or {CHEAPER}'),
+    (2.0, 0, 1, f"{SAID}with one core for this process, DataLoader workers would take the training's: {CHEAPER}"),
+    (2.0, 4, 8, f'{SAID}4 DataLoader workers do not keep up on 8 cores: {CHEAPER}'),
+])
+def test_an_epoch_that_waits_for_its_batches_gets_a_hint_naming_what_would_help(monkeypatch, data_seconds, workers,
+                                                                                cores, hint):
+    monkeypatch.setattr(utils, 'usable_cores', lambda: cores)
+    monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
+    assert utils.data_wait_hint({'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': data_seconds}, workers) == hint
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')  # torchrun's ranks on this machine share its cores
+    if hint and cores == 8 and workers == 0:
+        assert '--num_workers 2 (now 0; 2 cores for this process)' in utils.data_wait_hint(
+            {'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': data_seconds}, workers)
+
+
+def test_a_run_that_waits_for_its_batches_says_so_once_at_its_second_epoch(workdir, data_args, monkeypatch):
+    build_datasets = train.build_datasets
+
+    def read_slowly(sample):
+        time.sleep(0.01)
+        return sample
+
+    monkeypatch.setattr(train, 'build_datasets', lambda config: [ChangedSamples(split, read_slowly)
+                                                                  for split in build_datasets(config)])
+    monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
+    assert run(data_args + ['--n_epoch', 3]) == 0
+    logs, _ = only_run(workdir)
+    hints = [line for line in (logs / 'train.log').read_text().splitlines() if 'hint:' in line]
+    assert len(hints) == 1 and '| hint: epoch 2 waited for its batches ' in hints[0], hints
+    assert '--num_workers 4 (now 0; 8 cores for this process)' in hints[0]
+
+
 def test_epochs_trained_again_after_a_resume_from_an_earlier_point_replace_the_logged_ones(workdir, data_args):
     assert run(data_args + ['--n_epoch', 2]) == 0
     logs, ckpts = only_run(workdir)
