@@ -464,9 +464,10 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 metrics.append(row)
             if tensorboard is not None:
                 tensorboard.add(row)
-            data_hint = data_wait_hint(row, config['num_workers']) if epoch == start_epoch + 1 else None  # once a start;
-            if data_hint:  # not at its first epoch, which includes the workers' start
-                train_logger.info(data_hint)
+            if epoch == start_epoch + 1:  # once a start, after its first epoch (which includes the workers' start)
+                data_hint = data_wait_hint(row, config['num_workers'])
+                if data_hint:
+                    train_logger.info(data_hint)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
             # a signal that came after validation's last batch stops the run here; the save timer may have fallen due
