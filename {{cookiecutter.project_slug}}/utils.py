@@ -2558,7 +2558,7 @@ def data_wait_hint(row, num_workers):
     cores = max(1, usable_cores() // int(os.environ.get('LOCAL_WORLD_SIZE', 1)))  # torchrun: shared by its ranks
     said = (f"hint: epoch {row['epoch']} waited for its batches {row['data_seconds'] / row['epoch_seconds']:.0%} of "
             f"its {row['epoch_seconds']:.1f} s (data_seconds in metrics.csv)")
-    cheaper = "make the dataset's __getitem__ cheaper (decode smaller images, cache decoded samples)"
+    cheaper = "make the dataset's __getitem__ cheaper (less decoding or parsing per sample, or cache its results)"
     if cores > 1 and num_workers < min(cores, 4):
         return (f'{said}; --num_workers {min(cores, 4)} (now {num_workers}; {cores} cores for this process) would read '
                 f'them while the model trains, or {cheaper}')

@@ -112,7 +112,7 @@ def test_data_seconds_in_metrics_csv_is_the_epochs_wait_for_its_batches(workdir,
 
 
 SAID = 'hint: epoch 2 waited for its batches 50% of its 4.0 s (data_seconds in metrics.csv); '
-CHEAPER = "make the dataset's __getitem__ cheaper (decode smaller images, cache decoded samples)"
+CHEAPER = "make the dataset's __getitem__ cheaper (less decoding or parsing per sample, or cache its results)"
 
 
 @pytest.mark.parametrize('data_seconds, workers, cores, hint', [
