@@ -78,17 +78,24 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert not (logs / 'traceback.txt').exists()  # opened for a crash's stack, removed when none came
 
 
-def test_data_seconds_in_metrics_csv_is_the_epochs_wait_for_its_batches(workdir, data_args, monkeypatch):
-    build_datasets, to_device, real_train = train.build_datasets, train.to_device, train.train
-    reads, batches, reads_in_train = [], [], []
+def read_slowly(monkeypatch, seconds, reads=None):
+    """Make each sample of both splits take `seconds` to read, in this process (num_workers 0); each read is
+    appended to `reads` when given."""
+    build_datasets = train.build_datasets
 
-    def slow_datasets(config):
-        return [ChangedSamples(split, read_slowly) for split in build_datasets(config)]
-
-    def read_slowly(sample):
-        reads.append(sample)
-        time.sleep(0.005)
+    def slow(sample):
+        if reads is not None:
+            reads.append(sample)
+        time.sleep(seconds)
         return sample
+
+    monkeypatch.setattr(train, 'build_datasets', lambda config: [ChangedSamples(split, slow)
+                                                                  for split in build_datasets(config)])
+
+
+def test_data_seconds_in_metrics_csv_is_the_epochs_wait_for_its_batches(workdir, data_args, monkeypatch):
+    to_device, real_train = train.to_device, train.train
+    reads, batches, reads_in_train = [], [], []
 
     def slow_step(*args, **kwargs):  # training's and validation's, after the batch came: not a wait for it
         batches.append(args)
@@ -101,7 +108,7 @@ def test_data_seconds_in_metrics_csv_is_the_epochs_wait_for_its_batches(workdir,
         reads_in_train.append(len(reads) - before)
         return code
 
-    monkeypatch.setattr(train, 'build_datasets', slow_datasets)
+    read_slowly(monkeypatch, 0.005, reads)
     monkeypatch.setattr(train, 'to_device', slow_step)
     monkeypatch.setattr(train, 'train', counting_train)
     assert run(data_args + ['--n_epoch', 1]) == 0
@@ -129,21 +136,17 @@ def test_an_epoch_that_waits_for_its_batches_gets_a_hint_naming_what_would_help(
     monkeypatch.setattr(utils, 'usable_cores', lambda: cores)
     monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
     assert utils.data_wait_hint({'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': data_seconds}, workers) == hint
-    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')  # torchrun's ranks on this machine share its cores
-    if hint and cores == 8 and workers == 0:
-        assert '--num_workers 2 (now 0; 2 cores for this process)' in utils.data_wait_hint(
-            {'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': data_seconds}, workers)
+
+
+def test_the_hint_shares_the_cores_among_torchruns_ranks_on_the_machine(monkeypatch):
+    monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')
+    assert '--num_workers 2 (now 0; 2 cores for this process)' in utils.data_wait_hint(
+        {'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': 2.0}, 0)
 
 
 def test_a_run_that_waits_for_its_batches_says_so_once_at_its_second_epoch(workdir, data_args, monkeypatch):
-    build_datasets = train.build_datasets
-
-    def read_slowly(sample):
-        time.sleep(0.01)
-        return sample
-
-    monkeypatch.setattr(train, 'build_datasets', lambda config: [ChangedSamples(split, read_slowly)
-                                                                  for split in build_datasets(config)])
+    read_slowly(monkeypatch, 0.01)
     monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
     assert run(data_args + ['--n_epoch', 3]) == 0
     logs, _ = only_run(workdir)
