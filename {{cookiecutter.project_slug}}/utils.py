@@ -1466,9 +1466,9 @@ def old_tensorboard_warning():
 
 
 class TensorboardScalars:
-    """The epochs' losses, metrics and lr in tensorboard event files, written and flushed once per epoch. Where they
-    cannot be written (a full disk, a quota) training goes on and one warning line says so; they wait and go in
-    with a later epoch's, through a new event file (tensorboard reads every file in the folder), and the empty files
+    """The epochs' losses, metrics, lr and timings in tensorboard event files, written and flushed once per epoch.
+    Where they cannot be written (a full disk, a quota) training goes on and one warning line says so; they wait and
+    go in with a later epoch's, through a new event file (tensorboard reads every file in the folder), and the empty files
     of tries that failed are removed. The epoch sent before a failure goes again too: tensorboard's writer thread
     may fail just after a flush returned.
 
@@ -1506,6 +1506,9 @@ class TensorboardScalars:
                 self.writer.add_scalar('lr', waiting['lr'], waiting['epoch'])
                 if waiting.get('grad_norm') is not None:  # None: not measured (clip_flag false)
                     self.writer.add_scalar('grad_norm/train', waiting['grad_norm'], waiting['epoch'])
+                for name in ('epoch_seconds', 'data_seconds'):  # metrics.csv's timings, to set beside the curves
+                    if waiting.get(name) is not None:
+                        self.writer.add_scalar(f'time/{name}', waiting[name], waiting['epoch'])
             self.writer.flush()
         except OSError as err:
             self.waiting, self.sent = self.sent + self.waiting, []

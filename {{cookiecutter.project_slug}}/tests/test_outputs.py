@@ -493,7 +493,8 @@ def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_a
 {%- endif %}
     metrics = rows(logs / 'metrics.csv')
     for tag, column in [('loss/train', 'train_loss'), ('loss/valid', 'valid_loss'), ('metric/valid', 'valid_metric'),
-                        ('lr', 'lr'), ('grad_norm/train', 'grad_norm')]:
+                        ('lr', 'lr'), ('grad_norm/train', 'grad_norm'), ('time/epoch_seconds', 'epoch_seconds'),
+                        ('time/data_seconds', 'data_seconds')]:
         scalars = events.Scalars(tag)
         assert [e.step for e in scalars] == [1, 2], tag
         assert [e.value for e in scalars] == pytest.approx([float(r[column]) for r in metrics], rel=1e-5), tag
