@@ -2547,9 +2547,36 @@ class DataWait:
 DATA_WAIT_HINT_SHARE = 0.25  # of an epoch spent waiting for batches, above which train.log says what would help
 
 
+CGROUP_ROOT = '/sys/fs/cgroup'  # where a container sees its own cgroup, and so its CPU quota
+
+
+def cpu_quota_cores():
+    """The whole CPUs a container's CPU quota allows (`docker --cpus`, a Kubernetes CPU limit), rounded down but at
+    least 1; None without a quota, or where it cannot be read. Only the quota of the cgroup mounted at CGROUP_ROOT
+    counts (a container's own; on a host that is the root cgroup, which has none)."""
+    v1 = [os.path.join(CGROUP_ROOT, folder) for folder in ('cpu', 'cpu,cpuacct')]
+    for quota_file, period_file in [(os.path.join(CGROUP_ROOT, 'cpu.max'), None)] + [
+            (os.path.join(folder, 'cpu.cfs_quota_us'), os.path.join(folder, 'cpu.cfs_period_us')) for folder in v1]:
+        try:
+            with open(quota_file) as file:
+                quota, *period = file.read().split()  # v2: '<quota> <period>', or 'max <period>'; v1: '<quota>'
+            if period_file is not None:
+                with open(period_file) as file:
+                    period = file.read().split()
+            if quota in ('max', '-1'):
+                return None
+            return max(1, int(quota) // int(period[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 def usable_cores():
-    """The CPU cores this process may run on (a batch job's share, not the whole machine's where the OS tells)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    """The CPU cores this process may run on: its affinity (a batch job's cpuset, not the whole machine's where the
+    OS tells), and no more than a container's CPU quota allows."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    quota = cpu_quota_cores()
+    return cores if quota is None else min(cores, quota)
 
 
 def data_wait_hint(row, num_workers):

@@ -145,6 +145,32 @@ def test_the_hint_shares_the_cores_among_torchruns_ranks_on_the_machine(monkeypa
         {'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': 2.0}, 0)
 
 
+@pytest.mark.parametrize('files, cores', [
+    ({}, 8),  # no cgroup files (a host, macOS)
+    ({'cpu.max': 'max 100000\n'}, 8),  # cgroup v2 without a quota
+    ({'cpu.max': '200000 100000\n'}, 2),  # docker --cpus 2
+    ({'cpu.max': '150000 100000\n'}, 1),  # 1.5 CPUs: one whole
+    ({'cpu.max': '50000 100000\n'}, 1),  # half a CPU: still one
+    ({'cpu.max': '1600000 100000\n'}, 8),  # a quota above the affinity: the affinity
+    ({'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 8),  # cgroup v1 without a quota
+    ({'cpu/cpu.cfs_quota_us': '300000\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 3),
+    ({'cpu,cpuacct/cpu.cfs_quota_us': '400000\n', 'cpu,cpuacct/cpu.cfs_period_us': '100000\n'}, 4),
+    ({'cpu.max': 'garbage\n'}, 8),  # unreadable: no quota assumed
+    ({'cpu/cpu.cfs_quota_us': '300000\n'}, 8),  # v1 without its period
+])
+def test_the_cores_for_the_hint_are_the_affinitys_within_a_containers_cpu_quota(tmp_path, monkeypatch, files, cores):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(os, 'cpu_count', lambda: 8)
+    monkeypatch.setattr(utils, 'CGROUP_ROOT', str(tmp_path))
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert utils.usable_cores() == cores
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '1')
+    hint = utils.data_wait_hint({'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': 2.0}, 0)
+    assert (f'; {cores} cores for this process)' in hint) if cores > 1 else ('with one core for this process' in hint)
+
+
 def test_a_run_that_waits_for_its_batches_says_so_once_at_its_second_epoch(workdir, data_args, monkeypatch):
     read_slowly(monkeypatch, 0.01)
     monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
