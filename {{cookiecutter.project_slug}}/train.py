@@ -318,6 +318,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     validation_seconds = 0.0  # the last validation's length: a timed save due before the next one ends comes first
+    data_hinted = False  # the data-wait hint comes once a start
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
     pace = AgreementPace(world_size, config['log_interval'])  # DDP: the ranks hear of a stop within seconds
     patience = config['early_stop'] or math.inf  # early_stop 0: off
@@ -464,10 +465,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 metrics.append(row)
             if tensorboard is not None:
                 tensorboard.add(row)
-            if epoch == start_epoch + 1:  # once a start, after its first epoch (which includes the workers' start)
+            if epoch > start_epoch and not data_hinted:  # a start's first epoch includes the workers' start
                 data_hint = data_wait_hint(row, config['num_workers'])
                 if data_hint:
                     train_logger.info(data_hint)
+                    data_hinted = True
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
             # a signal that came after validation's last batch stops the run here; the save timer may have fallen due

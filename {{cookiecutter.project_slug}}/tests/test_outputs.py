@@ -79,14 +79,16 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
 
 
 def read_slowly(monkeypatch, seconds, reads=None):
-    """Make each sample of both splits take `seconds` to read, in this process (num_workers 0); each read is
-    appended to `reads` when given."""
+    """Make each sample of both splits take `seconds` to read (or what `seconds()` says at the read), in this process
+    (num_workers 0); each read is appended to `reads` when given."""
     build_datasets = train.build_datasets
 
     def slow(sample):
         if reads is not None:
             reads.append(sample)
-        time.sleep(seconds)
+        delay = seconds() if callable(seconds) else seconds
+        if delay:
+            time.sleep(delay)
         return sample
 
     monkeypatch.setattr(train, 'build_datasets', lambda config: [ChangedSamples(split, slow)
@@ -179,6 +181,23 @@ def test_a_run_that_waits_for_its_batches_says_so_once_at_its_second_epoch(workd
     hints = [line for line in (logs / 'train.log').read_text().splitlines() if 'hint:' in line]
     assert len(hints) == 1 and '| hint: epoch 2 waited for its batches ' in hints[0], hints
     assert '--num_workers 4 (now 0; 8 cores for this process)' in hints[0]
+
+
+def test_the_hint_comes_at_the_first_epoch_that_waits_after_the_starts_first_and_once(workdir, data_args,
+                                                                                      monkeypatch):
+    epochs = []  # each started epoch (0-based), as train() tells its sampler
+    set_epoch = utils.EpochSampler.set_epoch
+    monkeypatch.setattr(utils.EpochSampler, 'set_epoch', lambda self, epoch, **kwargs: epochs.append(epoch) or
+                        set_epoch(self, epoch, **kwargs))
+    to_device = train.to_device  # each batch's step 10 ms (a model's), so that a fast read is a small share
+    monkeypatch.setattr(train, 'to_device', lambda *args: time.sleep(0.01) or to_device(*args))
+    # from epoch 3 on the data gets slow (a cache that no longer fits, a slower disk): epochs 1 and 2 wait little
+    read_slowly(monkeypatch, lambda: 0.005 if epochs and epochs[-1] >= 2 else 0)
+    monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
+    assert run(data_args + ['--n_epoch', 4]) == 0
+    logs, _ = only_run(workdir)
+    hints = [line for line in (logs / 'train.log').read_text().splitlines() if 'hint:' in line]
+    assert len(hints) == 1 and '| hint: epoch 3 waited for its batches ' in hints[0], hints
 
 
 def test_epochs_trained_again_after_a_resume_from_an_earlier_point_replace_the_logged_ones(workdir, data_args):
