@@ -3,6 +3,7 @@
     python benchmarks/loop_overhead.py            # 9 repeats per workload
     python benchmarks/loop_overhead.py --quick    # a fast smoke run (CI): small data, 2 repeats
     python benchmarks/loop_overhead.py --amp bf16  # all three loops in bf16 autocast (fp16: CUDA only)
+    python benchmarks/loop_overhead.py --clip_flag false --scheduler_flag false  # all three without them
     python benchmarks/loop_overhead.py --workload tiny_mlp --variant mine=DIR  # and train() of a changed project
 
 It bakes the default project (classification, MLP, synthetic data) and a CNN one, and times, on the
@@ -10,7 +11,8 @@ same model, data, DataLoader, optimizer (AdamW, with train()'s two weight decay 
 warmup-cosine scheduler, validation and epochs:
 
   train      the generated train(): progress bars, logs, best/latest checkpoints, as a user runs it
-  bare       zero_grad, forward, loss, backward, clip, step, scheduler step; validation; nothing else
+  bare       zero_grad, forward, loss, backward, clip, step, scheduler step (clip and scheduler as
+             train.py's clip_flag and scheduler_flag say); validation; nothing else
   lightning  lightning.Trainer with its progress bar, no logger and no checkpoints (if installed)
   bare_copy  a second bare loop (skip it with --no-control): two identical loops in the same run
              differ only by noise, so bare_copy/bare shows how far apart this run can put two equal
@@ -130,7 +132,8 @@ def run_train(mods, config, loaders, model, device):
 
 def run_bare(mods, config, loaders, model, device):
     """The loop anyone would write, with the same math as train(): AMP as configured (fp16 with a
-    GradScaler), clipping (with clip_flag, as train()), the warmup-cosine scheduler stepped per batch, validation."""
+    GradScaler), clipping (with clip_flag, as train()), the warmup-cosine scheduler stepped per batch (with
+    scheduler_flag), validation."""
     import torch
     from torch import nn
 
@@ -139,7 +142,9 @@ def run_bare(mods, config, loaders, model, device):
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.AdamW(utils.optimizer_groups(model, config['weight_decay']), lr=config['lr'])
     steps = config['n_epoch'] * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
+    scheduler = None  # built only when used: LambdaLR sets the schedule's first lr as it is built
+    if config['scheduler_flag']:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
     autocast = utils.autocast_for(config['amp'], device)  # train()'s own: the same dtypes, a no-op for 'none'
     scaler = torch.amp.GradScaler(device.type) if config['amp'] == 'fp16' else None
     for epoch in range(config['n_epoch']):
@@ -161,7 +166,8 @@ def run_bare(mods, config, loaders, model, device):
                     nn.utils.clip_grad_norm_(model.parameters(), config['clip_max_norm'])
                 scaler.step(optimizer)
                 scaler.update()
-            scheduler.step()
+            if scheduler is not None:
+                scheduler.step()
         model.eval()
         with torch.inference_mode(), autocast:
             for x, y in valid_loader:
@@ -204,6 +210,8 @@ def run_lightning(mods, config, loaders, model, device):
 
         def configure_optimizers(self):
             optimizer = torch.optim.AdamW(utils.optimizer_groups(self.model, config['weight_decay']), lr=config['lr'])
+            if not config['scheduler_flag']:
+                return optimizer
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, utils.warmup_cosine(config['warmup_steps'], steps))
             return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
@@ -515,6 +523,9 @@ def main():
                         help='time a second copy of the bare loop, to show the noise between equal loops (default on)')
     parser.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none',
                         help="train.py's --amp, and the same precision in the bare and Lightning loops")
+    for flag in ('clip_flag', 'scheduler_flag'):
+        parser.add_argument(f'--{flag}', choices=('true', 'false'), default='true',
+                            help=f"train.py's --{flag}, followed by the bare and Lightning loops too (default true)")
     parser.add_argument('--variant', action='append', default=[], metavar='NAME=DIR',
                         help="also time train() of the project in DIR (a baked project you changed) as loop NAME, "
                              'in the same turns, and print NAME/bare; needs one --workload (repeatable)')
@@ -538,7 +549,8 @@ def main():
     if args.amp == 'fp16' and device != 'cuda':
         parser.error('--amp fp16 needs CUDA (train.py refuses it on the CPU); use --amp bf16 on the CPU')
     table = QUICK if args.quick else CUDA_WORKLOADS if device == 'cuda' else WORKLOADS
-    workloads = {name: (model, {**overrides, 'amp': args.amp}, epochs) for name, (model, overrides, epochs)
+    flags = {'amp': args.amp, 'clip_flag': args.clip_flag, 'scheduler_flag': args.scheduler_flag}
+    workloads = {name: (model, {**overrides, **flags}, epochs) for name, (model, overrides, epochs)
                  in table.items() if not args.workload or name in args.workload}
     torch.set_num_threads(args.threads)
     os.environ['OMP_NUM_THREADS'] = str(args.threads)  # for the child processes
@@ -548,6 +560,7 @@ def main():
     os.environ.setdefault('MALLOC_TRIM_THRESHOLD_', str(1 << 30))
     card = f' ({torch.cuda.get_device_name()})' if device == 'cuda' else ''
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}{card}, amp {args.amp}, '
+          f'clip_flag {args.clip_flag}, scheduler_flag {args.scheduler_flag}, '
           f'lightning {"installed" if lightning_available() else "not installed"}', flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

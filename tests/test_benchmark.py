@@ -61,6 +61,7 @@ def test_loops_take_turns_and_count_only_their_own_time():
 @pytest.mark.parametrize('args, message', [
     (['--device', 'cuda'], '--device cuda: no CUDA device is available here'),
     (['--amp', 'fp16'], '--amp fp16 needs CUDA'),
+    (['--scheduler_flag', 'off'], "argument --scheduler_flag: invalid choice: 'off' (choose from"),
     (['--startup_samples', '0'], '--startup_samples must be at least 1'),
     (['--variant', 'a=.'], '--variant needs exactly one --workload'),
     (['--workload', 'tiny_mlp', '--variant', 'bare=.'], "--variant 'bare=.': expected NAME=DIR with a new name"),
@@ -135,8 +136,8 @@ def test_a_variant_baked_for_another_model_is_a_one_line_error(tmp_path):
     assert result.stderr.strip().endswith('a --variant must be baked with model=mlp')
 
 
-@pytest.mark.parametrize('workload, clip_flag', [('tiny_mlp', True), ('mid_cnn', True), ('tiny_mlp', False)])
-def test_train_and_the_bare_loop_do_the_same_math(baked, workload, clip_flag):
+@pytest.mark.parametrize('workload, flags', [('tiny_mlp', True), ('mid_cnn', True), ('tiny_mlp', False)])
+def test_train_and_the_bare_loop_do_the_same_math(baked, workload, flags):
     """The ratios measure bookkeeping only if the loops compute the same thing: from the same start, train() and
     the bare loop reach the same weights bitwise (optimizer groups, clipping, schedule, batches and dropout alike).
     Lightning's loop rounds differently (its clipping sums the gradient norm group by group), and AdamW magnifies a
@@ -146,8 +147,10 @@ def test_train_and_the_bare_loop_do_the_same_math(baked, workload, clip_flag):
     single difference, 1.8e-4, was above this test's earlier bound of 1e-6 for any weight)."""
     model, overrides, _ = loop_overhead.QUICK[workload]
     # a decay that shows within the warmup's few steps (at the defaults, lr x weight_decay rounds away in float32),
-    # and clipping at every step (these gradients' norms stay below the default clip_max_norm of 1)
-    overrides = {**overrides, 'lr': 0.01, 'weight_decay': 0.5, 'clip_flag': clip_flag, 'clip_max_norm': 0.01}
+    # and clipping at every step (these gradients' norms stay below the default clip_max_norm of 1); `flags`:
+    # clip_flag and scheduler_flag (the benchmark's options), both on or both off
+    overrides = {**overrides, 'lr': 0.01, 'weight_decay': 0.5, 'clip_flag': flags, 'clip_max_norm': 0.01,
+                 'scheduler_flag': flags}
     project = baked('classification', model, 'synthetic')
     script = ('import sys, tempfile\n'
               'from pathlib import Path\n'
