@@ -2554,14 +2554,13 @@ def cpu_quota_cores():
     """The whole CPUs a container's CPU quota allows (`docker --cpus`, a Kubernetes CPU limit), rounded down but at
     least 1; None without a quota, or where it cannot be read. Only the quota of the cgroup mounted at CGROUP_ROOT
     counts (a container's own; on a host that is the root cgroup, which has none)."""
-    v1 = [os.path.join(CGROUP_ROOT, folder) for folder in ('cpu', 'cpu,cpuacct')]
-    for quota_file, period_file in [(os.path.join(CGROUP_ROOT, 'cpu.max'), None)] + [
-            (os.path.join(folder, 'cpu.cfs_quota_us'), os.path.join(folder, 'cpu.cfs_period_us')) for folder in v1]:
+    files = [('cpu.max', None)] + [(f'{v1}/cpu.cfs_quota_us', f'{v1}/cpu.cfs_period_us') for v1 in ('cpu', 'cpu,cpuacct')]
+    for quota_file, period_file in files:
         try:
-            with open(quota_file) as file:
+            with open(os.path.join(CGROUP_ROOT, quota_file)) as file:
                 quota, *period = file.read().split()  # v2: '<quota> <period>', or 'max <period>'; v1: '<quota>'
             if period_file is not None:
-                with open(period_file) as file:
+                with open(os.path.join(CGROUP_ROOT, period_file)) as file:
                     period = file.read().split()
             if quota in ('max', '-1'):
                 return None
