@@ -26,6 +26,13 @@ def bake(output_dir, **answers):
     return Path(cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)))
 
 
+def suite_output(result):
+    """A baked project's pytest output for an assertion message: its failures' `E` lines first (the logs a failed
+    test captured can push them out of the tail), then the tail of its output."""
+    errors = [line for line in result.stdout.splitlines() if line.startswith('E ')][:60]
+    return '\n'.join(errors) + '\n[...]\n' + result.stdout[-6000:] + result.stderr[-3000:]
+
+
 @pytest.fixture(scope='session')
 def baked(tmp_path_factory):
     """baked(task, model, dataset) -> project folder, baked once per session."""

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COMBOS, TEMPLATE
+from conftest import COMBOS, TEMPLATE, suite_output
 from cookiecutter.main import cookiecutter
 
 COMMON_FILES = {
@@ -99,7 +99,7 @@ def test_commands_in_the_readme_and_messages_use_options_that_exist(baked, task,
     project = baked(task, model, dataset)
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_docs.py'],
                             cwd=project, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0, suite_output(result)
     assert '6 passed' in result.stdout
 
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TEMPLATE, bake
+from conftest import TEMPLATE, bake, suite_output
 
 SUBSET = [
     ('classification', 'mlp', 'synthetic'),
@@ -110,7 +110,7 @@ def test_generated_project_tests_pass(baked, tmp_path, task, model, dataset):
     skipped = [f'--ignore={path}' for path, projects in ANSWER_FREE.items() if (task, model, dataset) not in projects]
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *skipped], cwd=project,
                             capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, suite_output(result)
     assert ' passed' in result.stdout.splitlines()[-1] and 'failed' not in result.stdout.splitlines()[-1]
 
 
@@ -151,7 +151,7 @@ def test_image_folders_with_1000_classes_and_rgba_images(tmp_path):
     tests = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_data_layout.py',
                             'tests/test_train.py', 'tests/test_model.py'], cwd=project, capture_output=True, text=True,
                            env=ENV)
-    assert tests.returncode == 0, tests.stdout[-6000:] + tests.stderr[-3000:]
+    assert tests.returncode == 0, suite_output(tests)
     made = subprocess.run([sys.executable, str(project / 'dataset.py'), '--make-example', 'data'], cwd=tmp_path,
                           capture_output=True, text=True, env=ENV)
     assert made.returncode == 0, made.stderr
@@ -181,7 +181,7 @@ def test_the_smallest_and_largest_answers_pass_the_data_and_training_tests(tmp_p
              if p.stem in ('test_data_layout', 'test_dataset', 'test_train', 'test_model')]
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *tests], cwd=project,
                             capture_output=True, text=True, env=ENV)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, suite_output(result)
 
 
 @pytest.mark.slow
@@ -202,7 +202,7 @@ def test_large_answers_pass_the_tests_they_failed(tmp_path, answers, files, sele
     project = bake(tmp_path, task='regression', **answers)
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *files, '-k', selected],
                             cwd=project, capture_output=True, text=True, env=ENV)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, suite_output(result)
     assert re.search(rf'\b{n_selected} passed', result.stdout), result.stdout[-3000:]  # none of them renamed away
 
 
@@ -216,7 +216,7 @@ def worker_tests_summary(project, env, more, files):
     """Run WORKER_TESTS and the tests that `more` selects in `files` of `project`; return pytest's summary line."""
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
                              f'{WORKER_TESTS} or {more}', *files], cwd=project, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, suite_output(result)
     return result.stdout.splitlines()[-1]
 
 
@@ -271,7 +271,7 @@ def test_names_tables_and_console_lines_in_a_windows_code_page_locale(baked, tmp
                              'not_utf_8 or predict_writes or lacks_a_character or (signal_to_the_process_group and '
                              'not starting)', 'tests/test_outputs.py', 'tests/test_faults.py'], cwd=project,
                             capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, suite_output(result)
     assert re.search(r'^8 passed, \d+ deselected', result.stdout.splitlines()[-1]), result.stdout[-3000:]
 
 
