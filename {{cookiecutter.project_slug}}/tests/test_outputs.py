@@ -189,8 +189,10 @@ def test_the_hint_comes_at_the_first_epoch_that_waits_after_the_starts_first_and
     set_epoch = utils.EpochSampler.set_epoch
     monkeypatch.setattr(utils.EpochSampler, 'set_epoch', lambda self, epoch, **kwargs: epochs.append(epoch) or
                         set_epoch(self, epoch, **kwargs))
-    to_device = train.to_device  # each batch's step 10 ms (a model's), so that a fast read is a small share
-    monkeypatch.setattr(train, 'to_device', lambda *args: time.sleep(0.01) or to_device(*args))
+    # each batch's step 50 ms (a model's), so that the reads of the fast epochs stay a small share (an image
+    # folder's decoding took 29% of 10 ms steps on a busy machine; 2-5% of these)
+    to_device = train.to_device
+    monkeypatch.setattr(train, 'to_device', lambda *args: time.sleep(0.05) or to_device(*args))
     # from epoch 3 on the data gets slow (a cache that no longer fits, a slower disk): epochs 1 and 2 wait little
     read_slowly(monkeypatch, lambda: 0.005 if epochs and epochs[-1] >= 2 else 0)
     monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
