@@ -38,6 +38,7 @@ from utils import (
 {%- if cookiecutter.task == 'classification' %}
     ClassWeightedCrossEntropy,
 {%- endif %}
+    DataFingerprint,
     DataWait,
     EpochMeter,
     EpochSampler,
@@ -80,7 +81,6 @@ from utils import (
     classes_of,
     copy_metrics,
     create_logger,
-    data_fingerprint,
     data_wait_hint,
     epochs_text,
     error_fix,
@@ -172,7 +172,6 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 {%- endif %}
     optimizer = torch.optim.AdamW(optimizer_groups(model, config['weight_decay'], checkpoint), lr=config['lr'])
     n_train = train_loader.sampler.num_samples  # this rank's share of an epoch
-    data = data_fingerprint(train_loader.dataset, valid_loader.dataset)  # resume checks the data is unchanged
     accum = config['grad_accum_steps']  # micro-batches per optimizer step
     steps_per_epoch = math.ceil(n_train / (config['batch_size'] * accum))
     total_steps = config['n_epoch'] * steps_per_epoch
@@ -243,7 +242,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'rng': gather_from_ranks(get_rng_state()),  # one entry per rank (a collective: every rank builds the state)
             'sampler': {'seed': config['seed'], 'epoch': epoch, 'start': samples_done},
             'world_size': world_size,
-            'data': data,
+            'data': data.value(),  # waits for the inputs' hash (a thread)
             'classes': classes_of(train_loader.dataset),  # label names, for predict.py
         }
 
@@ -329,6 +328,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
     with (StopRequest() as stop, contextlib.closing(CheckpointWriter()) as writer,
           StallWatch(config['stall_minutes']) as stall_watch, on_error(save_after_error)):
+        # what resume checks the data against; inputs held in memory are hashed on a thread as the first epoch trains
+        data = DataFingerprint(train_loader.dataset, valid_loader.dataset)
         for epoch in range(start_epoch, config['n_epoch']):
             # 2.1 training
             epoch_start = time.perf_counter() - seconds_done[0]

@@ -1,5 +1,6 @@
 """Resume continues the same run exactly: same folders, appended logs, restored scheduler, counters and RNG."""
 
+import hashlib
 import io
 import json
 import os
@@ -8,6 +9,7 @@ import random
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -736,6 +738,65 @@ def test_resume_notices_labels_kept_in_a_list_that_changed():
         check_same_data(saved, train_set, valid_set, 'x.pt')
     # saved by code that did not read a list: nothing known of the labels, so it resumes as it did
     check_same_data({'data': {**saved['data'], 'samples_sha256': None}}, train_set, valid_set, 'x.pt')
+
+
+def test_the_labels_hash_is_the_one_checkpoints_saved_before_whatever_the_labels_dtype_or_layout():
+    # it hashed struct.pack of each label as an 8-byte float or int; the labels' memory, read in place now, must
+    # hash the same, or every run saved before would be refused on resume as relabelled
+    def packed(targets):
+        values = targets.flatten().tolist()
+        kind = 'd' if targets.is_floating_point() else 'q'
+        return hashlib.sha256(struct.pack(f'<{len(values)}{kind}', *values)).hexdigest()[:16]
+
+    labels = [torch.arange(12) % 3, (torch.arange(12) % 3).to(torch.uint8), torch.arange(12) % 2 == 0, torch.randn(12),
+              torch.randn(12, dtype=torch.float16), torch.randn(12, 1, dtype=torch.float64),
+              torch.randn(2, 12).t(), torch.arange(24)[::2]]  # the last two are not contiguous
+    for targets in labels:
+        dataset = torch.utils.data.TensorDataset(torch.zeros(12, 1), targets)
+        dataset.targets = targets
+        assert data_fingerprint(dataset, dataset)['samples_sha256'] == packed(targets), targets
+{%- if cookiecutter.dataset in ['csv', 'synthetic'] %}
+
+
+def test_the_first_batch_does_not_wait_for_the_inputs_hash_which_the_checkpoint_still_records(workdir, data_args,
+                                                                                               monkeypatch):
+    # inputs held in memory (gigabytes: seconds to hash) are hashed on a thread while training starts
+    events, real_hash, real_train, to_device = [], utils.inputs_sha256, train.train, train.to_device
+
+    def slow_hash(inputs):
+        time.sleep(1)
+        events.append('hashed')
+        return real_hash(inputs)
+
+    def logged_train(*args, **kwargs):
+        events.append('train')
+        return real_train(*args, **kwargs)
+
+    def logged_to_device(*args):
+        events.append('batch')
+        return to_device(*args)
+
+    monkeypatch.setattr(utils, 'inputs_sha256', slow_hash)
+    monkeypatch.setattr(train, 'train', logged_train)
+    monkeypatch.setattr(train, 'to_device', logged_to_device)
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    assert events.index('batch', events.index('train')) < events.index('hashed')
+    checkpoint = load(only_run(workdir)[1] / 'latest_checkpoint.pt')
+    train_set, valid_set = build_datasets(checkpoint['config'])
+    assert checkpoint['data'] == data_fingerprint(train_set, valid_set)
+    assert checkpoint['data']['inputs_sha256'] is not None
+
+
+def test_an_error_of_the_inputs_hash_on_its_thread_is_raised_and_no_checkpoint_goes_without_it(workdir, data_args,
+                                                                                               monkeypatch):
+    def failing_hash(inputs):
+        raise RuntimeError('the hash failed')
+
+    monkeypatch.setattr(utils, 'inputs_sha256', failing_hash)
+    with pytest.raises(RuntimeError, match='the hash failed'):
+        run(data_args + ['--n_epoch', 1])
+    assert not list((workdir / 'checkpoints').rglob('*.pt'))
+{%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
 
