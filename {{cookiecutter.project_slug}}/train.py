@@ -40,6 +40,7 @@ from utils import (
 {%- endif %}
     DataFingerprint,
     DataWait,
+    DataWaitHint,
     EpochMeter,
     EpochSampler,
     Interrupted,
@@ -81,7 +82,6 @@ from utils import (
     classes_of,
     copy_metrics,
     create_logger,
-    data_wait_hint,
     epochs_text,
     error_fix,
     errors_to_torchrun,
@@ -317,7 +317,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
     epoch_done, first_step, samples_at_last_step, trained_totals = start_epoch, step, None, None
     validation_seconds = 0.0  # the last validation's length: a timed save due before the next one ends comes first
-    data_hinted = False  # the data-wait hint comes once a start
+    data_hint = DataWaitHint(config['num_workers'], train_logger)  # once a start, when the loops wait for batches
     save_timer = SaveTimer(config['save_minutes'])  # a hard kill (SIGKILL, power) loses at most this much training
     pace = AgreementPace(world_size, config['log_interval'])  # DDP: the ranks hear of a stop within seconds
     patience = config['early_stop'] or math.inf  # early_stop 0: off
@@ -379,6 +379,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 if read_due or pace.due(step):  # DDP: also after a few seconds of slow steps
                     bad_step, read_due = meter.flush(), False  # the one host sync per log_interval batches
                     bar.set_postfix_str(f'loss {meter.loss:.4f} {METRIC_NAME} {meter.metric:.4f}', refresh=False)
+                    data_hint.during(epoch + 1, data_wait)
                     save_due = save_timer.due()
                     stopping, bad_step, save_due = agree_across_ranks(stop, bad_step, save_due, device, pace, step)
                     if save_due and bad_step is None and not stopping and samples_done < n_train:
@@ -447,7 +448,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
             meter.all_reduce(device)  # every rank now holds the loss over the whole valid set
             # the slowest rank's: a rank that waits for its data holds up the others in the next collective
-            data_seconds, = all_reduce_numbers([data_wait.seconds + valid_wait.seconds], device, op='max')
+            data_seconds, waited_after_first = all_reduce_numbers(
+                [data_wait.seconds + valid_wait.seconds, data_wait.waited_after_first + valid_wait.waited_after_first],
+                device, op='max')
             valid_loss, trained_totals = meter.loss, None
             validation_seconds = time.monotonic() - validation_start
 
@@ -466,11 +469,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 metrics.append(row)
             if tensorboard is not None:
                 tensorboard.add(row)
-            if epoch > start_epoch and not data_hinted:  # a start's first epoch includes the workers' start
-                data_hint = data_wait_hint(row, config['num_workers'])
-                if data_hint:
-                    train_logger.info(data_hint)
-                    data_hinted = True
+            data_hint.after_epoch(epoch + 1, waited_after_first, data_wait, valid_wait)
 
             # 2.5 checkpoint strategy: best on valid loss, latest every save_every epochs (or save_minutes), early stop
             # a signal that came after validation's last batch stops the run here; the save timer may have fallen due

@@ -2561,16 +2561,35 @@ def unused_parameters_warning(names, distributed):
 
 class DataWait:
     """Iterates a DataLoader and sums the seconds spent waiting for its batches (metrics.csv's data_seconds): with
-    num_workers 0, reading them in this process; with workers, the time they fell behind. Two clock reads a batch."""
+    num_workers 0, reading them in this process; with workers, the time they fell behind. Two clock reads a batch.
+
+    The first batch's wait, which holds the DataLoader workers' start, is also kept on its own (`first_wait`), with
+    the time that batch came (`first_batch_at`): the data-wait hint leaves the start out (DataWaitHint)."""
 
     def __init__(self, loader, seconds=0.0):
         self.loader, self.seconds = loader, seconds
+        self.carried = seconds  # an epoch resumed mid-way: its earlier start's wait
+        self.first_wait, self.first_batch_at = 0.0, None
 
     def __len__(self):  # a progress bar's total
         return len(self.loader)
 
+    @property
+    def waited_after_first(self):
+        """Seconds waited for the batches after the first one, in this start."""
+        return self.seconds - self.carried - self.first_wait
+
     def __iter__(self):
         batches, clock = iter(self.loader), time.perf_counter
+        start = clock()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        self.first_batch_at = clock()
+        self.first_wait = self.first_batch_at - start
+        self.seconds += self.first_wait
+        yield batch
         while True:
             start = clock()
             try:
@@ -2582,6 +2601,37 @@ class DataWait:
 
 
 DATA_WAIT_HINT_SHARE = 0.25  # of an epoch spent waiting for batches, above which train.log says what would help
+DATA_WAIT_HINT_SECONDS = 60  # into an epoch's training, the hint looks at the wait so far: a long epoch need not end
+
+
+class DataWaitHint:
+    """train.log's data-wait hint (data_wait_hint), once a start: during an epoch's training, at each read from
+    DATA_WAIT_HINT_SECONDS after its first batch on (an epoch of hours is told in its first minutes), and at each
+    epoch's end. The time is counted from each loop's first batch: that batch's wait holds the DataLoader workers'
+    start, which more workers would not shorten."""
+
+    def __init__(self, num_workers, logger):
+        self.num_workers, self.logger, self.given = num_workers, logger, False
+
+    def during(self, epoch, train_wait):
+        """At a read of the training loop. Each rank looks at its own wait (no collective; rank 0 logs)."""
+        if self.given or train_wait.first_batch_at is None:
+            return
+        seconds = time.perf_counter() - train_wait.first_batch_at
+        if seconds >= DATA_WAIT_HINT_SECONDS:
+            self._give(data_wait_hint(epoch, train_wait.waited_after_first, seconds, self.num_workers, so_far=True))
+
+    def after_epoch(self, epoch, waited, train_wait, valid_wait):
+        """At an epoch's end; `waited` is both loops' wait after their first batch (the ranks' largest)."""
+        if self.given or train_wait.first_batch_at is None:  # no training batch: resumed in validation
+            return
+        seconds = time.perf_counter() - train_wait.first_batch_at - valid_wait.first_wait
+        self._give(data_wait_hint(epoch, waited, seconds, self.num_workers))
+
+    def _give(self, hint):
+        if hint:
+            self.logger.info(hint)
+            self.given = True
 
 
 CGROUP_ROOT = '/sys/fs/cgroup'  # where a container sees its own cgroup, and so its CPU quota
@@ -2615,15 +2665,16 @@ def usable_cores():
     return cores if quota is None else min(cores, quota)
 
 
-def data_wait_hint(row, num_workers):
-    """A train.log line for a metrics.csv row whose epoch waited for its batches more than DATA_WAIT_HINT_SHARE of
-    its time, naming what would help (more DataLoader workers while this process's share of the cores has room
-    for them, else a cheaper __getitem__); None otherwise."""
-    if row['epoch_seconds'] <= 0 or row['data_seconds'] / row['epoch_seconds'] <= DATA_WAIT_HINT_SHARE:
+def data_wait_hint(epoch, waited, seconds, num_workers, so_far=False):
+    """A train.log line for an epoch that waited `waited` of its `seconds` for its batches, more than
+    DATA_WAIT_HINT_SHARE, naming what would help (more DataLoader workers while this process's share of the cores
+    has room for them, else a cheaper __getitem__); None otherwise, and for less than a second (not worth a line).
+    `so_far`: the epoch is still training."""
+    if seconds < 1 or waited / seconds <= DATA_WAIT_HINT_SHARE:
         return None
     cores = max(1, usable_cores() // int(os.environ.get('LOCAL_WORLD_SIZE', 1)))  # torchrun: shared by its ranks
-    said = (f"hint: epoch {row['epoch']} waited for its batches {row['data_seconds'] / row['epoch_seconds']:.0%} of "
-            f"its {row['epoch_seconds']:.1f} s (data_seconds in metrics.csv)")
+    said = (f"hint: epoch {epoch} {'has waited' if so_far else 'waited'} for its batches {waited / seconds:.0%} of "
+            f"its {'first ' if so_far else ''}{seconds:.1f} s (data_seconds in metrics.csv)")
     cheaper = "make the dataset's __getitem__ cheaper (less decoding or parsing per sample, or cache its results)"
     if cores > 1 and num_workers < min(cores, 4):
         return (f'{said}; --num_workers {min(cores, 4)} (now {num_workers}; {cores} cores for this process) would read '

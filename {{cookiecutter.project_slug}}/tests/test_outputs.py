@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -137,14 +138,27 @@ def test_an_epoch_that_waits_for_its_batches_gets_a_hint_naming_what_would_help(
                                                                                 cores, hint):
     monkeypatch.setattr(utils, 'usable_cores', lambda: cores)
     monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
-    assert utils.data_wait_hint({'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': data_seconds}, workers) == hint
+    assert utils.data_wait_hint(2, data_seconds, 4.0, workers) == hint
+
+
+def test_less_than_a_second_of_epoch_gets_no_hint(monkeypatch):
+    monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
+    assert utils.data_wait_hint(1, 0.9, 0.99, 0) is None
+    assert utils.data_wait_hint(1, 0.9, 1.0, 0).startswith('hint: epoch 1 waited for its batches 90% of its 1.0 s')
+
+
+def test_a_hint_during_an_epoch_says_so_far(monkeypatch):
+    monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
+    monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
+    assert utils.data_wait_hint(1, 45.0, 60.4, 0, so_far=True).startswith(
+        'hint: epoch 1 has waited for its batches 75% of its first 60.4 s (data_seconds in metrics.csv); '
+        '--num_workers 4 (now 0; 8 cores for this process)')
 
 
 def test_the_hint_shares_the_cores_among_torchruns_ranks_on_the_machine(monkeypatch):
     monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')
-    assert '--num_workers 2 (now 0; 2 cores for this process)' in utils.data_wait_hint(
-        {'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': 2.0}, 0)
+    assert '--num_workers 2 (now 0; 2 cores for this process)' in utils.data_wait_hint(2, 2.0, 4.0, 0)
 
 
 @pytest.mark.parametrize('files, cores', [
@@ -169,36 +183,73 @@ def test_the_cores_for_the_hint_are_the_affinitys_within_a_containers_cpu_quota(
         (tmp_path / name).write_text(text)
     assert utils.usable_cores() == cores
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '1')
-    hint = utils.data_wait_hint({'epoch': 2, 'epoch_seconds': 4.0, 'data_seconds': 2.0}, 0)
+    hint = utils.data_wait_hint(2, 2.0, 4.0, 0)
     assert (f'; {cores} cores for this process)' in hint) if cores > 1 else ('with one core for this process' in hint)
 
 
-def test_a_run_that_waits_for_its_batches_says_so_once_at_its_second_epoch(workdir, data_args, monkeypatch):
+def hint_lines(logs):
+    return [line for line in (logs / 'train.log').read_text().splitlines() if 'hint:' in line]
+
+
+@pytest.mark.parametrize('n_epoch', [1, 3])
+def test_a_run_that_waits_for_its_batches_says_so_once_at_its_first_epoch(workdir, data_args, monkeypatch, n_epoch):
     read_slowly(monkeypatch, 0.01)
     monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
-    assert run(data_args + ['--n_epoch', 3]) == 0
+    assert run(data_args + ['--n_epoch', n_epoch]) == 0
     logs, _ = only_run(workdir)
-    hints = [line for line in (logs / 'train.log').read_text().splitlines() if 'hint:' in line]
-    assert len(hints) == 1 and '| hint: epoch 2 waited for its batches ' in hints[0], hints
+    hints = hint_lines(logs)
+    assert len(hints) == 1 and '| hint: epoch 1 waited for its batches ' in hints[0], hints
     assert '--num_workers 4 (now 0; 8 cores for this process)' in hints[0]
 
 
-def test_the_hint_comes_at_the_first_epoch_that_waits_after_the_starts_first_and_once(workdir, data_args,
-                                                                                      monkeypatch):
+def test_a_long_epoch_gets_the_hint_while_it_trains(workdir, data_args, monkeypatch):
+    read_slowly(monkeypatch, 0.02)  # 16 samples a batch: 0.32 s
+    monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
+    monkeypatch.setattr(utils, 'DATA_WAIT_HINT_SECONDS', 1.0)  # the fifth batch's read (log_interval 1) is past it
+    assert run(data_args + ['--n_epoch', 1, '--log_interval', 1]) == 0
+    logs, _ = only_run(workdir)
+    lines = (logs / 'train.log').read_text().splitlines()
+    hints = hint_lines(logs)
+    assert len(hints) == 1 and '| hint: epoch 1 has waited for its batches ' in hints[0], hints
+    assert ' of its first ' in hints[0] and '--num_workers 4 (now 0; 8 cores for this process)' in hints[0]
+    assert lines.index(hints[0]) < [i for i, line in enumerate(lines) if '| epoch 1 step ' in line][0]
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != 'fork', reason="the workers' slow start is patched in this "
+                    'process, which only a forked worker inherits')
+def test_the_dataloader_workers_start_gives_no_hint(workdir, data_args, monkeypatch):
+    start_worker = utils._start_worker
+
+    def slow_start(*args):  # each worker of both loaders: a second before its first batch (fork inherits this)
+        time.sleep(1.0)
+        return start_worker(*args)
+
+    monkeypatch.setattr(utils, '_start_worker', slow_start)
+    to_device = train.to_device  # each batch's step 0.15 s (a model's), which the worker keeps up with
+    monkeypatch.setattr(train, 'to_device', lambda *args: time.sleep(0.15) or to_device(*args))
+    monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
+    assert run(data_args + ['--n_epoch', 1, '--num_workers', 1]) == 0
+    logs, _ = only_run(workdir)
+    [row] = rows(logs / 'metrics.csv')
+    assert float(row['data_seconds']) >= 0.9, row  # a worker's start was waited for: 1 s of a 2.5-second epoch
+    assert hint_lines(logs) == []
+
+
+def test_the_hint_comes_at_the_first_epoch_that_waits_and_once(workdir, data_args, monkeypatch):
     epochs = []  # each started epoch (0-based), as train() tells its sampler
     set_epoch = utils.EpochSampler.set_epoch
     monkeypatch.setattr(utils.EpochSampler, 'set_epoch', lambda self, epoch, **kwargs: epochs.append(epoch) or
                         set_epoch(self, epoch, **kwargs))
-    # each batch's step 50 ms (a model's), so that the reads of the fast epochs stay a small share (an image
-    # folder's decoding took 29% of 10 ms steps on a busy machine; 2-5% of these)
+    # each batch's step 0.12 s (a model's): the fast epochs last more than the second a hint needs, and their reads
+    # stay a small share (an image folder's decoding took 29% of 10 ms steps on a busy machine; 1-2% of these)
     to_device = train.to_device
-    monkeypatch.setattr(train, 'to_device', lambda *args: time.sleep(0.05) or to_device(*args))
+    monkeypatch.setattr(train, 'to_device', lambda *args: time.sleep(0.12) or to_device(*args))
     # from epoch 3 on the data gets slow (a cache that no longer fits, a slower disk): epochs 1 and 2 wait little
     read_slowly(monkeypatch, lambda: 0.005 if epochs and epochs[-1] >= 2 else 0)
     monkeypatch.setattr(utils, 'usable_cores', lambda: 8)
     assert run(data_args + ['--n_epoch', 4]) == 0
     logs, _ = only_run(workdir)
-    hints = [line for line in (logs / 'train.log').read_text().splitlines() if 'hint:' in line]
+    hints = hint_lines(logs)
     assert len(hints) == 1 and '| hint: epoch 3 waited for its batches ' in hints[0], hints
 
 
