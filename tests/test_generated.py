@@ -30,10 +30,12 @@ IDS = ['-'.join(c) for c in SUBSET]
 # test_distributed.py wraps each model in DDP (the CNN's BatchNorm buffers, the transformer's attention): one
 # project per model. test_faults.py checks how utils.py meets signals, kills and crashes: with in-memory data
 # (batched fetches) and with a file reader whose DataLoader workers decode images; the transformer's sequence
-# files meet the worker tests in test_dataloader_workers_under_python_3_14s_start_method.
+# files meet the worker tests in test_dataloader_workers_under_python_3_14s_start_method. test_data_wait.py times
+# the waits for batches: of in-memory data, and of images decoded as they are read.
 ANSWER_FREE = {
     'tests/test_distributed.py': [SUBSET[0], SUBSET[3], SUBSET[5]],
     'tests/test_faults.py': [SUBSET[0], SUBSET[3]],
+    'tests/test_data_wait.py': [SUBSET[1], SUBSET[2]],
 }
 ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
 # this project's whole suite runs with forkserver, Linux's default start method from Python 3.14, as every

@@ -2602,6 +2602,7 @@ class DataWait:
 
 DATA_WAIT_HINT_SHARE = 0.25  # of an epoch spent waiting for batches, above which train.log says what would help
 DATA_WAIT_HINT_SECONDS = 60  # into an epoch's training, the hint looks at the wait so far: a long epoch need not end
+DATA_WAIT_HINT_MIN_SECONDS = 1  # a shorter epoch, or part of one, gets no hint: its wait is not worth a line
 
 
 class DataWaitHint:
@@ -2668,9 +2669,9 @@ def usable_cores():
 def data_wait_hint(epoch, waited, seconds, num_workers, so_far=False):
     """A train.log line for an epoch that waited `waited` of its `seconds` for its batches, more than
     DATA_WAIT_HINT_SHARE, naming what would help (more DataLoader workers while this process's share of the cores
-    has room for them, else a cheaper __getitem__); None otherwise, and for less than a second (not worth a line).
+    has room for them, else a cheaper __getitem__); None otherwise, and under DATA_WAIT_HINT_MIN_SECONDS.
     `so_far`: the epoch is still training."""
-    if seconds < 1 or waited / seconds <= DATA_WAIT_HINT_SHARE:
+    if seconds < DATA_WAIT_HINT_MIN_SECONDS or waited / seconds <= DATA_WAIT_HINT_SHARE:
         return None
     cores = max(1, usable_cores() // int(os.environ.get('LOCAL_WORLD_SIZE', 1)))  # torchrun: shared by its ranks
     said = (f"hint: epoch {epoch} {'has waited' if so_far else 'waited'} for its batches {waited / seconds:.0%} of "

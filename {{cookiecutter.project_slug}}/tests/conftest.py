@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny, fast configuration and helpers to run train.py in-process or as a process."""
 
+import csv
 import json
 import multiprocessing
 import os
@@ -302,6 +303,12 @@ def only_run(root):
     ckpts = sorted((root / 'checkpoints').iterdir())
     assert len(logs) == len(ckpts) == 1, (logs, ckpts)
     return logs[0], ckpts[0]
+
+
+def rows(path):
+    """A CSV file's rows (metrics.csv, predict.py's table), each a dict by its column names."""
+    with open(path, newline='', encoding='utf-8') as f:
+        return list(csv.DictReader(f))
 
 
 EPOCH_LINE = re.compile(r'epoch (\d+) step (\d+) loss (\S+) (\w+) (\S+) lr (\S+)( grad_norm \S+)?$')  # no norm: clip_flag false
