@@ -2635,32 +2635,67 @@ class DataWaitHint:
             self.given = True
 
 
-CGROUP_ROOT = '/sys/fs/cgroup'  # where a container sees its own cgroup, and so its CPU quota
+CGROUP_ROOT = '/sys/fs/cgroup'  # where the cgroup hierarchies are mounted (a container sees its own cgroup as their root)
+OWN_CGROUPS = '/proc/self/cgroup'  # this process's cgroup in each hierarchy, as a path under the root
+V1_CPU_FOLDERS = ('cpu', 'cpu,cpuacct')  # cgroup v1's cpu controller, under CGROUP_ROOT
 
 
 def cpu_quota_cores():
-    """The whole CPUs a container's CPU quota allows (`docker --cpus`, a Kubernetes CPU limit), rounded down but at
-    least 1; None without a quota, or where it cannot be read. Only the quota of the cgroup mounted at CGROUP_ROOT
-    counts (a container's own; on a host that is the root cgroup, which has none)."""
-    files = [('cpu.max', None)] + [(f'{v1}/cpu.cfs_quota_us', f'{v1}/cpu.cfs_period_us') for v1 in ('cpu', 'cpu,cpuacct')]
-    for quota_file, period_file in files:
-        try:
-            with open(os.path.join(CGROUP_ROOT, quota_file)) as file:
-                quota, *period = file.read().split()  # v2: '<quota> <period>', or 'max <period>'; v1: '<quota>'
-            if period_file is not None:
-                with open(os.path.join(CGROUP_ROOT, period_file)) as file:
-                    period = file.read().split()
-            if quota in ('max', '-1'):
-                return None
-            return max(1, int(quota) // int(period[0]))
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
+    """The whole CPUs a CPU quota allows this process (`docker --cpus`, a Kubernetes CPU limit, a systemd slice's
+    CPUQuota), rounded down but at least 1; None without a quota, or where none can be read. A quota on a cgroup
+    holds every cgroup below it: the smallest of the process's own cgroup's and those above it counts (cgroup v2's
+    `cpu.max`; v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`)."""
+    quotas = [quota for v1 in (None, *V1_CPU_FOLDERS) for folder in cgroup_folders(v1)
+              if (quota := cpu_quota(folder, v1)) is not None]
+    return max(1, math.floor(min(quotas))) if quotas else None
+
+
+def cgroup_folders(v1=None):
+    """The folders under CGROUP_ROOT of this process's cgroup and of each one above it that exist, its own first:
+    in cgroup v2's hierarchy, or in v1's folder `v1` (its cpu controller). A path that a cgroup namespace shows
+    from outside its root ('/..'), or one the mount does not hold (a container that sees its own cgroup as the
+    root), leaves the root alone."""
+    root = os.path.join(CGROUP_ROOT, v1) if v1 else CGROUP_ROOT
+    parts = [part for part in own_cgroup_path(v1).split('/') if part]
+    if '..' in parts or '.' in parts:
+        parts = []
+    return [folder for folder in (os.path.join(root, *parts[:n]) for n in range(len(parts), -1, -1))
+            if os.path.isdir(folder)]
+
+
+def own_cgroup_path(v1=None):
+    """This process's cgroup path ('/system.slice/job.scope') in v2's hierarchy, or in v1's that has the cpu
+    controller; '/' where /proc/self/cgroup does not say (macOS, Windows)."""
+    try:
+        with open(OWN_CGROUPS) as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return '/'
+    for line in lines:  # 'hierarchy-id:controllers:path'; v2's: '0::path'
+        _, controllers, path = (line.split(':', 2) + ['', ''])[:3]
+        if (controllers == '' if v1 is None else 'cpu' in controllers.split(',')):
+            return path or '/'
+    return '/'
+
+
+def cpu_quota(folder, v1=None):
+    """The CPUs (quota over period) of one cgroup's quota; None without one, or where it cannot be read."""
+    try:
+        if v1 is None:
+            with open(os.path.join(folder, 'cpu.max')) as file:
+                quota, period = file.read().split()[:2]  # '<quota> <period>', or 'max <period>'
+        else:
+            with open(os.path.join(folder, 'cpu.cfs_quota_us')) as file, \
+                    open(os.path.join(folder, 'cpu.cfs_period_us')) as period_file:
+                quota, period = file.read().strip(), period_file.read().strip()
+        return None if quota in ('max', '-1') else int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 def usable_cores():
     """The CPU cores this process may run on: its affinity (a batch job's cpuset, not the whole machine's where the
-    OS tells), and no more than a container's CPU quota allows."""
+    OS tells), and no more than a CPU quota allows (cpu_quota_cores)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
     quota = cpu_quota_cores()
     return cores if quota is None else min(cores, quota)

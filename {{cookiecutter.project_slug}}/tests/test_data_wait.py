@@ -95,26 +95,40 @@ def test_the_hint_shares_the_cores_among_torchruns_ranks_on_the_machine(monkeypa
     assert '--num_workers 2 (now 0; 2 cores for this process)' in utils.data_wait_hint(2, 2.0, 4.0, 0)
 
 
-@pytest.mark.parametrize('files, cores', [
-    ({}, 8),  # no cgroup files (a host, macOS)
-    ({'cpu.max': 'max 100000\n'}, 8),  # cgroup v2 without a quota
-    ({'cpu.max': '200000 100000\n'}, 2),  # docker --cpus 2
-    ({'cpu.max': '150000 100000\n'}, 1),  # 1.5 CPUs: one whole
-    ({'cpu.max': '50000 100000\n'}, 1),  # half a CPU: still one
-    ({'cpu.max': '1600000 100000\n'}, 8),  # a quota above the affinity: the affinity
-    ({'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 8),  # cgroup v1 without a quota
-    ({'cpu/cpu.cfs_quota_us': '300000\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 3),
-    ({'cpu,cpuacct/cpu.cfs_quota_us': '400000\n', 'cpu,cpuacct/cpu.cfs_period_us': '100000\n'}, 4),
-    ({'cpu.max': 'garbage\n'}, 8),  # unreadable: no quota assumed
-    ({'cpu/cpu.cfs_quota_us': '300000\n'}, 8),  # v1 without its period
+@pytest.mark.parametrize('own, files, cores', [
+    (None, {}, 8),  # no cgroup files (a host, macOS)
+    (None, {'cpu.max': 'max 100000\n'}, 8),  # cgroup v2 without a quota
+    (None, {'cpu.max': '200000 100000\n'}, 2),  # docker --cpus 2
+    (None, {'cpu.max': '150000 100000\n'}, 1),  # 1.5 CPUs: one whole
+    (None, {'cpu.max': '50000 100000\n'}, 1),  # half a CPU: still one
+    (None, {'cpu.max': '1600000 100000\n'}, 8),  # a quota above the affinity: the affinity
+    (None, {'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 8),  # cgroup v1 without a quota
+    (None, {'cpu/cpu.cfs_quota_us': '300000\n', 'cpu/cpu.cfs_period_us': '100000\n'}, 3),
+    (None, {'cpu,cpuacct/cpu.cfs_quota_us': '400000\n', 'cpu,cpuacct/cpu.cfs_period_us': '100000\n'}, 4),
+    (None, {'cpu.max': 'garbage\n'}, 8),  # unreadable: no quota assumed
+    (None, {'cpu/cpu.cfs_quota_us': '300000\n'}, 8),  # v1 without its period
+    # the process's own cgroup below the root (a host's systemd slices): its quota, or a parent's, holds it
+    ('0::/system.slice/train.scope\n', {'system.slice/cpu.max': '300000 100000\n',
+                                        'system.slice/train.scope/cpu.max': 'max 100000\n'}, 3),
+    ('0::/a/b\n', {'a/cpu.max': '600000 100000\n', 'a/b/cpu.max': '200000 100000\n'}, 2),  # the smallest
+    ('0::/a/b\n', {'cpu.max': '400000 100000\n', 'a/b/cpu.max': '600000 100000\n'}, 4),
+    ('4:memory:/m\n3:cpu,cpuacct:/docker/abc\n0::/\n', {'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '200000\n',
+                                                        'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n'}, 2),
+    ('0::/docker/abc\n', {'cpu.max': '200000 100000\n'}, 2),  # a container's own cgroup as the root: the path is not there
+    # a cgroup namespace's view of a cgroup outside it: not a folder below the mount (here, one beside it)
+    ('0::/../other\n', {'cpu.max': '200000 100000\n', '../other/cpu.max': '100000 100000\n'}, 2),
+    ('garbage\n', {'cpu.max': '200000 100000\n'}, 2),
 ])
-def test_the_cores_for_the_hint_are_the_affinitys_within_a_containers_cpu_quota(tmp_path, monkeypatch, files, cores):
+def test_the_cores_for_the_hint_are_the_affinitys_within_its_cgroups_cpu_quota(tmp_path, monkeypatch, own, files, cores):
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr(os, 'cpu_count', lambda: 8)
-    monkeypatch.setattr(utils, 'CGROUP_ROOT', str(tmp_path))
+    monkeypatch.setattr(utils, 'CGROUP_ROOT', str(tmp_path / 'cgroup'))
+    monkeypatch.setattr(utils, 'OWN_CGROUPS', str(tmp_path / 'self_cgroup'))  # absent: the root
+    if own is not None:
+        (tmp_path / 'self_cgroup').write_text(own)
     for name, text in files.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_text(text)
+        (tmp_path / 'cgroup' / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'cgroup' / name).write_text(text)
     assert utils.usable_cores() == cores
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '1')
     hint = utils.data_wait_hint(2, 2.0, 4.0, 0)
