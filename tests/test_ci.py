@@ -56,6 +56,8 @@ def test_the_files_run_in_some_projects_only_have_no_template_branch_and_cover_w
     assert {model for _, model, _ in ANSWER_FREE['tests/test_distributed.py']} == set(OPTIONS['model'])  # DDP: each model
     faults = ANSWER_FREE['tests/test_faults.py']  # signals and crashes: in-memory data, and files read in workers
     assert ('classification', 'mlp', 'synthetic') in faults and any(dataset != 'synthetic' for _, _, dataset in faults)
+    waits = {dataset for _, _, dataset in ANSWER_FREE['tests/test_data_wait.py']}  # in memory, and decoded as read
+    assert waits & {'synthetic', 'csv'} and 'image_folder' in waits
 
 
 def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):
