@@ -2672,8 +2672,8 @@ def own_cgroup_path(v1=None):
     except OSError:
         return '/'
     for line in lines:  # 'hierarchy-id:controllers:path'; v2's: '0::path'
-        _, controllers, path = (line.split(':', 2) + ['', ''])[:3]
-        if (controllers == '' if v1 is None else 'cpu' in controllers.split(',')):
+        controllers, _, path = line.partition(':')[2].partition(':')
+        if ('cpu' in controllers.split(',')) if v1 else controllers == '':
             return path or '/'
     return '/'
 
