@@ -183,15 +183,16 @@ def parse_attempt(name):
 
 
 def read_note(folder):
-    """The config (key: value lines under 'config:', updated by each resume's overrides), the provenance
-    (the last one: the latest start's), and the last status line."""
+    """The config (key: value lines under 'config:', updated by each resume's overrides, and the 'data:' lines,
+    the splits' sizes, which runs.py and plot.py compare as they compare hyperparameters), the provenance (the
+    last one: the latest start's), and the last status line."""
     config, provenance, status, section = {}, {}, None, None
     for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
-        if line in ('config:', 'provenance:'):
+        if line in ('config:', 'data:', 'provenance:'):
             section = line[:-1]
         elif line.startswith('    ') and ': ' in line and section:
             key, value = line[4:].split(': ', 1)  # not strip(): an empty value leaves 'key: '
-            (config if section == 'config' else provenance)[key] = value
+            (provenance if section == 'provenance' else config)[key] = value
         else:
             section = None
             if line.startswith('status: '):

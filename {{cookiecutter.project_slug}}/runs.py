@@ -5,7 +5,7 @@
 
 Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed), epochs done,
 the best valid loss and metric and their epoch, the seconds an epoch takes and the share of it spent waiting for
-batches (medians over the epochs), then the hyperparameters that differ between runs.
+batches (medians over the epochs), then the hyperparameters, and the splits' sizes, that differ between runs.
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 

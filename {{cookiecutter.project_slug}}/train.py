@@ -663,7 +663,7 @@ def main(argv=None):
                                   num_workers=config['num_workers'])
 {%- endif %}
 
-    # 3.10 loggers (rank 0 only): note.log holds the model, its summary and every hyperparameter
+    # 3.10 loggers (rank 0 only): note.log holds the model, its summary, every hyperparameter and the data's size
     if is_master():
         create_logger('train', os.path.join(config['loggers_dir'], 'train.log'), show_time=True)
         create_logger('val', os.path.join(config['loggers_dir'], 'val.log'), show_time=True)
@@ -679,6 +679,7 @@ def main(argv=None):
             for line in filter(None, restarted):
                 note_logger.info(line)
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
+            note_logger.info(f'data:\n    train_samples: {len(train_set)}\n    valid_samples: {len(valid_set)}')
             write_config_file(config, os.path.join(config['loggers_dir'], 'config.json'))  # --config starts it anew
             note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
             if fresh_layers:

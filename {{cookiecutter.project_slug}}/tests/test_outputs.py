@@ -483,6 +483,25 @@ def test_note_log_records_provenance(workdir, data_args):
     assert f'torch: {torch.__version__}' in note
 
 
+def test_note_log_records_the_splits_sizes_and_runs_py_shows_them_where_runs_differ(workdir, data_args):
+    # the same options on a data folder that has grown differ only there: dataset_dir is where a run trains, not how
+    assert run(data_args + ['--n_epoch', 1, '--run_name', 'fifth']) == 0
+    assert run(data_args + ['--n_epoch', 1, '--run_name', 'quarter', '--valid_ratio', 0.25]) == 0
+    header, *lines = runs.table(workdir / 'loggers', sort='run').splitlines()
+    assert {'train_samples', 'valid_samples'} <= set(header.split())
+    sizes = {}
+    for line in lines:
+        row = dict(zip(header.split(), line.split(), strict=True))
+        data = load(workdir / 'checkpoints' / row['run'] / 'latest_checkpoint.pt')['data']  # len() of each split
+        note = (workdir / 'loggers' / row['run'] / 'note.log').read_text()
+        assert f"\ndata:\n    train_samples: {data['train']}\n    valid_samples: {data['valid']}\nprovenance:\n" in note
+        sizes[row['run']] = (row['train_samples'], row['valid_samples'])
+        assert sizes[row['run']] == (str(data['train']), str(data['valid']))
+    assert len(sizes) == 2 and sizes['fifth'] != sizes['quarter']
+    assert run(['--resume', 'fifth', '--n_epoch', 2]) == 0  # same data: a resume does not write them again
+    assert (workdir / 'loggers' / 'fifth' / 'note.log').read_text().count('\ndata:\n') == 1
+
+
 def test_note_log_keeps_every_line_when_a_value_is_not_utf_8(workdir, data_args, monkeypatch, capsys):
     # a file name's byte that is not UTF-8 (an old archive's Latin-1 'cafe') reaches Python as a surrogate
     name = os.fsdecode(b'caf\xe9.json')
