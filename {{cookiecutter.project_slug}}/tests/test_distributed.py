@@ -172,6 +172,7 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     assert [(epoch, total) for epoch, _, total in saves] == [('1', '64'), ('2', '64')]  # 128 training samples, 2 ranks
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])
+    assert '\ndata:\n    train_samples: 128\n    valid_samples: 32\n' in (logs / 'note.log').read_text()  # not a rank's
 
 
 # Rank 1 alone gets a SIGTERM at its 5th training batch, each batch taking about 0.1 s
