@@ -1031,12 +1031,12 @@ class StallWatch:
             return
         now = time.monotonic()
         last, self.last_read = self.last_read, now
-        if self.reported:
-            self.reported = False
-            logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} without one')
         if now - self.armed_at >= self.rearm_seconds:
             faulthandler.dump_traceback_later(self.timeout, file=self.file)
             self.armed_at = now
+        if self.reported:  # after the re-arm: a watch thread that finds it cleared must find the new armed_at too
+            self.reported = False
+            logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} without one')
 
     @staticmethod
     def before_fork():
@@ -1055,15 +1055,19 @@ class StallWatch:
 
     def watch(self):
         while not self.stopped.wait(self.rearm_seconds):
-            now = time.monotonic()
-            if not self.reported and now - self.armed_at > self.timeout:
-                self.reported = True
-                since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
-                workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
-                logging.getLogger('train').info(
-                    f"{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each thread's Python "
-                    f"stack{workers} is now in {self.path or 'the console'}; the run goes on (if it is stuck, end it "
-                    f'and resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
+            self.check()
+
+    def check(self):
+        """The watch thread's look, every rearm_seconds: report a stall once, when the timer has fired."""
+        now = time.monotonic()
+        if not self.reported and now - self.armed_at > self.timeout:
+            self.reported = True
+            since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
+            workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
+            logging.getLogger('train').info(
+                f"{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each thread's Python "
+                f"stack{workers} is now in {self.path or 'the console'}; the run goes on (if it is stuck, end it "
+                f'and resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
 
     def dump_worker_stacks(self):
         """Have each live DataLoader worker whose stacks go where this watch's go (_start_worker: those started from

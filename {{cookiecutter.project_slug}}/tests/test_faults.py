@@ -5,6 +5,7 @@ import errno
 import functools
 import importlib.util
 import io
+import logging
 import math
 import multiprocessing
 import os
@@ -850,6 +851,24 @@ def test_runs_py_shows_a_live_run_whose_train_log_ends_with_the_stall_warning_as
         finally:
             process.kill()
     assert shown_status('running', provenance, folder=tmp_path) == 'failed (process gone)'
+
+
+def test_the_read_that_ends_a_stall_is_not_taken_for_another_stall_while_it_says_so(monkeypatch):
+    # the watch thread looks every rearm_seconds, at any moment: here while that read writes its line to train.log
+    with utils.StallWatch(10) as watch:  # 10 minutes: its own thread does not look during the test
+        watch.armed_at, watch.reported = time.monotonic() - watch.timeout - 1, True  # as once a stall was told
+        told, info = [], logging.Logger.info
+
+        def write_then_look(logger, message, *args, **kwargs):
+            told.append(message)
+            if message.startswith('batches are read again'):
+                watch.check()
+            return info(logger, message, *args, **kwargs)
+
+        monkeypatch.setattr(logging.Logger, 'info', write_then_look)
+        watch.on_read()
+    assert len(told) == 1 and told[0].startswith('batches are read again'), told  # not a second stall's warning
+    assert not watch.reported
 
 
 def test_a_stall_is_told_in_seconds_under_a_minute_and_in_minutes_above():
