@@ -1002,8 +1002,9 @@ class StallWatch:
     stack where a crash's go (crash_stacks_file), under its own first line, `Timeout (0:31:00)!`, from a thread of
     its own that needs no GIL (a stuck C call may hold it). A Python thread then has each DataLoader worker append
     its own stacks (the main process only shows that it waits for a batch; dump_worker_stacks), adds a warning to
-    train.log (runs.py shows the run as stalled while it is the last line), and a line once batches are read again:
-    the run goes on, since a step may only be slow. One dump per stall.
+    train.log (runs.py shows the run as stalled while it is the last line), and a line once batches are read again,
+    after the warning even when the read comes while the stall is being told: the run goes on, since a step may only
+    be slow. One dump per stall.
 
     The timer is re-armed at most every rearm_seconds, so a read costs a clock read; it fires `minutes` to
     `minutes` + rearm_seconds after the last read. It is stopped around each os.fork() (a DataLoader worker's start)
@@ -1019,6 +1020,7 @@ class StallWatch:
         self.file, self.path = crash_stacks_file() if self.seconds else (None, None)
         self.armed_at, self.last_read, self.reported, self.paused = -math.inf, time.monotonic(), False, False
         self.stopped = threading.Event()
+        self.telling = threading.Lock()  # held while a stall is told: a read's line comes after the warning
         self.thread = threading.Thread(target=self.watch, name='stall watch', daemon=True)
         if self.file is not None:
             StallWatch.active = self
@@ -1035,8 +1037,9 @@ class StallWatch:
             faulthandler.dump_traceback_later(self.timeout, file=self.file)
             self.armed_at = now
         if self.reported:  # after the re-arm: a watch thread that finds it cleared must find the new armed_at too
-            self.reported = False
-            logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} without one')
+            with self.telling:
+                self.reported = False
+                logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} without one')
 
     @staticmethod
     def before_fork():
@@ -1061,13 +1064,15 @@ class StallWatch:
         """The watch thread's look, every rearm_seconds: report a stall once, when the timer has fired."""
         now = time.monotonic()
         if not self.reported and now - self.armed_at > self.timeout:
-            self.reported = True
-            since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
-            workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
-            logging.getLogger('train').info(
-                f"{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each thread's Python "
-                f"stack{workers} is now in {self.path or 'the console'}; the run goes on (if it is stuck, end it "
-                f'and resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
+            with self.telling:
+                self.reported = True
+                since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
+                workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
+                logging.getLogger('train').info(
+                    f"{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each thread's Python "
+                    f"stack{workers} is now in {self.path or 'the console'}; the run goes on (if it is stuck, end "
+                    f'it and resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, '
+                    '0 never)')
 
     def dump_worker_stacks(self):
         """Have each live DataLoader worker whose stacks go where this watch's go (_start_worker: those started from

@@ -871,6 +871,34 @@ def test_the_read_that_ends_a_stall_is_not_taken_for_another_stall_while_it_says
     assert not watch.reported
 
 
+def test_a_read_while_a_stall_is_told_writes_its_line_after_the_warning(monkeypatch):
+    # the watch thread tells a stall in steps (each DataLoader worker's stacks, 0.25 s apart, then the warning): a
+    # read meanwhile that wrote its line first left train.log ending with the warning, and runs.py showed it stalled
+    told = []
+    monkeypatch.setattr(logging.Logger, 'info', lambda logger, message, *args, **kwargs: told.append(message))
+    with utils.StallWatch(10) as watch:  # 10 minutes: its own thread does not look during the test
+        watch.armed_at = time.monotonic() - watch.timeout - 1  # the timer has fired
+        dumping, dumped = threading.Event(), threading.Event()
+
+        def slow_worker_stacks():
+            dumping.set()
+            dumped.wait(10)
+            return 1
+
+        monkeypatch.setattr(watch, 'dump_worker_stacks', slow_worker_stacks)
+        telling = threading.Thread(target=watch.check)
+        telling.start()
+        assert dumping.wait(10)
+        reading = threading.Thread(target=watch.on_read)
+        reading.start()
+        reading.join(0.5)  # it waits for the warning
+        dumped.set()
+        telling.join(10)
+        reading.join(10)
+    assert [message.split(' ')[:2] for message in told] == [['warning:', 'no'], ['batches', 'are']], told
+    assert not watch.reported
+
+
 def test_a_stall_is_told_in_seconds_under_a_minute_and_in_minutes_above():
     assert (duration_text(42.4), duration_text(59.6), duration_text(1890)) == ('42 s', '60 s', '31.5 minutes')
 
