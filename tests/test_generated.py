@@ -258,7 +258,7 @@ def test_dataloader_workers_as_on_macos(baked, tmp_path):
     project = baked('classification', 'mlp', 'synthetic')
     env = sitecustomized(tmp_path / 'site', AS_ON_MACOS, 'import multiprocessing, torch; print(multiprocessing.'
                          'get_start_method(), torch.multiprocessing.get_sharing_strategy())', 'spawn file_system')
-    # Ctrl+C in training, each spawned worker a fresh interpreter
+    # Ctrl-C in training, each spawned worker a fresh interpreter
     summary = worker_tests_summary(project, env, 'train-SIGINT', 'separate_tensors or spawn_worker or pickled or dataset',
                                    ['tests/test_faults.py', 'tests/test_dataset.py', 'tests/test_speed.py'])
     assert re.search(r'^\d+ passed, 3 skipped', summary), summary
