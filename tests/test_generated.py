@@ -232,9 +232,10 @@ WORKER_TESTS = ('(dataloader_workers and {signalled}) or keep_the_process_from_e
 def worker_tests_summary(project, env, signalled, more, files):
     """Run WORKER_TESTS and the tests that `more` selects in `files` of `project`; return pytest's summary line."""
     selected = WORKER_TESTS.format(signalled=signalled)
-    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
+    result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rp', '-p', 'no:cacheprovider', '-k',
                              f'{selected} or {more}', *files], cwd=project, capture_output=True, text=True, env=env)
     assert result.returncode == 0, suite_output(result)
+    assert f'_with_dataloader_workers[{signalled}]\n' in result.stdout, result.stdout[-3000:]  # not renamed away
     return result.stdout.splitlines()[-1]
 
 
