@@ -184,14 +184,19 @@ def parse_attempt(name):
 
 def read_note(folder):
     """The config (key: value lines under 'config:', updated by each resume's overrides, and the 'data:' lines,
-    the splits' sizes, which runs.py and plot.py compare as they compare hyperparameters), the provenance (the
-    last one: the latest start's), and the last status line."""
-    config, provenance, status, section = {}, {}, None, None
+    the splits' sizes, which runs.py and plot.py compare as they compare hyperparameters; a data key that a config
+    key of your own already names is kept as 'data.KEY'), the provenance (the last one: the latest start's), and
+    the last status line."""
+    config, provenance, status, section, config_keys = {}, {}, None, None, set()
     for line in (folder / 'note.log').read_text(encoding='utf-8').splitlines():
         if line in ('config:', 'data:', 'provenance:'):
             section = line[:-1]
         elif line.startswith('    ') and ': ' in line and section:
             key, value = line[4:].split(': ', 1)  # not strip(): an empty value leaves 'key: '
+            if section == 'config':
+                config_keys.add(key)
+            elif section == 'data' and key in config_keys:
+                key = f'data.{key}'
             (provenance if section == 'provenance' else config)[key] = value
         else:
             section = None
@@ -386,8 +391,9 @@ def new_file(output, binary=False, doing='predicting'):
 
 METRICS_COLUMNS = ('epoch', 'step', 'train_loss', 'train_metric', 'valid_loss', 'valid_metric', 'lr', 'epoch_seconds')
 # after the columns every metrics.csv has; a file begun before they were logged lacks them, and so do its later rows
-# grad_norm is empty in a row when not measured (clip_flag false); data_seconds: the epoch's wait for batches
-OPTIONAL_METRICS_COLUMNS = ('grad_norm', 'data_seconds')
+# grad_norm is empty in a row when not measured (clip_flag false); data_seconds: the epoch's wait for batches;
+# train_seconds: the epoch's training part (2.1: no validation, no checkpoint strategy), runs.py's samples_per_s
+OPTIONAL_METRICS_COLUMNS = ('grad_norm', 'data_seconds', 'train_seconds')
 
 
 def read_metrics_rows(path):

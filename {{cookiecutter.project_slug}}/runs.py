@@ -4,8 +4,9 @@
     python runs.py --sort valid_loss     # any column; --reverse flips the order
 
 Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed), epochs done,
-the best valid loss and metric and their epoch, the seconds an epoch takes and the share of it spent waiting for
-batches (medians over the epochs), then the hyperparameters, and the splits' sizes, that differ between runs.
+the best valid loss and metric and their epoch, the seconds an epoch takes, the training samples a second (its training
+part only) and the share of an epoch spent waiting for batches (medians over the epochs), then the hyperparameters, and
+the splits' sizes, that differ between runs.
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
@@ -32,7 +33,8 @@ from runfiles import (
     shown_status,
 )
 
-FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch', 's_per_epoch', 'data_wait']
+FIXED = ['run', 'status', 'epochs', 'valid_loss', f'valid_{METRIC_NAME}', 'best_epoch', 's_per_epoch', 'samples_per_s',
+         'data_wait']
 
 
 def summarize(folder):
@@ -49,7 +51,7 @@ def summarize(folder):
     try:
         epochs = read_metrics_rows(folder / 'metrics.csv')
         best = min(epochs, key=lambda r: float(r['valid_loss'])) if epochs else None
-        row.update(epoch_timing(epochs))
+        row.update(epoch_timing(epochs, config.get('data.train_samples', config.get('train_samples'))))
     except FileNotFoundError:
         epochs, best = [], None
     except (OSError, ValueError):  # ValueError: a missing column, or bytes that are not UTF-8
@@ -62,13 +64,20 @@ def summarize(folder):
     return row, config
 
 
-def epoch_timing(epochs):
-    """s_per_epoch and data_wait of metrics.csv's rows: the median epoch's seconds, and the median share of an epoch
-    spent waiting for batches (data_seconds; none for rows from before that column). Medians, so that the first
-    epoch (the workers' start, compiling) and one resumed from an older checkpoint do not decide them."""
+def epoch_timing(epochs, train_samples=None):
+    """s_per_epoch, samples_per_s and data_wait of metrics.csv's rows: the median epoch's seconds, the training
+    samples a second in the median epoch's training part (train_samples, note.log's size of the training split, over
+    train_seconds), and the median share of an epoch spent waiting for batches (data_seconds). samples_per_s and
+    data_wait are left out for rows from before their columns, and samples_per_s for a run whose note.log has no
+    size. Medians, so that the first epoch (the workers' start, compiling) and one resumed from an older checkpoint
+    do not decide them."""
     if not epochs:
         return {}
     timing = {'s_per_epoch': f"{statistics.median(float(r['epoch_seconds']) for r in epochs):.2f}"}
+    train_seconds = [float(r['train_seconds']) for r in epochs if r.get('train_seconds')]
+    if str(train_samples).isdigit() and train_seconds and statistics.median(train_seconds) > 0:
+        per_second = int(train_samples) / statistics.median(train_seconds)
+        timing['samples_per_s'] = f'{per_second:.0f}' if per_second >= 100 else f'{per_second:.3g}'
     shares = [float(r['data_seconds']) / float(r['epoch_seconds']) for r in epochs
               if r.get('data_seconds') and float(r['epoch_seconds']) > 0]
     if shares:

@@ -201,7 +201,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
 
     # values to track
     start_epoch, step, samples_done, epoch_totals = 0, 0, 0, EMPTY_TOTALS
-    seconds_done = (0.0, 0.0)  # a stopped epoch's seconds and wait for batches so far: its metrics.csv row counts them
+    # a stopped epoch's seconds, wait for batches and seconds of training so far: its metrics.csv row counts them
+    seconds_done = (0.0, 0.0, 0.0)
     best_loss, best_epoch, early_stop_count = math.inf, 0, 0
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint['optimizer'])
@@ -211,6 +212,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         start_epoch, step, samples_done = checkpoint['epoch'], checkpoint['step'], checkpoint['samples_done']
         epoch_totals = own_epoch_totals(checkpoint['epoch_totals'], rank, world_size)
         seconds_done = tuple(checkpoint.get('seconds_done', seconds_done))  # none in checkpoints from before it
+        seconds_done += seconds_done[:1] * (3 - len(seconds_done))  # older: two, the epoch's for the training's
         best_loss, best_epoch = checkpoint['best_loss'], checkpoint['best_epoch']
         early_stop_count = checkpoint['early_stop_count']
         if checkpoint['scaler']:  # empty when saved without fp16; the scaler then starts fresh
@@ -221,6 +223,11 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             all_seed(config['seed'] + rank + 1000 * step)
             per_step = config['batch_size'] * accum
             samples_done = samples_done * len(checkpoint['rng']) // world_size // per_step * per_step
+
+    def epoch_seconds_so_far():
+        """A stopped epoch's seconds_done: its seconds, its wait for batches and its training's seconds so far."""
+        now = time.perf_counter()
+        return now - epoch_start, data_wait.seconds, now - train_start if train_seconds is None else train_seconds
 
     def state(epoch, samples_done, epoch_totals):
         """Everything needed to continue exactly from this point, as plain values (weights_only loads it)."""
@@ -234,7 +241,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'step': step,  # optimizer steps taken
             'samples_done': samples_done,  # samples of epoch `epoch` already trained on (mid-epoch stop)
             'epoch_totals': gather_from_ranks(list(epoch_totals)),  # each rank's running sums of this epoch
-            'seconds_done': (time.perf_counter() - epoch_start, data_wait.seconds) if samples_done else (0.0, 0.0),
+            'seconds_done': epoch_seconds_so_far() if samples_done else (0.0, 0.0, 0.0),
             'best_loss': best_loss,
             'best_epoch': best_epoch,
             'early_stop_count': early_stop_count,
@@ -333,6 +340,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
         for epoch in range(start_epoch, config['n_epoch']):
             # 2.1 training
             epoch_start = time.perf_counter() - seconds_done[0]
+            train_start, train_seconds = time.perf_counter() - seconds_done[2], None  # the training part (2.1) only
             model.train()
             training_logged = samples_done == n_train  # resumed after an error in this epoch's validation
             train_loader.sampler.set_epoch(epoch, start=samples_done)
@@ -392,6 +400,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     break
             samples_at_last_step = None
             bar.close()
+            train_seconds = time.perf_counter() - train_start
             bad_step = meter.flush() if bad_step is None else bad_step
             save_due = save_timer.due(ahead=validation_seconds)
             stopping, bad_step, save_due = agree_across_ranks(stop, bad_step, save_due, device)
@@ -404,7 +413,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 writer.wait()
                 train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
-            samples_done, epoch_totals, seconds_done = 0, EMPTY_TOTALS, (0.0, 0.0)
+            samples_done, epoch_totals, seconds_done = 0, EMPTY_TOTALS, (0.0, 0.0, 0.0)
             trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
             meter.all_reduce(device)
 
@@ -448,9 +457,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
             meter.all_reduce(device)  # every rank now holds the loss over the whole valid set
             # the slowest rank's: a rank that waits for its data holds up the others in the next collective
-            data_seconds, waited_after_first = all_reduce_numbers(
-                [data_wait.seconds + valid_wait.seconds, data_wait.waited_after_first + valid_wait.waited_after_first],
-                device, op='max')
+            data_seconds, waited_after_first, slowest_train_seconds = all_reduce_numbers(
+                [data_wait.seconds + valid_wait.seconds, data_wait.waited_after_first + valid_wait.waited_after_first,
+                 train_seconds], device, op='max')
             valid_loss, trained_totals = meter.loss, None
             validation_seconds = time.monotonic() - validation_start
 
@@ -464,7 +473,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             row = {'epoch': epoch + 1, 'step': step, 'train_loss': train_loss, 'train_metric': train_metric,
                    'valid_loss': valid_loss, 'valid_metric': meter.metric, 'lr': lr,
                    'epoch_seconds': round(time.perf_counter() - epoch_start, 3), 'grad_norm': grad_norm,
-                   'data_seconds': round(data_seconds, 3)}
+                   'data_seconds': round(data_seconds, 3), 'train_seconds': round(slowest_train_seconds, 3)}
             if is_master():
                 metrics.append(row)
             if tensorboard is not None:

@@ -1515,7 +1515,7 @@ class TensorboardScalars:
                 self.writer.add_scalar('lr', waiting['lr'], waiting['epoch'])
                 if waiting.get('grad_norm') is not None:  # None: not measured (clip_flag false)
                     self.writer.add_scalar('grad_norm/train', waiting['grad_norm'], waiting['epoch'])
-                for name in ('epoch_seconds', 'data_seconds'):  # metrics.csv's timings, to set beside the curves
+                for name in ('epoch_seconds', 'data_seconds', 'train_seconds'):  # metrics.csv's, beside the curves
                     if waiting.get(name) is not None:
                         self.writer.add_scalar(f'time/{name}', waiting[name], waiting['epoch'])
             self.writer.flush()

@@ -367,6 +367,7 @@ def test_under_torchrun_grad_norm_is_the_averaged_gradients_norm_and_data_second
     # rank 0 waits for rank 1 in the gradients' all-reduce, which is its step's time, not a wait for data
     row, = read_metrics_rows(logs / 'metrics.csv')
     assert BATCH_DELAY * len(norms[1]) <= float(row['data_seconds']) < float(row['epoch_seconds'])
+    assert BATCH_DELAY * len(norms[1]) <= float(row['train_seconds']) < float(row['epoch_seconds'])  # no validation
 
 
 def test_a_script_calling_main_under_torchrun_trains_an_unused_layer_and_keeps_ddp_until_exit(

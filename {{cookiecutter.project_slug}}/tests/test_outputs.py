@@ -9,6 +9,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,9 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert [r['epoch'] for r in table] == ['1', '2', '3']
     assert all(float(r['epoch_seconds']) > 0 for r in table) and float(table[0]['lr']) > 0
     assert all(0 <= float(r['data_seconds']) < float(r['epoch_seconds']) for r in table), table
+    assert all(0 < float(r['train_seconds']) < float(r['epoch_seconds']) for r in table), table  # no validation
+    train_seconds = statistics.median(float(r['train_seconds']) for r in table)
+    assert float(runs.summarize(logs)[0]['samples_per_s']) == pytest.approx(128 / train_seconds, rel=0.01)
     val = (logs / 'val.log').read_text()
     assert f"loss {float(table[-1]['valid_loss']):.6f}" in val
     assert not (logs / 'traceback.txt').exists()  # opened for a crash's stack, removed when none came
@@ -140,7 +144,7 @@ def test_metrics_rows_start_over_where_a_resumed_run_went_back(tmp_path):
 def test_an_optional_columns_value_may_be_empty_but_nothing_else(tmp_path):
     path = tmp_path / 'metrics.csv'
     path.write_text(','.join(METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS) + '\r\n' + ''.join(
-        f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1,{norm},0.2\r\n' for e, norm in ((1, '0.5'), (2, ''), (3, 'x'))))
+        f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1,{norm},0.2,0.7\r\n' for e, norm in ((1, '0.5'), (2, ''), (3, 'x'))))
     assert [(row['epoch'], row['grad_norm']) for row in read_metrics_rows(path)] == [('1', '0.5'), ('2', '')]
     assert plot.read_metrics(tmp_path)['grad_norm'][0] == 0.5 and math.isnan(plot.read_metrics(tmp_path)['grad_norm'][1])
 
@@ -412,7 +416,7 @@ def test_tensorboard_holds_the_epoch_scalars_and_the_model_graph(workdir, data_a
     metrics = rows(logs / 'metrics.csv')
     for tag, column in [('loss/train', 'train_loss'), ('loss/valid', 'valid_loss'), ('metric/valid', 'valid_metric'),
                         ('lr', 'lr'), ('grad_norm/train', 'grad_norm'), ('time/epoch_seconds', 'epoch_seconds'),
-                        ('time/data_seconds', 'data_seconds')]:
+                        ('time/data_seconds', 'data_seconds'), ('time/train_seconds', 'train_seconds')]:
         scalars = events.Scalars(tag)
         assert [e.step for e in scalars] == [1, 2], tag
         assert [e.value for e in scalars] == pytest.approx([float(r[column]) for r in metrics], rel=1e-5), tag
@@ -660,23 +664,25 @@ def test_plot_draws_a_dollar_sign_in_a_run_name_or_a_value_as_it_is(tmp_path, mo
     assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
 
 
-def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=None, seconds=None):
+def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=None, seconds=None, data=None):
     """A finished run's note.log and metrics.csv, one epoch per valid loss (valid metric 0.6 unless given;
-    epoch_seconds 1.0 unless `seconds` gives (epoch_seconds, data_seconds) pairs; with grad_norms or `seconds`,
-    the optional columns too, as train.py writes them: grad_norm (empty without grad_norms), and data_seconds
-    (0.1 unless given))."""
+    epoch_seconds 1.0 unless `seconds` gives (epoch_seconds, data_seconds) pairs or (epoch_seconds, data_seconds,
+    train_seconds) triples; with grad_norms or `seconds`, the optional columns too, as train.py writes them:
+    grad_norm (empty without grad_norms), data_seconds (0.1 unless given) and train_seconds (empty unless given)).
+    `data`: note.log's data: lines (the splits' sizes), none unless given."""
     folder.mkdir(parents=True)
     (folder / 'note.log').write_text('config:\n' + ''.join(f'    {k}: {v}\n' for k, v in config.items())
+                                     + ('data:\n' + ''.join(f'    {k}: {v}\n' for k, v in data.items()) if data else '')
                                      + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
     metrics = valid_metrics or [0.6] * len(valid_losses)
-    epoch_seconds, data_seconds = zip(*seconds) if seconds else ([1.0] * len(valid_losses), [0.1] * len(valid_losses))
+    timings = [(*given, '')[:3] for given in seconds or [(1.0, 0.1)] * len(valid_losses)]
     rows = [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, epoch_s]
-            for e, (loss, metric, epoch_s) in enumerate(zip(valid_losses, metrics, epoch_seconds, strict=True), 1)]
+            for e, (loss, metric, (epoch_s, _, _)) in enumerate(zip(valid_losses, metrics, timings, strict=True), 1)]
     header = METRICS_COLUMNS
     if grad_norms is not None or seconds:
         header += OPTIONAL_METRICS_COLUMNS
         norms = grad_norms if grad_norms is not None else [''] * len(rows)
-        rows = [row + [norm, data_s] for row, norm, data_s in zip(rows, norms, data_seconds, strict=True)]
+        rows = [row + [norm, data_s, train_s] for row, norm, (_, data_s, train_s) in zip(rows, norms, timings, strict=True)]
     with open(folder / 'metrics.csv', 'w', newline='') as f:
         csv.writer(f).writerows([header] + rows)
 
@@ -710,10 +716,34 @@ def test_runs_table_gives_each_runs_median_epoch_seconds_and_its_share_waiting_f
     }
     text = runs.table(loggers, sort='data_wait')
     header, *lines = text.splitlines()
-    assert header.split()[6:9] == ['s_per_epoch', 'data_wait', 'num_workers']
+    assert header.split()[6:10] == ['s_per_epoch', 'samples_per_s', 'data_wait', 'num_workers']
     assert [line.split()[0] for line in lines] == ['workers', 'slow_data', 'older']  # by number, not as text ('27%' < '9%')
     assert [line.split()[0] for line in runs.table(loggers, sort='s_per_epoch').splitlines()[1:]] == [
         'older', 'workers', 'slow_data']
+
+
+def test_runs_table_gives_each_runs_training_samples_a_second(tmp_path):
+    """The training split's size (note.log's data: lines) over the median epoch's train_seconds: a first epoch
+    slowed by compiling does not decide it, and validation does not dilute it. Blank for a run without the column
+    or the size; a config key of your own named train_samples keeps its value, and the size is data.train_samples."""
+    loggers = tmp_path / 'loggers'
+    data = {'train_samples': 1000, 'valid_samples': 250}
+    hand_made_run(loggers / 'compiled', {'compile': True}, [0.9, 0.8, 0.7], data=data,
+                  seconds=[(9.0, 0.1, 8.0), (2.0, 0.1, 0.5), (2.2, 0.1, 0.4)])
+    hand_made_run(loggers / 'plain', {'compile': False}, [0.9, 0.8, 0.7], data=data, seconds=[(3.0, 0.1, 2.5)] * 3)
+    hand_made_run(loggers / 'few', {'compile': False}, [0.9], data={'train_samples': 3, 'valid_samples': 1},
+                  seconds=[(3.0, 0.1, 2.0)])
+    hand_made_run(loggers / 'own_key', {'compile': False, 'train_samples': 7}, [0.9], data=data, seconds=[(3.0, 0.1, 0.8)])
+    hand_made_run(loggers / 'older', {'compile': False}, [0.9], data=data, seconds=[(3.0, 0.1)])
+    hand_made_run(loggers / 'no_size', {'compile': False}, [0.9], seconds=[(3.0, 0.1, 2.0)])
+    speed = {folder.name: runs.summarize(folder)[0].get('samples_per_s') for folder in loggers.iterdir()}
+    assert speed == {'compiled': '2000', 'plain': '400', 'few': '1.5', 'own_key': '1250', 'older': None, 'no_size': None}
+    config, _, _ = runfiles.read_note(loggers / 'own_key')
+    assert (config['train_samples'], config['data.train_samples'], config['valid_samples']) == ('7', '1000', '250')
+    header, *lines = runs.table(loggers, sort='samples_per_s').splitlines()
+    assert header.split()[6:8] == ['s_per_epoch', 'samples_per_s']
+    assert {'compile', 'train_samples', 'data.train_samples'} <= set(header.split())
+    assert [line.split()[0] for line in lines][:4] == ['few', 'plain', 'own_key', 'compiled']  # by number
 
 
 def test_runs_and_plot_answer_without_importing_torch(tmp_path):

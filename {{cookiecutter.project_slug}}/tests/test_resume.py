@@ -123,7 +123,7 @@ def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(wo
     assert 'config:' in note and 'Total params' in note  # a new run's full note
 
     def metrics(folder):
-        return [{k: v for k, v in row.items() if k not in ('epoch_seconds', 'data_seconds')}
+        return [{k: v for k, v in row.items() if k not in ('epoch_seconds', 'data_seconds', 'train_seconds')}
                 for row in read_metrics_rows(folder / 'metrics.csv')]
     # metrics.csv starts with the source's epochs 1-2; epochs 3-4 are trained again, exactly
     assert metrics(branch_logs) == metrics(logs) and len(metrics(logs)) == 4
