@@ -676,15 +676,16 @@ def hand_made_run(folder, config, valid_losses, valid_metrics=None, grad_norms=N
                                      + 'status: finished at 2026-01-01 12:00:00, epoch 2, step 8\n')
     metrics = valid_metrics or [0.6] * len(valid_losses)
     timings = [(*given, '')[:3] for given in seconds or [(1.0, 0.1)] * len(valid_losses)]
-    rows = [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, epoch_s]
-            for e, (loss, metric, (epoch_s, _, _)) in enumerate(zip(valid_losses, metrics, timings, strict=True), 1)]
+    lines = [[e, 4 * e, loss + 0.1, 0.5, loss, metric, 1e-4, epoch_s]
+             for e, (loss, metric, (epoch_s, _, _)) in enumerate(zip(valid_losses, metrics, timings, strict=True), 1)]
     header = METRICS_COLUMNS
     if grad_norms is not None or seconds:
         header += OPTIONAL_METRICS_COLUMNS
-        norms = grad_norms if grad_norms is not None else [''] * len(rows)
-        rows = [row + [norm, data_s, train_s] for row, norm, (_, data_s, train_s) in zip(rows, norms, timings, strict=True)]
+        norms = grad_norms if grad_norms is not None else [''] * len(lines)
+        lines = [line + [norm, data_s, train_s]
+                 for line, norm, (_, data_s, train_s) in zip(lines, norms, timings, strict=True)]
     with open(folder / 'metrics.csv', 'w', newline='') as f:
-        csv.writer(f).writerows([header] + rows)
+        csv.writer(f).writerows([header] + lines)
 
 
 @pytest.fixture
