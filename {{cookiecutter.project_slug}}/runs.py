@@ -74,9 +74,10 @@ def epoch_timing(epochs, train_samples=None):
     if not epochs:
         return {}
     timing = {'s_per_epoch': f"{statistics.median(float(r['epoch_seconds']) for r in epochs):.2f}"}
-    train_seconds = statistics.median([float(r['train_seconds']) for r in epochs if r.get('train_seconds')] or [0])
-    if str(train_samples).isdigit() and train_seconds > 0:
-        per_second = int(train_samples) / train_seconds
+    train_seconds = [float(r['train_seconds']) for r in epochs if r.get('train_seconds')]
+    median_train_seconds = statistics.median(train_seconds) if train_seconds else 0.0
+    if str(train_samples).isdigit() and median_train_seconds > 0:
+        per_second = int(train_samples) / median_train_seconds
         timing['samples_per_s'] = f'{per_second:.0f}' if per_second >= 100 else f'{per_second:.3g}'
     shares = [float(r['data_seconds']) / float(r['epoch_seconds']) for r in epochs
               if r.get('data_seconds') and float(r['epoch_seconds']) > 0]
