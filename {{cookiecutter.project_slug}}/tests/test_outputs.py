@@ -69,7 +69,9 @@ def test_metrics_csv_has_one_row_per_epoch_and_resume_appends(workdir, data_args
     assert [r['epoch'] for r in table] == ['1', '2', '3']
     assert all(float(r['epoch_seconds']) > 0 for r in table) and float(table[0]['lr']) > 0
     assert all(0 <= float(r['data_seconds']) < float(r['epoch_seconds']) for r in table), table
-    assert all(0 < float(r['train_seconds']) < float(r['epoch_seconds']) for r in table), table  # no validation
+    # no validation in train_seconds (test_faults' mid-epoch stops show it apart): both are rounded to the
+    # millisecond, and two validation batches of this size can take less
+    assert all(0 < float(r['train_seconds']) <= float(r['epoch_seconds']) for r in table), table
     train_seconds = statistics.median(float(r['train_seconds']) for r in table)
     assert float(runs.summarize(logs)[0]['samples_per_s']) == pytest.approx(128 / train_seconds, rel=0.01)
     val = (logs / 'val.log').read_text()
