@@ -18,7 +18,7 @@ COMMON_FILES = {
     'train.py', 'model.py', 'dataset.py', 'utils.py',
     'tests/conftest.py', 'tests/test_model.py', 'tests/test_dataset.py', 'tests/test_train.py',
     'tests/test_resume.py', 'tests/test_faults.py', 'tests/test_speed.py', 'tests/test_distributed.py',
-    'tests/test_outputs.py', 'tests/test_data_wait.py', 'tests/test_docs.py',
+    'tests/test_outputs.py', 'tests/test_runs_and_plots.py', 'tests/test_data_wait.py', 'tests/test_docs.py',
     'plot.py', 'runs.py', 'runfiles.py', 'predict.py',
 }
 CACHES = {'__pycache__', '.pytest_cache', '.ruff_cache'}

@@ -60,6 +60,8 @@ def test_the_files_run_in_some_projects_only_have_no_template_branch_and_cover_w
     assert ('classification', 'mlp', 'synthetic') in faults and any(dataset != 'synthetic' for _, _, dataset in faults)
     waits = {dataset for _, _, dataset in ANSWER_FREE['tests/test_data_wait.py']}  # in memory, and decoded as read
     assert waits & {'synthetic', 'csv'} and 'image_folder' in waits
+    plots = {task for task, _, _ in ANSWER_FREE['tests/test_runs_and_plots.py']}  # the metric's name: the task's
+    assert plots == set(OPTIONS['task'])
 
 
 def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):

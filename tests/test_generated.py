@@ -35,12 +35,14 @@ IDS = ['-'.join(c) for c in SUBSET]
 # signals, kills and crashes with in-memory data (batched fetches), and its DataLoader-worker tests run again
 # where a file reader's workers decode images; the transformer's sequence files meet the worker tests in
 # test_dataloader_workers_under_python_3_14s_start_method. test_data_wait.py times the waits for batches: of
-# in-memory data, and of images decoded as they are read.
+# in-memory data, and of images decoded as they are read. test_runs_and_plots.py checks runs.py and plot.py on
+# hand-made runs: the metric's name is the task's, so it runs in one project of each task.
 DDP_TRAINING = 'torchrun_two_processes or grad_norm_is_the_averaged'
 ANSWER_FREE = {
     'tests/test_distributed.py': {SUBSET[0]: None, SUBSET[3]: DDP_TRAINING, SUBSET[5]: DDP_TRAINING},
     'tests/test_faults.py': {SUBSET[0]: None, SUBSET[3]: 'worker'},
     'tests/test_data_wait.py': {SUBSET[1]: None, SUBSET[2]: None},
+    'tests/test_runs_and_plots.py': {SUBSET[0]: None, SUBSET[1]: None},
 }
 ENV = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
 # this project's whole suite runs with forkserver, Linux's default start method from Python 3.14, as every
@@ -288,10 +290,10 @@ def test_names_tables_and_console_lines_in_a_windows_code_page_locale(baked, tmp
         pytest.skip('localedef cannot compile a cp1252 locale here (it needs glibc\'s locale sources)')
     project = baked('regression', 'cnn', 'image_folder')  # file names in its tables; test_faults.py's signal tests
     # (those whose workers are 'starting' print what train-SIGINT does, and take twice as long)
+    files = ['tests/test_outputs.py', 'tests/test_runs_and_plots.py', 'tests/test_faults.py']
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
                              'not_utf_8 or predict_writes or lacks_a_character or (signal_to_the_process_group and '
-                             'not starting)', 'tests/test_outputs.py', 'tests/test_faults.py'], cwd=project,
-                            capture_output=True, text=True, env=env)
+                             'not starting)', *files], cwd=project, capture_output=True, text=True, env=env)
     assert result.returncode == 0, suite_output(result)
     assert re.search(r'^8 passed, \d+ deselected', result.stdout.splitlines()[-1]), result.stdout[-3000:]
 

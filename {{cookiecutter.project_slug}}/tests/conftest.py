@@ -117,6 +117,18 @@ def curves_without_drawing(request, monkeypatch):
     monkeypatch.setattr(plot, 'plot_run', plot_run)
 
 
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The matplotlib figures that plot.py draws, kept as it closes them."""
+    pytest.importorskip('matplotlib')
+    import matplotlib.pyplot as plt
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, 'close', lambda figure: figures.append(figure) or close(figure))
+    return figures
+
+
 def tiny_data_args(folder):
     """Arguments that point train.py at a tiny dataset in this project's layout (files go in folder/data)."""
 {%- if cookiecutter.dataset == 'synthetic' %}
