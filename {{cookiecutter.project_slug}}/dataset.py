@@ -584,7 +584,8 @@ class ImageFolderDataset(Dataset):
             images = image_files(folder)
 {%- if classification %}
             if not images and labels_required:
-                raise RunError(f"class folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove it")
+                raise RunError(f"class folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or "
+                               'remove it')
 {%- endif %}
             self.files += images
             targets += [{{ 'index' if classification else 'value' }}] * len(images)
@@ -654,8 +655,8 @@ class ImageFolderDataset(Dataset):
         except OSError as err:  # PIL's UnidentifiedImageError (not an image) and truncated files are OSErrors
             raise RunError(f"cannot read image '{self.files[index]}' ({err}); remove or replace it") from None
         except Image.DecompressionBombError as err:  # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS
-            raise RunError(f"image '{self.files[index]}' is too large to read ({err}); shrink it once (training reads it "
-                           f"at {self.size}x{self.size}), or set Image.MAX_IMAGE_PIXELS = None in dataset.py if you "
+            raise RunError(f"image '{self.files[index]}' is too large to read ({err}); shrink it once (training reads "
+                           f"it at {self.size}x{self.size}), or set Image.MAX_IMAGE_PIXELS = None in dataset.py if you "
                            "trust your files") from None
         return self.padded(pixels).permute(2, 0, 1), self.targets[index]
 

@@ -179,7 +179,8 @@ class SmallCNN(nn.Module):
         super().__init__()
         c = base_channels
         self.features = nn.Sequential(conv_block(image_channels, c), conv_block(c, 2 * c), conv_block(2 * c, 4 * c))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * c, num_outputs))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                                  nn.Linear(4 * c, num_outputs))
 {{- scaling_members }}
 
     def forward(self, x):

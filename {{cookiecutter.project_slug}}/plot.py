@@ -133,7 +133,8 @@ def plot_run(folder):
     whole_epochs(axes)
     for ax in axes:
         ax.legend()
-    figure.suptitle(f"run {figure_text(folder.name)}: best valid loss {m['valid_loss'][best]:.4g} at epoch {epochs[best]:g}")
+    figure.suptitle(f"run {figure_text(folder.name)}: best valid loss {m['valid_loss'][best]:.4g} "
+                    f'at epoch {epochs[best]:g}')
     path = folder / 'curves.png'
     try:
         figure.savefig(path, dpi=100)

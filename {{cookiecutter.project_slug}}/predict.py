@@ -9,7 +9,8 @@
 
 Writes predictions.csv: id, prediction, label (when the data has labels){{ ', then one probability column per class' if cookiecutter.task == 'classification' else '' }}.
 When the data has labels, it also prints the test loss and {{ 'accuracy' if cookiecutter.task == 'classification' else 'mean absolute error' }}{{ ', and writes predictions_confusion.csv: the
-confusion matrix with recall and precision per class, drawn in predictions_confusion.png' if cookiecutter.task == 'classification' else ', and draws the predictions against their labels in predictions_scatter.png' }}.
+confusion matrix with recall and precision per class, drawn in predictions_confusion.png' if cookiecutter.task == 'classification' else ', and draws the
+predictions against their labels in predictions_scatter.png' }}.
 """
 
 import csv
@@ -110,7 +111,8 @@ def draw_confusion(table):
         rows = list(csv.reader(f, delimiter=table_delimiter(table)))
     names = rows[0][1:-2]
     if len(names) > CONFUSION_MOST_CLASSES:
-        return f'no figure of it: {len(names)} classes are more than a figure can show legibly ({CONFUSION_MOST_CLASSES})'
+        return (f'no figure of it: {len(names)} classes are more than a figure can show legibly '
+                f'({CONFUSION_MOST_CLASSES})')
     counts = [[int(count) for count in row[1:len(names) + 1]] for row in rows[1:len(names) + 1]]
     n = len(names)
     shares = [[count / sum(row) if sum(row) else 0.0 for count in row] for row in counts]
@@ -149,7 +151,8 @@ def draw_scatter(table):
     in <name>_scatter.png. Returns a line to print, never an error: the predictions are written already."""
     output = scatter_figure_file(table)
     with open(table, newline='', encoding='utf-8') as f:
-        pairs = [(float(row['label']), float(row['prediction'])) for row in csv.DictReader(f, delimiter=table_delimiter(table))]
+        pairs = [(float(row['label']), float(row['prediction']))
+                 for row in csv.DictReader(f, delimiter=table_delimiter(table))]
     every = math.ceil(len(pairs) / SCATTER_MOST_POINTS)
     labels, predictions = zip(*pairs[::every])
 
@@ -226,8 +229,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     check_new_output(output)
     check_minimums({'batch_size': batch_size, 'n_samples': n_samples}, {'batch_size': 1, 'n_samples': 1})
     if not Path(checkpoint_path).is_file():
-        raise RunError(f"checkpoint '{checkpoint_path}' does not exist{project_folder_note(checkpoint_path)}; train first, "
-                       'or pass --checkpoint')
+        raise RunError(f"checkpoint '{checkpoint_path}' does not exist{project_folder_note(checkpoint_path)}; train "
+                       'first, or pass --checkpoint')
     checkpoint = load_checkpoint(checkpoint_path)
     # a key added to DATA_CONFIG or MODEL_CONFIG after the run was saved takes its default, as on resume
     config, classes = {**DATA_CONFIG, **MODEL_CONFIG, **checkpoint['config']}, checkpoint.get('classes')
@@ -241,7 +244,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
 {%- if cookiecutter.task == 'classification' %}
     criterion = torch.nn.CrossEntropyLoss(reduction='sum')
     names = classes or [str(i) for i in range(config['num_classes'])]
-    names = names + [f'output_{i}' for i in range(len(names), config['num_classes'])]  # older runs: fewer names than outputs
+    # older runs: fewer names than outputs
+    names = names + [f'output_{i}' for i in range(len(names), config['num_classes'])]
     header = ['id', 'prediction'] + ['label'] * dataset.has_labels + [f'prob_{name}' for name in names]
     confusion = torch.zeros(len(names), len(names), dtype=torch.long)
     confusion_path = confusion_file(output)
@@ -254,8 +258,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     criterion = torch.nn.MSELoss(reduction='sum')
     header = ['id', 'prediction'] + ['label'] * dataset.has_labels
     if dataset.has_labels and scatter_figure_file(output).exists():
-        raise RunError(f"'{scatter_figure_file(output)}' already exists (the predictions against their labels are drawn "
-                       'there); pass another --output, or move it away')
+        raise RunError(f"'{scatter_figure_file(output)}' already exists (the predictions against their labels are "
+                       'drawn there); pass another --output, or move it away')
 {%- endif %}
     loss_sum = metric_sum = 0.0
     ids = iter(dataset.ids)
@@ -333,8 +337,9 @@ if __name__ == '__main__':
             print_output(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')
 {%- if cookiecutter.task == 'classification' %}
         if loss is not None:
-            print_output(f'wrote the confusion matrix, with recall and precision per class, to {confusion_file(Path(args.output))}')
-            print_output(draw_confusion(confusion_file(Path(args.output))))
+            confusion = confusion_file(Path(args.output))
+            print_output(f'wrote the confusion matrix, with recall and precision per class, to {confusion}')
+            print_output(draw_confusion(confusion))
 {%- else %}
         if loss is not None:
             print_output(draw_scatter(Path(args.output)))

@@ -108,7 +108,8 @@ def project_folder_note(*paths):
     """For relative paths missing here that the project's folder holds (a script started from another folder,
     `python my_project/train.py`): a note that says so, to add to the error; else ''."""
     here = Path.cwd().resolve()
-    found = [PROJECT_FOLDER / path for path in paths if not Path(path).is_absolute() and (PROJECT_FOLDER / path).exists()]
+    found = [PROJECT_FOLDER / path for path in paths
+             if not Path(path).is_absolute() and (PROJECT_FOLDER / path).exists()]
     if here == PROJECT_FOLDER or not found:
         return ''
     return f" (paths are relative to the folder you are in, {here}; '{found[0]}' exists: cd {PROJECT_FOLDER} first)"
@@ -368,7 +369,8 @@ def new_file(output, binary=False, doing='predicting'):
     is not (a surrogate in Python) written escaped, as '\\udce9'."""
     partial = output.with_name(f'.{output.name}.{os.getpid()}.tmp')
     try:
-        f = open(partial, 'xb') if binary else open(partial, 'x', newline='', encoding='utf-8', errors='backslashreplace')
+        f = (open(partial, 'xb') if binary
+             else open(partial, 'x', newline='', encoding='utf-8', errors='backslashreplace'))
     except OSError as err:
         raise RunError(f"cannot write '{output}' ({err.strerror}); pass another --output") from None
     try:

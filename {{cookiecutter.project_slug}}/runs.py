@@ -3,10 +3,10 @@
     python runs.py                       # by run name: timestamps newest first
     python runs.py --sort valid_loss     # any column; --reverse flips the order
 
-Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed), epochs done,
-the best valid loss and metric and their epoch, the seconds an epoch takes, the training samples a second (its training
-part only) and the share of an epoch spent waiting for batches (medians over the epochs), then the hyperparameters, and
-the splits' sizes, that differ between runs.
+Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed),
+epochs done, the best valid loss and metric and their epoch, the seconds an epoch takes, the training samples a second
+(its training part only) and the share of an epoch spent waiting for batches (medians over the epochs), then the
+hyperparameters, and the splits' sizes, that differ between runs.
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
@@ -121,7 +121,8 @@ def table(root, sort='run', reverse=False):
 
 if __name__ == '__main__':
     parser = CommandParser(description='List every run under loggers/.')
-    parser.add_argument('--sort', default='run', help='column to sort by (default: run, by name: timestamps newest first)')
+    parser.add_argument('--sort', default='run',
+                        help='column to sort by (default: run, by name: timestamps newest first)')
     parser.add_argument('--reverse', action='store_true', help='flip the order')
     parser.add_argument('--loggers', default='loggers', help='the loggers folder (default: ./loggers)')
     with one_line_errors():

@@ -111,7 +111,7 @@ from utils import (
     optimizer_groups,
     own_epoch_totals,
     parse_args,
-    provenance,
+    provenance_text,
     resolve_checkpoint,
     resume_command,
     samples_text,
@@ -153,12 +153,14 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     latest_path = os.path.join(config['checkpoints_dir'], 'latest_checkpoint.pt')
     resume_cmd = resume_command(config['checkpoints_dir'], world_size=world_size)
     resume = f'resume with: {resume_cmd}'
-    metrics = MetricsFile(os.path.join(config['loggers_dir'], 'metrics.csv'))  # a full disk: rows wait, training goes on
+    # a full disk: rows wait, training goes on
+    metrics = MetricsFile(os.path.join(config['loggers_dir'], 'metrics.csv'))
     tensorboard = None  # loggers stay silent off rank 0; tensorboard and metrics.csv are rank 0's too
     if config['tensorboard'] and is_master():
         *example_inputs, _ = next(iter(valid_loader))
+        first_epoch = checkpoint['epoch'] + 1 if checkpoint else 1
         tensorboard = open_tensorboard(os.path.join(config['loggers_dir'], 'tb'), raw_model,
-                                       [x.to(device) for x in example_inputs], checkpoint['epoch'] + 1 if checkpoint else 1)
+                                       [x.to(device) for x in example_inputs], first_epoch)
 
     # loss, optimizer, scheduler (stepped once per optimizer step)
 {%- if cookiecutter.task == 'classification' %}
@@ -166,7 +168,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     if config['class_weights'] == 'balanced':  # counted on the training split, so the same again on resume
         class_weights = balanced_class_weights(train_loader, config['num_classes'])
         criterion = ClassWeightedCrossEntropy(class_weights.to(device))
-        note_logger.info(f'class weights (balanced): {class_weights_text(class_weights, classes_of(train_loader.dataset))}')
+        classes = classes_of(train_loader.dataset)
+        note_logger.info(f'class weights (balanced): {class_weights_text(class_weights, classes)}')
 {%- else %}
     criterion = nn.MSELoss()
 {%- endif %}
@@ -298,8 +301,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     f'{resume} (from its last save)' if os.path.exists(latest_path) else 'nothing saved to resume from')
             if is_master():  # should the error be a bug of its own, nothing of it is lost
                 details = write_traceback(err, config['loggers_dir'])
-                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1}, which also stopped a child process '
-                                  f'({type(err).__name__}: {first_line(err)}{details}); {kept}')
+                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1}, which also stopped a child '
+                                  f'process ({type(err).__name__}: {first_line(err)}{details}); {kept}')
             finish(f'interrupted ({stop.name})', stop.exit_code)
             return Interrupted(stop.exit_code)
         resumable = where is not None or os.path.exists(latest_path)
@@ -393,7 +396,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                     if save_due and bad_step is None and not stopping and samples_done < n_train:
                         save([latest_path], epoch, samples_done, meter.totals())  # mid-epoch, in the background
                         train_logger.info(f'saved {latest_path} at epoch {epoch + 1} step {step} ({samples_done} of '
-                                          f"{samples_text(n_train, world_size)}; save_minutes {config['save_minutes']:g})")
+                                          f'{samples_text(n_train, world_size)}; '
+                                          f"save_minutes {config['save_minutes']:g})")
                 elif world_size == 1:
                     stopping = stop.requested
                 if bad_step is not None or stopping:
@@ -405,13 +409,14 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             save_due = save_timer.due(ahead=validation_seconds)
             stopping, bad_step, save_due = agree_across_ranks(stop, bad_step, save_due, device)
             if bad_step is not None:
-                train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped '
-                                  'without saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
+                train_logger.info(f'failed: loss is NaN or Inf at epoch {epoch + 1} step {bad_step}; stopped without '
+                                  'saving (best_checkpoint.pt is untouched). Try a lower --lr or --clip_flag true')
                 return finish('failed (NaN or Inf loss)', NONFINITE_EXIT_CODE)
             if stopping and samples_done < n_train:
                 save([latest_path], epoch, samples_done, meter.totals())
                 writer.wait()
-                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; saved {latest_path}; {resume}')
+                train_logger.info(f'interrupted by {stop.name} at epoch {epoch + 1} step {step}; '
+                                  f'saved {latest_path}; {resume}')
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
             samples_done, epoch_totals, seconds_done = 0, EMPTY_TOTALS, (0.0, 0.0, 0.0)
             trained_totals = meter.totals()  # this rank's; until validation ends, a save keeps the epoch's training
@@ -508,7 +513,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                 return finish(f'interrupted ({stop.name})', stop.exit_code)
 
         writer.wait()
-        val_logger.info(f"finished {epochs_text(config['n_epoch'])} (best valid loss {best_loss:.6f} at epoch {best_epoch})")
+        val_logger.info(f"finished {epochs_text(config['n_epoch'])} "
+                        f'(best valid loss {best_loss:.6f} at epoch {best_epoch})')
         return finish('finished', 0)
 
 
@@ -539,7 +545,7 @@ def main(argv=None):
         'warmup_steps': 1000,  # optimizer steps of linear warmup, with scheduler_flag
         'save_every': 5,  # epochs between latest_checkpoint.pt saves
         'save_minutes': 30.0,  # also save latest_checkpoint.pt once it is this many minutes old, mid-epoch (0: off)
-        'stall_minutes': 30.0,  # no batch read for this long: each thread's stack into traceback.txt, a warning (0: off)
+        'stall_minutes': 30.0,  # no batch read this long: each thread's stack into traceback.txt, a warning (0: off)
         'log_interval': 20,  # batches between reads of the running loss (and progress bar updates)
         'grad_accum_steps': 1,  # micro-batches of batch_size per optimizer step
         'amp': 'none',  # 'none', 'bf16' autocast (CPU, CUDA) or 'fp16' (CUDA, with a GradScaler)
@@ -690,14 +696,16 @@ def main(argv=None):
             note_logger.info('config:\n' + '\n'.join(f'    {key}: {value}' for key, value in config.items()))
             note_logger.info(f'data:\n    train_samples: {len(train_set)}\n    valid_samples: {len(valid_set)}')
             write_config_file(config, os.path.join(config['loggers_dir'], 'config.json'))  # --config starts it anew
-            note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
+            note_logger.info(provenance_text(device, world_size))
             if fresh_layers:
-                note_logger.info(f"init_from: {', '.join(fresh_layers)} start fresh (num_classes differs from the checkpoint's)")
+                note_logger.info(f"init_from: {', '.join(fresh_layers)} start fresh "
+                                 "(num_classes differs from the checkpoint's)")
             if branched_from:  # metrics.csv and best_checkpoint.pt start with the history this run continues
                 copy_metrics(os.path.join(branched_from, 'metrics.csv'),
                              os.path.join(config['loggers_dir'], 'metrics.csv'), checkpoint['epoch'])
                 best_epoch = carry_best(checkpoint_path, checkpoint, config)
-                note_logger.info(f'branched from {checkpoint_path} {checkpoint_position(checkpoint)}: {branched_because}, '
+                position = checkpoint_position(checkpoint)
+                note_logger.info(f'branched from {checkpoint_path} {position}: {branched_because}, '
                                  'so this run goes on in folders of its own and leaves that run as it was'
                                  + (f'; best_checkpoint.pt starts as its epoch {best_epoch}' if best_epoch else ''))
         else:
@@ -708,7 +716,7 @@ def main(argv=None):
             kept_best = keep_later_best(checkpoint_path, checkpoint)  # saved by epochs that are trained again
             if kept_best:
                 note_logger.info(f'best_checkpoint.pt was saved after this checkpoint; kept as {kept_best.name}')
-            note_logger.info('provenance:\n' + '\n'.join(f'    {k}: {v}' for k, v in provenance(device, world_size).items()))
+            note_logger.info(provenance_text(device, world_size))
         if checkpoint is not None:  # the epoch lines go on from here; after a kill, some epochs come twice
             for name in ('train', 'val'):
                 logging.getLogger(name).info(f"{'branched' if branched_from else 'resumed'} from {checkpoint_path} "
@@ -735,7 +743,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    show_crash_stacks()  # a crash in native code (a segfault) shows each thread's Python stack; from 3.10 in traceback.txt
+    show_crash_stacks()  # a crash in native code (a segfault) shows each thread's Python stack (3.10 on: traceback.txt)
     with one_line_errors(), exit_on_stop(), errors_to_torchrun():
         exit_code = main()
     exit_process(exit_code)  # under torchrun with os._exit: a gloo thread left running can abort Python's shutdown

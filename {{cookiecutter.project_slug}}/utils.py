@@ -141,7 +141,8 @@ def write_torchrun_error(err):
     if isinstance(err, RunError):
         line = f'error: {err}'  # as one_line_errors prints it
         with open(os.environ['TORCHELASTIC_ERROR_FILE'], 'w') as f:
-            json.dump({'message': {'message': line, 'extraInfo': {'py_callstack': line, 'timestamp': str(int(time.time()))}}}, f)
+            extra = {'py_callstack': line, 'timestamp': str(int(time.time()))}
+            json.dump({'message': {'message': line, 'extraInfo': extra}}, f)
     else:
         ErrorHandler().record_exception(err)
 
@@ -279,7 +280,8 @@ def setup_device():
             local_rank, n_gpus = int(os.environ.get('LOCAL_RANK', 0)), torch.cuda.device_count()
             if local_rank >= n_gpus:
                 raise RunError(f'torchrun started local rank {local_rank}, but this machine has {n_gpus} CUDA '
-                               f'device(s): use --nproc_per_node {n_gpus}, or CUDA_VISIBLE_DEVICES= to train on the CPU')
+                               f'device(s): use --nproc_per_node {n_gpus}, or CUDA_VISIBLE_DEVICES= to train on the '
+                               'CPU')
             device = torch.device('cuda', local_rank)
             torch.cuda.set_device(device)
         else:
@@ -394,8 +396,9 @@ def agree_across_ranks(stop, bad_step, flag, device, pace=None, step=None):
     """
     if not is_distributed():
         return stop.requested, bad_step, flag
+    pace_proposal = -float(pace.proposal(step)) if pace is not None else 0.0
     tensor = torch.tensor([float(stop.signum or 0), -math.inf if bad_step is None else -float(bad_step), float(flag),
-                           -float(pace.proposal(step)) if pace is not None else 0.0], dtype=torch.float64, device=device)
+                           pace_proposal], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     signum, negative_bad, flag, negative_steps = tensor.tolist()
     if stop.signum is None and signum > 0:
@@ -617,7 +620,8 @@ def named_run(name, overrides):
     if given:
         raise RunError(f'--run_name places the run in loggers/{name} and checkpoints/{name}; drop --{given[0]}')
     logs, checkpoints = Path('loggers', name), Path('checkpoints', name)
-    saved = [path for path in (checkpoints / 'latest_checkpoint.pt', checkpoints / 'best_checkpoint.pt') if path.is_file()]
+    saved = [path for path in (checkpoints / 'latest_checkpoint.pt', checkpoints / 'best_checkpoint.pt')
+             if path.is_file()]
     if saved:
         return str(max(saved, key=saved_step)), None  # a tie (the same epoch's hard links) is the latest
     if logs.exists() or checkpoints.exists():
@@ -704,7 +708,8 @@ def read_config_file(path, config):
             values = json.load(f)
     except OSError as err:
         run_config = Path(path) / 'config.json'  # a run's loggers folder given for the file it holds
-        fix = f'pass --config {shlex.quote(str(run_config))}' if run_config.is_file() else 'pass a JSON file of config keys'
+        fix = (f'pass --config {shlex.quote(str(run_config))}' if run_config.is_file()
+               else 'pass a JSON file of config keys')
         raise RunError(f"cannot read --config '{path}' ({err.strerror}){project_folder_note(path)}; {fix}") from None
     except ValueError as err:  # bad JSON, or not UTF-8
         raise RunError(f"--config '{path}' is not valid JSON ({err}); fix the file") from None
@@ -988,7 +993,8 @@ def ctrl_backslash_quits():
     return hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # Windows has none
 
 
-STALL_REARM_SECONDS = 60  # StallWatch re-arms faulthandler's timer at most this often (a tenth of stall_minutes if less)
+# StallWatch re-arms faulthandler's timer at most this often (a tenth of stall_minutes if less)
+STALL_REARM_SECONDS = 60
 # asks a DataLoader worker for its stacks: ignored by default, so a child that did not ask for it (one of your own) is
 # unaffected; Windows has none
 WORKER_STACKS_SIGNAL = getattr(signal, 'SIGURG', None)
@@ -1039,7 +1045,8 @@ class StallWatch:
         if self.reported:  # after the re-arm: a watch thread that finds it cleared must find the new armed_at too
             with self.telling:
                 self.reported = False
-                logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} without one')
+                logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} '
+                                                'without one')
 
     @staticmethod
     def before_fork():
@@ -1085,8 +1092,8 @@ class StallWatch:
             time.sleep(WORKER_STACKS_SECONDS)  # after the dump before it (faulthandler's timer, first) is written
             started = catches_signal(pid, WORKER_STACKS_SIGNAL)
             try:
-                os.write(self.file.fileno(), f'\n{rank}DataLoader worker {index} (pid {pid})'
-                         f"{':' if started else ': still starting (no code of ours has run in it yet), no stack'}\n".encode())
+                state = ':' if started else ': still starting (no code of ours has run in it yet), no stack'
+                os.write(self.file.fileno(), f'\n{rank}DataLoader worker {index} (pid {pid}){state}\n'.encode())
                 if started:
                     os.kill(pid, WORKER_STACKS_SIGNAL)
             except OSError:  # gone meanwhile, or the file cannot take it
@@ -1120,8 +1127,9 @@ if hasattr(os, 'register_at_fork'):  # Windows has no fork
 
 
 def crash_stacks_file():
-    """Where faulthandler writes a crash's stacks now, and that file's path: this run's traceback.txt (rank 0, from 3.10
-    on: keep_crash_tracebacks), else the console (file descriptor 2, as show_crash_stacks; path None), or (None, None)."""
+    """Where faulthandler writes a crash's stacks now, and that file's path: this run's traceback.txt (rank 0, from
+    3.10 on: keep_crash_tracebacks), else the console (file descriptor 2, as show_crash_stacks; path None), or (None,
+    None)."""
     for watch in _run_watches:
         if isinstance(watch, CrashTracebacks) and watch.file is not None:
             return watch.file, str(watch.path)
@@ -1214,7 +1222,8 @@ def failure_noted():
     _claimed_run_dirs.clear()
     _iterators_with_workers.clear()  # loaders made before main(), outside it, are left alone
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
-    previous_sigterm = signal.signal(signal.SIGTERM, in_this_process_only(_raise_terminated)) if in_main_thread else None
+    previous_sigterm = (signal.signal(signal.SIGTERM, in_this_process_only(_raise_terminated)) if in_main_thread
+                        else None)
     try:
         yield
     except (Exception, KeyboardInterrupt) as err:
@@ -1227,7 +1236,8 @@ def failure_noted():
             note_failure(handler, err)
         with contextlib.suppress(OSError):  # note.log removed meanwhile, say
             if note_files and _claimed_run_dirs and os.path.getsize(note_files[0].baseFilename) == 0:
-                remove_unwritten_logs(_claimed_run_dirs[0])  # a full disk: none of the new run's lines reached its files
+                # a full disk: none of the new run's lines reached its files
+                remove_unwritten_logs(_claimed_run_dirs[0])
         if not note_files or not os.path.exists(note_files[0].baseFilename):
             remove_if_empty(*_claimed_run_dirs)
         raise
@@ -1277,7 +1287,8 @@ def note_failure(handler, err):
         signal_name = 'SIGTERM' if isinstance(err, Terminated) else 'SIGINT'
         message = f'status: interrupted ({signal_name}) at {when}, before training'
     else:  # a bug's whole traceback stays with the run (a console closed since, say); a RunError is all in its line
-        details = '' if isinstance(err, RunError) else write_traceback(err, shown_path(os.path.dirname(handler.baseFilename)))
+        run_dir = shown_path(os.path.dirname(handler.baseFilename))
+        details = '' if isinstance(err, RunError) else write_traceback(err, run_dir)
         cause = 'another rank' if another_rank_failed(err) else type(err).__name__  # that rank's line is in train.log
         message = f'status: failed ({cause}) at {when}\nerror: {first_line(err)}{details}'
     handler.handle(logging.makeLogRecord({'msg': message}))
@@ -1365,8 +1376,8 @@ class MetricsFile:
             self._write()
         if self.waiting:
             to_stderr(f"warning: {os.path.basename(self.path)} in '{os.path.dirname(self.path)}' lacks "
-                      f'{epoch_span(self.waiting)}, which could not be written before the run ended (the console printed '
-                      'their losses)')
+                      f'{epoch_span(self.waiting)}, which could not be written before the run ended (the console '
+                      'printed their losses)')
 
 
 def epoch_span(rows):
@@ -1430,6 +1441,11 @@ def provenance(device, world_size, project=None):
     }
 
 
+def provenance_text(device, world_size):
+    """provenance() as note.log shows it: a `provenance:` line, then one line a value."""
+    return 'provenance:' + ''.join(f'\n    {k}: {v}' for k, v in provenance(device, world_size).items())
+
+
 def _git(folder, *args):
     try:
         result = subprocess.run(['git', *args], cwd=folder, capture_output=True, text=True, timeout=10)
@@ -1477,8 +1493,8 @@ def old_tensorboard_warning():
 class TensorboardScalars:
     """The epochs' losses, metrics, lr and timings in tensorboard event files, written and flushed once per epoch.
     Where they cannot be written (a full disk, a quota) training goes on and one warning line says so; they wait and
-    go in with a later epoch's, through a new event file (tensorboard reads every file in the folder), and the empty files
-    of tries that failed are removed. The epoch sent before a failure goes again too: tensorboard's writer thread
+    go in with a later epoch's, through a new event file (tensorboard reads every file in the folder), and the empty
+    files of tries that failed are removed. The epoch sent before a failure goes again too: tensorboard's writer thread
     may fail just after a flush returned.
 
     A resume after a hard kill trains again the epochs logged since its checkpoint: the writers mark a restart at
@@ -1548,8 +1564,8 @@ class TensorboardScalars:
             self._send()
         self._close_writer()
         if self.waiting:
-            to_stderr(f"warning: tensorboard's events in '{self.folder}' may lack {epoch_span(self.waiting)}, which could "
-                      'not be written for certain before the run ended (the console printed their losses)')
+            to_stderr(f"warning: tensorboard's events in '{self.folder}' may lack {epoch_span(self.waiting)}, which "
+                      'could not be written for certain before the run ended (the console printed their losses)')
 
     def _close_writer(self):
         writer, self.writer = self.writer, None
@@ -1695,7 +1711,7 @@ def save_checkpoint(state, *paths):
         with open(tmps[0], 'wb') as f:
             try:
                 torch.save(state, f)
-            except RuntimeError as err:  # torch's zip writer, closed after a failed write (a full disk), hides its OSError
+            except RuntimeError as err:  # torch's zip writer, closed by a failed write (full disk), hides its OSError
                 if isinstance(err.__context__, OSError):
                     raise err.__context__ from None
                 raise
@@ -1793,8 +1809,8 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
                     raise RunError(f"'{candidate}' is a run's loggers folder; its checkpoints are in "
                                    f"'{its_checkpoints}': pass {option} {shlex.quote(its_checkpoints)}")
                 if any(not path.name.startswith('.') for path in candidate.iterdir()):  # the project folder, say
-                    raise RunError(f"'{candidate}' is not a run's checkpoints folder (no .pt file in it); pass {option} "
-                                   "a run's timestamp or name, its checkpoints folder, or a checkpoint file")
+                    raise RunError(f"'{candidate}' is not a run's checkpoints folder (no .pt file in it); pass "
+                                   f"{option} a run's timestamp or name, its checkpoints folder, or a checkpoint file")
                 # stopped before its first save (a best or a latest)
                 fix = 'start a new run' if option == '--resume' else f'pass a run that has one to {option}'
                 raise RunError(f"no checkpoint in '{candidate}': its run stopped before it saved one; {fix}")
@@ -1979,7 +1995,8 @@ def load_checkpoint(path):
     except IsADirectoryError:
         raise RunError(f"checkpoint '{path}' is a folder; pass a checkpoint file or its run's timestamp") from None
     except Exception as err:  # any failure to parse the file means it is damaged
-        raise RunError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({first_line(err)})") from None
+        raise RunError(f"cannot read checkpoint '{path}': the file is truncated or corrupt "
+                       f'({first_line(err)})') from None
     if not isinstance(checkpoint, dict) or 'format_version' not in checkpoint:
         raise RunError(f"'{path}' is not a checkpoint written by this project's train.py")
     if checkpoint['format_version'] > CHECKPOINT_FORMAT_VERSION:
@@ -2048,7 +2065,8 @@ def balanced_class_weights(train_loader, num_classes):
     The labels come from the dataset's `targets` (a tensor or a list), or else from reading every training sample
     once, by the loader's number of workers."""
     train_set = train_loader.dataset
-    targets = training_targets(train_set, train_loader.collate_fn, most=len(train_set), num_workers=train_loader.num_workers)
+    targets = training_targets(train_set, train_loader.collate_fn, most=len(train_set),
+                               num_workers=train_loader.num_workers)
     targets = targets.flatten().long()
     check_labels(targets, num_classes)  # read from the samples (a dataset without `targets`), each is checked after all
     counts = torch.bincount(targets, minlength=num_classes).double()
@@ -2124,7 +2142,8 @@ def samples_fingerprint(train_set, valid_set):
         else:
             digest.update(struct.pack(f"<{wide.numel()}{'d' if wide.is_floating_point() else 'q'}", *wide.tolist()))
     known = ids is not None or targets is not None
-    return {'train': len(train_set), 'valid': len(valid_set), 'samples_sha256': digest.hexdigest()[:16] if known else None}
+    return {'train': len(train_set), 'valid': len(valid_set),
+            'samples_sha256': digest.hexdigest()[:16] if known else None}
 
 
 class DataFingerprint:
@@ -2165,7 +2184,8 @@ def check_same_data(checkpoint, train_set, valid_set, path):
     if saved is None:  # written before checkpoints recorded their data
         return
     now = data_fingerprint(train_set, valid_set)
-    changes = [f'{part} samples {saved[part]} -> {now[part]}' for part in ('train', 'valid') if saved[part] != now[part]]
+    changes = [f'{part} samples {saved[part]} -> {now[part]}' for part in ('train', 'valid')
+               if saved[part] != now[part]]
     if not changes and saved['samples_sha256'] not in (None, now['samples_sha256']):  # None: not known when saved
         changes.append('as many samples, but other files or labels')
     elif not changes and saved.get('inputs_sha256', now['inputs_sha256']) != now['inputs_sha256']:  # absent: older
@@ -2187,7 +2207,7 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     # a pair of scaling buffers that a checkpoint saved before model.py had them lacks: that part trained unscaled
     unscaled = [f'{name}_{stat}' for name in ('feature', 'target') for stat in ('mean', 'std')
                 if f'{name}_mean' in own and f'{name}_mean' not in state_dict and f'{name}_std' not in state_dict]
-    state_dict = {**state_dict, **{key: torch.zeros_like(own[key]) if key.endswith('_mean') else torch.ones_like(own[key])
+    state_dict = {**state_dict, **{key: (torch.zeros_like if key.endswith('_mean') else torch.ones_like)(own[key])
                                    for key in unscaled}}
 {%- endif %}
     if keep_resized:
@@ -2318,7 +2338,8 @@ def training_frames(train_set, collate_fn, most=1024, num_workers=0):
 
 def training_images(train_set, collate_fn, most=512, num_workers=0):
     """Up to `most` training images drawn at random, as one (n, channels, height, width) tensor; of images larger
-    than 32x32, a grid of about 32x32 of their pixels (a channel's mean and std need no more, and memory stays small)."""
+    than 32x32, a grid of about 32x32 of their pixels (a channel's mean and std need no more, and memory stays
+    small)."""
     batches = [images for images, _ in sampled_batches(train_set, collate_fn, most, num_workers)]
     stride = max(1, batches[0].shape[-1] // 32)
     return torch.cat([images[..., ::stride, ::stride] for images in batches])
@@ -2408,7 +2429,8 @@ def error_fix(err, config, command):
     resume, or None where there is nothing to resume from): smaller batches for out of memory{{ '' if cookiecutter.task == 'regression' else ", and the labels
     for a class index outside num_classes (a dataset without `targets`, which step 3.6 cannot check)" }}; else None."""
 {%- if cookiecutter.task == 'classification' %}
-    label = re.fullmatch(r'Target (-?\d+) is out of bounds\.?', first_line(err)) if isinstance(err, IndexError) else None
+    label = (re.fullmatch(r'Target (-?\d+) is out of bounds\.?', first_line(err)) if isinstance(err, IndexError)
+             else None)
     if label:  # the CPU's cross-entropy; CUDA's is a device-side assert that names no label
         k, value = config['num_classes'], int(label[1])
         new_run = f' (or start a new run with --num_classes {value + 1})' if value >= k else ''
@@ -2528,8 +2550,8 @@ def parameters_without_gradient(model, batch, device, expected):
         output = model(*[x.to(device) for x in inputs])
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         if shape != (len(inputs[0]), *expected[1:]):
-            raise RunError(f'the model returns {shape} for {len(inputs[0])} samples in training mode, but the loss needs '
-                           f'(batch, {expected[1]}) as in eval mode; fix its forward in model.py')
+            raise RunError(f'the model returns {shape} for {len(inputs[0])} samples in training mode, but the loss '
+                           f'needs (batch, {expected[1]}) as in eval mode; fix its forward in model.py')
         if not output.requires_grad:
             raise RunError("the model's output needs no gradient (no parameter has requires_grad, or forward detaches "
                            'it), so training would change nothing; unfreeze some parameters in model.py')
@@ -2552,7 +2574,8 @@ def check_batch_of_one(model, batch, device, train_samples, batch_size):
             where, fix = f'the training split holds one sample{per_process}', 'train on more samples'
         else:
             where = ('every training batch holds one (batch_size 1)' if batch_size == 1 else "each epoch's last "
-                     f'training batch would hold one ({train_samples} training samples{per_process} in batches of {batch_size})')
+                     f'training batch would hold one ({train_samples} training samples{per_process} in batches of '
+                     f'{batch_size})')
             below = [size for size in range(batch_size - 1, 1, -1) if train_samples % size != 1][:1]
             above = next(size for size in itertools.count(batch_size + 1) if train_samples % size != 1)
             fix = f"use --batch_size {' or '.join(map(str, below + [above]))}"
@@ -2644,7 +2667,8 @@ class DataWaitHint:
             self.given = True
 
 
-CGROUP_ROOT = '/sys/fs/cgroup'  # where the cgroup hierarchies are mounted (a container sees its own cgroup as their root)
+# where the cgroup hierarchies are mounted (a container sees its own cgroup as their root)
+CGROUP_ROOT = '/sys/fs/cgroup'
 OWN_CGROUPS = '/proc/self/cgroup'  # this process's cgroup in each hierarchy, as a path under the root
 V1_CPU_FOLDERS = ('cpu', 'cpu,cpuacct')  # cgroup v1's cpu controller, under CGROUP_ROOT
 
@@ -2730,7 +2754,8 @@ def data_wait_hint(epoch, waited, seconds, num_workers, so_far=False):
 
 
 class EpochMeter:
-    """Loss, metric and gradient-norm totals over an epoch, read from the device once per `interval` steps, not per step.
+    """Loss, metric and gradient-norm totals over an epoch, read from the device once per `interval` steps, not
+    per step.
 
     add() only keeps the step's detached loss, output and target, add_grad_norm() the optimizer step's norm.
     flush() computes the metric for all of them with a few batched ops and copies one small tensor to the host:
@@ -2803,7 +2828,8 @@ class EpochMeter:
     def all_reduce(self, device):
         """Sum the totals over all DDP ranks, so that the logs cover every rank's samples. The gradient norm is the
         same on every rank (taken after DDP averaged the gradients), so its mean stays as it was."""
-        self.loss_sum, self.metric_sum, count, self.grad_norm_sum, grad_norm_count = all_reduce_numbers(self.totals(), device)
+        summed = all_reduce_numbers(self.totals(), device)
+        self.loss_sum, self.metric_sum, count, self.grad_norm_sum, grad_norm_count = summed
         self.count, self.grad_norm_count = int(count), int(grad_norm_count)
 
 
@@ -2986,12 +3012,12 @@ class StopSafeDataLoader(DataLoader):
         else:
             limit = f'more than this process may open (ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})'
             fixes = ', raise ulimit -n'
-        return (f"the dataset holds {counted[0] if counted else 'too many'} separate tensors, and a DataLoader worker started by "
-                f'{start_method} is handed a file descriptor for each, {limit}; keep its samples as views of one tensor '
-                f'(torch.cat(samples).split(lengths)) in dataset.py{fixes}, or pass --num_workers 0')
+        return (f"the dataset holds {counted[0] if counted else 'too many'} separate tensors, and a DataLoader worker "
+                f'started by {start_method} is handed a file descriptor for each, {limit}; keep its samples as views '
+                f'of one tensor (torch.cat(samples).split(lengths)) in dataset.py{fixes}, or pass --num_workers 0')
 
     def _unpicklable(self):
-        """Which of what a worker is handed cannot be pickled, and why ('collate_fn cannot be pickled: ...'), or None."""
+        """Which of a worker's inputs cannot be pickled, and why ('collate_fn cannot be pickled: ...'), or None."""
         for name, value in (('the dataset', self.dataset), ('collate_fn', self.collate_fn),
                             ('worker_init_fn', self.worker_init_fn)):
             try:
