@@ -323,7 +323,8 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-EPOCH_LINE = re.compile(r'epoch (\d+) step (\d+) loss (\S+) (\w+) (\S+) lr (\S+)( grad_norm \S+)?$')  # no norm: clip_flag false
+# no grad_norm: clip_flag false
+EPOCH_LINE = re.compile(r'epoch (\d+) step (\d+) loss (\S+) (\w+) (\S+) lr (\S+)( grad_norm \S+)?$')
 
 
 def epoch_lines(log_path):
@@ -342,4 +343,5 @@ def load(path):
 
 def snapshot(root):
     """Every file under root with its size and modification time: to prove nothing was touched."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(root).rglob('*') if p.is_file()}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in Path(root).rglob('*') if p.is_file()}

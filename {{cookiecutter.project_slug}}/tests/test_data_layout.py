@@ -227,7 +227,8 @@ def test_predict_names_every_output_of_a_run_with_fewer_class_names(workdir, con
     checkpoint['classes'] = ['cat']  # two outputs, one name
     torch.save(checkpoint, ckpts / 'old.pt')
     features = [f'f{i}' for i in range(DATA_CONFIG['num_features'])]
-    (workdir / 'new.csv').write_text(','.join(features) + '\n' + ','.join(map(str, good_row()[:-1])) + '\n')  # unlabelled
+    unlabelled = ','.join(map(str, good_row()[:-1]))
+    (workdir / 'new.csv').write_text(','.join(features) + '\n' + unlabelled + '\n')
     predict.predict(ckpts / 'old.pt', workdir / 'new.csv', workdir / 'p.csv')
     header, row = (workdir / 'p.csv').read_text().splitlines()
     assert header == 'id,prediction,prob_cat,prob_output_1' and row.split(',')[1] in ('cat', 'output_1')
@@ -320,8 +321,9 @@ def test_the_model_keeps_the_training_splits_scaling_for_predict_and_init_from(w
 
     header, first_row = (workdir / 'data' / 'data.csv').read_text().splitlines()[:2]
     (workdir / 'one.csv').write_text(header.rsplit(',', 1)[0] + '\n' + first_row.rsplit(',', 1)[0] + '\n')
-    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'one.csv',
-                                            workdir / 'p.csv', torch.tensor([[float(v) for v in first_row.split(',')[:-1]]]))
+    first_features = torch.tensor([[float(v) for v in first_row.split(',')[:-1]]])
+    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt',
+                                            workdir / 'one.csv', workdir / 'p.csv', first_features)
 
     (workdir / 'other').mkdir()
     scaled_csv(workdir / 'other' / 'data.csv', 1, units * 10)
@@ -448,8 +450,9 @@ def test_the_model_keeps_the_training_splits_feature_scaling_for_predict_and_ini
 
     one = train_set.dataset.files[train_set.indices[0]]
     frames = torch.load(workdir / 'data' / one, weights_only=True).unsqueeze(0)
-    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'data' / one,
-                                            workdir / 'p.csv', frames, torch.zeros(frames.shape[:2], dtype=torch.bool))
+    check_predict_answers_as_the_checkpoint(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt',
+                                            workdir / 'data' / one, workdir / 'p.csv', frames,
+                                            torch.zeros(frames.shape[:2], dtype=torch.bool))
 
     assert train.main(['--dataset_dir', 'other', '--n_epoch', '1', '--run_name', 'second', '--init_from', 'first']
                       + SMALL_MODEL + FAST) == 0
@@ -706,9 +709,9 @@ def test_16_bit_colour_images_keep_every_level(tmp_path, config, stored, channel
         stored_levels = levels.clone()
         if 'premultiplied' in kind:
             stored_levels[..., :3] = (levels[..., :3] * levels[..., 3:] / 65535).round()
+        extra_sample = 0 if 'rgbx' in kind else 1 if 'premultiplied' in kind else 2
         write_16_bit_tiff(image, stored_levels, 'big' if 'big' in kind else 'little', deflate='deflate' in kind,
-                          planar='planar' in kind, extra_sample=0 if 'rgbx' in kind else 1 if 'premultiplied' in kind else 2,
-                          one_bits_per_sample='one-bits' in kind)
+                          planar='planar' in kind, extra_sample=extra_sample, one_bits_per_sample='one-bits' in kind)
     if own_channels == 2:
         upright = upright[..., [0, 0, 0, 1]]
     if 'rgbx' in kind:  # a 4th band that is not alpha: left out
@@ -1015,7 +1018,8 @@ def test_one_class_folder_is_refused_for_training_only(tmp_path, config):
     first_class = sorted((tmp_path / 'data').iterdir())[0]
     (tmp_path / 'one').mkdir()  # the usual mistake: dataset_dir names a folder that holds a single class
     first_class.rename(tmp_path / 'one' / first_class.name)
-    with pytest.raises(RunError, match=r"has one class folder only \('class_\d'\); classification needs two or more: point"):
+    with pytest.raises(RunError,
+                       match=r"has one class folder only \('class_\d'\); classification needs two or more: point"):
         ImageFolderDataset(config, tmp_path / 'one')
     assert len(ImageFolderDataset(config, tmp_path / 'one', labels_required=False)) >= 1
 {%- endif %}
@@ -1035,7 +1039,8 @@ def test_class_names_must_fill_num_classes_in_training_only():
     with pytest.raises(RunError, match=r"'data' has labels 1\.\.3 but class numbers start at 0; subtract 1 from every "
                                       r"label \(or pass --num_classes 4 if class 0 exists\)$"):
         label_indices(['1', '3', '2'], 3, 'data')  # numbered from 1, as in many published label files
-    with pytest.raises(RunError, match=r"'new' has labels 1\.\.3 but class numbers start at 0; subtract 1 from every label$"):
+    with pytest.raises(RunError,
+                       match=r"'new' has labels 1\.\.3 but class numbers start at 0; subtract 1 from every label$"):
         label_indices(['1', '3'], 3, 'new', labels_required=False)  # predicting
     classes, targets = label_indices(['dog'], 5, 'new', classes=['cat', 'dog'], labels_required=False)  # predicting
     assert classes == ['cat', 'dog'] and targets.tolist() == [1]
@@ -1053,7 +1058,8 @@ def test_class_folders_must_fill_num_classes_in_training_only(tmp_path, config):
     assert len(predicting) == 4
     (tmp_path / 'data' / 'class_1').rename(tmp_path / 'data' / '2024')  # new photos sorted by year, say
     with pytest.raises(RunError, match=r"has a folder that is none of the model's classes: '2024'; give it class "
-                                       'folders named as in training, or unlabelled images directly, without subfolders$'):
+                                       'folders named as in training, or unlabelled images directly, without '
+                                       'subfolders$'):
         ImageFolderDataset(config, tmp_path / 'data', labels_required=False, classes=['class_0', 'class_1'])
 {%- elif cookiecutter.dataset == 'image_folder' %}
 

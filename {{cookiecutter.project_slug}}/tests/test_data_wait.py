@@ -114,12 +114,14 @@ def test_the_hint_shares_the_cores_among_torchruns_ranks_on_the_machine(monkeypa
     ('0::/a/b\n', {'cpu.max': '400000 100000\n', 'a/b/cpu.max': '600000 100000\n'}, 4),
     ('4:memory:/m\n3:cpu,cpuacct:/docker/abc\n0::/\n', {'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '200000\n',
                                                         'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n'}, 2),
-    ('0::/docker/abc\n', {'cpu.max': '200000 100000\n'}, 2),  # a container's own cgroup as the root: the path is not there
+    # a container's own cgroup as the root: the path is not there
+    ('0::/docker/abc\n', {'cpu.max': '200000 100000\n'}, 2),
     # a cgroup namespace's view of a cgroup outside it: not a folder below the mount (here, one beside it)
     ('0::/../other\n', {'cpu.max': '200000 100000\n', '../other/cpu.max': '100000 100000\n'}, 2),
     ('garbage\n', {'cpu.max': '200000 100000\n'}, 2),
 ])
-def test_the_cores_for_the_hint_are_the_affinitys_within_its_cgroups_cpu_quota(tmp_path, monkeypatch, own, files, cores):
+def test_the_cores_for_the_hint_are_the_affinitys_within_its_cgroups_cpu_quota(tmp_path, monkeypatch, own, files,
+                                                                               cores):
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr(os, 'cpu_count', lambda: 8)
     monkeypatch.setattr(utils, 'CGROUP_ROOT', str(tmp_path / 'cgroup'))

@@ -90,7 +90,8 @@ def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setenv('WORLD_SIZE', '2')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
-    with pytest.raises(RunError, match=r'local rank 1, but this machine has 1 CUDA device\(s\): use --nproc_per_node 1'):
+    with pytest.raises(RunError,
+                       match=r'local rank 1, but this machine has 1 CUDA device\(s\): use --nproc_per_node 1'):
         setup_device()
 
 
@@ -168,7 +169,8 @@ def test_torchrun_two_processes_write_one_run(workdir, data_args, tmp_path_facto
     logs, ckpts = only_run(workdir)
     assert len(epoch_lines(logs / 'val.log')) == 2
     # the timed saves mid-epoch (due at every read here) happen on all ranks at the same step, or the run hangs
-    saves = re.findall(r'saved \S+ at epoch (\d) step \d+ \((\d+) of (\d+) samples per process', (logs / 'train.log').read_text())
+    saves = re.findall(r'saved \S+ at epoch (\d) step \d+ \((\d+) of (\d+) samples per process',
+                       (logs / 'train.log').read_text())
     assert [(epoch, total) for epoch, _, total in saves] == [('1', '64'), ('2', '64')]  # 128 training samples, 2 ranks
     checkpoint = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
     assert checkpoint['world_size'] == 2 and not any(k.startswith('module.') for k in checkpoint['model'])
@@ -218,7 +220,8 @@ def test_under_torchrun_a_stop_is_agreed_within_seconds_of_slow_steps_not_at_the
     assert command == f'torchrun --standalone --nproc_per_node=2 train.py --resume {logs.name}', command
     result = run_torchrun([PROJECT / 'train.py', '--resume', logs.name], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f'(epoch 0, step {step}, {2 * step} samples per process of epoch 1 trained)' in (logs / 'train.log').read_text()
+    train_log = (logs / 'train.log').read_text()
+    assert f'(epoch 0, step {step}, {2 * step} samples per process of epoch 1 trained)' in train_log
     assert len(epoch_lines(logs / 'val.log')) == 1
 
 
@@ -253,8 +256,8 @@ def torchrun_failures(stderr):
     """From torchrun's closing summary: the root cause's rank, and {rank: (error_file, traceback)} for each failure
     (the traceback torchrun shows, without its indentation)."""
     summary = stderr[stderr.rindex(' FAILED\n'):]
-    failures = re.findall(r'rank +: (\d+) \(local_rank: \d+\)\n.*?error_file: (.*?)\n +traceback : (.*?)\n(?=\[\d+\]:|[-=]{10})',
-                          summary, re.DOTALL)
+    failures = re.findall(r'rank +: (\d+) \(local_rank: \d+\)\n.*?error_file: (.*?)\n +traceback : (.*?)\n'
+                          r'(?=\[\d+\]:|[-=]{10})', summary, re.DOTALL)
     root = re.search(r'Root Cause.*?rank +: (\d+)', summary, re.DOTALL).group(1)
     return int(root), {int(rank): (error_file, re.sub(r'\n  ', '\n', text)) for rank, error_file, text in failures}
 

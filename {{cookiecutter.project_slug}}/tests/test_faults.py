@@ -500,7 +500,8 @@ def test_what_a_forkserver_worker_cannot_be_pickled_is_named_in_a_one_line_error
     with pytest.raises(RunError, match=rf'^{named} cannot be pickled: .*lambda.*; .*forkserver.*--num_workers 0$'):
         iter(loader)
     assert not [w for w in recwarn if 'pickle' in str(w.message)]  # torch's own warning would only repeat it
-    forked = StopSafeDataLoader(dataset, batch_size=4, num_workers=1, collate_fn=collate_fn, multiprocessing_context='fork')
+    forked = StopSafeDataLoader(dataset, batch_size=4, num_workers=1, collate_fn=collate_fn,
+                                multiprocessing_context='fork')
     assert len(list(forked)) == 2  # fork hands nothing over by pickling
 
 
@@ -643,7 +644,8 @@ def test_a_crash_in_native_code_leaves_each_threads_stack_in_traceback_txt_and_a
 
 
 def test_runs_py_names_a_crash_only_when_its_stack_ends_traceback_txt_after_the_last_starts_heartbeat(tmp_path):
-    stack = 'Fatal Python error: Aborted\n\nCurrent thread 0x00007f (most recent call first):\n  File "train.py", line 1\n'
+    stack = ('Fatal Python error: Aborted\n\nCurrent thread 0x00007f (most recent call first):\n'
+             '  File "train.py", line 1\n')
     beat, tracebacks = tmp_path / HEARTBEAT_FILE, tmp_path / 'traceback.txt'
     beat.write_text('{}')
     tracebacks.write_text(stack)
@@ -719,7 +721,8 @@ def test_a_stall_leaves_each_threads_stack_in_traceback_txt_and_a_warning_and_th
     assert re.search(r'File ".*utils\.py", line \d+ in beat\n', dump), dump  # and the other threads
     path = os.path.join('loggers', logs.name, 'traceback.txt')
     warned = re.search(r'warning: no batch read for \d s \(since (\d\d:\d\d:\d\d)\): each thread.s '
-                       rf'Python stack is now in {re.escape(path)}; the run goes on .*--stall_minutes 0.02 sets when', train_log)
+                       rf'Python stack is now in {re.escape(path)}; the run goes on .*--stall_minutes 0.02 sets when',
+                       train_log)
     read_again = re.search(r'batches are read again, after (\d+) s without one', train_log)
     assert warned and read_again and warned.start() < read_again.start(), train_log
     assert int(read_again.group(1)) >= 4
@@ -804,7 +807,8 @@ def test_a_stall_in_a_dataloader_worker_leaves_that_workers_stack_in_traceback_t
     if when == 'starting':
         assert any(re.match(r'0 \(pid \d+\): still starting \(no code of ours has run in it yet\), no stack\n$', worker)
                    for worker in workers), dump
-        assert sum(re.match(r'0 \(pid \d+\):\n(Current thread|Thread) 0x', worker) is not None for worker in workers) == 1
+        with_stacks = [re.match(r'0 \(pid \d+\):\n(Current thread|Thread) 0x', worker) for worker in workers]
+        assert sum(match is not None for match in with_stacks) == 1
     else:
         assert all(re.match(r'0 \(pid \d+\):\n(Current thread|Thread) 0x', worker) for worker in workers), dump
         assert any(re.search(r'File ".*script\.py", line \d+ in slow_read\n', worker) for worker in workers), dump
@@ -934,9 +938,11 @@ def test_a_timed_save_due_during_validation_comes_before_it_and_resume_is_bitwis
     data_args, (weights, train_lines, val_lines) = straight
     logs, ckpts = killed_run(workdir, data_args + LONG, 'valid', 3, timer='ahead_only')  # 2 valid batches an epoch
     assert (logs / 'train.log').read_text().splitlines()[-1].endswith(
-        'saved checkpoints/' + ckpts.name + '/latest_checkpoint.pt at epoch 2 step 16 (before validation; save_minutes 30)')
+        'saved checkpoints/' + ckpts.name + '/latest_checkpoint.pt at epoch 2 step 16 '
+        '(before validation; save_minutes 30)')
     on_disk = load(ckpts / 'latest_checkpoint.pt')
-    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) == (1, 16, 128)  # epoch 2 trained, not validated
+    # epoch 2 trained, not validated
+    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) == (1, 16, 128)
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)
 
 
@@ -1029,8 +1035,8 @@ def test_a_console_that_cannot_be_written_leaves_the_run_to_finish(workdir, data
     # a batch job's output file on a disk that fills up (or over its quota): every bar, log line and exit flush fails
     def train_py(*args):
         with open('/dev/full', 'w') as full:
-            return subprocess.run([sys.executable, str(PROJECT / 'train.py'), *map(str, args)], cwd=workdir, stdout=full,
-                                  stderr=full if stderr_full else subprocess.PIPE, text=True,
+            return subprocess.run([sys.executable, str(PROJECT / 'train.py'), *map(str, args)], cwd=workdir,
+                                  stdout=full, stderr=full if stderr_full else subprocess.PIPE, text=True,
                                   env={**os.environ, 'TQDM_DELAY': '0', 'TQDM_MININTERVAL': '0'})  # bars drawn at once
 
     result = train_py(*data_args, '--n_epoch', 2)
@@ -1055,7 +1061,8 @@ def test_a_run_started_without_stderr_finishes_and_so_does_predict(workdir, data
     assert trained.returncode == 0, trained.stdout[-3000:]
     logs, ckpts = only_run(workdir)
     assert last_status(logs)[0] == 'finished' and 'finished 1 epoch' in trained.stdout
-    predicted = without_stderr('predict.py', '--checkpoint', ckpts / 'best_checkpoint.pt', '--output', 'predictions.csv')
+    predicted = without_stderr('predict.py', '--checkpoint', ckpts / 'best_checkpoint.pt', '--output',
+                               'predictions.csv')
     assert predicted.returncode == 0 and (workdir / 'predictions.csv').exists(), predicted.stdout[-3000:]
 
 
@@ -1220,8 +1227,8 @@ def test_metrics_rows_that_find_the_disk_full_wait_and_go_in_once_each_when_ther
     lines = path.read_text().splitlines()
     assert lines == [','.join(columns)] + [','.join([str(epoch)] * len(columns)) for epoch in range(1, 5)]
     err = capsys.readouterr().err
-    assert err.count('warning: ') == 1 and err.startswith(f"warning: cannot write metrics.csv in '{tmp_path}' (No space "
-                                                          'left on device); its rows wait')
+    assert err.count('warning: ') == 1
+    assert err.startswith(f"warning: cannot write metrics.csv in '{tmp_path}' (No space left on device); its rows wait")
     FillingFile.room = 0  # the last epoch finds the disk full, which has room again as the run ends
     metrics.append({column: 5 for column in columns})
     FillingFile.room = math.inf
@@ -1348,7 +1355,8 @@ def test_an_error_between_steps_or_in_validation_saves_the_work_and_resume_is_bi
     saved = load(ckpts / 'latest_checkpoint.pt')
     assert (saved['epoch'], saved['step'], saved['samples_done']) == saved_at
     assert (f'error at epoch 2{where}: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step {saved_at[1]}; '
-            f'fix the cause, then resume with: python train.py --resume {logs.name}') in (logs / 'train.log').read_text()
+            f'fix the cause, then resume with: python train.py --resume {logs.name}'
+            ) in (logs / 'train.log').read_text()
     assert last_status(logs)[0] == 'failed (RunError)'
     assert epoch_lines(logs / 'val.log') == val_lines[:1]
     resume_to_the_straight_runs_end(logs, ckpts, weights, train_lines, val_lines)  # each epoch's lines once
@@ -1491,7 +1499,8 @@ def test_an_error_that_the_stop_signal_causes_ends_the_run_as_interrupted(workdi
     logs, ckpts = only_run(workdir)
     name = signal.Signals(signum).name
     line = (f'interrupted by {name} at epoch {1 + (failing_call > 10)}, which also stopped a child process '
-            f'(RuntimeError: CppCompileError: C++ compile error; the whole error in loggers/{logs.name}/traceback.txt); '
+            f'(RuntimeError: CppCompileError: C++ compile error; the whole error in '
+            f'loggers/{logs.name}/traceback.txt); '
             f'{kept.format(run=logs.name)}\n')
     assert (logs / 'train.log').read_text().endswith(line)  # one line: not the compiler's thousand
     kept_error = (logs / 'traceback.txt').read_text()  # all of it, should it be a bug of its own

@@ -132,7 +132,8 @@ def test_a_checkpoint_from_before_the_scaling_loads_unscaled(config):
     state = model.state_dict()
     assert torch.equal(state['feature_mean'], torch.zeros_like(saved['feature_mean']))
     assert torch.equal(state['feature_std'], torch.ones_like(saved['feature_std']))
-    assert torch.equal(state['target_mean'], saved['target_mean']) and torch.equal(state['target_std'], saved['target_std'])
+    assert torch.equal(state['target_mean'], saved['target_mean'])
+    assert torch.equal(state['target_std'], saved['target_std'])
 {%- endif %}
     load_model_state(model, saved, 'new.pt')  # one with its scaling loads it as saved
     assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())

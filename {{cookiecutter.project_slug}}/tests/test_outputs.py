@@ -560,17 +560,20 @@ def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_ano
     note = f'(paths are relative to the folder you are in, {elsewhere.resolve()}; '
     with pytest.raises(RunError) as error:
         predict.find_checkpoint('a', None)
-    assert str(error.value).endswith(f"{note}'{project.resolve() / 'checkpoints' / 'a'}' exists: cd {project.resolve()} first)")
+    assert str(error.value).endswith(
+        f"{note}'{project.resolve() / 'checkpoints' / 'a'}' exists: cd {project.resolve()} first)")
     with pytest.raises(RunError) as error:
         predict.predict('checkpoints/a/best_checkpoint.pt')
     assert f"{note}'{project.resolve() / 'checkpoints' / 'a' / 'best_checkpoint.pt'}' exists: cd " in str(error.value)
     (project / 'exp.json').write_text('{}')
     with pytest.raises(RunError) as error:
         utils.parse_args({'lr': 0.1}, ['--config', 'exp.json'])
-    assert f"{note}'{project.resolve() / 'exp.json'}' exists: cd {project.resolve()} first); pass a JSON" in str(error.value)
+    assert f"{note}'{project.resolve() / 'exp.json'}' exists: cd {project.resolve()} first); pass a JSON" in str(
+        error.value)
     with pytest.raises(RunError) as error:
         plot.resolve_run('a')
-    assert str(error.value).endswith(f"{note}'{project.resolve() / 'loggers' / 'a'}' exists: cd {project.resolve()} first)")
+    assert str(error.value).endswith(
+        f"{note}'{project.resolve() / 'loggers' / 'a'}' exists: cd {project.resolve()} first)")
     code, _, stderr = run_as_command('runs.py', [], monkeypatch, capsys)
     assert code == 2 and f"error: no 'loggers' folder here {note}'{project.resolve() / 'loggers'}' exists" in stderr
     with pytest.raises(RunError) as error:  # in neither folder: no note
@@ -585,7 +588,8 @@ def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_ano
     # the project folder is the scripts' own: started from elsewhere, plot.py names its tests/ folder
     result = subprocess.run([sys.executable, str(PROJECT / 'plot.py'), 'tests'], cwd=elsewhere, capture_output=True,
                             text=True, timeout=300)
-    assert result.returncode == 2 and f"'{PROJECT.resolve() / 'tests'}' exists: cd {PROJECT.resolve()} first)" in result.stderr
+    assert result.returncode == 2
+    assert f"'{PROJECT.resolve() / 'tests'}' exists: cd {PROJECT.resolve()} first)" in result.stderr
 
 
 def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypatch, capsys):
@@ -614,17 +618,19 @@ def test_predict_writes_the_table_its_output_names(workdir, data_args, monkeypat
     assert len(rows(workdir / name)) == n
 
     for error, expected in ((OSError(28, 'No space left on device'),
-                             (2, 'error: cannot write to standard output (No space left on device); free some space\n')),
+                             (2, 'error: cannot write to standard output (No space left on device); free some '
+                                 'space\n')),
                             (BrokenPipeError(32, 'Broken pipe'), (0, ''))):
         monkeypatch.setattr(sys, 'stdout', Unwritable(error))
         output = f'errno{error.errno}.csv'
-        assert run_as_command('predict.py', ['--checkpoint', str(ckpts / 'best_checkpoint.pt'), '--output', output{{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', data" }}],
-                              monkeypatch, capsys)[::2] == expected
+        args = ['--checkpoint', str(ckpts / 'best_checkpoint.pt'), '--output', output{{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', data" }}]
+        assert run_as_command('predict.py', args, monkeypatch, capsys)[::2] == expected
         assert len(rows(workdir / output)) == n  # written all the same
 
 
 def predicted_after_a_run(workdir, data_args, monkeypatch, capsys):
-    """A one-epoch run, then `python predict.py` on its best checkpoint{{ '' if cookiecutter.dataset == 'synthetic' else ' and the data' }}: (its arguments, what it printed)."""
+    """A one-epoch run, then `python predict.py` on its best checkpoint{{ '' if cookiecutter.dataset == 'synthetic' else ' and the data' }}: (its arguments, what it
+    printed)."""
     assert run(data_args + ['--n_epoch', 1]) == 0
     _, ckpts = only_run(workdir)
     args = ['--checkpoint', str(ckpts / 'best_checkpoint.pt'){{ '' if cookiecutter.dataset == 'synthetic' else ", '--data', str(workdir / 'data')" }}]
@@ -743,8 +749,8 @@ def test_predict_draws_the_predictions_against_their_labels_and_never_over_a_fil
     assert ax.collections[0].get_offsets().tolist() == pairs  # every sample, at (label, prediction)
     mae = sum(abs(prediction - label) for label, prediction in pairs) / len(pairs)
     assert ax.get_title() == f'predictions.csv: {len(pairs)} samples, mean absolute error {mae:.4g}'
-    figure_is_refused_when_there_and_optional(workdir, args, 'scatter', 'the predictions against their labels are drawn '
-                                              'there', 'no figure of them', monkeypatch, capsys)
+    figure_is_refused_when_there_and_optional(workdir, args, 'scatter', 'the predictions against their labels are '
+                                              'drawn there', 'no figure of them', monkeypatch, capsys)
 
 
 def test_a_scatter_of_many_predictions_draws_an_even_share_of_them(tmp_path, monkeypatch, drawn_figures):
@@ -796,7 +802,8 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     n, loss, metric = predict.predict(predict.find_checkpoint(logs.name, None), data, workdir / 'predictions.csv')
     table = rows(workdir / 'predictions.csv')
     assert len(table) == n > 0 and loss is not None and 0 <= metric
-    assert list(table[0])[:3] == ['id', 'prediction', 'label']  # labelled data: each sample's label beside its prediction
+    # labelled data: each sample's label beside its prediction
+    assert list(table[0])[:3] == ['id', 'prediction', 'label']
 {%- if classification %}
     assert sum(r['prediction'] == r['label'] for r in table) / n == pytest.approx(metric, abs=1e-9)  # the accuracy
     probabilities = [[float(v) for k, v in r.items() if k.startswith('prob_')] for r in table]
@@ -814,7 +821,8 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
     correct = [counts[i][i] for i in range(len(names))]
     assert sum(map(sum, counts)) == n and abs(sum(correct) / n - metric) < 1e-9  # the diagonal is the accuracy
     for i, row in enumerate(confusion[1:len(names) + 1]):
-        assert int(row[-2]) == sum(counts[i]) and row[-1] == (f'{correct[i] / sum(counts[i]):.6f}' if sum(counts[i]) else '')
+        assert int(row[-2]) == sum(counts[i])
+        assert row[-1] == (f'{correct[i] / sum(counts[i]):.6f}' if sum(counts[i]) else '')
     assert confusion[-1][1:len(names) + 1] == [f'{c / p:.6f}' if p else '' for c, p in zip(correct, predicted)]
 {%- else %}
     pairs = [(float(r['prediction']), float(r['label'])) for r in table]
@@ -847,8 +855,10 @@ def test_predict_writes_one_row_per_sample_and_the_test_metric(workdir, data_arg
         (flat / image.name).write_bytes(image.read_bytes())
     (flat / os.fsdecode(b'\xe9t\xe9.png')).write_bytes(image.read_bytes())  # a Latin-1 name: not UTF-8
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat), workdir / 'p2.csv')
-    assert loss is None and n == 6 and len(rows(workdir / 'p2.csv')) == 6 and 'label' not in rows(workdir / 'p2.csv')[0]
-    assert f'{SHOWN_E9}t{SHOWN_E9}.png' in [row['id'] for row in rows(workdir / 'p2.csv')]  # escaped: the table is UTF-8
+    assert loss is None and n == 6
+    assert len(rows(workdir / 'p2.csv')) == 6 and 'label' not in rows(workdir / 'p2.csv')[0]
+    # escaped: the table is UTF-8
+    assert f'{SHOWN_E9}t{SHOWN_E9}.png' in [row['id'] for row in rows(workdir / 'p2.csv')]
     assert not (workdir / 'p2_confusion.csv').exists()  # no labels, no confusion matrix
     n, loss, _ = predict.predict(ckpts / 'best_checkpoint.pt', str(flat / image.name), workdir / 'one.csv')  # one file
     one, = rows(workdir / 'one.csv')
@@ -881,7 +891,8 @@ def test_predict_errors_are_clear(workdir, data_args):
     assert predict.find_checkpoint(logs.name, None).resolve() == (ckpts / 'best_checkpoint.pt').resolve()
     (ckpts.parent / 'early').mkdir()  # a run stopped in epoch 1 by Ctrl-C has a latest checkpoint, no best yet
     shutil.copy(ckpts / 'latest_checkpoint.pt', ckpts.parent / 'early')
-    with pytest.raises(RunError, match="no best_checkpoint.pt in '.+'; pass one of its files with --run: .+latest_checkpoint.pt$"):
+    with pytest.raises(RunError, match="no best_checkpoint.pt in '.+'; pass one of its files with --run: "
+                                       '.+latest_checkpoint.pt$'):
         predict.find_checkpoint('early', None)
     checkpoint = load(ckpts / 'best_checkpoint.pt')
     name = next(iter(checkpoint['model']))
@@ -942,7 +953,8 @@ def test_predict_errors_are_clear(workdir, data_args):
 {%- if cookiecutter.task == 'classification' %}
     (workdir / 'more').mkdir()
     k = TEST_DATA_CONFIG['num_classes']
-    (workdir / 'more' / 'data.csv').write_text('\n'.join([header, *rows[:-1], rows[-1].rsplit(',', 1)[0] + f',{k}']) + '\n')
+    out_of_range = rows[-1].rsplit(',', 1)[0] + f',{k}'
+    (workdir / 'more' / 'data.csv').write_text('\n'.join([header, *rows[:-1], out_of_range]) + '\n')
     with pytest.raises(RunError, match=rf'has labels outside 0\.\.{k - 1}; the model knows {k} classes$'):
         predict.predict(best, str(workdir / 'more'), workdir / 'p.csv')
 {%- endif %}
@@ -1043,7 +1055,8 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
 {%- if cookiecutter.dataset == 'synthetic' %}
     (['predict.py', '--n_samples', 'x'], "error: argument --n_samples: invalid int value: 'x'"),
 {%- else %}
-    (['predict.py', '--n_samples', '9'], 'error: unknown option --n_samples; python predict.py --help'),  # synthetic only
+    # --n_samples: synthetic data only
+    (['predict.py', '--n_samples', '9'], 'error: unknown option --n_samples; python predict.py --help'),
     (['dataset.py', '--make-exmple', 'x'], 'error: unknown option --make-exmple; did you mean --make-example? python '
                                            'dataset.py --help lists the options'),  # not argparse's "required
     (['dataset.py'], 'error: the following arguments are required: --make-example; python dataset.py --help'),
@@ -1055,7 +1068,8 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
                                          'as train.py does; CUDA_VISIBLE_DEVICES= python predict.py runs on the CPU'),
     (['predict.py', '--gpu=1'], 'error: --gpu=1 is not an option: predict.py takes cuda, then mps, then cpu'),
     (['predict.py', '--run', 'x', '--colour'], 'error: unknown option --colour; python predict.py --help lists'),
-    (['predict.py', '--chekpoint=x'], 'error: unknown option --chekpoint; did you mean --checkpoint? python predict.py'),
+    (['predict.py', '--chekpoint=x'], 'error: unknown option --chekpoint; did you mean --checkpoint? python '
+                                      'predict.py'),
     (['plot.py', 'r', '--ouptut', 'x'], 'error: unknown option --ouptut; did you mean --output? python plot.py --help'),
     (['runs.py', '--loggers_dir', 'x'], 'error: unknown option --loggers_dir; did you mean --loggers?'),
     (['runs.py', 'extra'], 'error: unrecognized arguments: extra; python runs.py --help lists the options'),

@@ -61,7 +61,8 @@ def test_resume_continues_bitwise_equal_to_a_straight_run(workdir, data_args, ex
         lines = [line.split(' | ', 1)[-1] for line in (logs / log).read_text().splitlines()]
         marks = [line.split()[1] if line.startswith('epoch ') else line
                  for line in lines if line.startswith(('epoch ', 'resumed'))]
-        resumed = f'resumed from checkpoints/{ckpts.name}/latest_checkpoint.pt (epoch 2, step 16, 0 samples of epoch 3 trained)'
+        resumed = (f'resumed from checkpoints/{ckpts.name}/latest_checkpoint.pt (epoch 2, step 16, 0 samples of epoch '
+                   '3 trained)')
         assert marks == ['1', '2', resumed, '3', '4']
     assert 'overrides: n_epoch=4' in note
 
@@ -118,8 +119,8 @@ def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(wo
     assert branch_logs.name == branch_ckpts.name
     note = (branch_logs / 'note.log').read_text()
     assert f'branched from {ckpts}/best_checkpoint.pt (epoch 2, step 16, 0 samples of epoch 3 trained)' in note
-    assert (branch_logs / 'train.log').read_text().splitlines()[0].endswith(f'branched from {ckpts}/best_checkpoint.pt '
-                                                                              '(epoch 2, step 16, 0 samples of epoch 3 trained)')
+    assert (branch_logs / 'train.log').read_text().splitlines()[0].endswith(
+        f'branched from {ckpts}/best_checkpoint.pt (epoch 2, step 16, 0 samples of epoch 3 trained)')
     assert 'config:' in note and 'Total params' in note  # a new run's full note
 
     def metrics(folder):
@@ -128,7 +129,8 @@ def test_resume_from_a_checkpoint_behind_the_runs_latest_goes_on_as_a_new_run(wo
     # metrics.csv starts with the source's epochs 1-2; epochs 3-4 are trained again, exactly
     assert metrics(branch_logs) == metrics(logs) and len(metrics(logs)) == 4
     assert epoch_lines(branch_logs / 'train.log') == epoch_lines(logs / 'train.log')[2:]
-    assert_same_weights(load(branch_ckpts / 'latest_checkpoint.pt')['model'], load(ckpts / 'latest_checkpoint.pt')['model'])
+    assert_same_weights(load(branch_ckpts / 'latest_checkpoint.pt')['model'],
+                        load(ckpts / 'latest_checkpoint.pt')['model'])
     assert run(['--resume', branch_logs.name, '--n_epoch', 5, '--early_stop', 10]) == 0  # its own latest: in place
     assert len(list((workdir / 'loggers').iterdir())) == 2
     assert [row['epoch'] for row in read_metrics_rows(branch_logs / 'metrics.csv')] == ['1', '2', '3', '4', '5']
@@ -168,7 +170,8 @@ def test_resume_away_from_the_runs_folders_goes_on_as_a_new_run(workdir, data_ar
     assert {path: stamp for path, stamp in snapshot(workdir).items() if path in source} == source
     assert list(target.parent.iterdir()) == [target] or away != 'a copy elsewhere'
     branch_logs, = set((workdir / 'loggers').iterdir()) - {logs}
-    assert f'branched from {target} (epoch 2, step 16, 0 samples of epoch 3 trained): {reason}, so' in (branch_logs / 'note.log').read_text()
+    branch_note = (branch_logs / 'note.log').read_text()
+    assert f'branched from {target} (epoch 2, step 16, 0 samples of epoch 3 trained): {reason}, so' in branch_note
     assert load(workdir / 'checkpoints' / branch_logs.name / 'latest_checkpoint.pt')['epoch'] == 3
 
 
@@ -292,8 +295,8 @@ def test_a_named_run_resumes_from_the_further_on_of_its_latest_and_best_checkpoi
                         "or '-', got '-x'"),  # a later --resume -x, plot.py -x would read it as an option
     (['--run_name', 'x.attempt-2'], "--run_name 'x.attempt-2' is how a start of run 'x' that saved no checkpoint is "
                                     r'set aside \(NAME.attempt-K\); choose another name'),
-    (['--run_name', ''], r"^--run_name is empty \(an unset shell variable\?\); give it a value, or leave --run_name out "
-                         'for a timestamped run$'),
+    (['--run_name', ''], r"^--run_name is empty \(an unset shell variable\?\); give it a value, or leave --run_name "
+                         'out for a timestamped run$'),
     (['--run_name', 'x', '--resume', 'x'], 'pass --run_name or --resume, not both'),
     (['--run_name', 'x', '--checkpoints_dir', 'elsewhere'], 'drop --checkpoints_dir'),
     (['--run_name', 'moved'], r"run moved cannot go on in its own folders: its run's loggers folder '.*loggers/moved' "
@@ -504,7 +507,8 @@ def test_a_run_that_another_process_writes_is_not_taken_over_even_before_its_log
     assert run(data_args + EXACT + ['--run_name', 'job', '--n_epoch', 2]) == 0
     assert re.search(r'\.heartbeat was touched 2\d s ago on host node-b: waiting up to 0 s', capsys.readouterr().out)
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
-    for job, age in (('111', 20), ('222', runfiles.HEARTBEAT_STALE_SECONDS + 1)):  # this SLURM job's, or stale: not watched
+    # this SLURM job's, or stale: not watched
+    for job, age in (('111', 20), ('222', runfiles.HEARTBEAT_STALE_SECONDS + 1)):
         monkeypatch.setenv('SLURM_JOB_ID', '111')
         write_heartbeat(logs, 'node-b', 7, slurm_job=job, age=age)
         epoch = load(ckpts / 'latest_checkpoint.pt')['epoch']
@@ -637,7 +641,8 @@ def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_
     shape_key = train.SHAPE_KEYS[0]
     for argv, message in [(['--seed', 1], 'seed when resuming: it fixes the train/valid split; start a new run'),
                           (['--valid_ratio', 0.5], 'valid_ratio when resuming: it fixes the train/valid split'),
-                          ([f'--{shape_key}', saved[shape_key] + 1], f"{shape_key} when resuming: it fixes the model's shape;"),
+                          ([f'--{shape_key}', saved[shape_key] + 1],
+                           f"{shape_key} when resuming: it fixes the model's shape;"),
                           (['--seed', 1, f'--{shape_key}', saved[shape_key] + 1],
                            f"{shape_key}, seed when resuming: they fix the model's shape and the train/valid split; ")]:
         with pytest.raises(RunError, match=re.escape(f'cannot change {message}')):
@@ -678,7 +683,8 @@ def test_a_checkpoint_with_one_optimizer_group_resumes_with_it_exactly(workdir, 
     assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
     monkeypatch.chdir(workdir / 'once')
     assert run(['--resume', logs.name, '--n_epoch', 4]) == 0
-    twice, once = (load(root / 'checkpoints' / ckpts.name / 'latest_checkpoint.pt') for root in (workdir, workdir / 'once'))
+    twice, once = (load(root / 'checkpoints' / ckpts.name / 'latest_checkpoint.pt')
+                   for root in (workdir, workdir / 'once'))
     assert_same_weights(twice['model'], once['model'])
     n_params = len(list(train.build_model(once['config']).parameters()))
     for checkpoint in (twice, once):
@@ -703,7 +709,8 @@ def test_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, config)
     changed = [({**saved, 'data': {**saved['data'], 'train': 120}}, 'train samples 120 -> 128'),
                ({**saved, 'data': {**saved['data'], 'samples_sha256': '0' * 16}}, 'as many samples, but other files'),
                ({**saved, 'classes': ['a', 'b', 'c']},
-                'other class names' if len(saved['classes'] or []) == 3 else f"class names 3 -> {len(saved['classes'] or [])}")]
+                'other class names' if len(saved['classes'] or []) == 3
+                else f"class names 3 -> {len(saved['classes'] or [])}")]
     for checkpoint, expected in changed:
         with pytest.raises(RunError, match=f"the data changed since 'x.pt' was saved \\(.*{expected}") as error:
             check_same_data(checkpoint, train_set, valid_set, 'x.pt')
@@ -859,7 +866,8 @@ def test_init_from_starts_a_new_run_from_another_runs_best_weights(workdir, data
     assert {k: v for k, v in snapshot(workdir).items() if k in source} == source  # the source run is untouched
     [logs] = [p for p in (workdir / 'loggers').iterdir() if p != source_logs]
     new = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')
-    assert new['epoch'] == 1 and new['step'] == load(source_ckpts / 'latest_checkpoint.pt')['step'] // 2  # fresh counters
+    # fresh counters
+    assert new['epoch'] == 1 and new['step'] == load(source_ckpts / 'latest_checkpoint.pt')['step'] // 2
     recorded = Path(read_note(logs)[0]['init_from'])  # note.log's config names the weights the run started from
     assert recorded.resolve() == (source_ckpts / 'best_checkpoint.pt').resolve()
     assert 'start fresh' not in (logs / 'note.log').read_text()
@@ -883,12 +891,14 @@ def test_init_from_with_another_num_classes_starts_only_the_output_layer_fresh(w
     starting_weights = record_starting_weights(monkeypatch)
     assert run(data_args + ['--n_epoch', 1, '--init_from', source_logs.name] + new_labels) == 0
     fresh = [k for k in source_weights if starting_weights[k].shape != source_weights[k].shape]
-    assert len(fresh) == 2 and all(starting_weights[k].shape[0] == num_classes + 3 for k in fresh), fresh  # weight, bias
+    # the head's weight and bias
+    assert len(fresh) == 2 and all(starting_weights[k].shape[0] == num_classes + 3 for k in fresh), fresh
     assert_same_weights({k: v for k, v in starting_weights.items() if k not in fresh},
                         {k: v for k, v in source_weights.items() if k not in fresh})
     [logs] = [p for p in (workdir / 'loggers').iterdir() if p != source_logs]
     assert f"init_from: {', '.join(fresh)} start fresh" in (logs / 'note.log').read_text()
-    assert load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config']['num_classes'] == num_classes + 3
+    new_config = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config']
+    assert new_config['num_classes'] == num_classes + 3
 {%- endif %}
 
 
@@ -916,8 +926,8 @@ class Payload:
         return (open, ('pwned.txt', 'w'))
 
 
-@pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'only a best', 'no checkpoint yet', 'truncated',
-                                     'garbage', 'text', 'code', 'architecture', 'empty', 'not a run'])
+@pytest.mark.parametrize('problem', ['unknown timestamp', 'missing file', 'only a best', 'no checkpoint yet',
+                                     'truncated', 'garbage', 'text', 'code', 'architecture', 'empty', 'not a run'])
 def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args, problem, capsys):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
@@ -929,7 +939,8 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
         target, expected = str(ckpts / 'nope.pt'), 'nothing for --resume'
     elif problem == 'only a best':  # killed before the first latest save: the error names the file there is
         latest.unlink()
-        target, expected = logs.name, "no latest_checkpoint.pt in '.+'; pass one of its files with --resume: .+best_checkpoint.pt$"
+        target = logs.name
+        expected = "no latest_checkpoint.pt in '.+'; pass one of its files with --resume: .+best_checkpoint.pt$"
     elif problem == 'no checkpoint yet':  # killed in its first epoch
         (ckpts.parent / 'empty').mkdir()
         (ckpts.parent / 'empty' / '.latest_checkpoint.pt.123.tmp').write_bytes(b'an unfinished save')
@@ -949,7 +960,8 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
         target, expected = '.', (r"^'\.' is not a run's checkpoints folder \(no \.pt file in it\); pass --resume a "
                                  "run's timestamp or name, its checkpoints folder, or a checkpoint file$")
     elif problem == 'empty':  # "$CHECKPOINT" of an unset variable: not a new run in its place
-        target, expected = '', r'^--resume is empty \(an unset shell variable\?\); give it a value, or leave --resume out for a new run$'
+        target, expected = '', (r'^--resume is empty \(an unset shell variable\?\); give it a value, or leave --resume '
+                                'out for a new run$')
     elif problem == 'architecture':  # another project's checkpoint: its model and its data both differ
         checkpoint = load(latest)
         name = next(iter(checkpoint['model']))
@@ -972,7 +984,8 @@ def test_resume_refuses_a_run_whose_process_still_runs(workdir, data_args):
     finished = note.read_text()
 
     def pretend_running(process):  # what note.log says while a (resumed) run trains
-        note.write_text(finished + f'provenance:\n    host: {socket.gethostname()}\n    pid: {process.pid}\nstatus: running\n')
+        note.write_text(finished + f'provenance:\n    host: {socket.gethostname()}\n    pid: {process.pid}\n'
+                        'status: running\n')
 
     sleep = [sys.executable, '-c', 'import time; time.sleep(60)']
     other = subprocess.Popen(sleep)  # the pid now belongs to another program: the run itself is gone

@@ -72,11 +72,13 @@ def test_an_optional_columns_value_may_be_empty_but_nothing_else(tmp_path):
     path.write_text(','.join(METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS) + '\r\n' + ''.join(
         f'{e},{5 * e},1,0.5,0.{e},0.6,1e-4,1,{norm},0.2,0.7\r\n' for e, norm in ((1, '0.5'), (2, ''), (3, 'x'))))
     assert [(row['epoch'], row['grad_norm']) for row in read_metrics_rows(path)] == [('1', '0.5'), ('2', '')]
-    assert plot.read_metrics(tmp_path)['grad_norm'][0] == 0.5 and math.isnan(plot.read_metrics(tmp_path)['grad_norm'][1])
+    norms = plot.read_metrics(tmp_path)['grad_norm']
+    assert norms[0] == 0.5 and math.isnan(norms[1])
 
 
 def test_note_config_takes_each_resumes_overrides(tmp_path):
-    (tmp_path / 'note.log').write_text('config:\n    lr: 0.0001\n    n_epoch: 5\n    dataset_dir: data\nstatus: running\n'
+    (tmp_path / 'note.log').write_text('config:\n    lr: 0.0001\n    n_epoch: 5\n    dataset_dir: data\n'
+                                       'status: running\n'
                                        'status: finished at 2026-01-01 12:00:00, epoch 5, step 40\n\nresumed at ...\n'
                                        'overrides: lr=0.005, dataset_dir=a, b=c, n_epoch=9\nstatus: running\n'
                                        '\nresumed at ...\noverrides: none\nstatus: running\n')
@@ -105,7 +107,8 @@ def test_losses_that_span_more_than_two_decades_are_drawn_on_a_log_scale(tmp_pat
     assert len(drawn_figures) == 2
     for figure in drawn_figures:  # the run's curves.png, then the comparison
         loss_axes = figure.axes[0]
-        assert (loss_axes.get_yscale(), loss_axes.get_ylabel()) == (scale, 'loss (log scale)' if scale == 'log' else 'loss')
+        label = 'loss (log scale)' if scale == 'log' else 'loss'
+        assert (loss_axes.get_yscale(), loss_axes.get_ylabel()) == (scale, label)
 
 
 def test_the_best_epoch_is_the_lowest_valid_loss_in_metrics(tmp_path):
@@ -140,7 +143,8 @@ def test_runs_and_plot_print_and_draw_a_run_name_that_is_not_utf_8_escaped(tmp_p
     assert (tmp_path / 'loggers' / names[0] / 'curves.png').read_bytes().startswith(b'\x89PNG')
     code, stdout, stderr = run_as_command('plot.py', names, monkeypatch, capsys)
     assert (code, stdout) == (0, 'wrote comparison.png\n'), stderr
-    labels = [line.get_label() for line in drawn_figures[-1].axes[0].get_lines() if not line.get_label().startswith('_')]
+    labels = [line.get_label() for line in drawn_figures[-1].axes[0].get_lines()
+              if not line.get_label().startswith('_')]
     assert labels == [f'{shown[0]} (lr=0.9)', f'{shown[1]} (lr=0.7)']
     assert drawn_figures[-1]._suptitle.get_text() == f'2 runs: lowest valid loss 0.5 ({shown[1]}, epoch 2)'
     assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
@@ -157,7 +161,8 @@ def test_plot_draws_a_dollar_sign_in_a_run_name_or_a_value_as_it_is(tmp_path, mo
     assert drawn_figures[-1]._suptitle.get_text().startswith(r'run x\$_\$y: best valid loss 0.8 ')
     code, stdout, stderr = run_as_command('plot.py', names, monkeypatch, capsys)
     assert (code, stdout) == (0, 'wrote comparison.png\n'), stderr
-    labels = [line.get_label() for line in drawn_figures[-1].axes[0].get_lines() if not line.get_label().startswith('_')]
+    labels = [line.get_label() for line in drawn_figures[-1].axes[0].get_lines()
+              if not line.get_label().startswith('_')]
     assert labels == [r'x\$_\$y (data=a\$^\$b.csv)', 'z (data=c.csv)']  # drawn as 'x$_$y (data=a$^$b.csv)'
     assert drawn_figures[-1]._suptitle.get_text() == '2 runs: lowest valid loss 0.5 (z, epoch 2)'
     assert (tmp_path / 'comparison.png').read_bytes().startswith(b'\x89PNG')
@@ -167,8 +172,10 @@ def test_runs_table_gives_each_runs_median_epoch_seconds_and_its_share_waiting_f
     """Medians over the epochs: a first epoch slowed by the workers' start does not decide them. A run from before
     data_seconds has no data_wait."""
     loggers = tmp_path / 'loggers'
-    hand_made_run(loggers / 'slow_data', {'num_workers': 0}, [0.9, 0.8, 0.7], seconds=[(9.0, 6.0), (2.0, 0.5), (2.2, 0.6)])
-    hand_made_run(loggers / 'workers', {'num_workers': 4}, [0.9, 0.8, 0.7], seconds=[(5.0, 4.0), (1.5, 0.135), (1.4, 0.126)])
+    hand_made_run(loggers / 'slow_data', {'num_workers': 0}, [0.9, 0.8, 0.7],
+                  seconds=[(9.0, 6.0), (2.0, 0.5), (2.2, 0.6)])
+    hand_made_run(loggers / 'workers', {'num_workers': 4}, [0.9, 0.8, 0.7],
+                  seconds=[(5.0, 4.0), (1.5, 0.135), (1.4, 0.126)])
     hand_made_run(loggers / 'older', {'num_workers': 0}, [0.9, 0.8])
     metrics = loggers / 'older' / 'metrics.csv'
     metrics.write_text(metrics.read_text().replace('1.0\n', '1.25\n', 1))  # epoch_seconds 1.25 and 1.0
@@ -181,7 +188,8 @@ def test_runs_table_gives_each_runs_median_epoch_seconds_and_its_share_waiting_f
     text = runs.table(loggers, sort='data_wait')
     header, *lines = text.splitlines()
     assert header.split()[6:10] == ['s_per_epoch', 'samples_per_s', 'data_wait', 'num_workers']
-    assert [line.split()[0] for line in lines] == ['workers', 'slow_data', 'older']  # by number, not as text ('27%' < '9%')
+    # by number, not as text ('27%' < '9%')
+    assert [line.split()[0] for line in lines] == ['workers', 'slow_data', 'older']
     assert [line.split()[0] for line in runs.table(loggers, sort='s_per_epoch').splitlines()[1:]] == [
         'older', 'workers', 'slow_data']
 
@@ -197,11 +205,13 @@ def test_runs_table_gives_each_runs_training_samples_a_second(tmp_path):
     hand_made_run(loggers / 'plain', {'compile': False}, [0.9, 0.8, 0.7], data=data, seconds=[(3.0, 0.1, 2.5)] * 3)
     hand_made_run(loggers / 'few', {'compile': False}, [0.9], data={'train_samples': 3, 'valid_samples': 1},
                   seconds=[(3.0, 0.1, 2.0)])
-    hand_made_run(loggers / 'own_key', {'compile': False, 'train_samples': 7}, [0.9], data=data, seconds=[(3.0, 0.1, 0.8)])
+    hand_made_run(loggers / 'own_key', {'compile': False, 'train_samples': 7}, [0.9], data=data,
+                  seconds=[(3.0, 0.1, 0.8)])
     hand_made_run(loggers / 'older', {'compile': False}, [0.9], data=data, seconds=[(3.0, 0.1)])
     hand_made_run(loggers / 'no_size', {'compile': False}, [0.9], seconds=[(3.0, 0.1, 2.0)])
     speed = {folder.name: runs.summarize(folder)[0].get('samples_per_s') for folder in loggers.iterdir()}
-    assert speed == {'compiled': '2000', 'plain': '400', 'few': '1.5', 'own_key': '1250', 'older': None, 'no_size': None}
+    assert speed == {'compiled': '2000', 'plain': '400', 'few': '1.5', 'own_key': '1250', 'older': None,
+                     'no_size': None}
     config, _, _ = runfiles.read_note(loggers / 'own_key')
     assert (config['train_samples'], config['data.train_samples'], config['valid_samples']) == ('7', '1000', '250')
     header, *lines = runs.table(loggers, sort='samples_per_s').splitlines()
@@ -219,7 +229,8 @@ def test_runs_and_plot_answer_without_importing_torch(tmp_path):
     for command in (['runs.py'], ['plot.py', folder.name]):
         result = subprocess.run([sys.executable, '-X', 'importtime', str(PROJECT / command[0]), *command[1:]],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        imported = {line.rsplit('|', 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith('import time:')}
+        imported = {line.rsplit('|', 1)[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith('import time:')}
         assert result.returncode == 0 and 'runfiles' in imported, result.stderr[-3000:]
         assert 'torch' not in imported, command
         printed[command[0]] = result.stdout
@@ -235,8 +246,8 @@ def test_runs_and_plot_say_when_their_output_cannot_be_written_and_stop_quietly_
     hand_made_run(folder, {'lr': 0.001}, [0.8, 0.75])
     for command in (['runs.py'], ['plot.py', folder.name]):
         def run_with(stdout, command=command):
-            return subprocess.run([sys.executable, str(PROJECT / command[0]), *command[1:]], cwd=tmp_path, stdout=stdout,
-                                  stderr=subprocess.PIPE, text=True, timeout=300)
+            return subprocess.run([sys.executable, str(PROJECT / command[0]), *command[1:]], cwd=tmp_path,
+                                  stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
 
         with open('/dev/full', 'w') as full:  # `python runs.py > runs.txt` on a full disk: the table is lost
             result = run_with(full)
@@ -286,7 +297,8 @@ def test_a_comparison_against_time_puts_each_epoch_where_its_run_reached_it(tmp_
     best_marks = [list(line.get_xdata()) for line in panels[0].get_lines() if line.get_marker() == 'o']
     assert best_marks == [pytest.approx([70 / 60]), [2.0]]  # each run's best epoch, at its own time
     assert plot.elapsed([{'epoch_seconds': [3600.0, 5400.0]}]) == ([[1.0, 2.5]], 'hours')
-    assert plot.elapsed([{'epoch_seconds': [50.0, 70.0]}, {'epoch_seconds': [1.5]}]) == ([[50.0, 120.0], [1.5]], 'seconds')
+    assert plot.elapsed([{'epoch_seconds': [50.0, 70.0]}, {'epoch_seconds': [1.5]}]) == (
+        [[50.0, 120.0], [1.5]], 'seconds')
     assert run_as_command('plot.py', ['fast', '--x', 'time'], monkeypatch, capsys) == (2, '', (
         "error: --x time is for a comparison of two or more runs (one run's curves.png is against epochs); name more "
         'runs, or leave --x out\n'))
@@ -302,7 +314,8 @@ def test_a_comparison_draws_the_gradient_norms_of_the_runs_that_measured_them(tm
     figure = drawn_figures[0]
     *panels, key = figure.axes
     assert [panel.get_title() for panel in panels[2:]] == ['learning rate', 'gradient norm (train, before clipping)']
-    colours = {line.get_label(): line.get_color() for line in panels[0].get_lines() if not line.get_label().startswith('_')}
+    colours = {line.get_label(): line.get_color() for line in panels[0].get_lines()
+               if not line.get_label().startswith('_')}
     drawn = [(line.get_color(), list(line.get_ydata())) for line in panels[3].get_lines()
              if any(math.isfinite(norm) for norm in line.get_ydata())]
     assert drawn == [(colours['clipped (clip_flag=True)'], [2.5, 1.5, 1.25])]  # in the run's own colour

@@ -153,7 +153,8 @@ def backend_failure(cause):
 
 
 @pytest.mark.parametrize('error, message', [
-    (backend_failure(InvalidCxxCompiler("No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')")),
+    (backend_failure(InvalidCxxCompiler(
+        "No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')")),
      "InvalidCxxCompiler: No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')); install a "
      'C++ compiler (g++ or clang), or pass --compile false'),
     (RuntimeError('Dynamo is not supported on Python 3.12+'),  # an older torch on a newer Python
@@ -163,7 +164,8 @@ def test_a_machine_where_torch_compile_fails_is_one_line_before_anything_is_writ
                                                                                     error, message):
     # before, the run started and its first step failed with the compiler's traceback
     monkeypatch.setattr(train.torch, 'compile', compile_that_fails(error))
-    with pytest.raises(RunError, match=re.escape(f'--compile true: torch.compile fails on this machine ({message}') + '$'):
+    with pytest.raises(RunError,
+                       match=re.escape(f'--compile true: torch.compile fails on this machine ({message}') + '$'):
         run(data_args + ['--n_epoch', 1, '--compile', 'true'])
     assert not (workdir / 'loggers').exists() and not (workdir / 'checkpoints').exists()
 
@@ -221,7 +223,8 @@ def host_reads_of_a_run(argv):
         for name in HOST_READS:
             def read(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
                 caller = sys._getframe(1).f_code.co_filename
-                if caller.startswith(project) and 'tests' not in caller[len(project):] and not caller.endswith('dataset.py'):
+                ours = caller.startswith(project) and 'tests' not in caller[len(project):]
+                if ours and not caller.endswith('dataset.py'):
                     reads.append(_name)
                 return _original(self, *args, **kwargs)
             patch.setattr(torch.Tensor, name, read)
@@ -250,7 +253,8 @@ def test_steps_leave_no_gradients_and_validation_runs_in_inference_mode(workdir,
 
     models, train_function = [], train.train
     monkeypatch.setattr(train, 'build_model', lambda config: models.append(Recording()) or models[-1])
-    monkeypatch.setattr(train, 'train', lambda *args: calls.clear() or train_function(*args))  # 3.8 and 3.10 not counted
+    # 3.8 and 3.10 not counted
+    monkeypatch.setattr(train, 'train', lambda *args: calls.clear() or train_function(*args))
     assert run(data_args + ['--n_epoch', 2]) == 0
     assert {c for c in calls if c[0]} == {(True, False, True)}
     assert {c for c in calls if not c[0]} == {(False, True, False)}  # validation: inference_mode
@@ -273,7 +277,8 @@ def test_batches_go_to_another_device_without_blocking_and_stay_put_on_the_cpu(m
     assert to_device(batch, torch.device('cpu')) is batch  # no per-step calls on the CPU
     calls = []
     to = torch.Tensor.to
-    monkeypatch.setattr(torch.Tensor, 'to', lambda self, *args, **kwargs: calls.append(kwargs) or to(self, *args, **kwargs))
+    monkeypatch.setattr(torch.Tensor, 'to',
+                        lambda self, *args, **kwargs: calls.append(kwargs) or to(self, *args, **kwargs))
     moved = to_device(batch, torch.device('meta'), torch.channels_last)  # 'meta' stands in for a GPU here
     assert [x.device.type for x in moved] == ['meta', 'meta']
     assert [c['non_blocking'] for c in calls] == [True, True]  # async copies from pinned memory
@@ -285,7 +290,8 @@ def meter_batches(sizes):
     generator = torch.Generator().manual_seed(0)
     batches = []
     for step, n in enumerate(sizes):
-        output = torch.randn(n, OUTPUTS, generator=generator) * 10.0 ** torch.randint(-12, 13, (n, 1), generator=generator)
+        scale = 10.0 ** torch.randint(-12, 13, (n, 1), generator=generator)
+        output = torch.randn(n, OUTPUTS, generator=generator) * scale
 {%- if cookiecutter.task == 'classification' %}
         target = torch.randint(0, OUTPUTS, (n,), generator=generator)
 {%- else %}

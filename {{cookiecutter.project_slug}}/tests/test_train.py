@@ -68,7 +68,8 @@ def test_a_run_writes_every_log_and_checkpoint(workdir, data_args):
     assert run(data_args + ['--n_epoch', 3]) == 0
     logs, ckpts = only_run(workdir)
     curves = {'curves.png'} if importlib.util.find_spec('matplotlib') else set()
-    assert {p.name for p in logs.iterdir()} == {'train.log', 'val.log', 'note.log', 'metrics.csv', 'config.json'} | curves
+    logged = {'train.log', 'val.log', 'note.log', 'metrics.csv', 'config.json'}
+    assert {p.name for p in logs.iterdir()} == logged | curves
     assert {p.name for p in ckpts.iterdir()} == {'best_checkpoint.pt', 'latest_checkpoint.pt'}
     assert logs.name == ckpts.name  # one timestamp names both folders
     for name in ('train.log', 'val.log'):
@@ -105,7 +106,8 @@ def test_random_flips_and_shifts_apply_to_each_training_batch_and_nothing_else(w
     monkeypatch.setattr(train, 'augment', recording_augment)
     assert run(data_args + ['--n_epoch', 1]) == 0
     assert calls == []  # off by default: the batches as they are
-    assert run(data_args + ['--n_epoch', 2, '--random_flip', 'true', '--random_shift', 3, '--run_name', 'augmented']) == 0
+    augmented = ['--random_flip', 'true', '--random_shift', 3, '--run_name', 'augmented']
+    assert run(data_args + ['--n_epoch', 2, *augmented]) == 0
     n_train = load(workdir / 'checkpoints' / 'augmented' / 'latest_checkpoint.pt')['data']['train']
     batch_sizes = [min(TEST_BATCH_SIZE, n_train - start) for start in range(0, n_train, TEST_BATCH_SIZE)]
     assert calls == [(n, True, 3) for n in batch_sizes * 2]  # every training batch, no validation one
@@ -182,8 +184,10 @@ def test_a_model_without_fit_scaling_trains_unscaled_with_a_warning(workdir, dat
     monkeypatch.setattr(train, 'build_model', lambda config: ConstantModel(WIDTH))
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)
-    assert ('warning: ConstantModel has no {{ missing | map("first") | join(" or ") }}, so it trains on unscaled '
-            '{{ missing | map("last") | join(" and ") }}, each in its own units; copy {{ "it and the buffers it fits" if missing | length == 1 else "them and the buffers they fit" }} from model.py to '
+    assert ('warning: ConstantModel has no '
+            '{{ missing | map("first") | join(" or ") }}, '
+            'so it trains on unscaled {{ missing | map("last") | join(" and ") }}, each in its own units; '
+            'copy {{ "it and the buffers it fits" if missing | length == 1 else "them and the buffers they fit" }} from model.py to '
             'standardize them') in (logs / 'train.log').read_text()
 {%- endif %}
 
@@ -387,10 +391,10 @@ def test_a_label_outside_the_classes_mid_run_names_the_labels_and_the_resume(wor
     k = load(ckpts / 'latest_checkpoint.pt')['config']['num_classes']
     log = (logs / 'train.log').read_text()
     assert re.search(rf'error at epoch 1 in validation: saved checkpoints/{ckpts.name}/latest_checkpoint.pt at step '
-                     rf"\d+; a sample has label {k}, outside the classes 0\.\.{k - 1} \(the loss's 'Target {k} is out "
-                     rf"of bounds\.'\): fix the labels in dataset.py \(or start a new run with --num_classes {k + 1}\), "
-                     rf'then resume with: python train.py --resume {logs.name}; a dataset with `targets` has them all '
-                     'checked at the start\n', log), log
+                     rf"\d+; a sample has label {k}, outside the classes 0\.\.{k - 1} \(the loss's 'Target {k} is "
+                     rf"out of bounds\.'\): fix the labels in dataset.py \(or start a new run with --num_classes "
+                     rf'{k + 1}\), then resume with: python train.py --resume {logs.name}; a dataset with `targets` '
+                     'has them all checked at the start\n', log), log
     monkeypatch.setattr(train, 'build_datasets', build_datasets)  # the labels fixed: the named resume goes on
     assert run(['--resume', logs.name]) == 0
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
@@ -452,7 +456,8 @@ def as_dict(sample):
 
 def test_samples_that_are_not_tuples_stop_before_anything_runs_the_model(workdir, data_args, monkeypatch):
     build_datasets = train.build_datasets
-    monkeypatch.setattr(train, 'build_datasets', lambda config: [ChangedSamples(d, as_dict) for d in build_datasets(config)])
+    monkeypatch.setattr(train, 'build_datasets',
+                        lambda config: [ChangedSamples(d, as_dict) for d in build_datasets(config)])
     with pytest.raises(RunError, match=re.escape("the dataset's samples are dict, but train() needs a tuple "
                                                  '(inputs..., target) to call model(*inputs); fix __getitem__ in '
                                                  'dataset.py') + '$'):  # before the collate_fn meets them
@@ -565,7 +570,8 @@ def test_parameters_the_output_does_not_use_are_named_in_a_warning(workdir, data
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, ckpts = only_run(workdir)
     assert (f'| warning: the model output does not depend on {named} (in training mode), so they do not '
-            'train; use them in forward, or freeze them with requires_grad_(False) in model.py\n') in (logs / 'train.log').read_text()
+            'train; use them in forward, or freeze them with requires_grad_(False) in model.py\n'
+            ) in (logs / 'train.log').read_text()
     saved = load(ckpts / 'latest_checkpoint.pt')['model']
     assert all(torch.equal(saved[f'unused.{key}'], value) for key, value in built['unused'].items())  # not even decayed
 
@@ -622,7 +628,8 @@ def test_the_gradient_check_runs_in_training_mode_and_leaves_no_trace(workdir, d
     loader = torch.utils.data.DataLoader(train.build_datasets(config)[1], collate_fn=train.collate_fn)
     model = ModeDependentModel(config, extra_in)
     before, buffers = get_rng_state(), {k: v.clone() for k, v in model.state_dict().items()}
-    assert check_one_sample(model, loader, torch.device('cpu'), config, 64) == ['extra.weight', 'extra.bias'] * (extra_in == 'eval')
+    unused = ['extra.weight', 'extra.bias'] * (extra_in == 'eval')
+    assert check_one_sample(model, loader, torch.device('cpu'), config, 64) == unused
     after = get_rng_state()
     assert torch.equal(before['torch'], after['torch']) and before['python'][1].equal(after['python'][1])
     assert all(torch.equal(value, buffers[key]) for key, value in model.state_dict().items())  # BatchNorm's statistics
@@ -654,8 +661,8 @@ def test_a_model_that_cannot_train_on_one_sample_stops_before_anything_is_writte
     monkeypatch.setattr(train, 'build_datasets', first_training_samples(2 * TEST_BATCH_SIZE + 1))
     monkeypatch.setattr(train, 'build_model', BatchNormedModel)
     # before, the first epoch's last step failed (and every resume at the same step)
-    with pytest.raises(RunError, match=re.escape('the model cannot train on a batch of one sample (Expected more than 1 '
-                                                 'value per channel when training') + r'.*' + re.escape(
+    with pytest.raises(RunError, match=re.escape('the model cannot train on a batch of one sample (Expected more '
+                                                 'than 1 value per channel when training') + r'.*' + re.escape(
             f"and each epoch's last training batch would hold one ({2 * TEST_BATCH_SIZE + 1} training samples in "
             f'batches of {TEST_BATCH_SIZE}); use --batch_size {TEST_BATCH_SIZE - 1} or {TEST_BATCH_SIZE + 1}, or make '
             'model.py train on a batch of one') + '$'):
@@ -855,7 +862,8 @@ def test_an_empty_value_is_taken_for_a_key_whose_default_is_empty(tmp_path):
     (['--clip_max_norm', 'Infinity'], 'clip_max_norm must be a finite number, got inf'),
     (['--dropout=-inf'], 'dropout must be a finite number, got -inf'),
     # "$VAR" of an unset shell variable, and folders a run cannot be made in
-    (['--amp', ''], "--amp is empty (an unset shell variable?); give it a value, or leave --amp out for its default 'none'"),
+    (['--amp', ''], '--amp is empty (an unset shell variable?); give it a value, or leave --amp out for its default '
+                    "'none'"),
     (['--config', ''], '--config is empty (an unset shell variable?); give it a value, or leave --config out for the'),
     (['--loggers_dir', '.'], "loggers_dir '.' names no new folder for this run; pass one to create, such as "
                              '--loggers_dir loggers/exp1'),
@@ -1002,7 +1010,8 @@ def test_unknown_key_exits_2_with_one_line(tmp_path):
                             text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert result.stderr.startswith('error: unknown option --lrr; did you mean --lr? valid keys:') and '--lr,' in result.stderr
+    assert result.stderr.startswith('error: unknown option --lrr; did you mean --lr? valid keys:')
+    assert '--lr,' in result.stderr
 
 
 def test_clipping_and_scheduler_can_be_switched_off(workdir, data_args):
@@ -1027,7 +1036,8 @@ def test_weight_decay_shrinks_weight_matrices_but_not_biases_or_norms(workdir, d
     params = list(build_model(checkpoint['config']).parameters())
     groups = checkpoint['optimizer']['param_groups']
     assert [group['weight_decay'] for group in groups] == [0.01, 0.0]
-    assert [len(group['params']) for group in groups] == [sum(p.ndim >= 2 for p in params), sum(p.ndim < 2 for p in params)]
+    assert [len(group['params']) for group in groups] == [sum(p.ndim >= 2 for p in params),
+                                                          sum(p.ndim < 2 for p in params)]
     assert len(groups[1]['params']) > 0
 
 
@@ -1092,7 +1102,8 @@ def test_the_class_weighted_loss_is_the_weighted_mean_over_samples_and_splits_in
     per_sample = nn.functional.cross_entropy(output, target, reduction='none')
     loss = ClassWeightedCrossEntropy(weight)
     assert torch.isclose(loss(output, target), (weight[target] * per_sample).mean())
-    assert torch.isclose(ClassWeightedCrossEntropy(torch.ones(3))(output, target), nn.CrossEntropyLoss()(output, target))
+    unweighted = nn.CrossEntropyLoss()(output, target)
+    assert torch.isclose(ClassWeightedCrossEntropy(torch.ones(3))(output, target), unweighted)
     # micro-batches add up to the whole batch (grad_accum_steps, DDP); with nn.CrossEntropyLoss(weight=...), which
     # divides each by its own sum of weights (6.5 for the first 3 samples here, 14.5 for the other 9), they do not
     torch_loss = nn.CrossEntropyLoss(weight=weight)
@@ -1134,7 +1145,8 @@ def valid_probabilities(checkpoint):
         return model(*inputs).double().softmax(dim=1), target
 
 
-def test_balanced_class_weights_weigh_training_and_validation_and_lift_the_rare_classes(workdir, data_args, monkeypatch):
+def test_balanced_class_weights_weigh_training_and_validation_and_lift_the_rare_classes(workdir, data_args,
+                                                                                       monkeypatch):
     monkeypatch.setattr(train, 'build_datasets', class_0_common(build_datasets))
     monkeypatch.setattr(train, 'build_model', PriorModel)
     class_0_share = {}
