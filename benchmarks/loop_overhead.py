@@ -27,8 +27,9 @@ another (docs/speed.md). Every loop process gets the same fixed glibc malloc thr
 allocator's adaptive ones (which depend on each process's history) cannot decide the result.
 On CUDA a loop synchronises the GPU before handing over, so that its queued work counts in its own turn.
 Progress bars read a clock that stops while their loop waits, so they redraw as often per step as in
-a run alone. A repeat runs every loop once; the first turn rotates between repeats; one untimed repeat comes first (first imports). A ratio is the median over repeats of
-train's rate over the other loop's rate in the same repeat. Peak RSS is each loop process's peak
+a run alone. A repeat runs every loop once; the first turn rotates between repeats; one untimed repeat comes
+first (first imports). A ratio is the median over repeats of train's rate over the other loop's rate in the
+same repeat. Peak RSS is each loop process's peak
 during its loop (Linux resets it through /proc/self/clear_refs), the largest over repeats. Start-up
 is the wall time of `python train.py` until its first training progress bar, minus that of
 `python -c "import torch"`; for reference it also times a bare script that imports torch and builds
@@ -217,8 +218,9 @@ def run_lightning(mods, config, loaders, model, device):
 
     precision = {'none': '32-true', 'bf16': 'bf16-mixed', 'fp16': '16-mixed'}[config['amp']]
     trainer = L.Trainer(max_epochs=config['n_epoch'], accelerator=device.type, devices=1, logger=False,
-                        precision=precision, enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
-                        num_sanity_val_steps=0, gradient_clip_val=config['clip_max_norm'] if config['clip_flag'] else None,
+                        precision=precision, enable_checkpointing=False, enable_progress_bar=True,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        gradient_clip_val=config['clip_max_norm'] if config['clip_flag'] else None,
                         use_distributed_sampler=False)
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.fit(Module(), train_loader, valid_loader)

@@ -61,7 +61,8 @@ def test_combination_bakes_clean(baked, task, model, dataset):
 
 
 def literal_keys(source, function, dict_name):
-    """The keys of every dict literal passed to `function` in `source`, and those of the dict assigned to `dict_name`."""
+    """The keys of every dict literal passed to `function` in `source`, and those of the dict assigned to
+    `dict_name`."""
     called, assigned = set(), set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == function:
@@ -82,9 +83,11 @@ def test_choices_reach_the_code(baked, task, model, dataset):
         assert 'nn.CrossEntropyLoss()' in train_py and "METRIC_NAME = 'acc'" in runfiles_py
     else:
         assert 'nn.MSELoss()' in train_py and "METRIC_NAME = 'mae'" in runfiles_py
-    assert {'mlp': 'class MLP', 'cnn': 'class SmallCNN', 'transformer': 'class TransformerEncoderModel'}[model] in model_py
-    assert {'synthetic': 'class SyntheticDataset', 'csv': 'class CsvDataset', 'image_folder': 'class ImageFolderDataset',
-            'sequence': 'class SequenceDataset'}[dataset] in dataset_py
+    model_classes = {'mlp': 'class MLP', 'cnn': 'class SmallCNN', 'transformer': 'class TransformerEncoderModel'}
+    assert model_classes[model] in model_py
+    dataset_classes = {'synthetic': 'class SyntheticDataset', 'csv': 'class CsvDataset',
+                       'image_folder': 'class ImageFolderDataset', 'sequence': 'class SequenceDataset'}
+    assert dataset_classes[dataset] in dataset_py
     # each file checks the minimums of its own config keys only: a key another choice has would puzzle its reader
     for source, config_name in ((dataset_py, 'DATA_CONFIG'), (model_py, 'MODEL_CONFIG')):
         checked, config_keys = literal_keys(source, 'check_minimums', config_name)

@@ -107,7 +107,8 @@ def test_cuda_checks_tf32_stage_trains_once_at_each_precision(tmp_path):
 def test_cuda_checks_oom_stage_shows_the_one_line_error_of_a_model_too_large(tmp_path):
     """QUICK=1 leaves out the batches too large for a GPU (on a CPU they would allocate tens of GB)."""
     code, log = run_cuda_check_stage(tmp_path, 'oom_run', quick=True)
-    assert code == 0 and log[-2].startswith('error: the model does not fit in memory (an allocation of ') and log[-1] == 'exit 2', log
+    assert code == 0 and log[-1] == 'exit 2', log
+    assert log[-2].startswith('error: the model does not fit in memory (an allocation of '), log
 
 
 def test_cuda_check_refuses_an_unknown_stage_or_a_folder_with_logs_in_it(tmp_path):

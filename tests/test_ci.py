@@ -55,13 +55,21 @@ def test_the_files_run_in_some_projects_only_have_no_template_branch_and_cover_w
         assert '{%' not in text and '{{' not in text and 'cookiecutter' not in text, path
         assert projects and set(projects) <= set(SUBSET), path
         assert None in projects.values(), path
-    assert {model for _, model, _ in ANSWER_FREE['tests/test_distributed.py']} == set(OPTIONS['model'])  # DDP: each model
+    # DDP: each model
+    assert {model for _, model, _ in ANSWER_FREE['tests/test_distributed.py']} == set(OPTIONS['model'])
     faults = ANSWER_FREE['tests/test_faults.py']  # signals and crashes: in-memory data, and files read in workers
     assert ('classification', 'mlp', 'synthetic') in faults and any(dataset != 'synthetic' for _, _, dataset in faults)
     waits = {dataset for _, _, dataset in ANSWER_FREE['tests/test_data_wait.py']}  # in memory, and decoded as read
     assert waits & {'synthetic', 'csv'} and 'image_folder' in waits
     plots = {task for task, _, _ in ANSWER_FREE['tests/test_runs_and_plots.py']}  # the metric's name: the task's
     assert plots == set(OPTIONS['task'])
+
+
+def test_the_templates_own_python_passes_its_ruff_check():
+    # pyproject.toml's rules, E501 (120 columns) among them; its exclude keeps the Jinja templates out
+    result = subprocess.run([sys.executable, '-m', 'ruff', 'check', '--no-cache', '.'], cwd=TEMPLATE,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def test_make_test_fails_when_pytest_collects_no_tests(tmp_path):

@@ -1,7 +1,7 @@
 """The generated train.py under torchrun (DDP, gloo on CPU): one run folder, full validation, resume
 both ways, a named run started again (after a start that saved nothing) and resumed by the same command,
-the same first step as one process with the combined batch, a clean SIGTERM stop, a signal to one rank in validation, and a killed rank resumed from the timed
-mid-epoch save as if never stopped."""
+the same first step as one process with the combined batch, a clean SIGTERM stop, a signal to one rank in
+validation, and a killed rank resumed from the timed mid-epoch save as if never stopped."""
 
 import os
 import re
@@ -88,7 +88,8 @@ def test_torchrun_writes_one_run_whose_validation_covers_every_sample_once(proje
     result = run(torchrun + [str(project / 'train.py'), '--n_epoch', '2', '--n_samples', '205'] + SMALL, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     logs, ckpts = only_run(tmp_path)
-    assert sorted(p.name for p in logs.iterdir()) == ['config.json', 'curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
+    assert sorted(p.name for p in logs.iterdir()) == ['config.json', 'curves.png', 'metrics.csv', 'note.log',
+                                                      'train.log', 'val.log']
     assert sorted(p.name for p in ckpts.iterdir()) == ['best_checkpoint.pt', 'latest_checkpoint.pt']
     assert 'x 2' in (logs / 'note.log').read_text()  # the world size
     val = epoch_lines(logs / 'val.log')
@@ -232,7 +233,8 @@ def test_a_signal_to_one_rank_in_validation_stops_both_and_resume_is_as_if_never
     assert not re.search(r'(train|utils)\.py", line', signalled.stderr), signalled.stderr[-3000:]  # no rank crashed
     logs, ckpts = only_run(tmp_path)
     on_disk = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
-    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) == (1, 16, 128)  # epoch 2 trained (a rank's samples)
+    # epoch 2 trained (a rank's samples)
+    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) == (1, 16, 128)
     train_log = (logs / 'train.log').read_text()
     assert train_log.count('interrupted by SIGTERM at epoch 2 in validation; saved ') == 1, train_log  # rank 0 names it
     assert 'status: interrupted (SIGTERM)' in (logs / 'note.log').read_text()
@@ -263,7 +265,8 @@ def test_a_rank_killed_mid_epoch_resumes_from_the_timed_save_as_if_never_stopped
     assert killed.returncode != 0
     logs, ckpts = only_run(tmp_path)
     on_disk = torch.load(ckpts / 'latest_checkpoint.pt', weights_only=True)
-    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) in [(1, 5, 16), (1, 6, 32)], killed.stderr[-3000:]
+    assert (on_disk['epoch'], on_disk['step'], on_disk['samples_done']) in [(1, 5, 16), (1, 6, 32)], (
+        killed.stderr[-3000:])
     assert len(on_disk['epoch_totals']) == 2  # each rank's running sums of the epoch
 
     resumed = run(torchrun + [str(project / 'train.py'), '--resume', logs.name], tmp_path)

@@ -110,8 +110,8 @@ def test_generated_project_tests_pass(baked, tmp_path, task, model, dataset):
     project = shutil.copytree(baked_project, tmp_path / baked_project.name)
     env = forkserver_by_default(tmp_path / 'site') if (task, model, dataset) == FORKSERVER_SUITE else ENV
     if dataset != 'synthetic':
-        made = subprocess.run([sys.executable, 'dataset.py', '--make-example', 'data/', '--n_samples', '40'], cwd=project,
-                              capture_output=True, text=True, env=env)
+        made = subprocess.run([sys.executable, 'dataset.py', '--make-example', 'data/', '--n_samples', '40'],
+                              cwd=project, capture_output=True, text=True, env=env)
         assert made.returncode == 0, made.stderr
     trained = subprocess.run([sys.executable, 'train.py', '--n_epoch', '1', '--warmup_steps', '4']
                              + ['--n_samples', '40'] * (dataset == 'synthetic'), cwd=project, capture_output=True,
@@ -150,7 +150,8 @@ def test_train_py_runs_on_example_files(baked, tmp_path, task, model, dataset):
     assert trained.returncode == 0, trained.stderr[-3000:]
     (logs,) = (run / 'loggers').iterdir()
     (ckpts,) = (run / 'checkpoints').iterdir()
-    assert sorted(p.name for p in logs.iterdir()) == ['config.json', 'curves.png', 'metrics.csv', 'note.log', 'train.log', 'val.log']
+    assert sorted(p.name for p in logs.iterdir()) == ['config.json', 'curves.png', 'metrics.csv', 'note.log',
+                                                      'train.log', 'val.log']
     assert sorted(p.name for p in ckpts.iterdir()) == ['best_checkpoint.pt', 'latest_checkpoint.pt']
     assert 'epoch 2 step 6 loss' in (logs / 'val.log').read_text()  # 96 train samples / 32 per batch * 2 epochs
     predicted = subprocess.run([sys.executable, str(project / 'predict.py'), '--run', logs.name, '--data', 'data'],
@@ -206,7 +207,8 @@ def test_the_smallest_and_largest_answers_pass_the_data_and_training_tests(tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize('answers, files, selected, n_selected', [
-    ({'model': 'mlp', 'dataset': 'image_folder', 'image_size': 224}, ['tests/test_train.py', 'tests/test_data_layout.py'],
+    ({'model': 'mlp', 'dataset': 'image_folder', 'image_size': 224},
+     ['tests/test_train.py', 'tests/test_data_layout.py'],
      'loss_goes_down or targets_far_from_0_and_1 or resized_as_pillow_resizes or resize_center_crop or resize_pad '
      'or channel_scaling_for_predict', 17),
     ({'model': 'transformer', 'dataset': 'synthetic', 'num_features': 128}, ['tests/test_train.py'],
@@ -264,7 +266,8 @@ def test_dataloader_workers_as_on_macos(baked, tmp_path):
     env = sitecustomized(tmp_path / 'site', AS_ON_MACOS, 'import multiprocessing, torch; print(multiprocessing.'
                          'get_start_method(), torch.multiprocessing.get_sharing_strategy())', 'spawn file_system')
     # Ctrl-C in training, each spawned worker a fresh interpreter
-    summary = worker_tests_summary(project, env, 'train-SIGINT', 'separate_tensors or spawn_worker or pickled or dataset',
+    summary = worker_tests_summary(project, env, 'train-SIGINT',
+                                   'separate_tensors or spawn_worker or pickled or dataset',
                                    ['tests/test_faults.py', 'tests/test_dataset.py', 'tests/test_speed.py'])
     assert re.search(r'^\d+ passed, 3 skipped', summary), summary
 
@@ -329,7 +332,8 @@ def test_compile_on_a_machine_without_a_cxx_compiler_is_one_line_before_anything
                             env={**ENV, 'PATH': str(tmp_path / 'nothing'), 'CXX': '', 'CC': ''})
     assert result.returncode == 2, result.stderr[-3000:]
     assert re.fullmatch(r'error: --compile true: torch\.compile fails on this machine \(InvalidCxxCompiler: .+\); '
-                        r'install a C\+\+ compiler \(g\+\+ or clang\), or pass --compile false\n', result.stderr), result.stderr
+                        r'install a C\+\+ compiler \(g\+\+ or clang\), or pass --compile false\n', result.stderr), (
+        result.stderr)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -366,7 +370,8 @@ def test_benchmark_quick_run_with_bf16_the_control_loop_and_a_variant(tmp_path):
         '    train_logger, val_logger, note_logger = ',
         "    open(__file__ + '.ran', 'a').close()\n    train_logger, val_logger, note_logger = ", 1))
     result = subprocess.run([sys.executable, str(TEMPLATE / 'benchmarks' / 'loop_overhead.py'), '--quick',
-                             '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16', '--variant', f'changed={variant}'],
+                             '--repeats', '1', '--workload', 'tiny_mlp', '--amp', 'bf16',
+                             '--variant', f'changed={variant}'],
                             capture_output=True, text=True, timeout=900,
                             env={k: v for k, v in ENV.items() if k != 'PYTHONDONTWRITEBYTECODE'})
     assert result.returncode == 0, result.stderr[-3000:]
