@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from binaryornot.check import is_binary
 from conftest import COMBOS, TEMPLATE, suite_output
 from cookiecutter.main import cookiecutter
 
@@ -163,9 +164,18 @@ def test_caches_in_a_local_template_checkout_do_not_reach_the_project(tmp_path):
         'tests/__pycache__/conftest.cpython-311-pytest-9.2.0.pyc': '',
         'tests/.pytest_cache/v/cache/lastfailed': '{}\n',
     }
+    # A cache file that binaryornot takes for text but is not UTF-8: rendered, it stops the bake with a
+    # UnicodeDecodeError (seen with a real ruff cache), so the caches must be copied without rendering.
+    not_utf_8 = 'café {{ naïve }} {% résumé %} '.encode('latin-1') * 60
+    misjudged = ['.ruff_cache/0.15.0/5821734960711938157', '__pycache__/runs.cpython-311.pyc',
+                 'tests/.pytest_cache/v/cache/nodeids']
     for relative, text in planted.items():
         (source / relative).parent.mkdir(parents=True, exist_ok=True)
         (source / relative).write_text(text)
+    for relative in misjudged:
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_bytes(not_utf_8)
+    assert not is_binary(str(source / misjudged[0]))  # still a file that binaryornot misjudges
     project = Path(cookiecutter(str(template), no_input=True, output_dir=str(tmp_path / 'out')))
     assert not [p for p in project.rglob('*') if CACHES & set(p.parts)]
     assert project_files(project) == expected_files('synthetic')
