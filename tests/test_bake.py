@@ -167,8 +167,7 @@ def test_caches_in_a_local_template_checkout_do_not_reach_the_project(tmp_path):
     # A cache file that binaryornot takes for text but is not UTF-8: rendered, it stops the bake with a
     # UnicodeDecodeError (seen with a real ruff cache), so the caches must be copied without rendering.
     not_utf_8 = 'café {{ naïve }} {% résumé %} '.encode('latin-1') * 60
-    misjudged = ['.ruff_cache/0.15.0/5821734960711938157', '__pycache__/runs.cpython-311.pyc',
-                 'tests/.pytest_cache/v/cache/nodeids']
+    misjudged = [f'{folder}{cache}/misjudged' for folder in ('', 'tests/') for cache in sorted(CACHES)]
     for relative, text in planted.items():
         (source / relative).parent.mkdir(parents=True, exist_ok=True)
         (source / relative).write_text(text)
