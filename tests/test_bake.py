@@ -149,6 +149,23 @@ def project_contents(project):
     return {p: p.read_bytes() for p in project.rglob('*') if p.is_file() and not CACHES & set(p.parts)}
 
 
+def test_git_ignores_runs_data_and_caches_but_not_the_project(tmp_path):
+    project = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(tmp_path)))
+    ignored = ['loggers/20260101_120000/train.log', 'checkpoints/exp1/best_checkpoint.pt', 'data/data.csv',
+               '__pycache__/utils.cpython-311.pyc', 'tests/__pycache__/conftest.cpython-311.pyc',
+               '.pytest_cache/v/cache/lastfailed', '.ruff_cache/CACHEDIR.TAG', '.venv/pyvenv.cfg',
+               '.DS_Store', 'tests/.DS_Store']
+    kept = ['my_package/data/__init__.py']  # a module of the user's own named data: only ./data holds datasets
+    for relative in ignored + kept:
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text('x\n')
+    subprocess.run(['git', 'init', '-q'], cwd=project, check=True)
+    own_rules_only = ['git', '-c', 'core.excludesFile=']  # not the machine's global ignores
+    listed = subprocess.run([*own_rules_only, 'ls-files', '--others', '--exclude-standard'], cwd=project,
+                            check=True, capture_output=True, text=True).stdout.split()
+    assert set(listed) == expected_files('synthetic') | set(kept)
+
+
 def test_caches_in_a_local_template_checkout_do_not_reach_the_project(tmp_path):
     template = tmp_path / 'template'
     template.mkdir()
