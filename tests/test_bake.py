@@ -149,6 +149,17 @@ def project_contents(project):
     return {p: p.read_bytes() for p in project.rglob('*') if p.is_file() and not CACHES & set(p.parts)}
 
 
+def test_the_caches_copied_without_rendering_are_the_ones_the_hook_removes():
+    """cookiecutter.json's `_copy_without_render` and the hook's `CACHE_DIRS` name the same caches, at the
+    project's top and below it, so that no cache is rendered and every copied one is removed."""
+    hook = ast.parse((TEMPLATE / 'hooks' / 'post_gen_project.py').read_text(encoding='utf-8'))
+    removed = next(ast.literal_eval(node.value) for node in hook.body if isinstance(node, ast.Assign)
+                   and [target.id for target in node.targets] == ['CACHE_DIRS'])
+    copied = json.loads((TEMPLATE / 'cookiecutter.json').read_text(encoding='utf-8'))['_copy_without_render']
+    assert set(removed) == CACHES
+    assert sorted(copied) == sorted([*CACHES, *(f'*/{name}' for name in CACHES)])
+
+
 def test_git_ignores_runs_data_and_caches_but_not_the_project(tmp_path):
     project = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(tmp_path)))
     ignored = ['loggers/20260101_120000/train.log', 'checkpoints/exp1/best_checkpoint.pt', 'data/data.csv',
