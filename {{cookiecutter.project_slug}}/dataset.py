@@ -223,26 +223,37 @@ def synthetic_samples(config, n, seed):
 {%- if classification and cookiecutter.dataset != 'synthetic' %}
 
 
-def class_count_error(found, num_classes, where, what):
+def class_count_error(found, num_classes, where, what, why=''):
     """Training needs one output per class the data names: an output no class stands for is only ever wrong."""
-    return RunError(f"'{where}' has {found} {what} but num_classes is {num_classes}; pass --num_classes {found}")
+    return RunError(f"'{where}' has {found} {what} but num_classes is {num_classes}; pass --num_classes {found}{why}")
 {%- endif %}
 {%- if classification and cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
-def label_indices(labels, num_classes, where, classes=None, labels_required=True):
+def label_indices(labels, line_numbers, num_classes, where, classes=None, labels_required=True):
     """Integer labels are used as they are; names are numbered in sorted order, or by the training run's
-    `classes` when given (prediction). Training needs two classes or more. Returns (classes, targets)."""
-    if all(v.strip().isdecimal() for v in labels):  # isdigit() would take '²', which int() refuses
-        classes, targets = None, torch.tensor([int(v) for v in labels])
+    `classes` when given (prediction: numbered as in training, whatever they look like). Training needs two
+    classes or more. `line_numbers`: each label's line, for the errors. Returns (classes, targets)."""
+    numbers = [v.strip().isdecimal() for v in labels]  # isdigit() would take '²', which int() refuses
+    if classes is None and all(numbers):
+        targets = torch.tensor([int(v) for v in labels])
     else:
-        n_names = len(set(labels))
-        if classes is None and labels_required and 2 <= n_names < num_classes:  # training
-            raise class_count_error(n_names, num_classes, where, 'class names')
-        classes = classes or sorted(set(labels))
-        unknown = sorted(set(labels) - set(classes))
-        if unknown:
-            raise RunError(f"'{where}' has labels the model was not trained on, e.g. '{unknown[0]}'")
+        if classes is None:  # one label that is no class number makes them all names: say which
+            at = numbers.index(False)
+            name = f"line {line_numbers[at]} has label '{labels[at].strip()}'"
+            if not labels_required:  # predicting, with a model trained on class numbers: a name would be renumbered
+                raise RunError(f"'{where}' {name}, but the model was trained on class numbers 0..{num_classes - 1}; "
+                               'fix that line, or leave the label column out')
+            n_names = len(set(labels))
+            if 2 <= n_names != num_classes:  # training
+                why = (f' (the labels are read as names, numbered in sorted order, since {name}, which is not a '
+                       'class number; fix that line if they are numbers)') if any(numbers) else ''
+                raise class_count_error(n_names, num_classes, where, 'class names', why)
+            classes = sorted(set(labels))
+        unknown = next((i for i, v in enumerate(labels) if v not in classes), None)
+        if unknown is not None:
+            raise RunError(f"'{where}' line {line_numbers[unknown]} has label '{labels[unknown].strip()}', which the "
+                           'model was not trained on')
         targets = torch.tensor([classes.index(v) for v in labels])
     highest = int(targets.max())
     if classes is None and int(targets.min()) == 1 and highest == num_classes:  # integer labels 1..k
@@ -401,7 +412,8 @@ class CsvDataset(Dataset):
         self.ids = range(len(lines))  # data rows, from 0
         labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
 {%- if classification %}
-        self.classes, self.targets = label_indices(labels, config['num_classes'], path, classes, labels_required)
+        self.classes, self.targets = label_indices(labels, [number for number, _ in lines], config['num_classes'], path,
+                                                   classes if self.has_labels else None, labels_required)
 {%- else %}
         self.classes = None
         self.targets = numeric_labels(labels, [number for number, _ in lines], path)
@@ -748,7 +760,8 @@ class SequenceDataset(Dataset):
         self.files = self.ids = [row['file'] for row in rows]
         labels = [row['label'] for row in rows] if self.has_labels else ['0'] * len(rows)
 {%- if classification %}
-        self.classes, self.targets = label_indices(labels, config['num_classes'], index, classes, labels_required)
+        self.classes, self.targets = label_indices(labels, [number for number, _ in lines], config['num_classes'],
+                                                   index, classes if self.has_labels else None, labels_required)
 {%- else %}
         self.classes = None
         self.targets = numeric_labels(labels, [number for number, _ in lines], index)

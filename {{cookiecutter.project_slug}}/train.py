@@ -99,6 +99,9 @@ from utils import (
     keep_ddp_wrapper,
     keep_later_best,
     kept_starts,
+{%- if cookiecutter.task == 'classification' %}
+    labels_warning,
+{%- endif %}
     load_checkpoint,
     load_init_weights,
     load_model_state,
@@ -123,9 +126,6 @@ from utils import (
     slurm_tasks_warning,
     start_heartbeat,
     to_device,
-{%- if cookiecutter.task == 'classification' %}
-    unused_classes_warning,
-{%- endif %}
     unused_parameters_warning,
     unwrap,
     warmup_cosine,
@@ -184,9 +184,9 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
                           f"optimizer steps, so the learning rate never reaches lr {config['lr']:g}; "
                           'pass a smaller --warmup_steps')
 {%- if cookiecutter.task == 'classification' %}
-    unused_classes = unused_classes_warning(train_loader.dataset, config['num_classes'])
-    if unused_classes:
-        train_logger.info(unused_classes)
+    labels_note = labels_warning(train_loader.dataset, config['num_classes'])
+    if labels_note:
+        train_logger.info(labels_note)
 {%- endif %}
     scheduler = LambdaLR(optimizer, schedule)
     step_taken = StepTaken(optimizer)  # fp16 steps that GradScaler skips do not advance the schedule

@@ -2011,12 +2011,24 @@ def _dataset_behind(split):
 
 
 {% if cookiecutter.task == 'classification' -%}
-def unused_classes_warning(train_set, num_classes):
-    """A warning when integer labels stop short of num_classes (the answer's default, kept by mistake, say):
-    the outputs above the highest label are never right. Class names must fill num_classes already."""
+def labels_warning(train_set, num_classes):
+    """A warning, or None, for labels that train but look like a mistake. Integer labels that stop short of
+    num_classes (the answer's default, kept by mistake, say): the outputs above the highest label are never right.
+    Class names that mix numbers and other names (a '-1' among 0..8, which makes every label a name): a number
+    that is not its own class number. Class names must fill num_classes already."""
     dataset = _dataset_behind(train_set)
+    classes = getattr(dataset, 'classes', None)
+    if classes:
+        renumbered = [(i, name) for i, name in enumerate(classes) if str(name).isdecimal() and int(name) != i]
+        others = [name for name in classes if not str(name).isdecimal()]
+        if not renumbered or not others:
+            return None
+        index, name = renumbered[0]
+        return (f"warning: the labels are class names, numbered in sorted order, as some are not class numbers (e.g. "
+                f"'{others[0]}'), so label '{name}' is class {index}; if the labels are numbers, fix the ones that "
+                'are not')
     targets = dataset_targets(dataset)
-    if getattr(dataset, 'classes', None) or targets is None or not len(targets) or targets.is_floating_point():
+    if targets is None or not len(targets) or targets.is_floating_point():
         return None
     highest = int(targets.max())
     if highest + 1 >= num_classes:

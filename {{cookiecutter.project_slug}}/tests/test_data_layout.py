@@ -215,6 +215,22 @@ def test_a_csv_with_one_label_value_is_refused_for_training_only(tmp_path, confi
     assert len(CsvDataset(config, path, labels_required=False)) == 4  # predict.py may score a single class
 
 
+def test_a_label_that_is_no_class_number_is_named_by_its_line_in_the_csv(tmp_path, config):
+    from utils import labels_warning
+
+    path = csv_file(tmp_path / 'data.csv', [good_row(0), [], good_row(-1), good_row(1)])  # '-1' on line 4
+    with pytest.raises(RunError, match=r"has 3 class names but num_classes is 2; pass --num_classes 3 \(the labels are "
+                                       r"read as names, .* since line 4 has label '-1', which is not a class number"):
+        CsvDataset({**config, 'num_classes': 2}, path)
+    with pytest.raises(RunError, match=r"line 4 has label '-1', but the model was trained on class numbers 0\.\.2; "):
+        CsvDataset({**config, 'num_classes': 3}, path, labels_required=False)  # predict.py, run trained on numbers
+    dataset = CsvDataset({**config, 'num_classes': 3}, path)  # as many names as outputs: it trains, with a warning
+    assert dataset.classes == ['-1', '0', '1']
+    assert labels_warning(dataset, 3) == ("warning: the labels are class names, numbered in sorted order, as some are "
+                                          "not class numbers (e.g. '-1'), so label '0' is class 1; if the labels are "
+                                          'numbers, fix the ones that are not')
+
+
 def test_predict_names_every_output_of_a_run_with_fewer_class_names(workdir, config):
     # before training required one output per class name, a run could have more outputs than names
     import predict
@@ -379,6 +395,27 @@ def test_an_index_with_one_label_value_is_refused_for_training_only(tmp_path, co
     with pytest.raises(RunError, match=r"has one label value only \('1'\); classification needs two or more"):
         SequenceDataset(config, tmp_path / 'data')
     assert len(SequenceDataset(config, tmp_path / 'data', labels_required=False)) == 4
+
+
+def test_a_label_that_is_no_class_number_is_named_by_its_line_in_the_index(tmp_path, config):
+    from utils import labels_warning
+
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
+    relabel(tmp_path / 'data' / 'index.csv', [0, -1, 1, 1])  # '-1' on line 3
+    with pytest.raises(RunError, match=r"has 3 class names but num_classes is 2; pass --num_classes 3 \(the labels are "
+                                       r"read as names, .* since line 3 has label '-1', which is not a class number"):
+        SequenceDataset({**config, 'num_classes': 2}, tmp_path / 'data')
+    with pytest.raises(RunError, match=r"line 3 has label '-1', but the model was trained on class numbers 0\.\.2; "):
+        SequenceDataset({**config, 'num_classes': 3}, tmp_path / 'data', labels_required=False)
+    dataset = SequenceDataset({**config, 'num_classes': 3}, tmp_path / 'data')  # it trains, with a warning
+    assert dataset.classes == ['-1', '0', '1']
+    first = (tmp_path / 'data' / 'index.csv').read_text().splitlines()[1].split(',')[0]
+    one_file = SequenceDataset({**config, 'num_classes': 3}, tmp_path / 'data' / first, labels_required=False,
+                               classes=['ant', 'bee', 'cat'])  # predict.py --data one file, a run trained on names
+    assert len(one_file) == 1
+    assert labels_warning(dataset, 3) == ("warning: the labels are class names, numbered in sorted order, as some are "
+                                          "not class numbers (e.g. '-1'), so label '0' is class 1; if the labels are "
+                                          'numbers, fix the ones that are not')
 {%- else %}
 
 
@@ -1027,24 +1064,52 @@ def test_one_class_folder_is_refused_for_training_only(tmp_path, config):
 {%- if cookiecutter.task == 'classification' and cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
+LINES = [2, 3, 5]  # each label's line in its file (line 4 blank)
+
+
 def test_class_names_must_fill_num_classes_in_training_only():
     from dataset import label_indices
 
     with pytest.raises(RunError, match=r"'data' has 2 class names but num_classes is 5; pass --num_classes 2$"):
-        label_indices(['cat', 'dog', 'cat'], 5, 'data')  # outputs no name stands for could only be wrong answers
-    assert label_indices(['cat', 'dog', 'cat'], 2, 'data')[0] == ['cat', 'dog']
-    assert label_indices(['0', '1', '0'], 5, 'data')[1].tolist() == [0, 1, 0]  # numbers: a class may be absent
+        label_indices(['cat', 'dog', 'cat'], LINES, 5, 'data')  # outputs no name stands for could only be wrong answers
+    assert label_indices(['cat', 'dog', 'cat'], LINES, 2, 'data')[0] == ['cat', 'dog']
+    assert label_indices(['0', '1', '0'], LINES, 5, 'data')[1].tolist() == [0, 1, 0]  # numbers: a class may be absent
     with pytest.raises(RunError, match=r"'data' has labels outside 0\.\.2; pass --num_classes 5$"):
-        label_indices(['0', '4', '1'], 3, 'data')
+        label_indices(['0', '4', '1'], LINES, 3, 'data')
     with pytest.raises(RunError, match=r"'data' has labels 1\.\.3 but class numbers start at 0; subtract 1 from every "
                                       r"label \(or pass --num_classes 4 if class 0 exists\)$"):
-        label_indices(['1', '3', '2'], 3, 'data')  # numbered from 1, as in many published label files
+        label_indices(['1', '3', '2'], LINES, 3, 'data')  # numbered from 1, as in many published label files
     with pytest.raises(RunError,
                        match=r"'new' has labels 1\.\.3 but class numbers start at 0; subtract 1 from every label$"):
-        label_indices(['1', '3'], 3, 'new', labels_required=False)  # predicting
-    classes, targets = label_indices(['dog'], 5, 'new', classes=['cat', 'dog'], labels_required=False)  # predicting
+        label_indices(['1', '3'], LINES, 3, 'new', labels_required=False)  # predicting
+    # predicting
+    classes, targets = label_indices(['dog'], LINES, 5, 'new', classes=['cat', 'dog'], labels_required=False)
     assert classes == ['cat', 'dog'] and targets.tolist() == [1]
-    assert label_indices(['²', '³', '²'], 2, 'data')[0] == ['²', '³']  # digits that are no number: names
+    assert label_indices(['²', '³', '²'], LINES, 2, 'data')[0] == ['²', '³']  # digits that are no number: names
+
+
+def test_one_label_that_is_no_class_number_among_numbers_is_named_by_its_line():
+    from dataset import label_indices
+
+    with pytest.raises(RunError) as error:  # training: as names, three are too many for two outputs
+        label_indices(['0', '-1', '1'], LINES, 2, 'data')
+    assert str(error.value) == ("'data' has 3 class names but num_classes is 2; pass --num_classes 3 (the labels are "
+                                "read as names, numbered in sorted order, since line 3 has label '-1', which is not a "
+                                'class number; fix that line if they are numbers)')
+    with pytest.raises(RunError) as error:  # before, 'has labels outside 0..1; pass --num_classes 3'
+        label_indices(['0', '-1', '1', 'x'], LINES + [6], 3, 'data')
+    assert "has 4 class names but num_classes is 3; pass --num_classes 4 (the labels" in str(error.value)
+    classes, targets = label_indices(['0', '-1', '1'], LINES, 3, 'data')  # as many names as outputs: they train
+    assert classes == ['-1', '0', '1'] and targets.tolist() == [1, 0, 2]
+    with pytest.raises(RunError) as error:  # predicting with a model trained on numbers: a name would be renumbered
+        label_indices(['2', '0', '2.5'], LINES, 3, 'new', labels_required=False)
+    assert str(error.value) == ("'new' line 5 has label '2.5', but the model was trained on class numbers 0..2; fix "
+                                'that line, or leave the label column out')
+    classes, targets = label_indices(['1', '0', '1'], LINES, 3, 'new', classes=['-1', '0', '1'], labels_required=False)
+    assert classes == ['-1', '0', '1'] and targets.tolist() == [2, 1, 2]  # trained on names: numbered as then
+    with pytest.raises(RunError) as error:
+        label_indices(['1', '7', '1'], LINES, 3, 'new', classes=['-1', '0', '1'], labels_required=False)
+    assert str(error.value) == "'new' line 3 has label '7', which the model was not trained on"
 {%- elif cookiecutter.task == 'classification' and cookiecutter.dataset == 'image_folder' %}
 
 

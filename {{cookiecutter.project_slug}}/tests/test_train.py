@@ -412,10 +412,24 @@ def test_the_label_check_reads_the_labels_of_each_split_only():
         check_label_range(Subset(dataset, [0, 1, 2]), Subset(dataset, [3, 4]), num_classes=4)
 
 
+def test_class_names_that_mix_numbers_and_other_names_are_a_warning():
+    # one '-1' among class numbers makes the csv and sequence readers read every label as a name
+    from utils import labels_warning
+
+    dataset = torch.utils.data.TensorDataset(torch.zeros(3, 1), torch.tensor([0, 1, 2]))
+    dataset.classes = ['-1', '0', '1']
+    assert labels_warning(Subset(dataset, [0, 1]), 3) == (
+        "warning: the labels are class names, numbered in sorted order, as some are not class numbers (e.g. '-1'), "
+        "so label '0' is class 1; if the labels are numbers, fix the ones that are not")
+    for classes in (['cat', 'dog', 'emu'], ['0', '1', '10', '2'], ['0', '1', 'other']):  # names; numbers; in place
+        dataset.classes = classes
+        assert labels_warning(Subset(dataset, [0, 1]), len(classes)) is None, classes
+
+
 @pytest.mark.parametrize('kept_as', [torch.Tensor.tolist, torch.Tensor.numpy], ids=['list', 'numpy'])
 def test_the_label_checks_read_targets_kept_in_a_list_or_an_array(kept_as):
     # torchvision's CIFAR and ImageFolder keep their labels in a list; before, only a tensor was read
-    from utils import check_label_range, unused_classes_warning
+    from utils import check_label_range, labels_warning
 
     labels = torch.tensor([0, 1, 2, 7])
     dataset = torch.utils.data.TensorDataset(torch.zeros(4, 1), labels)
@@ -423,11 +437,11 @@ def test_the_label_checks_read_targets_kept_in_a_list_or_an_array(kept_as):
     with pytest.raises(RunError, match=re.escape("the dataset's labels go up to 7, but num_classes is 4 (class indices "
                                                  '0..3); pass --num_classes 8, or fix the labels in dataset.py') + '$'):
         check_label_range(Subset(dataset, [0, 1]), Subset(dataset, [2, 3]), num_classes=4)
-    assert unused_classes_warning(Subset(dataset, [0, 1]), num_classes=10).startswith(
+    assert labels_warning(Subset(dataset, [0, 1]), num_classes=10).startswith(
         'warning: the labels go up to 7, but num_classes is 10, so outputs 8..9 are never a right answer')
     dataset.targets = ['cat', 'dog', 'cat', 'bird']  # names, not class indices: nothing to check
     check_label_range(Subset(dataset, [0, 1]), Subset(dataset, [2, 3]), num_classes=4)
-    assert unused_classes_warning(Subset(dataset, [0, 1]), num_classes=10) is None
+    assert labels_warning(Subset(dataset, [0, 1]), num_classes=10) is None
 
 
 def test_balanced_class_weights_check_every_label_they_read(workdir, data_args, monkeypatch):
