@@ -230,6 +230,15 @@ def class_count_error(found, num_classes, where, what, why=''):
 {%- if classification and cookiecutter.dataset in ['csv', 'sequence'] %}
 
 
+def spells_a_number(text):
+    """Whether float() reads `text` ('2.5', '-1', '1e3')."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def label_indices(labels, line_numbers, num_classes, where, classes=None, labels_required=True):
     """Integer labels are used as they are; names are numbered in sorted order, or by the training run's
     `classes` when given (prediction: numbered as in training, whatever they look like). Training needs two
@@ -246,8 +255,9 @@ def label_indices(labels, line_numbers, num_classes, where, classes=None, labels
                                'fix that line, or leave the label column out')
             n_names = len(set(labels))
             if 2 <= n_names != num_classes:  # training
+                numeric = any(numbers) or spells_a_number(labels[at])  # a '-1' among numbers; '1.0' (pandas' floats)
                 why = (f' (the labels are read as names, numbered in sorted order, since {name}, which is not a '
-                       'class number; fix that line if they are numbers)') if any(numbers) else ''
+                       'class number; fix that line if they are numbers)') if numeric else ''
                 raise class_count_error(n_names, num_classes, where, 'class names', why)
             classes = sorted(set(labels))
         unknown = next((i for i, v in enumerate(labels) if v not in classes), None)

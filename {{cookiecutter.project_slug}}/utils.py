@@ -2011,15 +2011,24 @@ def _dataset_behind(split):
 
 
 {% if cookiecutter.task == 'classification' -%}
+def class_number(name):
+    """The class number that a class name spells ('3', '3.0'), or None ('-1', '2.5', 'cat')."""
+    try:
+        value = float(name)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if value.is_integer() and value >= 0 else None
+
+
 def labels_warning(train_set, num_classes):
     """A warning, or None, for labels that train but look like a mistake. Integer labels that stop short of
     num_classes (the answer's default, kept by mistake, say): the outputs above the highest label are never right.
-    Class names that mix numbers and other names (a '-1' among 0..8, which makes every label a name): a number
-    that is not its own class number. Class names must fill num_classes already."""
+    Class names that are not all class numbers (a '-1' among 0..8, or '10.0' as pandas writes floats, which makes
+    every label a name): a number that is not its own class number. Class names must fill num_classes already."""
     dataset = _dataset_behind(train_set)
     classes = getattr(dataset, 'classes', None)
     if classes:
-        renumbered = [(i, name) for i, name in enumerate(classes) if str(name).isdecimal() and int(name) != i]
+        renumbered = [(i, name) for i, name in enumerate(classes) if class_number(name) not in (None, i)]
         others = [name for name in classes if not str(name).isdecimal()]
         if not renumbered or not others:
             return None

@@ -1099,6 +1099,11 @@ def test_one_label_that_is_no_class_number_among_numbers_is_named_by_its_line():
     with pytest.raises(RunError) as error:  # before, 'has labels outside 0..1; pass --num_classes 3'
         label_indices(['0', '-1', '1', 'x'], LINES + [6], 3, 'data')
     assert "has 4 class names but num_classes is 3; pass --num_classes 4 (the labels" in str(error.value)
+    with pytest.raises(RunError) as error:  # pandas writes a float column so
+        label_indices(['0.0', '1.0', '0.0'], LINES, 5, 'data')
+    assert str(error.value).endswith("pass --num_classes 2 (the labels are read as names, numbered in sorted order, "
+                                     "since line 2 has label '0.0', which is not a class number; fix that line if "
+                                     'they are numbers)')
     classes, targets = label_indices(['0', '-1', '1'], LINES, 3, 'data')  # as many names as outputs: they train
     assert classes == ['-1', '0', '1'] and targets.tolist() == [1, 0, 2]
     with pytest.raises(RunError) as error:  # predicting with a model trained on numbers: a name would be renumbered

@@ -421,8 +421,12 @@ def test_class_names_that_mix_numbers_and_other_names_are_a_warning():
     assert labels_warning(Subset(dataset, [0, 1]), 3) == (
         "warning: the labels are class names, numbered in sorted order, as some are not class numbers (e.g. '-1'), "
         "so label '0' is class 1; if the labels are numbers, fix the ones that are not")
-    for classes in (['cat', 'dog', 'emu'], ['0', '1', '10', '2'], ['0', '1', 'other']):  # names; numbers; in place
-        dataset.classes = classes
+    dataset.classes = ['0.0', '1.0', '10.0', '2.0']  # pandas writes a float column so: '10.0' sorts before '2.0'
+    assert labels_warning(Subset(dataset, [0, 1]), 4) == (
+        "warning: the labels are class names, numbered in sorted order, as some are not class numbers (e.g. '0.0'), "
+        "so label '10.0' is class 2; if the labels are numbers, fix the ones that are not")
+    for classes in (['cat', 'dog', 'emu'], ['0', '1', '10', '2'], ['0', '1', 'other'], ['-1', '1'], ['0.0', '2.5']):
+        dataset.classes = classes  # names; numbers only (image folders); numbers in their places (-1 and 1: an SVM's)
         assert labels_warning(Subset(dataset, [0, 1]), len(classes)) is None, classes
 
 
