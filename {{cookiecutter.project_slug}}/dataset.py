@@ -260,11 +260,12 @@ def label_indices(labels, line_numbers, num_classes, where, classes=None, labels
                        'class number; fix that line if they are numbers)') if numeric else ''
                 raise class_count_error(n_names, num_classes, where, 'class names', why)
             classes = sorted(set(labels))
-        unknown = next((i for i, v in enumerate(labels) if v not in classes), None)
+        number_of = {name: number for number, name in enumerate(classes)}  # a dict: a list's index() is O(classes)
+        unknown = next((i for i, v in enumerate(labels) if v not in number_of), None)
         if unknown is not None:
             raise RunError(f"'{where}' line {line_numbers[unknown]} has label '{labels[unknown].strip()}', which the "
                            'model was not trained on')
-        targets = torch.tensor([classes.index(v) for v in labels])
+        targets = torch.tensor([number_of[v] for v in labels])
     highest = int(targets.max())
     if classes is None and int(targets.min()) == 1 and highest == num_classes:  # integer labels 1..k
         also = f' (or pass --num_classes {highest + 1} if class 0 exists)' if labels_required else ''
