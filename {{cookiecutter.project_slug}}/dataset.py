@@ -313,6 +313,27 @@ def not_a_feature_value(path, number, header, row, label_at):
             return RunError(f'{where} holds {value!r}, not a number; encode text as numbers (one 0/1 column per '
                             'category, say) or drop the column')
     return RunError(f"'{path}' line {number} has a feature value that is not a number")
+
+
+def names_text(names, shown=5):
+    """'a', 'b' and 3 more: a list of column names short enough for one line."""
+    more = f' and {len(names) - shown} more' if len(names) > shown else ''
+    return ', '.join(repr(name) for name in names[:shown]) + more
+
+
+def match_feature_columns(path, names, trained, label):
+    """`trained` (the model's feature columns, in its input order) when a file's `names` are the same columns in
+    any order; else an error that lists the differences."""
+    have, known = set(names), set(trained)
+    missing = [name for name in trained if name not in have]
+    extra = [name for name in names if name not in known]
+    if missing or extra:
+        differ = '; '.join(([f'missing {names_text(missing)}'] if missing else [])
+                           + ([f'not trained on {names_text(extra)}'] if extra else []))
+        raise RunError(f"'{path}' has other feature columns than the model was trained on ({differ}); give it "
+                       f"the training data's feature columns, in any order, and name a label column '{label}' or leave "
+                       'it out')
+    return list(trained)
 {%- endif %}
 {%- if cookiecutter.dataset == 'csv' or not classification and cookiecutter.dataset == 'sequence' %}
 
@@ -369,10 +390,11 @@ class SyntheticDataset(Dataset):
 class CsvDataset(Dataset):
     """Reads data.csv into memory: every column but the label column is a float feature.
 
-    For prediction (labels_required=False) the label column may be missing; `path` may be any CSV file.
+    For prediction (labels_required=False) the label column may be missing; `path` may be any CSV file, and
+    `feature_columns` (the training data's, from the checkpoint) picks the features by name, in any order.
     """
 
-    def __init__(self, config, path=None, labels_required=True, classes=None):
+    def __init__(self, config, path=None, labels_required=True, classes=None, feature_columns=None):
         path = Path(path or config['dataset_dir'])
         path = path / 'data.csv' if path.is_dir() else path
         if not path.is_file():
@@ -394,12 +416,22 @@ class CsvDataset(Dataset):
         if unnamed:  # training on a row index as a feature would go unnoticed
             raise RunError(f"'{path}' column {unnamed} has no name in the header (pandas' to_csv writes its index so: "
                            'pass index=False); name the column or remove it')
+        position = {}  # column index by name (a dict: a file may have thousands of columns)
+        for i, name in enumerate(header):
+            if name in position:  # columns are looked up by name: which one would be meant?
+                raise RunError(f"'{path}' has two columns named {name!r} (columns {position[name] + 1} and {i + 1}); "
+                               'rename or remove one')
+            position[name] = i
         label = config['label_column']
         self.has_labels = label in header
         if not self.has_labels and labels_required:
             raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: {', '.join(header)}")
         label_at = header.index(label) if self.has_labels else None
-        n_features = len(header) - self.has_labels
+        self.feature_columns = [name for i, name in enumerate(header) if i != label_at]
+        if feature_columns is not None:  # in the model's order, wherever they are in this file
+            self.feature_columns = match_feature_columns(path, self.feature_columns, feature_columns, label)
+        columns = [position[name] for name in self.feature_columns]
+        n_features = len(columns)
         if n_features != config['num_features']:  # predicting, the model's input size is fixed: no option to pass
             fix = (f'pass --num_features {n_features}' if labels_required else "give it the training data's "
                    f"feature columns, and name a label column '{label}' or leave it out")
@@ -412,7 +444,7 @@ class CsvDataset(Dataset):
             if self.has_labels and not row[label_at].strip():
                 raise RunError(f"'{path}' line {number} has an empty {label}")
             try:
-                features.append([float(v) for i, v in enumerate(row) if i != label_at])
+                features.append([float(row[i]) for i in columns])
             except ValueError:
                 raise not_a_feature_value(path, number, header, row, label_at) from None
         self.inputs = torch.tensor(features, dtype=torch.float32)
@@ -870,9 +902,10 @@ def build_datasets(config):
     return split(dataset, config['valid_ratio'], config['seed'])
 
 
-def build_predict_dataset(config, source=None, classes=None, n_samples=256):
+def build_predict_dataset(config, source=None, classes=None, feature_columns=None, n_samples=256):
     """Samples to predict on, in this project's layout; labels are optional. predict.py uses it.
 
+    `classes` and `feature_columns` are the training data's, from the checkpoint (None where it had none).
     The dataset has .ids (one per sample, for predictions.csv) and .has_labels.
     """
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -880,7 +913,7 @@ def build_predict_dataset(config, source=None, classes=None, n_samples=256):
         raise RunError('the synthetic reader takes no --data: predict.py draws --n_samples fresh samples')
     return SyntheticDataset(config, n_samples, seed=config['seed'] + 1)  # fresh samples, not the training ones
 {%- elif cookiecutter.dataset == 'csv' %}
-    return CsvDataset(config, source, labels_required=False, classes=classes)
+    return CsvDataset(config, source, labels_required=False, classes=classes, feature_columns=feature_columns)
 {%- elif cookiecutter.dataset == 'image_folder' %}
     return ImageFolderDataset(config, source, labels_required=False, classes=classes)
 {%- else %}

@@ -239,7 +239,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
         model = build_model(config)
         load_model_state(model, checkpoint['model'], checkpoint_path)
         model.to(device).eval()
-    dataset = build_predict_dataset(config, data, classes=classes, n_samples=n_samples)
+    dataset = build_predict_dataset(config, data, classes=classes, feature_columns=checkpoint.get('feature_columns'),
+                                    n_samples=n_samples)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 {%- if cookiecutter.task == 'classification' %}
     criterion = torch.nn.CrossEntropyLoss(reduction='sum')

@@ -65,6 +65,7 @@ from utils import (
     check_compile,
     check_config,
     check_device_config,
+    check_feature_order,
 {%- if cookiecutter.task == 'classification' %}
     check_label_range,
 {%- endif %}
@@ -88,6 +89,7 @@ from utils import (
     exit_on_stop,
     exit_process,
     failure_noted,
+    feature_columns_of,
 {%- if scales_data %}
     fit_scaling,
 {%- endif %}
@@ -254,6 +256,7 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
             'world_size': world_size,
             'data': data.value(),  # waits for the inputs' hash (a thread)
             'classes': classes_of(train_loader.dataset),  # label names, for predict.py
+            'feature_columns': feature_columns_of(train_loader.dataset),  # predict.py takes them by name, in any order
         }
 
     def save(paths, epoch, samples_done, epoch_totals):
@@ -606,9 +609,10 @@ def main(argv=None):
         if is_master():
             to_stdout(nothing_left)
         return 0
-    init_weights, fresh_layers = None, []
+    init_weights, init_columns, fresh_layers = None, None, []
     if checkpoint is None and config['init_from']:
-        config['init_from'], init_weights, new_classes = load_init_weights(config['init_from'], config, SHAPE_KEYS)
+        init_path, init_weights, new_classes, init_columns = load_init_weights(config['init_from'], config, SHAPE_KEYS)
+        config['init_from'] = init_path
 
     # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
     all_seed(config['seed'] + rank)
@@ -671,6 +675,7 @@ def main(argv=None):
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
         check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
     elif init_weights is not None:  # with another num_classes, the output layer keeps its fresh weights
+        check_feature_order(init_columns, train_set, config['init_from'])
         fresh_layers = load_model_state(unwrap(model), init_weights, config['init_from'], keep_resized=new_classes)
 {%- if scales_data %}
     # a new model's scaling: the training split's mean and std (resume and --init_from loaded theirs just above)

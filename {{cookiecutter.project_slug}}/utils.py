@@ -1928,8 +1928,9 @@ def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
 
 def load_init_weights(target, config, shape_keys):
     """The checkpoint's path, the model weights a new run starts from (`--init_from`: another run's best
-    checkpoint, or a file), and whether num_classes differs. The optimizer, scheduler, counters and RNG
-    start fresh. Another num_classes (a new label set) is fine-tuning: only the output layer depends on it."""
+    checkpoint, or a file), whether num_classes differs, and the feature columns it was trained on (or None).
+    The optimizer, scheduler, counters and RNG start fresh. Another num_classes (a new label set) is
+    fine-tuning: only the output layer depends on it."""
     path = resolve_checkpoint(target, name='best_checkpoint.pt', option='--init_from')
     checkpoint = load_checkpoint(path)
     saved = checkpoint['config']
@@ -1939,7 +1940,7 @@ def load_init_weights(target, config, shape_keys):
         raise RunError(f"--init_from '{path}' holds a model of another size "
                        f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in fixed)}); "
                        f"pass {' '.join(f'--{key} {saved[key]}' for key in fixed)}")
-    return str(path), checkpoint['model'], 'num_classes' in differ
+    return str(path), checkpoint['model'], 'num_classes' in differ, checkpoint.get('feature_columns')
 
 
 def epochs_text(n):
@@ -2194,6 +2195,25 @@ class DataFingerprint:
 def classes_of(train_set):
     """The label names of the dataset behind a split (None for integer labels and regression)."""
     return getattr(_dataset_behind(train_set), 'classes', None)
+
+
+def feature_columns_of(train_set):
+    """The feature column names of the dataset behind a split, in the model's input order (None where the
+    data has none: every reader here but the CSV one)."""
+    return getattr(_dataset_behind(train_set), 'feature_columns', None)
+
+
+def check_feature_order(trained, train_set, path):
+    """--init_from: a feature column that the checkpoint's data and this data both have must be the same input
+    to the model (its weights, and the feature scaling it keeps, are per input); other columns may differ."""
+    inputs = {name: i for i, name in enumerate(trained or [])}
+    moved = next(((name, i) for i, name in enumerate(feature_columns_of(train_set) or [])
+                  if inputs.get(name, i) != i), None)
+    if moved:
+        name, i = moved
+        raise RunError(f"--init_from '{path}' was trained with feature column {name!r} as input {inputs[name] + 1}, "
+                       f'but it is input {i + 1} here (the feature columns are in another order); order them as in '
+                       "that run's data")
 
 
 OTHER_INPUTS = 'the same samples, but other input values'

@@ -293,6 +293,92 @@ def test_a_csv_that_is_not_utf8_is_a_clear_error(tmp_path, config):
             CsvDataset(config, path, labels_required=labels_required)
 
 
+def test_a_csv_with_two_columns_of_one_name_is_a_clear_error(tmp_path, config):
+    # columns are taken by name: a second 'label' column would otherwise train as a feature
+    header = [f'f{i}' for i in range(DATA_CONFIG['num_features'])] + [DATA_CONFIG['label_column']] * 2
+    rows = [good_row(i % 2) + [i % 2] for i in range(4)]
+    (tmp_path / 'data.csv').write_text('\n'.join(','.join(map(str, row)) for row in [header] + rows) + '\n')
+    n = DATA_CONFIG['num_features']
+    for labels_required in (True, False):  # training and predict.py
+        with pytest.raises(RunError, match=rf"data.csv' has two columns named '{DATA_CONFIG['label_column']}' "
+                                           rf'\(columns {n + 1} and {n + 2}\); rename or remove one'):
+            CsvDataset(config, tmp_path / 'data.csv', labels_required=labels_required)
+
+
+def reordered_csv(path, rows, order, names=None):
+    """csv_file's table with its columns (the label's included) taken in `order`, renamed by `names` if given."""
+    csv_file(path, rows)
+    table = [line.split(',') for line in path.read_text().splitlines()]
+    if names:
+        table[0] = names
+    path.write_text('\n'.join(','.join(line[i] for i in order) for line in table) + '\n')
+    return path
+
+
+def test_predict_takes_the_feature_columns_by_name_in_any_order(tmp_path, config):
+    n = DATA_CONFIG['num_features']
+    rows = [[round(0.1 * i + row, 1) for i in range(n)] + [row % 2] for row in range(4)]  # every value differs
+    trained = CsvDataset(config, reordered_csv(tmp_path / 'data.csv', rows, range(n + 1)))
+    assert trained.feature_columns == [f'f{i}' for i in range(n)]
+    label_first_then_reversed = [n] + list(range(n))[::-1]
+    new = reordered_csv(tmp_path / 'new.csv', rows, label_first_then_reversed)
+    as_read = CsvDataset(config, new, labels_required=False).inputs  # a checkpoint without the columns' names
+    assert n == 1 or not torch.equal(as_read, trained.inputs)
+    matched = CsvDataset(config, new, labels_required=False, feature_columns=trained.feature_columns)
+    assert torch.equal(matched.inputs, trained.inputs) and torch.equal(matched.targets, trained.targets)
+    assert matched.feature_columns == trained.feature_columns
+    unlabelled = reordered_csv(tmp_path / 'unlabelled.csv', rows, list(range(n))[::-1])
+    assert torch.equal(CsvDataset(config, unlabelled, labels_required=False,
+                                  feature_columns=trained.feature_columns).inputs, trained.inputs)
+
+    label = DATA_CONFIG['label_column']
+    more = f' and {n - 5} more' if n > 5 else ''  # five names at most, then a count
+    every = ', '.join(f"'f{i}'" for i in range(min(n, 5))) + more, ', '.join(f"'x{i}'" for i in range(min(n, 5))) + more
+    for names, differ in [([f'x{i}' for i in range(n)] + [label], 'missing {}; not trained on {}'.format(*every)),
+                          (['g0'] + [f'f{i}' for i in range(1, n)] + [label], "missing 'f0'; not trained on 'g0'"),
+                          ([f'f{i}' for i in range(n)] + ['target'], "not trained on 'target'")]:  # another label name
+        renamed = reordered_csv(tmp_path / 'renamed.csv', rows, range(n + 1), names)
+        with pytest.raises(RunError) as error:
+            CsvDataset(config, renamed, labels_required=False, feature_columns=trained.feature_columns)
+        assert str(error.value) == (f"'{renamed}' has other feature columns than the model was trained on ({differ}); "
+                                    "give it the training data's feature columns, in any order, and name a label "
+                                    f"column '{label}' or leave it out")
+
+
+def test_a_run_keeps_its_feature_columns_for_predict_and_init_from(workdir):
+    import predict
+    from conftest import FAST, SMALL_MODEL, load, snapshot
+
+    n = DATA_CONFIG['num_features']
+    (workdir / 'data').mkdir()
+    rows = [[round(0.1 * i + row % 7, 1) for i in range(n)] + [row % 2] for row in range(32)]
+    reordered_csv(workdir / 'data' / 'data.csv', rows, range(n + 1))
+    assert train.main(['--dataset_dir', 'data', '--n_epoch', '1', '--run_name', 'first'] + SMALL_MODEL + FAST) == 0
+    best = workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt'
+    assert load(best)['feature_columns'] == [f'f{i}' for i in range(n)]
+    reordered_csv(workdir / 'new.csv', rows, [n] + list(range(n))[::-1])  # the label first, the features reversed
+    predict.predict(best, workdir / 'data', workdir / 'p.csv')
+    predict.predict(best, workdir / 'new.csv', workdir / 'q.csv')
+    assert (workdir / 'p.csv').read_text() == (workdir / 'q.csv').read_text()
+
+    if n > 1:  # --init_from: the weights are per input, so a shared column must stay the same input
+        (workdir / 'swapped').mkdir()
+        reordered_csv(workdir / 'swapped' / 'data.csv', rows, [1, 0] + list(range(2, n + 1)))
+        before = snapshot(workdir)
+        with pytest.raises(RunError) as error:
+            train.main(['--dataset_dir', 'swapped', '--n_epoch', '1', '--init_from', 'first'] + SMALL_MODEL + FAST)
+        assert str(error.value) == (f"--init_from '{best.relative_to(workdir)}' was trained with feature column 'f1' "
+                                    'as input 2, but it is input 1 here (the feature columns are in another order); '
+                                    "order them as in that run's data")
+        assert snapshot(workdir) == before
+    (workdir / 'renamed').mkdir()  # other data, with a column of its own: fine-tuning
+    names = [f'f{i}' for i in range(n - 1)] + ['new', DATA_CONFIG['label_column']]
+    reordered_csv(workdir / 'renamed' / 'data.csv', rows, range(n + 1), names)
+    assert train.main(['--dataset_dir', 'renamed', '--n_epoch', '1', '--run_name', 'second', '--init_from', 'first']
+                      + SMALL_MODEL + FAST) == 0
+    assert load(workdir / 'checkpoints' / 'second' / 'best_checkpoint.pt')['feature_columns'] == names[:-1]
+
+
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
     path = tmp_path / 'new.csv'
     path.write_text(','.join(f'f{i}' for i in range(DATA_CONFIG['num_features'])) + '\n'

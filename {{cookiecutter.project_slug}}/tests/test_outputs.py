@@ -946,10 +946,17 @@ def test_predict_errors_are_clear(workdir, data_args):
     header, *rows = (workdir / 'data' / 'data.csv').read_text().splitlines()
     (workdir / 'fewer').mkdir()
     (workdir / 'fewer' / 'data.csv').write_text('\n'.join(line.split(',', 1)[1] for line in [header, *rows]) + '\n')
-    n, label = DATA_CONFIG['num_features'], DATA_CONFIG['label_column']
+    n, label, first = DATA_CONFIG['num_features'], DATA_CONFIG['label_column'], header.split(',')[0]
+    with pytest.raises(RunError, match=rf"has other feature columns than the model was trained on \(missing "
+                                       rf"'{first}'\); give it the training data's feature columns, in any order, and "
+                                       f"name a label column '{label}' or leave it out$"):
+        predict.predict(best, str(workdir / 'fewer'), workdir / 'p.csv')
+    unnamed = load(best)
+    del unnamed['feature_columns']  # saved before checkpoints kept the columns' names: only their number is known
+    torch.save(unnamed, workdir / 'unnamed.pt')
     with pytest.raises(RunError, match=f"has {n - 1} feature columns but num_features is {n}; give it the training "
                                        f"data's feature columns, and name a label column '{label}' or leave it out$"):
-        predict.predict(best, str(workdir / 'fewer'), workdir / 'p.csv')
+        predict.predict(workdir / 'unnamed.pt', str(workdir / 'fewer'), workdir / 'p.csv')
 {%- if cookiecutter.task == 'classification' %}
     (workdir / 'more').mkdir()
     k = TEST_DATA_CONFIG['num_classes']
