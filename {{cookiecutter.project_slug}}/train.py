@@ -105,6 +105,7 @@ from utils import (
     labels_warning,
 {%- endif %}
     load_checkpoint,
+    load_init_state,
     load_init_weights,
     load_model_state,
     log_rank_error,
@@ -609,10 +610,9 @@ def main(argv=None):
         if is_master():
             to_stdout(nothing_left)
         return 0
-    init_weights, init_columns, fresh_layers = None, None, []
+    init, init_note = None, ''
     if checkpoint is None and config['init_from']:
-        init_path, init_weights, new_classes, init_columns = load_init_weights(config['init_from'], config, SHAPE_KEYS)
-        config['init_from'] = init_path
+        config['init_from'], init = load_init_weights(config['init_from'], config, SHAPE_KEYS)
 
     # 3.4 seed (and determinism); rank r seeds with seed + r (dropout differs per rank, data split does not)
     all_seed(config['seed'] + rank)
@@ -674,12 +674,16 @@ def main(argv=None):
     if checkpoint is not None:  # weights first: the data check's advice (--init_from) needs weights that fit
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
         check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
-    elif init_weights is not None:  # with another num_classes, the output layer keeps its fresh weights
-        check_feature_order(init_columns, train_set, config['init_from'])
-        fresh_layers = load_model_state(unwrap(model), init_weights, config['init_from'], keep_resized=new_classes)
+    elif init is not None:  # another num_classes or label set: the output layer starts fresh or follows the names
+        check_feature_order(init['feature_columns'], train_set, config['init_from'])
+{%- if cookiecutter.task == 'classification' %}
+        init_note = load_init_state(unwrap(model), init, config, classes_of(train_set), build_model)
+{%- else %}
+        init_note = load_init_state(unwrap(model), init, config)
+{%- endif %}
 {%- if scales_data %}
     # a new model's scaling: the training split's mean and std (resume and --init_from loaded theirs just above)
-    scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn, fit=checkpoint is None and init_weights is None,
+    scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn, fit=checkpoint is None and init is None,
                                   num_workers=config['num_workers'])
 {%- endif %}
 
@@ -702,9 +706,8 @@ def main(argv=None):
             note_logger.info(f'data:\n    train_samples: {len(train_set)}\n    valid_samples: {len(valid_set)}')
             write_config_file(config, os.path.join(config['loggers_dir'], 'config.json'))  # --config starts it anew
             note_logger.info(provenance_text(device, world_size))
-            if fresh_layers:
-                note_logger.info(f"init_from: {', '.join(fresh_layers)} start fresh "
-                                 "(num_classes differs from the checkpoint's)")
+            if init_note:
+                note_logger.info(init_note)
             if branched_from:  # metrics.csv and best_checkpoint.pt start with the history this run continues
                 copy_metrics(os.path.join(branched_from, 'metrics.csv'),
                              os.path.join(config['loggers_dir'], 'metrics.csv'), checkpoint['epoch'])

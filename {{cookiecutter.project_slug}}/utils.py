@@ -1927,10 +1927,10 @@ def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
 
 
 def load_init_weights(target, config, shape_keys):
-    """The checkpoint's path, the model weights a new run starts from (`--init_from`: another run's best
-    checkpoint, or a file), whether num_classes differs, and the feature columns it was trained on (or None).
-    The optimizer, scheduler, counters and RNG start fresh. Another num_classes (a new label set) is
-    fine-tuning: only the output layer depends on it."""
+    """`--init_from` (another run's best checkpoint, or a file): the checkpoint's path, and what a new run takes
+    from it: the model weights ('model'), whether num_classes differs ('resized'), and the label names and
+    feature columns of its data (None where it had none). The optimizer, scheduler, counters and RNG start
+    fresh. Another num_classes (a new label set) is fine-tuning: only the output layer depends on it."""
     path = resolve_checkpoint(target, name='best_checkpoint.pt', option='--init_from')
     checkpoint = load_checkpoint(path)
     saved = checkpoint['config']
@@ -1940,7 +1940,67 @@ def load_init_weights(target, config, shape_keys):
         raise RunError(f"--init_from '{path}' holds a model of another size "
                        f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in fixed)}); "
                        f"pass {' '.join(f'--{key} {saved[key]}' for key in fixed)}")
-    return str(path), checkpoint['model'], 'num_classes' in differ, checkpoint.get('feature_columns')
+    return str(path), {'model': checkpoint['model'], 'resized': 'num_classes' in differ,
+                       'classes': checkpoint.get('classes'), 'feature_columns': checkpoint.get('feature_columns')}
+
+
+def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutter.task == 'classification' else '' }}):
+    """Load --init_from's weights (load_init_weights' `init`) into a new run's model; return a line for note.log
+    on the tensors that did not come over as they were, or ''.
+
+    With another num_classes, the tensors whose shape follows it (the output layer's) keep the model's fresh
+    values.
+{%- if cookiecutter.task == 'classification' %}
+    Where both the checkpoint and this data (`classes`) name their classes, each class takes the checkpoint's
+    values for the class of its name instead (one the checkpoint lacks keeps them fresh), whatever number it
+    has in each: a label set that adds or drops a class renumbers the others.
+{%- endif %}
+    """
+{%- if cookiecutter.task == 'classification' %}
+    renamed = init['classes'] is not None and classes is not None and (init['classes'] != classes or init['resized'])
+    dims = class_dims(build_model, config) if renamed else {}
+    if dims:
+        state_dict, fresh = follow_class_names(model.state_dict(), init['model'], dims, init['classes'], classes)
+        load_model_state(model, state_dict, config['init_from'])
+        shown = ', '.join(map(repr, fresh[:4])) + (f' and {len(fresh) - 4} more' if len(fresh) > 4 else '')
+        return (f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name"
+                + (f'; {len(fresh)} of {len(classes)} classes, which it does not name, start fresh: {shown}'
+                   if fresh else ''))
+{%- endif %}
+    fresh_layers = load_model_state(model, init['model'], config['init_from'], keep_resized=init['resized'])
+    if not fresh_layers:
+        return ''
+    return f"init_from: {', '.join(fresh_layers)} start fresh (num_classes differs from the checkpoint's)"
+{%- if cookiecutter.task == 'classification' %}
+
+
+def class_dims(build_model, config):
+    """The model's tensors that hold a slice per class, each with the dimension that counts the classes: those
+    whose shape follows num_classes (two models built on the meta device: shapes only, no memory, no RNG)."""
+    shapes = []
+    for num_classes in (config['num_classes'], config['num_classes'] + 1):
+        with torch.device('meta'):
+            model = build_model({**config, 'num_classes': num_classes})
+        shapes.append({key: value.shape for key, value in model.state_dict().items()})
+    now, more = shapes
+    return {key: next(dim for dim, (a, b) in enumerate(zip(shape, more[key])) if a != b)
+            for key, shape in now.items() if len(more.get(key, ())) == len(shape) and more[key] != shape}
+
+
+def follow_class_names(own, state_dict, dims, old_classes, classes):
+    """`state_dict` with each class tensor (`dims`: its class dimension) holding, for every class of `classes`,
+    the checkpoint's slice of the class of that name in `old_classes`, or the model's own (fresh) slice where
+    there is none; and the names of those fresh classes."""
+    old_at = {name: i for i, name in enumerate(old_classes)}
+    mapped = {}
+    for key, dim in dims.items():
+        tensor = own[key].detach().clone()
+        for i, name in enumerate(classes):
+            if name in old_at:
+                tensor.select(dim, i).copy_(state_dict[key].select(dim, old_at[name]))
+        mapped[key] = tensor
+    return {**state_dict, **mapped}, [name for name in classes if name not in old_at]
+{%- endif %}
 
 
 def epochs_text(n):

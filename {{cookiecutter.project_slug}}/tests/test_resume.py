@@ -896,9 +896,62 @@ def test_init_from_with_another_num_classes_starts_only_the_output_layer_fresh(w
     assert_same_weights({k: v for k, v in starting_weights.items() if k not in fresh},
                         {k: v for k, v in source_weights.items() if k not in fresh})
     [logs] = [p for p in (workdir / 'loggers').iterdir() if p != source_logs]
+    new = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')
+    assert new['config']['num_classes'] == num_classes + 3
+{%- if cookiecutter.dataset == 'image_folder' %}
+    # class folders are names: each class of the source run keeps its values, whatever its number here
+    old_classes, classes = load(source_ckpts / 'best_checkpoint.pt')['classes'], new['classes']
+    added = [name for name in classes if name not in old_classes]
+    assert len(added) == 3  # with 10 classes, class_10 sorts before class_2: class_2..class_9 are renumbered
+    for key in fresh:
+        for i, name in enumerate(classes):
+            row = starting_weights[key][i]
+            if name in added:  # fresh: none of the source run's rows
+                assert not any(torch.equal(row, old_row) for old_row in source_weights[key]), (key, name)
+            else:
+                assert torch.equal(row, source_weights[key][old_classes.index(name)]), (key, name)
+    assert (f"init_from: {', '.join(fresh)} take the checkpoint's values class by class, by name; 3 of "
+            f"{num_classes + 3} classes, which it does not name, start fresh: {', '.join(map(repr, added))}"
+            in (logs / 'note.log').read_text())
+{%- else %}
     assert f"init_from: {', '.join(fresh)} start fresh" in (logs / 'note.log').read_text()
-    new_config = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config']
-    assert new_config['num_classes'] == num_classes + 3
+{%- endif %}
+
+
+def test_init_from_onto_another_label_set_follows_the_class_names(config):
+    # a class keeps its row of the output layer whatever number it has in each label set; a new one starts fresh
+    from model import build_model
+
+    config = {**config, 'num_classes': 3}
+    old = build_model(config).state_dict()
+    own = build_model(config).state_dict()
+    dims = utils.class_dims(build_model, config)
+    assert len(dims) == 2 and all(own[key].shape[dim] == 3 for key, dim in dims.items())  # the head's weight, bias
+    state, fresh = utils.follow_class_names(own, old, dims, ['cat', 'dog', 'eel'], ['bird', 'cat', 'dog'])
+    assert fresh == ['bird']
+    for key, dim in dims.items():
+        assert torch.equal(state[key].select(dim, 0), own[key].select(dim, 0))  # bird: fresh
+        assert torch.equal(state[key].select(dim, 1), old[key].select(dim, 0))  # cat: 0 -> 1
+        assert torch.equal(state[key].select(dim, 2), old[key].select(dim, 1))  # dog: 1 -> 2
+    assert all(torch.equal(state[key], old[key]) for key in old if key not in dims)
+    model = build_model(config)
+    state, _ = utils.follow_class_names(model.state_dict(), old, dims, ['cat', 'dog', 'eel'], ['bird', 'cat', 'dog'])
+    note = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
+                                         'feature_columns': None}, {**config, 'init_from': 'x.pt'},
+                                 ['bird', 'cat', 'dog'], build_model)
+    assert all(torch.equal(model.state_dict()[key], state[key]) for key in dims)
+    assert note == (f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name; 1 of 3 "
+                    "classes, which it does not name, start fresh: 'bird'")
+    same = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['a', 'b', 'c'],
+                                         'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['a', 'b', 'c'],
+                                 build_model)
+    assert same == '' and all(torch.equal(model.state_dict()[key], old[key]) for key in old)
+    wider = build_model({**config, 'num_classes': 4}).state_dict()  # saved with more outputs than class names
+    note = utils.load_init_state(model, {'model': wider, 'resized': True, 'classes': ['a', 'b', 'c'],
+                                         'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['a', 'b', 'c'],
+                                 build_model)
+    assert note == f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name"
+    assert all(torch.equal(model.state_dict()[key], wider[key].narrow(dim, 0, 3)) for key, dim in dims.items())
 {%- endif %}
 
 
