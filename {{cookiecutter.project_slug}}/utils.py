@@ -1976,15 +1976,24 @@ def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutt
 
 def class_dims(build_model, config):
     """The model's tensors that hold a slice per class, each with the dimension that counts the classes: those
-    whose shape follows num_classes (two models built on the meta device: shapes only, no memory, no RNG)."""
+    whose shape follows num_classes (two models built on the meta device: shapes only, no memory, no RNG).
+    Empty unless every such tensor grows by one slice per class along one dimension (a head of num_classes * 4
+    outputs, say, cannot be mapped class by class)."""
     shapes = []
     for num_classes in (config['num_classes'], config['num_classes'] + 1):
         with torch.device('meta'):
             model = build_model({**config, 'num_classes': num_classes})
-        shapes.append({key: value.shape for key, value in model.state_dict().items()})
+        shapes.append({key: tuple(value.shape) for key, value in model.state_dict().items()})
     now, more = shapes
-    return {key: next(dim for dim, (a, b) in enumerate(zip(shape, more[key])) if a != b)
-            for key, shape in now.items() if len(more.get(key, ())) == len(shape) and more[key] != shape}
+    dims = {}
+    for key, shape in now.items():
+        if more.get(key) == shape:
+            continue
+        grown = [dim for dim, (a, b) in enumerate(zip(shape, more.get(key, ()))) if a != b]
+        if len(more.get(key, ())) != len(shape) or len(grown) != 1 or more[key][grown[0]] != shape[grown[0]] + 1:
+            return {}  # not a slice per class: load_init_state keeps such tensors fresh instead
+        dims[key] = grown[0]
+    return dims if now.keys() == more.keys() else {}
 
 
 def follow_class_names(own, state_dict, dims, old_classes, classes):

@@ -946,6 +946,13 @@ def test_init_from_onto_another_label_set_follows_the_class_names(config):
                                          'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['a', 'b', 'c'],
                                  build_model)
     assert same == '' and all(torch.equal(model.state_dict()[key], old[key]) for key in old)
+
+    def two_a_class(config):  # a layer per class, then two outputs a class: not a slice per class throughout
+        return torch.nn.Sequential(torch.nn.Linear(4, config['num_classes']),
+                                   torch.nn.Linear(config['num_classes'], 2 * config['num_classes']))
+
+    assert utils.class_dims(two_a_class, config) == {}
+    assert utils.class_dims(lambda config: torch.nn.Linear(4, 2 * config['num_classes']), config) == {}
     wider = build_model({**config, 'num_classes': 4}).state_dict()  # saved with more outputs than class names
     note = utils.load_init_state(model, {'model': wider, 'resized': True, 'classes': ['a', 'b', 'c'],
                                          'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['a', 'b', 'c'],
