@@ -2003,10 +2003,12 @@ def follow_class_names(own, state_dict, dims, old_classes, classes):
     old_at = {name: i for i, name in enumerate(old_classes)}
     mapped = {}
     for key, dim in dims.items():
-        tensor = own[key].detach().clone()
+        saved, tensor = state_dict.get(key), own[key].clone()
+        if saved is None or saved.shape[:dim] + saved.shape[dim + 1:] != tensor.shape[:dim] + tensor.shape[dim + 1:]:
+            continue  # saved from another architecture: load_model_state says the checkpoint does not fit
         for i, name in enumerate(classes):
             if name in old_at:
-                tensor.select(dim, i).copy_(state_dict[key].select(dim, old_at[name]))
+                tensor.select(dim, i).copy_(saved.select(dim, old_at[name]))
         mapped[key] = tensor
     return {**state_dict, **mapped}, [name for name in classes if name not in old_at]
 {%- endif %}

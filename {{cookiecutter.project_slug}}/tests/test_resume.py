@@ -953,6 +953,12 @@ def test_init_from_onto_another_label_set_follows_the_class_names(config):
 
     assert utils.class_dims(two_a_class, config) == {}
     assert utils.class_dims(lambda config: torch.nn.Linear(4, 2 * config['num_classes']), config) == {}
+    key, dim = next(iter(dims.items()))
+    other = {**old, key: old[key].narrow(1 - dim, 0, 1) if old[key].dim() == 2 else old[key][None]}  # another width
+    with pytest.raises(RunError, match="checkpoint 'x.pt' does not fit this model"):
+        utils.load_init_state(model, {'model': other, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
+                                      'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['bird', 'cat', 'dog'],
+                              build_model)
     wider = build_model({**config, 'num_classes': 4}).state_dict()  # saved with more outputs than class names
     note = utils.load_init_state(model, {'model': wider, 'resized': True, 'classes': ['a', 'b', 'c'],
                                          'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['a', 'b', 'c'],
