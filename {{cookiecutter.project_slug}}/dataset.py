@@ -71,7 +71,7 @@ from torch.utils.data import Dataset, random_split
 {%- endif %}
 
 from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors{{ ', print_output, project_folder_note' if cookiecutter.dataset != 'synthetic' else '' }}
-from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums
+from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums{{ ', names_text' if cookiecutter.dataset == 'csv' }}
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -315,12 +315,6 @@ def not_a_feature_value(path, number, header, row, label_at):
     return RunError(f"'{path}' line {number} has a feature value that is not a number")
 
 
-def names_text(names, shown=5):
-    """'a', 'b' and 3 more: a list of column names short enough for one line."""
-    more = f' and {len(names) - shown} more' if len(names) > shown else ''
-    return ', '.join(repr(name) for name in names[:shown]) + more
-
-
 def match_feature_columns(path, names, trained, label):
     """`trained` (the model's feature columns, in its input order) when a file's `names` are the same columns in
     any order; else an error that lists the differences."""
@@ -423,10 +417,10 @@ class CsvDataset(Dataset):
                                'rename or remove one')
             position[name] = i
         label = config['label_column']
-        self.has_labels = label in header
+        self.has_labels = label in position
         if not self.has_labels and labels_required:
             raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: {', '.join(header)}")
-        label_at = header.index(label) if self.has_labels else None
+        label_at = position.get(label)
         self.feature_columns = [name for i, name in enumerate(header) if i != label_at]
         if feature_columns is not None:  # in the model's order, wherever they are in this file
             self.feature_columns = match_feature_columns(path, self.feature_columns, feature_columns, label)

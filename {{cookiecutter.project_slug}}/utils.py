@@ -1962,10 +1962,9 @@ def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutt
     if dims:
         state_dict, fresh = follow_class_names(model.state_dict(), init['model'], dims, init['classes'], classes)
         load_model_state(model, state_dict, config['init_from'])
-        shown = ', '.join(map(repr, fresh[:4])) + (f' and {len(fresh) - 4} more' if len(fresh) > 4 else '')
         return (f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name"
-                + (f'; {len(fresh)} of {len(classes)} classes, which it does not name, start fresh: {shown}'
-                   if fresh else ''))
+                + (f'; {len(fresh)} of {len(classes)} classes, which it does not name, start fresh: '
+                   f'{names_text(fresh)}' if fresh else ''))
 {%- endif %}
     fresh_layers = load_model_state(model, init['model'], config['init_from'], keep_resized=init['resized'])
     if not fresh_layers:
@@ -2012,6 +2011,12 @@ def follow_class_names(own, state_dict, dims, old_classes, classes):
         mapped[key] = tensor
     return {**state_dict, **mapped}, [name for name in classes if name not in old_at]
 {%- endif %}
+
+
+def names_text(names, shown=5):
+    """'a', 'b' and 3 more: names quoted, few enough for one line."""
+    more = f' and {len(names) - shown} more' if len(names) > shown else ''
+    return ', '.join(repr(name) for name in names[:shown]) + more
 
 
 def epochs_text(n):
