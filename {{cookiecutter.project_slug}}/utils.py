@@ -1967,6 +1967,12 @@ def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutt
                    f'{names_text(fresh)}' if fresh else ''))
 {%- endif %}
     fresh_layers = load_model_state(model, init['model'], config['init_from'], keep_resized=init['resized'])
+{%- if cookiecutter.task == 'classification' %}
+    if renamed and not fresh_layers:  # the same number of classes, under other names
+        return (f"init_from: the classes are not the checkpoint's ({names_text(classes, 3)}; it has "
+                f'{names_text(init["classes"], 3)}), and no tensor of the model holds one slice per class to map '
+                "them by name: the output layer keeps the checkpoint's values by class number")
+{%- endif %}
     if not fresh_layers:
         return ''
     return f"init_from: {', '.join(fresh_layers)} start fresh (num_classes differs from the checkpoint's)"
@@ -1975,15 +1981,14 @@ def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutt
 
 def class_dims(build_model, config):
     """The model's tensors that hold a slice per class, each with the dimension that counts the classes: those
-    whose shape follows num_classes (two models built on the meta device: shapes only, no memory, no RNG).
-    Empty unless every such tensor grows by one slice per class along one dimension (a head of num_classes * 4
-    outputs, say, cannot be mapped class by class)."""
-    shapes = []
-    for num_classes in (config['num_classes'], config['num_classes'] + 1):
-        with torch.device('meta'):
-            model = build_model({**config, 'num_classes': num_classes})
-        shapes.append({key: tuple(value.shape) for key, value in model.state_dict().items()})
-    now, more = shapes
+    whose shape follows num_classes (the model built with num_classes and one more: state_shapes). Empty unless
+    every such tensor grows by one slice per class along one dimension (a head of num_classes * 4 outputs, say,
+    cannot be mapped class by class), or when model.py cannot build the model with one more class."""
+    now = state_shapes(build_model, config)
+    try:
+        more = state_shapes(build_model, {**config, 'num_classes': config['num_classes'] + 1})
+    except Exception:  # a model.py that takes only some numbers of classes: which tensors follow it is unknown
+        return {}
     dims = {}
     for key, shape in now.items():
         if more.get(key) == shape:
@@ -1993,6 +1998,19 @@ def class_dims(build_model, config):
             return {}  # not a slice per class: load_init_state keeps such tensors fresh instead
         dims[key] = grown[0]
     return dims if now.keys() == more.keys() else {}
+
+
+def state_shapes(build_model, config):
+    """The shapes of the state dict of the model that `config` builds: built on the meta device, or, for a model.py
+    whose __init__ needs real values there (`.item()`, a file read into a buffer), on the CPU with the RNG state
+    put back afterwards."""
+    try:
+        with torch.device('meta'):
+            model = build_model(config)
+    except Exception:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
 def follow_class_names(own, state_dict, dims, old_classes, classes):

@@ -965,6 +965,42 @@ def test_init_from_onto_another_label_set_follows_the_class_names(config):
                                  build_model)
     assert note == f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name"
     assert all(torch.equal(model.state_dict()[key], wider[key].narrow(dim, 0, 3)) for key, dim in dims.items())
+
+
+def test_init_from_by_class_name_with_a_model_that_the_meta_device_cannot_build():
+    config = {'num_classes': 3}
+
+    def needs_values(config):  # .item() in __init__: an error on the meta device
+        return torch.nn.Linear(int(torch.full((1,), 4).item()), config['num_classes'])
+
+    with pytest.raises(RuntimeError), torch.device('meta'):
+        needs_values(config)
+    rng = torch.get_rng_state()
+    assert utils.class_dims(needs_values, config) == {'weight': 0, 'bias': 0}  # built on the CPU instead
+    assert torch.equal(torch.get_rng_state(), rng)  # its initialisation drew no numbers from this run's RNG
+
+    def three_classes_only(config):
+        assert config['num_classes'] == 3
+        return torch.nn.Linear(4, 3)
+
+    assert utils.class_dims(three_classes_only, config) == {}  # which tensors follow num_classes cannot be told
+
+
+def test_init_from_onto_other_class_names_that_cannot_be_mapped_says_they_keep_their_numbers():
+    def two_a_class(config):  # two outputs a class, side by side: not one slice per class
+        return torch.nn.Linear(4, 2 * config['num_classes'])
+
+    config, old = {'num_classes': 3, 'init_from': 'x.pt'}, two_a_class({'num_classes': 3}).state_dict()
+    model = two_a_class(config)
+    note = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
+                                         'feature_columns': None}, config, ['ant', 'bee', 'cat'], two_a_class)
+    assert note == ("init_from: the classes are not the checkpoint's ('ant', 'bee', 'cat'; it has 'cat', 'dog', "
+                    "'eel'), and no tensor of the model holds one slice per class to map them by name: the output "
+                    "layer keeps the checkpoint's values by class number")
+    assert all(torch.equal(model.state_dict()[key], old[key]) for key in old)
+    same = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
+                                         'feature_columns': None}, config, ['cat', 'dog', 'eel'], two_a_class)
+    assert same == ''
 {%- endif %}
 
 
