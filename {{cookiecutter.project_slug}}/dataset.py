@@ -253,6 +253,12 @@ def label_indices(labels, line_numbers, num_classes, where, classes=None, labels
             if not labels_required:  # predicting, with a model trained on class numbers: a name would be renumbered
                 raise RunError(f"'{where}' {name}, but the model was trained on class numbers 0..{num_classes - 1}; "
                                'fix that line, or leave the label column out')
+            first_line_of = {}  # each name's first line, by the name without its surrounding spaces
+            for v, number in zip(labels, line_numbers):
+                seen = first_line_of.setdefault(v.strip(), (v, number))
+                if seen[0] != v:  # 'cat' and 'cat ' would be two classes
+                    raise RunError(f"'{where}' line {seen[1]} has label {seen[0]!r} and line {number} {v!r}, which "
+                                   'differ only by the spaces around them; write the label the same way in both')
             n_names = len(set(labels))
             if 2 <= n_names != num_classes:  # training
                 numeric = any(numbers) or spells_a_number(labels[at])  # a '-1' among numbers; '1.0' (pandas' floats)
@@ -263,8 +269,11 @@ def label_indices(labels, line_numbers, num_classes, where, classes=None, labels
         number_of = {name: number for number, name in enumerate(classes)}  # a dict: a list's index() is O(classes)
         unknown = next((i for i, v in enumerate(labels) if v not in number_of), None)
         if unknown is not None:
-            raise RunError(f"'{where}' line {line_numbers[unknown]} has label '{labels[unknown].strip()}', which the "
-                           'model was not trained on')
+            label = labels[unknown]
+            spaced = next((name for name in classes if name.strip() == label.strip()), None)
+            also = f' (it knows {spaced!r}: the spaces around a label count)' if spaced is not None else ''
+            raise RunError(f"'{where}' line {line_numbers[unknown]} has label {label!r}, which the model was not "
+                           f'trained on{also}')
         targets = torch.tensor([number_of[v] for v in labels])
     highest = int(targets.max())
     if classes is None and int(targets.min()) == 1 and highest == num_classes:  # integer labels 1..k

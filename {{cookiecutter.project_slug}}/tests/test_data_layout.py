@@ -231,6 +231,19 @@ def test_a_label_that_is_no_class_number_is_named_by_its_line_in_the_csv(tmp_pat
                                           'numbers, fix the ones that are not')
 
 
+def test_labels_that_differ_only_by_spaces_are_named_by_their_lines_in_the_csv(tmp_path, config):
+    # a spreadsheet cell typed 'cat ' would otherwise be a class of its own, and the count error would not say why
+    path = csv_file(tmp_path / 'data.csv', [good_row('cat'), good_row('dog'), [], good_row('cat '), good_row('dog')])
+    with pytest.raises(RunError) as error:
+        CsvDataset({**config, 'num_classes': 2}, path)
+    assert str(error.value) == (f"'{path}' line 2 has label 'cat' and line 5 'cat ', which differ only by the spaces "
+                                'around them; write the label the same way in both')
+    with pytest.raises(RunError) as error:  # predicting: the name as it is written, and the one the model knows
+        CsvDataset({**config, 'num_classes': 2}, path, labels_required=False, classes=['cat', 'dog'])
+    assert str(error.value) == (f"'{path}' line 5 has label 'cat ', which the model was not trained on (it knows "
+                                "'cat': the spaces around a label count)")
+
+
 def test_predict_names_every_output_of_a_run_with_fewer_class_names(workdir, config):
     # before training required one output per class name, a run could have more outputs than names
     import predict
@@ -1172,6 +1185,10 @@ def test_class_names_must_fill_num_classes_in_training_only():
     classes, targets = label_indices(['dog'], LINES, 5, 'new', classes=['cat', 'dog'], labels_required=False)
     assert classes == ['cat', 'dog'] and targets.tolist() == [1]
     assert label_indices(['²', '³', '²'], LINES, 2, 'data')[0] == ['²', '³']  # digits that are no number: names
+    with pytest.raises(RunError, match=r"^'data' line 3 has label 'dog' and line 5 ' dog', which differ only by the "
+                                       r'spaces around them; write the label the same way in both$'):
+        label_indices(['cat', 'dog', ' dog'], LINES, 3, 'data')  # three names for three outputs: it would train
+    assert label_indices([' 1', '0', '1'], LINES, 2, 'data')[1].tolist() == [1, 0, 1]  # class numbers: as before
 
 
 def test_one_label_that_is_no_class_number_among_numbers_is_named_by_its_line():
