@@ -253,19 +253,22 @@ def label_indices(labels, line_numbers, num_classes, where, classes=None, labels
             if not labels_required:  # predicting, with a model trained on class numbers: a name would be renumbered
                 raise RunError(f"'{where}' {name}, but the model was trained on class numbers 0..{num_classes - 1}; "
                                'fix that line, or leave the label column out')
-            first_line_of = {}  # each name's first line, by the name without its surrounding spaces
-            for v, number in zip(labels, line_numbers):
-                seen = first_line_of.setdefault(v.strip(), (v, number))
-                if seen[0] != v:  # 'cat' and 'cat ' would be two classes
-                    raise RunError(f"'{where}' line {seen[1]} has label {seen[0]!r} and line {number} {v!r}, which "
-                                   'differ only by the spaces around them; write the label the same way in both')
-            n_names = len(set(labels))
+            names = set(labels)
+            if len({name.strip() for name in names}) < len(names):  # 'cat' and 'cat ' would be two classes
+                first_line_of = {}  # by the name without its surrounding spaces: the name as written, and its line
+                for v, number in zip(labels, line_numbers):
+                    seen = first_line_of.setdefault(v.strip(), (v, number))
+                    if seen[0] != v:
+                        raise RunError(f"'{where}' line {seen[1]} has label {seen[0]!r} and line {number} {v!r}, "
+                                       'which differ only by the spaces around them; write the label the same way in '
+                                       'both')
+            n_names = len(names)
             if 2 <= n_names != num_classes:  # training
                 numeric = any(numbers) or spells_a_number(labels[at])  # a '-1' among numbers; '1.0' (pandas' floats)
                 why = (f' (the labels are read as names, numbered in sorted order, since {name}, which is not a '
                        'class number; fix that line if they are numbers)') if numeric else ''
                 raise class_count_error(n_names, num_classes, where, 'class names', why)
-            classes = sorted(set(labels))
+            classes = sorted(names)
         number_of = {name: number for number, name in enumerate(classes)}  # a dict: a list's index() is O(classes)
         unknown = next((i for i, v in enumerate(labels) if v not in number_of), None)
         if unknown is not None:
