@@ -15,7 +15,9 @@ itself does not depend on the seed or n_samples: predict.py's fresh samples come
 
 Layout under config['dataset_dir']:
     data.csv    a header row, then one row per sample: the feature columns, plus the label
-                column named by config['label_column']. {{ 'Labels are integers 0..num_classes-1 or class names.' if classification else 'Labels are numbers.' }}
+                column named by config['label_column'], and the id column config['id_column'] if
+                set (the samples' ids, not a feature).
+                {{ 'Labels are integers 0..num_classes-1 or class names.' if classification else 'Labels are numbers.' }}
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 Layout under config['dataset_dir']:
@@ -81,6 +83,7 @@ DATA_CONFIG = {
 {%- endif %}
 {%- if cookiecutter.dataset == 'csv' %}
     'label_column': 'label',  # the CSV column that holds the target
+    'id_column': '',  # a CSV column of sample ids, not a feature: predictions.csv's id ('': the row number)
 {%- endif %}
     'valid_ratio': 0.2,  # share of the samples held out for validation
 {%- if kind == 'image' %}
@@ -106,7 +109,7 @@ DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
 SPLIT_KEYS = ('seed', 'valid_ratio', 'n_samples')
 {%- elif cookiecutter.dataset == 'csv' %}
-SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir', 'label_column')
+SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir', 'label_column', 'id_column')
 {%- else %}
 SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir')
 {%- endif %}
@@ -121,6 +124,11 @@ def check_data_config(config):
 {%- endif %}
 {%- if cookiecutter.dataset == 'image_folder' %}
     check_choice(config, 'resize', RESIZE_CHOICES)
+{%- endif %}
+{%- if cookiecutter.dataset == 'csv' %}
+    if config['id_column'] and config['id_column'] == config['label_column']:
+        raise RunError(f"id_column and label_column are both {config['label_column']!r}; name the ids' column in "
+                       "--id_column, or pass --id_column '' to number the rows")
 {%- endif %}
 {%- if cookiecutter.dataset != 'synthetic' %}
 
@@ -311,14 +319,14 @@ def not_utf8(path):
 MISSING_VALUES = {'', 'na', 'n/a', 'null', 'none', '?'}  # how spreadsheets and pandas write a missing value
 
 
-def not_a_feature_value(path, number, header, row, label_at):
-    """The error for a CSV row's first feature value that is not a number: a missing one, or text."""
-    for i, (name, value) in enumerate(zip(header, row)):
+def not_a_feature_value(path, number, header, row, columns):
+    """The error for a CSV row's first feature value (`columns`: their indices) that is not a number: a missing
+    one, or text."""
+    for i in columns:
+        name, value = header[i], row[i]
         try:
             float(value)
         except ValueError:
-            if i == label_at:
-                continue
             where = f"'{path}' line {number} column '{name}'"
             if value.strip().lower() in MISSING_VALUES:
                 return RunError(f'{where} has no value ({value!r}); fill in missing values or drop the row')
@@ -433,7 +441,12 @@ class CsvDataset(Dataset):
         if not self.has_labels and labels_required:
             raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: {', '.join(header)}")
         label_at = position.get(label)
-        self.feature_columns = [name for i, name in enumerate(header) if i != label_at]
+        id_column = config['id_column']
+        id_at = position.get(id_column) if id_column else None
+        if id_column and id_at is None and labels_required:  # predicting, a file without ids gets row numbers
+            raise RunError(f"'{path}' has no column {id_column!r} (id_column); pass --id_column with one of: "
+                           f"{', '.join(header)}, or --id_column '' to number the rows")
+        self.feature_columns = [name for i, name in enumerate(header) if i not in (label_at, id_at)]
         if feature_columns is not None:  # in the model's order, wherever they are in this file
             self.feature_columns = match_feature_columns(path, self.feature_columns, feature_columns, label)
         columns = [position[name] for name in self.feature_columns]
@@ -452,13 +465,13 @@ class CsvDataset(Dataset):
             try:
                 features.append([float(row[i]) for i in columns])
             except ValueError:
-                raise not_a_feature_value(path, number, header, row, label_at) from None
+                raise not_a_feature_value(path, number, header, row, columns) from None
         self.inputs = torch.tensor(features, dtype=torch.float32)
         bad = first_nonfinite_row(self.inputs)
         if bad is not None:
             raise RunError(f"'{path}' line {lines[bad][0]} has a feature value that is not finite "
                            '(nan, inf or too large); fix or remove it')
-        self.ids = range(len(lines))  # data rows, from 0
+        self.ids = [row[id_at] for _, row in lines] if id_at is not None else range(len(lines))  # else rows, from 0
         labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
 {%- if classification %}
         self.classes, self.targets = label_indices(labels, [number for number, _ in lines], config['num_classes'], path,

@@ -392,6 +392,41 @@ def test_a_run_keeps_its_feature_columns_for_predict_and_init_from(workdir):
     assert load(workdir / 'checkpoints' / 'second' / 'best_checkpoint.pt')['feature_columns'] == names[:-1]
 
 
+def first_column(path):
+    return [line.split(',')[0] for line in path.read_text().splitlines()]
+
+
+def test_an_id_column_is_no_feature_and_names_the_predictions(workdir):
+    import predict
+    from conftest import FAST, SMALL_MODEL, load
+
+    n, label = DATA_CONFIG['num_features'], DATA_CONFIG['label_column']
+    rows = [[round(0.1 * i + row % 7, 1) for i in range(n)] + [row % 2] for row in range(32)]
+    ids = [f'p{1000 - row}' for row in range(32)]  # text, and not the row numbers
+    table = [['PassengerId'] + [f'f{i}' for i in range(n)] + [label]] + [[i] + row for i, row in zip(ids, rows)]
+    (workdir / 'data').mkdir()
+    (workdir / 'data' / 'data.csv').write_text('\n'.join(','.join(map(str, line)) for line in table) + '\n')
+    args = ['--dataset_dir', 'data', '--n_epoch', '1'] + SMALL_MODEL + FAST
+    assert train.main(args + ['--id_column', 'PassengerId', '--run_name', 'first']) == 0
+    best = workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt'
+    assert load(best)['feature_columns'] == [f'f{i}' for i in range(n)]  # the ids are no input
+    predict.predict(best, workdir / 'data', workdir / 'p.csv')
+    assert first_column(workdir / 'p.csv') == ['id'] + ids
+    csv_file(workdir / 'no_ids.csv', rows)  # a file without the column: row numbers
+    predict.predict(best, workdir / 'no_ids.csv', workdir / 'q.csv')
+    assert first_column(workdir / 'q.csv') == ['id'] + [str(row) for row in range(32)]
+    with pytest.raises(RunError) as error:
+        train.main(args + ['--id_column', 'Id'])
+    assert str(error.value) == ("'data/data.csv' has no column 'Id' (id_column); pass --id_column with one of: "
+                                f"{', '.join(table[0])}, or --id_column '' to number the rows")
+    with pytest.raises(RunError) as error:
+        train.main(args + ['--id_column', label])
+    assert str(error.value) == (f"id_column and label_column are both '{label}'; name the ids' column in "
+                                "--id_column, or pass --id_column '' to number the rows")
+    with pytest.raises(RunError, match=r'^cannot change id_column when resuming: it fixes the train/valid split'):
+        train.main(args + ['--resume', 'first', '--n_epoch', '2', '--id_column', ''])
+
+
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
     path = tmp_path / 'new.csv'
     path.write_text(','.join(f'f{i}' for i in range(DATA_CONFIG['num_features'])) + '\n'
