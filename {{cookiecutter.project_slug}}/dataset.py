@@ -262,7 +262,7 @@ def label_indices(labels, line_numbers, num_classes, where, classes=None, labels
                 raise RunError(f"'{where}' {name}, but the model was trained on class numbers 0..{num_classes - 1}; "
                                'fix that line, or leave the label column out')
             names = set(labels)
-            if len({name.strip() for name in names}) < len(names):  # 'cat' and 'cat ' would be two classes
+            if len({v.strip() for v in names}) < len(names):  # 'cat' and 'cat ' would be two classes
                 first_line_of = {}  # by the name without its surrounding spaces: the name as written, and its line
                 for v, number in zip(labels, line_numbers):
                     seen = first_line_of.setdefault(v.strip(), (v, number))
