@@ -221,9 +221,9 @@ def check_label_batch(target, result):
 {%- endif %}
 
 
-def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256, n_samples=256):
+def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256, n_samples=256{{ ', id_column=None' if cookiecutter.dataset == 'csv' else '' }}):
     """Write the predictions to `output`, a CSV table (TSV for .tsv); return (number of samples, test loss,
-    test metric) or Nones."""
+    test metric) or Nones.{{ " `id_column`: the data's column of sample ids (None: the run's id_column)." if cookiecutter.dataset == 'csv' else '' }}"""
     output = Path(output)
     delimiter = table_delimiter(output)
     check_new_output(output)
@@ -234,6 +234,10 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     checkpoint = load_checkpoint(checkpoint_path)
     # a key added to DATA_CONFIG or MODEL_CONFIG after the run was saved takes its default, as on resume
     config, classes = {**DATA_CONFIG, **MODEL_CONFIG, **checkpoint['config']}, checkpoint.get('classes')
+{%- if cookiecutter.dataset == 'csv' %}
+    if id_column is not None:  # ids in a file for a run trained without them, or under another name
+        config['id_column'] = id_column
+{%- endif %}
     device = local_device()
     with model_memory_errors(fix="its sizes are the checkpoint's: predict on a machine with more memory"):
         model = build_model(config)
@@ -241,6 +245,11 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
         model.to(device).eval()
     dataset = build_predict_dataset(config, data, classes=classes, feature_columns=checkpoint.get('feature_columns'),
                                     n_samples=n_samples)
+{%- if cookiecutter.dataset == 'csv' %}
+    if id_column and isinstance(dataset.ids, range):  # the reader numbers the rows of a file without the column
+        raise RunError(f"the data has no column {id_column!r} (--id_column); name one of its columns, or leave "
+                       '--id_column out')
+{%- endif %}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 {%- if cookiecutter.task == 'classification' %}
     criterion = torch.nn.CrossEntropyLoss(reduction='sum')
@@ -323,6 +332,10 @@ if __name__ == '__main__':
     parser.add_argument('--output', default='predictions.csv', help='where to write (never overwritten); a .tsv name '
                         'writes tab-separated values')
     parser.add_argument('--batch_size', type=int, default=256)
+{%- if cookiecutter.dataset == 'csv' %}
+    parser.add_argument('--id_column', help="the data's column of sample ids, for predictions.csv's id (default: the "
+                        "run's id_column where the data has it, else row numbers)")
+{%- endif %}
 {%- if cookiecutter.dataset == 'synthetic' %}
     parser.add_argument('--n_samples', type=int, default=256, help='how many fresh samples to draw (default: 256)')
 {%- endif %}
@@ -332,7 +345,7 @@ if __name__ == '__main__':
                 check_not_a_device_option(arg, f'{arg} is not an option', script='predict.py')
         args = parser.parse_args()
         n, loss, metric = predict(find_checkpoint(args.run, args.checkpoint), args.data, args.output,
-                                  args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else '' }})
+                                  args.batch_size{{ ', args.n_samples' if cookiecutter.dataset == 'synthetic' else ', id_column=args.id_column' if cookiecutter.dataset == 'csv' else '' }})
         print_output(f"wrote {n} prediction{'s' * (n != 1)} to {args.output}")
         if loss is not None and math.isfinite(loss):
             print_output(f'test loss {loss:.6f} {METRIC_NAME} {metric:.6f} on {n} labelled samples')

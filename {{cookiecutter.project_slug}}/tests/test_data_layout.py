@@ -415,6 +415,18 @@ def test_an_id_column_is_no_feature_and_names_the_predictions(workdir):
     csv_file(workdir / 'no_ids.csv', rows)  # a file without the column: row numbers
     predict.predict(best, workdir / 'no_ids.csv', workdir / 'q.csv')
     assert first_column(workdir / 'q.csv') == ['id'] + [str(row) for row in range(32)]
+    with pytest.raises(RunError) as error:  # named on the command line, the column must be there
+        predict.predict(best, workdir / 'no_ids.csv', workdir / 'r.csv', id_column='PassengerId')
+    assert str(error.value) == ("the data has no column 'PassengerId' (--id_column); name one of its columns, or leave "
+                                '--id_column out')
+    (workdir / 'plain').mkdir()  # a run trained without ids, predicting on a file with them
+    csv_file(workdir / 'plain' / 'data.csv', rows)
+    assert train.main(['--dataset_dir', 'plain', '--n_epoch', '1', '--run_name', 'plain'] + SMALL_MODEL + FAST) == 0
+    plain = workdir / 'checkpoints' / 'plain' / 'best_checkpoint.pt'
+    with pytest.raises(RunError, match=r"not trained on 'PassengerId'"):
+        predict.predict(plain, workdir / 'data', workdir / 'r.csv')
+    predict.predict(plain, workdir / 'data', workdir / 'r.csv', id_column='PassengerId')
+    assert first_column(workdir / 'r.csv') == ['id'] + ids  # the errors above left no r.csv: it is never replaced
     with pytest.raises(RunError) as error:
         train.main(args + ['--id_column', 'Id'])
     assert str(error.value) == ("'data/data.csv' has no column 'Id' (id_column); pass --id_column with one of: "
