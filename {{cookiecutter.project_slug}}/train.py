@@ -581,7 +581,7 @@ def main(argv=None):
         checkpoint_path = resolve_checkpoint(resume)
         checkpoint = load_checkpoint(checkpoint_path)
         saved = checkpoint['config']
-        check_resume_overrides(overrides, saved, SHAPE_KEYS, SPLIT_KEYS, run_name)
+        check_resume_overrides(overrides, {**config, **saved}, SHAPE_KEYS, SPLIT_KEYS, run_name)
         run_dirs = ('loggers_dir', 'checkpoints_dir')
         new_run_dirs = [overrides.get(key, config[key]) for key in run_dirs]
         config = {**config, **saved, **overrides, 'loggers_dir': saved['loggers_dir'],

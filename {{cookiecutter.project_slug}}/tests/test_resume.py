@@ -635,8 +635,8 @@ def test_a_run_name_taken_while_the_run_starts_is_an_error_not_another_name(work
 
 def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1]) == 0
-    logs, _ = only_run(workdir)
-    saved = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config']
+    logs, ckpts = only_run(workdir)
+    saved = load(ckpts / 'latest_checkpoint.pt')['config']
     before = snapshot(workdir)
     shape_key = train.SHAPE_KEYS[0]
     for argv, message in [(['--seed', 1], 'seed when resuming: it fixes the train/valid split; start a new run'),
@@ -648,6 +648,15 @@ def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_
         with pytest.raises(RunError, match=re.escape(f'cannot change {message}')):
             train.main(['--resume', logs.name, *map(str, argv)])
     assert snapshot(workdir) == before
+    # a run saved before a key existed took its default: passing that value is no change
+    checkpoint = load(ckpts / 'latest_checkpoint.pt')
+    assert checkpoint['config']['seed'] == 6666
+    del checkpoint['config']['seed']
+    torch.save(checkpoint, ckpts / 'latest_checkpoint.pt')
+    with pytest.raises(RunError, match=re.escape('cannot change seed when resuming')):
+        train.main(['--resume', logs.name, '--seed', '1'])
+    assert run(['--resume', logs.name, '--seed', 6666, '--n_epoch', 2]) == 0
+    assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
 
 
 def test_lr_and_weight_decay_overrides_on_resume_are_applied_and_recorded(workdir, data_args):
