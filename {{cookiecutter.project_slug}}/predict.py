@@ -236,6 +236,9 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
     config, classes = {**DATA_CONFIG, **MODEL_CONFIG, **checkpoint['config']}, checkpoint.get('classes')
 {%- if cookiecutter.dataset == 'csv' %}
     if id_column is not None:  # ids in a file for a run trained without them, or under another name
+        if id_column and id_column == config['label_column']:
+            raise RunError(f"--id_column {id_column!r} is the run's label column; name the column of sample ids, "
+                           'or leave --id_column out')
         config['id_column'] = id_column
 {%- endif %}
     device = local_device()

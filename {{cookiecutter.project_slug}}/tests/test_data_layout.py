@@ -425,6 +425,10 @@ def test_an_id_column_is_no_feature_and_names_the_predictions(workdir):
     plain = workdir / 'checkpoints' / 'plain' / 'best_checkpoint.pt'
     with pytest.raises(RunError, match=r"not trained on 'PassengerId'"):
         predict.predict(plain, workdir / 'data', workdir / 'r.csv')
+    with pytest.raises(RunError) as error:
+        predict.predict(plain, workdir / 'data', workdir / 'r.csv', id_column=label)
+    assert str(error.value) == (f"--id_column '{label}' is the run's label column; name the column of sample ids, "
+                                'or leave --id_column out')
     predict.predict(plain, workdir / 'data', workdir / 'r.csv', id_column='PassengerId')
     assert first_column(workdir / 'r.csv') == ['id'] + ids  # the errors above left no r.csv: it is never replaced
     with pytest.raises(RunError) as error:
