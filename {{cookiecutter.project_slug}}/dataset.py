@@ -462,6 +462,8 @@ class CsvDataset(Dataset):
                 raise RunError(f"'{path}' line {number} has {len(row)} values but the header has {len(header)} columns")
             if self.has_labels and not row[label_at].strip():
                 raise RunError(f"'{path}' line {number} has an empty {label}")
+            if id_at is not None and not row[id_at].strip():  # predictions.csv would have a blank id
+                raise RunError(f"'{path}' line {number} has an empty {id_column} (id_column); fill it in")
             try:
                 features.append([float(row[i]) for i in columns])
             except ValueError:

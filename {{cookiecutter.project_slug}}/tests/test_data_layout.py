@@ -441,6 +441,17 @@ def test_an_id_column_is_no_feature_and_names_the_predictions(workdir):
                                 "--id_column, or pass --id_column '' to number the rows")
     with pytest.raises(RunError, match=r'^cannot change id_column when resuming: it fixes the train/valid split'):
         train.main(args + ['--resume', 'first', '--n_epoch', '2', '--id_column', ''])
+    (workdir / 'blank').mkdir()  # an id left empty, in training and in predict.py's data
+    table[3][0] = ' '
+    (workdir / 'blank' / 'data.csv').write_text('\n'.join(','.join(map(str, line)) for line in table) + '\n')
+    blank = "'blank/data.csv' line 4 has an empty PassengerId (id_column); fill it in"
+    with pytest.raises(RunError) as error:
+        train.main(['--dataset_dir', 'blank', '--n_epoch', '1', '--id_column', 'PassengerId'] + SMALL_MODEL + FAST)
+    assert str(error.value) == blank
+    with pytest.raises(RunError) as error:
+        predict.predict(best, workdir / 'blank' / 'data.csv', workdir / 's.csv')
+    assert str(error.value) == blank.replace("'blank/data.csv'", f"'{workdir / 'blank' / 'data.csv'}'")
+    assert not (workdir / 's.csv').exists()
 
 
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
