@@ -108,10 +108,13 @@ DATA_CONFIG = {
 # Config keys that decide which samples land in train and valid: resume refuses to change them.
 {%- if cookiecutter.dataset == 'synthetic' %}
 SPLIT_KEYS = ('seed', 'valid_ratio', 'n_samples')
-{%- elif cookiecutter.dataset == 'csv' %}
-SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir', 'label_column', 'id_column')
 {%- else %}
-SPLIT_KEYS = ('seed', 'valid_ratio', 'dataset_dir')
+# Not dataset_dir: resume checks the data itself, so data moved to another folder resumes with --dataset_dir.
+{%- endif %}
+{%- if cookiecutter.dataset == 'csv' %}
+SPLIT_KEYS = ('seed', 'valid_ratio', 'label_column', 'id_column')
+{%- elif cookiecutter.dataset != 'synthetic' %}
+SPLIT_KEYS = ('seed', 'valid_ratio')
 {%- endif %}
 
 

@@ -659,6 +659,29 @@ def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
 
 
+{%- if cookiecutter.dataset != 'synthetic' %}
+
+
+def test_data_moved_to_another_folder_resumes_with_its_new_place(workdir, data_args):
+    from conftest import TEST_DATA_CONFIG
+    from dataset import make_example
+
+    assert run(data_args + ['--n_epoch', 1, '--run_name', 'moved']) == 0
+    (workdir / 'data').rename(workdir / 'elsewhere')
+    with pytest.raises(RunError) as error:  # nothing at the run's dataset_dir now
+        run(['--resume', 'moved', '--n_epoch', 2])
+    assert str(workdir / 'data') in str(error.value)
+    assert run(['--resume', 'moved', '--n_epoch', 2, '--dataset_dir', workdir / 'elsewhere']) == 0
+    checkpoint = load(workdir / 'checkpoints' / 'moved' / 'latest_checkpoint.pt')
+    assert (checkpoint['epoch'], checkpoint['config']['dataset_dir']) == (2, str(workdir / 'elsewhere'))
+    make_example(workdir / 'other', TEST_DATA_CONFIG, n_samples=200)  # other data in its place is refused
+    before = snapshot(workdir / 'checkpoints')
+    with pytest.raises(RunError, match=r'^the data changed since .+ \(train samples \d+ -> \d+; valid samples'):
+        run(['--resume', 'moved', '--n_epoch', 3, '--dataset_dir', workdir / 'other'])
+    assert snapshot(workdir / 'checkpoints') == before
+{%- endif %}
+
+
 def test_lr_and_weight_decay_overrides_on_resume_are_applied_and_recorded(workdir, data_args):
     assert run(data_args + ['--n_epoch', 1, '--scheduler_flag', 'false']) == 0
     logs, ckpts = only_run(workdir)
