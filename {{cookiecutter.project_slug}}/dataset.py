@@ -320,6 +320,7 @@ def not_utf8(path):
 
 
 MISSING_VALUES = {'', 'na', 'n/a', 'null', 'none', '?'}  # how spreadsheets and pandas write a missing value
+HEADER_NAMES_SHOWN = 30  # a column error names this many of the header's names (a file may have thousands)
 
 
 def not_a_feature_value(path, number, header, row, columns):
@@ -442,13 +443,14 @@ class CsvDataset(Dataset):
         label = config['label_column']
         self.has_labels = label in position
         if not self.has_labels and labels_required:
-            raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: {', '.join(header)}")
+            raise RunError(f"'{path}' has no column '{label}'; pass --label_column with one of: "
+                           f'{names_text(header, HEADER_NAMES_SHOWN)}')
         label_at = position.get(label)
         id_column = config['id_column']
         id_at = position.get(id_column) if id_column else None
         if id_column and id_at is None and labels_required:  # predicting, a file without ids gets row numbers
             raise RunError(f"'{path}' has no column {id_column!r} (id_column); pass --id_column with one of: "
-                           f"{', '.join(header)}, or --id_column '' to number the rows")
+                           f"{names_text(header, HEADER_NAMES_SHOWN)}, or --id_column '' to number the rows")
         self.feature_columns = [name for i, name in enumerate(header) if i not in (label_at, id_at)]
         if feature_columns is not None:  # in the model's order, wherever they are in this file
             self.feature_columns = match_feature_columns(path, self.feature_columns, feature_columns, label)

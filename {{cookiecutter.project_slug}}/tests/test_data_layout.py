@@ -25,7 +25,7 @@ import runfiles
 import train
 from conftest import PROJECT, TEST_DATA_CONFIG, run_as_command
 {%- if cookiecutter.dataset == 'csv' %}
-from dataset import DATA_CONFIG, CsvDataset, build_datasets, make_example
+from dataset import DATA_CONFIG, HEADER_NAMES_SHOWN, CsvDataset, build_datasets, make_example
 {%- elif cookiecutter.dataset == 'sequence' %}
 from dataset import DATA_CONFIG, SequenceDataset, build_datasets, make_example
 {%- elif cookiecutter.dataset == 'image_folder' %}
@@ -203,6 +203,21 @@ def test_a_bad_csv_row_is_named_by_its_line(tmp_path, config, bad_row, message):
     path = csv_file(tmp_path / 'data.csv', [good_row(), [], bad_row, good_row(0)])  # line 4: the blank one counts
     with pytest.raises(RunError, match=message):
         build_datasets({**config, 'dataset_dir': path})
+
+
+def test_a_missing_label_column_names_the_columns_to_pick_from(tmp_path, config):
+    names = [f'f{i}' for i in range(DATA_CONFIG['num_features'] + 40)]  # no label column among them
+    (tmp_path / 'data.csv').write_text(','.join(names) + '\n' + (','.join(['1'] * len(names)) + '\n') * 2)
+    with pytest.raises(RunError) as error:
+        build_datasets({**config, 'dataset_dir': str(tmp_path)})
+    shown = ', '.join(repr(name) for name in names[:HEADER_NAMES_SHOWN])
+    assert str(error.value) == (f"'{tmp_path / 'data.csv'}' has no column '{DATA_CONFIG['label_column']}'; pass "
+                                f'--label_column with one of: {shown} and {len(names) - HEADER_NAMES_SHOWN} '
+                                'more')
+    label = DATA_CONFIG['label_column']
+    (tmp_path / 'data.csv').write_text(f'f0,{label} ,f2\n1,2,3\n4,5,6\n')  # quoted, a trailing space shows
+    with pytest.raises(RunError, match=rf"with one of: 'f0', '{label} ', 'f2'$"):
+        build_datasets({**config, 'dataset_dir': str(tmp_path)})
 
 
 {%- if cookiecutter.task == 'classification' %}
@@ -433,8 +448,10 @@ def test_an_id_column_is_no_feature_and_names_the_predictions(workdir):
     assert first_column(workdir / 'r.csv') == ['id'] + ids  # the errors above left no r.csv: it is never replaced
     with pytest.raises(RunError) as error:
         train.main(args + ['--id_column', 'Id'])
+    more = len(table[0]) - HEADER_NAMES_SHOWN
+    shown = ', '.join(map(repr, table[0][:HEADER_NAMES_SHOWN])) + (f' and {more} more' if more > 0 else '')
     assert str(error.value) == ("'data/data.csv' has no column 'Id' (id_column); pass --id_column with one of: "
-                                f"{', '.join(table[0])}, or --id_column '' to number the rows")
+                                f"{shown}, or --id_column '' to number the rows")
     with pytest.raises(RunError) as error:
         train.main(args + ['--id_column', label])
     assert str(error.value) == (f"id_column and label_column are both '{label}'; name the ids' column in "
