@@ -674,6 +674,8 @@ def test_data_moved_to_another_folder_resumes_with_its_new_place(workdir, data_a
     assert run(['--resume', 'moved', '--n_epoch', 2, '--dataset_dir', workdir / 'elsewhere']) == 0
     checkpoint = load(workdir / 'checkpoints' / 'moved' / 'latest_checkpoint.pt')
     assert (checkpoint['epoch'], checkpoint['config']['dataset_dir']) == (2, str(workdir / 'elsewhere'))
+    note = (workdir / 'loggers' / 'moved' / 'note.log').read_text()
+    assert f"overrides: n_epoch=2, dataset_dir={workdir / 'elsewhere'}\n" in note
     make_example(workdir / 'other', TEST_DATA_CONFIG, n_samples=200)  # other data in its place is refused
     before = snapshot(workdir / 'checkpoints')
     with pytest.raises(RunError, match=r'^the data changed since .+ \(train samples \d+ -> \d+; valid samples'):
