@@ -110,11 +110,7 @@ DATA_CONFIG = {
 SPLIT_KEYS = ('seed', 'valid_ratio', 'n_samples')
 {%- else %}
 # Not dataset_dir: resume checks the data itself, so data moved to another folder resumes with --dataset_dir.
-{%- endif %}
-{%- if cookiecutter.dataset == 'csv' %}
-SPLIT_KEYS = ('seed', 'valid_ratio', 'label_column', 'id_column')
-{%- elif cookiecutter.dataset != 'synthetic' %}
-SPLIT_KEYS = ('seed', 'valid_ratio')
+SPLIT_KEYS = ('seed', 'valid_ratio'{{ ", 'label_column', 'id_column'" if cookiecutter.dataset == 'csv' }})
 {%- endif %}
 
 

@@ -580,11 +580,11 @@ def main(argv=None):
     if resume:
         checkpoint_path = resolve_checkpoint(resume)
         checkpoint = load_checkpoint(checkpoint_path)
-        saved = checkpoint['config']
-        check_resume_overrides(overrides, {**config, **saved}, SHAPE_KEYS, SPLIT_KEYS, run_name)
+        saved = {**config, **checkpoint['config']}  # a key newer than the run takes its default
+        check_resume_overrides(overrides, saved, SHAPE_KEYS, SPLIT_KEYS, run_name)
         run_dirs = ('loggers_dir', 'checkpoints_dir')
         new_run_dirs = [overrides.get(key, config[key]) for key in run_dirs]
-        config = {**config, **saved, **overrides, 'loggers_dir': saved['loggers_dir'],
+        config = {**saved, **overrides, 'loggers_dir': saved['loggers_dir'],
                   'checkpoints_dir': str(checkpoint_path.parent)}
         # a checkpoint behind its run's latest one (best_checkpoint.pt, say), or away from its run's
         # folders, goes on exactly as a new run, so that nothing of the source run is overwritten

@@ -1914,8 +1914,8 @@ def carry_best(path, checkpoint, config):
 
 def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
     """Refuse the overrides a resume cannot take: a key of the model's shape or of the train/valid split
-    that differs from the saved config, and --init_from (it starts a new run). `saved` holds this version's
-    defaults under the saved config: a key from after the run's version counts as its default, as on resume."""
+    that differs from the saved config (with this version's defaults for keys newer than the run), and
+    --init_from (it starts a new run)."""
     locked = [key for key in shape_keys + split_keys if key in overrides and overrides[key] != saved.get(key)]
     if locked:
         fixed = ' and '.join(sorted({"the model's shape" if key in shape_keys else 'the train/valid split'
