@@ -105,7 +105,8 @@ DATA_CONFIG = {
 {%- endif %}
 }
 
-# Config keys that decide which samples land in train and valid: resume refuses to change them.
+# Config keys that decide which data trains and validates (the split{{ ', the label and id columns' if cookiecutter.dataset == 'csv' else ', the samples drawn' if cookiecutter.dataset == 'synthetic' }}):
+# resume refuses to change them.
 {%- if cookiecutter.dataset == 'synthetic' %}
 SPLIT_KEYS = ('seed', 'valid_ratio', 'n_samples')
 {%- else %}

@@ -64,6 +64,7 @@ from utils import (
     carry_best,
     check_compile,
     check_config,
+    check_data_still_there,
     check_device_config,
     check_feature_order,
 {%- if cookiecutter.task == 'classification' %}
@@ -610,6 +611,8 @@ def main(argv=None):
         if is_master():
             to_stdout(nothing_left)
         return 0
+    if checkpoint is not None:  # data moved: say so before 3.5 writes, naming --dataset_dir (the reader at 3.6 cannot)
+        check_data_still_there(config, overrides)
     init, init_note = None, ''
     if checkpoint is None and config['init_from']:
         config['init_from'], init = load_init_weights(config['init_from'], config, SHAPE_KEYS)

@@ -1913,18 +1913,28 @@ def carry_best(path, checkpoint, config):
 
 
 def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
-    """Refuse the overrides a resume cannot take: a key of the model's shape or of the train/valid split
-    that differs from the saved config (with this version's defaults for keys newer than the run), and
-    --init_from (it starts a new run)."""
+    """Refuse the overrides a resume cannot take: a key of the model's shape or of which data trains and
+    validates (the split, the label column) that differs from the saved config (with this version's defaults
+    for keys newer than the run), and --init_from (it starts a new run)."""
     locked = [key for key in shape_keys + split_keys if key in overrides and overrides[key] != saved.get(key)]
     if locked:
-        fixed = ' and '.join(sorted({"the model's shape" if key in shape_keys else 'the train/valid split'
-                                     for key in locked}))
+        fixed = ' and '.join(sorted({"the model's shape" if key in shape_keys
+                                     else 'which data trains and validates' for key in locked}))
         they_fix = 'it fixes' if len(locked) == 1 else 'they fix'
         raise RunError(f"cannot change {', '.join(locked)} when resuming: {they_fix} {fixed}; start a new run instead"
                        + (' (another --run_name)' if run_name else ''))
     if 'init_from' in overrides:
         raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
+
+
+def check_data_still_there(config, overrides):
+    """A resume reads the data at the run's dataset_dir: where nothing is there now (the data moved, or a
+    folder was renamed), say that --dataset_dir takes the new place; the reader's own error cannot, not
+    knowing that this is a resume."""
+    place = config.get('dataset_dir')
+    if place and 'dataset_dir' not in overrides and not os.path.exists(place):
+        raise RunError(f"the run's data is no longer at dataset_dir '{place}'; if it moved, resume with "
+                       '--dataset_dir <its new place>')
 
 
 def load_init_weights(target, config, shape_keys):

@@ -456,7 +456,7 @@ def test_an_id_column_is_no_feature_and_names_the_predictions(workdir):
         train.main(args + ['--id_column', label])
     assert str(error.value) == (f"id_column and label_column are both '{label}'; name the ids' column in "
                                 "--id_column, or pass --id_column '' to number the rows")
-    with pytest.raises(RunError, match=r'^cannot change id_column when resuming: it fixes the train/valid split'):
+    with pytest.raises(RunError, match=r'^cannot change id_column when resuming: it fixes which data trains and '):
         train.main(args + ['--resume', 'first', '--n_epoch', '2', '--id_column', ''])
     (workdir / 'blank').mkdir()  # an id left empty, in training and in predict.py's data
     table[3][0] = ' '

@@ -639,12 +639,14 @@ def test_overrides_that_change_the_model_or_the_split_are_refused(workdir, data_
     saved = load(ckpts / 'latest_checkpoint.pt')['config']
     before = snapshot(workdir)
     shape_key = train.SHAPE_KEYS[0]
-    for argv, message in [(['--seed', 1], 'seed when resuming: it fixes the train/valid split; start a new run'),
-                          (['--valid_ratio', 0.5], 'valid_ratio when resuming: it fixes the train/valid split'),
+    fixes_data = 'it fixes which data trains and validates'
+    for argv, message in [(['--seed', 1], f'seed when resuming: {fixes_data}; start a new run'),
+                          (['--valid_ratio', 0.5], f'valid_ratio when resuming: {fixes_data};'),
                           ([f'--{shape_key}', saved[shape_key] + 1],
                            f"{shape_key} when resuming: it fixes the model's shape;"),
                           (['--seed', 1, f'--{shape_key}', saved[shape_key] + 1],
-                           f"{shape_key}, seed when resuming: they fix the model's shape and the train/valid split; ")]:
+                           f"{shape_key}, seed when resuming: they fix the model's shape and which data trains and "
+                           'validates; ')]:
         with pytest.raises(RunError, match=re.escape(f'cannot change {message}')):
             train.main(['--resume', logs.name, *map(str, argv)])
     assert snapshot(workdir) == before
@@ -668,9 +670,13 @@ def test_data_moved_to_another_folder_resumes_with_its_new_place(workdir, data_a
 
     assert run(data_args + ['--n_epoch', 1, '--run_name', 'moved']) == 0
     (workdir / 'data').rename(workdir / 'elsewhere')
-    with pytest.raises(RunError) as error:  # nothing at the run's dataset_dir now
+    assert run(['--resume', 'moved', '--n_epoch', 1]) == 0  # a requeue of a finished run needs no data
+    before = snapshot(workdir)
+    with pytest.raises(RunError) as error:  # nothing at the run's dataset_dir now: before anything is written
         run(['--resume', 'moved', '--n_epoch', 2])
-    assert str(workdir / 'data') in str(error.value)
+    assert str(error.value) == (f"the run's data is no longer at dataset_dir '{workdir / 'data'}'; if it moved, "
+                                'resume with --dataset_dir <its new place>')
+    assert snapshot(workdir) == before
     assert run(['--resume', 'moved', '--n_epoch', 2, '--dataset_dir', workdir / 'elsewhere']) == 0
     checkpoint = load(workdir / 'checkpoints' / 'moved' / 'latest_checkpoint.pt')
     assert (checkpoint['epoch'], checkpoint['config']['dataset_dir']) == (2, str(workdir / 'elsewhere'))
