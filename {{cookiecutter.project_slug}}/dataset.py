@@ -996,7 +996,8 @@ def make_example(root, config, n_samples=512, seed=0):
 
 
 if __name__ == '__main__':
-    parser = CommandParser(description='Write a small example dataset in the layout this project reads.')
+    parser = CommandParser(description='Write a small example dataset in the layout this project reads.',
+                           word_option=lambda word: '--make-example')
     parser.add_argument('--make-example', metavar='DIR', required=True, help='a new or empty folder')
 {%- if cookiecutter.dataset == 'image_folder' and classification %}
     parser.add_argument('--n_samples', type=int, default=max(512, 2 * DATA_CONFIG['num_classes']),

@@ -31,6 +31,7 @@ from runfiles import (
     RunError,
     check_new_output,
     import_problem,
+    names_a_run,
     new_file,
     newest_run,
     one_line_errors,
@@ -69,6 +70,15 @@ def find_checkpoint(run, checkpoint, checkpoints_root='checkpoints'):
         f"no run under '{checkpoints_root}' has a best_checkpoint.pt yet{project_folder_note(checkpoints_root)}"))
 
 
+def option_for_word(word):
+    """The option a bare word on predict.py's command line is likely meant for: a run, {{ 'or data, ' if cookiecutter.dataset != 'synthetic' }}else None."""
+    if names_a_run(word):
+        return '--run'
+{%- if cookiecutter.dataset == 'synthetic' %}
+    return None
+{%- else %}
+    return '--data' if Path(word).exists() else None
+{%- endif %}
 {%- if cookiecutter.task == 'classification' %}
 
 
@@ -324,7 +334,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
 
 if __name__ == '__main__':
     show_crash_stacks()  # a crash in native code (a segfault), or Ctrl-\, shows each thread's Python stack
-    parser = CommandParser(description='Predict with a trained checkpoint; write predictions.csv.')
+    parser = CommandParser(description='Predict with a trained checkpoint; write predictions.csv.',
+                           word_option=option_for_word)
     parser.add_argument('--run', help="a run's timestamp or checkpoints folder: uses its best_checkpoint.pt")
     parser.add_argument('--checkpoint', help='a checkpoint file (instead of --run)')
 {%- if cookiecutter.dataset == 'synthetic' %}

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import socket
 import sys
 import time
@@ -125,7 +126,14 @@ def empty_value(name, leave_out=None):
 class CommandParser(argparse.ArgumentParser):
     """argparse whose usage errors (unknown option, bad value, missing argument) are a RunError, so that
     one_line_errors prints them as every other bad input: one `error:` line, exit code 2. A misspelt option
-    is answered with the one it resembles, and an empty value (an unset shell variable) is refused."""
+    is answered with the one it resembles, and an empty value (an unset shell variable) is refused. A bare
+    word where an option belongs (`python predict.py RUN`) is answered with the option `word_option(word)`
+    guesses it is for (None: no guess), and an option named as a positional argument (`plot.py --run RUN`)
+    with the usage without it."""
+
+    def __init__(self, *args, word_option=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.word_option = word_option
 
     def add_argument(self, *names, **kwargs):
         action = super().add_argument(*names, **kwargs)
@@ -139,12 +147,20 @@ class CommandParser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         # before argparse, whose "required" error would otherwise hide that the required option was misspelt
         args, options = sys.argv[1:] if args is None else list(args), self.long_options
+        positional = next((action for action in self.arguments if not action.option_strings), None)
         for arg in args[:args.index('--')] if '--' in args else args:
             name = arg.partition('=')[0]
             if name.startswith('--') and not any(option.startswith(name) for option in options):
+                if positional and name[2:].rstrip('s') == positional.dest:  # the command, with the option left out
+                    fixed = [arg.partition('=')[2] if arg.startswith(f'{name}=') else arg for arg in args
+                             if arg != name]
+                    raise RunError(f'unknown option {name}; {self.prog} takes {positional.dest}s without it: '
+                                   f'python {self.prog} {shlex.join(fixed)}')
                 close = difflib.get_close_matches(name[2:], [option[2:] for option in options], n=1)
                 raise RunError(f'unknown option {name}; ' + (f'did you mean --{close[0]}? ' if close else '')
                                + f'python {self.prog} --help lists the options')
+        if positional is None:
+            self.check_no_bare_word(args)
         parsed = super().parse_args(args, namespace)
         for action in self.arguments:
             value = getattr(parsed, action.dest, None)
@@ -153,6 +169,27 @@ class CommandParser(argparse.ArgumentParser):
                     raise empty_value(action.option_strings[-1] if action.option_strings else f'a {action.dest}')
                 raise empty_value(action.option_strings[-1], leave_out='')
         return parsed
+
+    def check_no_bare_word(self, args):
+        """Refuse the first argument that is neither an option nor an option's value, naming the option that
+        `word_option` guesses it is for. An unknown option before it is left to the caller's error."""
+        takes_value = False
+        for arg in args:
+            if arg == '--':
+                return
+            if takes_value:
+                takes_value = False
+            elif arg.startswith('-'):
+                actions = [action for action in self.arguments for option in action.option_strings
+                           if option.startswith(arg.partition('=')[0])]
+                if arg.startswith('--') and not actions:  # its value cannot be told from a bare word
+                    return
+                takes_value = '=' not in arg and any(action.nargs != 0 for action in actions)
+            else:
+                option = self.word_option(arg) if self.word_option else None
+                raise RunError(f'unexpected argument {arg!r}; '
+                               + (f'did you mean {option} {shlex.quote(arg)}? ' if option else '')
+                               + f'python {self.prog} --help lists the options')
 
     def error(self, message):
         raise RunError(f'{message}; python {self.prog} --help lists the options')
@@ -226,6 +263,14 @@ def newest_run(root, file):
     for a run can suggest."""
     found = [(path.stat().st_mtime, path.parent.name) for path in Path(root).glob(f'*/{file}') if path.is_file()]
     return max(found)[1] if found else None
+
+
+def names_a_run(word, checkpoints_root='checkpoints'):
+    """Whether a bare word on a command line looks like a run to resume or predict with: a run's name under
+    checkpoints_root, a folder of .pt files or a .pt file (a guess, for an error's hint)."""
+    path = Path(word)
+    return ((Path(checkpoints_root) / word).is_dir() or (path.suffix == '.pt' and path.is_file())
+            or (path.is_dir() and any(path.glob('*.pt'))))
 
 
 def holds_checkpoints_not_logs(folder):

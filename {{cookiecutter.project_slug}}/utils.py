@@ -62,6 +62,7 @@ from runfiles import (
     first_line,
     fix_for,
     import_problem,
+    names_a_run,
     parse_attempt,
     project_folder_note,
     read_heartbeat,
@@ -549,10 +550,12 @@ def parse_args(config, argv=None):
     wants_help = '-h' in argv or '--help' in argv  # the comments are read only then: start-up stays short
     comments = config_comments(Path(__file__).with_name(name) for name in CONFIG_SOURCES) if wants_help else {}
     parser = CommandParser(
+        prog='train.py',
         description='Train the model. Every config key can be overridden as --<key> <value>; the Config '
                     "table in README.md says more about each one.",
         argument_default=argparse.SUPPRESS,
         allow_abbrev=False,
+        word_option=lambda word: '--config' if word.endswith('.json') else '--resume' if names_a_run(word) else None,
     )
     parser.add_argument('--resume', metavar='TIMESTAMP_OR_PATH',
                         help='continue a run: its timestamp, its checkpoint folder or a checkpoint file')
@@ -577,6 +580,7 @@ def parse_args(config, argv=None):
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         check_not_a_device_option(unknown[0], f'{unknown[0]} is not an option')
+        parser.check_no_bare_word(argv)  # a run's name or a config file without its option, or a second value
         close = difflib.get_close_matches(unknown[0].lstrip('-').partition('=')[0], [*COMMAND_OPTIONS, *config], n=1)
         raise RunError(f'unknown option {unknown[0]}; ' + (f'did you mean --{close[0]}? ' if close else '')
                        + f"valid keys: --{', --'.join([*COMMAND_OPTIONS, *config])}")

@@ -1067,6 +1067,8 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
     (['dataset.py', '--make-exmple', 'x'], 'error: unknown option --make-exmple; did you mean --make-example? python '
                                            'dataset.py --help lists the options'),  # not argparse's "required
     (['dataset.py'], 'error: the following arguments are required: --make-example; python dataset.py --help'),
+    (['dataset.py', '--seed', '1', 'new'], "error: unexpected argument 'new'; did you mean --make-example new? python "
+                                           'dataset.py --help lists the options\n'),  # not "required"
     (['dataset.py', '--make-example', 'x', '--n_samples', 'many'], "error: argument --n_samples: invalid int"),
     (['dataset.py', '--make-example', ''], 'error: --make-example is empty (an unset shell variable?); give it a '
                                            'value\n'),  # required: not "or leave it out"
@@ -1079,7 +1081,12 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
                                       'predict.py'),
     (['plot.py', 'r', '--ouptut', 'x'], 'error: unknown option --ouptut; did you mean --output? python plot.py --help'),
     (['runs.py', '--loggers_dir', 'x'], 'error: unknown option --loggers_dir; did you mean --loggers?'),
-    (['runs.py', 'extra'], 'error: unrecognized arguments: extra; python runs.py --help lists the options'),
+    (['runs.py', 'extra'], "error: unexpected argument 'extra'; python runs.py --help lists the options\n"),
+    (['predict.py', '--batch_size', '4', '5'], "error: unexpected argument '5'; python predict.py --help lists the "
+                                               'options\n'),  # a second value: no option to guess
+    (['plot.py', '--run', 'r', '--x', 'time'], 'error: unknown option --run; plot.py takes runs without it: python '
+                                               'plot.py r --x time\n'),
+    (['plot.py', '--runs=r', 's'], 'error: unknown option --runs; plot.py takes runs without it: python plot.py r s\n'),
     # "$VAR" of an unset shell variable: never taken for the current folder
     (['predict.py', '--run', 'x', '--output', ''], 'error: --output is empty (an unset shell variable?); give it a '
                                                    'value, or leave --output out\n'),
@@ -1101,3 +1108,27 @@ def test_the_other_commands_refuse_bad_input_as_train_py_does(tmp_path, monkeypa
     assert code == 2 and not stdout, stderr
     assert stderr.startswith(message) and stderr.count('\n') == 1, stderr
     assert [path.name for path in tmp_path.iterdir()] == ['loggers'] and not any((tmp_path / 'loggers').iterdir())
+
+
+def test_a_bare_word_is_answered_with_the_option_it_names(tmp_path, monkeypatch, capsys):
+    """`python predict.py RUN` (plot.py takes runs so) and the like: the error names the option, from what the
+    word names here, and passes the word quoted for the shell."""
+    (tmp_path / 'checkpoints' / 'my run').mkdir(parents=True)
+    (tmp_path / 'photos').mkdir()
+    (tmp_path / 'experiment.json').write_text('{}')
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for command, guess in [(['predict.py', 'my run'], "did you mean --run 'my run'? "),
+                           (['predict.py', '--batch_size', '8', 'photos'], {{ "'did you mean --data photos? '" if cookiecutter.dataset != 'synthetic' else "''" }}),
+                           (['predict.py', 'nothing_here'], '')]:
+        code, stdout, stderr = run_as_command(command[0], command[1:], monkeypatch, capsys)
+        assert (code, stdout) == (2, '')
+        assert stderr == f"error: unexpected argument {command[-1]!r}; {guess}python predict.py --help lists the " \
+                         'options\n'
+    for argv, guess in [(['my run'], "did you mean --resume 'my run'? "),
+                        (['--n_epoch', '3', 'experiment.json'], 'did you mean --config experiment.json? '),
+                        (['--lr', '0.1', '0.2'], '')]:
+        with pytest.raises(RunError) as error:
+            utils.parse_args({'n_epoch': 1, 'lr': 0.1}, argv)
+        assert str(error.value) == f"unexpected argument {argv[-1]!r}; {guess}python train.py --help lists the options"
+    assert snapshot(tmp_path) == before
