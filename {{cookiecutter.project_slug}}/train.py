@@ -325,7 +325,8 @@ def train(train_loader, valid_loader, model, config, device, checkpoint=None):
     def finish(status, exit_code):
         """Close metrics.csv, record how the run ended (runs.py reads it), close tensorboard, return the exit code."""
         metrics.close()  # rows still waiting for room get one more try
-        note_logger.info(f"status: {status} at {time.strftime('%Y-%m-%d %H:%M:%S')}, epoch {epoch_done}, step {step}")
+        note_logger.info(f"status: {status} at {time.strftime('%Y-%m-%d %H:%M:%S')}, {epochs_text(epoch_done)} done, "
+                         f'step {step}')  # a stop mid-way through epoch 7 is "6 epochs done"
         if tensorboard is not None:
             tensorboard.close()
         return exit_code

@@ -119,8 +119,11 @@ def test_signal_saves_and_resume_is_bitwise_equal_to_a_straight_run(workdir, str
     assert returncode == code, stderr
     assert ('Ctrl-\\ quits at once' in stderr) == (signum == signal.SIGINT)  # a hint for a person at the terminal
     logs, ckpts = only_run(workdir)
-    assert f'interrupted by {signal.Signals(signum).name}' in (logs / 'train.log').read_text()
-    assert 'status: interrupted' in (logs / 'note.log').read_text()
+    name = signal.Signals(signum).name
+    stopped = re.search(rf'interrupted by {name} (at|after) epoch (\d+)', (logs / 'train.log').read_text())
+    epochs_done = int(stopped[2]) - (stopped[1] == 'at')  # "at epoch 2" (mid-way): 1 epoch done
+    assert re.search(rf'^status: interrupted \({name}\) at [^,]+, {epochs_done} epochs? done, step \d+$',
+                     (logs / 'note.log').read_text(), re.M)
     if importlib.util.find_spec('matplotlib'):
         assert (logs / 'curves.png').exists()  # drawn for interrupted runs too
     stopped = load(ckpts / 'latest_checkpoint.pt')
