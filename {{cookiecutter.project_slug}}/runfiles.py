@@ -155,7 +155,7 @@ class CommandParser(argparse.ArgumentParser):
                     fixed = [arg.partition('=')[2] if arg.startswith(f'{name}=') else arg for arg in args
                              if arg != name]
                     raise RunError(f'unknown option {name}; {self.prog} takes {positional.dest}s without it: '
-                                   f'python {self.prog} {shlex.join(fixed)}')
+                                   + shlex.join(['python', self.prog, *fixed]))
                 close = difflib.get_close_matches(name[2:], [option[2:] for option in options], n=1)
                 raise RunError(f'unknown option {name}; ' + (f'did you mean --{close[0]}? ' if close else '')
                                + f'python {self.prog} --help lists the options')
