@@ -267,10 +267,10 @@ def newest_run(root, file):
 
 def names_a_run(word, checkpoints_root='checkpoints'):
     """Whether a bare word on a command line looks like a run to resume or predict with: a run's name under
-    checkpoints_root, a folder of .pt files or a .pt file (a guess, for an error's hint)."""
+    checkpoints_root, a run's folder (of .pt files, or its loggers folder) or a .pt file (a guess, for a hint)."""
     path = Path(word)
     return ((Path(checkpoints_root) / word).is_dir() or (path.suffix == '.pt' and path.is_file())
-            or (path.is_dir() and any(path.glob('*.pt'))))
+            or (path.is_dir() and (any(path.glob('*.pt')) or (path / 'note.log').is_file())))
 
 
 def holds_checkpoints_not_logs(folder):

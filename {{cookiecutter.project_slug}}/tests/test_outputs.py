@@ -1114,12 +1114,15 @@ def test_a_bare_word_is_answered_with_the_option_it_names(tmp_path, monkeypatch,
     """`python predict.py RUN` (plot.py takes runs so) and the like: the error names the option, from what the
     word names here, and passes the word quoted for the shell."""
     (tmp_path / 'checkpoints' / 'my run').mkdir(parents=True)
+    (tmp_path / 'loggers' / 'r').mkdir(parents=True)
+    (tmp_path / 'loggers' / 'r' / 'note.log').write_text('config:\n')
     (tmp_path / 'photos').mkdir()
     (tmp_path / 'experiment.json').write_text('{}')
     before = snapshot(tmp_path)
     monkeypatch.chdir(tmp_path)
     for command, guess in [(['predict.py', 'my run'], "did you mean --run 'my run'? "),
                            (['predict.py', '--batch_size', '8', 'photos'], {{ "'did you mean --data photos? '" if cookiecutter.dataset != 'synthetic' else "''" }}),
+                           (['predict.py', 'loggers/r'], 'did you mean --run loggers/r? '),  # not --data
                            (['predict.py', 'nothing_here'], '')]:
         code, stdout, stderr = run_as_command(command[0], command[1:], monkeypatch, capsys)
         assert (code, stdout) == (2, '')
