@@ -129,7 +129,7 @@ class CommandParser(argparse.ArgumentParser):
     is answered with the one it resembles, and an empty value (an unset shell variable) is refused. A bare
     word where an option belongs (`python predict.py RUN`) is answered with the option `word_option(word)`
     guesses it is for (None: no guess), and an option named as a positional argument (`plot.py --run RUN`)
-    with the usage without it."""
+    with the command without it."""
 
     def __init__(self, *args, word_option=None, **kwargs):
         super().__init__(*args, **kwargs)
