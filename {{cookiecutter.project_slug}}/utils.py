@@ -1933,10 +1933,13 @@ def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
 
 def check_data_still_there(config, overrides):
     """A resume reads the data at the run's dataset_dir: where nothing is there now (the data moved, or a
-    folder was renamed), say that --dataset_dir takes the new place; the reader's own error cannot, not
-    knowing that this is a resume."""
+    folder was renamed or emptied), say that --dataset_dir takes the new place; the reader's own error cannot,
+    not knowing that this is a resume."""
     place = config.get('dataset_dir')
-    if place and 'dataset_dir' not in overrides and not os.path.exists(place):
+    if not place or 'dataset_dir' in overrides:
+        return
+    if not os.path.exists(place) or (os.path.isdir(place) and all(entry.name.startswith('.')  # .DS_Store, say
+                                                                   for entry in os.scandir(place))):
         raise RunError(f"the run's data is no longer at dataset_dir '{place}'; if it moved, resume with "
                        '--dataset_dir <its new place>')
 

@@ -676,6 +676,11 @@ def test_data_moved_to_another_folder_resumes_with_its_new_place(workdir, data_a
         run(['--resume', 'moved', '--n_epoch', 2])
     assert str(error.value) == (f"the run's data is no longer at dataset_dir '{workdir / 'data'}'; if it moved, "
                                 'resume with --dataset_dir <its new place>')
+    (workdir / 'data').mkdir()  # its contents moved (mv data/* elsewhere/): an empty folder, but for a hidden file
+    (workdir / 'data' / '.DS_Store').write_bytes(b'\0')
+    before = snapshot(workdir)
+    with pytest.raises(RunError, match=r"^the run's data is no longer at dataset_dir .+ <its new place>$"):
+        run(['--resume', 'moved', '--n_epoch', 2])
     assert snapshot(workdir) == before
     assert run(['--resume', 'moved', '--n_epoch', 2, '--dataset_dir', workdir / 'elsewhere']) == 0
     checkpoint = load(workdir / 'checkpoints' / 'moved' / 'latest_checkpoint.pt')
