@@ -1812,7 +1812,7 @@ def resolve_checkpoint(target, checkpoints_root='./checkpoints', name='latest_ch
                 if its_checkpoints:
                     raise RunError(f"'{candidate}' is a run's loggers folder; its checkpoints are in "
                                    f"'{its_checkpoints}': pass {option} {shlex.quote(its_checkpoints)}")
-                if any(not path.name.startswith('.') for path in candidate.iterdir()):  # the project folder, say
+                if holds_visible_entries(candidate):  # the project folder, say
                     raise RunError(f"'{candidate}' is not a run's checkpoints folder (no .pt file in it); pass "
                                    f"{option} a run's timestamp or name, its checkpoints folder, or a checkpoint file")
                 # stopped before its first save (a best or a latest)
@@ -1931,6 +1931,11 @@ def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
         raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
 
 
+def holds_visible_entries(folder):
+    """Whether `folder` holds anything but hidden entries (a .DS_Store, a save's .tmp)."""
+    return any(not path.name.startswith('.') for path in Path(folder).iterdir())
+
+
 def check_data_still_there(config, overrides):
     """A resume reads the data at the run's dataset_dir: where nothing is there now (the data moved, or a
     folder was renamed or emptied), say that --dataset_dir takes the new place; the reader's own error cannot,
@@ -1938,8 +1943,7 @@ def check_data_still_there(config, overrides):
     place = config.get('dataset_dir')
     if not place or 'dataset_dir' in overrides:
         return
-    if not os.path.exists(place) or (os.path.isdir(place) and all(entry.name.startswith('.')  # .DS_Store, say
-                                                                   for entry in os.scandir(place))):
+    if not os.path.exists(place) or (os.path.isdir(place) and not holds_visible_entries(place)):
         raise RunError(f"the run's data is no longer at dataset_dir '{place}'; if it moved, resume with "
                        '--dataset_dir <its new place>')
 
