@@ -27,11 +27,11 @@ from runfiles import (
     CommandParser,
     RunError,
     check_new_output,
-    check_not_a_checkpoints_folder,
     differing_keys,
     escaped,
     fix_for,
     import_problem,
+    named_runs,
     new_file,
     newest_run,
     one_line_errors,
@@ -297,15 +297,6 @@ def save_curves(folder):
                 f'python plot.py {Path(folder).name} shows the traceback')
 
 
-def resolve_run(target, loggers_root='loggers'):
-    for candidate in (Path(target), Path(loggers_root) / target):
-        if candidate.is_dir():
-            check_not_a_checkpoints_folder(candidate)
-            return candidate
-    raise RunError(f"no run '{target}': pass a timestamp under {loggers_root}/ or a run's loggers folder"
-                   + project_folder_note(target, Path(loggers_root) / target))
-
-
 if __name__ == '__main__':
     parser = CommandParser(description='Write loggers/<run>/curves.png from its metrics.csv, or compare runs.')
     parser.add_argument('run', nargs='*', help='a timestamp or --run_name under loggers/, or a loggers/<run> folder; '
@@ -322,13 +313,7 @@ if __name__ == '__main__':
                 f'the newest run here: python plot.py {newest}' if newest else
                 f"no run under 'loggers' has finished an epoch yet{project_folder_note('loggers')}"))
         comparing = len(args.run) > 1
-        files = [run for run in args.run if comparing and Path(run).is_file()]  # loggers/* matches a figure put there
-        names = [run for run in args.run if run not in files]
-        folders = [resolve_run(run) for run in names]
-        resolved = [folder.resolve() for folder in folders]
-        repeated = [run for run, folder in zip(names, resolved) if resolved.count(folder) > 1]
-        if repeated:
-            raise RunError(f"run '{repeated[0]}' is given twice; name each run once")
+        folders, files = named_runs(args.run)
         if not comparing and args.output is not None:
             raise RunError("--output names a comparison of two or more runs; one run's figure is its curves.png")
         if not comparing and args.x != 'epoch':

@@ -290,6 +290,30 @@ def check_not_a_checkpoints_folder(folder):
     raise RunError(f"'{folder}' holds a run's checkpoints, not its logs{where}")
 
 
+def resolve_run(target, loggers_root='loggers'):
+    """The loggers folder of a run named on plot.py's or runs.py's command line: a timestamp or --run_name under
+    loggers_root, or a run's loggers folder."""
+    for candidate in (Path(target), Path(loggers_root) / target):
+        if candidate.is_dir():
+            check_not_a_checkpoints_folder(candidate)
+            return candidate
+    raise RunError(f"no run '{target}': pass a timestamp under {loggers_root}/ or a run's loggers folder"
+                   + project_folder_note(target, Path(loggers_root) / target))
+
+
+def named_runs(names, loggers_root='loggers'):
+    """The run folders that plot.py's or runs.py's names stand for, each named once, and the names left out: files,
+    which `loggers/*` matches (a figure saved there), among two or more names. Returns (folders, files)."""
+    files = [name for name in names if len(names) > 1 and Path(name).is_file()]
+    kept = [name for name in names if name not in files]
+    folders = [resolve_run(name, loggers_root) for name in kept]
+    resolved = [folder.resolve() for folder in folders]
+    repeated = [name for name, folder in zip(kept, resolved) if resolved.count(folder) > 1]
+    if repeated:
+        raise RunError(f"run '{repeated[0]}' is given twice; name each run once")
+    return folders, files
+
+
 NOT_HYPERPARAMETERS = {'loggers_dir', 'checkpoints_dir', 'dataset_dir'}  # where a run is, not how it trains
 
 

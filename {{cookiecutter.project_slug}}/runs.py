@@ -1,12 +1,13 @@
-"""A table of every run under loggers/:
+"""A table of every run under loggers/, or of the runs named:
 
     python runs.py                       # by run name: timestamps newest first
     python runs.py --sort valid_loss     # any column; --reverse flips the order
+    python runs.py 20260101_120000 exp1  # these runs only, and the hyperparameters that differ between them
 
 Columns: run (its timestamp, or its --run_name), status (running, finished, early-stopped, interrupted, failed),
 epochs done, the best valid loss and metric and their epoch, the seconds an epoch takes, the training samples a second
 (its training part only) and the share of an epoch spent waiting for batches (medians over the epochs), then the
-hyperparameters, and the splits' sizes, that differ between runs.
+hyperparameters, and the splits' sizes, that differ between the runs listed.
 A damaged, partial or empty run folder is listed as such, never a crash.
 """
 
@@ -23,6 +24,7 @@ from runfiles import (
     RunError,
     differing_keys,
     holds_checkpoints_not_logs,
+    named_runs,
     one_line_errors,
     parse_attempt,
     print_output,
@@ -93,8 +95,10 @@ def is_empty(folder):
         return False
 
 
-def table(root, sort='run', reverse=False):
-    folders = sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
+def table(root, sort='run', reverse=False, folders=None):
+    """The runs' table: the run folders under root, or only `folders` when given."""
+    if folders is None:
+        folders = sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
     rows, configs = zip(*[summarize(folder) for folder in folders]) if folders else ((), ())
     differing = differing_keys(configs)
     columns = FIXED + differing
@@ -120,20 +124,30 @@ def table(root, sort='run', reverse=False):
 
 
 if __name__ == '__main__':
-    parser = CommandParser(description='List every run under loggers/.')
+    parser = CommandParser(description='List every run under loggers/, or the runs named.')
+    parser.add_argument('run', nargs='*', help='a timestamp or --run_name under loggers/, or a loggers/<run> folder: '
+                        'list only these (default: every run)')
     parser.add_argument('--sort', default='run',
                         help='column to sort by (default: run, by name: timestamps newest first)')
     parser.add_argument('--reverse', action='store_true', help='flip the order')
     parser.add_argument('--loggers', default='loggers', help='the loggers folder (default: ./loggers)')
     with one_line_errors():
         args = parser.parse_args()
-        if not Path(args.loggers).is_dir():
-            in_project = Path.cwd().resolve() == PROJECT_FOLDER and args.loggers == 'loggers'
-            fix = 'no run has started here yet: python train.py starts one' if in_project else (
-                'run from the project folder or pass --loggers')
-            raise RunError(f"no '{args.loggers}' folder here{project_folder_note(args.loggers)}; {fix}")
-        runs = [folder for folder in Path(args.loggers).iterdir() if folder.is_dir()]
-        if runs and not any((run / 'note.log').exists() for run in runs) and any(map(holds_checkpoints_not_logs, runs)):
-            raise RunError(f"'{args.loggers}' holds runs' checkpoints, not their logs; pass their loggers folder, "
-                           'such as --loggers loggers')
-        print_output(table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run')))
+        if args.run:
+            folders, files = named_runs(args.run, args.loggers)
+        else:
+            folders, files = None, []
+            if not Path(args.loggers).is_dir():
+                in_project = Path.cwd().resolve() == PROJECT_FOLDER and args.loggers == 'loggers'
+                fix = 'no run has started here yet: python train.py starts one' if in_project else (
+                    'run from the project folder or pass --loggers')
+                raise RunError(f"no '{args.loggers}' folder here{project_folder_note(args.loggers)}; {fix}")
+            runs = [folder for folder in Path(args.loggers).iterdir() if folder.is_dir()]
+            if (runs and not any((run / 'note.log').exists() for run in runs)
+                    and any(map(holds_checkpoints_not_logs, runs))):
+                raise RunError(f"'{args.loggers}' holds runs' checkpoints, not their logs; pass their loggers folder, "
+                               'such as --loggers loggers')
+        text = table(args.loggers, args.sort, reverse=args.reverse != (args.sort == 'run'), folders=folders)
+        for file in files:
+            print_output(f'left out {file}: a file, not a run folder')
+        print_output(text)

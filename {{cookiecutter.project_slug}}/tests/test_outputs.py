@@ -182,7 +182,7 @@ def test_curves_png_at_the_end_of_a_run_and_on_demand(workdir, data_args):
                             text=True)
     assert result.returncode == 0 and png.exists(), result.stderr
     with pytest.raises(RunError, match="no run 'no_such_run'"):
-        plot.resolve_run('no_such_run')
+        runfiles.resolve_run('no_such_run')
 
 
 @pytest.mark.draws_curves
@@ -571,13 +571,13 @@ def test_runs_left_in_the_project_folder_are_named_when_a_script_starts_from_ano
     assert f"{note}'{project.resolve() / 'exp.json'}' exists: cd {project.resolve()} first); pass a JSON" in str(
         error.value)
     with pytest.raises(RunError) as error:
-        plot.resolve_run('a')
+        runfiles.resolve_run('a')
     assert str(error.value).endswith(
         f"{note}'{project.resolve() / 'loggers' / 'a'}' exists: cd {project.resolve()} first)")
     code, _, stderr = run_as_command('runs.py', [], monkeypatch, capsys)
     assert code == 2 and f"error: no 'loggers' folder here {note}'{project.resolve() / 'loggers'}' exists" in stderr
     with pytest.raises(RunError) as error:  # in neither folder: no note
-        plot.resolve_run('b')
+        runfiles.resolve_run('b')
     assert note not in str(error.value)
     shutil.rmtree(project / 'loggers')
     monkeypatch.chdir(project)  # a project that has no run yet
@@ -1081,7 +1081,7 @@ def test_predict_never_replaces_a_file_that_appears_while_it_runs(workdir, data_
                                       'predict.py'),
     (['plot.py', 'r', '--ouptut', 'x'], 'error: unknown option --ouptut; did you mean --output? python plot.py --help'),
     (['runs.py', '--loggers_dir', 'x'], 'error: unknown option --loggers_dir; did you mean --loggers?'),
-    (['runs.py', 'extra'], "error: unexpected argument 'extra'; python runs.py --help lists the options\n"),
+    (['runs.py', 'extra'], "error: no run 'extra': pass a timestamp under loggers/ or a run's loggers folder\n"),
     (['predict.py', '--batch_size', '4', '5'], "error: unexpected argument '5'; python predict.py --help lists the "
                                                'options\n'),  # a second value: no option to guess
     (['plot.py', '--run', 'r', '--x', 'time'], 'error: unknown option --run; plot.py takes runs without it: python '

@@ -127,6 +127,39 @@ def test_runs_table_lists_a_named_runs_set_aside_starts_after_it_newest_first(tm
     assert names == ['20260101_000000', 'job.attempt-1', 'job.attempt-2', 'job.attempt-10', 'job', 'job.b']
 
 
+def test_runs_table_of_the_runs_named_shows_what_differs_between_them(tmp_path, monkeypatch, capsys):
+    hand_made_run(tmp_path / 'loggers' / 'a', {'lr': 0.001, 'batch_size': 32}, [0.9, 0.8])
+    hand_made_run(tmp_path / 'loggers' / 'b', {'lr': 0.01, 'batch_size': 32}, [0.7, 0.5])
+    hand_made_run(tmp_path / 'loggers' / 'c', {'lr': 0.001, 'batch_size': 64}, [0.6])
+    (tmp_path / 'checkpoints' / 'c').mkdir(parents=True)
+    (tmp_path / 'checkpoints' / 'c' / 'best_checkpoint.pt').write_bytes(b'')
+    (tmp_path / 'loggers' / 'sweep.png').write_text('an earlier plot.py --output loggers/sweep.png')
+    monkeypatch.chdir(tmp_path)
+
+    def listed(args):
+        code, stdout, stderr = run_as_command('runs.py', args, monkeypatch, capsys)
+        assert (code, stderr) == (0, ''), stderr
+        return [line.split() for line in stdout.splitlines()]
+
+    header, *rows = listed(['c', 'a'])
+    assert header[-1] == 'batch_size' and 'lr' not in header  # a and c share lr
+    assert [row[0] for row in rows] == ['c', 'a'] and [row[-1] for row in rows] == ['64', '32']
+    assert [row[0] for row in listed(['c', 'a', '--sort', 'batch_size'])[1:]] == ['a', 'c']
+    left_out, header, *rows = listed(['loggers/a', 'loggers/b', 'loggers/sweep.png'])  # loggers/* matches the figure
+    assert left_out == ['left', 'out', 'loggers/sweep.png:', 'a', 'file,', 'not', 'a', 'run', 'folder']
+    assert header[-1] == 'lr' and 'batch_size' not in header and [row[0] for row in rows] == ['b', 'a']
+    assert [row[0] for row in listed([])[1:]] == ['c', 'b', 'a']
+    for args, message in [
+        (['a', 'nope'], "error: no run 'nope': pass a timestamp under loggers/ or a run's loggers folder\n"),
+        (['a', 'loggers/a'], "error: run 'a' is given twice; name each run once\n"),
+        (['checkpoints/c'], f"error: '{os.path.join('checkpoints', 'c')}' holds a run's checkpoints, not its logs, "
+                            f"which are in '{os.path.join('loggers', 'c')}': pass c\n"),
+        (['a', 'c', '--sort', 'lr'], "error: cannot sort by 'lr'; choose one of: run, status, "),
+    ]:
+        code, stdout, stderr = run_as_command('runs.py', args, monkeypatch, capsys)
+        assert (code, stdout) == (2, '') and stderr.startswith(message) and stderr.count('\n') == 1, (args, stderr)
+
+
 def test_runs_and_plot_print_and_draw_a_run_name_that_is_not_utf_8_escaped(tmp_path, monkeypatch, capsys,
                                                                           drawn_figures):
     # folders named in Latin-1 (an old archive's, or --loggers_dir): capsys, as a UTF-8 terminal, encodes strictly
