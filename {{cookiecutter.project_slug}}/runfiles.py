@@ -173,13 +173,13 @@ class CommandParser(argparse.ArgumentParser):
     def check_no_bare_word(self, args):
         """Refuse the first argument that is neither an option nor an option's value, naming the option that
         `word_option` guesses it is for. An unknown option before it is left to the caller's error."""
-        takes_value = False
+        takes_value, after_separator = False, False
         for arg in args:
-            if arg == '--':
-                return
-            if takes_value:
+            if arg == '--' and not after_separator:  # every argument after it is a bare word
+                after_separator = True
+            elif takes_value:
                 takes_value = False
-            elif arg.startswith('-'):
+            elif arg.startswith('-') and not after_separator:
                 actions = [action for action in self.arguments for option in action.option_strings
                            if option.startswith(arg.partition('=')[0])]
                 if arg.startswith('--') and not actions:  # its value cannot be told from a bare word

@@ -578,7 +578,7 @@ def parse_args(config, argv=None):
         text = f'{comments[key]} (default: {shown})' if key in comments else f'default: {shown}'
         parser.add_argument(f'--{key}', type=kind, metavar=type(default).__name__.upper(), help=text.replace('%', '%%'))
     args, unknown = parser.parse_known_args(argv)
-    if unknown:
+    if unknown and unknown != ['--']:  # a separator with nothing after it ends the options, as in argparse
         check_not_a_device_option(unknown[0], f'{unknown[0]} is not an option')
         parser.check_no_bare_word(argv)  # a run's name or a config file without its option, or a second value
         close = difflib.get_close_matches(unknown[0].lstrip('-').partition('=')[0], [*COMMAND_OPTIONS, *config], n=1)

@@ -1130,8 +1130,11 @@ def test_a_bare_word_is_answered_with_the_option_it_names(tmp_path, monkeypatch,
                          'options\n'
     for argv, guess in [(['my run'], "did you mean --resume 'my run'? "),
                         (['--n_epoch', '3', 'experiment.json'], 'did you mean --config experiment.json? '),
-                        (['--lr', '0.1', '0.2'], '')]:
+                        (['--lr', '0.1', '0.2'], ''),
+                        (['--n_epoch', '3', '--', 'my run'], "did you mean --resume 'my run'? "),  # not "option --"
+                        (['--', '--lr'], '')]:
         with pytest.raises(RunError) as error:
             utils.parse_args({'n_epoch': 1, 'lr': 0.1}, argv)
         assert str(error.value) == f"unexpected argument {argv[-1]!r}; {guess}python train.py --help lists the options"
+    assert utils.parse_args({'n_epoch': 1, 'lr': 0.1}, ['--lr', '0.2', '--']) == ({'lr': 0.2}, None, None)
     assert snapshot(tmp_path) == before
