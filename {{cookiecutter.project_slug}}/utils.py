@@ -2373,9 +2373,25 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
-        raise RunError(f"checkpoint '{path}' does not fit this model ({first_line(err).rstrip(':.')}); "
-                       'it was saved from another architecture or size') from None
+        why = state_mismatch_text(own, state_dict) or first_line(err).rstrip(':.')
+        raise RunError(f"checkpoint '{path}' does not fit this model ({why}); it was saved from another architecture "
+                       'or size: use the model.py it was trained with') from None
     return resized
+
+
+def state_mismatch_text(own, saved, shown=3):
+    """Why a checkpoint's state dict does not load into a model's, in one line: the model's tensors it lacks, its
+    tensors the model lacks, and those of another shape ('' if none of these)."""
+    lacking = [key for key in own if key not in saved]
+    extra = [key for key in saved if key not in own]
+    reshaped = [key for key in own if key in saved and getattr(saved[key], 'shape', None) != own[key].shape]
+    parts = [f'{what}: {names_text(keys, shown)}' for what, keys in (('not in it', lacking),
+                                                                      ('not in this model', extra)) if keys]
+    if reshaped:
+        first = reshaped[0]
+        parts.append(f'another shape: {names_text(reshaped, shown)} ({first!r}: '
+                     f'{list(getattr(saved[first], "shape", []))} in it, {list(own[first].shape)} here)')
+    return '; '.join(parts)
 
 
 def another_rank_failed(err):

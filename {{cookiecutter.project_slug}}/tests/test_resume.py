@@ -1068,6 +1068,21 @@ def test_init_from_errors_are_one_line_and_write_nothing(workdir, data_args, pro
     assert snapshot(workdir) == before and len(list((workdir / 'loggers').iterdir())) == 1
 
 
+def test_a_checkpoint_of_another_model_names_the_tensors_that_do_not_fit():
+    """model.py edited since the run saved (a layer added, the head resized): the error names the tensors, where
+    torch's first line says only 'Error(s) in loading state_dict'."""
+    saved = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).state_dict()
+    edited = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    shorter = torch.nn.Sequential(torch.nn.Linear(4, 8))
+    for model, why in [(edited, "not in it: '1.weight', '1.bias'; another shape: '2.weight', '2.bias' ('2.weight': "
+                                "[3, 8] in it, [2, 8] here)"),
+                       (shorter, "not in this model: '2.weight', '2.bias'")]:
+        with pytest.raises(RunError) as error:
+            utils.load_model_state(model, saved, 'x.pt')
+        assert str(error.value) == (f"checkpoint 'x.pt' does not fit this model ({why}); it was saved from another "
+                                    'architecture or size: use the model.py it was trained with')
+
+
 class Payload:
     def __reduce__(self):
         return (open, ('pwned.txt', 'w'))
@@ -1115,7 +1130,10 @@ def test_resume_errors_are_one_line_exit_2_and_touch_nothing(workdir, data_args,
         checkpoint['model'][name] = torch.zeros(7, 7, 7)
         checkpoint['data']['train'] += 1  # the model's error comes first: the data error advises --init_from
         torch.save(checkpoint, workdir / 'other.pt')
-        target, expected = str(workdir / 'other.pt'), 'does not fit this model'
+        target, expected = str(workdir / 'other.pt'), (
+            rf"does not fit this model \(another shape: '{re.escape(name)}' \('{re.escape(name)}': \[7, 7, 7\] in it, "
+            r'\[[0-9, ]+\] here\)\); it was saved from another architecture or size: use the model\.py it was '
+            'trained with$')
     before = snapshot(workdir)
     with pytest.raises(RunError, match=expected) as error:
         train.main(['--resume', target, '--n_epoch', '2'])  # an epoch left to train, so the model is built
