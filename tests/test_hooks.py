@@ -58,6 +58,16 @@ def test_bad_answer_fails_with_a_clear_message_and_no_folder(tmp_path, answer, m
     assert nothing_written(out)
 
 
+def test_an_answer_that_is_none_of_its_choices_is_refused_by_cookiecutter_naming_them(tmp_path):
+    """cookiecutter checks a choice given on the command line before the template's code runs (the README says
+    so): its traceback's last line names the choices, and nothing is written."""
+    result, out = cli(tmp_path, 'model=resnet')
+    assert result.returncode != 0
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith('ValueError: resnet ') and "['mlp', 'cnn', 'transformer']" in last, result.stderr
+    assert nothing_written(out)
+
+
 def test_a_bad_slug_through_the_api_raises_with_the_message(tmp_path):
     # pytest-cookies and cruft call cookiecutter as a library: an exception they can catch, not an exit
     with pytest.raises(UndefinedError, match="project_slug 'a/b' is not a safe folder name"):
