@@ -821,8 +821,8 @@ class SequenceDataset(Dataset):
                                f"({', '.join(reader.fieldnames)}); {layout_hint(labels_required)}")
         missing = [row['file'] for row in rows if not (self.root / row['file']).is_file()]
         if missing:
-            raise RunError(f"'{index}' lists {len(missing)} missing files, e.g. '{missing[0]}'; "
-                           f'{layout_hint(labels_required)}')
+            count = 'a missing file' if len(missing) == 1 else f'{len(missing)} missing files, e.g.'
+            raise RunError(f"'{index}' lists {count} '{self.root / missing[0]}'; {layout_hint(labels_required)}")
         self.files = self.ids = [row['file'] for row in rows]
         labels = [row['label'] for row in rows] if self.has_labels else ['0'] * len(rows)
 {%- if classification %}
@@ -838,19 +838,20 @@ class SequenceDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index):
+        path = self.root / self.files[index]
         try:
-            frames = torch.load(self.root / self.files[index], weights_only=True)
+            frames = torch.load(path, weights_only=True)
         except Exception:  # not a torch.save file, truncated, or holding objects that could run code
-            raise RunError(f"cannot read '{self.files[index]}' with torch.load(weights_only=True); each file "
-                           f'must hold one (frames, {self.num_features}) tensor saved with torch.save') from None
+            raise RunError(f"cannot read '{path}' with torch.load(weights_only=True); each file must hold one "
+                           f'(frames, {self.num_features}) tensor saved with torch.save') from None
         if not isinstance(frames, torch.Tensor):
-            raise RunError(f"'{self.files[index]}' holds a {type(frames).__name__}, not a (frames, "
-                           f'{self.num_features}) tensor')
+            raise RunError(f"'{path}' holds a {type(frames).__name__}, not a (frames, {self.num_features}) tensor; "
+                           'save the tensor itself with torch.save')
         if frames.dim() != 2 or frames.shape[1] != self.num_features or len(frames) == 0:  # 0 frames: pooling gives NaN
-            raise RunError(f"'{self.files[index]}' has shape {tuple(frames.shape)}, "
-                           f'expected (frames, {self.num_features}) with at least one frame')
+            raise RunError(f"'{path}' has shape {tuple(frames.shape)}, expected (frames, {self.num_features}) with at "
+                           'least one frame; fix or remove it')
         if not frames.isfinite().all():
-            raise RunError(f"'{self.files[index]}' holds values that are not finite (nan or inf); fix or remove it")
+            raise RunError(f"'{path}' holds values that are not finite (nan or inf); fix or remove it")
         return frames[: self.max_frames].float(), self.targets[index]
 {%- endif %}
 {%- if kind == 'sequence' %}

@@ -609,13 +609,15 @@ def test_a_bad_regression_label_is_named_by_its_line(tmp_path, config, label, me
 
 
 @pytest.mark.parametrize('content, message', [
-    ('text', r"cannot read 'frames/.*\.pt' with torch.load\(weights_only=True\); each file must hold one \(frames, "),
-    ('dict', r"'frames/.*\.pt' holds a dict, not a \(frames, \d+\) tensor"),
-    ('shape', r"'frames/.*\.pt' has shape \(3,\), expected \(frames, \d+\)"),
-    ('no frames', r"'frames/.*\.pt' has shape \(0, \d+\), expected \(frames, \d+\) with at least one frame"),
-    ('nan', r"'frames/.*\.pt' holds values that are not finite \(nan or inf\); fix or remove it"),
+    ('text', "cannot read '{}' with torch.load(weights_only=True); each file must hold one (frames, {}) tensor saved "
+             'with torch.save'),
+    ('dict', "'{}' holds a dict, not a (frames, {}) tensor; save the tensor itself with torch.save"),
+    ('shape', "'{}' has shape (3,), expected (frames, {}) with at least one frame; fix or remove it"),
+    ('no frames', "'{}' has shape (0, {}), expected (frames, {}) with at least one frame; fix or remove it"),
+    ('nan', "'{}' holds values that are not finite (nan or inf); fix or remove it"),
 ])
 def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, message):
+    """Each names the file by its path (dataset_dir and the index's name), which can be opened as it is."""
     make_example(tmp_path / 'data', DATA_CONFIG, n_samples=4)
     dataset = SequenceDataset(config, tmp_path / 'data')
     sample = tmp_path / 'data' / dataset.files[0]
@@ -627,9 +629,24 @@ def test_an_unreadable_sample_is_a_clear_error(tmp_path, config, content, messag
         torch.save(torch.zeros(0, DATA_CONFIG['num_features']), sample)
     else:
         torch.save({'frames': torch.zeros(3)} if content == 'dict' else torch.zeros(3), sample)
-    with pytest.raises(RunError, match=message):
+    with pytest.raises(RunError) as error:
         dataset[0]
+    features = DATA_CONFIG['num_features']
+    assert str(error.value) == message.format(sample, features, features)
     assert dataset[1][0].shape[1] == DATA_CONFIG['num_features']  # the other samples still read
+
+
+@pytest.mark.parametrize('n_missing', [1, 3])
+def test_files_the_index_lists_that_are_missing_are_named_before_training(tmp_path, config, n_missing):
+    make_example(tmp_path / 'data', DATA_CONFIG, n_samples=6)
+    files = SequenceDataset(config, tmp_path / 'data').files
+    for name in files[2:2 + n_missing]:
+        (tmp_path / 'data' / name).unlink()
+    count = 'a missing file' if n_missing == 1 else '3 missing files, e.g.'
+    with pytest.raises(RunError) as error:
+        SequenceDataset(config, tmp_path / 'data')
+    assert str(error.value).startswith(f"'{tmp_path / 'data' / 'index.csv'}' lists {count} "
+                                       f"'{tmp_path / 'data' / files[2]}'; expected ")
 
 
 def test_an_unreadable_sample_in_a_worker_is_still_one_line(workdir, data_args, config):
@@ -640,7 +657,7 @@ def test_an_unreadable_sample_in_a_worker_is_still_one_line(workdir, data_args, 
     (workdir / 'data' / name).write_text('not a tensor')
     with pytest.raises(RunError) as error:
         train.main(data_args + ['--n_epoch', '1', '--num_workers', '1'])
-    assert str(error.value).startswith(f"cannot read '{name}'") and '\n' not in str(error.value)
+    assert str(error.value).startswith(f"cannot read '{workdir / 'data' / name}'") and '\n' not in str(error.value)
 
 
 def test_the_model_keeps_the_training_splits_feature_scaling_for_predict_and_init_from(workdir, config):
