@@ -2368,7 +2368,7 @@ def load_model_state(model, state_dict, path, keep_resized=False):
                                    for key in unscaled}}
 {%- endif %}
     if keep_resized:
-        resized = [key for key, value in state_dict.items() if key in own and own[key].shape != value.shape]
+        resized = reshaped_keys(own, state_dict)
         state_dict = {**state_dict, **{key: own[key] for key in resized}}
     try:
         model.load_state_dict(state_dict)
@@ -2379,12 +2379,17 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     return resized
 
 
+def reshaped_keys(own, saved):
+    """The names of the saved tensors that the model also has, in another shape."""
+    return [key for key, value in saved.items() if key in own and getattr(value, 'shape', None) != own[key].shape]
+
+
 def state_mismatch_text(own, saved, shown=3):
     """Why a checkpoint's state dict does not load into a model's, in one line: the model's tensors it lacks, its
     tensors the model lacks, and those of another shape ('' if none of these)."""
     lacking = [key for key in own if key not in saved]
     extra = [key for key in saved if key not in own]
-    reshaped = [key for key in own if key in saved and getattr(saved[key], 'shape', None) != own[key].shape]
+    reshaped = reshaped_keys(own, saved)
     parts = [f'{what}: {names_text(keys, shown)}' for what, keys in (('not in it', lacking),
                                                                       ('not in this model', extra)) if keys]
     if reshaped:
