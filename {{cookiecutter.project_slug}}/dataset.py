@@ -1,4 +1,5 @@
 {%- set classification = cookiecutter.task == 'classification' %}
+{%- set folder_kind = 'class' if classification else 'target value' %}
 {%- set kind = 'sequence' if cookiecutter.model == 'transformer' else ('image' if cookiecutter.model == 'cnn' or cookiecutter.dataset == 'image_folder' else 'vector') %}
 {%- set minimums = (["'n_samples': 2"] if cookiecutter.dataset == 'synthetic' else [])
     + (["'image_channels': 1", "'image_size': 8"] if kind == 'image' else ["'num_features': 1"])
@@ -610,6 +611,17 @@ def image_files(folder):
                   and not any(part.startswith('.') for part in p.relative_to(folder).parts))
 
 
+def check_nothing_beside(root, labels_required):
+    """Refuse image files directly in `root` beside its {{ folder_kind }} folders: they have no label."""
+    beside = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                    and not p.name.startswith('.'))
+    if beside:
+        what = f"an image ('{beside[0]}')" if len(beside) == 1 else f"{len(beside)} images (e.g. '{beside[0]}')"
+        then = '' if labels_required else ' and predict on them with their own --data'
+        raise RunError(f"'{root}' holds {what} beside its {{ folder_kind }} folders, in none of them; "
+                       f"move each into its {{ folder_kind }} folder, or out of '{root}'{then}")
+
+
 class ImageFolderDataset(Dataset):
     """Lists the image files once; reads, converts and resizes each one when it is asked for.
 
@@ -631,6 +643,8 @@ class ImageFolderDataset(Dataset):
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = [] if one_image else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
         loose = [root] if one_image else [] if folders else image_files(root)  # folders: not .ipynb_checkpoints
+        if folders:  # an image beside the labelled folders has no label: training would leave it out unsaid
+            check_nothing_beside(root, labels_required)
         self.files, targets, self.has_labels = [], [], bool(folders)
         if loose and not labels_required:
             self.files, targets = loose, [0] * len(loose)

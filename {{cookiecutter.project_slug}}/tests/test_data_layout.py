@@ -1255,6 +1255,27 @@ def test_one_class_folder_is_refused_for_training_only(tmp_path, config):
         ImageFolderDataset(config, tmp_path / 'one')
     assert len(ImageFolderDataset(config, tmp_path / 'one', labels_required=False)) >= 1
 {%- endif %}
+
+
+def test_an_image_beside_the_labelled_folders_is_an_error_that_names_it(tmp_path, config):
+    """Training would leave it out unsaid (torchvision's ImageFolder does), and predict.py would not predict it."""
+    data = tmp_path / 'data'
+    images = two_class_images(data, config).files
+    (data / 'notes.txt').write_text('other files are not data')
+    (data / '._stray.png').write_bytes(b'resource fork')  # hidden: skipped, as in the folders
+    (data / 'stray.png').write_bytes(images[0].read_bytes())
+    fix = "move each into its {{ 'class' if cookiecutter.task == 'classification' else 'target value' }} folder, or out of"
+    for labels_required, then in ((True, ''), (False, ' and predict on them with their own --data')):
+        with pytest.raises(RunError) as error:
+            ImageFolderDataset({**config, **TWO_CLASSES}, data, labels_required=labels_required)
+        assert str(error.value) == (f"'{data}' holds an image ('stray.png') beside its {{ 'class' if cookiecutter.task == 'classification' else 'target value' }} folders, "
+                                    f"in none of them; {fix} '{data}'{then}")
+    (data / 'another.JPG').write_bytes(images[1].read_bytes())
+    with pytest.raises(RunError, match=r"holds 2 images \(e\.g\. 'another\.JPG'\) beside its "):
+        read_images(data, config)
+    for name in ('stray.png', 'another.JPG'):
+        (data / name).unlink()
+    assert read_images(data, config).files == images
 {%- endif %}
 {%- if cookiecutter.task == 'classification' and cookiecutter.dataset in ['csv', 'sequence'] %}
 
