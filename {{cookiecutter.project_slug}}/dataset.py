@@ -453,12 +453,6 @@ class CsvDataset(Dataset):
         if feature_columns is not None:  # in the model's order, wherever they are in this file
             self.feature_columns = match_feature_columns(path, self.feature_columns, feature_columns, label)
         columns = [position[name] for name in self.feature_columns]
-        n_features = len(columns)
-        if n_features != config['num_features']:  # predicting, the model's input size is fixed: no option to pass
-            fix = (f'pass --num_features {n_features}' if labels_required else "give it the training data's "
-                   f"feature columns, and name a label column '{label}' or leave it out")
-            raise RunError(f"'{path}' has {n_features} feature columns but num_features is "
-                           f"{config['num_features']}; {fix}")
         features = []
         for number, row in lines:
             if len(row) != len(header):
@@ -471,6 +465,13 @@ class CsvDataset(Dataset):
                 features.append([float(row[i]) for i in columns])
             except ValueError:
                 raise not_a_feature_value(path, number, header, row, columns) from None
+        # after the values: a column of text (notes, a category) is the likelier cause of one feature too many
+        n_features = len(columns)
+        if n_features != config['num_features']:  # predicting, the model's input size is fixed: no option to pass
+            fix = (f'pass --num_features {n_features}' if labels_required else "give it the training data's "
+                   f"feature columns, and name a label column '{label}' or leave it out")
+            raise RunError(f"'{path}' has {n_features} feature columns but num_features is "
+                           f"{config['num_features']}; {fix}")
         self.inputs = torch.tensor(features, dtype=torch.float32)
         bad = first_nonfinite_row(self.inputs)
         if bad is not None:

@@ -205,6 +205,28 @@ def test_a_bad_csv_row_is_named_by_its_line(tmp_path, config, bad_row, message):
         build_datasets({**config, 'dataset_dir': path})
 
 
+def test_a_text_column_is_named_before_the_count_of_feature_columns(tmp_path, config):
+    """A column of notes is one feature too many: 'pass --num_features N + 1' would only lead to its values' error."""
+    n = DATA_CONFIG['num_features']
+    header = [f'f{i}' for i in range(n)] + ['note', DATA_CONFIG['label_column']]
+    rows = [[0.5] * n + [note, label] for note, label in (('', 1), ('hello', 0), ('', 1), ('', 0))]
+    path = tmp_path / 'data.csv'
+    path.write_text('\n'.join(','.join(map(str, row)) for row in [header] + rows) + '\n')
+    with pytest.raises(RunError) as error:
+        build_datasets({**config, 'dataset_dir': str(path)})
+    assert str(error.value) == (f"'{path}' line 2 column 'note' has no value (''); fill in missing values or drop "
+                                'the row')
+    path.write_text(path.read_text().replace(',,', ',hi,'))
+    with pytest.raises(RunError) as error:
+        build_datasets({**config, 'dataset_dir': str(path)})
+    assert str(error.value) == (f"'{path}' line 2 column 'note' holds 'hi', not a number; encode text as numbers "
+                                '(one 0/1 column per category, say) or drop the column')
+    path.write_text(path.read_text().replace('hi', '7').replace('hello', '8'))  # a number column: one feature more
+    with pytest.raises(RunError, match=rf"has {n + 1} feature columns but num_features is {n}; pass --num_features "
+                                       rf"{n + 1}$"):
+        build_datasets({**config, 'dataset_dir': str(path)})
+
+
 def test_a_missing_label_column_names_the_columns_to_pick_from(tmp_path, config):
     names = [f'f{i}' for i in range(DATA_CONFIG['num_features'] + 40)]  # no label column among them
     (tmp_path / 'data.csv').write_text(','.join(names) + '\n' + (','.join(['1'] * len(names)) + '\n') * 2)
