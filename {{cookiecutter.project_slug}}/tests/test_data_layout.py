@@ -1286,12 +1286,12 @@ def test_an_image_beside_the_labelled_folders_is_an_error_that_names_it(tmp_path
     (data / 'notes.txt').write_text('other files are not data')
     (data / '._stray.png').write_bytes(b'resource fork')  # hidden: skipped, as in the folders
     (data / 'stray.png').write_bytes(images[0].read_bytes())
-    fix = "move each into its {{ 'class' if cookiecutter.task == 'classification' else 'target value' }} folder, or out of"
+    kind = '{{ 'class' if cookiecutter.task == 'classification' else 'target value' }}'
     for labels_required, then in ((True, ''), (False, ' and predict on them with their own --data')):
         with pytest.raises(RunError) as error:
             ImageFolderDataset({**config, **TWO_CLASSES}, data, labels_required=labels_required)
-        assert str(error.value) == (f"'{data}' holds an image ('stray.png') beside its {{ 'class' if cookiecutter.task == 'classification' else 'target value' }} folders, "
-                                    f"in none of them; {fix} '{data}'{then}")
+        assert str(error.value) == (f"'{data}' holds an image ('stray.png') beside its {kind} folders, in none of "
+                                    f"them; move each into its {kind} folder, or out of '{data}'{then}")
     (data / 'another.JPG').write_bytes(images[1].read_bytes())
     with pytest.raises(RunError, match=r"holds 2 images \(e\.g\. 'another\.JPG'\) beside its "):
         read_images(data, config)
