@@ -560,6 +560,7 @@ def main(argv=None):
         'matmul_precision': 'highest',  # float32 matmuls: 'high' lets CUDA use TF32 (faster, less exact), 'medium' bf16
         'tensorboard': False,  # also write scalars and the model graph to loggers/<timestamp>/tb
         'init_from': '',  # a new run starts from these weights: a run's timestamp (its best checkpoint) or a file
+        'init_partial': False,  # with init_from: load the tensors whose name and shape fit, start the rest fresh
 {%- if cookiecutter.task == 'classification' %}
         'class_weights': 'none',  # 'balanced': every class adds as much to the loss, however few its samples
 {%- endif %}
@@ -577,7 +578,8 @@ def main(argv=None):
         resume, unsaved_start = broadcast(named_run(run_name, overrides) if is_master() else None)
         config['loggers_dir'], config['checkpoints_dir'] = f'./loggers/{run_name}', f'./checkpoints/{run_name}'
         if resume:
-            overrides.pop('init_from', None)  # it applied when the run started
+            overrides.pop('init_from', None)  # they applied when the run started
+            overrides.pop('init_partial', None)
     checkpoint, branched_from, branched_because = None, None, None
     if resume:
         checkpoint_path = resolve_checkpoint(resume)
@@ -614,7 +616,11 @@ def main(argv=None):
         return 0
     if checkpoint is not None:  # data moved: say so before 3.5 writes, naming --dataset_dir (the reader at 3.6 cannot)
         check_data_still_there(config, overrides)
+{%- if scales_data %}
+    init, init_note, init_fresh = None, '', []  # init_fresh: the model's tensors that init_from leaves fresh
+{%- else %}
     init, init_note = None, ''
+{%- endif %}
     if checkpoint is None and config['init_from']:
         config['init_from'], init = load_init_weights(config['init_from'], config, SHAPE_KEYS)
 
@@ -681,13 +687,15 @@ def main(argv=None):
     elif init is not None:  # another num_classes or label set: the output layer starts fresh or follows the names
         check_feature_order(init['feature_columns'], train_set, config['init_from'])
 {%- if cookiecutter.task == 'classification' %}
-        init_note = load_init_state(unwrap(model), init, config, classes_of(train_set), build_model)
+        init_note, {{ 'init_fresh' if scales_data else '_' }} = load_init_state(unwrap(model), init, config, classes_of(train_set), build_model)
 {%- else %}
-        init_note = load_init_state(unwrap(model), init, config)
+        init_note, {{ 'init_fresh' if scales_data else '_' }} = load_init_state(unwrap(model), init, config)
 {%- endif %}
 {%- if scales_data %}
-    # a new model's scaling: the training split's mean and std (resume and --init_from loaded theirs just above)
-    scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn, fit=checkpoint is None and init is None,
+    # a new model's scaling: the training split's mean and std (resume and --init_from loaded theirs just above,
+    # but for a part that --init_partial leaves fresh)
+    scaling_warning = fit_scaling(unwrap(model), train_set, collate_fn,
+                                  fit=checkpoint is None and (init is None or init_fresh),
                                   num_workers=config['num_workers'])
 {%- endif %}
 

@@ -782,6 +782,9 @@ def check_config(config):
             raise RunError(f'{key} must be 0 or more, got {config[key]}')
     check_choice(config, 'amp', ('none', *AMP_DTYPES))
     check_choice(config, 'matmul_precision', ('highest', 'high', 'medium'))
+    if config['init_partial'] and not config['init_from']:
+        raise RunError('init_partial loads part of the weights that --init_from names; pass --init_from too, or drop '
+                       '--init_partial')
 {%- if cookiecutter.task == 'classification' %}
     check_choice(config, 'class_weights', CLASS_WEIGHTS)
 {%- endif %}
@@ -1919,7 +1922,7 @@ def carry_best(path, checkpoint, config):
 def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
     """Refuse the overrides a resume cannot take: a key of the model's shape or of which data trains and
     validates (the split, the label column) that differs from the saved config (with this version's defaults
-    for keys newer than the run), and --init_from (it starts a new run)."""
+    for keys newer than the run), and --init_from and --init_partial (they start a new run)."""
     locked = [key for key in shape_keys + split_keys if key in overrides and overrides[key] != saved.get(key)]
     if locked:
         fixed = ' and '.join(sorted({"the model's shape" if key in shape_keys
@@ -1929,6 +1932,8 @@ def check_resume_overrides(overrides, saved, shape_keys, split_keys, run_name):
                        + (' (another --run_name)' if run_name else ''))
     if 'init_from' in overrides:
         raise RunError('--init_from starts a new run from saved weights; drop it when resuming')
+    if 'init_partial' in overrides:
+        raise RunError('--init_partial applies when --init_from starts a new run; drop it when resuming')
 
 
 def holds_visible_entries(folder):
@@ -1952,23 +1957,26 @@ def load_init_weights(target, config, shape_keys):
     """`--init_from` (another run's best checkpoint, or a file): the checkpoint's path, and what a new run takes
     from it: the model weights ('model'), whether num_classes differs ('resized'), and the label names and
     feature columns of its data (None where it had none). The optimizer, scheduler, counters and RNG start
-    fresh. Another num_classes (a new label set) is fine-tuning: only the output layer depends on it."""
+    fresh. Another num_classes (a new label set) is fine-tuning: only the output layer depends on it. Other
+    shape keys may differ with init_partial (load_init_state then loads the tensors that fit)."""
     path = resolve_checkpoint(target, name='best_checkpoint.pt', option='--init_from')
     checkpoint = load_checkpoint(path)
     saved = checkpoint['config']
     differ = [key for key in shape_keys if key in saved and saved[key] != config.get(key)]
     fixed = [key for key in differ if key != 'num_classes']
-    if fixed:
+    if fixed and not config['init_partial']:
         raise RunError(f"--init_from '{path}' holds a model of another size "
                        f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in fixed)}); "
-                       f"pass {' '.join(f'--{key} {saved[key]}' for key in fixed)}")
+                       f"pass {' '.join(f'--{key} {saved[key]}' for key in fixed)}, or --init_partial true to load "
+                       'the tensors that fit and start the rest fresh')
     return str(path), {'model': checkpoint['model'], 'resized': 'num_classes' in differ,
                        'classes': checkpoint.get('classes'), 'feature_columns': checkpoint.get('feature_columns')}
 
 
 def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutter.task == 'classification' else '' }}):
-    """Load --init_from's weights (load_init_weights' `init`) into a new run's model; return a line for note.log
-    on the tensors that did not come over as they were, or ''.
+    """Load --init_from's weights (load_init_weights' `init`) into a new run's model. Returns a line for note.log on
+    the tensors that did not come over as they were ('' if none), and the names of the model's tensors that keep
+    their fresh values.
 
     With another num_classes, the tensors whose shape follows it (the output layer's) keep the model's fresh
     values.
@@ -1977,27 +1985,65 @@ def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutt
     values for the class of its name instead (one the checkpoint lacks keeps them fresh), whatever number it
     has in each: a label set that adds or drops a class renumbers the others.
 {%- endif %}
+    With init_partial, every saved tensor whose name and shape fit is loaded, and the model's others start fresh
+    (load_fitting_state).
     """
+    state_dict, by_name = init['model'], ''
 {%- if cookiecutter.task == 'classification' %}
     renamed = init['classes'] is not None and classes is not None and (init['classes'] != classes or init['resized'])
     dims = class_dims(build_model, config) if renamed else {}
     if dims:
-        state_dict, fresh = follow_class_names(model.state_dict(), init['model'], dims, init['classes'], classes)
-        load_model_state(model, state_dict, config['init_from'])
-        return (f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name"
-                + (f'; {len(fresh)} of {len(classes)} classes, which it does not name, start fresh: '
-                   f'{names_text(fresh)}' if fresh else ''))
+        state_dict, fresh_classes = follow_class_names(model.state_dict(), state_dict, dims, init['classes'], classes)
+        by_name = (f"{', '.join(dims)} take the checkpoint's values class by class, by name"
+                   + (f'; {len(fresh_classes)} of {len(classes)} classes, which it does not name, start fresh: '
+                      f'{names_text(fresh_classes)}' if fresh_classes else ''))
 {%- endif %}
-    fresh_layers = load_model_state(model, init['model'], config['init_from'], keep_resized=init['resized'])
+    if config['init_partial']:
+        loaded, fresh = load_fitting_state(model, state_dict, config['init_from'])
+        return '\n'.join(f'init_from: {text}' for text in (by_name, loaded) if text), fresh
 {%- if cookiecutter.task == 'classification' %}
-    if renamed and not fresh_layers:  # the same number of classes, under other names
+    if by_name:
+        load_model_state(model, state_dict, config['init_from'], fix=INIT_FROM_FIX)
+        return f'init_from: {by_name}', []
+{%- endif %}
+    fresh = load_model_state(model, state_dict, config['init_from'], keep_resized=init['resized'], fix=INIT_FROM_FIX)
+{%- if cookiecutter.task == 'classification' %}
+    if renamed and not fresh:  # the same number of classes, under other names
         return (f"init_from: the classes are not the checkpoint's ({names_text(classes, 3)}; it has "
                 f'{names_text(init["classes"], 3)}), and no tensor of the model holds one slice per class to map '
-                "them by name: the output layer keeps the checkpoint's values by class number")
+                "them by name: the output layer keeps the checkpoint's values by class number"), []
 {%- endif %}
-    if not fresh_layers:
-        return ''
-    return f"init_from: {', '.join(fresh_layers)} start fresh (num_classes differs from the checkpoint's)"
+    if not fresh:
+        return '', []
+    return f"init_from: {', '.join(fresh)} start fresh (num_classes differs from the checkpoint's)", fresh
+
+
+INIT_FROM_FIX = ('use the model.py it was trained with, or pass --init_partial true to load the tensors that fit and '
+                 'start the rest fresh')
+
+
+def load_fitting_state(model, state_dict, path):
+    """--init_partial: load the saved tensors whose name and shape are the model's; the model's others keep their
+    fresh values. Returns note.log's line, which lists both (a layer inserted into an nn.Sequential renumbers
+    those after it: a tensor of the same shape then loads into another layer, as with torch's strict=False),
+    and the names of the fresh tensors. Loading none is an error: the checkpoint holds another model."""
+    own = model.state_dict()
+{%- if scales_data %}
+    state_dict = with_unscaled_buffers(own, state_dict)
+{%- endif %}
+    reshaped = reshaped_keys(own, state_dict)
+    fitting = {key: value for key, value in state_dict.items() if key in own and key not in reshaped}
+    if not fitting:
+        raise RunError(f"--init_from '{path}' holds no tensor of this model's names and shapes "
+                       f'({state_mismatch_text(own, state_dict)}); it holds another model: leave out --init_from')
+    model.load_state_dict({**own, **fitting})
+    fresh = [key for key in own if key not in fitting]
+    extra = [key for key in state_dict if key not in own]
+    said = [f"{len(fitting)} of the model's {len(own)} tensors loaded by name and shape (init_partial)",
+            f'{len(fresh)} start fresh: {names_text(fresh, len(fresh))}' if fresh else 'none start fresh']
+    said += [f"the checkpoint's {what} not loaded: {names_text(keys, len(keys))}"
+             for what, keys in (('tensors of another shape', reshaped), ('tensors not in this model', extra)) if keys]
+    return '; '.join(said), fresh
 {%- if cookiecutter.task == 'classification' %}
 
 
@@ -2356,16 +2402,13 @@ def check_same_data(checkpoint, train_set, valid_set, path):
                        f"the run started with, or start a new run from these weights with --init_from '{path}'")
 
 
-def load_model_state(model, state_dict, path, keep_resized=False):
+def load_model_state(model, state_dict, path, keep_resized=False, fix='use the model.py it was trained with'):
     """Load the weights; with `keep_resized`, tensors whose shape differs keep the model's own (fresh)
-    values instead. Returns the names of those tensors."""
+    values instead. Returns the names of those tensors. A state dict that does not fit is an error that ends
+    with `fix`."""
     own, resized = model.state_dict(), []
 {%- if scales_data %}
-    # a pair of scaling buffers that a checkpoint saved before model.py had them lacks: that part trained unscaled
-    unscaled = [f'{name}_{stat}' for name in ('feature', 'target') for stat in ('mean', 'std')
-                if f'{name}_mean' in own and f'{name}_mean' not in state_dict and f'{name}_std' not in state_dict]
-    state_dict = {**state_dict, **{key: (torch.zeros_like if key.endswith('_mean') else torch.ones_like)(own[key])
-                                   for key in unscaled}}
+    state_dict = with_unscaled_buffers(own, state_dict)
 {%- endif %}
     if keep_resized:
         resized = reshaped_keys(own, state_dict)
@@ -2375,8 +2418,19 @@ def load_model_state(model, state_dict, path, keep_resized=False):
     except RuntimeError as err:
         why = state_mismatch_text(own, state_dict) or first_line(err).rstrip(':.')
         raise RunError(f"checkpoint '{path}' does not fit this model ({why}); it was saved from another architecture "
-                       'or size: use the model.py it was trained with') from None
+                       f'or size: {fix}') from None
     return resized
+{%- if scales_data %}
+
+
+def with_unscaled_buffers(own, state_dict):
+    """`state_dict` with the scaling buffers that a checkpoint saved before model.py had them lacks, at mean 0 and
+    std 1 (the model's `own` state dict gives their shapes): that part of the data trained unscaled."""
+    unscaled = [f'{name}_{stat}' for name in ('feature', 'target') for stat in ('mean', 'std')
+                if f'{name}_mean' in own and f'{name}_mean' not in state_dict and f'{name}_std' not in state_dict]
+    return {**state_dict, **{key: (torch.zeros_like if key.endswith('_mean') else torch.ones_like)(own[key])
+                             for key in unscaled}}
+{%- endif %}
 
 
 def reshaped_keys(own, saved):
@@ -2464,27 +2518,31 @@ def metric_per_sample(output, target):
 
 def fit_scaling(model, train_set, collate_fn, fit=True, num_workers=0):
     """With `fit`, set the model's scaling (model.py's fit_*_scaling methods) from the training split, read by
-    `num_workers` DataLoader workers. Returns a warning when the model (your own) lacks such a method: that part of
-    the data then trains in its own units."""
+    `num_workers` DataLoader workers; `fit` may instead be the names of the model's tensors that start fresh
+    (--init_partial), to fit only a part whose buffers are among them. Returns a warning when the model (your own)
+    lacks such a method: that part of the data then trains in its own units."""
+    def fits(part):
+        return fit if isinstance(fit, bool) else f'{part}_mean' in fit or f'{part}_std' in fit
+
     missing = []
 {%- if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] %}
 {%- set values, what = {'csv': ('inputs', 'features'), 'sequence': ('frames', 'features'), 'image_folder': ('images', 'image channels')}[cookiecutter.dataset] %}
     if not callable(getattr(model, 'fit_feature_scaling', None)):
         missing.append(('fit_feature_scaling({{ values }})', '{{ what }}'))
 {%- if cookiecutter.dataset == 'csv' %}
-    elif fit:  # every training sample in one batch (the CSV reader holds them in memory); no draw from the run's RNG
+    elif fits('feature'):  # every training sample in one batch (the CSV reader holds them in memory); no draw from the run's RNG
         loader = DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn, generator=torch.Generator())
         inputs, _ = next(iter(loader))
         model.fit_feature_scaling(inputs)
 {%- else %}
-    elif fit:
+    elif fits('feature'):
         model.fit_feature_scaling(training_{{ values }}(train_set, collate_fn, num_workers=num_workers))
 {%- endif %}
 {%- endif %}
 {%- if cookiecutter.task == 'regression' %}
     if not callable(getattr(model, 'fit_target_scaling', None)):
         missing.append(('fit_target_scaling(targets)', 'targets'))
-    elif fit:
+    elif fits('target'):
         model.fit_target_scaling(training_targets(train_set, collate_fn, num_workers=num_workers))
 {%- endif %}
     if not missing:

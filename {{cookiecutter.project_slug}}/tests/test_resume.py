@@ -247,7 +247,7 @@ def test_a_named_run_starts_and_then_resumes_with_the_same_command(workdir, data
     assert run(data_args + ['--n_epoch', 1, '--seed', 1]) == 0
     source, _ = only_run(workdir)
     # as a requeued batch job: the same options every time, only --n_epoch grows here to stop in between
-    command = data_args + EXACT + ['--run_name', 'exp-1.b', '--init_from', source.name]
+    command = data_args + EXACT + ['--run_name', 'exp-1.b', '--init_from', source.name, '--init_partial', 'true']
     assert run(command + ['--n_epoch', 2]) == 0
     logs, ckpts = workdir / 'loggers' / 'exp-1.b', workdir / 'checkpoints' / 'exp-1.b'
     assert load(ckpts / 'latest_checkpoint.pt')['epoch'] == 2
@@ -967,7 +967,7 @@ def test_init_from_onto_another_label_set_follows_the_class_names(config):
     # a class keeps its row of the output layer whatever number it has in each label set; a new one starts fresh
     from model import build_model
 
-    config = {**config, 'num_classes': 3}
+    config = {**config, 'num_classes': 3, 'init_from': 'x.pt', 'init_partial': False}
     old = build_model(config).state_dict()
     own = build_model(config).state_dict()
     dims = utils.class_dims(build_model, config)
@@ -981,16 +981,14 @@ def test_init_from_onto_another_label_set_follows_the_class_names(config):
     assert all(torch.equal(state[key], old[key]) for key in old if key not in dims)
     model = build_model(config)
     state, _ = utils.follow_class_names(model.state_dict(), old, dims, ['cat', 'dog', 'eel'], ['bird', 'cat', 'dog'])
-    note = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
-                                         'feature_columns': None}, {**config, 'init_from': 'x.pt'},
-                                 ['bird', 'cat', 'dog'], build_model)
-    assert all(torch.equal(model.state_dict()[key], state[key]) for key in dims)
+    note, fresh = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
+                                                'feature_columns': None}, config, ['bird', 'cat', 'dog'], build_model)
+    assert fresh == [] and all(torch.equal(model.state_dict()[key], state[key]) for key in dims)
     assert note == (f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name; 1 of 3 "
                     "classes, which it does not name, start fresh: 'bird'")
     same = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['a', 'b', 'c'],
-                                         'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['a', 'b', 'c'],
-                                 build_model)
-    assert same == '' and all(torch.equal(model.state_dict()[key], old[key]) for key in old)
+                                         'feature_columns': None}, config, ['a', 'b', 'c'], build_model)
+    assert same == ('', []) and all(torch.equal(model.state_dict()[key], old[key]) for key in old)
 
     def two_a_class(config):  # a layer per class, then two outputs a class: not a slice per class throughout
         return torch.nn.Sequential(torch.nn.Linear(4, config['num_classes']),
@@ -1000,15 +998,23 @@ def test_init_from_onto_another_label_set_follows_the_class_names(config):
     assert utils.class_dims(lambda config: torch.nn.Linear(4, 2 * config['num_classes']), config) == {}
     key, dim = next(iter(dims.items()))
     other = {**old, key: old[key].narrow(1 - dim, 0, 1) if old[key].dim() == 2 else old[key][None]}  # another width
-    with pytest.raises(RunError, match="checkpoint 'x.pt' does not fit this model"):
-        utils.load_init_state(model, {'model': other, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
-                                      'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['bird', 'cat', 'dog'],
-                              build_model)
+    other_init = {'model': other, 'resized': False, 'classes': ['cat', 'dog', 'eel'], 'feature_columns': None}
+    with pytest.raises(RunError, match="checkpoint 'x.pt' does not fit this model .+ or pass --init_partial true"):
+        utils.load_init_state(model, other_init, config, ['bird', 'cat', 'dog'], build_model)
+    # with init_partial, the classes follow their names where they can, then what fits loads and the rest starts fresh
+    fresh_value = model.state_dict()[key].clone()
+    note, fresh = utils.load_init_state(model, other_init, {**config, 'init_partial': True}, ['bird', 'cat', 'dog'],
+                                        build_model)
+    assert fresh == [key] and torch.equal(model.state_dict()[key], fresh_value)
+    assert note == (f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name; 1 of 3 "
+                    "classes, which it does not name, start fresh: 'bird'\n"
+                    f"init_from: {len(old) - 1} of the model's {len(old)} tensors loaded by name and shape "
+                    f"(init_partial); 1 start fresh: {key!r}; the checkpoint's tensors of another shape not loaded: "
+                    f'{key!r}')
     wider = build_model({**config, 'num_classes': 4}).state_dict()  # saved with more outputs than class names
-    note = utils.load_init_state(model, {'model': wider, 'resized': True, 'classes': ['a', 'b', 'c'],
-                                         'feature_columns': None}, {**config, 'init_from': 'x.pt'}, ['a', 'b', 'c'],
-                                 build_model)
-    assert note == f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name"
+    note, fresh = utils.load_init_state(model, {'model': wider, 'resized': True, 'classes': ['a', 'b', 'c'],
+                                                'feature_columns': None}, config, ['a', 'b', 'c'], build_model)
+    assert note == f"init_from: {', '.join(dims)} take the checkpoint's values class by class, by name" and not fresh
     assert all(torch.equal(model.state_dict()[key], wider[key].narrow(dim, 0, 3)) for key, dim in dims.items())
 
 
@@ -1035,21 +1041,22 @@ def test_init_from_onto_other_class_names_that_cannot_be_mapped_says_they_keep_t
     def two_a_class(config):  # two outputs a class, side by side: not one slice per class
         return torch.nn.Linear(4, 2 * config['num_classes'])
 
-    config, old = {'num_classes': 3, 'init_from': 'x.pt'}, two_a_class({'num_classes': 3}).state_dict()
-    model = two_a_class(config)
-    note = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
-                                         'feature_columns': None}, config, ['ant', 'bee', 'cat'], two_a_class)
+    config = {'num_classes': 3, 'init_from': 'x.pt', 'init_partial': False}
+    old, model = two_a_class(config).state_dict(), two_a_class(config)
+    note, _ = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
+                                            'feature_columns': None}, config, ['ant', 'bee', 'cat'], two_a_class)
     assert note == ("init_from: the classes are not the checkpoint's ('ant', 'bee', 'cat'; it has 'cat', 'dog', "
                     "'eel'), and no tensor of the model holds one slice per class to map them by name: the output "
                     "layer keeps the checkpoint's values by class number")
     assert all(torch.equal(model.state_dict()[key], old[key]) for key in old)
     same = utils.load_init_state(model, {'model': old, 'resized': False, 'classes': ['cat', 'dog', 'eel'],
                                          'feature_columns': None}, config, ['cat', 'dog', 'eel'], two_a_class)
-    assert same == ''
+    assert same == ('', [])
 {%- endif %}
 
 
-@pytest.mark.parametrize('problem', ['other size', 'no such run', 'while resuming'])
+@pytest.mark.parametrize('problem', ['other size', 'no such run', 'while resuming', 'partial alone',
+                                     'partial while resuming'])
 def test_init_from_errors_are_one_line_and_write_nothing(workdir, data_args, problem):
     assert run(data_args + ['--n_epoch', 1]) == 0
     logs, _ = only_run(workdir)
@@ -1057,15 +1064,77 @@ def test_init_from_errors_are_one_line_and_write_nothing(workdir, data_args, pro
     saved = load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['config'][key]
     argv, expected = {
         'other size': (data_args + ['--init_from', logs.name, f'--{key}', saved + 1],
-                       f'holds a model of another size \\({key} {saved}, not {saved + 1}\\); pass --{key} {saved}$'),
+                       f'holds a model of another size \\({key} {saved}, not {saved + 1}\\); pass --{key} {saved}, or '
+                       '--init_partial true to load the tensors that fit and start the rest fresh$'),
         'no such run': (data_args + ['--init_from', '19990101_000000'], "nothing for --init_from at '19990101_000000'"),
         'while resuming': (['--resume', logs.name, '--init_from', logs.name], 'drop it when resuming'),
+        'partial alone': (data_args + ['--init_partial', 'true'], '^init_partial loads part of the weights that '
+                          '--init_from names; pass --init_from too, or drop --init_partial$'),
+        'partial while resuming': (['--resume', logs.name, '--init_partial', 'false'],
+                                   '^--init_partial applies when --init_from starts a new run; drop it when resuming$'),
     }[problem]
     before = snapshot(workdir)
     with pytest.raises(RunError, match=expected) as error:
         run(argv)
     assert error.value.code == 2 and '\n' not in str(error.value)
     assert snapshot(workdir) == before and len(list((workdir / 'loggers').iterdir())) == 1
+
+
+def test_init_partial_loads_the_tensors_that_fit_and_starts_the_rest_fresh(workdir, data_args, monkeypatch):
+    # a shape key changed since the run ({{ 'other image channels' if cookiecutter.model == 'cnn' else 'one more layer' }}): the tensors of the same name and shape
+    # come over, the others start fresh
+    assert run(data_args + ['--n_epoch', 1]) == 0
+    source_logs, source_ckpts = only_run(workdir)
+    source = load(source_ckpts / 'best_checkpoint.pt')
+{%- if cookiecutter.model == 'cnn' %}
+    key, value = 'image_channels', 3 if source['config']['image_channels'] == 1 else 1
+{%- else %}
+    key, value = 'n_layers', source['config']['n_layers'] + 1
+{%- endif %}
+    starting_weights = record_starting_weights(monkeypatch)
+    argv = data_args + ['--n_epoch', 1, '--init_from', source_logs.name, f'--{key}', value, '--init_partial', 'true']
+    assert run(argv + ['--seed', 7]) == 0  # another training split: scaling buffers refitted would differ
+    saved = source['model']
+    fits = [k for k, v in starting_weights.items() if k in saved and saved[k].shape == v.shape]
+    fresh = [k for k in starting_weights if k not in fits]
+    assert fits and fresh
+    assert_same_weights({k: starting_weights[k] for k in fits}, {k: saved[k] for k in fits})
+{%- if cookiecutter.dataset in ['csv', 'sequence', 'image_folder'] or cookiecutter.task == 'regression' %}
+    for part in ('feature', 'target'):  # a part whose buffers start fresh is fitted to this data, not left at 0 and 1
+        if f'{part}_std' in fresh:
+            assert not torch.equal(starting_weights[f'{part}_std'], torch.ones_like(starting_weights[f'{part}_std']))
+{%- endif %}
+    reshaped = [k for k in saved if k in starting_weights and k not in fits]
+    [logs] = [p for p in (workdir / 'loggers').iterdir() if p != source_logs]
+    expected = (f"init_from: {len(fits)} of the model's {len(starting_weights)} tensors loaded by name and shape "
+                f"(init_partial); {len(fresh)} start fresh: {', '.join(map(repr, fresh))}"
+                + (f"; the checkpoint's tensors of another shape not loaded: {', '.join(map(repr, reshaped))}"
+                   if reshaped else ''))
+    assert expected + '\n' in (logs / 'note.log').read_text()
+    assert read_note(logs)[0]['init_partial'] == 'True'
+    assert run(['--resume', logs.name, '--n_epoch', 2]) == 0  # resume goes on from the run's own weights
+    assert load(workdir / 'checkpoints' / logs.name / 'latest_checkpoint.pt')['epoch'] == 2
+
+
+def test_init_partial_names_what_it_loads_and_refuses_a_checkpoint_of_which_nothing_fits():
+    saved = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).state_dict()
+    edited = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    fresh_values = {k: v.clone() for k, v in edited.state_dict().items()}
+    note, fresh = utils.load_fitting_state(edited, {**saved, 'old.scale': torch.ones(1)}, 'x.pt')
+    assert fresh == ['1.weight', '1.bias', '2.weight', '2.bias']
+    assert note == ("2 of the model's 6 tensors loaded by name and shape (init_partial); 4 start fresh: '1.weight', "
+                    "'1.bias', '2.weight', '2.bias'; the checkpoint's tensors of another shape not loaded: '2.weight', "
+                    "'2.bias'; the checkpoint's tensors not in this model not loaded: 'old.scale'")
+    assert_same_weights({k: v for k, v in edited.state_dict().items() if k.startswith('0.')},
+                        {k: v for k, v in saved.items() if k.startswith('0.')})
+    assert_same_weights({k: v for k, v in edited.state_dict().items() if not k.startswith('0.')},
+                        {k: v for k, v in fresh_values.items() if not k.startswith('0.')})
+    other = torch.nn.Sequential(torch.nn.Linear(5, 7))
+    with pytest.raises(RunError) as error:
+        utils.load_fitting_state(other, saved, 'x.pt')
+    assert str(error.value) == ("--init_from 'x.pt' holds no tensor of this model's names and shapes (not in this "
+                                "model: '2.weight', '2.bias'; another shape: '0.weight', '0.bias' ('0.weight': [8, 4] "
+                                'in it, [7, 5] here)); it holds another model: leave out --init_from')
 
 
 def test_a_checkpoint_of_another_model_names_the_tensors_that_do_not_fit():
