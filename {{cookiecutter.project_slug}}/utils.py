@@ -1988,34 +1988,34 @@ def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutt
     With init_partial, every saved tensor whose name and shape fit is loaded, and the model's others start fresh
     (load_fitting_state).
     """
-    state_dict, by_name = init['model'], ''
+    state_dict, said = init['model'], []
 {%- if cookiecutter.task == 'classification' %}
     renamed = init['classes'] is not None and classes is not None and (init['classes'] != classes or init['resized'])
     dims = class_dims(build_model, config) if renamed else {}
     if dims:
-        state_dict, fresh_classes = follow_class_names(model.state_dict(), state_dict, dims, init['classes'], classes)
-        by_name = (f"{', '.join(dims)} take the checkpoint's values class by class, by name"
-                   + (f'; {len(fresh_classes)} of {len(classes)} classes, which it does not name, start fresh: '
-                      f'{names_text(fresh_classes)}' if fresh_classes else ''))
+        own = model.state_dict()
+        state_dict, fresh_classes = follow_class_names(own, state_dict, dims, init['classes'], classes)
+        followed = [key for key in dims if getattr(state_dict.get(key), 'shape', None) == own[key].shape]
+        if followed:  # the others were saved from another architecture: they do not fit
+            said.append(f"{', '.join(followed)} take the checkpoint's values class by class, by name"
+                        + (f'; {len(fresh_classes)} of {len(classes)} classes, which it does not name, start fresh: '
+                           f'{names_text(fresh_classes)}' if fresh_classes else ''))
 {%- endif %}
     if config['init_partial']:
         loaded, fresh = load_fitting_state(model, state_dict, config['init_from'])
-        return '\n'.join(f'init_from: {text}' for text in (by_name, loaded) if text), fresh
+        said.append(loaded)
+    else:
+        fresh = load_model_state(model, state_dict, config['init_from'],
+                                 keep_resized=init['resized']{{ ' and not dims' if cookiecutter.task == 'classification' }}, fix=INIT_FROM_FIX)
+        if fresh:
+            said.append(f"{', '.join(fresh)} start fresh (num_classes differs from the checkpoint's)")
 {%- if cookiecutter.task == 'classification' %}
-    if by_name:
-        load_model_state(model, state_dict, config['init_from'], fix=INIT_FROM_FIX)
-        return f'init_from: {by_name}', []
+    if renamed and not dims and not fresh:  # the same number of classes, under other names
+        said.append(f"the classes are not the checkpoint's ({names_text(classes, 3)}; it has "
+                    f'{names_text(init["classes"], 3)}), and no tensor of the model holds one slice per class to map '
+                    "them by name: the output layer keeps the checkpoint's values by class number")
 {%- endif %}
-    fresh = load_model_state(model, state_dict, config['init_from'], keep_resized=init['resized'], fix=INIT_FROM_FIX)
-{%- if cookiecutter.task == 'classification' %}
-    if renamed and not fresh:  # the same number of classes, under other names
-        return (f"init_from: the classes are not the checkpoint's ({names_text(classes, 3)}; it has "
-                f'{names_text(init["classes"], 3)}), and no tensor of the model holds one slice per class to map '
-                "them by name: the output layer keeps the checkpoint's values by class number"), []
-{%- endif %}
-    if not fresh:
-        return '', []
-    return f"init_from: {', '.join(fresh)} start fresh (num_classes differs from the checkpoint's)", fresh
+    return '\n'.join(f'init_from: {text}' for text in said), fresh
 
 
 INIT_FROM_FIX = ('use the model.py it was trained with, or pass --init_partial true to load the tensors that fit and '
