@@ -2530,7 +2530,7 @@ def fit_scaling(model, train_set, collate_fn, fit=True, num_workers=0):
     if not callable(getattr(model, 'fit_feature_scaling', None)):
         missing.append(('fit_feature_scaling({{ values }})', '{{ what }}'))
 {%- if cookiecutter.dataset == 'csv' %}
-    elif fits('feature'):  # every training sample in one batch (the CSV reader holds them in memory); no draw from the run's RNG
+    elif fits('feature'):  # every training sample in one batch (the CSV reader holds them); no draw from the run's RNG
         loader = DataLoader(train_set, batch_size=len(train_set), collate_fn=collate_fn, generator=torch.Generator())
         inputs, _ = next(iter(loader))
         model.fit_feature_scaling(inputs)
