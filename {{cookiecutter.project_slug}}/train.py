@@ -684,7 +684,11 @@ def main(argv=None):
     if checkpoint is not None:  # weights first: the data check's advice (--init_from) needs weights that fit
         load_model_state(unwrap(model), checkpoint['model'], checkpoint_path)
         check_same_data(checkpoint, train_set, valid_set, checkpoint_path)
+{%- if cookiecutter.task == 'classification' %}
     elif init is not None:  # another num_classes or label set: the output layer starts fresh or follows the names
+{%- else %}
+    elif init is not None:  # with --init_partial, the tensors that do not fit the model start fresh
+{%- endif %}
         check_feature_order(init['feature_columns'], train_set, config['init_from'])
 {%- if cookiecutter.task == 'classification' %}
         init_note, {{ 'init_fresh' if scales_data else '_' }} = load_init_state(unwrap(model), init, config, classes_of(train_set), build_model)
