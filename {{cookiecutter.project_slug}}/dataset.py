@@ -51,6 +51,9 @@ Write a small example in this layout with:  python dataset.py --make-example dat
 {% if cookiecutter.dataset in ['csv', 'sequence'] -%}
 import csv
 {% endif -%}
+{% if cookiecutter.dataset == 'csv' -%}
+import shlex
+{% endif -%}
 {% if cookiecutter.dataset == 'image_folder' and not classification -%}
 import math
 {% endif -%}
@@ -74,7 +77,7 @@ from torch.utils.data import Dataset, random_split
 {%- endif %}
 
 from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors{{ ', print_output, project_folder_note' if cookiecutter.dataset != 'synthetic' else '' }}
-from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums{{ ', names_text' if cookiecutter.dataset == 'csv' }}
+from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums{{ ', id_like_column, names_text' if cookiecutter.dataset == 'csv' }}
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -465,14 +468,18 @@ class CsvDataset(Dataset):
                 features.append([float(row[i]) for i in columns])
             except ValueError:
                 raise not_a_feature_value(path, number, header, row, columns) from None
+        self.inputs = torch.tensor(features, dtype=torch.float32)
         # after the values: a column of text (notes, a category) is the likelier cause of one feature too many
         n_features = len(columns)
         if n_features != config['num_features']:  # predicting, the model's input size is fixed: no option to pass
             fix = (f'pass --num_features {n_features}' if labels_required else "give it the training data's "
                    f"feature columns, and name a label column '{label}' or leave it out")
+            ids = id_like_column(self.feature_columns, self.inputs) if labels_required and not id_column else None
+            if ids and n_features == config['num_features'] + 1:  # the one too many may be the samples' ids
+                fix = (f'pass --id_column {shlex.quote(ids)} if {ids!r} holds sample ids (not a feature), else '
+                       f'--num_features {n_features}')
             raise RunError(f"'{path}' has {n_features} feature columns but num_features is "
                            f"{config['num_features']}; {fix}")
-        self.inputs = torch.tensor(features, dtype=torch.float32)
         bad = first_nonfinite_row(self.inputs)
         if bad is not None:
             raise RunError(f"'{path}' line {lines[bad][0]} has a feature value that is not finite "

@@ -96,6 +96,9 @@ from utils import (
 {%- endif %}
     gather_from_ranks,
     get_rng_state,
+{%- if cookiecutter.dataset == 'csv' %}
+    id_column_warning,
+{%- endif %}
     is_distributed,
     is_master,
     keep_crash_tracebacks,
@@ -754,6 +757,11 @@ def main(argv=None):
 {%- if scales_data %}
         if scaling_warning:
             logging.getLogger('train').info(scaling_warning)
+{%- endif %}
+{%- if cookiecutter.dataset == 'csv' %}
+        ids_warning = id_column_warning(train_set, config) if checkpoint is None else None  # resume keeps id_column
+        if ids_warning:
+            logging.getLogger('train').info(ids_warning)
 {%- endif %}
 
     # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png

@@ -493,6 +493,63 @@ def test_an_id_column_is_no_feature_and_names_the_predictions(workdir):
     assert not (workdir / 's.csv').exists()
 
 
+def test_a_numeric_id_column_left_as_a_feature_is_named_in_the_count_error_and_a_warning(workdir):
+    from conftest import FAST, SMALL_MODEL
+
+    n, label = DATA_CONFIG['num_features'], DATA_CONFIG['label_column']
+    rows = [[round(0.1 * i + row % 7, 1) for i in range(n)] + [row % 2] for row in range(32)]
+    table = [['PassengerId'] + [f'f{i}' for i in range(n)] + [label]] + [[892 + i] + row for i, row in enumerate(rows)]
+    (workdir / 'data').mkdir()
+    (workdir / 'data' / 'data.csv').write_text('\n'.join(','.join(map(str, line)) for line in table) + '\n')
+    args = ['--dataset_dir', 'data', '--n_epoch', '1'] + SMALL_MODEL + FAST
+    with pytest.raises(RunError) as error:  # one column too many, and it reads as ids
+        train.main(args)
+    assert str(error.value) == (f"'data/data.csv' has {n + 1} feature columns but num_features is {n}; pass "
+                                "--id_column PassengerId if 'PassengerId' holds sample ids (not a feature), else "
+                                f'--num_features {n + 1}')
+    assert train.main(args + ['--num_features', str(n + 1), '--run_name', 'ids']) == 0
+    warning = (f"warning: feature column 'PassengerId' holds a different whole number in each row, as sample ids do, "
+               f"and trains as a feature; if it holds ids, pass --id_column PassengerId --num_features {n}, which "
+               "makes them the samples' ids")
+    log = workdir / 'loggers' / 'ids' / 'train.log'
+    assert [line.split(' | ')[-1] for line in log.read_text().splitlines() if 'PassengerId' in line] == [warning]
+    assert train.main(args + ['--num_features', str(n + 1), '--resume', 'ids', '--n_epoch', '2']) == 0
+    assert log.read_text().count(warning) == 1  # a resumed run cannot change id_column: no second warning
+    assert train.main(args + ['--id_column', 'PassengerId', '--run_name', 'named']) == 0
+    assert 'warning: feature column' not in (workdir / 'loggers' / 'named' / 'train.log').read_text()
+
+
+@pytest.mark.parametrize('name', ['id', 'ID', 'Id', 'sample_id', 'user id', 'user-ID', 'PassengerId', 'customerID',
+                                  'index', 'Unnamed: 0'])
+def test_id_like_column_takes_id_names_of_distinct_whole_numbers(name):
+    from utils import id_like_column
+
+    ids = torch.tensor([[0.5, 3.0], [0.25, 1.0], [0.5, 2.0]])
+    assert id_like_column(['x', name], ids) == name
+    assert id_like_column(['x', name], ids[:, [1, 1]] * 0.5) is None  # 1.5: not a whole number
+    assert id_like_column(['x', name], torch.tensor([[0.5, 3.0], [0.25, 1.0], [0.5, 3.0]])) is None  # 3 twice
+
+
+@pytest.mark.parametrize('name', ['valid', 'paid', 'ACID', 'UUID', 'idx', 'identity', 'count', 'grid'])
+def test_id_like_column_leaves_other_names_to_the_features(name):
+    from utils import id_like_column
+
+    assert id_like_column([name], torch.tensor([[3.0], [1.0], [2.0]])) is None
+
+
+def test_id_column_warning_names_a_second_id_column_when_id_column_is_set(tmp_path, config):
+    from utils import id_column_warning
+
+    n, label = DATA_CONFIG['num_features'], DATA_CONFIG['label_column']
+    table = ([['name', 'customerID'] + [f'f{i}' for i in range(n - 1)] + [label]]
+             + [[f'c{row}', 7 * row] + [0.5] * (n - 1) + [row % 2] for row in range(8)])
+    (tmp_path / 'data.csv').write_text('\n'.join(','.join(map(str, line)) for line in table) + '\n')
+    train_set, _ = build_datasets({**config, 'dataset_dir': str(tmp_path), 'id_column': 'name'})
+    assert id_column_warning(train_set, {**config, 'id_column': 'name'}) == (
+        "warning: feature column 'customerID' holds a different whole number in each row, as sample ids do, and "
+        "trains as a feature; if it holds ids, drop it from the data (id_column is 'name')")
+
+
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
     path = tmp_path / 'new.csv'
     path.write_text(','.join(f'f{i}' for i in range(DATA_CONFIG['num_features'])) + '\n'
