@@ -7,6 +7,8 @@
     + (["'random_shift': 0"] if kind == 'image' else []) -%}
 """The data. Edit it for your own: train.py needs DATA_CONFIG, SPLIT_KEYS, check_data_config(config),
 build_datasets(config){{ ', collate_fn and augment(images, flip, shift)' if kind == 'image' else ' and collate_fn' }}.
+A dataset may list warning lines in `.warnings` (data that reads, but probably not as meant): train.py writes them
+to train.log when a new run starts, and predict.py prints them.
 {%- if cookiecutter.dataset == 'synthetic' %}
 
 The synthetic dataset needs no files: it draws {{ 'labelled samples around one random centre per class' if classification else 'samples whose target is a smooth function of the input' }}
@@ -28,7 +30,7 @@ Layout under config['dataset_dir']:
     <target value>/<images>   one folder per target value, named as a number (e.g. 0.25/)
 {%- endif %}
 Images in subfolders of those folders count too.
-Images (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
+Images (.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
 EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size x image_size:
 the whole image, stretched (resize 'stretch'), its largest centred square (resize 'center_crop'), or the whole
 image with its shape kept, in the middle of a black square (resize 'pad').
@@ -52,6 +54,7 @@ Write a small example in this layout with:  python dataset.py --make-example dat
 import csv
 {% endif -%}
 {% if cookiecutter.dataset == 'csv' -%}
+import re
 import shlex
 {% endif -%}
 {% if cookiecutter.dataset == 'image_folder' and not classification -%}
@@ -77,7 +80,7 @@ from torch.utils.data import Dataset, random_split
 {%- endif %}
 
 from runfiles import {{ 'CommandParser, ' if cookiecutter.dataset != 'synthetic' else '' }}RunError, one_line_errors{{ ', print_output, project_folder_note' if cookiecutter.dataset != 'synthetic' else '' }}
-from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums{{ ', id_like_column, names_text' if cookiecutter.dataset == 'csv' }}
+from utils import {{ 'check_choice, ' if cookiecutter.dataset == 'image_folder' }}check_minimums{{ ', names_text' if cookiecutter.dataset == 'csv' }}
 
 DATA_CONFIG = {
 {%- if cookiecutter.dataset == 'synthetic' %}
@@ -340,6 +343,33 @@ def not_a_feature_value(path, number, header, row, columns):
     return RunError(f"'{path}' line {number} has a feature value that is not a number")
 
 
+# A column name that reads as sample ids: 'id', 'ID', 'sample_id', 'PassengerId', 'customerID', pandas' 'index'
+ID_COLUMN_NAME = re.compile(r'(?i:id|index|unnamed: \d+)|.*(?i:[ _.-]id)|.*[a-z](?:Id|ID)')
+
+
+def id_like_column(names, inputs):
+    """The first of the feature columns `names` that looks like sample ids rather than a feature: an id's name,
+    and a different whole number in each row of `inputs` (one column per name). None if none does."""
+    for i, name in enumerate(names):
+        if ID_COLUMN_NAME.fullmatch(name):
+            column = inputs[:, i]
+            if bool((column == column.round()).all()) and len(column.unique()) == len(column):
+                return name
+    return None
+
+
+def id_column_warning(names, inputs, id_column):
+    """A warning, or None, for a feature column that looks like sample ids (id_like_column): it trains as a
+    feature, and a model can learn the ids of the training rows by heart."""
+    name = id_like_column(names, inputs)
+    if name is None:
+        return None
+    fix = (f'drop it from the data (id_column is {id_column!r})' if id_column else
+           f"pass --id_column {shlex.quote(name)} --num_features {len(names) - 1}, which makes them the samples' ids")
+    return (f'warning: feature column {name!r} holds a different whole number in each row, as sample ids do, '
+            f'and trains as a feature; if it holds ids, {fix}')
+
+
 def match_feature_columns(path, names, trained, label):
     """`trained` (the model's feature columns, in its input order) when a file's `names` are the same columns in
     any order; else an error that lists the differences."""
@@ -485,6 +515,8 @@ class CsvDataset(Dataset):
             raise RunError(f"'{path}' line {lines[bad][0]} has a feature value that is not finite "
                            '(nan, inf or too large); fix or remove it')
         self.ids = [row[id_at] for _, row in lines] if id_at is not None else range(len(lines))  # else rows, from 0
+        ids_warning = id_column_warning(self.feature_columns, self.inputs, id_column) if labels_required else None
+        self.warnings = [ids_warning] if ids_warning else []  # train.py writes them to train.log
         labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
 {%- if classification %}
         self.classes, self.targets = label_indices(labels, [number for number, _ in lines], config['num_classes'], path,
@@ -507,7 +539,10 @@ class CsvDataset(Dataset):
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.jfif', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
+# Image formats left out (Pillow needs a plugin for some, others are vectors or camera raws): a warning counts them
+LEFT_OUT_SUFFIXES = ('.heic', '.heif', '.avif', '.jxl', '.svg', '.dng', '.cr2', '.cr3', '.nef', '.arw', '.raf', '.orf',
+                     '.rw2')
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 RESIZE_CHOICES = ('stretch', 'center_crop', 'pad')
 FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and float greyscale images
@@ -612,11 +647,32 @@ def sixteen_bit_colour(image):
     return levels
 
 
-def image_files(folder):
+def image_files(folder, left_out):
     """The images in `folder` and its subfolders at any depth, sorted; hidden files and folders (macOS's
-    ._name.png copies, .ipynb_checkpoints/) are skipped."""
-    return sorted(p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith('.') for part in p.relative_to(folder).parts))
+    ._name.png copies, .ipynb_checkpoints/) are skipped. Files of the formats in LEFT_OUT_SUFFIXES are added to
+    the list `left_out`."""
+    images = []
+    for p in folder.rglob('*'):
+        suffix = p.suffix.lower()
+        if suffix in IMAGE_SUFFIXES or suffix in LEFT_OUT_SUFFIXES:
+            if not any(part.startswith('.') for part in p.relative_to(folder).parts):
+                (images if suffix in IMAGE_SUFFIXES else left_out).append(p)
+    return sorted(images)
+
+
+def suffix_counts(files):
+    """How many of `files` have each suffix, in lower case: '2 .heic, 1 .avif'."""
+    counts = {}
+    for path in files:
+        counts[path.suffix.lower()] = counts.get(path.suffix.lower(), 0) + 1
+    return ', '.join(f'{n} {suffix}' for suffix, n in sorted(counts.items()))
+
+
+def left_out_warning(files, root):
+    """The warning for image files of formats this reader leaves out (HEIC photos from an iPhone, say)."""
+    return (f"warning: '{root}' holds {len(files)} image file{'s' * (len(files) != 1)} of a format that this reader "
+            f"leaves out ({suffix_counts(files)}; e.g. '{min(files)}'), so the data goes without them; convert them "
+            'to JPEG or PNG to use them')
 
 
 def check_nothing_beside(root, labels_required):
@@ -643,14 +699,20 @@ class ImageFolderDataset(Dataset):
         if not root.is_dir() and not one_image:
             if not root.exists():
                 problem = f'does not exist{project_folder_note(root)}'
+            elif labels_required:
+                problem = 'is not a folder'
+            elif root.suffix.lower() in LEFT_OUT_SUFFIXES:
+                problem = (f'is a {root.suffix.lower()} image, a format this reader leaves out: convert it to JPEG '
+                           'or PNG')
             else:
-                problem = 'is not a folder' if labels_required else 'is not an image file'
+                problem = 'is not an image file'
             where = 'dataset_dir' if labels_required else '--data'
             raise RunError(f"{where} '{root}' {problem}; {layout_hint(labels_required)}")
         if config['image_channels'] not in PIL_MODES:
             raise RunError(f"image_channels must be 1, 3 or 4 for image files, got {config['image_channels']}")
         folders = [] if one_image else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
-        loose = [root] if one_image else [] if folders else image_files(root)  # folders: not .ipynb_checkpoints
+        left_out = []  # files of the formats in LEFT_OUT_SUFFIXES
+        loose = [root] if one_image else [] if folders else image_files(root, left_out)  # not .ipynb_checkpoints/
         if folders:  # an image beside the labelled folders has no label: training would leave it out unsaid
             check_nothing_beside(root, labels_required)
         self.files, targets, self.has_labels = [], [], bool(folders)
@@ -681,11 +743,16 @@ class ImageFolderDataset(Dataset):
                                f"'{value:g}' if that is meant, or write a fraction with a decimal point; "
                                f'{layout_hint(labels_required)}')
 {%- endif %}
-            images = image_files(folder)
 {%- if classification %}
+            earlier = len(left_out)
+            images = image_files(folder, left_out)
             if not images and labels_required:
-                raise RunError(f"class folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or "
-                               'remove it')
+                only = left_out[earlier:]  # an export of HEIC photos, say
+                fix = (f', only files of formats it leaves out ({suffix_counts(only)}); convert them to JPEG or PNG'
+                       if only else '; add some or remove it')
+                raise RunError(f"class folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}){fix}")
+{%- else %}
+            images = image_files(folder, left_out)
 {%- endif %}
             self.files += images
             targets += [{{ 'index' if classification else 'value' }}] * len(images)
@@ -702,6 +769,7 @@ class ImageFolderDataset(Dataset):
 {%- endif %}
         self.mode, self.size = PIL_MODES[config['image_channels']], config['image_size']
         self.resize = config['resize']
+        self.warnings = [left_out_warning(left_out, root)] if left_out else []  # train.py and predict.py print them
 
     def crop_box(self, width, height):
         """The centred square (left, top, right, bottom) that resize 'center_crop' keeps; None: keep it all."""

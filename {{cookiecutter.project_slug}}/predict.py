@@ -37,6 +37,7 @@ from runfiles import (
     one_line_errors,
     print_output,
     project_folder_note,
+    to_stderr,
 )
 from utils import (
     allocation_failure,
@@ -44,6 +45,7 @@ from utils import (
     batched_as,
     check_minimums,
     check_not_a_device_option,
+    data_warnings,
     load_checkpoint,
     load_model_state,
     local_device,
@@ -258,6 +260,8 @@ def predict(checkpoint_path, data=None, output='predictions.csv', batch_size=256
         model.to(device).eval()
     dataset = build_predict_dataset(config, data, classes=classes, feature_columns=checkpoint.get('feature_columns'),
                                     n_samples=n_samples)
+    for line in data_warnings(dataset):  # dataset.py's, on data that reads but probably not as meant
+        to_stderr(line)
 {%- if cookiecutter.dataset == 'csv' %}
     if id_column and isinstance(dataset.ids, range):  # the reader numbers the rows of a file without the column
         raise RunError(f"the data has no column {id_column!r} (--id_column); name one of its columns, or leave "

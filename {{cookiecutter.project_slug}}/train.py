@@ -84,6 +84,7 @@ from utils import (
     classes_of,
     copy_metrics,
     create_logger,
+    data_warnings,
     epochs_text,
     error_fix,
     errors_to_torchrun,
@@ -96,9 +97,6 @@ from utils import (
 {%- endif %}
     gather_from_ranks,
     get_rng_state,
-{%- if cookiecutter.dataset == 'csv' %}
-    id_column_warning,
-{%- endif %}
     is_distributed,
     is_master,
     keep_crash_tracebacks,
@@ -758,11 +756,9 @@ def main(argv=None):
         if scaling_warning:
             logging.getLogger('train').info(scaling_warning)
 {%- endif %}
-{%- if cookiecutter.dataset == 'csv' %}
-        ids_warning = id_column_warning(train_set, config) if checkpoint is None else None  # resume keeps id_column
-        if ids_warning:
-            logging.getLogger('train').info(ids_warning)
-{%- endif %}
+        if checkpoint is None:  # dataset.py's warnings on the data; a resumed run cannot change it
+            for line in data_warnings(train_set):
+                logging.getLogger('train').info(line)
 
     # 3.11 train(), then the curves (rank 0): loggers/<timestamp>/curves.png
     exit_code = train(train_loader, valid_loader, model, config, device, checkpoint)

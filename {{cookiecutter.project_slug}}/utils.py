@@ -2365,6 +2365,12 @@ def feature_columns_of(train_set):
     return getattr(_dataset_behind(train_set), 'feature_columns', None)
 
 
+def data_warnings(train_set):
+    """The warning lines that a dataset, or the one behind a split, lists in its `warnings` (none where it has no
+    such list): data that reads, but probably not as meant."""
+    return list(getattr(_dataset_behind(train_set), 'warnings', None) or [])
+
+
 def check_feature_order(trained, train_set, path):
     """--init_from: a feature column that the checkpoint's data and this data both have must be the same input
     to the model (its weights, and the feature scaling it keeps, are per input); other columns may differ."""
@@ -2376,37 +2382,6 @@ def check_feature_order(trained, train_set, path):
         raise RunError(f"--init_from '{path}' was trained with feature column {name!r} as input {inputs[name] + 1}, "
                        f'but it is input {i + 1} here (the feature columns are in another order); order them as in '
                        "that run's data")
-{%- if cookiecutter.dataset == 'csv' %}
-
-
-# A column name that reads as sample ids: 'id', 'ID', 'sample_id', 'PassengerId', 'customerID', pandas' 'index'
-ID_COLUMN_NAME = re.compile(r'(?i:id|index|unnamed: \d+)|.*(?i:[ _.-]id)|.*[a-z](?:Id|ID)')
-
-
-def id_like_column(names, inputs):
-    """The first of the feature columns `names` that looks like sample ids rather than a feature: an id's name,
-    and a different whole number in each row of `inputs` (one column per name). None if none does."""
-    for i, name in enumerate(names):
-        if ID_COLUMN_NAME.fullmatch(name):
-            column = inputs[:, i]
-            if bool((column == column.round()).all()) and len(column.unique()) == len(column):
-                return name
-    return None
-
-
-def id_column_warning(train_set, config):
-    """A warning, or None, for a feature column that looks like sample ids (id_like_column): it trains as a
-    feature, and a model can learn the ids of the training rows by heart."""
-    dataset = _dataset_behind(train_set)
-    names, inputs = getattr(dataset, 'feature_columns', None), getattr(dataset, 'inputs', None)
-    name = id_like_column(names, inputs) if names and inputs is not None else None
-    if name is None:
-        return None
-    fix = (f"drop it from the data (id_column is {config['id_column']!r})" if config['id_column'] else
-           f"pass --id_column {shlex.quote(name)} --num_features {len(names) - 1}, which makes them the samples' ids")
-    return (f'warning: feature column {name!r} holds a different whole number in each row, as sample ids do, '
-            f'and trains as a feature; if it holds ids, {fix}')
-{%- endif %}
 
 
 OTHER_INPUTS = 'the same samples, but other input values'

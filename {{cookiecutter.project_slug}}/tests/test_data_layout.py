@@ -25,7 +25,7 @@ import runfiles
 import train
 from conftest import PROJECT, TEST_DATA_CONFIG, run_as_command
 {%- if cookiecutter.dataset == 'csv' %}
-from dataset import DATA_CONFIG, HEADER_NAMES_SHOWN, CsvDataset, build_datasets, make_example
+from dataset import DATA_CONFIG, HEADER_NAMES_SHOWN, CsvDataset, build_datasets, id_like_column, make_example
 {%- elif cookiecutter.dataset == 'sequence' %}
 from dataset import DATA_CONFIG, SequenceDataset, build_datasets, make_example
 {%- elif cookiecutter.dataset == 'image_folder' %}
@@ -522,8 +522,6 @@ def test_a_numeric_id_column_left_as_a_feature_is_named_in_the_count_error_and_a
 @pytest.mark.parametrize('name', ['id', 'ID', 'Id', 'sample_id', 'user id', 'user-ID', 'PassengerId', 'customerID',
                                   'index', 'Unnamed: 0'])
 def test_id_like_column_takes_id_names_of_distinct_whole_numbers(name):
-    from utils import id_like_column
-
     ids = torch.tensor([[0.5, 3.0], [0.25, 1.0], [0.5, 2.0]])
     assert id_like_column(['x', name], ids) == name
     assert id_like_column(['x', name], ids[:, [1, 1]] * 0.5) is None  # 1.5: not a whole number
@@ -532,22 +530,19 @@ def test_id_like_column_takes_id_names_of_distinct_whole_numbers(name):
 
 @pytest.mark.parametrize('name', ['valid', 'paid', 'ACID', 'UUID', 'idx', 'identity', 'count', 'grid'])
 def test_id_like_column_leaves_other_names_to_the_features(name):
-    from utils import id_like_column
-
     assert id_like_column([name], torch.tensor([[3.0], [1.0], [2.0]])) is None
 
 
-def test_id_column_warning_names_a_second_id_column_when_id_column_is_set(tmp_path, config):
-    from utils import id_column_warning
-
+def test_the_id_warning_names_a_second_id_column_when_id_column_is_set_and_predict_gets_none(tmp_path, config):
     n, label = DATA_CONFIG['num_features'], DATA_CONFIG['label_column']
     table = ([['name', 'customerID'] + [f'f{i}' for i in range(n - 1)] + [label]]
              + [[f'c{row}', 7 * row] + [0.5] * (n - 1) + [row % 2] for row in range(8)])
     (tmp_path / 'data.csv').write_text('\n'.join(','.join(map(str, line)) for line in table) + '\n')
     train_set, _ = build_datasets({**config, 'dataset_dir': str(tmp_path), 'id_column': 'name'})
-    assert id_column_warning(train_set, {**config, 'id_column': 'name'}) == (
+    assert train_set.dataset.warnings == [
         "warning: feature column 'customerID' holds a different whole number in each row, as sample ids do, and "
-        "trains as a feature; if it holds ids, drop it from the data (id_column is 'name')")
+        "trains as a feature; if it holds ids, drop it from the data (id_column is 'name')"]
+    assert CsvDataset({**config, 'id_column': 'name'}, tmp_path, labels_required=False).warnings == []
 
 
 def test_predict_reads_a_csv_with_one_row_and_no_labels(tmp_path, config):
@@ -890,7 +885,7 @@ def test_an_image_over_pillows_size_limit_is_a_clear_error(tmp_path, config, mon
 
 
 @pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
-                                               ('.tif', 'TIFF'), ('.TIFF', 'TIFF')])
+                                               ('.tif', 'TIFF'), ('.TIFF', 'TIFF'), ('.jfif', 'JPEG')])
 def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
     png = two_class_images(tmp_path / 'data', config).files[0]
     with Image.open(png) as image:
@@ -1283,6 +1278,32 @@ def test_images_in_subfolders_of_a_class_folder_count(tmp_path, config):
     assert torch.equal(dataset[dataset.files.index(nested)][1], target)  # the target of the folder it is under
 
 
+def test_image_files_of_formats_left_out_are_counted_in_a_warning_in_training_and_predict(workdir, capsys):
+    import predict
+    from conftest import tiny_data_args
+
+    args = [str(arg) for arg in tiny_data_args(workdir)] + ['--n_epoch', '1', '--run_name', 'first']
+    images = sorted((workdir / 'data').rglob('*.png'))
+    first, last = images[0].parent, images[-1].parent
+    for name in ('IMG_0002.HEIC', 'IMG_0001.heic', 'sub/scan.dng', '.cache/a.heic', 'notes.txt'):  # hidden, not images
+        (first / name).parent.mkdir(exist_ok=True)
+        (first / name).write_bytes(b'not read')
+    (last / 'photo.avif').write_bytes(b'not read')
+    warning = (f"warning: '{workdir / 'data'}' holds 4 image files of a format that this reader leaves out (1 .avif, "
+               f"1 .dng, 2 .heic; e.g. '{first / 'IMG_0001.heic'}'), so the data goes without them; convert them to "
+               'JPEG or PNG to use them')
+    assert train.main(args) == 0
+    log = (workdir / 'loggers' / 'first' / 'train.log').read_text()
+    assert [line.split(' | ')[-1] for line in log.splitlines() if 'leaves out' in line] == [warning]
+    note = (workdir / 'loggers' / 'first' / 'note.log').read_text()
+    sizes = [int(line.split(': ')[1]) for line in note.splitlines() if line.strip().startswith(('train_s', 'valid_s'))]
+    assert sum(sizes) == len(images)  # the images only
+    capsys.readouterr()
+    predict.predict(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'data', workdir / 'p.csv')
+    assert capsys.readouterr().err.splitlines()[0] == warning
+    assert len((workdir / 'p.csv').read_text().splitlines()) == len(images) + 1
+
+
 def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_pixels(tmp_path, config, monkeypatch):
     from PIL import JpegImagePlugin
 
@@ -1320,8 +1341,17 @@ def test_hidden_folders_and_files_are_not_data(tmp_path, config):
 def test_an_empty_class_folder_is_a_clear_error(tmp_path, config):
     make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
     (tmp_path / 'data' / 'zebra').mkdir()
-    with pytest.raises(RunError, match="class folder '.*zebra' holds no images"):
+    empty = f"class folder '{tmp_path / 'data' / 'zebra'}' holds no images"
+    suffixes = '(.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff)'
+    with pytest.raises(RunError) as error:
         ImageFolderDataset({**config, 'num_classes': 3}, tmp_path / 'data')
+    assert str(error.value) == f'{empty} {suffixes}; add some or remove it'
+    for name in ('IMG_1.HEIC', 'IMG_2.heic', 'IMG_3.avif', 'notes.txt'):  # an export of iPhone photos
+        (tmp_path / 'data' / 'zebra' / name).write_bytes(b'not read')
+    with pytest.raises(RunError) as error:
+        ImageFolderDataset({**config, 'num_classes': 3}, tmp_path / 'data')
+    assert str(error.value) == (f'{empty} {suffixes}, only files of formats it leaves out (1 .avif, 2 .heic); '
+                                'convert them to JPEG or PNG')
 
 
 def test_one_class_folder_is_refused_for_training_only(tmp_path, config):

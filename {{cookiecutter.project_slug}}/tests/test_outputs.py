@@ -418,6 +418,29 @@ def test_note_log_records_provenance(workdir, data_args):
     assert f'torch: {torch.__version__}' in note
 
 
+def test_a_datasets_warnings_go_to_train_log_as_a_run_starts_not_on_resume_and_predict_prints_them(
+        workdir, data_args, monkeypatch, capsys):
+    build_datasets, build_predict_dataset = train.build_datasets, predict.build_predict_dataset
+    warning = "warning: a line of the data's own"
+
+    def with_warnings(dataset):
+        getattr(dataset, 'dataset', dataset).warnings = [warning]  # the dataset behind a split
+        return dataset
+
+    monkeypatch.setattr(train, 'build_datasets', lambda config: [with_warnings(d) for d in build_datasets(config)])
+    monkeypatch.setattr(predict, 'build_predict_dataset',
+                        lambda *args, **kwargs: with_warnings(build_predict_dataset(*args, **kwargs)))
+    assert run(data_args + ['--n_epoch', 1, '--run_name', 'first']) == 0
+    log = workdir / 'loggers' / 'first' / 'train.log'
+    assert [line.split(' | ')[-1] for line in log.read_text().splitlines() if 'of the data' in line] == [warning]
+    assert run(data_args + ['--n_epoch', 2, '--resume', 'first']) == 0
+    assert log.read_text().count(warning) == 1
+    capsys.readouterr()
+    data = {{ "None" if cookiecutter.dataset == 'synthetic' else "str(workdir / 'data')" }}
+    predict.predict(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', data, workdir / 'p.csv')
+    assert capsys.readouterr().err.splitlines()[0] == warning
+
+
 def test_note_log_records_the_splits_sizes_and_runs_py_shows_them_where_runs_differ(workdir, data_args):
     # the same options on a data folder that has grown differ only there: dataset_dir is where a run trains, not how
     assert run(data_args + ['--n_epoch', 1, '--run_name', 'fifth']) == 0
@@ -940,6 +963,10 @@ def test_predict_errors_are_clear(workdir, data_args):
     (workdir / 'notes.txt').write_text('not an image')
     with pytest.raises(RunError, match=r"--data '.*notes\.txt' is not an image file; --data takes a folder"):
         predict.predict(best, str(workdir / 'notes.txt'), workdir / 'p.csv')
+    (workdir / 'IMG_1.HEIC').write_bytes(b'not read')  # an iPhone photo
+    with pytest.raises(RunError, match=r"--data '.*IMG_1\.HEIC' is a \.heic image, a format this reader leaves out: "
+                                       r'convert it to JPEG or PNG; --data takes a folder'):
+        predict.predict(best, str(workdir / 'IMG_1.HEIC'), workdir / 'p.csv')
 {%- endif %}
 {%- if cookiecutter.dataset == 'csv' %}
     # the model's sizes are fixed: the errors name what to change in the data, not an option predict.py lacks
