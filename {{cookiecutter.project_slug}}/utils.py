@@ -1958,7 +1958,9 @@ def load_init_weights(target, config, shape_keys):
     from it: the model weights ('model'), whether num_classes differs ('resized'), and the label names and
     feature columns of its data (None where it had none). The optimizer, scheduler, counters and RNG start
     fresh. Another num_classes (a new label set) is fine-tuning: only the output layer depends on it. Other
-    shape keys may differ with init_partial (load_init_state then loads the tensors that fit)."""
+    shape keys may differ with init_partial (load_init_state then loads the tensors that fit); another
+    num_features then starts each per-input tensor fresh (its shape differs), so no feature columns are returned
+    for check_feature_order to hold in place."""
     path = resolve_checkpoint(target, name='best_checkpoint.pt', option='--init_from')
     checkpoint = load_checkpoint(path)
     saved = checkpoint['config']
@@ -1969,8 +1971,10 @@ def load_init_weights(target, config, shape_keys):
                        f"({', '.join(f'{key} {saved[key]}, not {config.get(key)}' for key in fixed)}); "
                        f"pass {' '.join(f'--{key} {saved[key]}' for key in fixed)}, or --init_partial true to load "
                        'the tensors that fit and start the rest fresh')
+    inputs_fresh = config['init_partial'] and 'num_features' in differ
     return str(path), {'model': checkpoint['model'], 'resized': 'num_classes' in differ,
-                       'classes': checkpoint.get('classes'), 'feature_columns': checkpoint.get('feature_columns')}
+                       'classes': checkpoint.get('classes'),
+                       'feature_columns': None if inputs_fresh else checkpoint.get('feature_columns')}
 
 
 def load_init_state(model, init, config{{ ', classes, build_model' if cookiecutter.task == 'classification' else '' }}):

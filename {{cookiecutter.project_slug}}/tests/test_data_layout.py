@@ -420,7 +420,18 @@ def test_a_run_keeps_its_feature_columns_for_predict_and_init_from(workdir):
         assert str(error.value) == (f"--init_from '{best.relative_to(workdir)}' was trained with feature column 'f1' "
                                     'as input 2, but it is input 1 here (the feature columns are in another order); '
                                     "order them as in that run's data")
+        with pytest.raises(RunError, match=r"^--init_from '.*' was trained with feature column 'f1' as input 2"):
+            train.main(['--dataset_dir', 'swapped', '--n_epoch', '1', '--init_from', 'first', '--init_partial', 'true']
+                       + SMALL_MODEL + FAST)  # the same num_features: the first layer would load, in the old order
         assert snapshot(workdir) == before
+    (workdir / 'inserted').mkdir()  # a new column first: with another num_features the inputs' weights start fresh
+    reordered_csv(workdir / 'inserted' / 'data.csv', [[9.5 - row] + row_values for row, row_values in enumerate(rows)],
+                  range(n + 2), ['new'] + [f'f{i}' for i in range(n)] + [DATA_CONFIG['label_column']])
+    assert train.main(['--dataset_dir', 'inserted', '--n_epoch', '1', '--run_name', 'inserted', '--init_from', 'first',
+                       '--init_partial', 'true', '--num_features', str(n + 1)] + SMALL_MODEL + FAST) == 0
+    note = (workdir / 'loggers' / 'inserted' / 'note.log').read_text()
+    fresh = note.split(' start fresh: ')[1].split(';')[0].replace("'", '').split(', ')
+    assert {'feature_mean', 'feature_std'} <= set(fresh) and any(name.endswith('.weight') for name in fresh)
     (workdir / 'renamed').mkdir()  # other data, with a column of its own: fine-tuning
     names = [f'f{i}' for i in range(n - 1)] + ['new', DATA_CONFIG['label_column']]
     reordered_csv(workdir / 'renamed' / 'data.csv', rows, range(n + 1), names)
