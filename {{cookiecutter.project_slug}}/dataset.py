@@ -53,6 +53,9 @@ Write a small example in this layout with:  python dataset.py --make-example dat
 {% if cookiecutter.dataset in ['csv', 'sequence'] -%}
 import csv
 {% endif -%}
+{% if cookiecutter.dataset == 'image_folder' -%}
+import collections
+{% endif -%}
 {% if cookiecutter.dataset == 'csv' -%}
 import re
 import shlex
@@ -662,9 +665,7 @@ def image_files(folder, left_out):
 
 def suffix_counts(files):
     """How many of `files` have each suffix, in lower case: '2 .heic, 1 .avif'."""
-    counts = {}
-    for path in files:
-        counts[path.suffix.lower()] = counts.get(path.suffix.lower(), 0) + 1
+    counts = collections.Counter(path.suffix.lower() for path in files)
     return ', '.join(f'{n} {suffix}' for suffix, n in sorted(counts.items()))
 
 
