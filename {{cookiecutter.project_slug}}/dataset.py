@@ -501,13 +501,14 @@ class CsvDataset(Dataset):
                 features.append([float(row[i]) for i in columns])
             except ValueError:
                 raise not_a_feature_value(path, number, header, row, columns) from None
-        self.inputs = torch.tensor(features, dtype=torch.float32)
+        values = torch.tensor(features, dtype=torch.float64)  # ids above 2**24 are still distinct here
+        self.inputs = values.float()
         # after the values: a column of text (notes, a category) is the likelier cause of one feature too many
         n_features = len(columns)
         if n_features != config['num_features']:  # predicting, the model's input size is fixed: no option to pass
             fix = (f'pass --num_features {n_features}' if labels_required else "give it the training data's "
                    f"feature columns, and name a label column '{label}' or leave it out")
-            ids = id_like_column(self.feature_columns, self.inputs) if labels_required and not id_column else None
+            ids = id_like_column(self.feature_columns, values) if labels_required and not id_column else None
             if ids and n_features == config['num_features'] + 1:  # the one too many may be the samples' ids
                 fix = (f'pass --id_column {shlex.quote(ids)} if {ids!r} holds sample ids (not a feature), else '
                        f'--num_features {n_features}')
@@ -518,7 +519,7 @@ class CsvDataset(Dataset):
             raise RunError(f"'{path}' line {lines[bad][0]} has a feature value that is not finite "
                            '(nan, inf or too large); fix or remove it')
         self.ids = [row[id_at] for _, row in lines] if id_at is not None else range(len(lines))  # else rows, from 0
-        ids_warning = id_column_warning(self.feature_columns, self.inputs, id_column) if labels_required else None
+        ids_warning = id_column_warning(self.feature_columns, values, id_column) if labels_required else None
         self.warnings = [ids_warning] if ids_warning else []  # train.py writes them to train.log
         labels = [row[label_at] for _, row in lines] if self.has_labels else ['0'] * len(lines)
 {%- if classification %}
@@ -676,10 +677,15 @@ def left_out_warning(files, root):
             'to JPEG or PNG to use them')
 
 
-def check_nothing_beside(root, labels_required):
-    """Refuse image files directly in `root` beside its {{ folder_kind }} folders: they have no label."""
-    beside = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                    and not p.name.startswith('.'))
+def check_nothing_beside(root, labels_required, left_out):
+    """Refuse image files directly in `root` beside its {{ folder_kind }} folders: they have no label. Files of the
+    formats in LEFT_OUT_SUFFIXES there are added to the list `left_out`, as in the folders."""
+    beside = []
+    for p in root.iterdir():
+        suffix = p.suffix.lower()
+        if (suffix in IMAGE_SUFFIXES or suffix in LEFT_OUT_SUFFIXES) and p.is_file() and not p.name.startswith('.'):
+            (beside if suffix in IMAGE_SUFFIXES else left_out).append(p)
+    beside = sorted(p.name for p in beside)
     if beside:
         what = f"an image ('{beside[0]}')" if len(beside) == 1 else f"{len(beside)} images (e.g. '{beside[0]}')"
         then = '' if labels_required else ' and predict on them with their own --data'
@@ -715,7 +721,7 @@ class ImageFolderDataset(Dataset):
         left_out = []  # files of the formats in LEFT_OUT_SUFFIXES
         loose = [root] if one_image else [] if folders else image_files(root, left_out)  # not .ipynb_checkpoints/
         if folders:  # an image beside the labelled folders has no label: training would leave it out unsaid
-            check_nothing_beside(root, labels_required)
+            check_nothing_beside(root, labels_required, left_out)
         self.files, targets, self.has_labels = [], [], bool(folders)
         if loose and not labels_required:
             self.files, targets = loose, [0] * len(loose)

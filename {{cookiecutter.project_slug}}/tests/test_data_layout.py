@@ -547,7 +547,7 @@ def test_id_like_column_leaves_other_names_to_the_features(name):
 def test_the_id_warning_names_a_second_id_column_when_id_column_is_set_and_predict_gets_none(tmp_path, config):
     n, label = DATA_CONFIG['num_features'], DATA_CONFIG['label_column']
     table = ([['name', 'customerID'] + [f'f{i}' for i in range(n - 1)] + [label]]
-             + [[f'c{row}', 7 * row] + [0.5] * (n - 1) + [row % 2] for row in range(8)])
+             + [[f'c{row}', 4_000_000_000 + row] + [0.5] * (n - 1) + [row % 2] for row in range(8)])  # one float32
     (tmp_path / 'data.csv').write_text('\n'.join(','.join(map(str, line)) for line in table) + '\n')
     train_set, _ = build_datasets({**config, 'dataset_dir': str(tmp_path), 'id_column': 'name'})
     assert train_set.dataset.warnings == [
@@ -1302,9 +1302,12 @@ def test_image_files_of_formats_left_out_are_counted_in_a_warning_in_training_an
         (first / name).parent.mkdir(exist_ok=True)
         (first / name).write_bytes(b'not read')
     (last / 'photo.avif').write_bytes(b'not read')
-    warning = (f"warning: '{workdir / 'data'}' holds 4 image files of a format that this reader leaves out (1 .avif, "
-               f"1 .dng, 2 .heic; e.g. '{first / 'IMG_0001.heic'}'), so the data goes without them; convert them to "
-               'JPEG or PNG to use them')
+    for name in ('IMG_0003.HEIC', '._IMG_0003.HEIC'):  # beside the folders: no label either way; macOS's copy hidden
+        (workdir / 'data' / name).write_bytes(b'not read')
+    example = min(first / 'IMG_0001.heic', workdir / 'data' / 'IMG_0003.HEIC')
+    warning = (f"warning: '{workdir / 'data'}' holds 5 image files of a format that this reader leaves out (1 .avif, "
+               f"1 .dng, 3 .heic; e.g. '{example}'), so the data goes without them; convert them to JPEG or PNG to "
+               'use them')
     assert train.main(args) == 0
     log = (workdir / 'loggers' / 'first' / 'train.log').read_text()
     assert [line.split(' | ')[-1] for line in log.splitlines() if 'leaves out' in line] == [warning]
