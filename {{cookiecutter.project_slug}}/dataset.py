@@ -672,9 +672,10 @@ def suffix_counts(files):
 
 def left_out_warning(files, root):
     """The warning for image files of formats this reader leaves out (HEIC photos from an iPhone, say)."""
+    them = 'them' if len(files) != 1 else 'it'
     return (f"warning: '{root}' holds {len(files)} image file{'s' * (len(files) != 1)} of a format that this reader "
-            f"leaves out ({suffix_counts(files)}; e.g. '{min(files)}'), so the data goes without them; convert them "
-            'to JPEG or PNG to use them')
+            f"leaves out ({suffix_counts(files)}; e.g. '{min(files)}'), so the data goes without {them}; convert "
+            f'{them} to JPEG or PNG to use {them}')
 
 
 def check_nothing_beside(root, labels_required, left_out):

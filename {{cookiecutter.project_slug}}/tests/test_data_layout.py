@@ -1320,6 +1320,14 @@ def test_image_files_of_formats_left_out_are_counted_in_a_warning_in_training_an
     assert len((workdir / 'p.csv').read_text().splitlines()) == len(images) + 1
 
 
+def test_one_image_file_of_a_format_left_out_beside_the_folders_gets_the_warning_in_the_singular(tmp_path, config):
+    two_class_images(tmp_path / 'data', config)
+    (tmp_path / 'data' / 'IMG_1.heic').write_bytes(b'not read')
+    assert read_images(tmp_path / 'data', config).warnings == [
+        f"warning: '{tmp_path / 'data'}' holds 1 image file of a format that this reader leaves out (1 .heic; e.g. "
+        f"'{tmp_path / 'data' / 'IMG_1.heic'}'), so the data goes without it; convert it to JPEG or PNG to use it"]
+
+
 def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_pixels(tmp_path, config, monkeypatch):
     from PIL import JpegImagePlugin
 
