@@ -30,12 +30,12 @@ Layout under config['dataset_dir']:
     <target value>/<images>   one folder per target value, named as a number (e.g. 0.25/)
 {%- endif %}
 Images in subfolders of those folders count too.
-Images (.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff) are read with Pillow, turned upright by their
-EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to image_size x image_size:
-the whole image, stretched (resize 'stretch'), its largest centred square (resize 'center_crop'), or the whole
-image with its shape kept, in the middle of a black square (resize 'pad').
-16-bit and 32-bit float greyscale images, and 16-bit colour PNGs and TIFFs, keep all their levels: 0..65535
-and 0..1 are black to white.
+Images (.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm) are read with Pillow,
+turned upright by their EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to
+image_size x image_size: the whole image, stretched (resize 'stretch'), its largest centred square (resize
+'center_crop'), or the whole image with its shape kept, in the middle of a black square (resize 'pad').
+16-bit and 32-bit float greyscale images (a 16-bit .pgm too), and 16-bit colour PNGs and TIFFs, keep all their
+levels: 0..65535 and 0..1 are black to white.
 {%- else %}
 
 Layout under config['dataset_dir']:
@@ -543,7 +543,8 @@ class CsvDataset(Dataset):
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.jfif', '.bmp', '.gif', '.webp', '.tif', '.tiff')  # any case
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.jfif', '.bmp', '.gif', '.webp', '.tif', '.tiff',  # any case
+                  '.ppm', '.pgm', '.pbm', '.pnm')  # Netpbm: GTSRB's traffic signs, older face datasets
 # Image formats left out (Pillow needs a plugin for some, others are vectors or camera raws): a warning counts them
 LEFT_OUT_SUFFIXES = ('.heic', '.heif', '.avif', '.jxl', '.svg', '.dng', '.cr2', '.cr3', '.nef', '.arw', '.raf', '.orf',
                      '.rw2')

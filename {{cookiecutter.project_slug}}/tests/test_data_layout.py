@@ -896,11 +896,14 @@ def test_an_image_over_pillows_size_limit_is_a_clear_error(tmp_path, config, mon
 
 
 @pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
-                                               ('.tif', 'TIFF'), ('.TIFF', 'TIFF'), ('.jfif', 'JPEG')])
+                                               ('.tif', 'TIFF'), ('.TIFF', 'TIFF'), ('.jfif', 'JPEG'), ('.ppm', 'PPM'),
+                                               ('.PGM', 'PPM'), ('.pbm', 'PPM'), ('.pnm', 'PPM')])
 def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
     png = two_class_images(tmp_path / 'data', config).files[0]
     with Image.open(png) as image:
-        if pil_format == 'JPEG' and image.mode == 'RGBA':  # JPEG keeps no alpha
+        if suffix.lower() in ('.pgm', '.pbm'):  # Netpbm's greyscale and black-and-white files
+            image = image.convert('L' if suffix.lower() == '.pgm' else '1')
+        elif pil_format in ('JPEG', 'PPM') and image.mode == 'RGBA':  # neither keeps alpha
             image = image.convert('RGB')
         image.save(png.with_suffix(suffix), format=pil_format)
     png.unlink()
@@ -911,7 +914,7 @@ def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
 
 
 @pytest.mark.parametrize('channels', [1, 3, 4])
-@pytest.mark.parametrize('mode, suffix', [('I;16', '.png'), ('I;16', '.tif'), ('F', '.tif')])
+@pytest.mark.parametrize('mode, suffix', [('I;16', '.png'), ('I;16', '.tif'), ('I;16', '.pgm'), ('F', '.tif')])
 def test_16_bit_and_float_greyscale_images_keep_every_level(tmp_path, config, mode, suffix, channels):
     # microscopy and medical images: a plain convert clips them at 255 (float ones at 1: black), and 8 bits
     # would merge the levels of a faint structure
@@ -925,7 +928,11 @@ def test_16_bit_and_float_greyscale_images_keep_every_level(tmp_path, config, mo
     else:
         data = struct.pack(f'={len(ramp)}f', *ramp.tolist())
     ramp_file = png.with_name(f'ramp{suffix}')
-    Image.frombytes(mode, (size, size), data).save(ramp_file)
+    if suffix == '.pgm':  # Netpbm's 16 bits are big-endian; written by hand, as Pillow's writer differs by version
+        levels = struct.pack(f'>{len(ramp)}H', *ramp.int().tolist())
+        ramp_file.write_bytes(f'P5\n{size} {size}\n65535\n'.encode() + levels)
+    else:
+        Image.frombytes(mode, (size, size), data).save(ramp_file)
     dataset = read_images(tmp_path / 'data', {**config, 'image_channels': channels})
     pixels, _ = dataset[dataset.files.index(ramp_file)]
     assert pixels.shape == (channels, size, size)
@@ -1366,7 +1373,7 @@ def test_an_empty_class_folder_is_a_clear_error(tmp_path, config):
     make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
     (tmp_path / 'data' / 'zebra').mkdir()
     empty = f"class folder '{tmp_path / 'data' / 'zebra'}' holds no images"
-    suffixes = '(.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff)'
+    suffixes = '(.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm)'
     with pytest.raises(RunError) as error:
         ImageFolderDataset({**config, 'num_classes': 3}, tmp_path / 'data')
     assert str(error.value) == f'{empty} {suffixes}; add some or remove it'
