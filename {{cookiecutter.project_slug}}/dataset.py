@@ -682,12 +682,12 @@ def left_out_warning(files, root):
 def check_nothing_beside(root, labels_required, left_out):
     """Refuse image files directly in `root` beside its {{ folder_kind }} folders: they have no label. Files of the
     formats in LEFT_OUT_SUFFIXES there are added to the list `left_out`, as in the folders."""
-    beside = []
+    images = []
     for p in root.iterdir():
         suffix = p.suffix.lower()
         if (suffix in IMAGE_SUFFIXES or suffix in LEFT_OUT_SUFFIXES) and p.is_file() and not p.name.startswith('.'):
-            (beside if suffix in IMAGE_SUFFIXES else left_out).append(p)
-    beside = sorted(p.name for p in beside)
+            (images if suffix in IMAGE_SUFFIXES else left_out).append(p)
+    beside = sorted(p.name for p in images)
     if beside:
         what = f"an image ('{beside[0]}')" if len(beside) == 1 else f"{len(beside)} images (e.g. '{beside[0]}')"
         then = '' if labels_required else ' and predict on them with their own --data'
