@@ -545,9 +545,10 @@ class CsvDataset(Dataset):
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.jfif', '.bmp', '.gif', '.webp', '.tif', '.tiff',  # any case
                   '.ppm', '.pgm', '.pbm', '.pnm')  # Netpbm: GTSRB's traffic signs, older face datasets
-# Image formats left out (Pillow needs a plugin for some, others are vectors or camera raws): a warning counts them
-LEFT_OUT_SUFFIXES = ('.heic', '.heif', '.avif', '.jxl', '.svg', '.dng', '.cr2', '.cr3', '.nef', '.arw', '.raf', '.orf',
-                     '.rw2')
+# Image formats left out, so that a folder is the same data wherever it is read (Pillow reads some only with a plugin,
+# a build option or a newer version; others are HDR, vectors or camera raws): a warning counts them
+LEFT_OUT_SUFFIXES = ('.heic', '.heif', '.avif', '.jxl', '.jp2', '.j2k', '.pfm', '.exr', '.hdr', '.svg', '.dng', '.cr2',
+                     '.cr3', '.nef', '.arw', '.raf', '.orf', '.rw2')
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 RESIZE_CHOICES = ('stretch', 'center_crop', 'pad')
 FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and float greyscale images

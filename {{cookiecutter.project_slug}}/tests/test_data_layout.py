@@ -1308,13 +1308,14 @@ def test_image_files_of_formats_left_out_are_counted_in_a_warning_in_training_an
     for name in ('IMG_0002.HEIC', 'IMG_0001.heic', 'sub/scan.dng', '.cache/a.heic', 'notes.txt'):  # hidden, not images
         (first / name).parent.mkdir(exist_ok=True)
         (first / name).write_bytes(b'not read')
-    (last / 'photo.avif').write_bytes(b'not read')
+    for name in ('photo.avif', 'scene.exr', 'tile.JP2'):
+        (last / name).write_bytes(b'not read')
     for name in ('IMG_0003.HEIC', '._IMG_0003.HEIC'):  # beside the folders: no label either way; macOS's copy hidden
         (workdir / 'data' / name).write_bytes(b'not read')
     example = min(first / 'IMG_0001.heic', workdir / 'data' / 'IMG_0003.HEIC')
-    warning = (f"warning: '{workdir / 'data'}' holds 5 image files of a format that this reader leaves out (1 .avif, "
-               f"1 .dng, 3 .heic; e.g. '{example}'), so the data goes without them; convert them to JPEG or PNG to "
-               'use them')
+    warning = (f"warning: '{workdir / 'data'}' holds 7 image files of a format that this reader leaves out (1 .avif, "
+               f"1 .dng, 1 .exr, 3 .heic, 1 .jp2; e.g. '{example}'), so the data goes without them; convert them to "
+               'JPEG or PNG to use them')
     assert train.main(args) == 0
     log = (workdir / 'loggers' / 'first' / 'train.log').read_text()
     assert [line.split(' | ')[-1] for line in log.splitlines() if 'leaves out' in line] == [warning]
