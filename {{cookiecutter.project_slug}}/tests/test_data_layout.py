@@ -897,7 +897,8 @@ def test_an_image_over_pillows_size_limit_is_a_clear_error(tmp_path, config, mon
 
 @pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
                                                ('.tif', 'TIFF'), ('.TIFF', 'TIFF'), ('.jfif', 'JPEG'), ('.ppm', 'PPM'),
-                                               ('.PGM', 'PPM'), ('.pbm', 'PPM'), ('.pnm', 'PPM')])
+                                               ('.PGM', 'PPM'), ('.pbm', 'PPM'), ('.pnm', 'PPM'),
+                                               ('.tga', 'TGA')])
 def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
     png = two_class_images(tmp_path / 'data', config).files[0]
     with Image.open(png) as image:
@@ -911,6 +912,19 @@ def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
     assert len(dataset) == 4 and png.with_suffix(suffix) in dataset.files
     pixels, _ = dataset[dataset.files.index(png.with_suffix(suffix))]
     assert pixels.shape == (DATA_CONFIG['image_channels'], DATA_CONFIG['image_size'], DATA_CONFIG['image_size'])
+
+
+@pytest.mark.parametrize('compression', [None, 'tga_rle'])
+def test_tga_files_are_read_pixel_for_pixel_either_way_up(tmp_path, config, compression):
+    # TGA stores rows bottom-up unless its header says otherwise, and often run-length encoded
+    png = two_class_images(tmp_path / 'data', config).files[0]
+    expected, _ = read_images(tmp_path / 'data', config)[0]
+    tga = png.with_suffix('.tga')
+    with Image.open(png) as image:
+        for orientation in (1, -1):  # top-down, bottom-up
+            image.save(tga, format='TGA', compression=compression, orientation=orientation)
+            dataset = read_images(tmp_path / 'data', config)
+            assert len(dataset) == 5 and torch.equal(dataset[dataset.files.index(tga)][0], expected)
 
 
 @pytest.mark.parametrize('channels', [1, 3, 4])
@@ -1308,14 +1322,14 @@ def test_image_files_of_formats_left_out_are_counted_in_a_warning_in_training_an
     for name in ('IMG_0002.HEIC', 'IMG_0001.heic', 'sub/scan.dng', '.cache/a.heic', 'notes.txt'):  # hidden, not images
         (first / name).parent.mkdir(exist_ok=True)
         (first / name).write_bytes(b'not read')
-    for name in ('photo.avif', 'scene.exr', 'tile.JP2'):
+    for name in ('photo.avif', 'scene.exr', 'tile.JP2', 'layers.psd'):
         (last / name).write_bytes(b'not read')
     for name in ('IMG_0003.HEIC', '._IMG_0003.HEIC'):  # beside the folders: no label either way; macOS's copy hidden
         (workdir / 'data' / name).write_bytes(b'not read')
     example = min(first / 'IMG_0001.heic', workdir / 'data' / 'IMG_0003.HEIC')
-    warning = (f"warning: '{workdir / 'data'}' holds 7 image files of a format that this reader leaves out (1 .avif, "
-               f"1 .dng, 1 .exr, 3 .heic, 1 .jp2; e.g. '{example}'), so the data goes without them; convert them to "
-               'JPEG or PNG to use them')
+    warning = (f"warning: '{workdir / 'data'}' holds 8 image files of a format that this reader leaves out (1 .avif, "
+               f"1 .dng, 1 .exr, 3 .heic, 1 .jp2, 1 .psd; e.g. '{example}'), so the data goes without them; convert "
+               'them to JPEG or PNG to use them')
     assert train.main(args) == 0
     log = (workdir / 'loggers' / 'first' / 'train.log').read_text()
     assert [line.split(' | ')[-1] for line in log.splitlines() if 'leaves out' in line] == [warning]
@@ -1374,7 +1388,7 @@ def test_an_empty_class_folder_is_a_clear_error(tmp_path, config):
     make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
     (tmp_path / 'data' / 'zebra').mkdir()
     empty = f"class folder '{tmp_path / 'data' / 'zebra'}' holds no images"
-    suffixes = '(.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm)'
+    suffixes = '(.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm, .tga)'
     with pytest.raises(RunError) as error:
         ImageFolderDataset({**config, 'num_classes': 3}, tmp_path / 'data')
     assert str(error.value) == f'{empty} {suffixes}; add some or remove it'
