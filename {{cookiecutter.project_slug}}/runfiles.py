@@ -397,7 +397,9 @@ def stalled_since(folder):
 
 FATAL_ERROR = re.compile(r'^Fatal Python error: (.+)$', re.M)  # faulthandler's first line
 TRACEBACK_HEADER = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( rank \d+)?$', re.M)  # utils.write_traceback's
-STALL_HEADER = re.compile(r'^Timeout \([\d:.]+\)!$', re.M)  # faulthandler's, above a stall's stacks (utils.StallWatch)
+# above a stall's stacks (utils.StallWatch): its own line, or faulthandler's (its fallback's, and older runs')
+STALL_HEADER = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( rank \d+)? no batch read for .*|Timeout \([\d:.]+\)!)$',
+                          re.M)
 
 
 def last_crash(folder):

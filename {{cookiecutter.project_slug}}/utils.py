@@ -1000,27 +1000,33 @@ def ctrl_backslash_quits():
     return hasattr(signal, 'SIGQUIT') and signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL  # Windows has none
 
 
-# StallWatch re-arms faulthandler's timer at most this often (a tenth of stall_minutes if less)
+# StallWatch re-arms its fallback timer at most this often (a tenth of stall_minutes if less)
 STALL_REARM_SECONDS = 60
+# the fallback timer fires this long (or rearm_seconds, if more) after the watch thread's own dump was due
+STALL_FALLBACK_SECONDS = 5
 # asks a DataLoader worker for its stacks: ignored by default, so a child that did not ask for it (one of your own) is
 # unaffected; Windows has none
 WORKER_STACKS_SIGNAL = getattr(signal, 'SIGURG', None)
-WORKER_STACKS_SECONDS = 0.25  # between one dump and the next worker's, so that they follow one another
+THREAD_STACK_DEPTH = 100  # frames shown per thread, innermost first, as faulthandler shows
 
 
 class StallWatch:
     """A run that stops moving (a DataLoader worker stuck in a read, a file system that hangs, a deadlock, a collective
     that waits for a rank) raises no error and ends nothing: it only stops printing. When no batch has been read
-    (the meter's reads, every log_interval batches: on_read) for `minutes`, faulthandler writes each thread's Python
-    stack where a crash's go (crash_stacks_file), under its own first line, `Timeout (0:31:00)!`, from a thread of
-    its own that needs no GIL (a stuck C call may hold it). A Python thread then has each DataLoader worker append
-    its own stacks (the main process only shows that it waits for a batch; dump_worker_stacks), adds a warning to
-    train.log (runs.py shows the run as stalled while it is the last line), and a line once batches are read again,
-    after the warning even when the read comes while the stall is being told: the run goes on, since a step may only
-    be slow. One dump per stall.
+    (the meter's reads, every log_interval batches: on_read) for `minutes`, the watch thread, which looks every
+    rearm_seconds, appends each other thread's Python stack where a crash's go (crash_stacks_file), under a line of its
+    own with the time, has each DataLoader worker append its own (the main process only shows that it waits for a
+    batch; dump_worker_stacks), adds a warning to train.log (runs.py shows the run as stalled while it is the last
+    line), and a line once batches are read again, after the warning even when the read comes while the stall is
+    being told: the run goes on, since a step may only be slow. One dump per stall.
 
-    The timer is re-armed at most every rearm_seconds, so a read costs a clock read; it fires `minutes` to
-    `minutes` + rearm_seconds after the last read. It is stopped around each os.fork() (a DataLoader worker's start)
+    The stacks are read while the watch thread holds the GIL (thread_stacks_text): faulthandler's timer, which reads
+    them without it, crashes the process now and then when a thread runs Python code meanwhile (CPython 3.10-3.13:
+    a slow step in Python is one). That timer stays as a fallback for a stall in a call that holds the GIL, where
+    the watch thread cannot run and no thread can change its stack: it fires fallback_timeout after the last re-arm,
+    rearm_seconds + max(rearm_seconds, STALL_FALLBACK_SECONDS) after the watch's own dump was due, unless the watch
+    has cancelled it, and writes under faulthandler's first line, `Timeout (0:33:00)!`. It is re-armed at most every
+    rearm_seconds, so a read costs a clock read, and it is stopped around each os.fork() (a DataLoader worker's start)
     and set again for the time left: a child forked while it runs would hang at its exit, waiting for a timer thread
     that only the parent has (CPython 3.10-3.13). `minutes` 0: off."""
 
@@ -1029,10 +1035,13 @@ class StallWatch:
     def __init__(self, minutes):
         self.seconds = minutes * 60
         self.rearm_seconds = min(STALL_REARM_SECONDS, self.seconds / 10)
-        self.timeout = self.seconds + self.rearm_seconds
+        self.fallback_timeout = (self.seconds + 2 * self.rearm_seconds
+                                 + max(self.rearm_seconds, STALL_FALLBACK_SECONDS))
         self.file, self.path = crash_stacks_file() if self.seconds else (None, None)
         self.armed_at, self.last_read, self.reported, self.paused = -math.inf, time.monotonic(), False, False
+        self.timer_armed = False
         self.stopped = threading.Event()
+        self.arming = threading.Lock()  # held around faulthandler's timer calls, made from two threads
         self.telling = threading.Lock()  # held while a stall is told: a read's line comes after the warning
         self.thread = threading.Thread(target=self.watch, name='stall watch', daemon=True)
         if self.file is not None:
@@ -1047,65 +1056,84 @@ class StallWatch:
         now = time.monotonic()
         last, self.last_read = self.last_read, now
         if now - self.armed_at >= self.rearm_seconds:
-            faulthandler.dump_traceback_later(self.timeout, file=self.file)
-            self.armed_at = now
-        if self.reported:  # after the re-arm: a watch thread that finds it cleared must find the new armed_at too
+            with self.arming:
+                faulthandler.dump_traceback_later(self.fallback_timeout, file=self.file)
+                self.armed_at, self.timer_armed = now, True
+        if self.reported:  # after last_read is set: a watch thread that finds it cleared must find the new one
             with self.telling:
                 self.reported = False
                 logging.getLogger('train').info(f'batches are read again, after {duration_text(now - last)} '
                                                 'without one')
 
+    def timer_fired(self, now):
+        return self.timer_armed and now >= self.armed_at + self.fallback_timeout
+
     @staticmethod
     def before_fork():
         watch = StallWatch.active
         if watch is not None:
-            watch.paused = time.monotonic() < watch.armed_at + watch.timeout  # else it has fired: one dump per stall
-            faulthandler.cancel_dump_traceback_later()
+            with watch.arming:
+                watch.paused = watch.timer_armed and not watch.timer_fired(time.monotonic())  # one dump per stall
+                faulthandler.cancel_dump_traceback_later()
+                watch.timer_armed = False
 
     @staticmethod
     def after_fork():
         watch = StallWatch.active
         if watch is not None and watch.paused:  # set again for the time left
-            faulthandler.dump_traceback_later(max(watch.armed_at + watch.timeout - time.monotonic(), 0.001),
-                                              file=watch.file)
-            watch.paused = False
+            with watch.arming:
+                faulthandler.dump_traceback_later(
+                    max(watch.armed_at + watch.fallback_timeout - time.monotonic(), 0.001), file=watch.file)
+                watch.paused, watch.timer_armed = False, True
 
     def watch(self):
         while not self.stopped.wait(self.rearm_seconds):
             self.check()
 
     def check(self):
-        """The watch thread's look, every rearm_seconds: report a stall once, when the timer has fired."""
-        now = time.monotonic()
-        if not self.reported and now - self.armed_at > self.timeout:
-            with self.telling:
-                self.reported = True
-                since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
-                workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
-                logging.getLogger('train').info(
-                    f"{STALL_WARNING} {duration_text(now - self.last_read)} (since {since}): each thread's Python "
-                    f"stack{workers} is now in {self.path or 'the console'}; the run goes on (if it is stuck, end "
-                    f'it and resume from its last save; --stall_minutes {self.seconds / 60:g} sets when this shows, '
-                    '0 never)')
+        """The watch thread's look, every rearm_seconds: tell a stall once, when no batch was read for `minutes`."""
+        if self.reported or time.monotonic() - self.last_read < self.seconds:
+            return
+        with self.arming:
+            now = time.monotonic()
+            if now - self.last_read < self.seconds:  # read meanwhile
+                return
+            fired = self.timer_fired(now)  # the GIL was held until now: the fallback has written the stacks
+            faulthandler.cancel_dump_traceback_later()
+            self.timer_armed = False
+        with self.telling:
+            self.reported = True
+            since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
+            stalled_for = duration_text(now - self.last_read)
+            if not fired:
+                rank = f' rank {dist.get_rank()}' if is_distributed() else ''
+                write_all(self.file, f"{time.strftime('%Y-%m-%d %H:%M:%S')}{rank} no batch read for {stalled_for} "
+                                     f"(since {since}): each thread's Python stack, most recent call first\n"
+                                     + thread_stacks_text(skip=threading.get_ident()))
+            workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
+            logging.getLogger('train').info(
+                f"{STALL_WARNING} {stalled_for} (since {since}): each thread's Python stack{workers} is now in "
+                f"{self.path or 'the console'}; the run goes on (if it is stuck, end it and resume from its last "
+                f'save; --stall_minutes {self.seconds / 60:g} sets when this shows, 0 never)')
 
     def dump_worker_stacks(self):
-        """Have each live DataLoader worker whose stacks go where this watch's go (_start_worker: those started from
-        3.10 on, on rank 0) append each of its threads' Python stacks under a line that names it (and its rank, under
-        torchrun: other ranks' go to the console), one worker after the other; return how many were asked."""
-        asked, rank = 0, f"rank {dist.get_rank()}'s " if is_distributed() else ''
+        """Ask each live DataLoader worker whose stacks go where this watch's go (_start_worker: those started from 3.10
+        on, on rank 0) to append each of its threads' Python stacks under a line that names it (and its rank, under
+        torchrun: other ranks' go to the console); a worker still starting gets that line, without a stack, from
+        here. Return how many were asked."""
+        asked, rank = 0, workers_rank_text()
         for index, pid, stacks_to in loader_workers():
             if stacks_to != (self.path or ''):
                 continue
-            time.sleep(WORKER_STACKS_SECONDS)  # after the dump before it (faulthandler's timer, first) is written
-            started = catches_signal(pid, WORKER_STACKS_SIGNAL)
             try:
-                state = ':' if started else ': still starting (no code of ours has run in it yet), no stack'
-                os.write(self.file.fileno(), f'\n{rank}DataLoader worker {index} (pid {pid}){state}\n'.encode())
-                if started:
+                if answers_stack_requests(pid):
                     os.kill(pid, WORKER_STACKS_SIGNAL)
-            except OSError:  # gone meanwhile, or the file cannot take it
+                    asked += 1
+                else:
+                    write_all(self.file, f'\n{rank}DataLoader worker {index} (pid {pid}): still starting (no code '
+                                         'of ours has run in it yet), no stack\n')
+            except OSError:  # gone meanwhile
                 continue
-            asked += started
         return asked
 
     def __enter__(self):
@@ -1114,9 +1142,40 @@ class StallWatch:
     def __exit__(self, *exc_info):
         if self.file is not None:
             StallWatch.active = None
-            faulthandler.cancel_dump_traceback_later()
+            with self.arming:
+                faulthandler.cancel_dump_traceback_later()
+                self.timer_armed = False
             self.stopped.set()
             self.thread.join(timeout=HEARTBEAT_JOIN_SECONDS)  # its log line may be stuck on the file system that hangs
+
+
+def thread_stacks_text(skip=None):
+    """Each thread's Python stack but skip's (a thread ident), innermost frame first, in faulthandler's form (with the
+    thread's name), read while this thread holds the GIL, so that no thread changes its stack meanwhile."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    main = threading.main_thread().ident
+    blocks = []
+    for ident, frame in sorted(sys._current_frames().items(), key=lambda item: item[0] != main):  # the main first
+        if ident == skip:
+            continue
+        lines = [f'Thread 0x{ident:016x} "{names.get(ident, "?")}" (most recent call first):']
+        while frame is not None and len(lines) <= THREAD_STACK_DEPTH:
+            line = frame.f_lineno if frame.f_lineno is not None else '???'
+            lines.append(f'  File "{frame.f_code.co_filename}", line {line} in {frame.f_code.co_name}')
+            frame = frame.f_back
+        if frame is not None:
+            lines.append('  ...')
+        blocks.append('\n'.join(lines) + '\n')
+    return '\n'.join(blocks)
+
+
+def write_all(stream, text):
+    """Append text to stream's file descriptor, unbuffered (the stream's own buffer is the crash handler's, or a
+    console's); a file that cannot take it (a full disk) loses it."""
+    data = memoryview(text.encode('utf-8', 'backslashreplace'))
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(stream.fileno(), data):]
 
 
 def _in_forked_child():
@@ -3194,7 +3253,8 @@ class StopSafeDataLoader(DataLoader):
     cannot be handed (a lambda in the dataset, too many separate tensors) is a one-line error that says what to do."""
 
     def __init__(self, *args, worker_init_fn=None, **kwargs):
-        super().__init__(*args, worker_init_fn=functools.partial(_start_worker, worker_init_fn, None), **kwargs)
+        super().__init__(*args, worker_init_fn=functools.partial(_start_worker, worker_init_fn, None, ''),
+                         **kwargs)
         self._your_worker_init_fn, self._tensors_counted = worker_init_fn, False
 
     def __iter__(self):
@@ -3205,7 +3265,8 @@ class StopSafeDataLoader(DataLoader):
             self._check_file_descriptors(start_method)
             self._tensors_counted = True
         stacks_to = worker_stacks_target()
-        self.worker_init_fn = functools.partial(_start_worker, self._your_worker_init_fn, stacks_to)
+        self.worker_init_fn = functools.partial(_start_worker, self._your_worker_init_fn, stacks_to,
+                                                workers_rank_text())
         try:
             with warnings.catch_warnings():  # torch's warning of a pickle error: the error below says more
                 warnings.filterwarnings('ignore', message='Got pickle error when attempting to start a worker')
@@ -3339,35 +3400,59 @@ def stop_loader_workers():
     _iterators_with_workers.clear()
 
 
-def _start_worker(worker_init_fn, stacks_to, worker_id):
+def _start_worker(worker_init_fn, stacks_to, rank, worker_id):
     """StopSafeDataLoader's worker_init_fn: ignore the stop signals, drop any that came while the worker started
     (setting SIG_IGN discards a pending signal), then unblock them and run the user's worker_init_fn. A forked
     worker also leaves Ctrl-\\ to its default: the main process alone shows its stack (several at once interleave).
-    WORKER_STACKS_SIGNAL (from a stall watch: StallWatch.dump_worker_stacks) has faulthandler write each of the
-    worker's threads' stacks where a crash's go in the main process as it starts the worker (stacks_to: a path, ''
-    the console, None nowhere), from C: a worker stuck in a C call shows them too."""
+    A thread of its own answers WORKER_STACKS_SIGNAL (from a stall watch: StallWatch.dump_worker_stacks): see
+    answer_stack_requests."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, 'SIGQUIT'):
         faulthandler.unregister(signal.SIGQUIT)
     if stacks_to is not None:
         with contextlib.suppress(Exception):  # no stacks from this worker, and it works on
-            faulthandler.register(WORKER_STACKS_SIGNAL, file=open(stacks_to, 'ab') if stacks_to else
-                                  console_for_faulthandler(), all_threads=True)
+            answer_stack_requests(stacks_to, f'\n{rank}DataLoader worker {worker_id} (pid {os.getpid()}):\n')
     if hasattr(signal, 'pthread_sigmask'):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if worker_init_fn is not None:
         worker_init_fn(worker_id)
 
 
-def catches_signal(pid, signum):
-    """Whether process `pid` has a handler for `signum`, from Linux's /proc; True where it cannot be told (macOS)."""
+def answer_stack_requests(stacks_to, title):
+    """In a DataLoader worker: block WORKER_STACKS_SIGNAL in this thread (and so in the threads it starts later), and
+    start a thread that waits for it and then appends the title and each other thread's Python stack where a crash's
+    go in the main process as it started the worker (stacks_to: a path, or '' the console). Read while that thread
+    holds the GIL (thread_stacks_text), they show a worker stuck in a read or in any call that lets the GIL go;
+    faulthandler's signal handler, which reads them without it, crashes the worker now and then while it runs Python
+    code (CPython 3.12 and 3.13)."""
+    stream = open(stacks_to, 'ab') if stacks_to else console_for_faulthandler()
+    if stream is None:
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {WORKER_STACKS_SIGNAL})
+
+    def answer():
+        while True:
+            signal.sigwait({WORKER_STACKS_SIGNAL})
+            write_all(stream, title + thread_stacks_text(skip=threading.get_ident()))
+
+    threading.Thread(target=answer, name='stack requests', daemon=True).start()
+
+
+def answers_stack_requests(pid):
+    """Whether DataLoader worker `pid` has started answering WORKER_STACKS_SIGNAL (blocks it: answer_stack_requests),
+    from Linux's /proc; True where it cannot be told (macOS)."""
     try:
         with open(f'/proc/{pid}/status') as f:
-            caught = next(line for line in f if line.startswith('SigCgt:'))
+            blocked = next(line for line in f if line.startswith('SigBlk:'))
     except (OSError, StopIteration):
         return True
-    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
+    return bool(int(blocked.split()[1], 16) >> (WORKER_STACKS_SIGNAL - 1) & 1)
+
+
+def workers_rank_text():
+    """What names this process's DataLoader workers' stacks: 'rank 1's ' under torchrun, else nothing."""
+    return f"rank {dist.get_rank()}'s " if is_distributed() else ''
 
 
 def worker_stacks_target():

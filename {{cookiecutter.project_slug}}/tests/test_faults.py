@@ -409,8 +409,10 @@ def test_a_signal_to_the_process_group_stops_cleanly_with_dataloader_workers(wor
 
 def note_signal_handling(path, worker_id):
     """A worker_init_fn of the user's own: writes how the worker handles the stop signals when it runs."""
-    ignored = [signal.getsignal(signum) == signal.SIG_IGN for signum in (signal.SIGINT, signal.SIGTERM)]
-    path.write_text(f'{worker_id} ignored {ignored} blocked {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}')
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    ignored = [signal.getsignal(signum) == signal.SIG_IGN for signum in stop_signals]
+    blocked = sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []) & set(stop_signals))  # the stacks signal stays
+    path.write_text(f'{worker_id} ignored {ignored} blocked {blocked}')
 
 
 def test_a_worker_init_fn_of_your_own_runs_once_the_stop_signals_are_ignored(tmp_path):
@@ -669,10 +671,16 @@ def test_runs_py_names_a_crash_only_when_its_stack_ends_traceback_txt_after_the_
         f.write(stack.replace('Aborted', 'Segmentation fault'))
     os.utime(tracebacks, ns=(5_000, 5_000))
     assert last_crash(tmp_path) == 'Segmentation fault'
-    with open(tracebacks, 'a') as f:  # a later start's stall (StallWatch): that start was not the crashed one
-        f.write('Timeout (0:31:00)!\nThread 0x00007f (most recent call first):\n  File "train.py", line 1\n')
-    os.utime(tracebacks, ns=(6_000, 6_000))
-    assert last_crash(tmp_path) is None
+    for stall in ('2026-12-05 14:32:12 no batch read for 30.0 minutes (since 14:02:11): each thread\'s Python stack, '
+                  'most recent call first\n', 'Timeout (0:33:00)!\n'):  # StallWatch's own, its fallback's
+        with open(tracebacks, 'a') as f:  # a later start's stall: that start was not the crashed one
+            f.write(stall + 'Thread 0x00007f (most recent call first):\n  File "train.py", line 1\n')
+        os.utime(tracebacks, ns=(6_000, 6_000))
+        assert last_crash(tmp_path) is None
+        with open(tracebacks, 'a') as f:
+            f.write(stack)
+        os.utime(tracebacks, ns=(6_000, 6_000))
+        assert last_crash(tmp_path) == 'Aborted'
     beat.unlink()  # a run from before heartbeats, or ended cleanly since: no crash to tell
     assert last_crash(tmp_path) is None
 
@@ -723,10 +731,13 @@ def test_a_stall_leaves_each_threads_stack_in_traceback_txt_and_a_warning_and_th
         assert not (logs / 'traceback.txt').exists() and 'no batch read' not in train_log
         return
     dump = (logs / 'traceback.txt').read_text()
-    assert re.match(r'Timeout \(0:00:01\.32\d*\)!\n', dump), dump  # 1.2 s and the re-arming's tenth
+    assert re.match(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d no batch read for \d s \(since \d\d:\d\d:\d\d\): '
+                    r"each thread's Python stack, most recent call first\n"
+                    r'Thread 0x[0-9a-f]+ "MainThread" \(most recent call first\):\n', dump), dump
     assert re.search(r'File ".*test_faults\.py", line \d+ in <lambda>\n(  File .*\n)*'
                      r'  File ".*train\.py", line \d+ in train\n', dump), dump  # where the main thread waits
-    assert re.search(r'File ".*utils\.py", line \d+ in beat\n', dump), dump  # and the other threads
+    assert re.search(r'"heartbeat" .*\n(  File .*\n)*  File ".*utils\.py", line \d+ in beat\n', dump), dump  # others
+    assert '"stall watch"' not in dump and 'Timeout (' not in dump, dump  # the watch's own, once; no fallback
     path = os.path.join('loggers', logs.name, 'traceback.txt')
     warned = re.search(r'warning: no batch read for \d s \(since (\d\d:\d\d:\d\d)\): each thread.s '
                        rf'Python stack is now in {re.escape(path)}; the run goes on .*--stall_minutes 0.02 sets when',
@@ -736,6 +747,38 @@ def test_a_stall_leaves_each_threads_stack_in_traceback_txt_and_a_warning_and_th
     assert int(read_again.group(1)) >= 4
     (logs / 'train.log').write_text(train_log[:train_log.index('\n', warned.start()) + 1])  # as while it stalled
     assert stalled_since(logs) == warned.group(1)  # runs.py reads the line train.py writes
+
+
+# stalls of the main thread in Python code (a slow step's), each told by the stall watch while that code runs
+STALLED_IN_PYTHON_CODE = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import utils
+
+
+def busy_python(depth):
+    return busy_python(depth - 1) if depth else sum(i for i in range(20))  # frames come and go
+
+
+with utils.StallWatch(0.0002) as watch:  # 12 ms without a read, looked at every 1.2 ms
+    for stall in range(200):
+        watch.on_read()
+        end = time.monotonic() + 0.03
+        while time.monotonic() < end:
+            busy_python(30)
+print('done', flush=True)
+"""
+
+
+def test_a_stall_told_while_the_main_thread_runs_python_code_leaves_its_stack_and_the_run_goes_on():
+    # faulthandler's timer, which read the stacks without the GIL, crashed such a process within a few tells (CPython
+    # 3.10, 3.12 and 3.13; within a few hundred on 3.11)
+    stalled = subprocess.run([sys.executable, '-c', STALLED_IN_PYTHON_CODE, str(PROJECT)], capture_output=True,
+                             text=True, timeout=120)  # no run: the stacks go to the console
+    assert stalled.returncode == 0 and stalled.stdout == 'done\n', stalled.stderr[-3000:]
+    told = re.findall(r'no batch read for \d s .*\nThread 0x[0-9a-f]+ "MainThread" \(most recent call first\):\n'
+                      r'(  File .*\n)*?  File "<string>", line \d+ in busy_python\n', stalled.stderr)
+    assert len(told) >= 100, stalled.stderr[-3000:]  # of 200 stalls: one tell each, at most
 
 
 # train.py whose training DataLoader worker sleeps in slow_read: 'reading', at its fourth batch's first sample (the
@@ -808,8 +851,9 @@ def test_a_stall_in_a_dataloader_worker_leaves_that_workers_stack_in_traceback_t
     # the last stall's (a worker's slow start, under load, may have been one before it): the main process's stacks
     # first, waiting for a batch, then each worker's under a line that names it: the validation loader's (started
     # at 3.10, before train(), waiting for work) and the training loader's, in the function it is stuck in
-    assert dump.startswith('Timeout ('), dump
-    main, *workers = dump[dump.rindex('Timeout ('):].split('\nDataLoader worker ')
+    stall = re.compile(r'^.* no batch read for .*$', re.M)  # StallWatch's line above the main process's stacks
+    assert stall.match(dump), dump
+    main, *workers = dump[[*stall.finditer(dump)][-1].start():].split('\nDataLoader worker ')
     assert re.search(r'File ".*dataloader\.py", line \d+ in _get_data\n', main), dump
     assert len(workers) == len({worker.split('\n')[0] for worker in workers}) == 2, dump
     if when == 'starting':
@@ -827,40 +871,94 @@ def test_a_stall_in_a_dataloader_worker_leaves_that_workers_stack_in_traceback_t
 def test_a_stall_watch_asks_each_dataloader_worker_for_its_stacks_under_a_line_naming_its_rank(monkeypatch, capfd):
     loader = StopSafeDataLoader(list(range(8)), batch_size=4, num_workers=1, persistent_workers=True,
                                 multiprocessing_context='fork')  # its console is this test's captured stderr
+    monkeypatch.setattr(utils, 'is_distributed', lambda: True)  # as under torchrun
+    monkeypatch.setattr(utils.dist, 'get_rank', lambda: 1)
     batches = iter(loader)
     assert next(batches).tolist() == [0, 1, 2, 3]  # the worker runs
     pid = batches._workers[0].pid
-    monkeypatch.setattr(utils, 'is_distributed', lambda: True)  # as under torchrun
-    monkeypatch.setattr(utils.dist, 'get_rank', lambda: 1)
     with utils.StallWatch(10) as watch:  # not due: asked by hand, where a stall would ask
         assert watch.path is None and watch.dump_worker_stacks() >= 1
         time.sleep(0.5)
-    assert re.search(rf"\nrank 1's DataLoader worker 0 \(pid {pid}\):\n(Current thread|Thread) 0x(.*\n)*?"
+    assert re.search(rf"\nrank 1's DataLoader worker 0 \(pid {pid}\):\nThread 0x[0-9a-f]+ \"MainThread\" (.*\n)*?"
                      r'  File ".*worker\.py", line \d+ in _worker_loop\n', capfd.readouterr().err)
     assert next(batches).tolist() == [4, 5, 6, 7]  # it goes on
 
 
-# a child forked while the stall watch's timer runs, that exits as a Python program does (sys.exit: Python's shutdown)
+class BusyForSeconds(torch.utils.data.Dataset):
+    """Items 0-3 at once, then each later one after `seconds` of Python code on a deep stack (a slow step's)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        end = time.monotonic() + self.seconds * (index >= 4)
+        while time.monotonic() < end:
+            busy_python(30)
+        return index
+
+
+def busy_python(depth):
+    return busy_python(depth - 1) if depth else sum(i for i in range(20))  # frames come and go
+
+
+@pytest.mark.skipif('fork' not in multiprocessing.get_all_start_methods(), reason='no fork (Windows)')
+def test_a_dataloader_worker_asked_for_its_stacks_while_it_runs_python_code_goes_on(capfd):
+    # faulthandler's signal handler, which read them without the GIL, crashed such a worker within a few hundred asks
+    # (CPython 3.12; within tens on 3.13)
+    loader = StopSafeDataLoader(BusyForSeconds(0.4), batch_size=4, num_workers=1, persistent_workers=True,
+                                multiprocessing_context='fork')  # its console is this test's captured stderr
+    batches = iter(loader)
+    assert next(batches).tolist() == [0, 1, 2, 3]
+    asked, done = [], threading.Event()
+
+    def ask():
+        with utils.StallWatch(10) as watch:  # not due: asked by hand, as often as stalls never come
+            while not done.wait(0.005):
+                asked.append(watch.dump_worker_stacks())
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    try:
+        assert next(batches).tolist() == [4, 5, 6, 7]  # 1.6 s of Python code in the worker
+    finally:
+        done.set()
+        asking.join(10)
+    answers = re.findall(r'\nDataLoader worker 0 \(pid \d+\):\n(?:.*\n)*?  File ".*test_faults\.py", line \d+ in '
+                         r'busy_python\n', capfd.readouterr().err)
+    assert sum(asked) >= 100 and len(answers) >= 50, (sum(asked), len(answers))
+
+
+# a child forked while the stall watch's fallback timer runs, that exits as a Python program does (sys.exit: Python's
+# shutdown), waited for in a stall in calls that hold the GIL (libc's, through PyDLL), where the watch thread cannot run
 FORKED_WHILE_ARMED = """
-import os, sys, time, warnings
+import ctypes, os, sys, warnings
 sys.path.insert(0, sys.argv[1])
 import utils
 warnings.simplefilter('ignore', DeprecationWarning)  # Python 3.12+: fork() in a process with threads
-with utils.StallWatch(0.01):  # 0.6 s, and a tenth more
+utils.STALL_FALLBACK_SECONDS = 0
+libc, status = ctypes.PyDLL(None), ctypes.c_int()
+with utils.StallWatch(0.04):  # 2.4 s (longer than the child's exit, with torch loaded); the fallback 3.12 s
     pid = os.fork()
     if pid == 0:
         sys.exit(7)
-    print('child', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-    time.sleep(1.5)  # the timer, set again after the fork, fires
+    libc.waitpid(pid, ctypes.byref(status), 0)
+    libc.sleep(4)  # the timer, set again after the fork, fires
+    print('child', os.waitstatus_to_exitcode(status.value), flush=True)
 """
 
 
 @pytest.mark.skipif(not hasattr(os, 'fork'), reason='no os.fork (Windows)')
-def test_a_child_forked_while_the_stall_watch_runs_exits_and_the_watch_still_fires():
+def test_a_child_forked_while_the_stall_watch_runs_exits_and_its_fallback_fires_in_a_call_that_holds_the_gil():
     forked = subprocess.run([sys.executable, '-c', FORKED_WHILE_ARMED, str(PROJECT)], capture_output=True, text=True,
                             timeout=30)  # without the fork hooks the child waits for the parent's timer thread: forever
     assert forked.returncode == 0 and forked.stdout == 'child 7\n', forked
-    assert re.match(r'Timeout \(0:00:00\.\d+\)!\nThread ', forked.stderr), forked.stderr
+    assert re.match(r'Timeout \(0:00:03\.1\d*\)!\nThread ', forked.stderr), forked.stderr
+    sleep_line = next(n for n, line in enumerate(FORKED_WHILE_ARMED.split('\n'), 1) if 'libc.sleep' in line)
+    assert f'File "<string>", line {sleep_line} in <module>\n' in forked.stderr, forked.stderr
+    assert 'no batch read for' not in forked.stderr, forked.stderr  # the watch thread, once it ran, dumped no more
 
 
 def test_runs_py_shows_a_live_run_whose_train_log_ends_with_the_stall_warning_as_stalled(tmp_path):
@@ -884,7 +982,7 @@ def test_runs_py_shows_a_live_run_whose_train_log_ends_with_the_stall_warning_as
 def test_the_read_that_ends_a_stall_is_not_taken_for_another_stall_while_it_says_so(monkeypatch):
     # the watch thread looks every rearm_seconds, at any moment: here while that read writes its line to train.log
     with utils.StallWatch(10) as watch:  # 10 minutes: its own thread does not look during the test
-        watch.armed_at, watch.reported = time.monotonic() - watch.timeout - 1, True  # as once a stall was told
+        watch.last_read, watch.reported = time.monotonic() - watch.seconds - 1, True  # as once a stall was told
         told, info = [], logging.Logger.info
 
         def write_then_look(logger, message, *args, **kwargs):
@@ -900,12 +998,12 @@ def test_the_read_that_ends_a_stall_is_not_taken_for_another_stall_while_it_says
 
 
 def test_a_read_while_a_stall_is_told_writes_its_line_after_the_warning(monkeypatch):
-    # the watch thread tells a stall in steps (each DataLoader worker's stacks, 0.25 s apart, then the warning): a
+    # the watch thread tells a stall in steps (the stacks, each DataLoader worker's asked for, then the warning): a
     # read meanwhile that wrote its line first left train.log ending with the warning, and runs.py showed it stalled
     told = []
     monkeypatch.setattr(logging.Logger, 'info', lambda logger, message, *args, **kwargs: told.append(message))
     with utils.StallWatch(10) as watch:  # 10 minutes: its own thread does not look during the test
-        watch.armed_at = time.monotonic() - watch.timeout - 1  # the timer has fired
+        watch.last_read = time.monotonic() - watch.seconds - 1  # no batch read for its minutes
         dumping, dumped = threading.Event(), threading.Event()
 
         def slow_worker_stacks():
