@@ -396,10 +396,10 @@ def stalled_since(folder):
 
 
 FATAL_ERROR = re.compile(r'^Fatal Python error: (.+)$', re.M)  # faulthandler's first line
-TRACEBACK_HEADER = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( rank \d+)?$', re.M)  # utils.write_traceback's
+DATED_HEADER = r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( rank \d+)?'  # utils.dated_header's
+TRACEBACK_HEADER = re.compile(rf'^{DATED_HEADER}$', re.M)  # utils.write_traceback's
 # above a stall's stacks (utils.StallWatch): its own line, or faulthandler's (its fallback's, and older runs')
-STALL_HEADER = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( rank \d+)? no batch read for .*|Timeout \([\d:.]+\)!)$',
-                          re.M)
+STALL_HEADER = re.compile(rf'^({DATED_HEADER} no batch read for .*|Timeout \([\d:.]+\)!)$', re.M)
 
 
 def last_crash(folder):

@@ -1068,14 +1068,17 @@ class StallWatch:
     def timer_fired(self, now):
         return self.timer_armed and now >= self.armed_at + self.fallback_timeout
 
+    def cancel_timer(self):  # with self.arming held
+        faulthandler.cancel_dump_traceback_later()
+        self.timer_armed = False
+
     @staticmethod
     def before_fork():
         watch = StallWatch.active
         if watch is not None:
             with watch.arming:
                 watch.paused = watch.timer_armed and not watch.timer_fired(time.monotonic())  # one dump per stall
-                faulthandler.cancel_dump_traceback_later()
-                watch.timer_armed = False
+                watch.cancel_timer()
 
     @staticmethod
     def after_fork():
@@ -1099,17 +1102,15 @@ class StallWatch:
             if now - self.last_read < self.seconds:  # read meanwhile
                 return
             fired = self.timer_fired(now)  # the GIL was held until now: the fallback has written the stacks
-            faulthandler.cancel_dump_traceback_later()
-            self.timer_armed = False
+            self.cancel_timer()
         with self.telling:
             self.reported = True
             since = time.strftime('%H:%M:%S', time.localtime(time.time() - (now - self.last_read)))
             stalled_for = duration_text(now - self.last_read)
             if not fired:
-                rank = f' rank {dist.get_rank()}' if is_distributed() else ''
-                write_all(self.file, f"{time.strftime('%Y-%m-%d %H:%M:%S')}{rank} no batch read for {stalled_for} "
-                                     f"(since {since}): each thread's Python stack, most recent call first\n"
-                                     + thread_stacks_text(skip=threading.get_ident()))
+                header = dated_header(dist.get_rank() if is_distributed() else 0)
+                write_all(self.file, f"{header} no batch read for {stalled_for} (since {since}): each thread's Python "
+                                     'stack, most recent call first\n' + thread_stacks_text(skip=threading.get_ident()))
             workers = " and each DataLoader worker's" if self.dump_worker_stacks() else ''
             logging.getLogger('train').info(
                 f"{STALL_WARNING} {stalled_for} (since {since}): each thread's Python stack{workers} is now in "
@@ -1143,8 +1144,7 @@ class StallWatch:
         if self.file is not None:
             StallWatch.active = None
             with self.arming:
-                faulthandler.cancel_dump_traceback_later()
-                self.timer_armed = False
+                self.cancel_timer()
             self.stopped.set()
             self.thread.join(timeout=HEARTBEAT_JOIN_SECONDS)  # its log line may be stuck on the file system that hangs
 
@@ -2548,14 +2548,19 @@ def log_rank_error(err, rank, epoch, config, resume_cmd):
             f.write(escaped(f"{time.strftime('%Y-%m-%d %H:%M:%S')} | {line}\n").encode('utf-8'))
 
 
+def dated_header(rank=0):
+    """traceback.txt's line above an error or a stall's stacks: the time, and a rank other than 0 (runfiles'
+    DATED_HEADER reads it)."""
+    return time.strftime('%Y-%m-%d %H:%M:%S') + (f' rank {rank}' if rank else '')
+
+
 def write_traceback(err, folder, rank=0):
     """Keep the error's whole traceback in folder/traceback.txt, where a failed or interrupted run shows one line of
     it (appended, after the time: a resumed run may stop so again; on a line of its own after one cut short by a
     crash). Under DDP a rank other than 0 names itself after the time. Returns the clause that says where it is
     ('' if it could not be written: the run is stopping anyway; or the folder is on another machine)."""
     path = os.path.join(folder, TRACEBACK_FILE)
-    header = time.strftime('%Y-%m-%d %H:%M:%S') + (f' rank {rank}' if rank else '')
-    text = f"{header}\n{''.join(traceback.format_exception(err))}\n"
+    text = f"{dated_header(rank)}\n{''.join(traceback.format_exception(err))}\n"
     try:
         with open(path, 'a+b') as f:  # backslashreplace: a file name's undecodable bytes (surrogates) are no new error
             f.write(('\n' * cut_short(f) + text).encode('utf-8', 'backslashreplace'))

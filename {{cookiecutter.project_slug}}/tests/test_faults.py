@@ -884,20 +884,12 @@ def test_a_stall_watch_asks_each_dataloader_worker_for_its_stacks_under_a_line_n
     assert next(batches).tolist() == [4, 5, 6, 7]  # it goes on
 
 
-class BusyForSeconds(torch.utils.data.Dataset):
-    """Items 0-3 at once, then each later one after `seconds` of Python code on a deep stack (a slow step's)."""
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, index):
-        end = time.monotonic() + self.seconds * (index >= 4)
-        while time.monotonic() < end:
-            busy_python(30)
-        return index
+def busy_from_item_4(item):
+    """Items 0-3 at once, then each later one after 0.4 s of Python code on a deep stack (a slow step's)."""
+    end = time.monotonic() + 0.4 * (int(item) >= 4)
+    while time.monotonic() < end:
+        busy_python(30)
+    return item
 
 
 def busy_python(depth):
@@ -908,7 +900,7 @@ def busy_python(depth):
 def test_a_dataloader_worker_asked_for_its_stacks_while_it_runs_python_code_goes_on(capfd):
     # faulthandler's signal handler, which read them without the GIL, crashed such a worker within a few hundred asks
     # (CPython 3.12; within tens on 3.13)
-    loader = StopSafeDataLoader(BusyForSeconds(0.4), batch_size=4, num_workers=1, persistent_workers=True,
+    loader = StopSafeDataLoader(Transformed(busy_from_item_4), batch_size=4, num_workers=1, persistent_workers=True,
                                 multiprocessing_context='fork')  # its console is this test's captured stderr
     batches = iter(loader)
     assert next(batches).tolist() == [0, 1, 2, 3]
