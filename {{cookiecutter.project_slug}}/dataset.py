@@ -30,7 +30,7 @@ Layout under config['dataset_dir']:
     <target value>/<images>   one folder per target value, named as a number (e.g. 0.25/)
 {%- endif %}
 Images in subfolders of those folders count too.
-Images (.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm, .tga) are read with
+Images (.png, .jpg, .jpeg, .jpe, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm, .tga) are read with
 Pillow, turned upright by their EXIF orientation, converted to image_channels (1: L, 3: RGB, 4: RGBA) and resized to
 image_size x image_size: the whole image, stretched (resize 'stretch'), its largest centred square (resize
 'center_crop'), or the whole image with its shape kept, in the middle of a black square (resize 'pad').
@@ -543,14 +543,16 @@ class CsvDataset(Dataset):
 {%- elif cookiecutter.dataset == 'image_folder' %}
 
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.jfif', '.bmp', '.gif', '.webp', '.tif', '.tiff',  # any case
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.jpe', '.jfif', '.bmp', '.gif', '.webp', '.tif', '.tiff',  # any case
                   '.ppm', '.pgm', '.pbm', '.pnm',  # Netpbm: GTSRB's traffic signs, older face datasets
                   '.tga')  # Truevision: renders from game engines (synthetic datasets)
 # Image formats left out, so that a folder is the same data wherever it is read (Pillow reads some only with a plugin,
-# a build option or a newer version, .ico and .dds differently by version, .pam not at all; others are HDR, vectors,
-# layered .psd or camera raws): a warning counts them
-LEFT_OUT_SUFFIXES = ('.heic', '.heif', '.avif', '.jxl', '.jp2', '.j2k', '.pfm', '.exr', '.hdr', '.svg', '.psd', '.ico',
-                     '.dds', '.pam', '.dng', '.cr2', '.cr3', '.nef', '.arw', '.raf', '.orf', '.rw2')
+# a build option or a newer version, .ico, .cur and .dds differently by version, .pam not at all; others are HDR,
+# vectors, layered .psd, camera raws, animations or rare formats that JPEG or PNG replace): a warning counts them
+LEFT_OUT_SUFFIXES = ('.heic', '.heif', '.avif', '.jxl', '.jp2', '.j2k', '.jpx', '.jpf', '.jpc', '.j2c', '.pfm', '.exr',
+                     '.hdr', '.svg', '.eps', '.psd', '.ico', '.cur', '.icns', '.dds', '.pam', '.dng', '.cr2', '.cr3',
+                     '.nef', '.arw', '.raf', '.orf', '.rw2', '.apng', '.mpo', '.qoi', '.pcx', '.dib', '.sgi', '.rgb',
+                     '.ras', '.xbm', '.xpm', '.fits', '.fit')
 PIL_MODES = {1: 'L', 3: 'RGB', 4: 'RGBA'}
 RESIZE_CHOICES = ('stretch', 'center_crop', 'pad')
 FULL_SCALE = {'I': 65535, 'F': 1.0}  # white in 16-bit ('I;16...', or 'I') and float greyscale images

@@ -29,7 +29,7 @@ from dataset import DATA_CONFIG, HEADER_NAMES_SHOWN, CsvDataset, build_datasets,
 {%- elif cookiecutter.dataset == 'sequence' %}
 from dataset import DATA_CONFIG, SequenceDataset, build_datasets, make_example
 {%- elif cookiecutter.dataset == 'image_folder' %}
-from dataset import DATA_CONFIG, ImageFolderDataset, build_datasets, make_example
+from dataset import DATA_CONFIG, IMAGE_SUFFIXES, LEFT_OUT_SUFFIXES, ImageFolderDataset, build_datasets, make_example
 {%- else %}
 from dataset import DATA_CONFIG, build_datasets, make_example
 {%- endif %}
@@ -896,8 +896,8 @@ def test_an_image_over_pillows_size_limit_is_a_clear_error(tmp_path, config, mon
 
 
 @pytest.mark.parametrize('suffix, pil_format', [('.BMP', 'BMP'), ('.gif', 'GIF'), ('.webp', 'WEBP'),
-                                               ('.tif', 'TIFF'), ('.TIFF', 'TIFF'), ('.jfif', 'JPEG'), ('.ppm', 'PPM'),
-                                               ('.PGM', 'PPM'), ('.pbm', 'PPM'), ('.pnm', 'PPM'),
+                                               ('.tif', 'TIFF'), ('.TIFF', 'TIFF'), ('.jpe', 'JPEG'), ('.jfif', 'JPEG'),
+                                               ('.ppm', 'PPM'), ('.PGM', 'PPM'), ('.pbm', 'PPM'), ('.pnm', 'PPM'),
                                                ('.tga', 'TGA')])
 def test_other_image_formats_are_read(tmp_path, config, suffix, pil_format):
     png = two_class_images(tmp_path / 'data', config).files[0]
@@ -1322,14 +1322,14 @@ def test_image_files_of_formats_left_out_are_counted_in_a_warning_in_training_an
     for name in ('IMG_0002.HEIC', 'IMG_0001.heic', 'sub/scan.dng', '.cache/a.heic', 'notes.txt'):  # hidden, not images
         (first / name).parent.mkdir(exist_ok=True)
         (first / name).write_bytes(b'not read')
-    for name in ('photo.avif', 'scene.exr', 'tile.JP2', 'layers.psd'):
+    for name in ('photo.avif', 'scene.exr', 'tile.JP2', 'layers.psd', 'spinner.apng', 'scan.PCX'):
         (last / name).write_bytes(b'not read')
     for name in ('IMG_0003.HEIC', '._IMG_0003.HEIC'):  # beside the folders: no label either way; macOS's copy hidden
         (workdir / 'data' / name).write_bytes(b'not read')
     example = min(first / 'IMG_0001.heic', workdir / 'data' / 'IMG_0003.HEIC')
-    warning = (f"warning: '{workdir / 'data'}' holds 8 image files of a format that this reader leaves out (1 .avif, "
-               f"1 .dng, 1 .exr, 3 .heic, 1 .jp2, 1 .psd; e.g. '{example}'), so the data goes without them; convert "
-               'them to JPEG or PNG to use them')
+    warning = (f"warning: '{workdir / 'data'}' holds 10 image files of a format that this reader leaves out (1 .apng, "
+               f"1 .avif, 1 .dng, 1 .exr, 3 .heic, 1 .jp2, 1 .pcx, 1 .psd; e.g. '{example}'), so the data goes without "
+               'them; convert them to JPEG or PNG to use them')
     assert train.main(args) == 0
     log = (workdir / 'loggers' / 'first' / 'train.log').read_text()
     assert [line.split(' | ')[-1] for line in log.splitlines() if 'leaves out' in line] == [warning]
@@ -1340,6 +1340,13 @@ def test_image_files_of_formats_left_out_are_counted_in_a_warning_in_training_an
     predict.predict(workdir / 'checkpoints' / 'first' / 'best_checkpoint.pt', workdir / 'data', workdir / 'p.csv')
     assert capsys.readouterr().err.splitlines()[0] == warning
     assert len((workdir / 'p.csv').read_text().splitlines()) == len(images) + 1
+
+
+def test_the_readme_names_every_image_format_read_or_left_out():
+    readme = (PROJECT / 'README.md').read_text(encoding='utf-8')
+    assert not set(IMAGE_SUFFIXES) & set(LEFT_OUT_SUFFIXES)
+    missing = [suffix for suffix in IMAGE_SUFFIXES + LEFT_OUT_SUFFIXES if f'`{suffix}`' not in readme]
+    assert not missing, f"README.md does not name {', '.join(missing)}"
 
 
 def test_one_image_file_of_a_format_left_out_beside_the_folders_gets_the_warning_in_the_singular(tmp_path, config):
@@ -1388,7 +1395,7 @@ def test_an_empty_class_folder_is_a_clear_error(tmp_path, config):
     make_example(tmp_path / 'data', {**DATA_CONFIG, **TWO_CLASSES}, n_samples=6)
     (tmp_path / 'data' / 'zebra').mkdir()
     empty = f"class folder '{tmp_path / 'data' / 'zebra'}' holds no images"
-    suffixes = '(.png, .jpg, .jpeg, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm, .tga)'
+    suffixes = '(.png, .jpg, .jpeg, .jpe, .jfif, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm, .tga)'
     with pytest.raises(RunError) as error:
         ImageFolderDataset({**config, 'num_classes': 3}, tmp_path / 'data')
     assert str(error.value) == f'{empty} {suffixes}; add some or remove it'
