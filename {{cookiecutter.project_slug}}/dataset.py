@@ -547,8 +547,9 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.jpe', '.jfif', '.bmp', '.gif', '.we
                   '.ppm', '.pgm', '.pbm', '.pnm',  # Netpbm: GTSRB's traffic signs, older face datasets
                   '.tga')  # Truevision: renders from game engines (synthetic datasets)
 # Image formats left out, so that a folder is the same data wherever it is read (Pillow reads some only with a plugin,
-# a build option or a newer version, .ico, .cur and .dds differently by version, .pam not at all; others are HDR,
-# vectors, layered .psd, camera raws, animations or rare formats that JPEG or PNG replace): a warning counts them
+# a build option or a newer version, .qoi from 9.5, .ico and .dds differently by version, .pam not at all; others are
+# HDR, vectors, layered .psd, camera raws, icons, animations or rare formats that JPEG or PNG replace): a warning
+# counts them
 LEFT_OUT_SUFFIXES = ('.heic', '.heif', '.avif', '.jxl', '.jp2', '.j2k', '.jpx', '.jpf', '.jpc', '.j2c', '.pfm', '.exr',
                      '.hdr', '.svg', '.eps', '.psd', '.ico', '.cur', '.icns', '.dds', '.pam', '.dng', '.cr2', '.cr3',
                      '.nef', '.arw', '.raf', '.orf', '.rw2', '.apng', '.mpo', '.qoi', '.pcx', '.dib', '.sgi', '.rgb',
