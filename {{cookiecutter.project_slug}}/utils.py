@@ -1131,8 +1131,8 @@ class StallWatch:
                     os.kill(pid, WORKER_STACKS_SIGNAL)
                     asked += 1
                 else:
-                    write_all(self.file, f'\n{rank}DataLoader worker {index} (pid {pid}): still starting (no code '
-                                         'of ours has run in it yet), no stack\n')
+                    title = worker_title(rank, index, pid)
+                    write_all(self.file, f'{title}: still starting (no code of ours has run in it yet), no stack\n')
             except OSError:  # gone meanwhile
                 continue
         return asked
@@ -3417,7 +3417,7 @@ def _start_worker(worker_init_fn, stacks_to, rank, worker_id):
         faulthandler.unregister(signal.SIGQUIT)
     if stacks_to is not None:
         with contextlib.suppress(Exception):  # no stacks from this worker, and it works on
-            answer_stack_requests(stacks_to, f'\n{rank}DataLoader worker {worker_id} (pid {os.getpid()}):\n')
+            answer_stack_requests(stacks_to, worker_title(rank, worker_id, os.getpid()) + ':\n')
     if hasattr(signal, 'pthread_sigmask'):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if worker_init_fn is not None:
@@ -3458,6 +3458,12 @@ def answers_stack_requests(pid):
 def workers_rank_text():
     """What names this process's DataLoader workers' stacks: 'rank 1's ' under torchrun, else nothing."""
     return f"rank {dist.get_rank()}'s " if is_distributed() else ''
+
+
+def worker_title(rank, index, pid):
+    """The line that heads a DataLoader worker's stacks in a stall dump (rank: workers_rank_text() in the main
+    process), whether the worker writes them or the watch writes that it is still starting."""
+    return f'\n{rank}DataLoader worker {index} (pid {pid})'
 
 
 def worker_stacks_target():
