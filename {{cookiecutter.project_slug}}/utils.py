@@ -3461,8 +3461,9 @@ def workers_rank_text():
 
 
 def worker_title(rank, index, pid):
-    """The line that heads a DataLoader worker's stacks in a stall dump (rank: workers_rank_text() in the main
-    process), whether the worker writes them or the watch writes that it is still starting."""
+    """A newline, then the heading up to its colon that names a DataLoader worker in a stall dump (rank:
+    workers_rank_text() in the main process), whether the worker writes its stacks or the watch writes that it is
+    still starting."""
     return f'\n{rank}DataLoader worker {index} (pid {pid})'
 
 
